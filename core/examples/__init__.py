@@ -1,0 +1,1 @@
+"""Bundled example dataset and simulated system under test."""

@@ -1,0 +1,307 @@
+"""Jobs: a registered name plus a JSON payload, the options that govern their retries, and
+the pure decisions taken when one finishes (ack, release, or fail)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from .errors import ConfigError
+
+
+class JobState(StrEnum):
+    READY = "ready"
+    DELAYED = "delayed"
+    RESERVED = "reserved"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+
+
+class FailureKind(StrEnum):
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    LOST = "lost"  # its worker died (lease lapsed) more often than tries allow
+    UNKNOWN_JOB = "unknown_job"
+    RATE_LIMITED = "rate_limited"  # still rate-limited when retry_until passed
+    INVALID_PAYLOAD = "invalid_payload"
+
+
+class RateLimited(Exception):
+    """Raised by a job (or a SUT it calls) when a provider said 429: the job is released,
+    not failed, and no try is used."""
+
+    def __init__(self, retry_after: float | None = None, message: str = "rate limited") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """An error that retrying cannot fix (a missing module, an invalid payload): fail at once."""
+
+    kind = "exception"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job settings; a job's registration gives defaults that a dispatch may override."""
+
+    tries: int = 3  # attempts in all; 0 = unlimited
+    max_exceptions: int = 0  # 0 = only `tries` bounds exceptions
+    backoff: tuple[float, ...] = (1.0, 5.0, 30.0)  # seconds before retry n; the last repeats
+    jitter: float = 0.0  # +/- fraction applied to each backoff delay
+    timeout: float = 60.0  # seconds for one attempt; 0 = none
+    retry_until: float | None = None  # epoch seconds after which no retry starts
+
+    def validate(self) -> JobOptions:
+        if self.tries < 0:
+            raise ConfigError(f"tries must be >= 0, got {self.tries}")
+        if self.max_exceptions < 0:
+            raise ConfigError(f"max_exceptions must be >= 0, got {self.max_exceptions}")
+        if any(b < 0 for b in self.backoff):
+            raise ConfigError(f"backoff delays must be >= 0, got {list(self.backoff)}")
+        if self.timeout < 0:
+            raise ConfigError(f"timeout must be >= 0, got {self.timeout}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"jitter must be between 0 and 1, got {self.jitter}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tries": self.tries,
+            "max_exceptions": self.max_exceptions,
+            "backoff": list(self.backoff),
+            "jitter": self.jitter,
+            "timeout": self.timeout,
+            "retry_until": self.retry_until,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobOptions:
+        return cls(
+            tries=int(data.get("tries", 3)),
+            max_exceptions=int(data.get("max_exceptions", 0)),
+            backoff=tuple(float(b) for b in data.get("backoff", (1.0,))) or (0.0,),
+            jitter=float(data.get("jitter", 0.0)),
+            timeout=float(data.get("timeout", 60.0)),
+            retry_until=None if data.get("retry_until") is None else float(data["retry_until"]),
+        )
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique without coordination: 12 hex digits of ms time + 8 random bytes."""
+    return f"{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as a worker sees it after a pop: the immutable envelope plus counters."""
+
+    id: str
+    name: str
+    payload: Any
+    queue: str
+    options: JobOptions
+    enqueued_at: float  # epoch seconds of the first dispatch
+    lane: str = "_"
+    batch: str | None = None
+    tenant: str | None = None
+    tags: tuple[str, ...] = ()
+    attempts: int = 0  # times started, this one included
+    releases: int = 0  # times released by a rate-limit signal (no try used)
+    exceptions: int = 0
+
+    @property
+    def tries_used(self) -> int:
+        return self.attempts - self.releases
+
+    def envelope(self) -> str:
+        """The JSON stored in Redis: everything that does not change while the job lives."""
+        return json.dumps(
+            {
+                "id": self.id,
+                "name": self.name,
+                "payload": self.payload,
+                "queue": self.queue,
+                "options": self.options.to_json(),
+                "enqueued_at": self.enqueued_at,
+                "batch": self.batch,
+                "tenant": self.tenant,
+                "tags": list(self.tags),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_envelope(
+        cls, data: str, *, lane: str = "_", attempts: int = 0, releases: int = 0, exceptions: int = 0
+    ) -> Job:
+        env = json.loads(data)
+        return cls(
+            id=env["id"],
+            name=env["name"],
+            payload=env.get("payload"),
+            queue=env["queue"],
+            options=JobOptions.from_json(env.get("options") or {}),
+            enqueued_at=float(env.get("enqueued_at", 0.0)),
+            lane=lane,
+            batch=env.get("batch"),
+            tenant=env.get("tenant"),
+            tags=tuple(env.get("tags") or ()),
+            attempts=attempts,
+            releases=releases,
+            exceptions=exceptions,
+        )
+
+
+class JobContext(Protocol):
+    """What a running job can ask of the worker that runs it."""
+
+    @property
+    def job(self) -> Job: ...
+
+    def write_result(self, run_id: str, index: int, result: dict[str, Any], ttl: int) -> None:
+        """Store an eval run's result together with this job's acknowledgement."""
+
+
+JobFunc = Callable[..., Any]
+FailedHook = Callable[[JobContext, BaseException, dict[str, Any]], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A registered job: its function, default options and `failed` hook."""
+
+    name: str
+    func: JobFunc
+    options: JobOptions = field(default_factory=JobOptions)
+    queue: str = "default"
+    on_failure: FailedHook | None = None
+    takes_context: bool = True
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+
+REGISTRY: dict[str, JobSpec] = {}
+
+
+def job(
+    name: str | None = None,
+    *,
+    queue: str = "default",
+    tries: int | None = None,
+    backoff: Sequence[float] | float | None = None,
+    timeout: float | None = None,
+    max_exceptions: int | None = None,
+    on_failure: FailedHook | None = None,
+) -> Callable[[JobFunc], JobFunc]:
+    """Register a function as a job.  It is called as ``func(ctx, payload)`` or ``func(payload)``
+    (sync functions run in the worker's thread pool)."""
+
+    def decorate(func: JobFunc) -> JobFunc:
+        opts = JobOptions()
+        if tries is not None:
+            opts = replace(opts, tries=tries)
+        if backoff is not None:
+            opts = replace(opts, backoff=normalise_backoff(backoff))
+        if timeout is not None:
+            opts = replace(opts, timeout=timeout)
+        if max_exceptions is not None:
+            opts = replace(opts, max_exceptions=max_exceptions)
+        params = [
+            p
+            for p in inspect.signature(func).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        spec = JobSpec(
+            name=name or f"{func.__module__}.{func.__qualname__}",
+            func=func,
+            options=opts.validate(),
+            queue=queue,
+            on_failure=on_failure,
+            takes_context=len(params) >= 2,
+        )
+        REGISTRY[spec.name] = spec
+        return func
+
+    return decorate
+
+
+def normalise_backoff(backoff: Sequence[float] | float) -> tuple[float, ...]:
+    if isinstance(backoff, int | float):
+        return (float(backoff),)
+    values = tuple(float(b) for b in backoff)
+    return values or (0.0,)
+
+
+def backoff_delay(backoff: Sequence[float], retry_number: int, jitter: float = 0.0, rnd: float = 0.5) -> float:
+    """Delay before retry ``retry_number`` (1-based); the list's last value repeats.
+    ``rnd`` in [0, 1) picks the jitter, so the function stays pure."""
+    if not backoff:
+        return 0.0
+    base = backoff[min(max(retry_number, 1), len(backoff)) - 1]
+    return max(0.0, base * (1.0 + jitter * (2.0 * rnd - 1.0)))
+
+
+class Verdict(StrEnum):
+    ACK = "ack"
+    RELEASE = "release"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    delay: float = 0.0
+    rate_limited: bool = False  # a release that uses no try
+    kind: str = ""
+    reason: str = ""
+
+
+def decide(
+    job: Job,
+    *,
+    outcome: str,
+    now: float,
+    retry_after: float | None = None,
+    permanent: bool = False,
+    rnd: float | None = None,
+) -> Decision:
+    """What to do with a job whose attempt ended with ``outcome``
+    (``ok``, ``rate_limited``, ``exception``, ``timeout`` or ``lost``)."""
+    opts = job.options
+    if outcome == "ok":
+        return Decision(Verdict.ACK)
+    r = random.random() if rnd is None else rnd
+    if outcome == "rate_limited":
+        delay = retry_after if retry_after is not None else backoff_delay(opts.backoff, job.releases + 1, opts.jitter, r)
+        if opts.retry_until is not None and now + delay > opts.retry_until:
+            return Decision(Verdict.FAIL, kind=FailureKind.RATE_LIMITED, reason="still rate-limited at retry_until")
+        return Decision(Verdict.RELEASE, delay=delay, rate_limited=True, kind=FailureKind.RATE_LIMITED)
+    kind = {"timeout": FailureKind.TIMEOUT, "lost": FailureKind.LOST}.get(outcome, FailureKind.EXCEPTION)
+    if permanent:
+        return Decision(Verdict.FAIL, kind=kind, reason="not retryable")
+    used = job.tries_used
+    if opts.tries and used >= opts.tries:
+        return Decision(Verdict.FAIL, kind=kind, reason=f"tries exhausted ({used}/{opts.tries})")
+    if opts.max_exceptions and job.exceptions + 1 >= opts.max_exceptions and outcome != "lost":
+        return Decision(Verdict.FAIL, kind=kind, reason=f"max_exceptions reached ({opts.max_exceptions})")
+    delay = backoff_delay(opts.backoff, used, opts.jitter, r)
+    if opts.retry_until is not None and now + delay > opts.retry_until:
+        return Decision(Verdict.FAIL, kind=kind, reason="retry_until passed")
+    return Decision(Verdict.RELEASE, delay=delay, kind=kind)

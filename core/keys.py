@@ -1,0 +1,97 @@
+"""Where each thing lives in Redis: every key and channel name comes from this module.
+
+Keys of one queue share the hash tag ``{q:NAME}`` so that every Lua script that
+touches a queue stays within one Cluster slot.  Job records live under their
+queue's tag for the same reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "eh"
+DEFAULT_LANE = "_"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue (all in one hash slot)."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{q:{self.queue}}}:"
+
+    @property
+    def lanes(self) -> str:
+        """LIST of lane names that hold ready jobs, rotated for round-robin pops."""
+        return self.base + "lanes"
+
+    def lane(self, lane: str) -> str:
+        """LIST of ready job ids of one lane (a batch, a tenant, or the default lane)."""
+        return self.base + "lane:" + lane
+
+    @property
+    def ready(self) -> str:
+        """ZSET job id -> time (ms) it became ready: backlog size and oldest wait."""
+        return self.base + "ready"
+
+    @property
+    def delayed(self) -> str:
+        """ZSET job id -> time (ms) it becomes due."""
+        return self.base + "delayed"
+
+    @property
+    def reserved(self) -> str:
+        """ZSET job id -> lease deadline (ms)."""
+        return self.base + "reserved"
+
+    @property
+    def failed(self) -> str:
+        """ZSET job id -> time (ms) it failed for good."""
+        return self.base + "failed"
+
+    @property
+    def wake(self) -> str:
+        """LIST of wake-up tokens that idle workers block on."""
+        return self.base + "wake"
+
+    @property
+    def stats(self) -> str:
+        """HASH of counters (dispatched, completed, failed, released, retried, lost)."""
+        return self.base + "stats"
+
+    @property
+    def workers(self) -> str:
+        """ZSET worker id -> heartbeat expiry (ms) of workers serving this queue."""
+        return self.base + "workers"
+
+    def job(self, job_id: str) -> str:
+        """HASH holding one job record."""
+        return self.base + "job:" + job_id
+
+    def results(self, sink: str) -> str:
+        """HASH field -> JSON outcome of the jobs dispatched with this result sink (an eval run);
+        written by the ack and fail scripts, the first write of a field wins."""
+        return self.base + "results:" + sink
+
+    def results_done(self, sink: str) -> str:
+        """LIST of result fields in the order they were written, for the producer to block on."""
+        return self.base + "results:" + sink + ":done"
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalKeys:
+    prefix: str
+
+    @property
+    def queues(self) -> str:
+        """SET of every queue name ever dispatched to or served."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def workers(self) -> str:
+        """HASH worker id -> JSON description (host, pid, queues, concurrency, heartbeat)."""
+        return f"{self.prefix}:workers"

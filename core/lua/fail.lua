@@ -1,0 +1,34 @@
+-- fail: record a reserved job as failed for good, keep it in the failed store, and write
+-- the failure to its result sink if it has one, so a producer waiting on it learns at once.
+-- KEYS[1] reserved  KEYS[2] failed  KEYS[3] stats
+-- ARGV[1] key base  ARGV[2] owner  ARGV[3] id  ARGV[4] failure JSON  ARGV[5] retention ms
+-- ARGV[6] "1" when the attempt raised (counts as an exception)
+-- Returns 1, or 0 when the caller no longer held the lease.
+local base = ARGV[1]
+local id = ARGV[3]
+local jk = base .. 'job:' .. id
+local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl')
+if rec[1] ~= ARGV[2] then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local retention = tonumber(ARGV[5])
+redis.call('ZREM', KEYS[1], id)
+if ARGV[6] == '1' then
+  redis.call('HINCRBY', jk, 'exceptions', 1)
+end
+redis.call('HSET', jk, 'state', 'failed', 'owner', '', 'failure', ARGV[4], 'failed_at', now)
+redis.call('PEXPIRE', jk, retention)
+redis.call('ZADD', KEYS[2], now, id)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
+redis.call('HINCRBY', KEYS[3], 'failed', 1)
+if rec[2] then
+  local rk = base .. 'results:' .. rec[2]
+  if redis.call('HSETNX', rk, rec[3], '{"error":' .. ARGV[4] .. '}') == 1 then
+    redis.call('RPUSH', rk .. ':done', rec[3])
+  end
+  redis.call('EXPIRE', rk, rec[4])
+  redis.call('EXPIRE', rk .. ':done', rec[4])
+end
+return 1

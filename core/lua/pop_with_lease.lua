@@ -1,0 +1,99 @@
+-- pop_with_lease: claim up to COUNT ready jobs of one queue under a lease.
+-- First promotes due delayed jobs and puts back jobs whose lease lapsed (their worker died),
+-- so every worker doubles as the scheduler and the sweeper and no separate process is needed.
+-- Lanes (batches, tenants, the default lane "_") are served round-robin.
+-- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] reserved  KEYS[5] wake  KEYS[6] stats
+-- ARGV[1] key base  ARGV[2] count  ARGV[3] lease ms  ARGV[4] owner  ARGV[5] maintenance batch size
+-- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops)
+-- Returns {ms until the next delayed job is due or -1, then per job: id, envelope, lane,
+--          attempts, releases, exceptions}
+local base = ARGV[1]
+local count = tonumber(ARGV[2])
+local lease = tonumber(ARGV[3])
+local owner = ARGV[4]
+local maint = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function make_ready(id, at_head)
+  local jk = base .. 'job:' .. id
+  local lane = redis.call('HGET', jk, 'lane')
+  if not lane then
+    return false
+  end
+  local lk = base .. 'lane:' .. lane
+  local n
+  if at_head then
+    n = redis.call('LPUSH', lk, id)
+  else
+    n = redis.call('RPUSH', lk, id)
+  end
+  if n == 1 then
+    redis.call('RPUSH', KEYS[1], lane)
+  end
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('HSET', jk, 'state', 'ready', 'ready_at', now, 'owner', '')
+  return true
+end
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, maint)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[3], id)
+  make_ready(id, false)
+end
+
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, maint)
+for _, id in ipairs(lapsed) do
+  redis.call('ZREM', KEYS[4], id)
+  -- Back at the head of its lane: it has waited longest.
+  if make_ready(id, true) then
+    redis.call('HINCRBY', base .. 'job:' .. id, 'lost', 1)
+    redis.call('HINCRBY', KEYS[6], 'lost', 1)
+  end
+end
+
+local out = {-1}
+local got = 0
+if ARGV[6] ~= '1' then
+  while got < count do
+    local lane = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
+    if not lane then
+      break
+    end
+    local lk = base .. 'lane:' .. lane
+    local id = redis.call('LPOP', lk)
+    if redis.call('LLEN', lk) == 0 then
+      -- The lane just rotated to the tail; drop it while it is empty.
+      redis.call('RPOP', KEYS[1])
+    end
+    if id then
+      redis.call('ZREM', KEYS[2], id)
+      local jk = base .. 'job:' .. id
+      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions')
+      if rec[1] then
+        local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+        redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now)
+        redis.call('ZADD', KEYS[4], now + lease, id)
+        out[#out + 1] = id
+        out[#out + 1] = rec[1]
+        out[#out + 1] = lane
+        out[#out + 1] = attempts
+        out[#out + 1] = rec[2] or '0'
+        out[#out + 1] = rec[3] or '0'
+        got = got + 1
+      end
+    end
+  end
+  if redis.call('ZCARD', KEYS[2]) == 0 then
+    redis.call('DEL', KEYS[5])
+  elseif got == count and redis.call('LLEN', KEYS[5]) < 16 then
+    -- Work remains: wake another idle worker.
+    redis.call('RPUSH', KEYS[5], '1')
+  end
+end
+
+local nxt = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if nxt[2] then
+  out[1] = math.max(0, tonumber(nxt[2]) - now)
+end
+return out

@@ -1,0 +1,47 @@
+-- release: put a reserved job back, now or after a delay.
+-- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] reserved  KEYS[5] wake  KEYS[6] stats
+-- ARGV[1] key base  ARGV[2] owner  ARGV[3] id  ARGV[4] delay ms
+-- ARGV[5] why: "rate_limited" (no try used), "retry" (after an exception) or "interrupted"
+--         (the worker is shutting down; the attempt is given back)
+-- ARGV[6] last error JSON ("" for none)
+-- Returns 1, or 0 when the caller no longer held the lease.
+local base = ARGV[1]
+local id = ARGV[3]
+local delay = tonumber(ARGV[4])
+local why = ARGV[5]
+local jk = base .. 'job:' .. id
+if redis.call('HGET', jk, 'owner') ~= ARGV[2] then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREM', KEYS[4], id)
+redis.call('HSET', jk, 'owner', '')
+if why == 'rate_limited' then
+  redis.call('HINCRBY', jk, 'releases', 1)
+  redis.call('HINCRBY', KEYS[6], 'released', 1)
+elseif why == 'interrupted' then
+  redis.call('HINCRBY', jk, 'attempts', -1)
+  redis.call('HINCRBY', KEYS[6], 'interrupted', 1)
+else
+  redis.call('HINCRBY', jk, 'exceptions', 1)
+  redis.call('HINCRBY', KEYS[6], 'retried', 1)
+end
+if ARGV[6] ~= '' then
+  redis.call('HSET', jk, 'last_error', ARGV[6])
+end
+if delay > 0 then
+  redis.call('HSET', jk, 'state', 'delayed')
+  redis.call('ZADD', KEYS[3], now + delay, id)
+else
+  local lane = redis.call('HGET', jk, 'lane')
+  if redis.call('RPUSH', base .. 'lane:' .. lane, id) == 1 then
+    redis.call('RPUSH', KEYS[1], lane)
+  end
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('HSET', jk, 'state', 'ready', 'ready_at', now)
+  if redis.call('LLEN', KEYS[5]) < 16 then
+    redis.call('RPUSH', KEYS[5], '1')
+  end
+end
+return 1

@@ -1,0 +1,259 @@
+"""The reliable queue: dispatch, pop with a lease, renew, ack, release and fail.
+
+Every state change is one Lua script (see ``lua/``); the Python side only batches calls so
+that a worker pays well under one round trip per job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .config import validate_name
+from .jobs import REGISTRY, Job, JobOptions, new_job_id
+from .keys import DEFAULT_LANE, GlobalKeys, QueueKeys
+from .scripts import Scripts
+
+DISPATCH_CHUNK = 500
+FAILED_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """A job to dispatch: a registered name, a JSON-able payload and options."""
+
+    name: str
+    payload: Any = None
+    queue: str | None = None
+    options: JobOptions | None = None
+    delay: float = 0.0
+    id: str | None = None
+    lane: str | None = None
+    batch: str | None = None
+    tenant: str | None = None
+    tags: tuple[str, ...] = ()
+    # Where the job's outcome goes: (sink, field, ttl seconds).  The ack script stores the
+    # job's return value there and the fail script its failure, atomically with the state change.
+    result_to: tuple[str, str, int] | None = None
+
+
+@dataclass(slots=True)
+class PopResult:
+    jobs: list[Job] = field(default_factory=list)
+    next_due: float | None = None  # seconds until the next delayed job is due
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    ready: int
+    delayed: int
+    reserved: int
+    failed: int
+    oldest_ready_age: float | None
+    workers: int
+    counters: dict[str, int]
+
+
+class Queue:
+    """Access to every queue under one key prefix, over one asyncio Redis client."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str = "eh") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.scripts = Scripts(client)
+        self.globals = GlobalKeys(prefix)
+        self._keys: dict[str, QueueKeys] = {}
+        self._known_queues: set[str] = set()
+
+    def keys(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(self.prefix, validate_name("queue", queue))
+        return keys
+
+    # -- producing ---------------------------------------------------------------------
+
+    def _prepare(self, req: JobRequest) -> tuple[str, Job, float]:
+        spec = REGISTRY.get(req.name)
+        queue = req.queue or (spec.queue if spec else "default")
+        options = (req.options or (spec.options if spec else JobOptions())).validate()
+        job = Job(
+            id=req.id or new_job_id(),
+            name=req.name,
+            payload=req.payload,
+            queue=queue,
+            options=options,
+            enqueued_at=time.time(),
+            lane=req.lane or req.batch or DEFAULT_LANE,
+            batch=req.batch,
+            tenant=req.tenant,
+            tags=tuple(req.tags),
+        )
+        return queue, job, max(0.0, req.delay)
+
+    async def dispatch(self, name: str, payload: Any = None, **kwargs: Any) -> str:
+        """Dispatch one job; returns its id."""
+        ids = await self.dispatch_many([JobRequest(name, payload, **kwargs)])
+        return ids[0]
+
+    async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
+        """Dispatch many jobs in pipelined chunks (one script call per chunk and queue)."""
+        by_queue: dict[str, list[list[Any]]] = {}
+        ids: list[str] = []
+        for req in requests:
+            queue, job, delay = self._prepare(req)
+            try:
+                envelope = job.envelope()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"payload of job {req.name!r} is not JSON-serialisable: {exc}") from None
+            sink, sink_field, ttl = req.result_to or ("", "", 0)
+            if sink:
+                validate_name("result sink", sink)
+            by_queue.setdefault(queue, []).append(
+                [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl]
+            )
+            ids.append(job.id)
+        if not ids:
+            return ids
+        async with self.client.pipeline(transaction=False) as pipe:
+            for queue, rows in by_queue.items():
+                keys = self.keys(queue)
+                if queue not in self._known_queues:
+                    pipe.sadd(self.globals.queues, queue)
+                for start in range(0, len(rows), DISPATCH_CHUNK):
+                    args: list[Any] = [keys.base]
+                    for row in rows[start : start + DISPATCH_CHUNK]:
+                        args += row
+                    await self.scripts["dispatch"](
+                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats],
+                        args=args,
+                        client=pipe,
+                    )
+            await pipe.execute()
+        self._known_queues.update(by_queue)
+        return ids
+
+    # -- consuming ---------------------------------------------------------------------
+
+    async def pop(
+        self, queue: str, count: int, lease: float, owner: str, *, paused: bool = False, maintenance: int = 100
+    ) -> PopResult:
+        """Claim up to ``count`` ready jobs for ``lease`` seconds (also promotes due delayed jobs
+        and re-delivers jobs whose lease lapsed)."""
+        keys = self.keys(queue)
+        raw = await self.scripts["pop_with_lease"](
+            keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+            args=[keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "0"],
+        )
+        return self._parse_pop(raw)
+
+    @staticmethod
+    def _parse_pop(raw: Sequence[Any]) -> PopResult:
+        result = PopResult(next_due=None if int(raw[0]) < 0 else int(raw[0]) / 1000.0)
+        for i in range(1, len(raw), 6):
+            result.jobs.append(
+                Job.from_envelope(
+                    raw[i + 1],
+                    lane=raw[i + 2],
+                    attempts=int(raw[i + 3]),
+                    releases=int(raw[i + 4]),
+                    exceptions=int(raw[i + 5]),
+                )
+            )
+        return result
+
+    async def ack_into(self, pipe: Any, queue: str, owner: str, done: Sequence[tuple[str, str]]) -> None:
+        """Queue one ``ack`` of ``done`` = [(job id, result JSON or "")] in ``pipe``."""
+        keys = self.keys(queue)
+        args: list[str] = [keys.base, owner]
+        for job_id, result in done:
+            args += (job_id, result)
+        await self.scripts["ack"](keys=[keys.reserved, keys.stats], args=args, client=pipe)
+
+    async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str]]) -> list[str]:
+        """Acknowledge finished jobs with their JSON results; returns the ids whose lease was
+        no longer ours."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            await self.ack_into(pipe, queue, owner, done)
+            (stale,) = await pipe.execute()
+        return list(stale)
+
+    async def results(self, queue: str, sink: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The stored outcomes (``{"result": ...}`` or ``{"error": ...}``) of some sink fields."""
+        if not fields:
+            return []
+        raw = await self.client.hmget(self.keys(queue).results(sink), list(fields))
+        return [None if r is None else json.loads(r) for r in raw]
+
+    async def release(
+        self, queue: str, owner: str, job_id: str, delay: float, why: str, error: dict[str, Any] | None = None
+    ) -> bool:
+        keys = self.keys(queue)
+        ok = await self.scripts["release"](
+            keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else ""],
+        )
+        return bool(ok)
+
+    async def fail(
+        self, queue: str, owner: str, job_id: str, failure: dict[str, Any], *, raised: bool = True
+    ) -> bool:
+        keys = self.keys(queue)
+        ok = await self.scripts["fail"](
+            keys=[keys.reserved, keys.failed, keys.stats],
+            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0"],
+        )
+        return bool(ok)
+
+    async def renew(self, queue: str, owner: str, ids: Sequence[str], lease: float) -> list[str]:
+        """Extend the leases of ``ids``; returns those no longer held."""
+        if not ids:
+            return []
+        keys = self.keys(queue)
+        lost = await self.scripts["renew"](keys=[keys.reserved], args=[keys.base, owner, int(lease * 1000), *ids])
+        return list(lost)
+
+    # -- looking -----------------------------------------------------------------------
+
+    async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
+        record = await self.client.hgetall(self.keys(queue).job(job_id))
+        return {str(k): str(v) for k, v in record.items()}
+
+    async def known_queues(self) -> list[str]:
+        return sorted(str(q) for q in await self.client.smembers(self.globals.queues))
+
+    async def live_workers(self, queue: str) -> int:
+        """Workers whose heartbeat for ``queue`` has not expired."""
+        now_ms = int(time.time() * 1000)
+        count: int = await self.client.zcount(self.keys(queue).workers, now_ms, "+inf")
+        return count
+
+    async def stats(self, queue: str) -> QueueStats:
+        keys = self.keys(queue)
+        now_ms = int(time.time() * 1000)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.ready)
+            pipe.zcard(keys.delayed)
+            pipe.zcard(keys.reserved)
+            pipe.zcard(keys.failed)
+            pipe.zrange(keys.ready, 0, 0, withscores=True)
+            pipe.zcount(keys.workers, now_ms, "+inf")
+            pipe.hgetall(keys.stats)
+            ready, delayed, reserved, failed, oldest, workers, counters = await pipe.execute()
+        age = max(0.0, (now_ms - oldest[0][1]) / 1000.0) if oldest else None
+        return QueueStats(
+            queue=queue,
+            ready=ready,
+            delayed=delayed,
+            reserved=reserved,
+            failed=failed,
+            oldest_ready_age=age,
+            workers=workers,
+            counters={k: int(v) for k, v in counters.items()},
+        )

@@ -1,0 +1,28 @@
+"""Loads the Lua scripts that live next to this module, one named script per state change."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+SCRIPT_NAMES = ("dispatch", "pop_with_lease", "ack", "release", "fail", "renew")
+
+
+@cache
+def script_source(name: str) -> str:
+    return resources.files("evalharness.core").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The registered scripts of one client (EVALSHA with a reload on NOSCRIPT, e.g. after a restart)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
+        }
+
+    def __getitem__(self, name: str) -> AsyncScript:
+        return self._scripts[name]
