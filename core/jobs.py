@@ -50,9 +50,12 @@ class RateLimited(Exception):
 
 
 class PermanentError(Exception):
-    """An error that retrying cannot fix (a missing module, an invalid payload): fail at once."""
+    """An error that retrying cannot fix (a missing module, an invalid payload): fail at once.
+    ``kind`` names it in the failure record and in eval reports."""
 
-    kind = "exception"
+    def __init__(self, message: str, kind: str = "exception") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +176,8 @@ class JobContext(Protocol):
     @property
     def job(self) -> Job: ...
 
-    def write_result(self, run_id: str, index: int, result: dict[str, Any], ttl: int) -> None:
-        """Store an eval run's result together with this job's acknowledgement."""
+    @property
+    def worker_id(self) -> str: ...
 
 
 JobFunc = Callable[..., Any]
