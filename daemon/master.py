@@ -43,6 +43,7 @@ class Slot:
     concurrency: int
     imports: tuple[str, ...]
     grace: float
+    lease: float = 30.0
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     failures: int = 0
@@ -50,16 +51,18 @@ class Slot:
     history: list[int] = field(default_factory=list)
 
     def command(self) -> list[str]:
-        return worker_command(self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}"])
+        return worker_command(self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}"])
 
 
 class Master:
-    def __init__(self, supervisors: list[SupervisorConfig], env: dict[str, str], imports: tuple[str, ...], grace: float) -> None:
+    def __init__(
+        self, supervisors: list[SupervisorConfig], env: dict[str, str], imports: tuple[str, ...], grace: float, lease: float = 30.0
+    ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
         self.grace = grace
         self.slots = [
-            Slot(sup.name, sup.queues, sup.concurrency, imports, grace) for sup in supervisors for _ in range(sup.processes)
+            Slot(sup.name, sup.queues, sup.concurrency, imports, grace, lease) for sup in supervisors for _ in range(sup.processes)
         ]
         self.stopping = asyncio.Event()
         self.force = False
@@ -160,11 +163,12 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs each worker process runs at once (with --queue).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT.")
+@click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.")
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -185,7 +189,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     except EvalHarnessError as exc:
         fail(exc)
         return
-    master = Master(sups, child_env(settings), settings.imports, grace)
+    master = Master(sups, child_env(settings), settings.imports, grace, lease)
 
     async def main() -> int:
         master.install_signal_handlers()

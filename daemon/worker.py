@@ -92,6 +92,7 @@ class Worker:
         self._acks: dict[str, list[tuple[str, str]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
+        self._closing = asyncio.Event()
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -100,6 +101,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
+
 
     def request_stop(self, sig: int | None = None) -> None:
         if sig is not None:
@@ -122,9 +124,13 @@ class Worker:
                 await fetch
             await self._drain()
         finally:
-            for task in loops.values():
+            # The loops end on _closing rather than by cancellation: a cancellation that lands
+            # inside a Redis call can be absorbed by the client, and the loop would then wait forever.
+            self._closing.set()
+            self._ack_wanted.set()
+            _, stuck = await asyncio.wait(loops.values(), timeout=5.0)
+            for task in stuck:
                 task.cancel()
-            await asyncio.gather(*loops.values(), return_exceptions=True)
             await self._final_flush()
             await self._unregister()
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -300,10 +306,15 @@ class Worker:
     # -- acknowledging, renewing, heartbeats ---------------------------------------------
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing.is_set():
             await self._ack_wanted.wait()
             self._ack_wanted.clear()
             await self._flush()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the worker closes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def _flush(self) -> None:
         batch, self._acks = self._acks, {}
@@ -320,8 +331,9 @@ class Worker:
             log.warning("worker %s: could not acknowledge %d job(s) (%s); retrying", self.id, sum(map(len, batch.values())), exc)
             for q, done in batch.items():
                 self._acks.setdefault(q, [])[:0] = done
-            await asyncio.sleep(0.2)
-            self._ack_wanted.set()
+            if not self._closing.is_set():
+                await self._pause(0.2)
+                self._ack_wanted.set()
             return
         for q, stale in zip(order, replies, strict=True):
             if stale:
@@ -338,8 +350,8 @@ class Worker:
 
     async def _renew_loop(self) -> None:
         every = self.options.lease / 3.0
-        while True:
-            await asyncio.sleep(every)
+        while not self._closing.is_set():
+            await self._pause(every)
             for q, held in self._held.items():
                 if not held:
                     continue
@@ -360,7 +372,7 @@ class Worker:
             "concurrency": self.options.concurrency,
             "started_at": time.time(),
         }
-        while True:
+        while not self._closing.is_set():
             try:
                 expiry = int((time.time() + HEARTBEAT_TTL) * 1000)
                 info["heartbeat_at"] = time.time()
@@ -376,7 +388,7 @@ class Worker:
                     await pipe.execute()
             except REDIS_ERRORS as exc:
                 log.warning("worker %s: heartbeat failed (%s)", self.id, exc)
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await self._pause(HEARTBEAT_EVERY)
 
     async def _unregister(self) -> None:
         with contextlib.suppress(*REDIS_ERRORS):

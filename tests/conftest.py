@@ -4,12 +4,12 @@ embedded-server resolver users get, and a clean database for every test."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from support.procs import Processes
 
 from evalharness.core.connection import async_client
 from evalharness.core.embedded import EmbeddedServer
@@ -53,4 +53,11 @@ def child_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-PYTHON = sys.executable
+
+
+@pytest.fixture
+def procs(child_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    p = Processes(child_env, tmp_path)
+    yield p
+    p.stop_all()
+

@@ -1,0 +1,121 @@
+"""`evalharness run` end to end: real CLI processes, real workers and daemon, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from support.procs import Processes, live_workers, wait_until
+
+from evalharness.core.examples import EXAMPLE_DATASET
+
+SUT = "support.suts:steady"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def small_dataset(tmp_path: Path, n: int = 30) -> Path:
+    rows = [json.loads(line) for line in EXAMPLE_DATASET.read_text().splitlines()[:n]]
+    return write(tmp_path / "small.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_serial_and_lazy_parallel_give_the_same_scores(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 40)
+    serial = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--metric", "contains", "--batch", "serial", "--json", "serial.json")
+    assert serial.returncode == 0, serial.stderr
+    parallel = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--metric", "contains", "--workers", "2", "--concurrency", "8", "--json", "parallel.json")
+    assert parallel.returncode == 0, parallel.stderr
+    a = json.loads((tmp_path / "serial.json").read_text())
+    b = json.loads((tmp_path / "parallel.json").read_text())
+    assert a["schema_version"] == b["schema_version"] == "evalharness.report.v1"
+    assert a["metrics"] == b["metrics"]
+    assert [(s["id"], s["output"], s["scores"]) for s in a["samples"]] == [(s["id"], s["output"], s["scores"]) for s in b["samples"]]
+    assert [s["id"] for s in b["samples"]] == [json.loads(line)["id"] for line in data.read_text().splitlines()]
+    assert b["failures"]["total"] == 0 and b["scored_samples"] == 40
+    assert "exact-match" in parallel.stdout
+
+
+@pytest.mark.slow
+def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "evals=2", "--concurrency", "10", "--lease", "1.5", "--log-level", "info")
+    wait_until(lambda: live_workers(redis_url, "evals") == 2, deadline=20, what="two workers")
+    data = small_dataset(tmp_path, 120)
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "20", "--json", "out.json", env={"EH_TEST_LATENCY": "0.2,0.4"})
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    # kill one worker while it holds jobs
+    wait_until(lambda: r.zcard("eh:{q:evals}:reserved") >= 10, what="jobs in flight")
+    workers = [json.loads(v) for v in r.hvals("eh:workers")]
+    victim = max(workers, key=lambda w: w["running"])
+    os.kill(victim["pid"], signal.SIGKILL)
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["failures"]["total"] == 0
+    assert report["scored_samples"] == 120
+    ids = [s["id"] for s in report["samples"]]
+    assert len(ids) == len(set(ids)) == 120
+    # some samples were re-delivered after the kill, none was lost
+    assert any((s["attempts"] or 0) >= 2 for s in report["samples"])
+    # the daemon replaced the killed worker
+    wait_until(lambda: live_workers(redis_url, "evals") == 2, deadline=20, what="the replacement worker")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    r.close()
+
+
+def test_a_malformed_dataset_row_names_the_file_and_line(procs: Processes, tmp_path: Path) -> None:
+    data = write(tmp_path / "bad.jsonl", '{"id": "a", "input": "x", "expected_output": "y"}\n{"id": "b", "input": "x"\n')
+    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match")
+    assert done.returncode == 2
+    assert f"{data}:2" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_sut_is_a_clear_error(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 3)
+    done = procs.cli("run", str(data), "--sut", "nosuchmodule:answer", "--metric", "exact-match")
+    assert done.returncode == 2
+    assert "nosuchmodule" in done.stderr and "Traceback" not in done.stderr
+    done = procs.cli("run", str(data), "--sut", "support.suts:nope", "--metric", "exact-match")
+    assert done.returncode == 2 and "has no attribute 'nope'" in done.stderr
+
+
+def test_an_unknown_metric_is_a_clear_error(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 3)
+    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-macth")
+    assert done.returncode == 2
+    assert "exact-macth" in done.stderr and "exact-match" in done.stderr
+
+
+def test_a_lazy_parallel_run_without_workers_fails_at_once_saying_how_to_start_one(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 3)
+    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", timeout=20)
+    assert done.returncode == 3
+    assert "evalharness work --queue evals" in done.stderr and "--workers" in done.stderr
+
+
+def test_a_sut_the_workers_cannot_import_fails_the_run_with_that_message(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    procs.worker("evals", env={"EH_BREAK_IMPORT": "1"}, imports=())
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
+    data = small_dataset(tmp_path, 50)
+    done = procs.cli("run", str(data), "--sut", "support.worker_only_broken:answer", "--metric", "exact-match", "--concurrency", "5", timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "secret_sdk" in done.stderr and "PYTHONPATH" in done.stderr
+
+
+def test_failed_samples_are_reported_and_the_exit_code_says_so(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 3)
+    done = procs.cli("run", str(data), "--sut", "support.suts:not_text", "--metric", "exact-match", "--batch", "serial", "--json", "r.json")
+    assert done.returncode == 1
+    report: dict[str, Any] = json.loads((tmp_path / "r.json").read_text())
+    assert report["failures"]["total"] == 3
+    assert {s["error"]["kind"] for s in report["samples"]} == {"invalid_output"}
+    assert report["metrics"]["exact-match"]["mean"] is None

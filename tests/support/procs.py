@@ -1,0 +1,81 @@
+"""Helpers for tests that run real processes: polling with a deadline, starting workers and
+CLI commands with the test's Redis, and cleaning up every child."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+PYTHON = sys.executable
+
+
+def wait_until(predicate: Callable[[], object], deadline: float = 10.0, what: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {deadline:g}s")
+        time.sleep(0.02)
+
+
+class Processes:
+    """Starts child processes for a test and makes sure none outlives it."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [PYTHON, *args],
+            env={**self.env, **(env or {})},
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+        self.started.append(proc)
+        return proc
+
+    def worker(self, *queues: str, concurrency: int = 10, lease: float = 30, grace: float = 30, imports: tuple[str, ...] = ("support.testjobs",), env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        args = ["-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--concurrency", str(concurrency), "--lease", str(lease), "--grace", str(grace)]
+        for q in queues:
+            args += ["--queue", q]
+        for m in imports:
+            args += ["--import", m]
+        return self.start(*args, env=env)
+
+    def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PYTHON, "-m", "evalharness.daemon.cli", *args],
+            env={**self.env, **(env or {})},
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=10)
+
+
+def live_workers(url: str, queue: str, prefix: str = "eh") -> int:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return int(client.zcount(f"{prefix}:{{q:{queue}}}:workers", int(time.time() * 1000), "+inf"))
+    finally:
+        client.close()
