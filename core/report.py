@@ -231,8 +231,13 @@ def build_report(
 
 
 def report_ok(report: Mapping[str, Any]) -> bool:
-    """True only when every sample produced an output that was scored (metric errors aside)."""
-    return bool(report["failures"]["total"] == 0 and report["scored_samples"] == report["total_samples"])
+    """True only when every sample produced an output and every metric scored it."""
+    failures = report["failures"]
+    return bool(
+        failures["total"] == 0
+        and failures.get("metric_errors", 0) == 0
+        and report["scored_samples"] == report["total_samples"]
+    )
 
 
 def write_report(report: Mapping[str, Any], path: str | Path) -> Path:

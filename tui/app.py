@@ -7,20 +7,22 @@ show and the feed worker only checks that Redis answers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.content import Content
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Footer, Header, HelpPanel, Static
@@ -68,24 +70,44 @@ class ConnectionChecked(Message):
         return cls(False, at, error=error, retry_in=retry_in)
 
 
+def describe_failure(exc: BaseException, redis_url: str) -> str:
+    """A failed check as one line, with the URL's password kept out of it."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if isinstance(exc, TimeoutError) and not str(exc):
+        text = f"no reply within {PING_TIMEOUT:g}s"
+    text = text.replace(redis_url, redact_url(redis_url))
+    try:
+        password = urlsplit(redis_url).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password)} if password else ():
+        # Only where the password stands alone: a short one must not cut letters out of words.
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return text
+
+
 def _modes_text(full: bool) -> str:
     if full:
         return "  ".join(f"{key} {name}" for key, _, name, _ in MODES)
     return " ".join(f"{key}{short}" for key, short, _, _ in MODES)
 
 
-def _screens_text() -> Content:
-    width = max(len(name) for _, _, name, _ in MODES)
-    lines = [
-        Content.assemble((f"{key} {name:<{width}}", "bold"), "  ", what) for key, _, name, what in MODES
-    ]
-    return Content("\n").join(lines)
+def _screens_text() -> Table:
+    return _two_columns([(f"{key} {name}", what) for key, _, name, what in MODES])
 
 
-def _rows_text(rows: list[tuple[str, str]]) -> Content:
-    """Label/value rows; values are data and are never parsed as markup."""
-    width = max((len(label) for label, _ in rows), default=0)
-    return Content("\n").join(Content.assemble((f"{label:<{width}}", "bold"), "  ", value) for label, value in rows)
+def _two_columns(rows: list[tuple[str, str]], *, label_width: int | None = None) -> Table:
+    """Bold labels beside their values; a long value wraps within its own column.
+
+    Values are data and are never parsed as markup; a word too long for the column (a socket
+    path, a URL) is folded rather than cut off.
+    """
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=label_width)
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(Text(label), Text(value))
+    return table
 
 
 class ConsoleApp(App[None]):
@@ -165,25 +187,14 @@ class ConsoleApp(App[None]):
                     async with asyncio.timeout(PING_TIMEOUT):
                         await client.ping()
                 except Exception as exc:  # whatever the failure, the console shows it and retries
-                    self.post_message(ConnectionChecked.failed(self._describe(exc), self._clock()))
+                    error = describe_failure(exc, self._redis_url)
+                    self.post_message(ConnectionChecked.failed(error, self._clock()))
                 else:
                     self.post_message(ConnectionChecked.connected(self._clock()))
                 await asyncio.sleep(PING_INTERVAL)
         finally:
             if client is not None:
                 await client.aclose()
-
-    def _describe(self, exc: BaseException) -> str:
-        """The error as one line, with the URL's password kept out of it."""
-        text = " ".join(f"{type(exc).__name__}: {exc}".split())
-        if isinstance(exc, TimeoutError) and not str(exc):
-            text = f"no reply within {PING_TIMEOUT:g}s"
-        text = text.replace(self._redis_url, self.state.redis_url_display)
-        try:
-            password = urlsplit(self._redis_url).password
-        except ValueError:
-            password = None
-        return text.replace(password, "***") if password else text
 
     @on(ConnectionChecked)
     def _on_connection_checked(self, message: ConnectionChecked) -> None:
@@ -201,10 +212,12 @@ class ConsoleApp(App[None]):
             for level in Level:
                 status.set_class(state.level is level, f"-{level.value}")
             self.query_one("#connection").set_class(state.level is Level.ERROR, "-stale")
-            rows = state.details()
-            self.query_one("#conn-details", Static).update(_rows_text(rows[:2]))
+            details, status_rows = state.details(), state.status_rows()
+            # Both parts share one label width so their values line up as one list.
+            width = max(len(label) for label, _ in details + status_rows)
+            self.query_one("#conn-details", Static).update(_two_columns(details, label_width=width))
             conn_status = self.query_one("#conn-status", Static)
-            conn_status.update(_rows_text(rows[2:]))
+            conn_status.update(_two_columns(status_rows, label_width=width))
             for level in Level:
                 conn_status.set_class(state.level is level, f"-{level.value}")
 

@@ -79,16 +79,17 @@ class ConsoleState:
         return f"disconnected · no reply for {format_seconds(stale)}"
 
     def details(self) -> list[tuple[str, str]]:
-        """Label/value rows for the connection panel; values are data, to be shown without markup."""
-        rows = [
-            ("Redis", self.redis_url_display),
-            ("Prefix", self.prefix),
-            ("Status", self.connection_status()),
-        ]
-        if self.connected is False and self.last_error:
-            rows.append(("Error", self.last_error))
+        """Label/value rows about where the console looks; values are data, to be shown without markup."""
+        rows = [("Redis", self.redis_url_display), ("Prefix", self.prefix)]
         if self.read_only:
             rows.append(("Mode", "read-only"))
+        return rows
+
+    def status_rows(self) -> list[tuple[str, str]]:
+        """Label/value rows about the connection's health: the status, and the last error while it lasts."""
+        rows = [("Status", self.connection_status())]
+        if self.connected is False and self.last_error:
+            rows.append(("Error", self.last_error))
         return rows
 
 
