@@ -1,0 +1,183 @@
+"""Engine benchmarks on one machine, each against a baseline measured in the same run.
+
+1. no-op throughput: dispatch -> 2 worker processes -> ack, versus a naive worker that pays
+   several round trips per job (the usual Python job queue pattern).
+2. pickup latency: an idle worker starting a freshly dispatched job (p50/p99).
+3. lazy-parallel eval run: 2,000 samples of a 50 ms async SUT at concurrency 40, against the
+   ideal 2,000 x 0.05 / 40 = 2.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evalharness.core.connection import async_client
+from evalharness.core.datasets import Dataset, Sample
+from evalharness.core.evalrun import RunOptions, run_lazy_parallel
+from evalharness.core.queue import JobRequest, Queue
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "bench"
+
+
+def env(url: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e["EVALHARNESS_REDIS_URL"] = url
+    e["EVALHARNESS_PREFIX"] = PREFIX
+    e["PYTHONPATH"] = os.pathsep.join([str(HERE), e.get("PYTHONPATH", "")])
+    return e
+
+
+def start_workers(url: str, queue: str, n: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "work", "--queue", queue,
+           "--concurrency", str(concurrency), "--import", "benchjobs"]
+    return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+async def wait_workers(q: Queue, queue: str, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while await q.live_workers(queue) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit("workers did not start")
+        await asyncio.sleep(0.05)
+
+
+async def wait_count(client, key: str, field: str, n: int, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while int(await client.hget(key, field) or 0) < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {await client.hget(key, field)} of {n} jobs done")
+        await asyncio.sleep(0.002)
+
+
+async def throughput_ours(url: str, jobs: int, concurrency: int) -> float:
+    client = async_client(url)
+    await client.flushdb()
+    q = Queue(client, PREFIX)
+    workers = start_workers(url, "bench", 2, concurrency)
+    try:
+        await wait_workers(q, "bench", 2)
+        t0 = time.perf_counter()
+        for start in range(0, jobs, 5000):
+            await q.dispatch_many(JobRequest("bench.noop", None, queue="bench") for _ in range(start, min(jobs, start + 5000)))
+        await wait_count(client, q.keys("bench").stats, "completed", jobs)
+        return jobs / (time.perf_counter() - t0)
+    finally:
+        stop(workers)
+        await client.aclose()
+
+
+async def throughput_naive(url: str, jobs: int, concurrency: int) -> float:
+    client = async_client(url)
+    await client.flushdb()
+    key = "naive:q"
+    cmd = [sys.executable, str(HERE / "naive_worker.py"), url, key, str(concurrency)]
+    workers = [subprocess.Popen(cmd, env=env(url)) for _ in range(2)]
+    try:
+        await asyncio.sleep(1.0)  # let both processes connect before the clock starts
+        t0 = time.perf_counter()
+        for start in range(0, jobs, 5000):
+            async with client.pipeline(transaction=False) as pipe:
+                for i in range(start, min(jobs, start + 5000)):
+                    pipe.hset(f"{key}:job:{i}", mapping={"name": "bench.noop", "payload": "null"})
+                    pipe.rpush(key, str(i))
+                await pipe.execute()
+        await wait_count(client, f"{key}:stats", "completed", jobs)
+        return jobs / (time.perf_counter() - t0)
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+        await client.aclose()
+
+
+async def pickup_latency(url: str, samples: int) -> tuple[float, float]:
+    client = async_client(url)
+    await client.flushdb()
+    q = Queue(client, PREFIX)
+    workers = start_workers(url, "bench", 1, 10)
+    lat: list[float] = []
+    try:
+        await wait_workers(q, "bench", 1)
+        sink = "lat"
+        done_key = q.keys("bench").results_done(sink)
+        for i in range(samples):
+            await asyncio.sleep(0.01)  # the worker is idle, blocked on its wake list
+            t0 = time.time()
+            await q.dispatch("bench.stamp", None, queue="bench", result_to=(sink, str(i), 600))
+            await client.blpop([done_key], timeout=10)
+            (value,) = await q.results("bench", sink, [str(i)])
+            assert value is not None
+            lat.append(value["result"] - t0)
+        lat.sort()
+        return statistics.median(lat) * 1000, lat[int(0.99 * (len(lat) - 1))] * 1000
+    finally:
+        stop(workers)
+        await client.aclose()
+
+
+async def lazy_parallel(url: str, samples: int, concurrency: int) -> float:
+    client = async_client(url)
+    await client.flushdb()
+    q = Queue(client, PREFIX)
+    workers = start_workers(url, "evals", 2, concurrency // 2)
+    try:
+        await wait_workers(q, "evals", 2)
+        data = Dataset(Path("bench"), "bench", tuple(Sample(f"s{i}", f"q{i}", f"q{i}", {}, i + 1) for i in range(samples)))
+        opts = RunOptions(concurrency=concurrency, queue="evals", timeout=30).validate()
+        t0 = time.perf_counter()
+        result = await run_lazy_parallel(client, PREFIX, data, "benchjobs:sut_50ms", opts)
+        wall = time.perf_counter() - t0
+        assert all(o.error is None for o in result.outcomes), "some samples failed"
+        return wall
+    finally:
+        stop(workers)
+        await client.aclose()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--jobs", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=64, help="per worker process, no-op benchmark")
+    ap.add_argument("--samples", type=int, default=2_000)
+    args = ap.parse_args()
+    sys.path.insert(0, str(HERE))
+
+    print(f"no-op jobs, {args.jobs} through 2 worker processes (concurrency {args.concurrency} each)")
+    ours = await throughput_ours(args.url, args.jobs, args.concurrency)
+    naive = await throughput_naive(args.url, args.jobs, args.concurrency)
+    print(f"  evalharness     {ours:10,.0f} jobs/s")
+    print(f"  naive baseline  {naive:10,.0f} jobs/s   (blocking pop + 4 round trips per job)")
+    print(f"  ratio           {ours / naive:10.2f}x")
+
+    p50, p99 = await pickup_latency(args.url, 300)
+    print("pickup latency of an idle worker (dispatch -> job start), 300 jobs")
+    print(f"  p50 {p50:.2f} ms   p99 {p99:.2f} ms")
+
+    ideal = args.samples * 0.05 / 40
+    wall = await lazy_parallel(args.url, args.samples, 40)
+    print(f"lazy-parallel run: {args.samples} samples x 50 ms SUT, concurrency 40, 2 worker processes")
+    print(f"  wall {wall:.2f} s   ideal {ideal:.2f} s   ratio {wall / ideal:.3f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

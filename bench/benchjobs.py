@@ -1,0 +1,25 @@
+"""Jobs and a SUT for the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from evalharness.core.jobs import job
+
+
+@job("bench.noop", queue="bench")
+async def noop(payload: Any) -> None:
+    return None
+
+
+@job("bench.stamp", queue="bench")
+async def stamp(payload: Any) -> float:
+    """Returns when it started, to measure pickup latency."""
+    return time.time()
+
+
+async def sut_50ms(question: Any) -> str:
+    await asyncio.sleep(0.05)
+    return str(question)
