@@ -41,6 +41,11 @@ def start_workers(url: str, queue: str, n: int, concurrency: int) -> list[subpro
     return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
 
 
+def start_naive_workers(url: str, key: str, n: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, str(HERE / "naive_worker.py"), url, key, str(concurrency)]
+    return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
+
+
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for p in procs:
         p.terminate()
@@ -60,8 +65,8 @@ async def wait_workers(q: Queue, queue: str, n: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def wait_count(client, key: str, field: str, n: int, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_count(client, key: str, field: str, n: int, within: float = 300) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
     while int(await client.hget(key, field) or 0) < n:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {await client.hget(key, field)} of {n} jobs done")
@@ -89,8 +94,7 @@ async def throughput_naive(url: str, jobs: int, concurrency: int) -> float:
     client = async_client(url)
     await client.flushdb()
     key = "naive:q"
-    cmd = [sys.executable, str(HERE / "naive_worker.py"), url, key, str(concurrency)]
-    workers = [subprocess.Popen(cmd, env=env(url)) for _ in range(2)]
+    workers = start_naive_workers(url, key, 2, concurrency)
     try:
         await asyncio.sleep(1.0)  # let both processes connect before the clock starts
         t0 = time.perf_counter()
