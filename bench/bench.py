@@ -82,7 +82,7 @@ async def throughput_ours(url: str, jobs: int, concurrency: int) -> float:
         await wait_workers(q, "bench", 2)
         t0 = time.perf_counter()
         for start in range(0, jobs, 5000):
-            await q.dispatch_many(JobRequest("bench.noop", None, queue="bench") for _ in range(start, min(jobs, start + 5000)))
+            await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(start, min(jobs, start + 5000)))
         await wait_count(client, q.keys("bench").stats, "completed", jobs)
         return jobs / (time.perf_counter() - t0)
     finally:

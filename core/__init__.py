@@ -1,3 +1,19 @@
-"""The engine and the domain of evalharness: jobs, queues, leases, eval runs, datasets, scorers."""
+"""evalharness.core: the engine (jobs, queues, leases, limiters, eval runs, scorers).
 
-__version__ = "0.1.0"
+The names most programs need are importable from here::
+
+    from evalharness.core import job, RateLimited, PermanentError, limiter, concurrency_limiter
+"""
+
+from .jobs import JobContext, JobOptions, PermanentError, RateLimited, job
+from .limits import concurrency_limiter, limiter
+
+__all__ = [
+    "JobContext",
+    "JobOptions",
+    "PermanentError",
+    "RateLimited",
+    "concurrency_limiter",
+    "job",
+    "limiter",
+]

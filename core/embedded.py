@@ -24,7 +24,7 @@ from .errors import InfrastructureError
 
 ENV_SERVER_BINARY = "EVALHARNESS_REDIS_SERVER"
 _BINARY_NAMES = ("redis-server", "valkey-server")
-# Unix socket paths are limited to about 107 bytes on Linux.
+# Unix socket paths are limited to 107 bytes (not characters) on Linux.
 _MAX_SOCKET_PATH = 100
 
 
@@ -60,16 +60,35 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
-
-
-def _is_server_process(pid: int) -> bool:
+    # A zombie has exited; its parent (often init, once the starter is gone) may reap it late.
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        # No /proc (macOS): trust the pid file when the process exists.
-        return _pid_alive(pid)
-    return b"server" in cmdline
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _is_server_process(pid: int, socket_path: Path, data_dir: Path) -> bool:
+    """Whether ``pid`` is the server of this state directory, not a process that got a recycled
+    pid nor another directory's server: its command line names the socket (``--unixsocket`` at
+    start, ``unixsocket:PATH`` in the title it sets), or, for servers that title themselves
+    ``redis-server *:0``, it runs in the data directory (the server chdirs to ``--dir``)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        cmdline = (proc / "cmdline").read_bytes()
+    except FileNotFoundError:
+        if not Path("/proc/self").exists():
+            # No /proc (macOS): trust the pid file when the process exists.
+            return _pid_alive(pid)
+        return False
+    except OSError:
+        return False
+    if os.fsencode(str(socket_path)) in cmdline:
+        return True
+    try:
+        return os.readlink(proc / "cwd") == str(data_dir)
+    except OSError:
+        return False
 
 
 def _ping(socket_path: Path, timeout: float = 0.5) -> bool:
@@ -117,9 +136,12 @@ class EmbeddedServer:
         except (OSError, ValueError):
             return None
 
+    def _owns(self, pid: int) -> bool:
+        return _is_server_process(pid, self.socket_path, self.data_dir)
+
     def is_running(self) -> bool:
         pid = self.pid()
-        return pid is not None and _pid_alive(pid) and _is_server_process(pid) and _ping(self.socket_path)
+        return pid is not None and _pid_alive(pid) and self._owns(pid) and _ping(self.socket_path)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -133,7 +155,7 @@ class EmbeddedServer:
 
     def ensure(self) -> str:
         """Reuse the running server or start one; return its URL.  Safe to call concurrently."""
-        if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
+        if len(os.fsencode(self.socket_path)) > _MAX_SOCKET_PATH:
             raise InfrastructureError(
                 f"state directory path too long for a unix socket: {self.socket_path} "
                 "(set EVALHARNESS_STATE_DIR to a shorter path)"
@@ -147,7 +169,7 @@ class EmbeddedServer:
 
     def _reuse(self) -> bool:
         pid = self.pid()
-        if pid is None or not _pid_alive(pid) or not _is_server_process(pid):
+        if pid is None or not _pid_alive(pid) or not self._owns(pid):
             return False
         # A live server may still be loading its append-only file: give it time.
         deadline = time.monotonic() + self.start_timeout
@@ -220,7 +242,7 @@ class EmbeddedServer:
         """Stop the server (it writes its append-only file first).  False when none was running."""
         with self._locked():
             pid = self.pid()
-            if pid is None or not _pid_alive(pid) or not _is_server_process(pid):
+            if pid is None or not _pid_alive(pid) or not self._owns(pid):
                 self._clean_stale()
                 return False
             os.kill(pid, signal.SIGTERM)

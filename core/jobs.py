@@ -3,6 +3,7 @@ the pure decisions taken when one finishes (ack, release, or fail)."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -68,6 +69,8 @@ class JobOptions:
     jitter: float = 0.0  # +/- fraction applied to each backoff delay
     timeout: float = 60.0  # seconds for one attempt; 0 = none
     retry_until: float | None = None  # epoch seconds after which no retry starts
+    unique_for: float = 0.0  # seconds the idempotency key still dedupes after the job completed
+    limiters: tuple[str, ...] = ()  # named limiters (see limits.py) a start must pass
 
     def validate(self) -> JobOptions:
         if self.tries < 0:
@@ -80,6 +83,10 @@ class JobOptions:
             raise ConfigError(f"timeout must be >= 0, got {self.timeout}")
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"jitter must be between 0 and 1, got {self.jitter}")
+        if self.unique_for < 0:
+            raise ConfigError(f"unique_for must be >= 0, got {self.unique_for}")
+        if not self.backoff:
+            raise ConfigError("backoff needs at least one delay")
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +97,8 @@ class JobOptions:
             "jitter": self.jitter,
             "timeout": self.timeout,
             "retry_until": self.retry_until,
+            "unique_for": self.unique_for,
+            "limiters": list(self.limiters),
         }
 
     @classmethod
@@ -101,7 +110,28 @@ class JobOptions:
             jitter=float(data.get("jitter", 0.0)),
             timeout=float(data.get("timeout", 60.0)),
             retry_until=None if data.get("retry_until") is None else float(data["retry_until"]),
+            unique_for=float(data.get("unique_for", 0.0)),
+            limiters=tuple(data.get("limiters") or ()),
         )
+
+    def override(self, **changes: Any) -> JobOptions:
+        """These options with some replaced (``None`` values are ignored); ``backoff`` may be a
+        number or a list."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        if "backoff" in given:
+            given["backoff"] = normalise_backoff(given["backoff"])
+        if "limiters" in given:
+            given["limiters"] = tuple(given["limiters"])
+        unknown = set(given) - set(self.to_json())
+        if unknown:
+            raise ConfigError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        return replace(self, **given).validate()
+
+
+def derive_key(name: str, payload: Any) -> str:
+    """The default idempotency key: the job name plus its canonical JSON payload, hashed."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{name}\n{canonical}".encode()).hexdigest()[:32]
 
 
 def new_job_id() -> str:
@@ -123,9 +153,12 @@ class Job:
     batch: str | None = None
     tenant: str | None = None
     tags: tuple[str, ...] = ()
+    key: str | None = None  # idempotency key
+    retry_of: str | None = None  # the failed job this one retries
     attempts: int = 0  # times started, this one included
     releases: int = 0  # times released by a rate-limit signal (no try used)
     exceptions: int = 0
+    checkpoint: Any = None  # partial state saved by an earlier attempt
 
     @property
     def tries_used(self) -> int:
@@ -144,13 +177,22 @@ class Job:
                 "batch": self.batch,
                 "tenant": self.tenant,
                 "tags": list(self.tags),
+                "key": self.key,
+                "retry_of": self.retry_of,
             },
             separators=(",", ":"),
         )
 
     @classmethod
     def from_envelope(
-        cls, data: str, *, lane: str = "_", attempts: int = 0, releases: int = 0, exceptions: int = 0
+        cls,
+        data: str,
+        *,
+        lane: str = "_",
+        attempts: int = 0,
+        releases: int = 0,
+        exceptions: int = 0,
+        checkpoint: Any = None,
     ) -> Job:
         env = json.loads(data)
         return cls(
@@ -164,9 +206,12 @@ class Job:
             batch=env.get("batch"),
             tenant=env.get("tenant"),
             tags=tuple(env.get("tags") or ()),
+            key=env.get("key"),
+            retry_of=env.get("retry_of"),
             attempts=attempts,
             releases=releases,
             exceptions=exceptions,
+            checkpoint=checkpoint,
         )
 
 
@@ -178,6 +223,14 @@ class JobContext(Protocol):
 
     @property
     def worker_id(self) -> str: ...
+
+    @property
+    def partial(self) -> Any:
+        """The state the last :meth:`checkpoint` saved (in this or an earlier attempt), or None."""
+
+    def checkpoint(self, state: Any) -> None:
+        """Save JSON-able partial state: a retry receives it as :attr:`partial`, and the failed
+        hook and the failed-job record carry it.  Callable from async and sync jobs alike."""
 
 
 JobFunc = Callable[..., Any]
@@ -194,6 +247,7 @@ class JobSpec:
     queue: str = "default"
     on_failure: FailedHook | None = None
     takes_context: bool = True
+    redact: tuple[str, ...] = ()  # payload keys (dotted for nesting) masked in failure records
 
     @property
     def is_async(self) -> bool:
@@ -211,21 +265,27 @@ def job(
     backoff: Sequence[float] | float | None = None,
     timeout: float | None = None,
     max_exceptions: int | None = None,
+    retry_until: float | None = None,
+    jitter: float | None = None,
+    unique_for: float | None = None,
+    limiters: Sequence[str] | None = None,
+    redact: Sequence[str] = (),
     on_failure: FailedHook | None = None,
 ) -> Callable[[JobFunc], JobFunc]:
     """Register a function as a job.  It is called as ``func(ctx, payload)`` or ``func(payload)``
     (sync functions run in the worker's thread pool)."""
 
     def decorate(func: JobFunc) -> JobFunc:
-        opts = JobOptions()
-        if tries is not None:
-            opts = replace(opts, tries=tries)
-        if backoff is not None:
-            opts = replace(opts, backoff=normalise_backoff(backoff))
-        if timeout is not None:
-            opts = replace(opts, timeout=timeout)
-        if max_exceptions is not None:
-            opts = replace(opts, max_exceptions=max_exceptions)
+        opts = JobOptions().override(
+            tries=tries,
+            backoff=backoff,
+            timeout=timeout,
+            max_exceptions=max_exceptions,
+            retry_until=retry_until,
+            jitter=jitter,
+            unique_for=unique_for,
+            limiters=limiters,
+        )
         params = [
             p
             for p in inspect.signature(func).parameters.values()
@@ -238,6 +298,7 @@ def job(
             queue=queue,
             on_failure=on_failure,
             takes_context=len(params) >= 2,
+            redact=tuple(redact),
         )
         REGISTRY[spec.name] = spec
         return func
@@ -259,6 +320,70 @@ def backoff_delay(backoff: Sequence[float], retry_number: int, jitter: float = 0
         return 0.0
     base = backoff[min(max(retry_number, 1), len(backoff)) - 1]
     return max(0.0, base * (1.0 + jitter * (2.0 * rnd - 1.0)))
+
+
+REDACTED = "***"
+
+
+def redact_payload(payload: Any, paths: Sequence[str]) -> Any:
+    """A copy of ``payload`` with the values at ``paths`` (``"api_key"``, ``"auth.token"``) masked."""
+    if not paths or not isinstance(payload, dict):
+        return payload
+    out = json.loads(json.dumps(payload))
+    for path in paths:
+        node: Any = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and parts[-1] in node:
+            node[parts[-1]] = REDACTED
+    return out
+
+
+def rate_limit_signal(exc: BaseException) -> tuple[bool, float | None]:
+    """Whether ``exc`` says "rate limited" (our :class:`RateLimited`, or an HTTP error with status
+    429 from urllib, requests, httpx or a similar client) and the Retry-After it carried."""
+    if isinstance(exc, RateLimited):
+        return True, exc.retry_after
+    status = None
+    headers: Any = None
+    response = getattr(exc, "response", None)
+    for obj in (exc, response):
+        if obj is None:
+            continue
+        for attr in ("status_code", "status", "code"):
+            value = getattr(obj, attr, None)
+            if isinstance(value, int):
+                status = value
+                break
+        if status is not None:
+            headers = getattr(obj, "headers", None)
+            break
+    if status != 429:
+        return False, None
+    return True, _retry_after(headers)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    try:
+        raw = headers.get("Retry-After") or headers.get("retry-after")
+    except Exception:
+        return None
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except (TypeError, ValueError):
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(str(raw))
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class Verdict(StrEnum):

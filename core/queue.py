@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .config import validate_name
-from .jobs import REGISTRY, Job, JobOptions, new_job_id
+from .jobs import REGISTRY, Job, JobOptions, derive_key, new_job_id
 from .keys import DEFAULT_LANE, GlobalKeys, QueueKeys
 from .scripts import Scripts
 
@@ -40,6 +40,13 @@ class JobRequest:
     # Where the job's outcome goes: (sink, field, ttl seconds).  The ack script stores the
     # job's return value there and the fail script its failure, atomically with the state change.
     result_to: tuple[str, str, int] | None = None
+    # Idempotency key: a second dispatch with the same key while the first job is pending or
+    # running (or completed less than unique_for ago) yields that job.  Default: name + payload.
+    key: str | None = None
+    # Per-dispatch option overrides (tries, timeout, backoff, ...), applied over the job's own.
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+OPTION_NAMES = frozenset(JobOptions().to_json())
 
 
 @dataclass(slots=True)
@@ -83,6 +90,8 @@ class Queue:
         spec = REGISTRY.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")
         options = (req.options or (spec.options if spec else JobOptions())).validate()
+        if req.overrides:
+            options = options.override(**req.overrides)
         job = Job(
             id=req.id or new_job_id(),
             name=req.name,
@@ -94,17 +103,22 @@ class Queue:
             batch=req.batch,
             tenant=req.tenant,
             tags=tuple(req.tags),
+            key=req.key or derive_key(req.name, req.payload),
         )
         return queue, job, max(0.0, req.delay)
 
     async def dispatch(self, name: str, payload: Any = None, **kwargs: Any) -> str:
-        """Dispatch one job; returns its id."""
-        ids = await self.dispatch_many([JobRequest(name, payload, **kwargs)])
+        """Dispatch one job; returns its id (or the id of the pending job it duplicates).
+        Job options (``tries=``, ``timeout=``, ``backoff=``...) override the job's own."""
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_NAMES}
+        ids = await self.dispatch_many([JobRequest(name, payload, overrides=overrides, **kwargs)])
         return ids[0]
 
     async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
-        """Dispatch many jobs in pipelined chunks (one script call per chunk and queue)."""
+        """Dispatch many jobs in pipelined chunks (one script call per chunk and queue).
+        Returns, in order, the id that represents each request (see :attr:`JobRequest.key`)."""
         by_queue: dict[str, list[list[Any]]] = {}
+        order: list[tuple[str, int]] = []
         ids: list[str] = []
         for req in requests:
             queue, job, delay = self._prepare(req)
@@ -115,17 +129,22 @@ class Queue:
             sink, sink_field, ttl = req.result_to or ("", "", 0)
             if sink:
                 validate_name("result sink", sink)
-            by_queue.setdefault(queue, []).append(
-                [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl]
+            rows = by_queue.setdefault(queue, [])
+            order.append((queue, len(rows)))
+            rows.append(
+                [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl,
+                 job.key or "", int(job.options.unique_for * 1000)]
             )
             ids.append(job.id)
         if not ids:
             return ids
+        calls: list[tuple[str, int]] = []
         async with self.client.pipeline(transaction=False) as pipe:
             for queue, rows in by_queue.items():
                 keys = self.keys(queue)
                 if queue not in self._known_queues:
                     pipe.sadd(self.globals.queues, queue)
+                    calls.append(("", 0))
                 for start in range(0, len(rows), DISPATCH_CHUNK):
                     args: list[Any] = [keys.base]
                     for row in rows[start : start + DISPATCH_CHUNK]:
@@ -135,9 +154,14 @@ class Queue:
                         args=args,
                         client=pipe,
                     )
-            await pipe.execute()
+                    calls.append((queue, start))
+            replies = await pipe.execute()
         self._known_queues.update(by_queue)
-        return ids
+        represented: dict[str, list[str]] = {}
+        for (queue, _start), reply in zip(calls, replies, strict=True):
+            if queue:
+                represented.setdefault(queue, []).extend(reply)
+        return [represented[queue][pos] for queue, pos in order]
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -156,7 +180,7 @@ class Queue:
     @staticmethod
     def _parse_pop(raw: Sequence[Any]) -> PopResult:
         result = PopResult(next_due=None if int(raw[0]) < 0 else int(raw[0]) / 1000.0)
-        for i in range(1, len(raw), 6):
+        for i in range(1, len(raw), 7):
             result.jobs.append(
                 Job.from_envelope(
                     raw[i + 1],
@@ -164,6 +188,7 @@ class Queue:
                     attempts=int(raw[i + 3]),
                     releases=int(raw[i + 4]),
                     exceptions=int(raw[i + 5]),
+                    checkpoint=json.loads(raw[i + 6]) if raw[i + 6] else None,
                 )
             )
         return result
@@ -192,24 +217,78 @@ class Queue:
         return [None if r is None else json.loads(r) for r in raw]
 
     async def release(
-        self, queue: str, owner: str, job_id: str, delay: float, why: str, error: dict[str, Any] | None = None
+        self,
+        queue: str,
+        owner: str,
+        job_id: str,
+        delay: float,
+        why: str,
+        error: dict[str, Any] | None = None,
+        checkpoint: str = "",
     ) -> bool:
+        """Put a reserved job back (``why``: rate_limited, retry or interrupted)."""
         keys = self.keys(queue)
         ok = await self.scripts["release"](
             keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else ""],
+            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint],
         )
         return bool(ok)
 
     async def fail(
-        self, queue: str, owner: str, job_id: str, failure: dict[str, Any], *, raised: bool = True
+        self,
+        queue: str,
+        owner: str,
+        job_id: str,
+        failure: dict[str, Any],
+        *,
+        raised: bool = True,
+        checkpoint: str = "",
     ) -> bool:
+        """Fail a reserved job for good: it moves to the failed store (kept 7 days)."""
         keys = self.keys(queue)
         ok = await self.scripts["fail"](
             keys=[keys.reserved, keys.failed, keys.stats],
-            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0"],
+            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint],
         )
         return bool(ok)
+
+    async def checkpoint(self, queue: str, owner: str, job_id: str, state_json: str) -> bool:
+        keys = self.keys(queue)
+        ok = await self.scripts["checkpoint"](keys=[keys.reserved], args=[keys.base, owner, job_id, state_json])
+        return bool(ok)
+
+    # -- the failed-job store ----------------------------------------------------------------
+
+    async def failed_ids(self, queue: str, start: int = 0, count: int = -1) -> list[str]:
+        """Failed job ids of a queue, newest first."""
+        end = -1 if count < 0 else start + count - 1
+        return [str(i) for i in await self.client.zrevrange(self.keys(queue).failed, start, end)]
+
+    async def retry_failed(self, queue: str, job_id: str) -> str | None:
+        """Dispatch a failed job again under a new id; returns the new id, or None when the job
+        is not in the failed store."""
+        keys = self.keys(queue)
+        data = await self.client.hget(keys.job(job_id), "data")
+        if data is None:
+            return None
+        env = json.loads(data)
+        new_id = new_job_id()
+        env["id"] = new_id
+        env["retry_of"] = job_id
+        env["enqueued_at"] = time.time()
+        ok = await self.scripts["retry_failed"](
+            keys=[keys.lanes, keys.ready, keys.failed, keys.wake, keys.stats],
+            args=[keys.base, job_id, new_id, json.dumps(env, separators=(",", ":"))],
+        )
+        return new_id if ok else None
+
+    async def forget_failed(self, queue: str, job_id: str) -> bool:
+        keys = self.keys(queue)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(keys.failed, job_id)
+            pipe.delete(keys.job(job_id))
+            removed, _ = await pipe.execute()
+        return bool(removed)
 
     async def renew(self, queue: str, owner: str, ids: Sequence[str], lease: float) -> list[str]:
         """Extend the leases of ``ids``; returns those no longer held."""

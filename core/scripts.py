@@ -8,7 +8,17 @@ from importlib import resources
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-SCRIPT_NAMES = ("dispatch", "pop_with_lease", "ack", "release", "fail", "renew")
+SCRIPT_NAMES = (
+    "dispatch",
+    "pop_with_lease",
+    "ack",
+    "release",
+    "fail",
+    "renew",
+    "checkpoint",
+    "retry_failed",
+    "limit",
+)
 
 
 @cache

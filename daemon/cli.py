@@ -177,13 +177,20 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
 @click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal (renewed every lease/3).")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds in-flight jobs get to finish after SIGTERM.")
 @click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Exit cleanly after this many jobs (0: no limit).")
+@click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Exit cleanly after this many seconds (0: no limit).")
+@click.option("--memory", type=click.FloatRange(min=0), default=0, help="Exit cleanly once resident memory passes this many MB (0: no limit).")
+@click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
-    --grace seconds, and gives the rest back to the queue.
+    --grace seconds, and gives the rest back to the queue.  --max-jobs,
+    --max-time and --memory make it exit cleanly (code 0) after its in-flight
+    jobs, for a supervisor to replace it.  A sync job past its timeout cannot be
+    cancelled: it is recorded as timed out and the process exits with code 70
+    after giving its other jobs back, to be replaced.
     """
     from evalharness.core.config import validate_name
 
@@ -192,7 +199,10 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     for q in queues:
         validate_name("queue", q)
     settings = settings_from(ctx, imports)
-    options = WorkerOptions(queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs)
+    options = WorkerOptions(
+        queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
+        max_time=max_time, memory=memory, hard_timeout=hard_timeout,
+    )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports)))
 
 

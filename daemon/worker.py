@@ -1,6 +1,11 @@
 """A worker process: runs many jobs at once on one asyncio loop (sync jobs in a thread pool),
 keeps their leases alive, and batches its Redis traffic so each job costs well under one
-round trip.  SIGTERM/SIGINT stop it taking work; in-flight jobs get a grace period."""
+round trip.  SIGTERM/SIGINT stop it taking work; in-flight jobs get a grace period.
+
+Timeouts are never silent: an async job past its timeout is cancelled; a sync job that cannot be
+cancelled (or a job that blocks the whole event loop) gets its worker process replaced.  Either
+way the job is recorded as timed out, with its checkpoint, and the worker's other jobs go back to
+the queue without using a try."""
 
 from __future__ import annotations
 
@@ -14,32 +19,41 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import redis
 import redis.exceptions
 
-from evalharness.core.connection import async_client
+from evalharness.core.connection import async_client, sync_client
+from evalharness.core.errors import ConfigError
 from evalharness.core.jobs import (
     REGISTRY,
     FailureKind,
     Job,
+    JobSpec,
     PermanentError,
-    RateLimited,
     Verdict,
     decide,
+    rate_limit_signal,
+    redact_payload,
 )
-from evalharness.core.queue import Queue
+from evalharness.core.limits import Limiter, LimiterClient
+from evalharness.core.queue import FAILED_RETENTION_MS, Queue
+from evalharness.core.scripts import script_source
 
 log = logging.getLogger("evalharness.worker")
 
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10.0
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+EXIT_REPLACE = 70  # the worker ended itself to stop a job it could not cancel; restart it
+WATCHDOG_MARGIN = 5.0  # seconds past a job's deadline before the watchdog acts on a stuck loop
 
 
 def import_job_modules(modules: Sequence[str]) -> None:
@@ -53,13 +67,41 @@ def import_job_modules(modules: Sequence[str]) -> None:
         importlib.import_module(mod)
 
 
-@dataclass
 class RunningJob:
-    """The context a job function receives."""
+    """The context a job function receives (see :class:`evalharness.core.jobs.JobContext`)."""
 
-    job: Job
-    worker_id: str
-    started: float = field(default_factory=time.monotonic)
+    def __init__(self, job: Job, worker: Worker) -> None:
+        self.job = job
+        self.worker_id = worker.id
+        self.started = time.monotonic()
+        self.deadline: float | None = None  # monotonic
+        self.held: list[tuple[Limiter, str]] = []
+        self._worker = worker
+        self._loop = asyncio.get_running_loop()
+        self._state_json = "" if job.checkpoint is None else json.dumps(job.checkpoint)
+        self.partial: Any = job.checkpoint
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.job.key
+
+    @property
+    def state_json(self) -> str:
+        return self._state_json
+
+    def checkpoint(self, state: Any) -> None:
+        encoded = json.dumps(state)  # a TypeError here tells the job at once
+        self._state_json = encoded
+        self.partial = state
+        save = functools.partial(self._worker.save_checkpoint, self.job, encoded)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            save()
+        else:
+            self._loop.call_soon_threadsafe(save)
 
 
 @dataclass(frozen=True)
@@ -70,6 +112,31 @@ class WorkerOptions:
     grace: float = 30.0  # seconds in-flight jobs get after SIGTERM
     poll: float = 1.0  # longest idle block before maintenance (delayed jobs, lapsed leases)
     max_jobs: int = 0  # exit after this many jobs (0 = no limit)
+    max_time: float = 0.0  # exit after this many seconds (0 = no limit)
+    memory: float = 0.0  # exit when resident memory passes this many MB (0 = no limit)
+    hard_timeout: float = 0.0  # no job may run longer, whatever its own timeout (0 = off)
+
+    def validate(self) -> WorkerOptions:
+        if self.hard_timeout:
+            for spec in REGISTRY.values():
+                if spec.options.timeout == 0 or spec.options.timeout >= self.hard_timeout:
+                    shown = "no timeout" if spec.options.timeout == 0 else f"timeout {spec.options.timeout:g}s"
+                    raise ConfigError(
+                        f"job {spec.name!r} has {shown}, not below the worker's --hard-timeout of "
+                        f"{self.hard_timeout:g}s: raise --hard-timeout or give the job a shorter timeout"
+                    )
+        return self
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Worker:
@@ -84,15 +151,22 @@ class Worker:
         # Blocking pops get their own connection so they never hold up acks or renewals.
         self.blocking = async_client(redis_url, max_connections=2)
         self.queue = Queue(self.client, prefix)
+        self.limiters = LimiterClient(self.client, prefix, self.queue.scripts)
         self.stop_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._ack_wanted = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
         self._acks: dict[str, list[tuple[str, str]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
+        self._started = time.monotonic()
+        self._tick = time.monotonic()
+        self._replacing = threading.Lock()
+        self.exit_code = 0
+        self.stop_reason = ""
         self.processed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -102,10 +176,12 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
 
-
-    def request_stop(self, sig: int | None = None) -> None:
+    def request_stop(self, sig: int | None = None, reason: str = "") -> None:
         if sig is not None:
             log.info("worker %s: %s received, finishing in-flight jobs", self.id, signal.Signals(sig).name)
+        elif reason and not self.stop_event.is_set():
+            log.info("worker %s: %s; finishing in-flight jobs, then exiting to be replaced", self.id, reason)
+            self.stop_reason = reason
         self.stop_event.set()
 
     async def run(self) -> int:
@@ -113,7 +189,10 @@ class Worker:
             "flush": asyncio.create_task(self._flush_loop(), name="flush"),
             "renew": asyncio.create_task(self._renew_loop(), name="renew"),
             "heartbeat": asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            "tick": asyncio.create_task(self._tick_loop(), name="tick"),
         }
+        watchdog = threading.Thread(target=self._watchdog, name="watchdog", daemon=True)
+        watchdog.start()
         fetch = asyncio.create_task(self._fetch_loop(), name="fetch")
         try:
             stop = asyncio.create_task(self.stop_event.wait())
@@ -136,7 +215,7 @@ class Worker:
             self._pool.shutdown(wait=False, cancel_futures=True)
             await self.client.aclose()
             await self.blocking.aclose()
-        return 0
+        return self.exit_code
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period; give the rest back to the queue."""
@@ -144,11 +223,26 @@ class Worker:
             log.info("worker %s: waiting up to %.0fs for %d running job(s)", self.id, self.options.grace, len(self._running))
             _, pending = await asyncio.wait(set(self._running.values()), timeout=self.options.grace)
             if pending:
-                self._interrupting = True
-                log.warning("worker %s: grace period over, returning %d job(s) to the queue", self.id, len(pending))
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                await self._interrupt(pending)
+
+    async def _interrupt(self, tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]]) -> None:
+        self._interrupting = True
+        log.warning("worker %s: returning %d running job(s) to the queue", self.id, len(tasks))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _recycle_reason(self) -> str:
+        opts = self.options
+        if opts.max_jobs and self.processed >= opts.max_jobs:
+            return f"--max-jobs {opts.max_jobs} reached"
+        if opts.max_time and time.monotonic() - self._started >= opts.max_time:
+            return f"--max-time {opts.max_time:g}s reached"
+        if opts.memory:
+            rss = _rss_mb()
+            if rss >= opts.memory:
+                return f"memory {rss:.0f} MB over --memory {opts.memory:g} MB"
+        return ""
 
     # -- fetching ----------------------------------------------------------------------
 
@@ -157,15 +251,17 @@ class Worker:
         wake_keys = [self.queue.keys(q).wake for q in opts.queues]
         backoff = 0.1
         while not self.stop_event.is_set():
+            reason = self._recycle_reason()
+            if reason:
+                self.request_stop(reason=reason)
+                return
             free = opts.concurrency - len(self._running)
             if opts.max_jobs:
                 free = min(free, opts.max_jobs - self.processed - len(self._running))
-                if free <= 0 and not self._running:
-                    self.request_stop()
-                    return
             if free <= 0:
                 self._slot_free.clear()
-                await self._slot_free.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), 1.0)
                 continue
             try:
                 got = 0
@@ -190,22 +286,29 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         self._held[job.queue][job.id] = job
-        task = asyncio.create_task(self._run(job), name=f"job:{job.id}")
+        ctx = RunningJob(job, self)
+        self._contexts[job.id] = ctx
+        task = asyncio.create_task(self._run(job, ctx), name=f"job:{job.id}")
         self._running[job.id] = task
         task.add_done_callback(lambda _t, jid=job.id: self._finished(jid))
 
     def _finished(self, job_id: str) -> None:
         self._running.pop(job_id, None)
+        self._contexts.pop(job_id, None)
         self._slot_free.set()
+
+    def _timeout_for(self, job: Job) -> float | None:
+        limits = [t for t in (job.options.timeout, self.options.hard_timeout) if t]
+        return min(limits) if limits else None
 
     # -- running -----------------------------------------------------------------------
 
-    async def _run(self, job: Job) -> None:
-        ctx = RunningJob(job=job, worker_id=self.id)
+    async def _run(self, job: Job, ctx: RunningJob) -> None:
         spec = REGISTRY.get(job.name)
         outcome, retry_after, permanent = "ok", None, False
         exc: BaseException | None = None
         result: Any = None
+        encoded = ""
         try:
             if spec is None:
                 raise _Permanent(FailureKind.UNKNOWN_JOB, f"no job named {job.name!r} is registered in this worker")
@@ -214,8 +317,18 @@ class Worker:
                     FailureKind.LOST,
                     f"its worker stopped (lease lapsed) on the last allowed attempt ({job.options.tries} tries)",
                 )
+            limiters = job.options.limiters
+            if limiters:
+                try:
+                    wait, ctx.held = await self.limiters.acquire(job, limiters)
+                except ConfigError as e:
+                    raise _Permanent("unknown_limiter", str(e)) from None
+                if wait:
+                    await self._settle_limited(job, wait)
+                    return
             args = (ctx, job.payload) if spec.takes_context else (job.payload,)
-            timeout = job.options.timeout or None
+            timeout = self._timeout_for(job)
+            ctx.deadline = None if timeout is None else time.monotonic() + timeout
             if spec.is_async:
                 async with asyncio.timeout(timeout) as cm:
                     try:
@@ -231,25 +344,32 @@ class Worker:
                 except TimeoutError:
                     if fut.done() and fut.exception() is not None:
                         raise
-                    raise _Timeout() from None
+                    # The thread cannot be stopped: record the timeout, then replace this process.
+                    await self._settle(job, spec, ctx, "timeout", _timeout_error(job, timeout), None, False)
+                    await self._replace_process(f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled")
+                    return
             encoded = json.dumps(result) if result is not None else ""
         except asyncio.CancelledError:
             if self._interrupting:
-                await self._give_back(job)
+                await self._give_back(job, ctx)
             raise
         except _Timeout:
-            outcome, exc = "timeout", TimeoutError(f"job exceeded its timeout of {job.options.timeout:g}s")
+            outcome, exc = "timeout", _timeout_error(job, self._timeout_for(job))
         except _Permanent as e:
             outcome, exc, permanent = ("lost" if e.kind == FailureKind.LOST else "exception"), e, True
-        except RateLimited as e:
-            outcome, exc, retry_after = "rate_limited", e, e.retry_after
         except PermanentError as e:
             outcome, exc, permanent = "exception", e, True
-        except (TypeError, ValueError) as e:
-            # Includes a result that is not JSON-serialisable.
-            outcome, exc = "exception", e
         except Exception as e:
-            outcome, exc = "exception", e
+            limited, after = rate_limit_signal(e)
+            if limited:
+                outcome, exc, retry_after = "rate_limited", e, after
+            else:
+                outcome, exc = "exception", e
+        finally:
+            if ctx.held:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self.limiters.release(job, ctx.held)
+                ctx.held = []
         if outcome == "ok":
             self.processed += 1
             self._acks.setdefault(job.queue, []).append((job.id, encoded))
@@ -257,10 +377,18 @@ class Worker:
             return
         await self._settle(job, spec, ctx, outcome, exc, retry_after, permanent)
 
+    async def _settle_limited(self, job: Job, wait: float) -> None:
+        try:
+            await self.queue.release(job.queue, self.id, job.id, wait, "rate_limited", None)
+        except REDIS_ERRORS as e:
+            log.warning("job %s: could not release it (%s); it will be re-delivered", job.id, e)
+        finally:
+            self._held[job.queue].pop(job.id, None)
+
     async def _settle(
         self,
         job: Job,
-        spec: Any,
+        spec: JobSpec | None,
         ctx: RunningJob,
         outcome: str,
         exc: BaseException | None,
@@ -272,25 +400,31 @@ class Worker:
         try:
             if decision.verdict is Verdict.RELEASE:
                 why = "rate_limited" if decision.rate_limited else "retry"
-                await self.queue.release(job.queue, self.id, job.id, decision.delay, why, error)
+                await self.queue.release(job.queue, self.id, job.id, decision.delay, why, error, ctx.state_json)
                 self.processed += 0 if decision.rate_limited else 1
                 log.info("job %s %s released for %.2fs (%s)", job.name, job.id, decision.delay, error["message"])
             else:
                 error["reason"] = decision.reason
-                owned = await self.queue.fail(job.queue, self.id, job.id, error, raised=outcome != "lost")
+                error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
+                error["checkpoint"] = ctx.partial
+                owned = await self.queue.fail(
+                    job.queue, self.id, job.id, error, raised=outcome != "lost", checkpoint=ctx.state_json
+                )
                 self.processed += 1
                 log.warning("job %s %s failed: %s (%s)", job.name, job.id, error["message"], decision.reason)
-                if owned and spec is not None and spec.on_failure is not None and exc is not None:
-                    await self._call_hook(spec, ctx, exc, error)
+                if owned and spec is not None and spec.on_failure is not None:
+                    await self._call_hook(spec, ctx, exc or RuntimeError(error["message"]), error)
         except REDIS_ERRORS as e:
             # The lease lapses and the job is re-delivered: nothing is lost.
             log.warning("job %s: could not record its outcome (%s); it will be re-delivered", job.id, e)
         finally:
             self._held[job.queue].pop(job.id, None)
 
-    async def _call_hook(self, spec: Any, ctx: RunningJob, exc: BaseException, error: dict[str, Any]) -> None:
+    async def _call_hook(self, spec: JobSpec, ctx: RunningJob, exc: BaseException, error: dict[str, Any]) -> None:
+        hook = spec.on_failure
+        if hook is None:
+            return
         try:
-            hook = spec.on_failure
             if asyncio.iscoroutinefunction(hook):
                 await hook(ctx, exc, error)
             else:
@@ -298,10 +432,95 @@ class Worker:
         except Exception:
             log.exception("failed hook of job %s raised", ctx.job.id)
 
-    async def _give_back(self, job: Job) -> None:
+    async def _give_back(self, job: Job, ctx: RunningJob | None = None) -> None:
         with contextlib.suppress(*REDIS_ERRORS):
-            await self.queue.release(job.queue, self.id, job.id, 0, "interrupted", None)
+            await self.queue.release(job.queue, self.id, job.id, 0, "interrupted", None, ctx.state_json if ctx else "")
         self._held[job.queue].pop(job.id, None)
+
+    def save_checkpoint(self, job: Job, encoded: str) -> None:
+        async def write() -> None:
+            try:
+                await self.queue.checkpoint(job.queue, self.id, job.id, encoded)
+            except REDIS_ERRORS as e:
+                log.warning("job %s: checkpoint not saved yet (%s); it is kept for the outcome", job.id, e)
+
+        asyncio.get_running_loop().create_task(write())
+
+    async def _replace_process(self, reason: str) -> None:
+        """Stop everything now: give the other running jobs back, flush acks, exit for a restart."""
+        log.error("worker %s: %s; giving back its other jobs and exiting to be replaced", self.id, reason)
+        self.exit_code = EXIT_REPLACE
+        self.stop_reason = reason
+        me = asyncio.current_task()
+        others = [t for t in self._running.values() if t is not me and not t.done()]
+        if others:
+            await self._interrupt(others)
+        self.stop_event.set()
+
+    # -- the watchdog: a job that blocks the event loop itself ------------------------------
+
+    async def _tick_loop(self) -> None:
+        while not self._closing.is_set():
+            self._tick = time.monotonic()
+            await self._pause(0.25)
+
+    def _watchdog(self) -> None:
+        """Runs in a thread.  When the event loop has been stuck past a running job's deadline,
+        nothing in the loop can act: record the overdue jobs as timed out, give the others back,
+        and end the process so it is replaced."""
+        while not self._closing.is_set():
+            time.sleep(0.25)
+            now = time.monotonic()
+            if now - self._tick < WATCHDOG_MARGIN:
+                continue
+            overdue = [c for c in list(self._contexts.values()) if c.deadline is not None and now > c.deadline + WATCHDOG_MARGIN]
+            if not overdue:
+                continue
+            with self._replacing:
+                self._hard_stop(overdue)
+
+    def _hard_stop(self, overdue: list[RunningJob]) -> None:
+        try:
+            client = sync_client(self.redis_url, socket_timeout=5)
+            scripts = {n: client.register_script(script_source(n)) for n in ("fail", "release")}
+            overdue_ids = {c.job.id for c in overdue}
+            for ctx in overdue:
+                job = ctx.job
+                decision = decide(job, outcome="timeout", now=time.time())
+                error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
+                error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
+                keys = self.queue.keys(job.queue)
+                if decision.verdict is Verdict.RELEASE:
+                    scripts["release"](
+                        keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+                        args=[keys.base, self.id, job.id, int(decision.delay * 1000), "retry", json.dumps(error), ctx.state_json],
+                    )
+                else:
+                    error["reason"] = decision.reason
+                    error["checkpoint"] = ctx.partial
+                    spec = REGISTRY.get(job.name)
+                    error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
+                    scripts["fail"](
+                        keys=[keys.reserved, keys.failed, keys.stats],
+                        args=[keys.base, self.id, job.id, json.dumps(error), FAILED_RETENTION_MS, "1", ctx.state_json],
+                    )
+            for ctx in list(self._contexts.values()):
+                if ctx.job.id in overdue_ids:
+                    continue
+                keys = self.queue.keys(ctx.job.queue)
+                scripts["release"](
+                    keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+                    args=[keys.base, self.id, ctx.job.id, 0, "interrupted", "", ctx.state_json],
+                )
+            for q in self.options.queues:
+                client.zrem(self.queue.keys(q).workers, self.id)
+            client.hdel(self.queue.globals.workers, self.id)
+        except redis.exceptions.RedisError as exc:
+            log.error("worker %s: could not record the timeout (%s); leases will lapse instead", self.id, exc)
+        finally:
+            log.error("worker %s: the event loop was blocked past a job's timeout; exiting to be replaced", self.id)
+            logging.shutdown()
+            os._exit(EXIT_REPLACE)
 
     # -- acknowledging, renewing, heartbeats ---------------------------------------------
 
@@ -347,6 +566,8 @@ class Worker:
         deadline = time.monotonic() + 5.0
         while self._acks and time.monotonic() < deadline:
             await self._flush()
+            if self._acks:
+                await asyncio.sleep(0.2)
 
     async def _renew_loop(self) -> None:
         every = self.options.lease / 3.0
@@ -357,6 +578,9 @@ class Worker:
                     continue
                 try:
                     lost = await self.queue.renew(q, self.id, list(held), self.options.lease)
+                    for ctx in list(self._contexts.values()):
+                        if ctx.held:
+                            await self.limiters.renew(ctx.job, ctx.held)
                 except REDIS_ERRORS as exc:
                     log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
                     continue
@@ -364,7 +588,7 @@ class Worker:
                     log.warning("worker %s: lost the lease of job %s", self.id, job_id)
 
     async def _heartbeat_loop(self) -> None:
-        info = {
+        info: dict[str, Any] = {
             "id": self.id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -409,28 +633,45 @@ class _Permanent(Exception):
         self.kind = kind
 
 
+def _timeout_error(job: Job, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"job exceeded its timeout of {timeout or job.options.timeout:g}s")
+
+
 def _describe(exc: BaseException | None, kind: str, job: Job) -> dict[str, Any]:
-    if isinstance(exc, _Permanent):
-        kind = exc.kind
-    elif isinstance(exc, PermanentError):
+    if isinstance(exc, _Permanent | PermanentError):
         kind = exc.kind
     info: dict[str, Any] = {
         "kind": str(kind) or "exception",
         "message": str(exc) if exc is not None else "",
         "exception_type": type(exc).__name__ if exc is not None else None,
+        "job": job.name,
+        "queue": job.queue,
         "attempts": job.attempts,
         "tries_used": job.tries_used,
         "releases": job.releases,
+        "tags": list(job.tags),
+        "batch": job.batch,
+        "tenant": job.tenant,
+        "enqueued_at": job.enqueued_at,
         "at": time.time(),
     }
-    if exc is not None and not isinstance(exc, _Permanent | _Timeout):
+    if exc is not None and not isinstance(exc, _Permanent | TimeoutError):
         info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
     return info
 
 
 async def run_worker(redis_url: str, prefix: str, options: WorkerOptions, imports: Sequence[str] = ()) -> int:
     import_job_modules(imports)
+    options.validate()
     worker = Worker(redis_url, prefix, options)
     worker.install_signal_handlers()
     log.info("worker %s serving %s with concurrency %d", worker.id, ",".join(options.queues), options.concurrency)
-    return await worker.run()
+    code = await worker.run()
+    if code == EXIT_REPLACE:
+        # A job thread may still be stuck: do not wait for it at interpreter exit.
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+__all__ = ["EXIT_REPLACE", "RunningJob", "Worker", "WorkerOptions", "import_job_modules", "run_worker"]

@@ -10,7 +10,7 @@ local done = 0
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local jk = base .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl')
+  local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'unique_for')
   if rec[1] == owner then
     if rec[2] then
       local rk = base .. 'results:' .. rec[2]
@@ -23,6 +23,16 @@ for i = 3, #ARGV, 2 do
       end
       redis.call('EXPIRE', rk, rec[4])
       redis.call('EXPIRE', rk .. ':done', rec[4])
+    end
+    if rec[5] then
+      local uk = base .. 'unique:' .. rec[5]
+      if redis.call('GET', uk) == id then
+        if tonumber(rec[6]) > 0 then
+          redis.call('PEXPIRE', uk, rec[6])
+        else
+          redis.call('DEL', uk)
+        end
+      end
     end
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', jk)

@@ -1,19 +1,48 @@
 -- dispatch: add jobs to one queue, ready at once or delayed.
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] wake  KEYS[5] stats
 -- ARGV[1] key base of the queue ("<prefix>:{q:<queue>}:")
--- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field, sink ttl s
--- Returns the number of jobs added (a job id that already exists is not added again).
+-- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field,
+-- sink ttl s, idempotency key ("" for none), unique-for ms (how long the key still dedupes after
+-- the job completed; 0 = only while it is pending or running)
+-- Returns, per job, the id of the job that represents it: its own id when added, or the id of
+-- the pending/running job (or the job completed within its unique-for window) it duplicates.
 local base = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local added, ready = 0, 0
-for i = 2, #ARGV, 7 do
+local out = {}
+for i = 2, #ARGV, 9 do
   local id, data, lane, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local ukey, ufor = ARGV[i + 7], ARGV[i + 8]
   local jk = base .. 'job:' .. id
-  if redis.call('EXISTS', jk) == 0 then
+  local dup = false
+  if redis.call('EXISTS', jk) == 1 then
+    dup = id
+  elseif ukey ~= '' then
+    local uk = base .. 'unique:' .. ukey
+    local holder = redis.call('GET', uk)
+    if holder then
+      local st = redis.call('HGET', base .. 'job:' .. holder, 'state')
+      -- gone: completed within its unique-for window; failed: a new dispatch may run it again
+      if st ~= 'failed' then
+        dup = holder
+      end
+    end
+    if not dup then
+      redis.call('SET', uk, id)
+    end
+  end
+  if dup then
+    out[#out + 1] = dup
+    redis.call('HINCRBY', KEYS[5], 'deduplicated', 1)
+  else
+    out[#out + 1] = id
     added = added + 1
     redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now,
       'attempts', 0, 'releases', 0, 'exceptions', 0, 'lost', 0)
+    if ukey ~= '' then
+      redis.call('HSET', jk, 'unique', ukey, 'unique_for', ufor)
+    end
     if ARGV[i + 4] ~= '' then
       redis.call('HSET', jk, 'sink', ARGV[i + 4], 'sink_field', ARGV[i + 5], 'sink_ttl', ARGV[i + 6])
     end
@@ -37,4 +66,4 @@ if ready > 0 and redis.call('LLEN', KEYS[4]) < 16 then
   -- One token per call: the worker that takes it passes the word on while work remains.
   redis.call('RPUSH', KEYS[4], '1')
 end
-return added
+return out

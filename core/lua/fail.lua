@@ -3,11 +3,12 @@
 -- KEYS[1] reserved  KEYS[2] failed  KEYS[3] stats
 -- ARGV[1] key base  ARGV[2] owner  ARGV[3] id  ARGV[4] failure JSON  ARGV[5] retention ms
 -- ARGV[6] "1" when the attempt raised (counts as an exception)
+-- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
 -- Returns 1, or 0 when the caller no longer held the lease.
 local base = ARGV[1]
 local id = ARGV[3]
 local jk = base .. 'job:' .. id
-local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl')
+local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique')
 if rec[1] ~= ARGV[2] then
   return 0
 end
@@ -15,6 +16,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = tonumber(ARGV[5])
 redis.call('ZREM', KEYS[1], id)
+if rec[5] and redis.call('GET', base .. 'unique:' .. rec[5]) == id then
+  redis.call('DEL', base .. 'unique:' .. rec[5])
+end
+if ARGV[7] and ARGV[7] ~= '' then
+  redis.call('HSET', jk, 'checkpoint', ARGV[7])
+end
 if ARGV[6] == '1' then
   redis.call('HINCRBY', jk, 'exceptions', 1)
 end

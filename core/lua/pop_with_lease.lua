@@ -6,7 +6,7 @@
 -- ARGV[1] key base  ARGV[2] count  ARGV[3] lease ms  ARGV[4] owner  ARGV[5] maintenance batch size
 -- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops)
 -- Returns {ms until the next delayed job is due or -1, then per job: id, envelope, lane,
---          attempts, releases, exceptions}
+--          attempts, releases, exceptions, checkpoint JSON or ""}
 local base = ARGV[1]
 local count = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -69,7 +69,7 @@ if ARGV[6] ~= '1' then
     if id then
       redis.call('ZREM', KEYS[2], id)
       local jk = base .. 'job:' .. id
-      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions')
+      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint')
       if rec[1] then
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
         redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now)
@@ -80,6 +80,7 @@ if ARGV[6] ~= '1' then
         out[#out + 1] = attempts
         out[#out + 1] = rec[2] or '0'
         out[#out + 1] = rec[3] or '0'
+        out[#out + 1] = rec[4] or ''
         got = got + 1
       end
     end

@@ -4,6 +4,7 @@
 -- ARGV[5] why: "rate_limited" (no try used), "retry" (after an exception) or "interrupted"
 --         (the worker is shutting down; the attempt is given back)
 -- ARGV[6] last error JSON ("" for none)
+-- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
 -- Returns 1, or 0 when the caller no longer held the lease.
 local base = ARGV[1]
 local id = ARGV[3]
@@ -29,6 +30,9 @@ else
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', jk, 'last_error', ARGV[6])
+end
+if ARGV[7] and ARGV[7] ~= '' then
+  redis.call('HSET', jk, 'checkpoint', ARGV[7])
 end
 if delay > 0 then
   redis.call('HSET', jk, 'state', 'delayed')

@@ -112,8 +112,8 @@ async def test_fail_records_the_failure_and_writes_the_error_to_the_sink(queue: 
 
 
 async def test_result_sink_first_write_wins(queue: Queue) -> None:
-    await queue.dispatch("noop", {}, queue="q", id="a", result_to=("run-1", "0", 60))
-    await queue.dispatch("noop", {}, queue="q", id="b", result_to=("run-1", "0", 60))
+    await queue.dispatch("noop", {"v": 1}, queue="q", id="a", result_to=("run-1", "0", 60))
+    await queue.dispatch("noop", {"v": 2}, queue="q", id="b", result_to=("run-1", "0", 60))
     a, b = (await queue.pop("q", 2, 30, "w1")).jobs
     await queue.ack("q", "w1", [(a.id, json.dumps("first")), (b.id, json.dumps("second"))])
     assert await queue.results("q", "run-1", ["0"]) == [{"result": "first"}]

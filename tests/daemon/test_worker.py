@@ -77,7 +77,7 @@ def test_sigterm_lets_running_jobs_finish_then_exits_cleanly(r: Any, procs: Proc
     worker = procs.worker("t", concurrency=5, grace=20)
     wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
     for i in range(3):
-        dispatch(r, procs, "t.sleep", {"seconds": 1.5}, job_id=f"j{i}", timeout=30)
+        dispatch(r, procs, "t.sleep", {"seconds": 1.5, "n": i}, job_id=f"j{i}", timeout=30)
     wait_until(lambda: r.zcard(K.reserved) == 3, what="three running jobs")
     worker.send_signal(signal.SIGTERM)
     dispatch(r, procs, "t.sleep", {"seconds": 0.1}, job_id="late", timeout=30)
@@ -104,7 +104,7 @@ def test_sync_jobs_run_in_threads_without_blocking_each_other(r: Any, procs: Pro
     procs.worker("t", concurrency=4)
     wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
     for i in range(4):
-        dispatch(r, procs, "t.blocking", {"seconds": 1.0}, job_id=f"b{i}", timeout=30)
+        dispatch(r, procs, "t.blocking", {"seconds": 1.0, "n": i}, job_id=f"b{i}", timeout=30)
     wait_until(lambda: all(result(r, f"b{i}") for i in range(4)), deadline=15, what="four blocking jobs")
     # all four ran in one process at the same time: they overlapped
     assert len({result(r, f"b{i}")["result"]["pid"] for i in range(4)}) == 1

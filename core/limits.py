@@ -1,0 +1,136 @@
+"""Named limiters shared by every worker: a rate limiter (at most N starts per window) and a
+concurrency limiter (at most N running at once), each scoped per key (a tenant, a model...).
+
+Every decision is one Lua script on Redis, so two workers never both take the last slot.  A job
+the limiter refuses is released for exactly the time until a slot frees, without using a try.
+
+    from evalharness.core import limiter, concurrency_limiter, job
+
+    limiter("llm-gateway", per_minute=80, key=lambda job: job.tenant)
+    concurrency_limiter("gpu", 4)
+
+    @job("summarise", limiters=["llm-gateway", "gpu"])
+    async def summarise(payload): ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .config import validate_name
+from .errors import ConfigError
+from .jobs import Job
+from .scripts import Scripts
+
+KeyFunc = Callable[[Job], Any]
+
+
+@dataclass(frozen=True)
+class Limiter:
+    name: str
+    kind: str  # "rate" or "concurrency"
+    limit: int
+    span: float  # rate: window seconds; concurrency: how long a slot is held without renewal
+    key: KeyFunc | None = None
+    retry_after: float = 1.0  # concurrency: the longest a refused job waits before trying again
+
+    def scope(self, job: Job) -> str:
+        if self.key is None:
+            return "_"
+        value = self.key(job)
+        return "_" if value is None or value == "" else str(value)
+
+    def redis_key(self, prefix: str, scope: str) -> str:
+        return f"{prefix}:limit:{{{self.name}:{scope}}}"
+
+
+LIMITERS: dict[str, Limiter] = {}
+
+
+def limiter(
+    name: str,
+    *,
+    per_second: float | None = None,
+    per_minute: float | None = None,
+    per_hour: float | None = None,
+    limit: int | None = None,
+    window: float | None = None,
+    key: KeyFunc | None = None,
+) -> Limiter:
+    """Register a rate limiter: ``per_minute=80`` = at most 80 starts in any 60 s, per key."""
+    validate_name("limiter", name)
+    given = [(v, w) for v, w in ((per_second, 1.0), (per_minute, 60.0), (per_hour, 3600.0)) if v is not None]
+    if limit is not None or window is not None:
+        if limit is None or window is None:
+            raise ConfigError(f"limiter {name!r}: give both limit= and window=")
+        given.append((float(limit), float(window)))
+    if len(given) != 1:
+        raise ConfigError(f"limiter {name!r}: give exactly one of per_second, per_minute, per_hour or limit+window")
+    count, span = given[0]
+    if count < 1 or int(count) != count or span <= 0:
+        raise ConfigError(f"limiter {name!r}: the limit must be a whole number >= 1 and the window > 0")
+    lim = Limiter(name, "rate", int(count), span, key)
+    LIMITERS[name] = lim
+    return lim
+
+
+def concurrency_limiter(name: str, max_running: int, *, key: KeyFunc | None = None, hold: float = 60.0, retry_after: float = 1.0) -> Limiter:
+    """Register a concurrency limiter: at most ``max_running`` jobs hold a slot at once, per key.
+    A slot is held like a lease (renewed while the job runs, freed when it ends or its worker dies)."""
+    validate_name("limiter", name)
+    if max_running < 1:
+        raise ConfigError(f"limiter {name!r}: max_running must be >= 1")
+    lim = Limiter(name, "concurrency", max_running, hold, key, retry_after)
+    LIMITERS[name] = lim
+    return lim
+
+
+class LimiterClient:
+    """Takes and gives back limiter slots for one worker."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, scripts: Scripts | None = None) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.scripts = scripts or Scripts(client)
+
+    async def acquire(self, job: Job, names: tuple[str, ...]) -> tuple[float, list[tuple[Limiter, str]]]:
+        """Try every limiter of ``job``; returns (0, held concurrency slots) when all granted, or
+        (seconds to wait, []) after giving back what was taken."""
+        held: list[tuple[Limiter, str]] = []
+        for name in names:
+            lim = LIMITERS.get(name)
+            if lim is None:
+                await self.release(job, held)
+                raise ConfigError(
+                    f"job {job.name!r} uses limiter {name!r}, which this worker does not know: "
+                    "define it in a module the worker imports (--import)"
+                )
+            scope = lim.scope(job)
+            key = lim.redis_key(self.prefix, scope)
+            member = job.id if lim.kind == "concurrency" else f"{job.id}:{job.attempts}:{os.urandom(4).hex()}"
+            wait_ms = int(
+                await self.scripts["limit"](keys=[key], args=[lim.kind, lim.limit, int(lim.span * 1000), member])
+            )
+            if wait_ms:
+                await self.release(job, held)
+                wait = wait_ms / 1000.0
+                return (min(wait, lim.retry_after) if lim.kind == "concurrency" else wait), []
+            if lim.kind == "concurrency":
+                held.append((lim, key))
+        return 0.0, held
+
+    async def renew(self, job: Job, held: list[tuple[Limiter, str]]) -> None:
+        for lim, key in held:
+            await self.scripts["limit"](keys=[key], args=["concurrency", lim.limit, int(lim.span * 1000), job.id])
+
+    async def release(self, job: Job, held: list[tuple[Limiter, str]]) -> None:
+        if held:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for _lim, key in held:
+                    pipe.zrem(key, job.id)
+                await pipe.execute()
