@@ -39,7 +39,8 @@ def default_state_dir() -> Path:
 
 def validate_name(kind: str, value: str) -> str:
     """Queue, lane and supervisor names end up inside Redis keys: keep them plain."""
-    if not value or not _NAME_RE.match(value):
+    # fullmatch: with match, '$' also matches before a trailing newline
+    if not value or not _NAME_RE.fullmatch(value):
         raise ConfigError(f"invalid {kind} name {value!r}: use letters, digits, '_', '-' and '.'")
     return value
 
@@ -173,6 +174,14 @@ class Settings:
     imports: tuple[str, ...] = ()
 
 
+def resolve_state_dir(config: Config) -> Path:
+    """``$EVALHARNESS_STATE_DIR``, then the config file's ``state_dir``, then the XDG default."""
+    explicit = os.environ.get(ENV_STATE_DIR)
+    if explicit:
+        return Path(explicit).expanduser()
+    return config.state_dir or default_state_dir()
+
+
 def resolve_prefix(flag: str | None, config: Config) -> str:
     prefix = flag or os.environ.get(ENV_PREFIX) or config.prefix or DEFAULT_PREFIX
     return validate_name("prefix", prefix)
@@ -195,7 +204,7 @@ def resolve_settings(
 ) -> Settings:
     """Resolve the Redis URL (flag, env, config file, embedded default) and the key prefix."""
     config = config if config is not None else load_config()
-    state_dir = config.state_dir or default_state_dir()
+    state_dir = resolve_state_dir(config)
     url = redis_url or os.environ.get(ENV_REDIS_URL) or config.redis_url
     embedded = False
     if not url:

@@ -21,5 +21,5 @@ async def run_sample(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
         func = load_sut(payload["sut"])
     except SutError as exc:
         raise PermanentError(str(exc), kind="sut_import") from None
-    output = await call_sut(func, payload["input"])
+    output = await call_sut(func, payload["input"], ctx.job.key)
     return {"output": output, "attempts": ctx.job.attempts}

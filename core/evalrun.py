@@ -20,7 +20,7 @@ import redis.exceptions
 from .datasets import Dataset
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
-from .jobs import Job, JobOptions, PermanentError, RateLimited, Verdict, decide, new_job_id
+from .jobs import Job, JobOptions, PermanentError, Verdict, decide, new_job_id, rate_limit_signal
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
 from .sut import call_sut, load_sut
@@ -119,14 +119,16 @@ async def run_serial(
                 for i, s in enumerate(dataset.samples[index:], start=index)
             ]
             break
-        output, error, attempts = await _serial_sample(func, sample.input, options)
+        output, error, attempts = await _serial_sample(func, sample.input, options, f"{run_id}-{index}")
         outcomes.append(SampleOutcome(index, sample, output, error, attempts))
         if progress:
             progress(index + 1, len(dataset.samples))
     return RunResult(run_id, outcomes, started, time.time(), diagnostics)
 
 
-async def _serial_sample(func: Any, sample_input: Any, options: RunOptions) -> tuple[str | None, dict[str, Any] | None, int]:
+async def _serial_sample(
+    func: Any, sample_input: Any, options: RunOptions, key: str
+) -> tuple[str | None, dict[str, Any] | None, int]:
     job = Job(id="serial", name=SAMPLE_JOB, payload=None, queue="", options=options.job_options, enqueued_at=time.time())
     attempts = releases = 0
     while True:
@@ -136,17 +138,16 @@ async def _serial_sample(func: Any, sample_input: Any, options: RunOptions) -> t
         exc: BaseException | None = None
         try:
             async with asyncio.timeout(options.timeout):
-                output = await call_sut(func, sample_input)
+                output = await call_sut(func, sample_input, key)
             return output, None, attempts
         except TimeoutError:
             outcome = "timeout"
             exc = TimeoutError(f"the SUT call exceeded the timeout of {options.timeout:g}s")
-        except RateLimited as e:
-            outcome, retry_after, exc = "rate_limited", e.retry_after, e
         except PermanentError as e:
             outcome, permanent, exc = "exception", True, e
         except Exception as e:
-            outcome, exc = "exception", e
+            limited, after = rate_limit_signal(e)
+            outcome, retry_after, exc = ("rate_limited", after, e) if limited else ("exception", None, e)
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
         if decision.rate_limited:
             releases += 1
@@ -200,6 +201,7 @@ class _Collector:
             queue=self.options.queue,
             options=self.options.job_options,
             id=f"{self.run_id}-{index}",
+            key=f"{self.run_id}-{index}",
             tags=(f"run:{self.run_id}",),
             result_to=(self.sink, str(index), self.options.result_ttl),
         )

@@ -61,13 +61,26 @@ def load_sut(path: str) -> SutFunc:
     return func
 
 
-async def call_sut(func: SutFunc, sample_input: Any) -> str:
+@cache
+def _takes_key(func: SutFunc) -> bool:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "idempotency_key" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+async def call_sut(func: SutFunc, sample_input: Any, idempotency_key: str | None = None) -> str:
     """Call the SUT once: async functions are awaited, sync ones run in a thread so they never
-    block the event loop.  The output must be text."""
+    block the event loop.  A SUT with an ``idempotency_key`` parameter receives the job's key,
+    to pass on to a provider that deduplicates.  The output must be text."""
+    kwargs: dict[str, Any] = {}
+    if idempotency_key is not None and _takes_key(func):
+        kwargs["idempotency_key"] = idempotency_key
     if inspect.iscoroutinefunction(func):
-        output = await func(sample_input)
+        output = await func(sample_input, **kwargs)
     else:
-        output = await asyncio.to_thread(func, sample_input)
+        output = await asyncio.to_thread(func, sample_input, **kwargs)
         if inspect.isawaitable(output):
             output = await output
     if not isinstance(output, str):

@@ -23,7 +23,9 @@ from evalharness.core.embedded import EmbeddedServer, find_server_binary
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import RunOptions, RunResult, run_lazy_parallel, run_serial
-from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_SUT
+from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
+from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
+from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.report import build_report, render_report, report_ok, write_report
 from evalharness.core.scorers import resolve_metrics
 from evalharness.core.sut import load_sut
@@ -215,11 +217,13 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
 @click.pass_context
 @handle_errors
 def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
-    """Evaluate the bundled 200-question dataset against the simulated LLM.
+    """Evaluate the bundled 200-question dataset against a simulated LLM provider.
 
-    Starts the embedded Redis (unless one is configured) and evalharnessd with
-    worker processes, runs a lazy-parallel evaluation, prints the report, writes
-    the JSON report under ./reports/, and stops what it started.
+    Starts the embedded Redis (unless one is configured), a simulated provider
+    on 127.0.0.1 (50-500 ms latency, some 429s with Retry-After and some 503s),
+    and evalharnessd with worker processes; runs a lazy-parallel evaluation,
+    prints the report, writes the JSON report under ./reports/, and stops what
+    it started.
     """
     obj = ctx.find_root().obj
     config = load_config(obj.get("config"))
@@ -231,6 +235,9 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     where = "embedded server in " + str(state_dir) if settings.embedded else redact_url(settings.redis_url)
     err.print(f"[bold]evalharness demo[/] – Redis: {where}")
     queue = DEFAULT_EVAL_QUEUE
+    provider = SimulatedProvider().start()
+    os.environ[ENV_PROVIDER_URL] = provider.url
+    err.print(f"simulated provider: {provider.url} (latency 50-500 ms, ~3% 429, ~2% 503)")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "evalharness.daemon.master", "--log-level", "warning", "--queue", f"{queue}={processes}", "--concurrency", str(-(-concurrency // processes))],
         env=child_env(settings),
@@ -241,11 +248,18 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
         data = load_dataset(EXAMPLE_DATASET)
         scorers = resolve_metrics(["exact-match", "contains"])
         options = RunOptions(concurrency=concurrency, queue=queue, timeout=30, tries=3, backoff=(0.5, 1.0, 2.0)).validate()
-        result = execute(ctx, data, EXAMPLE_SUT, options)
+        result = execute(ctx, data, EXAMPLE_HTTP_SUT, options)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = reports_dir() / f"demo-{stamp}.json"
-        code = finish(result, data, EXAMPLE_SUT, options, scorers, str(path))
+        code = finish(result, data, EXAMPLE_HTTP_SUT, options, scorers, str(path))
+        stats = provider.stats()
+        err.print(
+            f"provider answered {stats['requests']} requests: "
+            + ", ".join(f"{n}x HTTP {s}" for s, n in stats["by_status"].items())
+            + " (429s were released without using a try; 503s were retried)"
+        )
     finally:
+        provider.stop()
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -310,8 +324,25 @@ def server_status(ctx: click.Context) -> None:
     raise SystemExit(0 if running else 1)
 
 
+def _register_groups() -> None:
+    from .cli_failed import failed
+
+    cli.add_command(failed)
+
+
+_register_groups()
+
+
 def main() -> None:
-    cli(prog_name="evalharness")
+    import redis.exceptions
+
+    try:
+        cli(prog_name="evalharness")
+    except EvalHarnessError as exc:
+        fail(exc)
+    except redis.exceptions.ConnectionError as exc:
+        click.echo(f"error: cannot reach Redis: {exc}", err=True)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

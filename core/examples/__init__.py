@@ -6,3 +6,4 @@ from pathlib import Path
 
 EXAMPLE_DATASET = Path(__file__).with_name("example.jsonl")
 EXAMPLE_SUT = "evalharness.core.examples.sim:answer"
+EXAMPLE_HTTP_SUT = "evalharness.core.examples.http_sut:answer"

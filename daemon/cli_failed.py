@@ -1,0 +1,229 @@
+"""``evalharness failed``: the failed-job store — list, show, retry, forget, flush."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evalharness.core.config import validate_name
+from evalharness.core.connection import async_client
+from evalharness.core.errors import EvalHarnessError
+from evalharness.core.queue import Queue
+
+from .common import settings_from
+
+T = TypeVar("T")
+
+
+def _run(ctx: click.Context, body: Callable[[Queue], Awaitable[T]]) -> T:
+    settings = settings_from(ctx)
+
+    async def main() -> T:
+        client = async_client(settings.redis_url)
+        try:
+            return await body(Queue(client, settings.prefix))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def _when(ms: Any) -> str:
+    try:
+        return datetime.fromtimestamp(int(ms) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return "-"
+
+
+async def _records(q: Queue, queues: tuple[str, ...], tags: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+    names = list(queues) or await q.known_queues()
+    out: list[dict[str, Any]] = []
+    for name in names:
+        ids = await q.failed_ids(name)
+        if not ids:
+            continue
+        keys = q.keys(name)
+        async with q.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            rows = await pipe.execute()
+        for job_id, rec in zip(ids, rows, strict=True):
+            if not rec:
+                continue
+            out.append(_record(name, job_id, rec))
+    if tags:
+        out = [r for r in out if set(tags) <= set(r["tags"])]
+    out.sort(key=lambda r: -int(r["failed_at"] or 0))
+    return out[:limit] if limit else out
+
+
+def _record(queue: str, job_id: str, rec: dict[str, str]) -> dict[str, Any]:
+    env = json.loads(rec.get("data") or "{}")
+    failure = json.loads(rec.get("failure") or "{}")
+    return {
+        "id": job_id,
+        "queue": queue,
+        "name": env.get("name"),
+        # the failure record carries the payload with the job's redacted keys masked
+        "payload": failure.get("payload", env.get("payload")),
+        "tags": env.get("tags") or [],
+        "batch": env.get("batch"),
+        "tenant": env.get("tenant"),
+        "kind": failure.get("kind"),
+        "exception_type": failure.get("exception_type"),
+        "message": failure.get("message"),
+        "reason": failure.get("reason"),
+        "traceback": failure.get("traceback"),
+        "attempts": int(rec.get("attempts") or 0),
+        "releases": int(rec.get("releases") or 0),
+        "exceptions": int(rec.get("exceptions") or 0),
+        "enqueued_at": env.get("enqueued_at"),
+        "failed_at": int(rec.get("failed_at") or 0),
+        "checkpoint": json.loads(rec["checkpoint"]) if rec.get("checkpoint") else None,
+        "retry_of": env.get("retry_of"),
+        "retried_by": rec.get("retried_by"),
+    }
+
+
+async def _find(q: Queue, job_id: str, queues: tuple[str, ...]) -> str:
+    for name in list(queues) or await q.known_queues():
+        if await q.client.zscore(q.keys(name).failed, job_id) is not None:
+            return name
+    raise EvalHarnessError(f"no failed job {job_id!r}" + (f" on queue(s) {', '.join(queues)}" if queues else ""))
+
+
+def _check_queues(queues: tuple[str, ...]) -> None:
+    for name in queues:
+        validate_name("queue", name)
+
+
+queue_option = click.option("--queue", "queues", multiple=True, help="Only this queue; repeat for several.")
+tag_option = click.option("--tag", "tags", multiple=True, help="Only jobs with this tag; repeat to require several.")
+
+
+@click.group()
+def failed() -> None:
+    """The failed-job store: jobs that used up their tries (kept 7 days)."""
+
+
+@failed.command("list")
+@queue_option
+@tag_option
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.pass_context
+def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List failed jobs, newest first."""
+    _check_queues(queues)
+    rows = _run(ctx, lambda q: _records(q, queues, tags, limit))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({k: v for k, v in row.items() if k != "traceback"}))
+        return
+    if not rows:
+        click.echo("no failed jobs")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("id", "queue", "job", "kind", "message", "tries", "failed at (UTC)"):
+        table.add_column(col, overflow="fold" if col == "message" else "ellipsis", no_wrap=col != "message")
+    for r in rows:
+        table.add_row(r["id"], r["queue"], str(r["name"]), str(r["kind"]), (r["message"] or "")[:200], str(r["attempts"] - r["releases"]), _when(r["failed_at"]))
+    Console().print(table)
+
+
+@failed.command("show")
+@click.argument("job_id")
+@queue_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_json: bool) -> None:
+    """Everything recorded about one failed job: payload, error, traceback, checkpoint."""
+    _check_queues(queues)
+
+    async def body(q: Queue) -> dict[str, Any]:
+        name = await _find(q, job_id, queues)
+        return _record(name, job_id, await q.client.hgetall(q.keys(name).job(job_id)))
+
+    rec = _run(ctx, body)
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    console = Console()
+    for key in ("id", "queue", "name", "kind", "exception_type", "message", "reason", "attempts", "releases", "tags", "batch", "tenant", "retry_of"):
+        console.print(f"[bold]{key:15}[/] {rec[key]}", markup=True, highlight=False)
+    console.print(f"[bold]{'failed at':15}[/] {_when(rec['failed_at'])} UTC")
+    console.print(f"[bold]{'payload':15}[/] {json.dumps(rec['payload'])}", highlight=False)
+    console.print(f"[bold]{'checkpoint':15}[/] {json.dumps(rec['checkpoint'])}", highlight=False)
+    if rec["traceback"]:
+        console.print("[bold]traceback[/]")
+        console.print(rec["traceback"], markup=False, highlight=False)
+
+
+@failed.command("retry")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed job (with --queue/--tag: those).")
+@queue_option
+@tag_option
+@click.pass_context
+def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, queues: tuple[str, ...], tags: tuple[str, ...]) -> None:
+    """Dispatch failed jobs again under new ids (the new job records which one it retries)."""
+    _check_queues(queues)
+    if bool(job_ids) == retry_all:
+        raise click.UsageError("give job ids, or --all")
+
+    async def body(q: Queue) -> list[tuple[str, str | None]]:
+        if retry_all:
+            targets = [(r["queue"], r["id"]) for r in await _records(q, queues, tags, 0)]
+        else:
+            targets = [(await _find(q, job_id, queues), job_id) for job_id in job_ids]
+        return [(old, await q.retry_failed(name, old)) for name, old in targets]
+
+    results = _run(ctx, body)
+    for old, new in results:
+        click.echo(f"{old} -> {new}" if new else f"{old}: no longer in the failed store")
+    if not results:
+        click.echo("no failed jobs to retry")
+
+
+@failed.command("forget")
+@click.argument("job_ids", nargs=-1, required=True)
+@queue_option
+@click.pass_context
+def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], queues: tuple[str, ...]) -> None:
+    """Delete failed jobs from the store."""
+    _check_queues(queues)
+
+    async def body(q: Queue) -> int:
+        n = 0
+        for job_id in job_ids:
+            n += await q.forget_failed(await _find(q, job_id, queues), job_id)
+        return n
+
+    click.echo(f"forgot {_run(ctx, body)} job(s)")
+
+
+@failed.command("flush")
+@queue_option
+@tag_option
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.pass_context
+def failed_flush(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], yes: bool) -> None:
+    """Delete every failed job (with --queue/--tag: those)."""
+    _check_queues(queues)
+    if not yes:
+        click.confirm("Delete these failed jobs for good?", abort=True)
+
+    async def body(q: Queue) -> int:
+        n = 0
+        for r in await _records(q, queues, tags, 0):
+            n += await q.forget_failed(r["queue"], r["id"])
+        return n
+
+    click.echo(f"flushed {_run(ctx, body)} failed job(s)")
