@@ -145,8 +145,15 @@ class EmbeddedServer:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.state_dir / "server.lock", "a") as fh:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(self.state_dir / "server.lock", "a")
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot use the state directory {self.state_dir}: {exc.strerror or exc} "
+                "(set EVALHARNESS_STATE_DIR to a directory you can write)"
+            ) from None
+        with lock as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

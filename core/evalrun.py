@@ -69,6 +69,13 @@ class RunOptions:
     def job_options(self) -> JobOptions:
         return JobOptions(tries=self.tries, timeout=self.timeout, backoff=self.backoff).validate()
 
+    def job_options_for(self, started: float) -> JobOptions:
+        """With a batch timeout, no retry or rate-limit release starts after the run's deadline."""
+        opts = self.job_options
+        if self.batch_timeout is not None:
+            opts = replace(opts, retry_until=started + self.batch_timeout)
+        return opts
+
     def to_json(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
@@ -192,6 +199,7 @@ class _Collector:
         self.results: dict[int, dict[str, Any]] = {}
         self.stop_dispatching: str | None = None
         self.diagnostics: list[str] = []
+        self.job_options = options.job_options_for(time.time())
 
     def request(self, index: int) -> JobRequest:
         sample = self.dataset.samples[index]
@@ -199,7 +207,7 @@ class _Collector:
             SAMPLE_JOB,
             {"sut": self.sut, "input": sample.input, "sample_id": sample.id, "index": index},
             queue=self.options.queue,
-            options=self.options.job_options,
+            options=self.job_options,
             id=f"{self.run_id}-{index}",
             key=f"{self.run_id}-{index}",
             tags=(f"run:{self.run_id}",),

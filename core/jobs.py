@@ -159,6 +159,10 @@ class Job:
     releases: int = 0  # times released by a rate-limit signal (no try used)
     exceptions: int = 0
     checkpoint: Any = None  # partial state saved by an earlier attempt
+    # Whether ``options`` were fixed by the producer; when not (it did not know the job), the
+    # worker takes the job's registered options, then applies ``overrides``.
+    options_given: bool = True
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tries_used(self) -> int:
@@ -172,7 +176,8 @@ class Job:
                 "name": self.name,
                 "payload": self.payload,
                 "queue": self.queue,
-                "options": self.options.to_json(),
+                "options": self.options.to_json() if self.options_given else None,
+                "overrides": self.overrides or None,
                 "enqueued_at": self.enqueued_at,
                 "batch": self.batch,
                 "tenant": self.tenant,
@@ -200,7 +205,7 @@ class Job:
             name=env["name"],
             payload=env.get("payload"),
             queue=env["queue"],
-            options=JobOptions.from_json(env.get("options") or {}),
+            options=_resolve_options(env),
             enqueued_at=float(env.get("enqueued_at", 0.0)),
             lane=lane,
             batch=env.get("batch"),
@@ -213,6 +218,17 @@ class Job:
             exceptions=exceptions,
             checkpoint=checkpoint,
         )
+
+
+def _resolve_options(env: dict[str, Any]) -> JobOptions:
+    """The options a job runs with: the producer's, else the registered job's, plus overrides."""
+    if env.get("options") is not None:
+        base = JobOptions.from_json(env["options"])
+    else:
+        spec = REGISTRY.get(env.get("name", ""))
+        base = spec.options if spec is not None else JobOptions()
+    overrides = env.get("overrides")
+    return base.override(**overrides) if overrides else base
 
 
 class JobContext(Protocol):

@@ -89,9 +89,10 @@ class Queue:
     def _prepare(self, req: JobRequest) -> tuple[str, Job, float]:
         spec = REGISTRY.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")
+        options_given = req.options is not None or spec is not None
         options = (req.options or (spec.options if spec else JobOptions())).validate()
         if req.overrides:
-            options = options.override(**req.overrides)
+            options = options.override(**req.overrides)  # validates them here, at the producer
         job = Job(
             id=req.id or new_job_id(),
             name=req.name,
@@ -99,11 +100,15 @@ class Queue:
             queue=queue,
             options=options,
             enqueued_at=time.time(),
-            lane=req.lane or req.batch or DEFAULT_LANE,
+            # Lanes are served round-robin: a batch, or else a tenant, gets its own lane so that
+            # one cannot starve another; plain jobs share the default lane in FIFO order.
+            lane=req.lane or req.batch or (f"tenant:{req.tenant}" if req.tenant else DEFAULT_LANE),
             batch=req.batch,
             tenant=req.tenant,
             tags=tuple(req.tags),
             key=req.key or derive_key(req.name, req.payload),
+            options_given=options_given,
+            overrides=dict(req.overrides),
         )
         return queue, job, max(0.0, req.delay)
 

@@ -9,13 +9,18 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
-from functools import cache
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
 from typing import Any
 
 from .errors import SutError
 from .jobs import PermanentError
 
 SutFunc = Callable[[Any], Any]
+
+# Sync SUTs run here rather than in asyncio's default pool (min(32, cores + 4) threads), so a
+# worker's --concurrency, not the core count, bounds how many calls run at once.
+_SYNC_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="sut")
 
 
 class InvalidOutput(PermanentError):
@@ -80,7 +85,7 @@ async def call_sut(func: SutFunc, sample_input: Any, idempotency_key: str | None
     if inspect.iscoroutinefunction(func):
         output = await func(sample_input, **kwargs)
     else:
-        output = await asyncio.to_thread(func, sample_input, **kwargs)
+        output = await asyncio.get_running_loop().run_in_executor(_SYNC_POOL, partial(func, sample_input, **kwargs))
         if inspect.isawaitable(output):
             output = await output
     if not isinstance(output, str):

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from evalharness.core.config import ENV_CONFIG, ENV_PREFIX, ENV_REDIS_URL, default_state_dir, load_config
+from evalharness.core.config import ENV_CONFIG, ENV_PREFIX, ENV_REDIS_URL, load_config, resolve_state_dir
 from evalharness.core.connection import async_client, redact_url
 from evalharness.core.datasets import load_dataset
 from evalharness.core.embedded import EmbeddedServer, find_server_binary
@@ -62,7 +62,7 @@ def handle_errors(func: F) -> F:
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL (redis://, rediss://, unix://). Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help=f"Key prefix shared by producers, workers and consoles (default eh). Env {ENV_PREFIX}.")
 @click.option("--config", "config", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help=f"Config file (TOML). Env {ENV_CONFIG}; default ./evalharness.toml when present.")
-@click.option("--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", envvar="EVALHARNESS_LOG_LEVEL", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]), help="Env EVALHARNESS_LOG_LEVEL.")
 @click.version_option(package_name="evalharness")
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: str | None, log_level: str) -> None:
@@ -227,7 +227,7 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     """
     obj = ctx.find_root().obj
     config = load_config(obj.get("config"))
-    state_dir = config.state_dir or default_state_dir()
+    state_dir = resolve_state_dir(config)
     server = EmbeddedServer(state_dir)
     started_server = not (obj.get("redis_url") or config.redis_url or os.environ.get(ENV_REDIS_URL)) and not server.is_running()
     settings = settings_from(ctx)
@@ -282,7 +282,7 @@ def server() -> None:
 
 def _embedded(ctx: click.Context) -> EmbeddedServer:
     config = load_config(ctx.find_root().obj.get("config"))
-    return EmbeddedServer(config.state_dir or default_state_dir())
+    return EmbeddedServer(resolve_state_dir(config))
 
 
 @server.command("start")
@@ -342,6 +342,9 @@ def main() -> None:
         fail(exc)
     except redis.exceptions.ConnectionError as exc:
         click.echo(f"error: cannot reach Redis: {exc}", err=True)
+        raise SystemExit(3) from None
+    except redis.exceptions.RedisError as exc:
+        click.echo(f"error: Redis refused the command: {type(exc).__name__}: {exc}", err=True)
         raise SystemExit(3) from None
 
 

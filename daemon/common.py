@@ -23,7 +23,12 @@ from evalharness.core.queue import Queue
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+ENV_LOG_LEVEL = "EVALHARNESS_LOG_LEVEL"
+
+
 def setup_logging(level: str) -> None:
+    """Log to stderr at ``level``; child processes (workers) inherit it through the environment."""
+    os.environ[ENV_LOG_LEVEL] = level
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
 
 

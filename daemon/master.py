@@ -26,6 +26,7 @@ from evalharness.core.config import (
 from evalharness.core.errors import ConfigError, EvalHarnessError
 
 from .common import child_env, fail, setup_logging, worker_command
+from .worker import EXIT_REPLACE
 
 log = logging.getLogger("evalharness.master")
 
@@ -44,6 +45,7 @@ class Slot:
     imports: tuple[str, ...]
     grace: float
     lease: float = 30.0
+    extra: tuple[str, ...] = ()
     proc: asyncio.subprocess.Process | None = None
     started: float = 0.0
     failures: int = 0
@@ -51,18 +53,26 @@ class Slot:
     history: list[int] = field(default_factory=list)
 
     def command(self) -> list[str]:
-        return worker_command(self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}"])
+        return worker_command(
+            self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}", *self.extra]
+        )
 
 
 class Master:
     def __init__(
-        self, supervisors: list[SupervisorConfig], env: dict[str, str], imports: tuple[str, ...], grace: float, lease: float = 30.0
+        self,
+        supervisors: list[SupervisorConfig],
+        env: dict[str, str],
+        imports: tuple[str, ...],
+        grace: float,
+        lease: float = 30.0,
+        worker_args: tuple[str, ...] = (),
     ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
         self.grace = grace
         self.slots = [
-            Slot(sup.name, sup.queues, sup.concurrency, imports, grace, lease) for sup in supervisors for _ in range(sup.processes)
+            Slot(sup.name, sup.queues, sup.concurrency, imports, grace, lease, worker_args) for sup in supervisors for _ in range(sup.processes)
         ]
         self.stopping = asyncio.Event()
         self.force = False
@@ -108,10 +118,13 @@ class Master:
             if self.stopping.is_set():
                 return
             ran = time.monotonic() - slot.started
-            slot.failures = 0 if ran >= STABLE_AFTER else slot.failures + 1
+            # 0: the worker recycled itself (--max-jobs/--max-time/--memory); 70: it ended itself
+            # to stop a job it could not cancel.  Both are planned exits: replace it at once.
+            planned = code in (0, EXIT_REPLACE)
+            slot.failures = 0 if planned or ran >= STABLE_AFTER else slot.failures + 1
             delay = 0.0 if slot.failures == 0 else min(RESTART_MAX, RESTART_MIN * 2 ** (slot.failures - 1))
             slot.restarts += 1
-            log.warning(
+            (log.info if planned else log.warning)(
                 "supervisor %s: worker pid %d exited with code %s after %.1fs; restarting in %.0fs",
                 slot.supervisor, proc.pid, code, ran, delay,
             )
@@ -163,12 +176,16 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs each worker process runs at once (with --queue).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT.")
+@click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Each worker exits after this many jobs and is replaced (0: no limit).")
+@click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Each worker exits after this many seconds and is replaced (0: no limit).")
+@click.option("--memory", type=click.FloatRange(min=0), default=0, help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).")
+@click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout (0: off).")
 @click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.")
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -189,7 +206,8 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     except EvalHarnessError as exc:
         fail(exc)
         return
-    master = Master(sups, child_env(settings), settings.imports, grace, lease)
+    worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
+    master = Master(sups, child_env(settings), settings.imports, grace, lease, worker_args)
 
     async def main() -> int:
         master.install_signal_handlers()

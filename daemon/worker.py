@@ -32,6 +32,7 @@ import redis.exceptions
 
 from evalharness.core.connection import async_client, sync_client
 from evalharness.core.errors import ConfigError
+from evalharness.core.evaljobs import SAMPLE_JOB
 from evalharness.core.jobs import (
     REGISTRY,
     FailureKind,
@@ -119,6 +120,9 @@ class WorkerOptions:
     def validate(self) -> WorkerOptions:
         if self.hard_timeout:
             for spec in REGISTRY.values():
+                # the eval sample job gets its timeout from each run (--timeout), not from here
+                if spec.queue not in self.queues or spec.name == SAMPLE_JOB:
+                    continue
                 if spec.options.timeout == 0 or spec.options.timeout >= self.hard_timeout:
                     shown = "no timeout" if spec.options.timeout == 0 else f"timeout {spec.options.timeout:g}s"
                     raise ConfigError(
@@ -330,20 +334,20 @@ class Worker:
             timeout = self._timeout_for(job)
             ctx.deadline = None if timeout is None else time.monotonic() + timeout
             if spec.is_async:
-                async with asyncio.timeout(timeout) as cm:
-                    try:
+                cm = asyncio.timeout(timeout)
+                try:
+                    async with cm:
                         result = await spec.func(*args)
-                    except TimeoutError:
-                        if cm.expired():
-                            raise _Timeout() from None
-                        raise
+                except TimeoutError:
+                    if cm.expired():
+                        raise _Timeout() from None
+                    raise
             else:
                 fut = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(spec.func, *args))
-                try:
-                    result = await asyncio.wait_for(fut, timeout)
-                except TimeoutError:
-                    if fut.done() and fut.exception() is not None:
-                        raise
+                await asyncio.wait({fut}, timeout=timeout)
+                if fut.done():
+                    result = fut.result()
+                else:
                     # The thread cannot be stopped: record the timeout, then replace this process.
                     await self._settle(job, spec, ctx, "timeout", _timeout_error(job, timeout), None, False)
                     await self._replace_process(f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled")
@@ -667,8 +671,12 @@ async def run_worker(redis_url: str, prefix: str, options: WorkerOptions, import
     worker.install_signal_handlers()
     log.info("worker %s serving %s with concurrency %d", worker.id, ",".join(options.queues), options.concurrency)
     code = await worker.run()
-    if code == EXIT_REPLACE:
-        # A job thread may still be stuck: do not wait for it at interpreter exit.
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if code == EXIT_REPLACE or busy:
+        # A job thread is still stuck in blocking code: waiting for it at interpreter exit would
+        # keep this process alive past its grace period.  Its job was given back already.
+        if busy and code != EXIT_REPLACE:
+            log.warning("worker %s: %d thread(s) still busy at exit; not waiting for them", worker.id, len(busy))
         logging.shutdown()
         os._exit(code)
     return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -26,3 +27,96 @@ def blocking_job(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
 @job("t.noop", queue="t")
 async def noop_job(payload: Any) -> None:
     return None
+
+
+# -- job semantics ---------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from evalharness.core import PermanentError, RateLimited, concurrency_limiter, limiter  # noqa: E402
+from evalharness.core.examples.http_sut import HTTPStatusError, post_json  # noqa: E402
+
+limiter("ten-per-second", per_second=10)
+limiter("three-per-tenant", limit=3, window=30, key=lambda job: job.tenant)
+concurrency_limiter("two-at-once", 2)
+
+
+@job("t.limited", queue="t", limiters=["ten-per-second"])
+async def limited_job(payload: Any) -> float:
+    return time.time()
+
+
+@job("t.tenant_limited", queue="t", limiters=["three-per-tenant"])
+async def tenant_limited_job(payload: Any) -> float:
+    return time.time()
+
+
+@job("t.exclusive", queue="t", limiters=["two-at-once"])
+async def exclusive_job(payload: Any) -> list[float]:
+    started = time.time()
+    await asyncio.sleep(0.3)
+    return [started, time.time()]
+
+
+@job("t.rate_limited_5", queue="t", tries=3, backoff=0.05)
+async def rate_limited_five_times(ctx: JobContext, payload: Any) -> dict[str, int]:
+    if ctx.job.releases < 5:
+        raise RateLimited(retry_after=0.05)
+    return {"attempts": ctx.job.attempts, "releases": ctx.job.releases, "tries_used": ctx.job.tries_used}
+
+
+@job("t.http", queue="t", tries=3, backoff=0.05)
+async def http_job(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    status, headers, body = await post_json(
+        payload["url"] + "/v1/answer", {"question": "What is 2 + 2?"}, {"Idempotency-Key": payload["key"]}
+    )
+    if status != 200:
+        raise HTTPStatusError(status, {"Retry-After": headers.get("retry-after", "")}, body)
+    return {"answer": json.loads(body)["answer"], "releases": ctx.job.releases, "tries_used": ctx.job.tries_used}
+
+
+def _record_hook(ctx: JobContext, exc: BaseException, error: dict[str, Any]) -> None:
+    """The failed hook: writes what it was given next to the test, once per call."""
+    path = Path(ctx.job.payload["hook_file"])
+    with path.open("a") as fh:
+        fh.write(json.dumps({"type": type(exc).__name__, "kind": error["kind"], "partial": ctx.partial}) + "\n")
+
+
+@job("t.stuck", queue="t", timeout=1, tries=1, on_failure=_record_hook)
+def stuck_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    ctx.checkpoint({"step": 1})
+    time.sleep(payload.get("seconds", 60))
+
+
+@job("t.slow_async", queue="t", timeout=0.5, tries=1, on_failure=_record_hook)
+async def slow_async_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    ctx.checkpoint({"step": "before the wait"})
+    await asyncio.sleep(30)
+
+
+@job("t.resumes", queue="t", tries=3, backoff=0.05)
+async def resumes_job(ctx: JobContext, payload: Any) -> Any:
+    if ctx.partial is None:
+        ctx.checkpoint({"done": ["a", "b"]})
+        raise RuntimeError("provider failed after two of three steps")
+    return {"resumed_from": ctx.partial, "attempts": ctx.job.attempts}
+
+
+@job("t.counted", queue="t")
+def counted_job(payload: dict[str, Any]) -> None:
+    with Path(payload["file"]).open("a") as fh:
+        fh.write("ran\n")
+    time.sleep(payload.get("seconds", 0))
+
+
+@job("t.needs_flag", queue="t", tries=1, redact=["secret"])
+def needs_flag_job(ctx: JobContext, payload: dict[str, Any]) -> str:
+    ctx.checkpoint({"tried": True})
+    if not Path(payload["flag"]).exists():
+        raise ValueError("flag file missing")
+    return "ok"
+
+
+@job("t.bad_payload", queue="t")
+async def bad_payload_job(payload: Any) -> None:
+    raise PermanentError("payload has no 'question'", kind="invalid_payload")

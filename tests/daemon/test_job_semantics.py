@@ -1,0 +1,266 @@
+"""Job semantics under LLM reality, with real worker processes on a real Redis: rate-limit
+releases, HTTP 429s, shared limiters, timeouts that are never silent, checkpoints,
+idempotency, the failed-job store and worker recycling."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from support.procs import Processes, live_workers, wait_until
+
+from evalharness.core.examples.provider import ProviderConfig, SimulatedProvider
+from evalharness.core.keys import QueueKeys
+
+K = QueueKeys("eh", "t")
+
+DISPATCH = """
+import asyncio, json, sys
+from evalharness.core.connection import async_client
+from evalharness.core.queue import JobRequest, Queue
+async def main():
+    c = async_client(sys.argv[1])
+    reqs = [JobRequest(r["name"], r.get("payload"), queue="t", id=r.get("id"), tenant=r.get("tenant"),
+                       key=r.get("key"), result_to=("s", r.get("field") or r.get("id") or "x", 600),
+                       overrides=r.get("overrides") or {}) for r in json.loads(sys.argv[2])]
+    print(json.dumps(await Queue(c, "eh").dispatch_many(reqs)))
+    await c.aclose()
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def r(redis_url: str) -> Any:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def dispatch(procs: Processes, *jobs: dict[str, Any]) -> list[str]:
+    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(list(jobs)))
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    return list(json.loads(out))
+
+
+def results(r: Any, *fields: str) -> list[Any]:
+    raw = r.hmget(K.results("s"), list(fields))
+    return [None if v is None else json.loads(v) for v in raw]
+
+
+def all_results(r: Any, fields: list[str], deadline: float = 20) -> list[Any]:
+    return list(wait_until(lambda: (lambda v: v if all(x is not None for x in v) else None)(results(r, *fields)), deadline, f"results of {fields[:3]}..."))  # type: ignore[arg-type]
+
+
+def start_workers(procs: Processes, redis_url: str, n: int = 1, **kw: Any) -> list[Any]:
+    ws = [procs.worker("t", **kw) for _ in range(n)]
+    wait_until(lambda: live_workers(redis_url, "t") >= n, what=f"{n} worker(s)")
+    return ws
+
+
+def test_a_job_rate_limited_five_times_succeeds_with_three_tries_and_one_try_used(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url)
+    dispatch(procs, {"name": "t.rate_limited_5", "id": "j"})
+    (outcome,) = all_results(r, ["j"])
+    assert outcome["result"] == {"attempts": 6, "releases": 5, "tries_used": 1}
+    assert int(r.hget(K.stats, "released")) == 5
+
+
+def test_http_429_with_retry_after_releases_without_using_tries(r: Any, procs: Processes, redis_url: str) -> None:
+    with SimulatedProvider(ProviderConfig(latency=(0.0, 0.0), rate_limit=0, errors=0, retry_after=0.1, fail_first={"k1": 4})) as provider:
+        start_workers(procs, redis_url)
+        dispatch(procs, {"name": "t.http", "id": "h", "payload": {"url": provider.url, "key": "k1"}})
+        (outcome,) = all_results(r, ["h"])
+        assert outcome["result"] == {"answer": "The answer is 4.", "releases": 4, "tries_used": 1}
+        # the job's idempotency key reached the provider on every call
+        assert provider.stats()["keys"] == {"k1": 5}
+        assert provider.stats()["by_status"] == {"200": 1, "429": 4}
+
+
+def window_max(times: list[float], width: float = 1.0) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= width:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.slow
+def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per_second(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url, 2, concurrency=20)
+    ids = dispatch(procs, *({"name": "t.limited", "id": f"l{i}", "payload": i} for i in range(35)))
+    outcomes = all_results(r, ids, deadline=30)
+    starts = [o["result"] for o in outcomes]
+    assert window_max(starts) <= 10
+    assert max(starts) - min(starts) >= 3.0 - 0.05  # 35 starts at 10/s need at least 3 s
+    # refused jobs were released, not failed, and used no try
+    assert int(r.hget(K.stats, "failed") or 0) == 0
+
+
+def test_a_limiter_keyed_by_tenant_does_not_let_one_tenant_throttle_another(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url, 1, concurrency=20)
+    ids_a = dispatch(procs, *({"name": "t.tenant_limited", "id": f"a{i}", "payload": i, "tenant": "A"} for i in range(6)))
+    ids_b = dispatch(procs, *({"name": "t.tenant_limited", "id": f"b{i}", "payload": i, "tenant": "B"} for i in range(3)))
+    all_results(r, ids_b)  # B is served although A is over its limit
+    done_a = [x for x in results(r, *ids_a) if x is not None]
+    assert len(done_a) == 3
+    # A's other three wait, delayed for when a slot frees (the window is 30 s)
+    assert r.zcard(K.delayed) == 3
+
+
+def test_a_concurrency_limiter_caps_running_jobs_across_workers(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url, 2, concurrency=10)
+    ids = dispatch(procs, *({"name": "t.exclusive", "id": f"x{i}", "payload": i} for i in range(8)))
+    spans = [o["result"] for o in all_results(r, ids, deadline=30)]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak <= 2
+
+
+@pytest.mark.slow
+def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_finishes_elsewhere(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    hook = tmp_path / "hook.jsonl"
+    (a,) = start_workers(procs, redis_url, 1, concurrency=2)
+    dispatch(procs, {"name": "t.stuck", "id": "stuck", "payload": {"hook_file": str(hook)}},
+             {"name": "t.sleep", "id": "neighbour", "payload": {"seconds": 2.0}})
+    wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running on the first worker")
+    procs.worker("t")  # somewhere for the neighbour to go
+    assert a.wait(timeout=20) == 70  # the first worker replaced itself
+    (neighbour,) = all_results(r, ["neighbour"])
+    assert neighbour["result"]["pid"] != a.pid
+    (stuck,) = results(r, "stuck")
+    assert stuck["error"]["kind"] == "timeout"
+    record = r.hgetall(K.job("stuck"))
+    assert record["state"] == "failed" and json.loads(record["checkpoint"]) == {"step": 1}
+    assert json.loads(record["failure"])["checkpoint"] == {"step": 1}
+    calls = [json.loads(line) for line in hook.read_text().splitlines()]
+    assert calls == [{"type": "TimeoutError", "kind": "timeout", "partial": {"step": 1}}]
+
+
+def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_worker_lives_on(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    hook = tmp_path / "hook.jsonl"
+    (w,) = start_workers(procs, redis_url)
+    dispatch(procs, {"name": "t.slow_async", "id": "slow", "payload": {"hook_file": str(hook)}})
+    (outcome,) = all_results(r, ["slow"])
+    assert outcome["error"]["kind"] == "timeout" and "0.5s" in outcome["error"]["message"]
+    # the failed hook runs right after the failure is recorded
+    wait_until(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
+    assert json.loads(hook.read_text()) == {"type": "TimeoutError", "kind": "timeout", "partial": {"step": "before the wait"}}
+    assert w.poll() is None
+    dispatch(procs, {"name": "t.sleep", "id": "after", "payload": {"seconds": 0}})
+    all_results(r, ["after"])
+
+
+def test_a_retry_receives_the_checkpoint_of_the_failed_attempt(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url)
+    dispatch(procs, {"name": "t.resumes", "id": "c"})
+    (outcome,) = all_results(r, ["c"])
+    assert outcome["result"] == {"resumed_from": {"done": ["a", "b"]}, "attempts": 2}
+
+
+def test_a_duplicate_dispatch_yields_one_execution(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    payload = {"file": str(runs), "seconds": 0.5}
+    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d"})
+    start_workers(procs, redis_url)
+    wait_until(lambda: r.zcard(K.reserved) == 1, what="the job to run")
+    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d2"})
+    assert first == second
+    all_results(r, ["d"])
+    assert runs.read_text() == "ran\n"
+    assert int(r.hget(K.stats, "deduplicated")) == 1
+    # once it completed, the same key runs again (no unique_for window given)
+    dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d3"})
+    all_results(r, ["d3"])
+    assert runs.read_text() == "ran\nran\n"
+
+
+def test_unique_for_keeps_deduplicating_after_completion(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    job = {"name": "t.counted", "payload": {"file": str(runs)}, "key": "report-2026-11", "overrides": {"unique_for": 60}}
+    start_workers(procs, redis_url)
+    (first,) = dispatch(procs, {**job, "field": "u1"})
+    all_results(r, ["u1"])
+    (again,) = dispatch(procs, {**job, "field": "u2"})
+    assert again == first
+    assert runs.read_text() == "ran\n"
+
+
+def cli_json_lines(procs: Processes, *args: str) -> list[dict[str, Any]]:
+    done = procs.cli(*args)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_the_failed_store_keeps_everything_and_retry_records_which_job_retried_which(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    start_workers(procs, redis_url)
+    dispatch(procs, {"name": "t.needs_flag", "id": "f1", "payload": {"flag": str(flag), "secret": "sk-live-123"}})
+    (outcome,) = all_results(r, ["f1"])
+    assert outcome["error"]["kind"] == "exception"
+    (row,) = cli_json_lines(procs, "failed", "list", "--json", "--queue", "t")
+    assert row["id"] == "f1" and row["name"] == "t.needs_flag" and row["exception_type"] == "ValueError"
+    assert row["payload"]["secret"] == "***" and row["checkpoint"] == {"tried": True}
+    shown = procs.cli("failed", "show", "f1")
+    assert shown.returncode == 0 and "flag file missing" in shown.stdout and "Traceback" in shown.stdout
+    assert "sk-live-123" not in shown.stdout
+    flag.write_text("")
+    retried = procs.cli("failed", "retry", "f1")
+    assert retried.returncode == 0, retried.stderr
+    new_id = retried.stdout.split("->")[1].strip()
+    (again,) = all_results(r, ["f1"])  # the retry writes to the same result field
+    assert again == {"result": "ok"}
+    assert r.hget(K.job("f1"), "retried_by") == new_id
+    assert cli_json_lines(procs, "failed", "list", "--json") == []
+    # retrying a job no longer in the store says so
+    gone = procs.cli("failed", "retry", "f1")
+    assert gone.returncode == 2 and "no failed job 'f1'" in gone.stderr
+
+
+def test_failed_forget_and_flush(r: Any, procs: Processes, redis_url: str) -> None:
+    start_workers(procs, redis_url)
+    dispatch(procs, *({"name": "t.bad_payload", "id": f"b{i}", "payload": i} for i in range(3)))
+    all_results(r, ["b0", "b1", "b2"])
+    assert len(cli_json_lines(procs, "failed", "list", "--json")) == 3
+    assert procs.cli("failed", "forget", "b0").returncode == 0
+    assert r.exists(K.job("b0")) == 0
+    assert procs.cli("failed", "show", "b0").returncode == 2
+    assert "flushed 2" in procs.cli("failed", "flush", "--yes").stdout
+    assert cli_json_lines(procs, "failed", "list", "--json") == []
+
+
+def test_a_worker_recycles_after_max_jobs_once_its_jobs_are_done(r: Any, procs: Processes, redis_url: str) -> None:
+    w = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--max-jobs", "3", "--concurrency", "2")
+    ids = dispatch(procs, *({"name": "t.sleep", "id": f"m{i}", "payload": {"seconds": 0.2, "n": i}} for i in range(5)))
+    assert w.wait(timeout=20) == 0
+    done = [x for x in results(r, *ids) if x is not None]
+    assert len(done) == 3 and r.zcard(K.ready) == 2 and r.zcard(K.reserved) == 0
+
+
+def test_a_worker_over_its_memory_limit_exits_cleanly(procs: Processes) -> None:
+    w = procs.start("-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--queue", "t", "--memory", "1")
+    assert w.wait(timeout=20) == 0
+    assert "over --memory 1 MB" in w.communicate()[1]
+
+
+def test_a_hard_timeout_below_a_job_timeout_is_refused_at_start_naming_the_setting(procs: Processes) -> None:
+    done = procs.cli("work", "--queue", "t", "--import", "support.testjobs", "--hard-timeout", "5")
+    assert done.returncode == 2
+    assert "--hard-timeout" in done.stderr and "t.sleep" in done.stderr
+
+
+def test_sigterm_still_gives_back_a_rate_limited_release_cleanly(r: Any, procs: Processes, redis_url: str) -> None:
+    (w,) = start_workers(procs, redis_url)
+    dispatch(procs, {"name": "t.sleep", "id": "z", "payload": {"seconds": 0.3}})
+    all_results(r, ["z"])
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=10) == 0
