@@ -35,9 +35,9 @@ def env(url: str) -> dict[str, str]:
     return e
 
 
-def start_workers(url: str, queue: str, n: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
+def start_workers(url: str, queue: str, n: int, concurrency: int, telemetry: bool = True) -> list[subprocess.Popen[bytes]]:
     cmd = [sys.executable, "-m", "evalharness.daemon.cli", "work", "--queue", queue,
-           "--concurrency", str(concurrency), "--import", "benchjobs"]
+           "--concurrency", str(concurrency), "--import", "benchjobs", "--telemetry" if telemetry else "--no-telemetry"]
     return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
 
 
@@ -73,11 +73,11 @@ async def wait_count(client, key: str, field: str, n: int, within: float = 300) 
         await asyncio.sleep(0.002)
 
 
-async def throughput_ours(url: str, jobs: int, concurrency: int) -> float:
+async def throughput_ours(url: str, jobs: int, concurrency: int, telemetry: bool = True) -> float:
     client = async_client(url)
     await client.flushdb()
     q = Queue(client, PREFIX)
-    workers = start_workers(url, "bench", 2, concurrency)
+    workers = start_workers(url, "bench", 2, concurrency, telemetry)
     try:
         await wait_workers(q, "bench", 2)
         t0 = time.perf_counter()
@@ -172,6 +172,11 @@ async def main() -> None:
     print(f"  evalharness     {ours:10,.0f} jobs/s")
     print(f"  naive baseline  {naive:10,.0f} jobs/s   (blocking pop + 4 round trips per job)")
     print(f"  ratio           {ours / naive:10.2f}x")
+
+    off = await throughput_ours(args.url, args.jobs, args.concurrency, telemetry=False)
+    on = await throughput_ours(args.url, args.jobs, args.concurrency, telemetry=True)
+    print("telemetry recording (per-minute counters + runtime histogram in the ack script)")
+    print(f"  off {off:10,.0f} jobs/s   on {on:10,.0f} jobs/s   on/off {on / off:.3f}")
 
     p50, p99 = await pickup_latency(args.url, 300)
     print("pickup latency of an idle worker (dispatch -> job start), 300 jobs")

@@ -198,15 +198,17 @@ class Queue:
             )
         return result
 
-    async def ack_into(self, pipe: Any, queue: str, owner: str, done: Sequence[tuple[str, str]]) -> None:
-        """Queue one ``ack`` of ``done`` = [(job id, result JSON or "")] in ``pipe``."""
+    async def ack_into(
+        self, pipe: Any, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]], telemetry: bool = True
+    ) -> None:
+        """Queue one ``ack`` of ``done`` = [(job id, result JSON or "", runtime ms)] in ``pipe``."""
         keys = self.keys(queue)
-        args: list[str] = [keys.base, owner]
-        for job_id, result in done:
-            args += (job_id, result)
+        args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
+        for item in done:
+            args += (item[0], item[1], item[2] if len(item) > 2 else 0)
         await self.scripts["ack"](keys=[keys.reserved, keys.stats], args=args, client=pipe)
 
-    async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str]]) -> list[str]:
+    async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]]) -> list[str]:
         """Acknowledge finished jobs with their JSON results; returns the ids whose lease was
         no longer ours."""
         async with self.client.pipeline(transaction=False) as pipe:
@@ -230,12 +232,15 @@ class Queue:
         why: str,
         error: dict[str, Any] | None = None,
         checkpoint: str = "",
+        telemetry: bool = True,
     ) -> bool:
         """Put a reserved job back (``why``: rate_limited, retry or interrupted)."""
         keys = self.keys(queue)
+        kind = (error or {}).get("kind", "")
         ok = await self.scripts["release"](
             keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint],
+            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint,
+                  "1" if telemetry else "0", kind],
         )
         return bool(ok)
 
@@ -248,12 +253,14 @@ class Queue:
         *,
         raised: bool = True,
         checkpoint: str = "",
+        telemetry: bool = True,
     ) -> bool:
         """Fail a reserved job for good: it moves to the failed store (kept 7 days)."""
         keys = self.keys(queue)
         ok = await self.scripts["fail"](
             keys=[keys.reserved, keys.failed, keys.stats],
-            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint],
+            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
+                  str(failure.get("kind", "exception")) if telemetry else ""],
         )
         return bool(ok)
 

@@ -182,9 +182,10 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
 @click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Exit cleanly after this many seconds (0: no limit).")
 @click.option("--memory", type=click.FloatRange(min=0), default=0, help="Exit cleanly once resident memory passes this many MB (0: no limit).")
 @click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).")
+@click.option("--telemetry/--no-telemetry", default=True, show_default=True, help="Record per-minute counters and runtime histograms (O(1) per job).")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -203,7 +204,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     settings = settings_from(ctx, imports)
     options = WorkerOptions(
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
-        max_time=max_time, memory=memory, hard_timeout=hard_timeout,
+        max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry,
     )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports)))
 
@@ -326,8 +327,11 @@ def server_status(ctx: click.Context) -> None:
 
 def _register_groups() -> None:
     from .cli_failed import failed
+    from .cli_status import metrics, status
 
     cli.add_command(failed)
+    cli.add_command(status)
+    cli.add_command(metrics)
 
 
 _register_groups()

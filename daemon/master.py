@@ -5,12 +5,14 @@ on SIGTERM/SIGINT lets every worker finish its in-flight jobs before exiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 
@@ -23,9 +25,11 @@ from evalharness.core.config import (
     resolve_settings,
     validate_name,
 )
+from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 
 from .common import child_env, fail, setup_logging, worker_command
+from .publisher import REDIS_ERRORS, Publisher, add_event
 from .worker import EXIT_REPLACE
 
 log = logging.getLogger("evalharness.master")
@@ -67,15 +71,28 @@ class Master:
         grace: float,
         lease: float = 30.0,
         worker_args: tuple[str, ...] = (),
+        redis_url: str | None = None,
+        prefix: str = "eh",
+        long_waits: dict[str, float] | None = None,
+        default_long_wait: float = 60.0,
+        history_cap: int = 1440,
     ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
         self.grace = grace
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.supervisors = supervisors
+        self.long_waits = long_waits or {}
+        self.default_long_wait = default_long_wait
+        self.history_cap = history_cap
+        self.started_at = time.time()
         self.slots = [
             Slot(sup.name, sup.queues, sup.concurrency, imports, grace, lease, worker_args) for sup in supervisors for _ in range(sup.processes)
         ]
         self.stopping = asyncio.Event()
         self.force = False
+        self.client: Any = None
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,14 +111,45 @@ class Master:
         log.info("%s received: stopping; in-flight jobs get up to %.0fs", signal.Signals(sig).name, self.grace)
         self.stopping.set()
 
+    def describe(self) -> dict[str, Any]:
+        """What this master says about itself in its heartbeat (and so in telemetry)."""
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "status": "stopping" if self.stopping.is_set() else "running",
+            "started_at": self.started_at,
+            "supervisors": [
+                {
+                    "name": sup.name,
+                    "queues": list(sup.queues),
+                    "processes": sum(1 for s in self.slots if s.supervisor == sup.name and s.proc is not None and s.proc.returncode is None),
+                    "configured": sup.processes,
+                    "concurrency": sup.concurrency,
+                }
+                for sup in self.supervisors
+            ],
+        }
+
     async def run(self) -> int:
         log.info("evalharnessd %s: %d worker process(es)", self.name, len(self.slots))
         tasks = [asyncio.create_task(self._keep(slot)) for slot in self.slots]
+        client = async_client(self.redis_url) if self.redis_url else None
+        self.client = client
+        publisher_stop = asyncio.Event()
+        publisher = None
+        if client is not None:
+            pub = Publisher(client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap)
+            publisher = asyncio.create_task(pub.run(publisher_stop), name="telemetry")
         await self.stopping.wait()
         await self._terminate()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        publisher_stop.set()
+        if publisher is not None:
+            await asyncio.wait({publisher}, timeout=5)
+        if client is not None:
+            await client.aclose()
         return 0
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
@@ -128,6 +176,12 @@ class Master:
                 "supervisor %s: worker pid %d exited with code %s after %.1fs; restarting in %.0fs",
                 slot.supervisor, proc.pid, code, ran, delay,
             )
+            if slot.failures == 3 and self.client is not None:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await add_event(
+                        self.client, self.prefix, "worker_crash_loop", supervisor=slot.supervisor,
+                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed 3 times in a row (last exit code {code})",
+                    )
             if delay:
                 try:
                     await asyncio.wait_for(self.stopping.wait(), delay)
@@ -152,6 +206,25 @@ class Master:
                 if proc.returncode is None:
                     proc.kill()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def parse_long_waits(flags: tuple[str, ...]) -> tuple[float, dict[str, float]]:
+    default, per_queue = 60.0, {}
+    for flag in flags:
+        name, sep, value = flag.rpartition("=")
+        try:
+            seconds = float(value)
+            if seconds <= 0:
+                raise ValueError
+            if sep:
+                validate_name("queue", name)
+        except (ValueError, ConfigError):
+            raise ConfigError(f"--long-wait {flag!r}: expected SECONDS or QUEUE=SECONDS, for example evals=30") from None
+        if sep:
+            per_queue[name] = seconds
+        else:
+            default = seconds
+    return default, per_queue
 
 
 def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[SupervisorConfig]:
@@ -180,12 +253,14 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Each worker exits after this many seconds and is replaced (0: no limit).")
 @click.option("--memory", type=click.FloatRange(min=0), default=0, help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).")
 @click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout (0: off).")
+@click.option("--long-wait", "long_waits", multiple=True, metavar="[QUEUE=]SECONDS", help="Emit a long_wait event when a queue's oldest job waits this long (default 60; QUEUE=SECONDS for one queue).")
+@click.option("--history-minutes", type=click.IntRange(min=1), default=1440, show_default=True, help="Per-minute telemetry history kept in Redis.")
 @click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.")
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -203,11 +278,16 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         if not sups:
             raise ConfigError("nothing to run: pass --queue NAME=PROCESSES or a config file with [supervisors.NAME] tables")
         settings = resolve_settings(redis_url, prefix, config, imports)
+        default_wait, per_queue = parse_long_waits(long_waits)
     except EvalHarnessError as exc:
         fail(exc)
         return
     worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
-    master = Master(sups, child_env(settings), settings.imports, grace, lease, worker_args)
+    master = Master(
+        sups, child_env(settings), settings.imports, grace, lease, worker_args,
+        redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
+        default_long_wait=default_wait, history_cap=history_minutes,
+    )
 
     async def main() -> int:
         master.install_signal_handlers()

@@ -47,6 +47,7 @@ from evalharness.core.jobs import (
 from evalharness.core.limits import Limiter, LimiterClient
 from evalharness.core.queue import FAILED_RETENTION_MS, Queue
 from evalharness.core.scripts import script_source
+from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
 
 log = logging.getLogger("evalharness.worker")
 
@@ -116,6 +117,7 @@ class WorkerOptions:
     max_time: float = 0.0  # exit after this many seconds (0 = no limit)
     memory: float = 0.0  # exit when resident memory passes this many MB (0 = no limit)
     hard_timeout: float = 0.0  # no job may run longer, whatever its own timeout (0 = off)
+    telemetry: bool = True  # per-minute counters and runtime histograms (O(1) per job)
 
     def validate(self) -> WorkerOptions:
         if self.hard_timeout:
@@ -162,7 +164,7 @@ class Worker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
-        self._acks: dict[str, list[tuple[str, str]]] = {}
+        self._acks: dict[str, list[tuple[str, str, int]]] = {}
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
@@ -376,7 +378,8 @@ class Worker:
                 ctx.held = []
         if outcome == "ok":
             self.processed += 1
-            self._acks.setdefault(job.queue, []).append((job.id, encoded))
+            runtime_ms = int((time.monotonic() - ctx.started) * 1000)
+            self._acks.setdefault(job.queue, []).append((job.id, encoded, runtime_ms))
             self._ack_wanted.set()
             return
         await self._settle(job, spec, ctx, outcome, exc, retry_after, permanent)
@@ -404,7 +407,9 @@ class Worker:
         try:
             if decision.verdict is Verdict.RELEASE:
                 why = "rate_limited" if decision.rate_limited else "retry"
-                await self.queue.release(job.queue, self.id, job.id, decision.delay, why, error, ctx.state_json)
+                await self.queue.release(
+                    job.queue, self.id, job.id, decision.delay, why, error, ctx.state_json, self.options.telemetry
+                )
                 self.processed += 0 if decision.rate_limited else 1
                 log.info("job %s %s released for %.2fs (%s)", job.name, job.id, decision.delay, error["message"])
             else:
@@ -412,8 +417,11 @@ class Worker:
                 error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                 error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
-                    job.queue, self.id, job.id, error, raised=outcome != "lost", checkpoint=ctx.state_json
+                    job.queue, self.id, job.id, error, raised=outcome != "lost", checkpoint=ctx.state_json,
+                    telemetry=self.options.telemetry,
                 )
+                if owned:
+                    await self._event("job_timed_out" if error["kind"] == "timeout" else "job_failed", job, error)
                 self.processed += 1
                 log.warning("job %s %s failed: %s (%s)", job.name, job.id, error["message"], decision.reason)
                 if owned and spec is not None and spec.on_failure is not None:
@@ -423,6 +431,19 @@ class Worker:
             log.warning("job %s: could not record its outcome (%s); it will be re-delivered", job.id, e)
         finally:
             self._held[job.queue].pop(job.id, None)
+
+    async def _event(self, kind: str, job: Job, error: dict[str, Any]) -> None:
+        """Append to the capped event stream the console and alerting read."""
+        fields = {
+            "kind": kind,
+            "queue": job.queue,
+            "job": job.name,
+            "id": job.id,
+            "message": str(error.get("message", ""))[:500],
+            "at": f"{time.time():.3f}",
+        }
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.client.xadd(events_key(self.prefix), fields, maxlen=EVENTS_MAXLEN, approximate=True)
 
     async def _call_hook(self, spec: JobSpec, ctx: RunningJob, exc: BaseException, error: dict[str, Any]) -> None:
         hook = spec.on_failure
@@ -497,7 +518,8 @@ class Worker:
                 if decision.verdict is Verdict.RELEASE:
                     scripts["release"](
                         keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-                        args=[keys.base, self.id, job.id, int(decision.delay * 1000), "retry", json.dumps(error), ctx.state_json],
+                        args=[keys.base, self.id, job.id, int(decision.delay * 1000), "retry", json.dumps(error), ctx.state_json,
+                              "1" if self.options.telemetry else "0", "timeout"],
                     )
                 else:
                     error["reason"] = decision.reason
@@ -506,7 +528,8 @@ class Worker:
                     error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                     scripts["fail"](
                         keys=[keys.reserved, keys.failed, keys.stats],
-                        args=[keys.base, self.id, job.id, json.dumps(error), FAILED_RETENTION_MS, "1", ctx.state_json],
+                        args=[keys.base, self.id, job.id, json.dumps(error), FAILED_RETENTION_MS, "1", ctx.state_json,
+                              "timeout" if self.options.telemetry else ""],
                     )
             for ctx in list(self._contexts.values()):
                 if ctx.job.id in overdue_ids:
@@ -547,7 +570,7 @@ class Worker:
             async with self.client.pipeline(transaction=False) as pipe:
                 order = []
                 for q, done in batch.items():
-                    await self.queue.ack_into(pipe, q, self.id, done)
+                    await self.queue.ack_into(pipe, q, self.id, done, self.options.telemetry)
                     order.append(q)
                 replies = await pipe.execute()
         except REDIS_ERRORS as exc:
@@ -563,7 +586,7 @@ class Worker:
                 log.warning("worker %s: %d job(s) on %s finished after losing their lease", self.id, len(stale), q)
         for q, done in batch.items():
             held = self._held[q]
-            for job_id, _ in done:
+            for job_id, *_ in done:
                 held.pop(job_id, None)
 
     async def _final_flush(self) -> None:

@@ -61,7 +61,8 @@ class SimulatedProvider:
 
     def stop(self) -> None:
         self._stop.set()
-        self.server.shutdown()
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
     def __enter__(self) -> SimulatedProvider:
@@ -107,8 +108,11 @@ class SimulatedProvider:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, count: bool = True) -> None:
                 data = json.dumps(body).encode()
+                if count:  # counted before it is sent: a client that has the answer sees it in stats
+                    with provider.lock:
+                        provider.by_status[status] += 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -116,12 +120,10 @@ class SimulatedProvider:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
-                with provider.lock:
-                    provider.by_status[status] += 1
 
             def do_GET(self) -> None:
                 if self.path == "/v1/stats":
-                    self._send(200, provider.stats())
+                    self._send(200, provider.stats(), count=False)
                 else:
                     self._send(404, {"error": "not found"})
 

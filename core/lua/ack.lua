@@ -1,13 +1,20 @@
 -- ack: finish jobs that succeeded, if the caller still holds their lease, and store the
 -- result of each job that was dispatched with a result sink (first write wins).
 -- KEYS[1] reserved  KEYS[2] stats
--- ARGV[1] key base  ARGV[2] owner  then pairs: job id, result JSON ("" for none)
+-- ARGV[1] key base  ARGV[2] owner  ARGV[3] "1" to record telemetry
+-- then triples: job id, result JSON ("" for none), runtime ms
 -- Returns the ids whose lease the caller no longer held (they were not acknowledged).
+-- Telemetry costs O(1) per job: counters and a fixed-bucket runtime histogram in one hash per
+-- queue and minute ("m:<minute>"), kept 25 hours.
 local base = ARGV[1]
 local owner = ARGV[2]
+local telemetry = ARGV[3] == '1'
 local stale = {}
 local done = 0
-for i = 3, #ARGV, 2 do
+local mk, rt_sum, rt_max = nil, 0, 0
+local buckets = {}
+local bounds = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000}
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = base .. 'job:' .. id
   local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'unique_for')
@@ -37,11 +44,40 @@ for i = 3, #ARGV, 2 do
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', jk)
     done = done + 1
+    if telemetry then
+      local rt = tonumber(ARGV[i + 2]) or 0
+      rt_sum = rt_sum + rt
+      if rt > rt_max then
+        rt_max = rt
+      end
+      local b = #bounds + 1
+      for j = 1, #bounds do
+        if rt <= bounds[j] then
+          b = j
+          break
+        end
+      end
+      buckets[b] = (buckets[b] or 0) + 1
+    end
   else
     stale[#stale + 1] = id
   end
 end
 if done > 0 then
   redis.call('HINCRBY', KEYS[2], 'completed', done)
+  if telemetry then
+    local t = redis.call('TIME')
+    mk = base .. 'm:' .. math.floor(tonumber(t[1]) / 60)
+    redis.call('HINCRBY', mk, 'completed', done)
+    redis.call('HINCRBY', mk, 'rt_sum', rt_sum)
+    local old = tonumber(redis.call('HGET', mk, 'rt_max') or '0')
+    if rt_max > old then
+      redis.call('HSET', mk, 'rt_max', rt_max)
+    end
+    for b, n in pairs(buckets) do
+      redis.call('HINCRBY', mk, 'rt:' .. b, n)
+    end
+    redis.call('EXPIRE', mk, 90000)
+  end
 end
 return stale

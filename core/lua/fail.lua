@@ -4,6 +4,7 @@
 -- ARGV[1] key base  ARGV[2] owner  ARGV[3] id  ARGV[4] failure JSON  ARGV[5] retention ms
 -- ARGV[6] "1" when the attempt raised (counts as an exception)
 -- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
+-- ARGV[8] the failure kind, counted per minute (telemetry) when not ""
 -- Returns 1, or 0 when the caller no longer held the lease.
 local base = ARGV[1]
 local id = ARGV[3]
@@ -30,6 +31,15 @@ redis.call('PEXPIRE', jk, retention)
 redis.call('ZADD', KEYS[2], now, id)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
 redis.call('HINCRBY', KEYS[3], 'failed', 1)
+if ARGV[8] and ARGV[8] ~= '' then
+  local mk = base .. 'm:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', mk, 'failed', 1)
+  if ARGV[8] == 'timeout' then
+    redis.call('HINCRBY', mk, 'timeouts', 1)
+    redis.call('HINCRBY', KEYS[3], 'timeouts', 1)
+  end
+  redis.call('EXPIRE', mk, 90000)
+end
 if rec[2] then
   local rk = base .. 'results:' .. rec[2]
   if redis.call('HSETNX', rk, rec[3], '{"error":' .. ARGV[4] .. '}') == 1 then

@@ -5,6 +5,7 @@
 --         (the worker is shutting down; the attempt is given back)
 -- ARGV[6] last error JSON ("" for none)
 -- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
+-- ARGV[8] "1" to count it per minute (telemetry); ARGV[9] "timeout" when the attempt timed out
 -- Returns 1, or 0 when the caller no longer held the lease.
 local base = ARGV[1]
 local id = ARGV[3]
@@ -27,6 +28,15 @@ elseif why == 'interrupted' then
 else
   redis.call('HINCRBY', jk, 'exceptions', 1)
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
+end
+if ARGV[8] == '1' and why ~= 'interrupted' then
+  local mk = base .. 'm:' .. math.floor(now / 60000)
+  redis.call('HINCRBY', mk, why == 'rate_limited' and 'rate_limited' or 'retries', 1)
+  if ARGV[9] == 'timeout' then
+    redis.call('HINCRBY', mk, 'timeouts', 1)
+    redis.call('HINCRBY', KEYS[6], 'timeouts', 1)
+  end
+  redis.call('EXPIRE', mk, 90000)
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', jk, 'last_error', ARGV[6])

@@ -120,3 +120,13 @@ def needs_flag_job(ctx: JobContext, payload: dict[str, Any]) -> str:
 @job("t.bad_payload", queue="t")
 async def bad_payload_job(payload: Any) -> None:
     raise PermanentError("payload has no 'question'", kind="invalid_payload")
+
+
+@job("t.outcome", queue="t", tries=1, timeout=0.3)
+async def outcome_job(payload: dict[str, Any]) -> None:
+    """Does what it is told: "ok", "fail" (an exception) or "timeout" (sleeps past its timeout)."""
+    if payload["do"] == "fail":
+        raise RuntimeError(f"told to fail ({payload['n']})")
+    if payload["do"] == "timeout":
+        await asyncio.sleep(5)
+    await asyncio.sleep(0.01)

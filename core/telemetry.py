@@ -1,0 +1,280 @@
+"""Telemetry: one versioned snapshot of every queue, master and worker, built from counters the
+queue scripts keep at O(1) per job (nothing scans a queue).
+
+* ``collect_snapshot`` builds the snapshot (documented in ``docs/telemetry.md``);
+* the daemon publishes it on ``{prefix}:telemetry`` about once a second while someone listens,
+  and its elected leader appends one entry per minute to ``{prefix}:telemetry:history``;
+* events (job failed, job timed out, long wait, worker crash loop) go to ``{prefix}:events``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .keys import GlobalKeys, QueueKeys
+
+SCHEMA = "evalharness.telemetry.v1"
+HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
+EVENTS_MAXLEN = 10_000
+HISTORY_CAP = 1_440  # one entry per minute: 24 hours
+RUNTIME_WINDOW_MINUTES = 5
+MASTER_STALE = 15.0  # seconds without a heartbeat before a master counts as gone
+# Upper bounds (ms) of the runtime histogram buckets kept by ack.lua; bucket 17 is "above".
+BUCKET_BOUNDS_MS: tuple[int, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000)
+
+
+def channel(prefix: str) -> str:
+    return f"{prefix}:telemetry"
+
+
+def history_key(prefix: str) -> str:
+    return f"{prefix}:telemetry:history"
+
+
+def events_key(prefix: str) -> str:
+    return f"{prefix}:events"
+
+
+def masters_key(prefix: str) -> str:
+    return f"{prefix}:masters"
+
+
+def minute_key(keys: QueueKeys, minute: int) -> str:
+    return f"{keys.base}m:{minute}"
+
+
+def histogram_quantile(buckets: dict[int, int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) in seconds of a bucketed runtime histogram, interpolated
+    linearly inside the bucket that holds it."""
+    total = sum(buckets.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for b in range(1, len(BUCKET_BOUNDS_MS) + 2):
+        n = buckets.get(b, 0)
+        if n and seen + n >= rank:
+            low = 0 if b == 1 else BUCKET_BOUNDS_MS[b - 2]
+            high = BUCKET_BOUNDS_MS[b - 1] if b <= len(BUCKET_BOUNDS_MS) else BUCKET_BOUNDS_MS[-1] * 2
+            frac = (rank - seen) / n
+            return (low + (high - low) * frac) / 1000.0
+        seen += n
+    return BUCKET_BOUNDS_MS[-1] / 1000.0
+
+
+def _minute_stats(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"completed": 0, "failed": 0, "timeouts": 0, "retries": 0, "rate_limited": 0, "rt_sum": 0, "rt_max": 0}
+    buckets: dict[int, int] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k.startswith("rt:"):
+                b = int(k[3:])
+                buckets[b] = buckets.get(b, 0) + int(v)
+            elif k == "rt_max":
+                out["rt_max"] = max(out["rt_max"], int(v))
+            elif k in out:
+                out[k] += int(v)
+    out["buckets"] = buckets
+    return out
+
+
+def _per_minute(current: int, previous: int, now: float) -> float:
+    """Events in the last 60 s: this minute so far plus the unelapsed share of the previous one."""
+    elapsed = (now % 60.0) / 60.0
+    return current + previous * (1.0 - elapsed)
+
+
+async def known_queues(client: aioredis.Redis, prefix: str) -> list[str]:
+    return sorted(str(q) for q in await client.smembers(GlobalKeys(prefix).queues))
+
+
+async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | None = None) -> dict[str, Any]:
+    """The telemetry snapshot (schema ``evalharness.telemetry.v1``), in a couple of round trips."""
+    now = time.time() if now is None else now
+    now_ms = int(now * 1000)
+    minute = int(now // 60)
+    queues = await known_queues(client, prefix)
+    g = GlobalKeys(prefix)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(g.workers)
+        pipe.hgetall(masters_key(prefix))
+        for q in queues:
+            k = QueueKeys(prefix, q)
+            pipe.zcard(k.ready)
+            pipe.zcard(k.delayed)
+            pipe.zcard(k.reserved)
+            pipe.zcard(k.failed)
+            pipe.zrange(k.ready, 0, 0, withscores=True)
+            pipe.zrangebyscore(k.workers, now_ms, "+inf")
+            pipe.hgetall(k.stats)
+            for m in range(minute - 60, minute + 1):
+                pipe.hgetall(minute_key(k, m))
+        replies = await pipe.execute()
+    workers_raw, masters_raw = replies[0], replies[1]
+    workers: dict[str, dict[str, Any]] = {}
+    for wid, raw in workers_raw.items():
+        try:
+            workers[str(wid)] = json.loads(raw)
+        except ValueError:
+            continue
+    per_queue = 7 + 61
+    rows = []
+    total_jpm = 0.0
+    past_hour = 0
+    failed_7d = 0
+    processes_total: set[str] = set()
+    max_wait: dict[str, Any] = {"queue": None, "seconds": None}
+    for i, q in enumerate(queues):
+        r = replies[2 + i * per_queue : 2 + (i + 1) * per_queue]
+        ready, delayed, reserved, failed, oldest, live, counters = r[:7]
+        minutes = r[7:]  # minute-60 .. minute
+        cur, prev = _minute_stats([minutes[-1]]), _minute_stats([minutes[-2]])
+        window = _minute_stats(minutes[-RUNTIME_WINDOW_MINUTES:])
+        hour = _minute_stats(minutes[1:])
+        done_pm = _per_minute(cur["completed"], prev["completed"], now)
+        failed_pm = _per_minute(cur["failed"], prev["failed"], now)
+        oldest_wait = max(0.0, (now_ms - float(oldest[0][1])) / 1000.0) if oldest else None
+        live_ids = [str(w) for w in live]
+        processes_total.update(live_ids)
+        slots = sum(int(workers.get(w, {}).get("concurrency", 1)) for w in live_ids)
+        mean_rt = window["rt_sum"] / window["completed"] / 1000.0 if window["completed"] else None
+        if ready == 0:
+            est_clear: float | None = 0.0
+        elif mean_rt is None or slots == 0:
+            est_clear = None
+        else:
+            est_clear = ready * mean_rt / slots
+        if oldest_wait is not None and (max_wait["seconds"] is None or oldest_wait > max_wait["seconds"]):
+            max_wait = {"queue": q, "seconds": oldest_wait}
+        c = {k: int(v) for k, v in counters.items()}
+        rows.append(
+            {
+                "name": q,
+                "ready": ready,
+                "delayed": delayed,
+                "reserved": reserved,
+                "oldest_wait": oldest_wait,
+                "est_clear": est_clear,
+                "processes": len(live_ids),
+                "slots": slots,
+                "jobs_per_minute": done_pm + failed_pm,
+                "completed_per_minute": done_pm,
+                "failed_per_minute": failed_pm,
+                "runtime": {
+                    "p50": histogram_quantile(window["buckets"], 0.50),
+                    "p95": histogram_quantile(window["buckets"], 0.95),
+                    "max": window["rt_max"] / 1000.0 if window["completed"] else None,
+                },
+                "completed": c.get("completed", 0),
+                "failed": c.get("failed", 0),
+                "failed_stored": failed,
+                "timeouts": c.get("timeouts", 0),
+                "retries": c.get("retried", 0),
+                "rate_limited": c.get("released", 0),
+                "lost": c.get("lost", 0),
+                "dispatched": c.get("dispatched", 0),
+                "past_hour": {"completed": hour["completed"], "failed": hour["failed"]},
+            }
+        )
+        total_jpm += done_pm + failed_pm
+        past_hour += hour["completed"] + hour["failed"]
+        failed_7d += failed
+    masters = []
+    for raw in masters_raw.values():
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            continue
+        age = now - float(m.get("heartbeat_at", 0))
+        if age > MASTER_STALE:
+            continue
+        m["heartbeat_age"] = age
+        masters.append(m)
+    masters.sort(key=lambda m: str(m.get("name")))
+    if masters:
+        status = "paused" if all(m.get("status") == "paused" for m in masters) else "running"
+    else:
+        status = "running" if processes_total else "inactive"
+    return {
+        "schema": SCHEMA,
+        "at": now,
+        "prefix": prefix,
+        "overview": {
+            "status": status,
+            "jobs_per_minute": total_jpm,
+            "jobs_past_hour": past_hour,
+            "failed_past_7_days": failed_7d,
+            "processes": len(processes_total),
+            "masters": len(masters),
+            "max_wait": max_wait,
+        },
+        "queues": rows,
+        "masters": masters,
+    }
+
+
+def history_entry(snapshot: dict[str, Any], closed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One per-minute history entry: gauges from ``snapshot`` and the counts of the minute that
+    just closed (``closed``: queue -> {completed, failed, runtime_p95})."""
+    return {
+        "schema": HISTORY_SCHEMA,
+        "at": snapshot["at"],
+        "minute": int(snapshot["at"] // 60) - 1,
+        "jobs_per_minute": sum(c.get("completed", 0) + c.get("failed", 0) for c in closed.values()),
+        "queues": {
+            q["name"]: {
+                "ready": q["ready"],
+                "reserved": q["reserved"],
+                "oldest_wait": q["oldest_wait"],
+                "processes": q["processes"],
+                **closed.get(q["name"], {"completed": 0, "failed": 0, "runtime_p95": None}),
+            }
+            for q in snapshot["queues"]
+        },
+    }
+
+
+async def closed_minute(client: aioredis.Redis, prefix: str, queues: Sequence[str], minute: int) -> dict[str, dict[str, Any]]:
+    async with client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.hgetall(minute_key(QueueKeys(prefix, q), minute))
+        rows = await pipe.execute()
+    out = {}
+    for q, row in zip(queues, rows, strict=True):
+        s = _minute_stats([row])
+        out[q] = {"completed": s["completed"], "failed": s["failed"], "runtime_p95": histogram_quantile(s["buckets"], 0.95)}
+    return out
+
+
+async def read_history(client: aioredis.Redis, prefix: str, minutes: int = HISTORY_CAP) -> list[dict[str, Any]]:
+    """The last ``minutes`` history entries, oldest first."""
+    raw = await client.lrange(history_key(prefix), -minutes, -1)
+    out = []
+    for item in raw:
+        try:
+            out.append(json.loads(item))
+        except ValueError:
+            continue
+    return out
+
+
+async def read_events(client: aioredis.Redis, prefix: str, count: int = 100) -> list[dict[str, Any]]:
+    """The newest ``count`` events, newest first."""
+    raw: Any = await client.xrevrange(events_key(prefix), count=count)
+    return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}} for eid, fields in raw or []]
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if value < 60:
+        return f"{value:.1f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m {int(value % 60):02d}s"
+    return f"{int(value // 3600)}h {int(value % 3600 // 60):02d}m"

@@ -1,0 +1,151 @@
+"""The daemon's telemetry duties, run by every master: its own heartbeat, the snapshot published
+about once a second while someone listens, and — by one elected leader across all masters — the
+per-minute history and the long-wait events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from evalharness.core.telemetry import (
+    EVENTS_MAXLEN,
+    HISTORY_CAP,
+    channel,
+    closed_minute,
+    collect_snapshot,
+    events_key,
+    format_seconds,
+    history_entry,
+    history_key,
+    masters_key,
+)
+
+log = logging.getLogger("evalharness.telemetry")
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+LEADER_TTL_MS = 5_000
+DEFAULT_LONG_WAIT = 60.0
+
+_LEAD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+
+async def add_event(client: aioredis.Redis, prefix: str, kind: str, **fields: Any) -> None:
+    data = {"kind": kind, "at": f"{time.time():.3f}", **{k: str(v) for k, v in fields.items()}}
+    await client.xadd(events_key(prefix), data, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+
+
+class Publisher:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        name: str,
+        describe: Callable[[], dict[str, Any]],
+        long_waits: dict[str, float] | None = None,
+        default_long_wait: float = DEFAULT_LONG_WAIT,
+        history_cap: int = HISTORY_CAP,
+        interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.name = name
+        self.describe = describe
+        self.long_waits = long_waits or {}
+        self.default_long_wait = default_long_wait
+        self.history_cap = history_cap
+        self.interval = interval
+        self._lead = client.register_script(_LEAD)
+        self.published = 0
+
+    def long_wait_for(self, queue: str) -> float:
+        return self.long_waits.get(queue, self.default_long_wait)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self.tick()
+                backoff = 0.5
+                wait = self.interval
+            except REDIS_ERRORS as exc:
+                log.warning("telemetry: redis unavailable (%s); retrying", exc)
+                wait = backoff
+                backoff = min(backoff * 2, 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.client.hdel(masters_key(self.prefix), self.name)
+
+    async def tick(self) -> None:
+        now = time.time()
+        info = self.describe()
+        info.update(name=self.name, heartbeat_at=now)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(masters_key(self.prefix), self.name, json.dumps(info))
+            pipe.pubsub_numsub(channel(self.prefix))
+            _, numsub = await pipe.execute()
+        listeners = int(numsub[0][1]) if numsub else 0
+        leader = bool(await self._lead(keys=[f"{self.prefix}:telemetry:leader"], args=[self.name, LEADER_TTL_MS]))
+        if not listeners and not leader:
+            return
+        snapshot = await collect_snapshot(self.client, self.prefix, now)
+        if listeners:
+            await self.client.publish(channel(self.prefix), json.dumps(snapshot))
+            self.published += 1
+        if leader:
+            await self._history(snapshot)
+            await self._long_waits(snapshot)
+            await self._forget_dead_masters(snapshot)
+
+    async def _history(self, snapshot: dict[str, Any]) -> None:
+        closed = int(snapshot["at"] // 60) - 1
+        last_key = f"{self.prefix}:telemetry:history:last"
+        last = await self.client.get(last_key)
+        if last is not None and int(last) >= closed:
+            return
+        queues = [q["name"] for q in snapshot["queues"]]
+        entry = history_entry(snapshot, await closed_minute(self.client, self.prefix, queues, closed))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(history_key(self.prefix), json.dumps(entry))
+            pipe.ltrim(history_key(self.prefix), -self.history_cap, -1)
+            pipe.set(last_key, closed)
+            await pipe.execute()
+
+    async def _long_waits(self, snapshot: dict[str, Any]) -> None:
+        state_key = f"{self.prefix}:telemetry:long_wait"
+        for q in snapshot["queues"]:
+            wait = q["oldest_wait"]
+            threshold = self.long_wait_for(q["name"])
+            if wait is not None and wait >= threshold:
+                # fires once per crossing: the flag stays until the wait drops below the threshold
+                if await self.client.hsetnx(state_key, q["name"], "1"):
+                    await add_event(
+                        self.client, self.prefix, "long_wait", queue=q["name"], seconds=f"{wait:.1f}",
+                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_seconds(wait)}",
+                    )
+            else:
+                await self.client.hdel(state_key, q["name"])
+
+    async def _forget_dead_masters(self, snapshot: dict[str, Any]) -> None:
+        alive = {m["name"] for m in snapshot["masters"]}
+        names = await self.client.hkeys(masters_key(self.prefix))
+        dead = [n for n in names if n not in alive and n != self.name]
+        if dead:
+            await self.client.hdel(masters_key(self.prefix), *dead)

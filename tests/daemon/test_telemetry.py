@@ -1,0 +1,158 @@
+"""Telemetry with real workers and a real daemon: the snapshot's numbers agree exactly with a
+known workload, the daemon publishes while someone listens, history is written once a minute by
+one leader and survives a daemon restart, and events are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+import redis
+from support.procs import Processes, live_workers, wait_until
+
+from evalharness.core.connection import async_client
+from evalharness.core.keys import QueueKeys
+from evalharness.core.telemetry import collect_snapshot, history_key, read_events
+
+K = QueueKeys("eh", "t")
+
+DISPATCH = """
+import asyncio, json, sys
+from evalharness.core.connection import async_client
+from evalharness.core.queue import JobRequest, Queue
+async def main():
+    c = async_client(sys.argv[1])
+    await Queue(c, "eh").dispatch_many(JobRequest(r["name"], r["payload"], queue="t") for r in json.loads(sys.argv[2]))
+    await c.aclose()
+asyncio.run(main())
+"""
+
+
+def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
+    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(jobs))
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+
+
+def status_json(procs: Processes) -> tuple[int, dict[str, Any]]:
+    done = procs.cli("status", "--json")
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_the_snapshot_agrees_exactly_with_a_known_workload(procs: Processes, redis_url: str) -> None:
+    plan = ["fail"] * 20 + ["timeout"] * 5 + ["ok"] * 275
+    dispatch(procs, [{"name": "t.outcome", "payload": {"n": i, "do": do}} for i, do in enumerate(plan)])
+    code, snap = status_json(procs)
+    assert code == 2 and snap["overview"]["status"] == "inactive"
+    (q,) = snap["queues"]
+    assert (q["ready"], q["reserved"], q["completed"], q["failed"]) == (300, 0, 0, 0)
+    worker = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--max-jobs", "200", "--concurrency", "10")
+    assert worker.wait(timeout=60) == 0  # it ran exactly 200 jobs, then recycled
+    code, snap = status_json(procs)
+    (q,) = snap["queues"]
+    assert q["ready"] == 100 and q["reserved"] == 0 and q["delayed"] == 0
+    assert q["completed"] == 175 and q["failed"] == 25 and q["timeouts"] == 5
+    assert q["past_hour"] == {"completed": 175, "failed": 25}
+    assert snap["overview"]["jobs_past_hour"] == 200
+    assert snap["overview"]["failed_past_7_days"] == 25
+    assert snap["overview"]["max_wait"]["queue"] == "t" and snap["overview"]["max_wait"]["seconds"] > 0
+    # minute-boundary aware: the last 60 s hold all 200
+    assert q["jobs_per_minute"] == pytest.approx(200, abs=0.5) or time.time() % 60 < 5
+    assert q["runtime"]["p50"] is not None and 0 < q["runtime"]["p50"] <= 0.1
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    kinds = [f["kind"] for _, f in r.xrange("eh:events")]
+    r.close()
+    assert kinds.count("job_failed") == 20 and kinds.count("job_timed_out") == 5
+
+
+def test_the_daemon_publishes_while_someone_listens_and_keeps_history(procs: Processes, redis_url: str) -> None:
+    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs")
+    wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=20, what="the worker")
+
+    async def listen() -> list[dict[str, Any]]:
+        client = async_client(redis_url)
+        got: list[dict[str, Any]] = []
+        async with client.pubsub() as ps:
+            await ps.subscribe("eh:telemetry")
+            deadline = time.monotonic() + 10
+            while len(got) < 2 and time.monotonic() < deadline:
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg:
+                    got.append(json.loads(msg["data"]))
+        await client.aclose()
+        return got
+
+    snaps = asyncio.run(listen())
+    assert len(snaps) == 2
+    assert snaps[0]["schema"] == "evalharness.telemetry.v1"
+    assert 0.5 <= snaps[1]["at"] - snaps[0]["at"] <= 2.0
+    (master,) = snaps[1]["masters"]
+    assert master["status"] == "running" and master["supervisors"][0]["processes"] == 1
+    assert snaps[1]["overview"]["status"] == "running"
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    # the leader writes the entry for the minute that just closed
+    entry = json.loads(wait_until(lambda: r.lindex(history_key("eh"), -1), deadline=10, what="a history entry"))  # type: ignore[arg-type]
+    assert entry["minute"] == int(time.time() // 60) - 1 or entry["minute"] == int(time.time() // 60) - 2
+    assert entry["schema"] == "evalharness.telemetry.history.v1" and isinstance(entry["queues"], dict)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    # a restarted daemon keeps the history and does not write the same minute twice
+    before = r.lrange(history_key("eh"), 0, -1)
+    again = procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs")
+    wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=20, what="the worker again")
+    wait_until(lambda: r.hget("eh:masters", r.hkeys("eh:masters")[0]) if r.hkeys("eh:masters") else None, what="the master heartbeat")
+    after = r.lrange(history_key("eh"), 0, -1)
+    assert after[: len(before)] == before
+    minutes = [json.loads(x)["minute"] for x in after]
+    assert len(minutes) == len(set(minutes))
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 0
+    r.close()
+
+
+async def test_a_long_wait_fires_one_event_per_crossing(redis_url: str, aclient: Any) -> None:
+    from evalharness.core.queue import Queue
+    from evalharness.daemon.publisher import Publisher
+
+    q = Queue(aclient, "eh")
+    await q.dispatch("t.sleep", {"seconds": 0}, queue="t")
+    pub = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, {"t": 0.2})
+    await pub.tick()
+    await asyncio.sleep(0.25)  # let the oldest job's wait pass the 0.2 s threshold
+    for _ in range(3):
+        await pub.tick()
+    events = [e for e in await read_events(aclient, "eh") if e["kind"] == "long_wait"]
+    assert len(events) == 1 and events[0]["queue"] == "t"
+    # the queue drains, then waits too long again: a second crossing, a second event
+    popped = await q.pop("t", 1, 30, "w")
+    await q.ack("t", "w", [(popped.jobs[0].id, "")])
+    await pub.tick()
+    await q.dispatch("t.sleep", {"seconds": 1}, queue="t")
+    await asyncio.sleep(0.25)
+    await pub.tick()
+    events = [e for e in await read_events(aclient, "eh") if e["kind"] == "long_wait"]
+    assert len(events) == 2
+
+
+async def test_collecting_a_snapshot_of_an_empty_system(aclient: Any) -> None:
+    snap = await collect_snapshot(aclient, "eh")
+    assert snap["overview"]["status"] == "inactive" and snap["queues"] == [] and snap["masters"] == []
+
+
+def test_prometheus_exposition_serves_the_snapshot(procs: Processes, redis_url: str) -> None:
+    import re
+    import urllib.request
+
+    dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0, "n": i}} for i in range(3)])
+    server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
+    line = server.stderr.readline() if server.stderr else ""
+    url = re.search(r"http://\S+/metrics", line)
+    assert url, line
+    body = urllib.request.urlopen(url.group(0), timeout=10).read().decode()
+    assert 'evalharness_queue_ready{queue="t"} 3.0' in body
+    assert "evalharness_queue_completed_total" in body
