@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from .batches import Batches
 from .datasets import Dataset
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
@@ -97,6 +98,7 @@ class RunResult:
     started_at: float
     finished_at: float
     diagnostics: list[str] = field(default_factory=list)
+    batch_id: str | None = None  # lazy-parallel runs dispatch their samples as one batch
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -192,6 +194,7 @@ class _Collector:
         self.options = options
         self.run_id = new_job_id()
         self.sink = f"run-{self.run_id}"
+        self.batch_id = f"run-{self.run_id}"
         keys = self.queue.keys(options.queue)
         self.done_key = keys.results_done(self.sink)
         self.pending: deque[int] = deque(range(len(dataset.samples)))
@@ -210,6 +213,7 @@ class _Collector:
             options=self.job_options,
             id=f"{self.run_id}-{index}",
             key=f"{self.run_id}-{index}",
+            batch=self.batch_id,
             tags=(f"run:{self.run_id}",),
             result_to=(self.sink, str(index), self.options.result_ttl),
         )
@@ -302,6 +306,8 @@ async def run_lazy_parallel(
     if not await live_workers(client, prefix, options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     c = _Collector(client, prefix, dataset, sut, options)
+    batches = Batches(client, prefix, c.queue)
+    await batches.create(f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id, allow_failures=True)
     total = len(dataset.samples)
     started = time.time()
     start_mono = time.monotonic()
@@ -345,6 +351,12 @@ async def run_lazy_parallel(
                 last_worker_seen = time.monotonic()
             elif time.monotonic() >= next_worker_check:
                 next_worker_check = time.monotonic() + 2.0
+                info = await batches.info(c.batch_id)
+                if info is not None and info.state == "cancelled":
+                    c.diagnostics.append(
+                        f"the run's batch {c.batch_id} was cancelled: {len(c.in_flight) + len(c.pending)} sample(s) not run"
+                    )
+                    break
                 if await live_workers(client, prefix, options.queue):
                     last_worker_seen = time.monotonic()
                 elif time.monotonic() - last_worker_seen > options.worker_wait:
@@ -367,7 +379,7 @@ async def run_lazy_parallel(
         )
     with contextlib.suppress(*REDIS_ERRORS):
         await client.delete(c.done_key)
-    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics)
+    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

@@ -128,10 +128,11 @@ class JobOptions:
         return replace(self, **given).validate()
 
 
-def derive_key(name: str, payload: Any) -> str:
-    """The default idempotency key: the job name plus its canonical JSON payload, hashed."""
+def derive_key(name: str, payload: Any, batch: str | None = None) -> str:
+    """The default idempotency key: the job name plus its canonical JSON payload (and its batch:
+    the same work in two batches is two jobs), hashed."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{name}\n{canonical}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{name}\n{batch or ''}\n{canonical}".encode()).hexdigest()[:32]
 
 
 def new_job_id() -> str:
@@ -239,6 +240,14 @@ class JobContext(Protocol):
 
     @property
     def worker_id(self) -> str: ...
+
+    @property
+    def client(self) -> Any:
+        """The worker's asyncio Redis client (for jobs that read or write Redis themselves)."""
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix the worker serves."""
 
     @property
     def partial(self) -> Any:

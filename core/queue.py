@@ -106,7 +106,7 @@ class Queue:
             batch=req.batch,
             tenant=req.tenant,
             tags=tuple(req.tags),
-            key=req.key or derive_key(req.name, req.payload),
+            key=req.key or derive_key(req.name, req.payload, req.batch),
             options_given=options_given,
             overrides=dict(req.overrides),
         )
@@ -138,7 +138,7 @@ class Queue:
             order.append((queue, len(rows)))
             rows.append(
                 [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl,
-                 job.key or "", int(job.options.unique_for * 1000)]
+                 job.key or "", int(job.options.unique_for * 1000), job.batch or ""]
             )
             ids.append(job.id)
         if not ids:
@@ -206,7 +206,7 @@ class Queue:
         args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
         for item in done:
             args += (item[0], item[1], item[2] if len(item) > 2 else 0)
-        await self.scripts["ack"](keys=[keys.reserved, keys.stats], args=args, client=pipe)
+        await self.scripts["ack"](keys=[keys.reserved, keys.stats, keys.lanes, keys.ready, keys.wake], args=args, client=pipe)
 
     async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]]) -> list[str]:
         """Acknowledge finished jobs with their JSON results; returns the ids whose lease was
@@ -258,7 +258,7 @@ class Queue:
         """Fail a reserved job for good: it moves to the failed store (kept 7 days)."""
         keys = self.keys(queue)
         ok = await self.scripts["fail"](
-            keys=[keys.reserved, keys.failed, keys.stats],
+            keys=[keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
             args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
                   str(failure.get("kind", "exception")) if telemetry else ""],
         )

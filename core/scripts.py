@@ -18,12 +18,22 @@ SCRIPT_NAMES = (
     "checkpoint",
     "retry_failed",
     "limit",
+    "batch_cancel",
+    "batch_retry",
 )
+
+
+# Scripts that change batches share the helper functions in _batch.lua.
+WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry"})
 
 
 @cache
 def script_source(name: str) -> str:
-    return resources.files("evalharness.core").joinpath("lua", f"{name}.lua").read_text()
+    lua = resources.files("evalharness.core").joinpath("lua")
+    body = lua.joinpath(f"{name}.lua").read_text()
+    if name in WITH_BATCH_HELPERS:
+        return lua.joinpath("_batch.lua").read_text() + "\n" + body
+    return body
 
 
 class Scripts:

@@ -160,6 +160,8 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
     )
     if result.diagnostics:
         report["diagnostics"] = list(result.diagnostics)
+    if result.batch_id:
+        report["batch"] = result.batch_id
     render_report(report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
@@ -326,9 +328,11 @@ def server_status(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
+    from .cli_batch import batch
     from .cli_failed import failed
     from .cli_status import metrics, status
 
+    cli.add_command(batch)
     cli.add_command(failed)
     cli.add_command(status)
     cli.add_command(metrics)

@@ -65,6 +65,7 @@ def import_job_modules(modules: Sequence[str]) -> None:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     importlib.import_module("evalharness.core.evaljobs")
+    importlib.import_module("evalharness.core.batches")
     for mod in modules:
         importlib.import_module(mod)
 
@@ -75,6 +76,8 @@ class RunningJob:
     def __init__(self, job: Job, worker: Worker) -> None:
         self.job = job
         self.worker_id = worker.id
+        self.client = worker.client
+        self.prefix = worker.prefix
         self.started = time.monotonic()
         self.deadline: float | None = None  # monotonic
         self.held: list[tuple[Limiter, str]] = []
@@ -527,7 +530,7 @@ class Worker:
                     spec = REGISTRY.get(job.name)
                     error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                     scripts["fail"](
-                        keys=[keys.reserved, keys.failed, keys.stats],
+                        keys=[keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
                         args=[keys.base, self.id, job.id, json.dumps(error), FAILED_RETENTION_MS, "1", ctx.state_json,
                               "timeout" if self.options.telemetry else ""],
                     )

@@ -1,6 +1,6 @@
 -- ack: finish jobs that succeeded, if the caller still holds their lease, and store the
 -- result of each job that was dispatched with a result sink (first write wins).
--- KEYS[1] reserved  KEYS[2] stats
+-- KEYS[1] reserved  KEYS[2] stats  KEYS[3] lanes  KEYS[4] ready  KEYS[5] wake
 -- ARGV[1] key base  ARGV[2] owner  ARGV[3] "1" to record telemetry
 -- then triples: job id, result JSON ("" for none), runtime ms
 -- Returns the ids whose lease the caller no longer held (they were not acknowledged).
@@ -17,7 +17,7 @@ local bounds = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = base .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'unique_for')
+  local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'unique_for', 'batch')
   if rec[1] == owner then
     if rec[2] then
       local rk = base .. 'results:' .. rec[2]
@@ -44,6 +44,9 @@ for i = 4, #ARGV, 3 do
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', jk)
     done = done + 1
+    if rec[7] then
+      b_job_done(base, KEYS[3], KEYS[4], KEYS[5], rec[7], id, true)
+    end
     if telemetry then
       local rt = tonumber(ARGV[i + 2]) or 0
       rt_sum = rt_sum + rt

@@ -3,7 +3,7 @@
 -- ARGV[1] key base of the queue ("<prefix>:{q:<queue>}:")
 -- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field,
 -- sink ttl s, idempotency key ("" for none), unique-for ms (how long the key still dedupes after
--- the job completed; 0 = only while it is pending or running)
+-- the job completed; 0 = only while it is pending or running), batch id ("" for none)
 -- Returns, per job, the id of the job that represents it: its own id when added, or the id of
 -- the pending/running job (or the job completed within its unique-for window) it duplicates.
 local base = ARGV[1]
@@ -11,7 +11,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local added, ready = 0, 0
 local out = {}
-for i = 2, #ARGV, 9 do
+for i = 2, #ARGV, 10 do
   local id, data, lane, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local ukey, ufor = ARGV[i + 7], ARGV[i + 8]
   local jk = base .. 'job:' .. id
@@ -42,6 +42,19 @@ for i = 2, #ARGV, 9 do
       'attempts', 0, 'releases', 0, 'exceptions', 0, 'lost', 0)
     if ukey ~= '' then
       redis.call('HSET', jk, 'unique', ukey, 'unique_for', ufor)
+    end
+    local bid = ARGV[i + 9]
+    if bid ~= '' then
+      local bk = base .. 'batch:' .. bid
+      redis.call('HSET', jk, 'batch', bid)
+      redis.call('HINCRBY', bk, 'total', 1)
+      redis.call('HINCRBY', bk, 'pending', 1)
+      local st = redis.call('HGET', bk, 'state')
+      if st == 'succeeded' or st == 'finished_with_failures' then
+        -- jobs added to a finished batch open a new round
+        redis.call('HSET', bk, 'state', 'running')
+        redis.call('HDEL', bk, 'finished_at')
+      end
     end
     if ARGV[i + 4] ~= '' then
       redis.call('HSET', jk, 'sink', ARGV[i + 4], 'sink_field', ARGV[i + 5], 'sink_ttl', ARGV[i + 6])

@@ -1,6 +1,6 @@
 -- fail: record a reserved job as failed for good, keep it in the failed store, and write
 -- the failure to its result sink if it has one, so a producer waiting on it learns at once.
--- KEYS[1] reserved  KEYS[2] failed  KEYS[3] stats
+-- KEYS[1] reserved  KEYS[2] failed  KEYS[3] stats  KEYS[4] lanes  KEYS[5] ready  KEYS[6] wake
 -- ARGV[1] key base  ARGV[2] owner  ARGV[3] id  ARGV[4] failure JSON  ARGV[5] retention ms
 -- ARGV[6] "1" when the attempt raised (counts as an exception)
 -- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
@@ -9,7 +9,7 @@
 local base = ARGV[1]
 local id = ARGV[3]
 local jk = base .. 'job:' .. id
-local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique')
+local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'batch')
 if rec[1] ~= ARGV[2] then
   return 0
 end
@@ -47,5 +47,8 @@ if rec[2] then
   end
   redis.call('EXPIRE', rk, rec[4])
   redis.call('EXPIRE', rk .. ':done', rec[4])
+end
+if rec[6] then
+  b_job_done(base, KEYS[4], KEYS[5], KEYS[6], rec[6], id, false)
 end
 return 1

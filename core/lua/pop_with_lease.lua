@@ -69,8 +69,23 @@ if ARGV[6] ~= '1' then
     if id then
       redis.call('ZREM', KEYS[2], id)
       local jk = base .. 'job:' .. id
-      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint')
-      if rec[1] then
+      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch')
+      local skip = false
+      if rec[1] and rec[5] then
+        local bk = base .. 'batch:' .. rec[5]
+        local st = redis.call('HGET', bk, 'state')
+        if st == 'cancelled' or st == 'failed' then
+          -- a job of a stopped batch (delayed or re-delivered when it stopped): do not run it
+          skip = true
+          redis.call('HSET', jk, 'state', 'cancelled')
+          redis.call('SADD', bk .. ':cancelled', id)
+          redis.call('HINCRBY', bk, 'pending', -1)
+          b_maybe_finish(base, KEYS[1], KEYS[2], KEYS[5], rec[5], bk)
+        elseif st == 'pending' then
+          redis.call('HSET', bk, 'state', 'running', 'started_at', now)
+        end
+      end
+      if rec[1] and not skip then
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
         redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now)
         redis.call('ZADD', KEYS[4], now + lease, id)

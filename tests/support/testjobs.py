@@ -130,3 +130,39 @@ async def outcome_job(payload: dict[str, Any]) -> None:
     if payload["do"] == "timeout":
         await asyncio.sleep(5)
     await asyncio.sleep(0.01)
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+import redis as _redis  # noqa: E402
+
+from evalharness.core.batches import BatchInfo, batch_callback  # noqa: E402
+
+
+@job("t.span", queue="t")
+async def span_job(payload: dict[str, Any]) -> list[float]:
+    started = time.time()
+    await asyncio.sleep(payload.get("seconds", 0))
+    return [started, time.time()]
+
+
+@job("t.maybe_fail", queue="t", tries=1)
+def maybe_fail_job(payload: dict[str, Any]) -> str:
+    if payload.get("fail") and not Path(payload["flag"]).exists():
+        raise RuntimeError("told to fail until the flag file exists")
+    return "ok"
+
+
+def _record_callback(stage: str) -> Any:
+    def record(batch: BatchInfo) -> None:
+        client = _redis.Redis.from_url(os.environ["EVALHARNESS_REDIS_URL"], decode_responses=True)
+        try:
+            client.rpush("t:callbacks", f"{stage}:{batch.id}:{batch.state}:{batch.processed}/{batch.total}")
+        finally:
+            client.close()
+
+    return record
+
+
+for _stage in ("before", "progress", "then", "catch", "finally"):
+    batch_callback(f"t.{_stage}")(_record_callback(_stage))

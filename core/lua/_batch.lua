@@ -1,0 +1,120 @@
+-- Shared by the scripts that change a batch (prepended to them when they are loaded).
+-- A batch lives in its queue's hash tag: <base>batch:<id> (HASH), <base>batch:<id>:failed and
+-- <base>batch:<id>:cancelled (SETs of job ids), <base>batches (ZSET id -> created ms).
+-- Its jobs run in the lane named after the batch, so batches sharing a queue are served
+-- round-robin.  Callbacks run as jobs named evalharness.batch_callback, enqueued by the one
+-- script execution that observes the transition, so each runs exactly once per transition.
+
+local function b_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function b_event(base, kind, bid, bk, extra)
+  -- the prefix-wide event stream: "<prefix>:events"
+  local events_key = string.match(base, '^(.*):{q:') .. ':events'
+  local r = redis.call('HMGET', bk, 'name', 'queue', 'state', 'total', 'failed')
+  local args = {events_key, 'MAXLEN', '~', 10000, '*', 'kind', kind, 'batch', bid, 'name', r[1] or '',
+    'queue', r[2] or '', 'state', r[3] or '', 'total', r[4] or '0', 'failed', r[5] or '0',
+    'at', string.format('%.3f', b_now() / 1000)}
+  if extra then
+    args[#args + 1] = 'message'
+    args[#args + 1] = extra
+  end
+  redis.call('XADD', unpack(args))
+end
+
+local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
+  local cbs = redis.call('HGET', bk, 'cb:' .. stage)
+  if not cbs or cbs == '' then
+    return
+  end
+  local now = b_now()
+  local seq = redis.call('HINCRBY', bk, 'cb_seq', 1)
+  local id = 'cb-' .. bid .. '-' .. stage .. '-' .. seq
+  local queue = redis.call('HGET', bk, 'queue')
+  local env = cjson.encode({id = id, name = 'evalharness.batch_callback',
+    payload = {batch = bid, stage = stage, queue = queue}, queue = queue,
+    enqueued_at = now / 1000, tags = {}})
+  local jk = base .. 'job:' .. id
+  redis.call('HSET', jk, 'data', env, 'lane', '_cb', 'enqueued_at', now, 'attempts', 0, 'releases', 0,
+    'exceptions', 0, 'lost', 0, 'state', 'ready', 'ready_at', now)
+  -- callbacks go ahead of other work: their own lane, first in the rotation
+  if redis.call('RPUSH', base .. 'lane:_cb', id) == 1 then
+    redis.call('LPUSH', lanes_key, '_cb')
+  end
+  redis.call('ZADD', ready_key, now, id)
+  if redis.call('LLEN', wake_key) < 16 then
+    redis.call('RPUSH', wake_key, '1')
+  end
+end
+
+-- The batch has no pending job left: finish it once (per round; a retry opens a new round).
+local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
+  local pending = tonumber(redis.call('HGET', bk, 'pending') or '0')
+  if pending > 0 then
+    return
+  end
+  if redis.call('HSETNX', bk, 'finished_at', b_now()) == 0 then
+    return
+  end
+  local state = redis.call('HGET', bk, 'state')
+  if state ~= 'cancelled' and state ~= 'failed' then
+    if tonumber(redis.call('HGET', bk, 'failed') or '0') > 0 then
+      state = 'finished_with_failures'
+    else
+      state = 'succeeded'
+    end
+    redis.call('HSET', bk, 'state', state)
+  end
+  if state == 'succeeded' then
+    b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'then')
+  end
+  b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'finally')
+  b_event(base, 'batch_finished', bid, bk, nil)
+end
+
+-- Take the batch's ready jobs out of the queue at once (kept, for a retry, in :cancelled).
+local function b_remove_queued(base, lanes_key, ready_key, bid, bk)
+  local lk = base .. 'lane:' .. bid
+  local ids = redis.call('LRANGE', lk, 0, -1)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', ready_key, id)
+    redis.call('HSET', base .. 'job:' .. id, 'state', 'cancelled')
+    redis.call('SADD', bk .. ':cancelled', id)
+  end
+  redis.call('DEL', lk)
+  redis.call('LREM', lanes_key, 0, bid)
+  if #ids > 0 then
+    redis.call('HINCRBY', bk, 'pending', -#ids)
+  end
+  return #ids
+end
+
+-- A job of batch `bid` finished: ok, or failed for good.
+local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok)
+  local bk = base .. 'batch:' .. bid
+  if redis.call('EXISTS', bk) == 0 then
+    return
+  end
+  redis.call('HINCRBY', bk, 'pending', -1)
+  redis.call('HINCRBY', bk, 'processed', 1)
+  local state = redis.call('HGET', bk, 'state')
+  if ok then
+    if redis.call('HGET', bk, 'cb:progress') and redis.call('HSETNX', bk, 'progress_queued', '1') == 1 then
+      b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'progress')
+    end
+  else
+    redis.call('HINCRBY', bk, 'failed', 1)
+    redis.call('SADD', bk .. ':failed', id)
+    if redis.call('HSETNX', bk, 'catch_done', '1') == 1 then
+      b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'catch')
+    end
+    if redis.call('HGET', bk, 'allow_failures') ~= '1' and state ~= 'cancelled' and state ~= 'failed' then
+      redis.call('HSET', bk, 'state', 'failed', 'cancelled_at', b_now())
+      b_remove_queued(base, lanes_key, ready_key, bid, bk)
+      b_event(base, 'batch_failed', bid, bk, 'a job failed and the batch does not allow failures')
+    end
+  end
+  b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
+end

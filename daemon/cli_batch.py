@@ -1,0 +1,144 @@
+"""``evalharness batch``: list, show, cancel, retry and prune batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evalharness.core.batches import Batches, BatchInfo
+from evalharness.core.connection import async_client
+from evalharness.core.errors import EvalHarnessError
+
+from .common import settings_from
+
+T = TypeVar("T")
+STATE_STYLE = {
+    "pending": "dim",
+    "running": "cyan",
+    "succeeded": "green",
+    "finished_with_failures": "yellow",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def _run(ctx: click.Context, body: Callable[[Batches], Awaitable[T]]) -> T:
+    settings = settings_from(ctx)
+
+    async def main() -> T:
+        client = async_client(settings.redis_url)
+        try:
+            return await body(Batches(client, settings.prefix))
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``24h``, ``7d`` -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m, 24h or 7d")
+    return float(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+
+
+@click.group()
+def batch() -> None:
+    """Batches: progress, counts and state; cancel, retry, prune."""
+
+
+@batch.command("list")
+@click.option("--queue", help="Only batches on this queue.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def batch_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool) -> None:
+    """List batches, newest first."""
+    rows = _run(ctx, lambda b: b.list(queue, limit))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.to_json()))
+        return
+    if not rows:
+        click.echo("no batches")
+        return
+    console = Console()
+    wide = console.width >= 120
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    cols = ["id", "name", "state", "done", "failed"] + (["queue", "pending", "created (UTC)"] if wide else [])
+    for col in cols:
+        table.add_column(col, no_wrap=col != "name", justify="right" if col in ("done", "failed", "pending") else "left")
+    for b in rows:
+        cells = [b.id, b.name, f"[{STATE_STYLE.get(b.state, '')}]{b.state}[/]", f"{b.processed:,}/{b.total:,} {b.progress:.0%}", f"{b.failed:,}"]
+        if wide:
+            cells += [b.queue, f"{b.pending:,}", _when(b.created_at)]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _show(info: BatchInfo) -> None:
+    console = Console()
+    for key, value in info.to_json().items():
+        if key == "failed_job_ids":
+            value = ", ".join(value[:20]) + (f" … and {len(value) - 20} more" if len(value) > 20 else "")
+        elif key.endswith("_at"):
+            value = _when(value)
+        elif key == "progress":
+            value = f"{value:.1%}"
+        console.print(f"[bold]{key:15}[/] {value}", highlight=False)
+
+
+@batch.command("show")
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def batch_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
+    """Everything about one batch."""
+    info = _run(ctx, lambda b: b.info(batch_id))
+    if info is None:
+        raise EvalHarnessError(f"no batch {batch_id!r}")
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+    else:
+        _show(info)
+
+
+@batch.command("cancel")
+@click.argument("batch_id")
+@click.pass_context
+def batch_cancel(ctx: click.Context, batch_id: str) -> None:
+    """Cancel a batch: its queued jobs leave the queue now, running ones may finish, `finally` runs."""
+    removed = _run(ctx, lambda b: b.cancel(batch_id))
+    click.echo(f"cancelled {batch_id}: {removed} queued job(s) removed")
+
+
+@batch.command("retry")
+@click.argument("batch_id")
+@click.pass_context
+def batch_retry(ctx: click.Context, batch_id: str) -> None:
+    """Queue a batch's failed and cancelled jobs again and reopen it."""
+    n = _run(ctx, lambda b: b.retry(batch_id))
+    click.echo(f"retrying {n} job(s) of {batch_id}")
+
+
+@batch.command("prune")
+@click.option("--finished-older-than", "older", default="24h", show_default=True, help="Age of the finish (90s, 15m, 24h, 7d).")
+@click.pass_context
+def batch_prune(ctx: click.Context, older: str) -> None:
+    """Delete the records of batches that finished longer ago than the given age."""
+    seconds = parse_duration(older)
+    n = _run(ctx, lambda b: b.prune(seconds))
+    click.echo(f"pruned {n} batch(es)")

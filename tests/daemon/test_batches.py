@@ -1,0 +1,229 @@
+"""Batches with real worker processes on a real Redis: fair sharing of a queue, cancel, allowed
+failures and retry, callbacks exactly once under concurrent completion, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.procs import Processes, live_workers
+
+from evalharness.core.batches import Batches
+from evalharness.core.keys import QueueKeys
+from evalharness.core.queue import JobRequest, Queue
+
+K = QueueKeys("eh", "t")
+
+
+async def until(predicate: Any, deadline: float = 20.0, what: str = "condition") -> Any:
+    end = time.monotonic() + deadline
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {deadline:g}s")
+        await asyncio.sleep(0.02)
+
+
+async def workers(procs: Processes, aclient: Any, n: int, concurrency: int = 10) -> None:
+    for _ in range(n):
+        procs.worker("t", concurrency=concurrency)
+
+    async def ready() -> bool:
+        return live_workers(procs.env["EVALHARNESS_REDIS_URL"], "t") >= n
+
+    await until(ready, what=f"{n} workers")
+
+
+async def callbacks(aclient: Any) -> list[str]:
+    return [str(x) for x in await aclient.lrange("t:callbacks", 0, -1)]
+
+
+def sink(req: JobRequest, field: str) -> JobRequest:
+    return JobRequest(req.name, req.payload, result_to=("s", field, 600))
+
+
+async def results(aclient: Any, fields: list[str]) -> list[Any]:
+    raw = await aclient.hmget(K.results("s"), fields)
+    return [None if v is None else json.loads(v) for v in raw]
+
+
+@pytest.mark.slow
+async def test_a_small_batch_dispatched_after_a_large_one_starts_at_once(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    a = await batches.create("A", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"a{i}") for i in range(1000)], queue="t")
+    await batches.create("B", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"b{i}") for i in range(5)], queue="t")
+    await workers(procs, aclient, 2, concurrency=2)
+    b_results = await until(lambda: _all(aclient, [f"b{i}" for i in range(5)]), what="batch B")
+
+    async def ten_of_a() -> list[Any]:
+        got = [r for r in await results(aclient, [f"a{i}" for i in range(60)]) if r is not None]
+        return got if len(got) >= 10 else []
+
+    a_done = await until(ten_of_a, what="ten jobs of A")
+    tenth_a_end = sorted(r["result"][1] for r in a_done)[9]
+    first_b_start = min(r["result"][0] for r in b_results)
+    assert first_b_start < tenth_a_end
+    await batches.cancel(a)
+
+
+async def _all(aclient: Any, fields: list[str]) -> list[Any]:
+    got = await results(aclient, fields)
+    return got if all(g is not None for g in got) else []
+
+
+async def test_cancel_removes_every_queued_job_and_runs_finally_once(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    q = Queue(aclient)
+    await q.dispatch("t.span", {"seconds": 0, "plain": True}, queue="t")
+    bid = await batches.create("big", [JobRequest("t.span", {"n": i}) for i in range(1000)], queue="t", finally_=["t.finally"], then=["t.then"])
+    assert (await batches.info(bid)).pending == 1000  # type: ignore[union-attr]
+    removed = await batches.cancel(bid)
+    assert removed == 1000
+    left = [await aclient.hget(K.job(i), "batch") for i in await aclient.zrange(K.ready, 0, -1)]
+    assert left.count(bid) == 0 and len(left) == 2  # the plain job, and the `finally` callback job
+    assert await aclient.exists(K.lane(bid)) == 0
+    info = await batches.info(bid)
+    assert info is not None and info.state == "cancelled" and info.pending == 0 and info.cancelled_at
+    await workers(procs, aclient, 1)
+    await until(lambda: callbacks(aclient), what="the finally callback")
+    await until(lambda: _drained(aclient), what="the queue to drain")
+    assert await callbacks(aclient) == [f"finally:{bid}:cancelled:0/1000"]
+    # cancelling again changes nothing and runs nothing again
+    assert await batches.cancel(bid) == 0
+    assert len(await callbacks(aclient)) == 1
+
+
+async def _drained(aclient: Any) -> bool:
+    return await aclient.zcard(K.ready) == 0 and await aclient.zcard(K.reserved) == 0
+
+
+async def test_allowed_failures_finish_with_failures_then_succeed_after_retry(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    batches = Batches(aclient)
+    jobs = [JobRequest("t.maybe_fail", {"n": i, "fail": i % 4 == 0, "flag": str(flag)}) for i in range(12)]
+    bid = await batches.create("tolerant", jobs, queue="t", allow_failures=True, then=["t.then"], catch=["t.catch"], finally_=["t.finally"])
+    await workers(procs, aclient, 2)
+
+    async def state() -> str:
+        info = await batches.info(bid)
+        return info.state if info and info.state in ("finished_with_failures", "succeeded") else ""
+
+    assert await until(state, what="the batch to finish") == "finished_with_failures"
+    info = await batches.info(bid)
+    assert info is not None and (info.total, info.processed, info.failed, info.pending) == (12, 12, 3, 0)
+    assert len(info.failed_job_ids) == 3
+    await until(lambda: _count(aclient, "finally"), what="finally")
+    flag.write_text("")
+    assert await batches.retry(bid) == 3
+    assert await batches.retry(bid) == 0  # a second retry finds nothing new: no double count
+    info = await batches.info(bid)
+    assert info is not None and info.state == "running" and info.failed == 0 and info.pending == 3
+
+    async def succeeded() -> bool:
+        i = await batches.info(bid)
+        return i is not None and i.state == "succeeded"
+
+    await until(succeeded, what="success after the retry")
+    info = await batches.info(bid)
+    assert info is not None and (info.total, info.processed, info.failed, info.pending) == (12, 12, 0, 0)
+    await until(lambda: _count(aclient, "then"), what="then")
+    await until(lambda: _count(aclient, "finally", 2), what="the second finally")
+    stages = [c.split(":")[0] for c in await callbacks(aclient)]
+    assert stages.count("catch") == 1 and stages.count("then") == 1 and stages.count("finally") == 2
+
+
+async def _count(aclient: Any, stage: str, n: int = 1) -> bool:
+    return sum(c.startswith(stage + ":") for c in await callbacks(aclient)) >= n
+
+
+async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+    batches = Batches(aclient)
+    jobs = [JobRequest("t.maybe_fail", {"n": 0, "fail": True, "flag": str(tmp_path / "never")})]
+    jobs += [JobRequest("t.span", {"seconds": 0.05, "n": i}) for i in range(300)]
+    bid = await batches.create("strict", jobs, queue="t", catch=["t.catch"], finally_=["t.finally"])
+    await workers(procs, aclient, 1, concurrency=2)
+
+    async def stopped() -> bool:
+        i = await batches.info(bid)
+        return i is not None and i.state == "failed" and i.pending == 0
+
+    await until(stopped, what="the batch to stop")
+    info = await batches.info(bid)
+    assert info is not None and info.failed == 1 and info.processed < 300
+    await until(lambda: _count(aclient, "finally"), what="finally")
+    await until(lambda: _drained(aclient), what="nothing left to run")
+    stages = [c.split(":")[0] for c in await callbacks(aclient)]
+    assert stages.count("catch") == 1 and stages.count("finally") == 1 and "then" not in stages
+
+
+@pytest.mark.slow
+async def test_callbacks_run_exactly_once_under_concurrent_completion(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    jobs = [JobRequest("t.span", {"n": i}) for i in range(2000)]
+    bid = await batches.create("stress", jobs, queue="t", then=["t.then"], finally_=["t.finally"], progress=["t.progress"], before=["t.before"])
+    await workers(procs, aclient, 4, concurrency=20)
+
+    async def done() -> bool:
+        i = await batches.info(bid)
+        return i is not None and i.state == "succeeded"
+
+    await until(done, deadline=60, what="2,000 jobs")
+    await until(lambda: _count(aclient, "finally"), what="finally")
+    await until(lambda: _drained(aclient), what="the callbacks to drain")
+    stages = [c.split(":")[0] for c in await callbacks(aclient)]
+    assert stages.count("then") == 1 and stages.count("finally") == 1 and stages.count("before") == 1
+    assert stages.count("progress") >= 1
+    info = await batches.info(bid)
+    assert info is not None and (info.total, info.processed, info.pending, info.failed) == (2000, 2000, 0, 0)
+    kinds = [f["kind"] for _, f in await aclient.xrange("eh:events")]
+    assert kinds.count("batch_created") == 1 and kinds.count("batch_finished") == 1
+
+
+async def test_jobs_added_to_a_running_batch_count(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    bid = await batches.create("grow", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t")
+    await batches.add(bid, [JobRequest("t.span", {"n": i}) for i in range(3, 5)])
+    await workers(procs, aclient, 1)
+
+    async def done() -> bool:
+        i = await batches.info(bid)
+        return i is not None and i.state == "succeeded"
+
+    await until(done, what="the batch")
+    info = await batches.info(bid)
+    assert info is not None and info.total == 5 and info.progress == 1.0
+
+
+async def test_the_batch_cli(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    bid = await batches.create("cli", [JobRequest("t.span", {"n": i}) for i in range(4)], queue="t")
+    listed = procs.cli("batch", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert row["id"] == bid and row["state"] == "pending" and row["total"] == 4
+    shown = procs.cli("batch", "show", bid)
+    assert shown.returncode == 0 and "pending" in shown.stdout
+    cancelled = procs.cli("batch", "cancel", bid)
+    assert cancelled.returncode == 0 and "4 queued job(s) removed" in cancelled.stdout
+    retried = procs.cli("batch", "retry", bid)
+    assert retried.returncode == 0 and "retrying 4 job(s)" in retried.stdout
+    assert procs.cli("batch", "show", "nope").returncode == 2
+    table = procs.cli("batch", "list")
+    assert "cli" in table.stdout and "running" in table.stdout
+    await workers(procs, aclient, 1)
+
+    async def done() -> bool:
+        i = await batches.info(bid)
+        return i is not None and i.state == "succeeded"
+
+    await until(done, what="the batch")
+    assert "pruned 0" in procs.cli("batch", "prune", "--finished-older-than", "1h").stdout
+    assert "pruned 1" in procs.cli("batch", "prune", "--finished-older-than", "0s").stdout
+    assert await batches.info(bid) is None
+    assert procs.cli("batch", "prune", "--finished-older-than", "soon").returncode == 2
