@@ -157,6 +157,27 @@ async def lazy_parallel(url: str, samples: int, concurrency: int) -> float:
         await client.aclose()
 
 
+async def pop_throughput(url: str, jobs: int, batches: int) -> float:
+    """Jobs per second claimed by pop (count 10) from one queue whose jobs are spread over
+    ``batches`` active batches (each a lane served round-robin)."""
+    from evalharness.core.batches import Batches
+
+    client = async_client(url)
+    await client.flushdb()
+    q = Queue(client, PREFIX)
+    b = Batches(client, PREFIX, q)
+    per = jobs // batches
+    for i in range(batches):
+        await b.create(f"b{i}", [JobRequest("bench.noop", j) for j in range(per)], queue="pops")
+    t0 = time.perf_counter()
+    got = 0
+    while got < per * batches:
+        got += len((await q.pop("pops", 10, 60, "bench")).jobs)
+    rate = got / (time.perf_counter() - t0)
+    await client.aclose()
+    return rate
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True)
@@ -177,6 +198,11 @@ async def main() -> None:
     on = await throughput_ours(args.url, args.jobs, args.concurrency, telemetry=True)
     print("telemetry recording (per-minute counters + runtime histogram in the ack script)")
     print(f"  off {off:10,.0f} jobs/s   on {on:10,.0f} jobs/s   on/off {on / off:.3f}")
+
+    one = await pop_throughput(args.url, 20_000, 1)
+    many = await pop_throughput(args.url, 20_000, 1_000)
+    print("pop throughput, 20,000 ready jobs on one queue (pop count 10)")
+    print(f"  1 batch {one:10,.0f} jobs/s   1,000 batches {many:10,.0f} jobs/s   ratio {many / one:.3f}")
 
     p50, p99 = await pickup_latency(args.url, 300)
     print("pickup latency of an idle worker (dispatch -> job start), 300 jobs")

@@ -167,6 +167,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 "completed_per_minute": done_pm,
                 "failed_per_minute": failed_pm,
                 "runtime": {
+                    "mean": mean_rt,
                     "p50": histogram_quantile(window["buckets"], 0.50),
                     "p95": histogram_quantile(window["buckets"], 0.95),
                     "max": window["rt_max"] / 1000.0 if window["completed"] else None,

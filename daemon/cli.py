@@ -185,13 +185,15 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
 @click.option("--memory", type=click.FloatRange(min=0), default=0, help="Exit cleanly once resident memory passes this many MB (0: no limit).")
 @click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).")
 @click.option("--telemetry/--no-telemetry", default=True, show_default=True, help="Record per-minute counters and runtime histograms (O(1) per job).")
+@click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
-    --grace seconds, and gives the rest back to the queue.  --max-jobs,
+    --grace seconds, and gives the rest back to the queue.  SIGUSR2 pauses it
+    (running jobs go on, no new ones start); SIGCONT continues.  --max-jobs,
     --max-time and --memory make it exit cleanly (code 0) after its in-flight
     jobs, for a supervisor to replace it.  A sync job past its timeout cannot be
     cancelled: it is recorded as timed out and the process exits with code 70
@@ -208,7 +210,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
         max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry,
     )
-    raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports)))
+    raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
 
 
 # -- demo ---------------------------------------------------------------------------------
@@ -329,10 +331,15 @@ def server_status(ctx: click.Context) -> None:
 
 def _register_groups() -> None:
     from .cli_batch import batch
+    from .cli_config import config
+    from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
     from .cli_status import metrics, status
 
     cli.add_command(batch)
+    cli.add_command(config)
+    for command in (pause, continue_, terminate, restart, scale, supervisors):
+        cli.add_command(command)
     cli.add_command(failed)
     cli.add_command(status)
     cli.add_command(metrics)

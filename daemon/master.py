@@ -1,17 +1,25 @@
-"""``evalharnessd``: the master process.  It starts worker processes for each supervisor
-(a fixed pool per supervisor for now), restarts any that exit, backs off a crash loop, and
-on SIGTERM/SIGINT lets every worker finish its in-flight jobs before exiting."""
+"""``evalharnessd``: the master process.  It runs supervisors, each owning a pool of worker
+processes per queue (or one pool for all its queues with balance "off"); restarts workers that
+exit and backs off a crash loop; balances pools on queue demand; and obeys signals and commands
+sent through Redis:
+
+* SIGTERM / SIGINT: stop taking work, let in-flight jobs finish within the grace period, exit 0
+  (a second SIGINT kills the workers at once);
+* SIGUSR2 pause, SIGCONT continue, SIGUSR1 (or SIGHUP) restart the workers with fresh config;
+* ``evalharness pause|continue|terminate|scale`` do the same from any host."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import click
@@ -27,7 +35,9 @@ from evalharness.core.config import (
 )
 from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
+from evalharness.core.telemetry import collect_snapshot
 
+from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
 from .common import child_env, fail, setup_logging, worker_command
 from .publisher import REDIS_ERRORS, Publisher, add_event
 from .worker import EXIT_REPLACE
@@ -41,7 +51,7 @@ STABLE_AFTER = 30.0  # a worker that ran this long resets its crash backoff
 
 @dataclass
 class Slot:
-    """One worker process position in a supervisor's pool."""
+    """One worker process position in a pool."""
 
     supervisor: str
     queues: tuple[str, ...]
@@ -54,12 +64,47 @@ class Slot:
     started: float = 0.0
     failures: int = 0
     restarts: int = 0
+    retiring: bool = False  # scaled down or reloaded: stop it gracefully, do not restart it
+    task: asyncio.Task[None] | None = None
     history: list[int] = field(default_factory=list)
 
-    def command(self) -> list[str]:
+    def command(self, paused: bool = False) -> list[str]:
+        extra = [*self.extra, "--paused"] if paused else list(self.extra)
         return worker_command(
-            self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}", *self.extra]
+            self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}", *extra]
         )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+@dataclass
+class Pool:
+    """The worker processes of one supervisor that serve one queue (or, with balance "off",
+    all of the supervisor's queues in priority order)."""
+
+    supervisor: SupervisorConfig
+    name: str  # the balancer's pool name: the queue, or "a,b" for a pool serving several
+    queues: tuple[str, ...]
+    target: int
+    slots: list[Slot] = field(default_factory=list)
+    changed_at: float | None = None  # monotonic time of its last change
+    override: int | None = None  # `evalharness scale`: a temporary fixed size
+
+    @property
+    def live(self) -> list[Slot]:
+        return [s for s in self.slots if not s.retiring]
+
+
+def balance_mode(sup: SupervisorConfig) -> str:
+    mode = getattr(sup, "balance", "off")
+    return str(getattr(mode, "value", mode))
+
+
+def initial_pools(sup: SupervisorConfig) -> list[Pool]:
+    sizes = initial_sizes(sup)
+    return [Pool(sup, name, queues, sizes[name]) for name, queues in pool_queues(sup).items()]
 
 
 class Master:
@@ -76,28 +121,48 @@ class Master:
         long_waits: dict[str, float] | None = None,
         default_long_wait: float = 60.0,
         history_cap: int = 1440,
+        reload: Callable[[], list[SupervisorConfig]] | None = None,
     ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
+        self.imports = imports
         self.grace = grace
+        self.lease = lease
+        self.worker_args = worker_args
         self.redis_url = redis_url
         self.prefix = prefix
-        self.supervisors = supervisors
         self.long_waits = long_waits or {}
         self.default_long_wait = default_long_wait
         self.history_cap = history_cap
+        self.reload = reload
         self.started_at = time.time()
-        self.slots = [
-            Slot(sup.name, sup.queues, sup.concurrency, imports, grace, lease, worker_args) for sup in supervisors for _ in range(sup.processes)
-        ]
         self.stopping = asyncio.Event()
         self.force = False
         self.client: Any = None
+        self.paused: set[str] = set()  # supervisor names
+        self.supervisors: list[SupervisorConfig] = []
+        self.pools: list[Pool] = []
+        self._configure(supervisors)
+        self._wake = asyncio.Event()
+
+    def _configure(self, supervisors: list[SupervisorConfig]) -> None:
+        self.supervisors = supervisors
+        self.pools = [pool for sup in supervisors for pool in initial_pools(sup)]
+
+    @property
+    def slots(self) -> list[Slot]:
+        return [s for p in self.pools for s in p.slots]
+
+    # -- signals and commands -------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, signal.SIGTERM)
         loop.add_signal_handler(signal.SIGINT, self.request_stop, signal.SIGINT)
+        loop.add_signal_handler(signal.SIGUSR2, self.pause)
+        loop.add_signal_handler(signal.SIGCONT, self.resume)
+        loop.add_signal_handler(signal.SIGUSR1, self.request_restart)
+        loop.add_signal_handler(signal.SIGHUP, self.request_restart)
 
     def request_stop(self, sig: int) -> None:
         if self.stopping.is_set():
@@ -105,34 +170,220 @@ class Master:
                 log.warning("second SIGINT: killing the workers now")
                 self.force = True
                 for slot in self.slots:
-                    if slot.proc and slot.proc.returncode is None:
-                        slot.proc.kill()
+                    if slot.alive:
+                        slot.proc.kill()  # type: ignore[union-attr]
             return
         log.info("%s received: stopping; in-flight jobs get up to %.0fs", signal.Signals(sig).name, self.grace)
         self.stopping.set()
 
+    def pause(self, supervisor: str | None = None) -> None:
+        names = [s.name for s in self.supervisors if supervisor in (None, s.name)]
+        self.paused.update(names)
+        log.info("paused %s", ", ".join(names) or "nothing")
+        for pool in self.pools:
+            if pool.supervisor.name in names:
+                self._signal_pool(pool, signal.SIGUSR2)
+
+    def resume(self, supervisor: str | None = None) -> None:
+        names = [s.name for s in self.supervisors if supervisor in (None, s.name)]
+        self.paused.difference_update(names)
+        log.info("continuing %s", ", ".join(names) or "nothing")
+        for pool in self.pools:
+            if pool.supervisor.name in names:
+                self._signal_pool(pool, signal.SIGCONT)
+
+    def request_restart(self) -> None:
+        """SIGUSR1: read the configuration again and replace every worker gracefully."""
+        if self.stopping.is_set():
+            return
+        log.info("restarting workers with a freshly read configuration")
+        sups = self.supervisors
+        if self.reload is not None:
+            try:
+                sups = self.reload()
+            except EvalHarnessError as exc:
+                log.error("configuration not reloaded, keeping the running one: %s", exc)
+                return
+        old = self.pools
+        self._configure(sups)
+        for pool in old:
+            for slot in pool.slots:
+                self._retire(slot)
+        self._wake.set()
+
+    def scale(self, supervisor: str, queue: str, n: int | None) -> bool:
+        for pool in self.pools:
+            if pool.supervisor.name == supervisor and queue in pool.queues:
+                pool.override = n
+                log.info("supervisor %s queue %s: %s", supervisor, queue, "back to balancing" if n is None else f"scaled to {n}")
+                self._wake.set()
+                return True
+        return False
+
+    def _signal_pool(self, pool: Pool, sig: int) -> None:
+        for slot in pool.slots:
+            if slot.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.proc.send_signal(sig)  # type: ignore[union-attr]
+
+    async def _commands(self) -> None:
+        """Commands sent through Redis (``evalharness pause|continue|terminate|scale``)."""
+        if self.client is None:
+            return
+        key = control_key(self.prefix, self.name)
+        for _ in range(20):
+            raw = await self.client.lpop(key)
+            if raw is None:
+                return
+            try:
+                cmd = json.loads(raw)
+            except ValueError:
+                continue
+            action, sup = cmd.get("action"), cmd.get("supervisor")
+            log.info("command from %s: %s", cmd.get("from", "?"), raw)
+            if action == "pause":
+                self.pause(sup)
+            elif action == "continue":
+                self.resume(sup)
+            elif action == "terminate":
+                self.request_stop(signal.SIGTERM)
+            elif action == "restart":
+                self.request_restart()
+            elif action == "scale":
+                self.scale(str(sup), str(cmd.get("queue")), None if cmd.get("processes") is None else int(cmd["processes"]))
+
+    # -- the pools ------------------------------------------------------------------------
+
     def describe(self) -> dict[str, Any]:
         """What this master says about itself in its heartbeat (and so in telemetry)."""
-        return {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "status": "stopping" if self.stopping.is_set() else "running",
-            "started_at": self.started_at,
-            "supervisors": [
+        sups = []
+        for sup in self.supervisors:
+            per_queue: dict[str, int] = {}
+            for pool in self.pools:
+                if pool.supervisor is sup:
+                    per_queue[pool.name] = sum(1 for s in pool.live if s.alive)
+            sups.append(
                 {
                     "name": sup.name,
                     "queues": list(sup.queues),
-                    "processes": sum(1 for s in self.slots if s.supervisor == sup.name and s.proc is not None and s.proc.returncode is None),
-                    "configured": sup.processes,
+                    "balance": balance_mode(sup),
+                    "processes": sum(per_queue.values()),
+                    "per_queue": per_queue,
+                    "targets": {p.name: p.target for p in self.pools if p.supervisor is sup},
+                    "overrides": {p.name: p.override for p in self.pools if p.supervisor is sup and p.override is not None},
+                    "min_processes": sup.min_processes,
+                    "max_processes": sup.max_processes,
                     "concurrency": sup.concurrency,
+                    "status": "paused" if sup.name in self.paused else "running",
                 }
-                for sup in self.supervisors
-            ],
-        }
+            )
+        if self.stopping.is_set():
+            status = "stopping"
+        elif self.supervisors and all(s.name in self.paused for s in self.supervisors):
+            status = "paused"
+        else:
+            status = "running"
+        return {"host": socket.gethostname(), "pid": os.getpid(), "status": status, "started_at": self.started_at, "supervisors": sups}
+
+    def _new_slot(self, pool: Pool) -> Slot:
+        sup = pool.supervisor
+        slot = Slot(sup.name, pool.queues, sup.concurrency, self.imports, self.grace, self.lease, self.worker_args)
+        pool.slots.append(slot)
+        slot.task = asyncio.create_task(self._keep(pool, slot), name=f"slot:{sup.name}:{pool.name}")
+        return slot
+
+    def _retire(self, slot: Slot) -> None:
+        slot.retiring = True
+        if slot.alive:
+            with contextlib.suppress(ProcessLookupError):
+                slot.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+    async def _reconcile(self) -> None:
+        if self.stopping.is_set():
+            return
+        await self._balance()
+        running: dict[str, int] = {}
+        for slot in self.slots:
+            if slot.alive or not slot.retiring:
+                running[slot.supervisor] = running.get(slot.supervisor, 0) + 1
+        for pool in self.pools:
+            want = pool.target
+            live = pool.live
+            if len(live) < want:
+                # a retiring worker still finishing its jobs counts against max_processes
+                sup = pool.supervisor
+                cap = sup.max_processes if pool.override is None and sup.max_processes >= 0 else 1 << 30
+                room = max(0, cap - running.get(sup.name, 0))
+                for _ in range(min(want - len(live), room)):
+                    self._new_slot(pool)
+                    running[sup.name] = running.get(sup.name, 0) + 1
+            elif len(live) > want:
+                # scale down gracefully, idle workers first: a worker finishes its jobs before it exits
+                idle = await self._idle_pids()
+                ranked = sorted(live, key=lambda s: (0 if s.proc is not None and s.proc.pid in idle else 1, -s.started))
+                for slot in ranked[: len(live) - want]:
+                    self._retire(slot)
+            pool.slots = [s for s in pool.slots if not (s.retiring and s.task is not None and s.task.done())]
+
+    async def _idle_pids(self) -> set[int]:
+        if self.client is None:
+            return set()
+        try:
+            raw = await self.client.hvals(f"{self.prefix}:workers")
+        except REDIS_ERRORS:
+            return set()
+        idle = set()
+        for item in raw:
+            with contextlib.suppress(ValueError, TypeError):
+                info = json.loads(item)
+                if info.get("running") == 0:
+                    idle.add(int(info["pid"]))
+        return idle
+
+    async def _balance(self) -> None:
+        """Size every pool with the balancer (a pure function of pools, demand and config)."""
+        sups = [s for s in self.supervisors if s.name not in self.paused]
+        if not sups:
+            return
+        by_queue: dict[str, dict[str, Any]] = {}
+        if self.client is not None and any(balance_mode(s) == "auto" for s in sups):
+            try:
+                snapshot = await collect_snapshot(self.client, self.prefix)
+            except REDIS_ERRORS:
+                return
+            by_queue = {q["name"]: q for q in snapshot["queues"]}
+        idle = await self._idle_pids()
+        now = time.monotonic()
+        for sup in sups:
+            pools = [p for p in self.pools if p.supervisor is sup]
+            states = {}
+            for p in pools:
+                alive = [s for s in p.live if s.alive]
+                n_idle = sum(1 for s in alive if s.proc is not None and s.proc.pid in idle)
+                states[p.name] = PoolState(processes=len(p.live), idle=min(n_idle, len(p.live)), changed_at=p.changed_at)
+            demand = {q: QueueDemand.from_telemetry(by_queue[q]) if q in by_queue else QueueDemand() for q in sup.queues}
+            overrides = {p.name: p.override for p in pools if p.override is not None}
+            try:
+                result = plan(sup, states, demand, now, overrides)
+            except ValueError as exc:
+                log.warning("supervisor %s: not balanced this time (%s)", sup.name, exc)
+                continue
+            for pp in result.pools:
+                pool = next(p for p in pools if p.name == pp.name)
+                if pool.override is not None:
+                    # an operator's `evalharness scale` wins, even above max_processes, until --reset
+                    pp = replace(pp, target=pool.override)
+                if pp.target != pool.target:
+                    log.info("supervisor %s: pool %s %d -> %d process(es)", sup.name, pool.name, pool.target, pp.target)
+                    pool.target = pp.target
+                    pool.changed_at = now
 
     async def run(self) -> int:
-        log.info("evalharnessd %s: %d worker process(es)", self.name, len(self.slots))
-        tasks = [asyncio.create_task(self._keep(slot)) for slot in self.slots]
+        log.info("evalharnessd %s: supervisors %s", self.name, ", ".join(s.name for s in self.supervisors))
+        log.info(
+            "stopping lets in-flight jobs run for up to %.0fs: use systemd TimeoutStopSec=%d or supervisord stopwaitsecs=%d",
+            self.grace, int(self.grace + 15), int(self.grace + 15),
+        )
         client = async_client(self.redis_url) if self.redis_url else None
         self.client = client
         publisher_stop = asyncio.Event()
@@ -140,8 +391,17 @@ class Master:
         if client is not None:
             pub = Publisher(client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap)
             publisher = asyncio.create_task(pub.run(publisher_stop), name="telemetry")
-        await self.stopping.wait()
+        while not self.stopping.is_set():
+            try:
+                await self._commands()
+                await self._reconcile()
+            except REDIS_ERRORS as exc:
+                log.warning("control: redis unavailable (%s)", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wait([asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self._wake.wait())], return_when=asyncio.FIRST_COMPLETED), 1.0)
         await self._terminate()
+        tasks = [s.task for s in self.slots if s.task is not None]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -153,17 +413,19 @@ class Master:
         return 0
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(*slot.command(), env=self.env, start_new_session=False)
+        paused = slot.supervisor in self.paused
+        nice = int(getattr(next((s for s in self.supervisors if s.name == slot.supervisor), None), "nice", 0) or 0)
+        proc = await asyncio.create_subprocess_exec(*slot.command(paused), env=self.env, preexec_fn=_child_setup(nice))
         slot.proc, slot.started = proc, time.monotonic()
         log.info("supervisor %s: worker pid %d serving %s", slot.supervisor, proc.pid, ",".join(slot.queues))
         return proc
 
-    async def _keep(self, slot: Slot) -> None:
-        """Keep one worker process alive until the master stops."""
-        while not self.stopping.is_set():
+    async def _keep(self, pool: Pool, slot: Slot) -> None:
+        """Keep one worker process alive until the master stops or the slot is retired."""
+        while not self.stopping.is_set() and not slot.retiring:
             proc = await self._spawn(slot)
             code = await proc.wait()
-            if self.stopping.is_set():
+            if self.stopping.is_set() or slot.retiring:
                 return
             ran = time.monotonic() - slot.started
             # 0: the worker recycled itself (--max-jobs/--max-time/--memory); 70: it ended itself
@@ -206,6 +468,27 @@ class Master:
                 if proc.returncode is None:
                     proc.kill()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _child_setup(nice: int) -> Callable[[], None]:
+    """Runs in each worker before it starts: its niceness, and (on Linux) a SIGTERM when the
+    master dies, so a killed master never leaves workers running unsupervised."""
+
+    def setup() -> None:
+        if nice > 0:
+            os.nice(nice)
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+def control_key(prefix: str, master: str) -> str:
+    """LIST of JSON commands for one master (pause, continue, terminate, restart, scale)."""
+    return f"{prefix}:control:{master}"
 
 
 def parse_long_waits(flags: tuple[str, ...]) -> tuple[float, dict[str, float]]:
@@ -259,8 +542,9 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
+@click.option("--environment", envvar="EVALHARNESS_ENV", help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -273,7 +557,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     """
     setup_logging(log_level)
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, environment=environment)
         sups = parse_queue_flags(queues, concurrency) if queues else list(config.supervisors)
         if not sups:
             raise ConfigError("nothing to run: pass --queue NAME=PROCESSES or a config file with [supervisors.NAME] tables")
@@ -283,10 +567,14 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         fail(exc)
         return
     worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
+    def reload() -> list[SupervisorConfig]:
+        fresh = load_config(config_path, environment=environment)
+        return parse_queue_flags(queues, concurrency) if queues else list(fresh.supervisors)
+
     master = Master(
         sups, child_env(settings), settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
-        default_long_wait=default_wait, history_cap=history_minutes,
+        default_long_wait=default_wait, history_cap=history_minutes, reload=reload,
     )
 
     async def main() -> int:

@@ -171,6 +171,9 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
+        self.paused = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         self._started = time.monotonic()
         self._tick = time.monotonic()
         self._replacing = threading.Lock()
@@ -184,6 +187,22 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
+        loop.add_signal_handler(signal.SIGUSR2, self.pause)
+        loop.add_signal_handler(signal.SIGCONT, self.resume)
+
+    def pause(self) -> None:
+        """Stop taking jobs (running ones go on); SIGUSR2."""
+        if not self.paused:
+            log.info("worker %s: paused", self.id)
+        self.paused = True
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        """Take jobs again; SIGCONT."""
+        if self.paused:
+            log.info("worker %s: continuing", self.id)
+        self.paused = False
+        self._resumed.set()
 
     def request_stop(self, sig: int | None = None, reason: str = "") -> None:
         if sig is not None:
@@ -264,6 +283,10 @@ class Worker:
             if reason:
                 self.request_stop(reason=reason)
                 return
+            if self.paused:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._resumed.wait(), 1.0)
+                continue
             free = opts.concurrency - len(self._running)
             if opts.max_jobs:
                 free = min(free, opts.max_jobs - self.processed - len(self._running))
@@ -631,6 +654,7 @@ class Worker:
                 expiry = int((time.time() + HEARTBEAT_TTL) * 1000)
                 info["heartbeat_at"] = time.time()
                 info["running"] = len(self._running)
+                info["paused"] = self.paused
                 info["processed"] = self.processed
                 async with self.client.pipeline(transaction=False) as pipe:
                     for q in self.options.queues:
@@ -690,11 +714,15 @@ def _describe(exc: BaseException | None, kind: str, job: Job) -> dict[str, Any]:
     return info
 
 
-async def run_worker(redis_url: str, prefix: str, options: WorkerOptions, imports: Sequence[str] = ()) -> int:
+async def run_worker(
+    redis_url: str, prefix: str, options: WorkerOptions, imports: Sequence[str] = (), paused: bool = False
+) -> int:
     import_job_modules(imports)
     options.validate()
     worker = Worker(redis_url, prefix, options)
     worker.install_signal_handlers()
+    if paused:
+        worker.pause()
     log.info("worker %s serving %s with concurrency %d", worker.id, ",".join(options.queues), options.concurrency)
     code = await worker.run()
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]

@@ -1,7 +1,9 @@
 """The operator console (``evalharness-tui``): a top bar of modes and connection status, a body, keys.
 
-The screens themselves arrive with the telemetry feed; for now the body says what they will
-show and the feed worker only checks that Redis answers.
+The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
+none is published); its messages update a :class:`~evalharness.tui.state.ConsoleState`, which the
+screen draws at most a few times a second. The Overview is live; the other modes say what they
+will show.
 """
 
 from __future__ import annotations
@@ -9,34 +11,67 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import asdict, is_dataclass
+from functools import partial
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import click
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from rich.table import Table
+from redis.exceptions import RedisError
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.widgets import Footer, Header, HelpPanel, Static
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Footer, Header, HelpPanel, Static
 
 from evalharness.core.config import load_config, resolve_settings
 from evalharness.core.connection import async_client, redact_url
 from evalharness.core.errors import EvalHarnessError
 
-from .state import ConsoleState, Level, format_seconds
+from .overview import OverviewView
+from .state import ConsoleState, Level, Snapshot, TelemetryError
+
+CollectSnapshot = Callable[[Redis, str], Awaitable[Mapping[str, Any]]]
+
+try:
+    from evalharness.core.telemetry import channel as telemetry_channel
+    from evalharness.core.telemetry import collect_snapshot as _collect_snapshot
+except ImportError:  # an engine without telemetry: the console still follows what is published
+    _collect_snapshot = None
+
+    def telemetry_channel(prefix: str) -> str:
+        return f"{prefix}:telemetry"
+
+
+DEFAULT_COLLECT: CollectSnapshot | None = _collect_snapshot
+"""How the console reads a snapshot itself when none is published; None where the engine has no way."""
 
 PING_INTERVAL = 2.0
-"""Seconds between two PINGs, and so the retry delay after a failed one."""
+"""Seconds between two health checks while nothing else is heard, and the retry delay after a failure."""
 PING_TIMEOUT = 1.5
 """A PING slower than this counts as a failure: a stuck connection must not freeze the status."""
+TELEMETRY_SILENCE = 3.0
+"""Seconds without a published snapshot before the console reads one itself (no daemon publishing)."""
+POLL_INTERVAL = 2.0
+"""Seconds between two snapshots the console reads itself while nothing is published."""
+POLL_TIMEOUT = 5.0
+"""Reading a whole snapshot takes a few round trips; slower than this counts as a failure."""
+REDRAW_INTERVAL = 0.5
+"""The screen is redrawn at most this often (2 Hz), however fast snapshots arrive."""
+TICK_INTERVAL = 1.0
+"""Ages on screen (snapshot age, time without a reply) move on this often."""
+WIDE_AT = 120
+"""Columns from which the wide layout (Header, full names, more table columns) is used."""
+
 
 # (key, short name for 80 columns, full name, what the screen will show)
 MODES: tuple[tuple[str, str, str, str], ...] = (
@@ -51,8 +86,12 @@ MODES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def mode_id(name: str) -> str:
+    return name.lower()
+
+
 class ConnectionChecked(Message):
-    """The result of one PING, posted by the feed worker and rendered by the app's handler."""
+    """The result of one check of Redis, posted by the feed worker and rendered by the app's handler."""
 
     def __init__(self, ok: bool, at: float, *, error: str | None = None, retry_in: float | None = None) -> None:
         super().__init__()
@@ -68,6 +107,30 @@ class ConnectionChecked(Message):
     @classmethod
     def failed(cls, error: str, at: float, retry_in: float | None = PING_INTERVAL) -> ConnectionChecked:
         return cls(False, at, error=error, retry_in=retry_in)
+
+
+class TelemetryReceived(Message):
+    """A telemetry snapshot, read by the feed or recorded; only the newest one waiting is handled."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TelemetryReceived:
+        """Raises :class:`TelemetryError` for a snapshot the console cannot read."""
+        return cls(Snapshot.from_dict(data))
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TelemetryReceived)
+
+
+class TelemetryUnreadable(Message):
+    """A telemetry message (or a snapshot read by the console) that could not be used."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__()
+        self.problem = problem
 
 
 def describe_failure(exc: BaseException, redis_url: str) -> str:
@@ -86,40 +149,39 @@ def describe_failure(exc: BaseException, redis_url: str) -> str:
     return text
 
 
-def _modes_text(full: bool) -> str:
-    if full:
-        return "  ".join(f"{key} {name}" for key, _, name, _ in MODES)
-    return " ".join(f"{key}{short}" for key, short, _, _ in MODES)
+def _modes_text(full: bool, active: str) -> Text:
+    """The mode list of the top bar, the active mode reversed."""
+    text = Text(no_wrap=True)
+    for i, (key, short, name, _) in enumerate(MODES):
+        if i:
+            text.append("  " if full else " ")
+        label = f"{key} {name}" if full else f"{key}{short}"
+        text.append(label, style="reverse not dim" if mode_id(name) == active else "")
+    return text
 
 
-def _screens_text() -> Table:
-    return _two_columns([(f"{key} {name}", what) for key, _, name, what in MODES])
-
-
-def _two_columns(rows: list[tuple[str, str]], *, label_width: int | None = None) -> Table:
-    """Bold labels beside their values; a long value wraps within its own column.
-
-    Values are data and are never parsed as markup; a word too long for the column (a socket
-    path, a URL) is folded rather than cut off.
-    """
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=label_width)
-    table.add_column(overflow="fold")
-    for label, value in rows:
-        table.add_row(Text(label), Text(value))
-    return table
+def _as_dict(data: object) -> object:
+    """A collected snapshot as the dict that is published, whichever form the engine returns."""
+    if is_dataclass(data) and not isinstance(data, type):
+        return asdict(data)
+    return data
 
 
 class ConsoleApp(App[None]):
-    """The console: the feed worker fetches, :class:`ConnectionChecked` carries, handlers render."""
+    """The console: the feed worker fetches, messages carry, handlers update the state, a throttled
+    redraw renders it."""
 
     CSS_PATH = "app.tcss"
     TITLE = "evalharness console"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (WIDE_AT, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?"),
+        *(
+            Binding(key, f"show_mode('{mode_id(name)}')", name, show=False)
+            for key, _, name, _ in MODES
+        ),
     ]
 
     def __init__(
@@ -130,71 +192,144 @@ class ConsoleApp(App[None]):
         feed: bool = True,
         clock: Callable[[], float] = time.time,
         read_only: bool = False,
+        collect: CollectSnapshot | None = DEFAULT_COLLECT,
     ) -> None:
         super().__init__()
         self._redis_url = redis_url
         self._feed_enabled = feed
         self._clock = clock
+        self._collect = collect
         self.read_only = read_only
         self.state = ConsoleState(redact_url(redis_url), prefix, read_only=read_only)
         self.sub_title = self.state.redis_url_display
+        self.mode_shown = mode_id(MODES[0][2])
+        self.drawn_snapshot: Snapshot | None = None
+        """The snapshot on screen now (the newest may wait for the next redraw)."""
+        self._redraw_timer: Timer | None = None
+        self._last_redraw = float("-inf")
+        # Kept by reference: drawing must not depend on which screen (help, palette) is on top.
+        self._modes_short = Static(_modes_text(False, self.mode_shown), id="modes-short", classes="modes", markup=False)
+        self._modes_full = Static(_modes_text(True, self.mode_shown), id="modes-full", classes="modes", markup=False)
+        self._status = Static(self.state.status_text(), id="status", markup=False)
+        self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
+        self._overview = OverviewView(id="overview")
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
         with Horizontal(id="topbar"):
-            yield Static(_modes_text(full=False), id="modes-short", classes="modes", markup=False)
-            yield Static(_modes_text(full=True), id="modes-full", classes="modes", markup=False)
+            yield self._modes_short
+            yield self._modes_full
             yield Static(" │ ", id="separator", markup=False)
-            yield Static(self.state.status_text(), id="status", markup=False)
-        with VerticalScroll(id="body"):
-            with Horizontal(id="panels"):
-                with Vertical(id="about", classes="panel") as about:
-                    about.border_title = "What this console will show"
-                    yield Static(_screens_text(), id="screens")
-                    yield Static(
-                        "Keys 1-8 will switch between these screens. Live panels arrive with the "
-                        f"telemetry feed; until then the console checks that Redis answers every "
-                        f"{format_seconds(PING_INTERVAL)}.",
-                        id="note",
-                        markup=False,
-                    )
-                with Vertical(id="connection", classes="panel") as connection:
-                    connection.border_title = "Connection"
-                    yield Static(id="conn-details")
-                    yield Static(id="conn-status")
+            yield self._status
+        with self._switcher:
+            yield self._overview
+            for key, _, name, what in MODES[1:]:
+                with Vertical(id=mode_id(name), classes="placeholder"):
+                    yield Static(f"{key} {name}", classes="placeholder-title", markup=False)
+                    yield Static(f"Will show {what}.", markup=False)
+                    yield Static("Not built yet: press 1 for the Overview.", classes="placeholder-note", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self._render_state()
+        self._redraw()
+        self.set_interval(TICK_INTERVAL, self._tick)
         if self._feed_enabled:
             self.run_feed()
 
+    # --- the feed ------------------------------------------------------------------------------
+
     @work(exclusive=True, group="feed", exit_on_error=False)
     async def run_feed(self) -> None:
-        """PING Redis every PING_INTERVAL seconds and post each result; never gives up."""
-        client: Redis | None = None
+        """Follow the telemetry until the app closes; after any failure, show it and start over."""
+        while True:
+            try:
+                await self._follow_telemetry()
+            except Exception as exc:  # whatever the failure, the console shows it and retries
+                error = describe_failure(exc, self._redis_url)
+                self.post_message(ConnectionChecked.failed(error, self._clock(), retry_in=PING_INTERVAL))
+            await asyncio.sleep(PING_INTERVAL)
+
+    async def _follow_telemetry(self) -> None:
+        """One connection: subscribe, read the full state, then apply what is published; read a
+        snapshot every POLL_INTERVAL while nothing is. Returns only by raising."""
+        loop = asyncio.get_running_loop()
+        # No client-side retries: a failure should show now, and run_feed retries anyway.
+        client = async_client(
+            self._redis_url,
+            socket_connect_timeout=PING_TIMEOUT,
+            socket_timeout=POLL_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        pubsub = client.pubsub()
         try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                await client.ping()
+                await pubsub.subscribe(telemetry_channel(self.state.prefix))
+            self.post_message(ConnectionChecked.connected(self._clock()))
+            # Published snapshots are fire-and-forget: what happened before we listened is read directly.
+            if self._collect is not None:
+                await self._poll(client)
+            next_poll = loop.time() + TELEMETRY_SILENCE
+            confirmed = loop.time()
             while True:
-                try:
-                    if client is None:
-                        # No client-side retries: a failure should show now, and the loop retries anyway.
-                        client = async_client(
-                            self._redis_url,
-                            socket_connect_timeout=PING_TIMEOUT,
-                            socket_timeout=PING_TIMEOUT,
-                            retry=Retry(NoBackoff(), 0),
-                        )
-                    async with asyncio.timeout(PING_TIMEOUT):
-                        await client.ping()
-                except Exception as exc:  # whatever the failure, the console shows it and retries
-                    error = describe_failure(exc, self._redis_url)
-                    self.post_message(ConnectionChecked.failed(error, self._clock()))
-                else:
-                    self.post_message(ConnectionChecked.connected(self._clock()))
-                await asyncio.sleep(PING_INTERVAL)
+                wait = min(max(0.0, next_poll - loop.time()), PING_INTERVAL)
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                if message is not None and message.get("type") == "message":
+                    self._post_telemetry(message.get("data"))
+                    next_poll = loop.time() + TELEMETRY_SILENCE
+                    if loop.time() - confirmed >= PING_INTERVAL:
+                        self.post_message(ConnectionChecked.connected(self._clock()))
+                        confirmed = loop.time()
+                elif loop.time() >= next_poll:
+                    await self._poll(client)
+                    confirmed = loop.time()
+                    next_poll = confirmed + POLL_INTERVAL
         finally:
-            if client is not None:
-                await client.aclose()
+            await pubsub.aclose()
+            await client.aclose()
+
+    async def _poll(self, client: Redis) -> None:
+        """Read a snapshot; where the engine has no way to (or its reader fails), only check that
+        Redis answers."""
+        if self._collect is not None:
+            try:
+                async with asyncio.timeout(POLL_TIMEOUT):
+                    data = await self._collect(client, self.state.prefix)
+            except TimeoutError:
+                raise TimeoutError(f"no snapshot within {POLL_TIMEOUT:g}s") from None
+            except (RedisError, OSError):
+                raise
+            except Exception as exc:  # a reader that fails is a telemetry problem, not a lost Redis
+                problem = f"reading a snapshot failed: {describe_failure(exc, self._redis_url)}"
+                self.post_message(TelemetryUnreadable(problem))
+            else:
+                self._post_snapshot(_as_dict(data))
+                self.post_message(ConnectionChecked.connected(self._clock()))
+                return
+        async with asyncio.timeout(PING_TIMEOUT):
+            await client.ping()
+        self.post_message(ConnectionChecked.connected(self._clock()))
+
+    def _post_telemetry(self, raw: object) -> None:
+        if not isinstance(raw, str | bytes):
+            self.post_message(TelemetryUnreadable(f"telemetry message is a {type(raw).__name__}"))
+            return
+        try:
+            snapshot = Snapshot.from_json(raw)
+        except TelemetryError as exc:
+            self.post_message(TelemetryUnreadable(str(exc)))
+        else:
+            self.post_message(TelemetryReceived(snapshot))
+
+    def _post_snapshot(self, data: object) -> None:
+        try:
+            snapshot = Snapshot.from_dict(data)
+        except TelemetryError as exc:
+            self.post_message(TelemetryUnreadable(str(exc)))
+        else:
+            self.post_message(TelemetryReceived(snapshot))
+
+    # --- handlers: update the state, ask for a redraw ------------------------------------------
 
     @on(ConnectionChecked)
     def _on_connection_checked(self, message: ConnectionChecked) -> None:
@@ -202,24 +337,78 @@ class ConsoleApp(App[None]):
             self.state.mark_connected(message.at)
         else:
             self.state.mark_failed(message.error or "unknown error", message.at, message.retry_in)
-        self._render_state()
+        # The connection shows at once: a failure must never wait for the next redraw.
+        self._redraw()
 
-    def _render_state(self) -> None:
-        state = self.state
+    @on(TelemetryReceived)
+    def _on_telemetry(self, message: TelemetryReceived) -> None:
+        self.state.apply_snapshot(message.snapshot, self._clock())
+        self.request_redraw()
+
+    @on(TelemetryUnreadable)
+    def _on_telemetry_unreadable(self, message: TelemetryUnreadable) -> None:
+        self.log.warning("telemetry:", message.problem)
+        self.state.mark_telemetry_problem(message.problem)
+        self.request_redraw()
+
+    # --- drawing -------------------------------------------------------------------------------
+
+    def request_redraw(self) -> None:
+        """Redraw now if the last redraw is old enough, else once the interval has passed."""
+        if self._redraw_timer is not None:
+            return
+        wait = self._last_redraw + REDRAW_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._redraw()
+        else:
+            self._redraw_timer = self.set_timer(wait, self._redraw)
+
+    def _redraw(self) -> None:
+        if self._redraw_timer is not None:
+            self._redraw_timer.stop()
+            self._redraw_timer = None
+        if not self.is_running:  # shutting down: the feed may still post while widgets go away
+            return
+        self._last_redraw = time.monotonic()
+        now = self._clock()
         with self.batch_update():
-            status = self.query_one("#status", Static)
-            status.update(state.status_text())
-            for level in Level:
-                status.set_class(state.level is level, f"-{level.value}")
-            self.query_one("#connection").set_class(state.level is Level.ERROR, "-stale")
-            details, status_rows = state.details(), state.status_rows()
-            # Both parts share one label width so their values line up as one list.
-            width = max(len(label) for label, _ in details + status_rows)
-            self.query_one("#conn-details", Static).update(_two_columns(details, label_width=width))
-            conn_status = self.query_one("#conn-status", Static)
-            conn_status.update(_two_columns(status_rows, label_width=width))
-            for level in Level:
-                conn_status.set_class(state.level is level, f"-{level.value}")
+            self._draw_status(now)
+            if self.mode_shown == "overview":
+                self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
+                self.drawn_snapshot = self.state.snapshot
+
+    def _draw_status(self, now: float) -> None:
+        status = self._status
+        text = self.state.status_text(now)
+        if str(status.content) != text:
+            status.update(text)
+        level = self.state.status_level(now)
+        for each in Level:
+            status.set_class(level is each, f"-{each.value}")
+
+    def _tick(self) -> None:
+        if not self.is_running:
+            return
+        now = self._clock()
+        with self.batch_update():
+            self._draw_status(now)
+            if self.mode_shown == "overview":
+                self._overview.draw_ages(self.state, now)
+
+    def on_resize(self) -> None:
+        # Crossing the wide breakpoint changes the table's columns.
+        self.call_after_refresh(self._redraw)
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def action_show_mode(self, mode: str) -> None:
+        if mode == self.mode_shown:
+            return
+        self.mode_shown = mode
+        self._switcher.current = mode
+        self._modes_short.update(_modes_text(False, mode))
+        self._modes_full.update(_modes_text(True, mode))
+        self._redraw()
 
     def action_toggle_keys(self) -> None:
         try:
@@ -228,6 +417,11 @@ class ConsoleApp(App[None]):
             self.action_show_help_panel()
         else:
             self.action_hide_help_panel()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for key, _, name, what in MODES:
+            yield SystemCommand(f"Show {name} ({key})", what, partial(self.action_show_mode, mode_id(name)))
 
 
 EXIT_CODES_HELP = """\b

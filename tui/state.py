@@ -1,4 +1,5 @@
-"""What the console shows, as plain values: the connection's state and the text drawn from it.
+"""What the console shows, as plain values: the connection's state, the latest telemetry
+snapshot, and the text drawn from them.
 
 Handlers update a :class:`ConsoleState`; widgets only render what its methods return, so
 everything here is testable without a terminal.
@@ -6,22 +7,257 @@ everything here is testable without a terminal.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+SCHEMA = "evalharness.telemetry.v1"
+"""The telemetry schema this console reads; a snapshot of any other is refused, not guessed at."""
+
+STALE_AFTER = 10.0
+"""A snapshot older than this (seconds) while Redis answers means nothing is producing them."""
+
+NULL = "—"
+"""How an unknown value (null in the snapshot) is shown."""
 
 
 class Level(StrEnum):
-    """How the connection looks: drives the status dot's colour."""
+    """How something looks: drives the colour of the status dot and of a value."""
 
     PENDING = "pending"
     OK = "ok"
+    WARNING = "warning"
     ERROR = "error"
+
+
+class TelemetryError(ValueError):
+    """A telemetry message the console cannot read: not JSON, another schema, or a bad field."""
+
+
+# --- the snapshot, as typed values ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue's row of a snapshot. Counts and times are None where the snapshot has null."""
+
+    name: str
+    ready: int | None = None
+    delayed: int | None = None
+    reserved: int | None = None
+    oldest_wait: float | None = None
+    est_clear: float | None = None
+    processes: int | None = None
+    jobs_per_minute: float | None = None
+    failed_per_minute: float | None = None
+    runtime_p50: float | None = None
+    runtime_p95: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The snapshot's overview: totals over every queue and the masters' status."""
+
+    status: str = "inactive"
+    jobs_per_minute: float | None = None
+    jobs_past_hour: int | None = None
+    failed_past_7_days: int | None = None
+    processes: int | None = None
+    masters: int | None = None
+    max_wait_queue: str | None = None
+    max_wait: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One telemetry snapshot (schema :data:`SCHEMA`), reduced to what the console draws."""
+
+    at: float | None
+    totals: Totals
+    queues: tuple[QueueStats, ...]
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Snapshot:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise TelemetryError(f"telemetry is not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Snapshot:
+        """Read a snapshot dict as published; fields this console does not draw are ignored."""
+        if not isinstance(data, Mapping):
+            raise TelemetryError(f"telemetry is a {type(data).__name__}, not an object")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise TelemetryError(f"telemetry schema {schema!r} is not {SCHEMA!r}")
+        overview = _mapping(data, "overview")
+        max_wait = _mapping(overview, "max_wait", "overview.")
+        status = overview.get("status")
+        totals = Totals(
+            status=status if isinstance(status, str) and status else "inactive",
+            jobs_per_minute=_number(overview, "jobs_per_minute", "overview."),
+            jobs_past_hour=_count(overview, "jobs_past_hour", "overview."),
+            failed_past_7_days=_count(overview, "failed_past_7_days", "overview."),
+            processes=_count(overview, "processes", "overview."),
+            masters=_count(overview, "masters", "overview."),
+            max_wait_queue=_text(max_wait, "queue", "overview.max_wait."),
+            max_wait=_number(max_wait, "seconds", "overview.max_wait."),
+        )
+        raw_queues = data.get("queues") or []
+        if not isinstance(raw_queues, list):
+            raise TelemetryError("telemetry field 'queues' is not a list")
+        queues = tuple(_queue(row, i) for i, row in enumerate(raw_queues))
+        return cls(at=_number(data, "at"), totals=totals, queues=queues)
+
+
+def _queue(row: object, index: int) -> QueueStats:
+    where = f"queues[{index}]."
+    if not isinstance(row, Mapping):
+        raise TelemetryError(f"telemetry field '{where[:-1]}' is not an object")
+    name = _text(row, "name", where)
+    if name is None:
+        raise TelemetryError(f"telemetry field '{where}name' is missing")
+    runtime = _mapping(row, "runtime", where)
+    return QueueStats(
+        name=name,
+        ready=_count(row, "ready", where),
+        delayed=_count(row, "delayed", where),
+        reserved=_count(row, "reserved", where),
+        oldest_wait=_number(row, "oldest_wait", where),
+        est_clear=_number(row, "est_clear", where),
+        processes=_count(row, "processes", where),
+        jobs_per_minute=_number(row, "jobs_per_minute", where),
+        failed_per_minute=_number(row, "failed_per_minute", where),
+        runtime_p50=_number(runtime, "p50", where + "runtime."),
+        runtime_p95=_number(runtime, "p95", where + "runtime."),
+    )
+
+
+def _mapping(data: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TelemetryError(f"telemetry field '{where}{key}' is not an object")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, where: str = "") -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TelemetryError(f"telemetry field '{where}{key}' is not a number: {value!r}")
+    return float(value)
+
+
+def _count(data: Mapping[str, Any], key: str, where: str = "") -> int | None:
+    value = _number(data, key, where)
+    return None if value is None else int(value)
+
+
+def _text(data: Mapping[str, Any], key: str, where: str = "") -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TelemetryError(f"telemetry field '{where}{key}' is not a string: {value!r}")
+    return value
+
+
+# --- what the overview draws from a snapshot --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    """One figure of the overview strip: a label over a value, coloured by its level."""
+
+    key: str
+    label: str
+    value: str
+    level: Level | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the workload table: its header, its width, and the text of its cells."""
+
+    key: str
+    label: str
+    width: int
+    cell: Callable[[QueueStats], str]
+    wide_only: bool = False
+
+
+WORKLOAD_COLUMNS: tuple[Column, ...] = (
+    Column("ready", "Ready", 8, lambda q: format_count(q.ready)),
+    Column("delayed", "Delayed", 8, lambda q: format_count(q.delayed), wide_only=True),
+    Column("running", "Running", 7, lambda q: format_count(q.reserved)),
+    Column("oldest", "Oldest", 7, lambda q: format_duration(q.oldest_wait)),
+    # With nothing ready there is nothing to clear: "—", not a reassuring "0s".
+    Column("clear", "Est.clear", 9, lambda q: format_duration(q.est_clear) if q.ready else NULL),
+    Column("procs", "Procs", 5, lambda q: format_count(q.processes)),
+    Column("jpm", "Jobs/min", 8, lambda q: format_rate(q.jobs_per_minute)),
+    Column("fpm", "Fail/min", 8, lambda q: format_rate(q.failed_per_minute), wide_only=True),
+    Column("p50", "p50", 7, lambda q: format_duration(q.runtime_p50), wide_only=True),
+    Column("p95", "p95", 7, lambda q: format_duration(q.runtime_p95), wide_only=True),
+)
+"""The workload table after the Queue column. "Oldest" is measured, "Est.clear" estimated."""
+
+
+def workload_columns(wide: bool) -> tuple[Column, ...]:
+    return tuple(c for c in WORKLOAD_COLUMNS if wide or not c.wide_only)
+
+
+def queue_cells(queue: QueueStats, wide: bool) -> dict[str, str]:
+    """The text of each cell of one queue's row, by column key (the queue name excluded)."""
+    return {c.key: c.cell(queue) for c in workload_columns(wide)}
+
+
+def status_level(status: str) -> Level:
+    if status == "running":
+        return Level.OK
+    if status == "paused":
+        return Level.WARNING
+    return Level.ERROR
+
+
+def overview_tiles(snapshot: Snapshot | None) -> list[Tile]:
+    """The overview strip; every value reads "—" until a snapshot has arrived."""
+    totals = snapshot.totals if snapshot is not None else None
+    if totals is None:
+        return [
+            Tile("jpm", "Jobs/min", NULL),
+            Tile("hour", "Past hour", NULL),
+            Tile("failed", "Failed 7d", NULL),
+            Tile("status", "Status", NULL),
+            Tile("procs", "Processes", NULL),
+            Tile("wait", "Max wait", NULL),
+        ]
+    wait = format_duration(totals.max_wait)
+    if totals.max_wait is not None and totals.max_wait_queue:
+        wait = f"{wait} · {totals.max_wait_queue}"
+    return [
+        Tile("jpm", "Jobs/min", format_rate(totals.jobs_per_minute)),
+        Tile("hour", "Past hour", format_count(totals.jobs_past_hour)),
+        Tile("failed", "Failed 7d", format_count(totals.failed_past_7_days)),
+        Tile("status", "Status", totals.status, status_level(totals.status)),
+        Tile("procs", "Processes", format_count(totals.processes)),
+        Tile("wait", "Max wait", wait),
+    ]
+
+
+# --- the console's state ----------------------------------------------------------------------
 
 
 @dataclass
 class ConsoleState:
-    """The console's view of the Redis connection; times are seconds from the app's clock."""
+    """The console's view of Redis and of the telemetry; times are seconds from the app's clock."""
 
     redis_url_display: str
     prefix: str
@@ -31,6 +267,9 @@ class ConsoleState:
     last_ok_at: float | None = None
     retry_in: float | None = None
     read_only: bool = False
+    snapshot: Snapshot | None = None
+    snapshot_received_at: float | None = None
+    telemetry_problem: str | None = None
 
     def mark_connected(self, now: float) -> None:
         self.connected = True
@@ -45,35 +284,82 @@ class ConsoleState:
         self.checked_at = now
         self.retry_in = retry_in
 
+    def apply_snapshot(self, snapshot: Snapshot, now: float) -> None:
+        self.snapshot = snapshot
+        self.snapshot_received_at = now
+        self.telemetry_problem = None
+
+    def mark_telemetry_problem(self, problem: str) -> None:
+        """A snapshot could not be read: the last good one stays on screen, with the reason."""
+        self.telemetry_problem = problem
+
     @property
     def level(self) -> Level:
+        """The connection's level alone."""
         if self.connected is None:
             return Level.PENDING
         return Level.OK if self.connected else Level.ERROR
 
-    def stale_for(self) -> float | None:
-        """Seconds without a reply as of the last check, or None while connected or never connected."""
+    def status_level(self, now: float | None = None) -> Level:
+        """The top bar's colour: the connection first, then the masters' status and the snapshot's age."""
+        level = self.level
+        if level is not Level.OK or self.snapshot is None:
+            return level
+        age = self.snapshot_age(now)
+        if age is not None and age > STALE_AFTER:
+            return Level.WARNING
+        return status_level(self.snapshot.totals.status)
+
+    def stale_for(self, now: float | None = None) -> float | None:
+        """Seconds without a reply as of ``now`` (default: the last check), or None while connected
+        or never connected."""
         if self.connected is not False or self.last_ok_at is None or self.checked_at is None:
             return None
-        return max(0.0, self.checked_at - self.last_ok_at)
+        return max(0.0, (self.checked_at if now is None else now) - self.last_ok_at)
 
-    def status_text(self) -> str:
-        """The top bar's status part: a dot (or cross) and a few words."""
+    def snapshot_age(self, now: float | None = None) -> float | None:
+        """Seconds since the shown snapshot arrived (by the console's clock: the daemon's may differ)."""
+        if self.snapshot_received_at is None:
+            return None
+        return max(0.0, (self.snapshot_received_at if now is None else now) - self.snapshot_received_at)
+
+    def status_text(self, now: float | None = None) -> str:
+        """The top bar's status part: a dot (or cross), the masters' status, the snapshot's age."""
         if self.connected is None:
             return "◌ redis: connecting…"
         if self.connected:
-            return "● redis ok"
+            if self.snapshot is None:
+                return "● redis ok"
+            age = self.snapshot_age(now) or 0.0
+            age_text = f"{age:.1f}s" if age < 60 else format_seconds(age)
+            return f"● {self.snapshot.totals.status} · redis ok · {age_text}"
         if self.retry_in is None:
             return "✕ redis: disconnected"
         return f"✕ redis: disconnected, retrying in {format_seconds(self.retry_in, round_up=True)}"
 
-    def connection_status(self) -> str:
+    def workload_note(self, now: float | None = None) -> tuple[str, Level | None]:
+        """The line beside the workload table's title: why its numbers may not be current."""
+        if self.connected is False and self.snapshot is not None:
+            stale = self.stale_for(now)
+            return (f"stale {format_seconds(stale)}" if stale is not None else "stale", Level.WARNING)
+        if self.telemetry_problem:
+            return (self.telemetry_problem, Level.ERROR)
+        if self.snapshot is None:
+            if self.connected:
+                return ("waiting for the first snapshot…", None)
+            return ("", None)
+        age = self.snapshot_age(now)
+        if age is not None and age > STALE_AFTER:
+            return (f"no snapshot for {format_seconds(age)}", Level.WARNING)
+        return ("", None)
+
+    def connection_status(self, now: float | None = None) -> str:
         """One line for the connection details: the state, and how long replies have been missing."""
         if self.connected is None:
             return "connecting…"
         if self.connected:
             return "connected"
-        stale = self.stale_for()
+        stale = self.stale_for(now)
         if stale is None:
             return "disconnected · never reached"
         return f"disconnected · no reply for {format_seconds(stale)}"
@@ -85,24 +371,60 @@ class ConsoleState:
             rows.append(("Mode", "read-only"))
         return rows
 
-    def status_rows(self) -> list[tuple[str, str]]:
+    def status_rows(self, now: float | None = None) -> list[tuple[str, str]]:
         """Label/value rows about the connection's health: the status, and the last error while it lasts."""
-        rows = [("Status", self.connection_status())]
+        rows = [("Status", self.connection_status(now))]
         if self.connected is False and self.last_error:
             rows.append(("Error", self.last_error))
         return rows
 
 
+# --- formatting -------------------------------------------------------------------------------
+
+
 def format_seconds(seconds: float, *, round_up: bool = False) -> str:
-    """Whole seconds, as minutes past 99 s and hours past 59 min.
+    """Whole seconds, as minutes past 59 s and hours past 59 min: "14s", "3m 05s", "1h 02m".
 
     Ages round down; countdowns round up, so a retry 0.2 s away reads "1s", not "0s".
     """
     whole = max(0, math.ceil(seconds) if round_up else math.floor(seconds))
-    if whole < 100:
+    if whole < 60:
         return f"{whole}s"
+    return _minutes_and_more(whole)
+
+
+def format_duration(seconds: float | None) -> str:
+    """A measured time: "0.21s", "12.4s", "3m 05s", "1h 02m"; "—" when unknown."""
+    if seconds is None or math.isnan(seconds):
+        return NULL
+    seconds = max(0.0, seconds)
+    if seconds == 0:
+        return "0s"
+    if round(seconds, 2) < 1:
+        return f"{seconds:.2f}s"
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    # 59.96 s is shown as a minute, never as "0m 59s".
+    return _minutes_and_more(max(60, math.floor(seconds)))
+
+
+def _minutes_and_more(whole: int) -> str:
     minutes, secs = divmod(whole, 60)
     if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
+        return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_count(value: int | None) -> str:
+    """A count with thousands separators: "18,234"; "—" when unknown."""
+    return NULL if value is None else f"{value:,}"
+
+
+def format_rate(value: float | None) -> str:
+    """A rate per minute: whole numbers with separators, one decimal only under 10: "412", "0.5"."""
+    if value is None or math.isnan(value):
+        return NULL
+    if abs(value) < 10 and round(value, 1) != round(value):
+        return f"{value:.1f}"
+    return f"{value:,.0f}"

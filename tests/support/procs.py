@@ -3,6 +3,9 @@ CLI commands with the test's Redis, and cleaning up every child."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +39,9 @@ class Processes:
         self.started: list[subprocess.Popen[str]] = []
 
     def start(self, *args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+        # Each child leads its own process group, so cleaning up also reaches its children
+        # (a daemon's workers) and a signal meant for a group never reaches the test runner.
+        kwargs.setdefault("start_new_session", True)
         proc = subprocess.Popen(
             [PYTHON, *args],
             env={**self.env, **(env or {})},
@@ -67,10 +73,22 @@ class Processes:
         )
 
     def stop_all(self) -> None:
+        """SIGTERM every child's process group, then SIGKILL what is left after a few seconds."""
         for proc in self.started:
             if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=10)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.started:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=10)
 
 
 def live_workers(url: str, queue: str, prefix: str = "eh") -> int:

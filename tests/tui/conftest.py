@@ -1,14 +1,21 @@
-"""Fixtures for the console tests: apps with no feed and a fixed clock, and waiting on their state."""
+"""Fixtures for the console tests: apps with no feed and a fixed clock, recorded telemetry, and
+waiting on their state."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.message import Message
 from textual.pilot import Pilot
 
-from evalharness.tui.app import ConnectionChecked, ConsoleApp
+from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
+
+DATA = Path(__file__).parent / "data"
 
 URL = "redis://:s3cret@redis.internal:6379/0"
 PREFIX = "eh"
@@ -30,8 +37,8 @@ def utc() -> Iterator[None]:
 def make_app() -> Callable[..., ConsoleApp]:
     """Builds a console with no feed, a fixed clock, no animations and the default theme."""
 
-    def make(url: str = URL, *, feed: bool = False, read_only: bool = False) -> ConsoleApp:
-        app = ConsoleApp(url, PREFIX, feed=feed, clock=lambda: NOW, read_only=read_only)
+    def make(url: str = URL, *, feed: bool = False, read_only: bool = False, **options: Any) -> ConsoleApp:
+        app = ConsoleApp(url, PREFIX, feed=feed, clock=lambda: NOW, read_only=read_only, **options)
         app.animation_level = "none"
         app.theme = "textual-dark"
         return app
@@ -53,14 +60,40 @@ def wait() -> Callable[..., Awaitable[None]]:
     return wait_for
 
 
-async def feed(pilot: Pilot[None], *messages: ConnectionChecked) -> None:
-    """Post connection results as the feed would, and wait until the console has taken the last one."""
+def recorded(name: str) -> dict[str, Any]:
+    """A recorded telemetry snapshot from tests/tui/data (a fresh copy: tests may change it)."""
+    data: dict[str, Any] = json.loads((DATA / f"telemetry-{name}.json").read_text())
+    return data
+
+
+@pytest.fixture
+def example() -> dict[str, Any]:
+    """The two-queue snapshot of the telemetry contract."""
+    return recorded("example")
+
+
+@pytest.fixture
+def busy() -> dict[str, Any]:
+    """Eight queues with long names, big counts, long waits and nulls."""
+    return recorded("busy")
+
+
+async def feed(pilot: Pilot[None], *messages: Message) -> None:
+    """Post messages as the feed would, and wait until the console has taken the last connection
+    result and drawn the last snapshot among them."""
     app = pilot.app
     assert isinstance(app, ConsoleApp)
     for message in messages:
         app.post_message(message)
-    last = messages[-1]
-    await wait_for(pilot, lambda: app.state.checked_at == last.at and app.state.connected is last.ok, "the check")
+    checks = [m for m in messages if isinstance(m, ConnectionChecked)]
+    snapshots = [m.snapshot for m in messages if isinstance(m, TelemetryReceived)]
+
+    def taken() -> bool:
+        if checks and not (app.state.checked_at == checks[-1].at and app.state.connected is checks[-1].ok):
+            return False
+        return not snapshots or app.drawn_snapshot is snapshots[-1]
+
+    await wait_for(pilot, taken, "the messages to be taken")
     await pilot.pause()
 
 

@@ -122,7 +122,9 @@ async def test_a_redis_that_never_answers_does_not_hold_up_the_screen(
 
 
 async def test_feed_reaches_a_real_redis(make_app: MakeApp, wait: Wait, redis_url: str) -> None:
-    app = make_app(redis_url, feed=True)
+    # With no way to read snapshots and none published, the status is the connection's alone.
+    app = make_app(redis_url, feed=True, collect=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait(pilot, lambda: app.state.connected is True, "the first good check")
         assert str(status_of(app).content) == "● redis ok"
+        assert status_of(app).has_class("-ok")

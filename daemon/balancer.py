@@ -1,0 +1,397 @@
+"""The balancer: how many worker processes each pool of a supervisor should run, and which
+changes it may make now.
+
+It is a pure function.  The daemon's balancer loop gathers the pools and the demand, calls
+``plan`` and applies the result: it stops idle processes first (gracefully), then starts new
+ones, records ``changed_at = now`` for every pool it changed, and calls again on its cadence
+(and no later than ``Plan.next_at`` when that is set).
+
+Pools
+    ``balance = "off"``: one pool serving every queue in priority order, named after them
+    all (``"evals,judge"``).  ``"simple"`` and ``"auto"``: one pool per queue, named after it.
+
+Desired size, where each pool should be
+    off     ``max_processes``.
+    simple  ``max_processes`` split evenly; the remainder goes to the highest-priority queues.
+    auto    1. Floors.  Every queue gets ``min_processes``.  Then, in priority order and while
+               ``max_processes`` leaves room: a queue with jobs but no process gets one (a new
+               job on an idle queue is not starved by a big backlog elsewhere), and a queue's
+               floor is raised to its busy processes (a pool running long jobs is not shrunk
+               under them).
+            2. Weights.  ``size``: ready + running jobs.  ``time``: (ready + running) x mean
+               runtime, the expected time to clear; a queue with no runtime yet uses the mean
+               of the supervisor's other queues, else 1 s.  Running jobs are demand too.
+            3. Shares.  ``max_processes`` is shared in proportion to the weights, each queue
+               kept between its floor and what it can use, ceil((ready + running) /
+               concurrency); what a capped queue cannot use goes to the others.  Whole
+               processes are handed out by largest remainder, ties to the higher-priority
+               queue.  Capacity nobody can use is not started, so with no work every pool
+               sits at its minimum.
+    overrides  An operator's ``scale POOL N`` pins that pool to N, clamped to
+               [``min_processes``, what the other pools' minimums leave]; the remaining
+               processes are balanced among the other pools as above.
+
+The step, what may change now
+    - Only idle processes are stopped: a pool shrinks by at most its idle count, and the
+      caller chooses idle processes to stop.
+    - ``auto`` pools that are not pinned change at most once per ``balance_cooldown`` seconds
+      (each pool has its own cooldown), by at most ``balance_max_shift`` processes.  Bringing
+      a pool up to ``min_processes`` is exempt, so a supervisor starts at its minimum at once.
+    - ``off``, ``simple`` and pinned pools move to their desired size at once.
+    - Starts never take the total above ``max_processes``: stops are counted first, then the
+      room is given to pools under their minimum, then to the others in priority order.
+    - A total above ``max_processes`` (after the maximum was lowered) is cut at once by
+      stopping idle processes above the desired size, lowest-priority pool first.
+
+A pool that needs a process while every process of the supervisor is busy gets one as soon as
+one is idle; the balancer never interrupts a running job to rebalance.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any
+
+from evalharness.core.config import Balance, ScalingStrategy, SupervisorConfig
+
+UNKNOWN_RUNTIME = 1.0  # seconds assumed for a queue when no queue of its supervisor has a runtime yet
+_NO_LIMIT = sys.maxsize
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """A pool as it is now."""
+
+    processes: int = 0
+    idle: int = 0  # processes with no job in flight: the only ones that may be stopped
+    changed_at: float | None = None  # clock time of its last start or stop; None: never
+
+    def __post_init__(self) -> None:
+        if self.processes < 0 or not 0 <= self.idle <= self.processes:
+            raise ValueError(f"a pool needs 0 <= idle <= processes, got idle={self.idle} processes={self.processes}")
+
+    @property
+    def busy(self) -> int:
+        return self.processes - self.idle
+
+
+@dataclass(frozen=True)
+class QueueDemand:
+    """The work on one queue."""
+
+    ready: int = 0  # jobs that could start now
+    running: int = 0  # jobs in flight
+    mean_runtime: float = 0.0  # seconds per job over a rolling window; 0: not known yet
+
+    def __post_init__(self) -> None:
+        if self.ready < 0 or self.running < 0:
+            raise ValueError(f"job counts must be >= 0, got ready={self.ready} running={self.running}")
+        if not math.isfinite(self.mean_runtime) or self.mean_runtime < 0:
+            raise ValueError(f"mean_runtime must be a finite number >= 0, got {self.mean_runtime!r}")
+
+    @property
+    def jobs(self) -> int:
+        return self.ready + self.running
+
+    @classmethod
+    def from_telemetry(cls, row: Mapping[str, Any]) -> QueueDemand:
+        """From one queue of a telemetry snapshot: ``ready``, ``reserved`` (running) and the
+        runtime's ``mean`` where the snapshot has one, else its median."""
+        runtime = row.get("runtime") or {}
+        mean = runtime.get("mean")
+        mean = runtime.get("p50") if mean is None else mean
+        return cls(ready=int(row.get("ready") or 0), running=int(row.get("reserved") or 0), mean_runtime=float(mean or 0.0))
+
+
+class Hold(StrEnum):
+    """Why a pool is not at its desired size after this step."""
+
+    COOLDOWN = "cooldown"  # the pool changed less than balance_cooldown seconds ago
+    MAX_SHIFT = "max_shift"  # it moves by balance_max_shift now and the rest later
+    BUSY = "busy"  # it should shrink but its processes are running jobs
+    MAX_PROCESSES = "max_processes"  # it should grow but the supervisor is at max_processes
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """One pool's decision."""
+
+    name: str
+    queues: tuple[str, ...]
+    current: int
+    desired: int  # where balancing wants it
+    target: int  # what it should have after this step
+    held: Hold | None = None  # why target is not desired
+
+    @property
+    def start(self) -> int:
+        """Processes to start now."""
+        return max(0, self.target - self.current)
+
+    @property
+    def stop(self) -> int:
+        """Idle processes to stop now (gracefully)."""
+        return max(0, self.current - self.target)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every pool's decision, in priority order."""
+
+    pools: tuple[PoolPlan, ...]
+    next_at: float | None = None  # when a change held by the cooldown becomes allowed
+
+    @property
+    def targets(self) -> dict[str, int]:
+        return {p.name: p.target for p in self.pools}
+
+    @property
+    def desired(self) -> dict[str, int]:
+        return {p.name: p.desired for p in self.pools}
+
+    @property
+    def total(self) -> int:
+        return sum(p.target for p in self.pools)
+
+    @property
+    def changes(self) -> tuple[PoolPlan, ...]:
+        return tuple(p for p in self.pools if p.target != p.current)
+
+    def pool(self, name: str) -> PoolPlan:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def pool_queues(config: SupervisorConfig) -> dict[str, tuple[str, ...]]:
+    """Each pool's name and the queues its processes serve, in priority order."""
+    if config.balance is Balance.OFF:
+        return {",".join(config.queues): config.queues}
+    return {q: (q,) for q in config.queues}
+
+
+def initial_sizes(config: SupervisorConfig) -> dict[str, int]:
+    """Where a supervisor starts: its minimums (auto), or its fixed pools (off, simple)."""
+    return plan(config, {}, {}, 0.0).targets
+
+
+def desired_sizes(
+    config: SupervisorConfig,
+    demand: Mapping[str, QueueDemand],
+    pools: Mapping[str, PoolState] | None = None,
+    overrides: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Where balancing wants each pool, before cooldown, shift and idle processes limit the
+    step.  With ``pools``, an ``auto`` queue's busy processes are part of its floor."""
+    pools = pools or {}
+    names = pool_queues(config)
+    pins = _check(config, pools, overrides or {})
+    m, budget = config.min_processes, config.max_processes
+    if config.balance is Balance.OFF:
+        (name,) = names
+        return {name: _clamp(pins.get(name, budget), m, budget)}
+
+    free = [q for q in config.queues if q not in pins]
+    sizes: dict[str, int] = {}
+    left = budget - m * len(free)
+    pinned = [q for q in config.queues if q in pins]
+    for i, q in enumerate(pinned):
+        sizes[q] = _clamp(pins[q], m, left - m * (len(pinned) - i - 1))
+        left -= sizes[q]
+    budget -= sum(sizes.values())
+    if config.balance is Balance.SIMPLE:
+        even = _apportion(budget, free, dict.fromkeys(free, m), dict.fromkeys(free, budget), dict.fromkeys(free, Fraction(1)))
+        sizes.update(even)
+    else:
+        sizes.update(_auto(config, free, budget, demand, pools))
+    return {q: sizes[q] for q in config.queues}
+
+
+def plan(
+    config: SupervisorConfig,
+    pools: Mapping[str, PoolState],
+    demand: Mapping[str, QueueDemand],
+    now: float,
+    overrides: Mapping[str, int] | None = None,
+) -> Plan:
+    """Decide each pool's size after this step; see the module docstring for the rules.
+
+    ``pools`` and ``overrides`` are keyed by pool name (``pool_queues``); a pool missing from
+    ``pools`` has no processes and never changed.  ``demand`` is keyed by queue name; a queue
+    missing from it has no work.  ``now`` is on the same clock as ``PoolState.changed_at``.
+    """
+    overrides = overrides or {}
+    names = pool_queues(config)
+    desired = desired_sizes(config, demand, pools, overrides)
+    state = {name: pools.get(name, PoolState()) for name in names}
+    m, top = config.min_processes, config.max_processes
+    limited = config.balance is Balance.AUTO
+
+    shift: dict[str, int] = {}
+    cooling: set[str] = set()
+    for name, pool in state.items():
+        if limited and name not in overrides:
+            elapsed = pool.changed_at is None or now - pool.changed_at >= config.balance_cooldown
+            shift[name] = config.balance_max_shift if elapsed else 0
+            if not elapsed:
+                cooling.add(name)
+        else:
+            shift[name] = _NO_LIMIT
+
+    target = {name: pool.processes for name, pool in state.items()}
+    held: dict[str, Hold | None] = dict.fromkeys(names)
+    for name, pool in state.items():
+        want = pool.processes - desired[name]
+        if want <= 0:
+            continue
+        stop = min(want, shift[name], pool.idle)
+        target[name] -= stop
+        if stop < want:
+            held[name] = Hold.COOLDOWN if name in cooling else Hold.BUSY if pool.idle < min(want, shift[name]) else Hold.MAX_SHIFT
+
+    excess = sum(target.values()) - top
+    for name in reversed(names):
+        if excess <= 0:
+            break
+        pool = state[name]
+        more = min(excess, pool.idle - (pool.processes - target[name]), target[name] - desired[name])
+        if more > 0:
+            target[name] -= more
+            excess -= more
+            if target[name] == desired[name]:
+                held[name] = None
+
+    room = max(0, top - sum(target.values()))
+    for name in names:
+        lift = min(max(0, m - target[name]), room)
+        target[name] += lift
+        room -= lift
+    for name, pool in state.items():
+        ceiling = max(pool.processes, m) + shift[name] if shift[name] != _NO_LIMIT else _NO_LIMIT
+        want = desired[name] - target[name]
+        if want <= 0:
+            continue
+        allowed = max(0, ceiling - target[name])
+        up = min(want, allowed, room)
+        target[name] += up
+        room -= up
+        if up < want:
+            held[name] = Hold.MAX_PROCESSES if room < allowed - up else Hold.COOLDOWN if name in cooling else Hold.MAX_SHIFT
+
+    next_at: float | None = None
+    for name, pool in state.items():
+        if held[name] is Hold.COOLDOWN and pool.changed_at is not None:
+            at = pool.changed_at + config.balance_cooldown
+        elif held[name] is Hold.MAX_SHIFT:
+            at = now + config.balance_cooldown
+        else:
+            continue
+        next_at = at if next_at is None else min(next_at, at)
+
+    return Plan(
+        pools=tuple(
+            PoolPlan(name, names[name], state[name].processes, desired[name], target[name], held[name])
+            for name in names
+        ),
+        next_at=next_at,
+    )
+
+
+def _check(config: SupervisorConfig, pools: Mapping[str, PoolState], overrides: Mapping[str, int]) -> dict[str, int]:
+    names = pool_queues(config)
+    for what, keys in (("pool", pools), ("override", overrides)):
+        unknown = sorted(set(keys) - set(names))
+        if unknown:
+            raise ValueError(
+                f"supervisor {config.name!r} has no {what} named {', '.join(map(repr, unknown))} "
+                f"(pools: {', '.join(names)})"
+            )
+    for name, n in overrides.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"override for pool {name!r} must be an integer >= 0, got {n!r}")
+    return dict(overrides)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(value, high))
+
+
+def _auto(
+    config: SupervisorConfig,
+    queues: list[str],
+    budget: int,
+    demand: Mapping[str, QueueDemand],
+    pools: Mapping[str, PoolState],
+) -> dict[str, int]:
+    work = {q: demand.get(q, QueueDemand()) for q in queues}
+    floors = dict.fromkeys(queues, config.min_processes)
+    room = budget - sum(floors.values())
+    for q in queues:
+        if room > 0 and floors[q] == 0 and work[q].jobs > 0:
+            floors[q] = 1
+            room -= 1
+    for q in queues:
+        busy = pools[q].busy if q in pools else 0
+        extra = min(max(0, busy - floors[q]), room)
+        floors[q] += extra
+        room -= extra
+    caps = {q: max(floors[q], -(-work[q].jobs // config.concurrency)) for q in queues}
+    return _apportion(budget, queues, floors, caps, _weights(config, work, demand))
+
+
+def _weights(config: SupervisorConfig, work: Mapping[str, QueueDemand], demand: Mapping[str, QueueDemand]) -> dict[str, Fraction]:
+    if config.auto_scaling_strategy is ScalingStrategy.SIZE:
+        return {q: Fraction(d.jobs) for q, d in work.items()}
+    # every queue of the supervisor informs the fallback runtime, pinned ones too
+    known = [Fraction(demand[q].mean_runtime) for q in config.queues if q in demand and demand[q].mean_runtime > 0]
+    fallback = sum(known, Fraction(0)) / len(known) if known else Fraction(UNKNOWN_RUNTIME)
+    return {q: d.jobs * (Fraction(d.mean_runtime) if d.mean_runtime > 0 else fallback) for q, d in work.items()}
+
+
+def _apportion(
+    total: int,
+    order: list[str],
+    floors: Mapping[str, int],
+    caps: Mapping[str, int],
+    weights: Mapping[str, Fraction],
+) -> dict[str, int]:
+    """Share ``total`` in proportion to ``weights``, each between its floor and cap, in whole
+    units by largest remainder (ties to the earlier name in ``order``).  Hands out less than
+    ``total`` only when every cap is reached."""
+    if not order:
+        return {}
+    # a queue without weight cannot grow past its floor
+    reach = {q: caps[q] if weights[q] > 0 else floors[q] for q in order}
+    if sum(reach.values()) <= total:
+        return reach
+    goal = Fraction(total)
+
+    def share(scale: Fraction) -> dict[str, Fraction]:
+        return {q: min(max(scale * weights[q], Fraction(floors[q])), Fraction(reach[q])) for q in order}
+
+    # the sum of shares is piecewise linear in the scale, bending where a queue leaves its
+    # floor or reaches its cap; find the piece that reaches the goal and solve on it
+    bends = sorted({Fraction(b) / weights[q] for q in order if weights[q] > 0 for b in (floors[q], reach[q])})
+    low, low_sum = Fraction(0), sum(share(Fraction(0)).values(), Fraction(0))
+    scale = Fraction(0)
+    if low_sum < goal:
+        for bend in bends:
+            bend_sum = sum(share(bend).values(), Fraction(0))
+            if bend_sum >= goal:
+                scale = low + (goal - low_sum) * (bend - low) / (bend_sum - low_sum)
+                break
+            low, low_sum = bend, bend_sum
+    exact = share(scale)
+    whole = {q: math.floor(exact[q]) for q in order}
+    left = total - sum(whole.values())
+    # the fractions add up to `left`, each below 1: at least `left` queues have one
+    by_remainder = sorted((q for q in order if exact[q] > whole[q]), key=lambda q: (whole[q] - exact[q], order.index(q)))
+    for q in by_remainder[:left]:
+        whole[q] += 1
+    return whole

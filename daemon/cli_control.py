@@ -1,0 +1,148 @@
+"""Remote control of every ``evalharnessd`` on one Redis: pause, continue, terminate, restart,
+scale, and the supervisors table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from evalharness.core.connection import async_client
+from evalharness.core.errors import EvalHarnessError
+from evalharness.core.telemetry import MASTER_STALE, masters_key
+
+from .common import settings_from
+from .master import control_key
+
+COMMAND_TTL = 300  # a command waits this long for a master that is restarting
+
+
+async def _masters(url: str, prefix: str) -> list[dict[str, Any]]:
+    client = async_client(url)
+    try:
+        raw = await client.hgetall(masters_key(prefix))
+    finally:
+        await client.aclose()
+    now = time.time()
+    out = []
+    for item in raw.values():
+        try:
+            m = json.loads(item)
+        except ValueError:
+            continue
+        if now - float(m.get("heartbeat_at", 0)) <= MASTER_STALE:
+            m["heartbeat_age"] = now - float(m["heartbeat_at"])
+            out.append(m)
+    return sorted(out, key=lambda m: str(m["name"]))
+
+
+def _send(ctx: click.Context, action: str, master: str | None, supervisor: str | None, **extra: Any) -> None:
+    settings = settings_from(ctx)
+
+    async def main() -> list[str]:
+        masters = await _masters(settings.redis_url, settings.prefix)
+        targets = [m for m in masters if master in (None, m["name"])]
+        if supervisor is not None:
+            targets = [m for m in targets if any(s["name"] == supervisor for s in m.get("supervisors", []))]
+        if not targets:
+            what = f"master {master!r}" if master else "master"
+            if supervisor:
+                what += f" with a supervisor {supervisor!r}"
+            raise EvalHarnessError(f"no running {what} on this Redis (evalharness supervisors lists them)")
+        cmd = json.dumps({"action": action, "supervisor": supervisor, "from": f"{socket.gethostname()}:{os.getpid()}", "at": time.time(), **extra})
+        client = async_client(settings.redis_url)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for m in targets:
+                    pipe.rpush(control_key(settings.prefix, m["name"]), cmd)
+                    pipe.expire(control_key(settings.prefix, m["name"]), COMMAND_TTL)
+                await pipe.execute()
+        finally:
+            await client.aclose()
+        return [m["name"] for m in targets]
+
+    names = asyncio.run(main())
+    click.echo(f"{action}: sent to {', '.join(names)}")
+
+
+master_option = click.option("--master", help="Only this master (default: every master on this Redis).")
+supervisor_option = click.option("--supervisor", help="Only this supervisor.")
+
+
+@click.command()
+@master_option
+@supervisor_option
+@click.pass_context
+def pause(ctx: click.Context, master: str | None, supervisor: str | None) -> None:
+    """Pause workers: running jobs finish, no new job starts (like SIGUSR2 to evalharnessd)."""
+    _send(ctx, "pause", master, supervisor)
+
+
+@click.command("continue")
+@master_option
+@supervisor_option
+@click.pass_context
+def continue_(ctx: click.Context, master: str | None, supervisor: str | None) -> None:
+    """Let paused workers take jobs again (like SIGCONT to evalharnessd)."""
+    _send(ctx, "continue", master, supervisor)
+
+
+@click.command()
+@master_option
+@click.pass_context
+def terminate(ctx: click.Context, master: str | None) -> None:
+    """Stop masters gracefully: in-flight jobs finish within their grace period (like SIGTERM)."""
+    _send(ctx, "terminate", master, None)
+
+
+@click.command()
+@master_option
+@click.pass_context
+def restart(ctx: click.Context, master: str | None) -> None:
+    """Replace every worker gracefully with a freshly read configuration (like SIGUSR1)."""
+    _send(ctx, "restart", master, None)
+
+
+@click.command()
+@click.argument("supervisor")
+@click.argument("queue")
+@click.argument("processes", required=False, type=click.IntRange(min=0))
+@click.option("--reset", is_flag=True, help="Drop the override: the balancer sizes the pool again.")
+@master_option
+@click.pass_context
+def scale(ctx: click.Context, supervisor: str, queue: str, processes: int | None, reset: bool, master: str | None) -> None:
+    """Run PROCESSES workers for QUEUE in SUPERVISOR until --reset or a restart."""
+    if (processes is None) != reset:
+        raise click.UsageError("give PROCESSES, or --reset")
+    _send(ctx, "scale", master, supervisor, queue=queue, processes=processes)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def supervisors(ctx: click.Context, as_json: bool) -> None:
+    """Every master and supervisor on this Redis: pid, status, queues, processes, balance."""
+    settings = settings_from(ctx)
+    masters = asyncio.run(_masters(settings.redis_url, settings.prefix))
+    if as_json:
+        click.echo(json.dumps(masters, indent=2))
+        return
+    if not masters:
+        click.echo("no evalharnessd running on this Redis")
+        raise SystemExit(2)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("master", "supervisor", "pid", "status", "queues", "processes", "balance"):
+        table.add_column(col, no_wrap=col != "queues")
+    for m in masters:
+        for s in m.get("supervisors", []):
+            per = s.get("per_queue") or {}
+            procs = ", ".join(f"{q}={n}" for q, n in per.items()) if per else str(s.get("processes", 0))
+            table.add_row(m["name"], s["name"], str(m["pid"]), s.get("status", m["status"]), ",".join(s["queues"]), procs, str(s.get("balance", "off")))
+    Console().print(table)

@@ -1,0 +1,81 @@
+"""Auto-balancing with real processes: a backlog on one queue draws processes to it within the
+cooldown and gives them back when it drains, while min and max hold throughout."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from support.procs import Processes, wait_until
+
+CONFIG = """
+[supervisors.llm]
+queues = ["a", "b"]
+balance = "auto"
+auto_scaling_strategy = "time"
+min_processes = 1
+max_processes = 4
+balance_cooldown = 1
+balance_max_shift = 1
+concurrency = 2
+"""
+
+DISPATCH = """
+import asyncio, json, sys
+from evalharness.core.connection import async_client
+from evalharness.core.queue import JobRequest, Queue
+async def main():
+    c = async_client(sys.argv[1])
+    await Queue(c, "eh").dispatch_many(JobRequest("t.sleep", {"seconds": 1, "n": i}, queue="a") for i in range(40))
+    await c.aclose()
+asyncio.run(main())
+"""
+
+
+def per_queue(r: Any) -> dict[str, int]:
+    now = time.time() * 1000
+    return {q: int(r.zcount(f"eh:{{q:{q}}}:workers", now, "+inf")) for q in ("a", "b")}
+
+
+@pytest.mark.slow
+def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "evalharness.toml"
+    cfg.write_text(CONFIG)
+    d = procs.start("-m", "evalharness.daemon.master", "--config", str(cfg), "--import", "support.testjobs", "--log-level", "info")
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: per_queue(r) == {"a": 1, "b": 1}, deadline=20, what="one process per queue at the start")
+    samples: list[dict[str, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(per_queue(r))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        p = procs.start("-c", DISPATCH, redis_url)
+        assert p.wait(timeout=30) == 0
+        # max 4 minus b's minimum of 1: queue a grows to 3, one process per cooldown
+        wait_until(lambda: per_queue(r)["a"] == 3, deadline=15, what="three processes on the busy queue")
+        # drained: back to the minimum
+        wait_until(lambda: r.zcard("eh:{q:a}:ready") == 0 and r.zcard("eh:{q:a}:reserved") == 0, deadline=40, what="the backlog to drain")
+        wait_until(lambda: per_queue(r) == {"a": 1, "b": 1}, deadline=20, what="back to one process per queue")
+    finally:
+        stop.set()
+        sampler.join()
+    assert samples, "no samples"
+    assert all(s["b"] >= 1 for s in samples[5:]), "queue b fell below its minimum"
+    assert max(s["a"] + s["b"] for s in samples) <= 4, "the supervisor went over max_processes"
+    heartbeat = json.loads(next(iter(r.hvals("eh:masters"))))
+    assert heartbeat["supervisors"][0]["balance"] == "auto"
+    d.send_signal(signal.SIGTERM)
+    assert d.wait(timeout=30) == 0
+    r.close()

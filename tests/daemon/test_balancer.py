@@ -1,0 +1,537 @@
+"""The balancer's decisions, as tables of cases: no Redis, no processes, time passed in."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from evalharness.core.config import SupervisorConfig
+from evalharness.core.errors import ConfigError
+from evalharness.daemon.balancer import (
+    Hold,
+    Plan,
+    PoolPlan,
+    PoolState,
+    QueueDemand,
+    desired_sizes,
+    initial_sizes,
+    plan,
+    pool_queues,
+)
+
+
+def sup(*queues: str, **kw: Any) -> SupervisorConfig:
+    kw.setdefault("balance", "auto")
+    kw.setdefault("auto_scaling_strategy", "size")
+    kw.setdefault("concurrency", 1)
+    return SupervisorConfig("s", queues or ("a", "b"), **kw)
+
+
+def idle(processes: int, changed_at: float | None = None) -> PoolState:
+    return PoolState(processes, processes, changed_at)
+
+
+def busy(processes: int, changed_at: float | None = None) -> PoolState:
+    return PoolState(processes, 0, changed_at)
+
+
+def ready(n: int, runtime: float = 0.0) -> QueueDemand:
+    return QueueDemand(ready=n, mean_runtime=runtime)
+
+
+# --- pools -----------------------------------------------------------------------------------
+
+
+def test_off_is_one_pool_serving_every_queue_with_max_processes() -> None:
+    config = sup("a", "b", "c", balance="off", max_processes=5)
+    assert pool_queues(config) == {"a,b,c": ("a", "b", "c")}
+    assert initial_sizes(config) == {"a,b,c": 5}
+    # demand does not move a fixed pool
+    result = plan(config, {"a,b,c": idle(5, 0.0)}, {"a": ready(1000)}, now=1.0)
+    assert result.targets == {"a,b,c": 5}
+    assert result.changes == ()
+
+
+def test_the_processes_shorthand_is_a_fixed_pool() -> None:
+    config = SupervisorConfig("s", ("a", "b"), processes=3)
+    assert initial_sizes(config) == {"a,b": 3}
+
+
+@pytest.mark.parametrize(
+    ("queues", "max_processes", "expected"),
+    [
+        (("a", "b"), 4, {"a": 2, "b": 2}),
+        (("a", "b"), 5, {"a": 3, "b": 2}),
+        (("a", "b", "c"), 8, {"a": 3, "b": 3, "c": 2}),
+        (("a", "b", "c"), 7, {"a": 3, "b": 2, "c": 2}),
+        (("a", "b", "c", "d"), 6, {"a": 2, "b": 2, "c": 1, "d": 1}),
+        (("a",), 5, {"a": 5}),
+    ],
+)
+def test_simple_splits_evenly_and_gives_the_remainder_to_the_highest_priority_queues(
+    queues: tuple[str, ...], max_processes: int, expected: dict[str, int]
+) -> None:
+    config = sup(*queues, balance="simple", max_processes=max_processes)
+    assert initial_sizes(config) == expected
+    # demand does not change a simple split
+    assert desired_sizes(config, {queues[-1]: ready(10_000)}) == expected
+
+
+def test_simple_pools_reach_their_size_at_once_without_cooldown_or_shift() -> None:
+    config = sup("a", "b", balance="simple", max_processes=10, balance_max_shift=1, balance_cooldown=60)
+    result = plan(config, {"a": idle(1, 0.0), "b": idle(1, 0.0)}, {}, now=1.0)
+    assert result.targets == {"a": 5, "b": 5}
+
+
+# --- auto: how much each queue should get ------------------------------------------------------
+
+
+def test_auto_size_is_proportional_to_the_backlog() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=8)
+    assert desired_sizes(config, {"a": ready(30), "b": ready(10)}) == {"a": 6, "b": 2}
+
+
+def test_auto_time_is_proportional_to_backlog_times_mean_runtime() -> None:
+    config = sup("a", "b", auto_scaling_strategy="time", min_processes=0, max_processes=8)
+    # same backlog, b's jobs take three times as long: b needs three times the processes
+    assert desired_sizes(config, {"a": ready(10, 1.0), "b": ready(10, 3.0)}) == {"a": 2, "b": 6}
+    # by size the same demand is an even split
+    assert desired_sizes(sup("a", "b", min_processes=0, max_processes=8), {"a": ready(10, 1.0), "b": ready(10, 3.0)}) == {"a": 4, "b": 4}
+
+
+def test_auto_time_uses_the_other_queues_mean_runtime_for_a_queue_without_one() -> None:
+    config = sup("a", "b", "c", auto_scaling_strategy="time", min_processes=0, max_processes=12)
+    demand = {"a": ready(10, 2.0), "b": ready(10, 4.0), "c": ready(10)}  # c: unknown, counts as 3 s
+    assert desired_sizes(config, demand) == {"a": 3, "b": 5, "c": 4}
+    # a pinned queue's runtime still counts: c's jobs are taken to last (6 + 2) / 2 = 4 s, not 2 s
+    pinned = desired_sizes(config, {"a": ready(10, 6.0), "b": ready(10, 2.0), "c": ready(10)}, overrides={"a": 4})
+    assert pinned == {"a": 4, "b": 3, "c": 5}
+    # nobody knows a runtime: 1 s each, so the split follows the backlog
+    assert desired_sizes(config, {"a": ready(30), "b": ready(10)}) == {"a": 9, "b": 3, "c": 0}
+
+
+def test_running_jobs_count_as_demand() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=8)
+    demand = {"a": QueueDemand(ready=0, running=8), "b": ready(8)}
+    assert desired_sizes(config, demand) == {"a": 4, "b": 4}
+    timed = sup("a", "b", auto_scaling_strategy="time", min_processes=0, max_processes=8)
+    assert desired_sizes(timed, {"a": QueueDemand(running=8, mean_runtime=60.0), "b": ready(8, 20.0)}) == {"a": 6, "b": 2}
+
+
+def test_a_pool_busy_with_long_jobs_is_not_shrunk_to_its_minimum() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=8, concurrency=10)
+    # six processes of a run long jobs; b suddenly has a big backlog
+    pools = {"a": busy(6, 0.0), "b": idle(1, 0.0)}
+    demand = {"a": QueueDemand(running=6, mean_runtime=300.0), "b": ready(1000)}
+    assert desired_sizes(config, demand, pools)["a"] == 6
+    result = plan(config, pools, demand, now=100.0)
+    assert result.pool("a").target == 6
+    assert result.pool("b").target == 2  # the one free process goes to b
+
+
+def test_a_queue_gets_no_more_processes_than_it_can_use() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=10, concurrency=10)
+    # 3 jobs fit in one process; 25 jobs need three
+    assert desired_sizes(config, {"a": ready(3), "b": ready(25)}) == {"a": 1, "b": 3}
+
+
+def test_what_a_capped_queue_cannot_use_goes_to_the_others() -> None:
+    config = sup("a", "b", "c", min_processes=0, max_processes=9)
+    assert desired_sizes(config, {"a": ready(1), "b": ready(100), "c": ready(100)}) == {"a": 1, "b": 4, "c": 4}
+
+
+def test_zero_backlog_everywhere_keeps_every_pool_at_its_minimum() -> None:
+    config = sup("a", "b", "c", min_processes=2, max_processes=12)
+    assert desired_sizes(config, {}) == {"a": 2, "b": 2, "c": 2}
+    zero = sup("a", "b", min_processes=0, max_processes=12)
+    assert desired_sizes(zero, {"a": QueueDemand(), "b": QueueDemand()}) == {"a": 0, "b": 0}
+
+
+def test_one_queue_scales_between_its_minimum_and_max_processes() -> None:
+    config = sup("a", min_processes=1, max_processes=6)
+    assert desired_sizes(config, {}) == {"a": 1}
+    assert desired_sizes(config, {"a": ready(3)}) == {"a": 3}
+    assert desired_sizes(config, {"a": ready(10**9)}) == {"a": 6}
+
+
+def test_a_huge_backlog_on_one_queue_leaves_the_others_their_minimum() -> None:
+    config = sup("a", "b", "c", min_processes=1, max_processes=10)
+    sizes = desired_sizes(config, {"b": ready(10**12)})
+    assert sizes == {"a": 1, "b": 8, "c": 1}
+    timed = sup("a", "b", "c", auto_scaling_strategy="time", min_processes=1, max_processes=10)
+    assert desired_sizes(timed, {"a": ready(10**12, 10**6)}) == {"a": 8, "b": 1, "c": 1}
+
+
+def test_a_new_job_on_an_idle_queue_gets_a_process_despite_a_huge_backlog_elsewhere() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=4)
+    assert desired_sizes(config, {"a": ready(1_000_000), "b": ready(1)}) == {"a": 3, "b": 1}
+    # in a plan: b has no process, a has all of them, idle, and its cooldown is over
+    result = plan(config, {"a": idle(4, 0.0)}, {"a": ready(1_000_000), "b": ready(1)}, now=10.0)
+    assert result.targets == {"a": 3, "b": 1}
+    assert result.pool("a").stop == 1 and result.pool("b").start == 1
+
+
+def test_ties_go_to_the_higher_priority_queue() -> None:
+    config = sup("a", "b", "c", min_processes=0, max_processes=4)
+    demand = {"a": ready(10), "b": ready(10), "c": ready(10)}
+    assert desired_sizes(config, demand) == {"a": 2, "b": 1, "c": 1}
+    reordered = sup("c", "b", "a", min_processes=0, max_processes=4)
+    assert desired_sizes(reordered, demand) == {"c": 2, "b": 1, "a": 1}
+
+
+def test_the_order_of_the_input_mappings_does_not_matter() -> None:
+    config = sup("a", "b", "c", min_processes=0, max_processes=7, balance_max_shift=2)
+    pools = {"a": PoolState(2, 1, 0.0), "b": idle(1, 3.0), "c": busy(3, None)}
+    demand = {"a": ready(7, 2.0), "b": QueueDemand(5, 2, 1.5), "c": ready(1)}
+    first = plan(config, pools, demand, now=5.0)
+    again = plan(config, dict(reversed(pools.items())), dict(reversed(demand.items())), now=5.0)
+    assert first == again
+
+
+# --- the step: cooldown, shift, idle-only stops, max ------------------------------------------
+
+
+def test_auto_starts_at_the_minimum() -> None:
+    config = sup("a", "b", "c", min_processes=2, max_processes=20)
+    assert initial_sizes(config) == {"a": 2, "b": 2, "c": 2}
+    result = plan(config, {}, {}, now=0.0)
+    assert [(p.name, p.start) for p in result.pools] == [("a", 2), ("b", 2), ("c", 2)]
+
+
+def test_reaching_the_minimum_is_not_limited_by_cooldown_or_shift() -> None:
+    config = sup("a", min_processes=3, max_processes=5, balance_max_shift=1, balance_cooldown=60)
+    assert plan(config, {"a": idle(0, 0.0)}, {}, now=1.0).targets == {"a": 3}
+
+
+def test_work_arriving_is_served_within_one_cooldown() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=10, balance_max_shift=2, balance_cooldown=5)
+    pools = {"a": idle(1, 100.0), "b": idle(1, 100.0)}  # started at t=100
+    demand = {"a": ready(50)}
+    early = plan(config, pools, demand, now=102.0)
+    assert early.pool("a").target == 1
+    assert early.pool("a").held is Hold.COOLDOWN
+    assert early.next_at == 105.0
+    on_time = plan(config, pools, demand, now=105.0)
+    assert on_time.pool("a").target == 3
+    assert on_time.pool("a").held is Hold.MAX_SHIFT
+    assert on_time.next_at == 110.0
+
+
+def test_a_pool_that_never_changed_may_change_at_once() -> None:
+    config = sup("a", min_processes=1, max_processes=10, balance_max_shift=3, balance_cooldown=30)
+    assert plan(config, {"a": idle(1, None)}, {"a": ready(50)}, now=0.0).targets == {"a": 4}
+
+
+def test_an_idle_queue_with_min_zero_gets_a_process_within_one_cooldown() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=4, balance_cooldown=5)
+    # b was scaled to zero at t=10; a job arrives at t=11
+    pools = {"a": busy(2, 0.0), "b": PoolState(0, 0, 10.0)}
+    held = plan(config, pools, {"a": QueueDemand(running=2), "b": ready(1)}, now=11.0)
+    assert held.pool("b").target == 0 and held.pool("b").held is Hold.COOLDOWN
+    assert held.next_at == 15.0
+    assert plan(config, pools, {"a": QueueDemand(running=2), "b": ready(1)}, now=15.0).pool("b").target == 1
+
+
+def test_an_idle_queue_waits_for_a_donor_in_cooldown_but_no_longer() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=3, balance_cooldown=5)
+    # a holds every process, idle, and grew at t=8; b gets a job at t=9
+    pools = {"a": idle(3, 8.0)}
+    demand = {"a": ready(2), "b": ready(1)}
+    first = plan(config, pools, demand, now=9.0)
+    assert first.pool("a").held is Hold.COOLDOWN
+    assert first.pool("b").held is Hold.MAX_PROCESSES
+    assert first.total == 3
+    assert first.next_at == 13.0
+    later = plan(config, pools, demand, now=13.0)
+    assert later.targets == {"a": 2, "b": 1}
+
+
+@pytest.mark.parametrize("shift", [1, 2, 5])
+def test_a_pool_changes_by_at_most_max_shift_per_cooldown(shift: int) -> None:
+    config = sup("a", "b", min_processes=1, max_processes=20, balance_max_shift=shift, balance_cooldown=3)
+    up = plan(config, {"a": idle(1, 0.0), "b": idle(10, 0.0)}, {"a": ready(100)}, now=3.0)
+    assert up.pool("a").target == 1 + shift
+    assert up.pool("b").target == 10 - shift
+
+
+def test_nothing_changes_before_the_cooldown() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=10, balance_cooldown=10)
+    pools = {"a": idle(5, 95.0), "b": idle(1, 95.0)}
+    result = plan(config, pools, {"b": ready(100)}, now=100.0)
+    assert result.changes == ()
+    assert {p.held for p in result.pools} == {Hold.COOLDOWN}
+    assert result.next_at == 105.0
+
+
+def test_each_pool_has_its_own_cooldown() -> None:
+    config = sup("a", "b", min_processes=0, max_processes=10, balance_cooldown=10, balance_max_shift=10)
+    pools = {"a": idle(2, 95.0), "b": idle(2, 80.0)}
+    result = plan(config, pools, {"a": ready(5), "b": ready(5)}, now=100.0)
+    assert result.targets == {"a": 2, "b": 5}
+    assert result.pool("a").held is Hold.COOLDOWN
+
+
+def test_scale_down_only_stops_idle_processes() -> None:
+    config = sup("a", min_processes=1, max_processes=10, balance_max_shift=10, balance_cooldown=0)
+    pools = {"a": PoolState(processes=6, idle=2, changed_at=0.0)}
+    result = plan(config, pools, {"a": QueueDemand(running=4)}, now=1.0)
+    assert result.pool("a").desired == 4
+    assert result.pool("a").stop == 2
+    empty = plan(config, {"a": PoolState(6, 2, 0.0)}, {}, now=1.0)
+    assert empty.pool("a").desired == 4  # its four busy processes are a floor
+    assert empty.pool("a").stop == 2
+    assert empty.pool("a").held is None
+    # busy processes are never stopped: the desired size counts them
+    assert plan(config, {"a": PoolState(6, 1, 0.0)}, {}, now=1.0).targets == {"a": 5}
+    # when the desired size is below the busy processes, the pool waits for them
+    lowered = plan(config, {"a": PoolState(6, 1, 0.0)}, {}, now=1.0, overrides={"a": 1})
+    assert lowered.pool("a").stop == 1
+    assert lowered.pool("a").held is Hold.BUSY
+
+
+def test_stops_are_counted_before_starts_so_the_total_stays_under_max() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=6, balance_max_shift=3, balance_cooldown=0)
+    pools = {"a": PoolState(5, 1, 0.0), "b": idle(1, 0.0)}
+    result = plan(config, pools, {"a": QueueDemand(running=4), "b": ready(100)}, now=1.0)
+    # a can give up only its idle process, so b gets only one more
+    assert result.targets == {"a": 4, "b": 2}
+    assert result.total == 6
+
+
+def test_a_pool_that_should_grow_waits_while_its_donor_cools_down() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=6, balance_max_shift=5, balance_cooldown=1)
+    pools = {"a": idle(5, 0.5), "b": idle(1, 0.0)}
+    result = plan(config, pools, {"b": ready(100)}, now=1.0)
+    assert result.desired == {"a": 1, "b": 5}
+    assert result.changes == ()
+    assert result.pool("a").held is Hold.COOLDOWN
+    assert result.pool("b").held is Hold.MAX_PROCESSES
+    assert result.next_at == 1.5
+    assert plan(config, pools, {"b": ready(100)}, now=1.5).targets == {"a": 1, "b": 5}
+
+
+def test_a_total_over_max_after_a_reload_is_cut_at_once_from_idle_processes() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=4, balance_max_shift=1, balance_cooldown=60)
+    pools = {"a": idle(4, 0.0), "b": PoolState(4, 2, 0.0)}
+    result = plan(config, pools, {"a": ready(1), "b": QueueDemand(running=2)}, now=1.0)
+    # lowest priority first, down to its desired size (b's two busy processes), then a
+    assert result.desired == {"a": 1, "b": 2}
+    assert result.targets == {"a": 2, "b": 2}
+    assert result.pool("a").held is Hold.COOLDOWN  # the rest of a's shrinking waits as usual
+
+
+def test_a_zero_max_stops_everything_idle() -> None:
+    config = sup("a", "b", max_processes=0)
+    assert config.min_processes == 0
+    assert initial_sizes(config) == {"a": 0, "b": 0}
+    result = plan(config, {"a": idle(2, 0.0), "b": PoolState(2, 1, 0.0)}, {"a": ready(10)}, now=0.0)
+    assert result.targets == {"a": 0, "b": 1}
+
+
+# --- overrides ---------------------------------------------------------------------------------
+
+
+def test_an_override_pins_a_pool_at_once_and_the_rest_is_balanced() -> None:
+    config = sup("a", "b", "c", min_processes=1, max_processes=10, balance_cooldown=60)
+    pools = {"a": idle(1, 0.0), "b": idle(1, 0.0), "c": idle(1, 0.0)}
+    demand = {"b": ready(100), "c": ready(100)}
+    result = plan(config, pools, demand, now=1.0, overrides={"a": 4})
+    assert result.pool("a").target == 4  # no cooldown, no shift for an operator's command
+    assert result.pool("a").desired == 4
+    assert desired_sizes(config, demand, overrides={"a": 4}) == {"a": 4, "b": 3, "c": 3}
+
+
+def test_an_override_is_clamped_to_the_minimum_and_to_what_the_other_minimums_leave() -> None:
+    config = sup("a", "b", "c", min_processes=2, max_processes=10)
+    assert desired_sizes(config, {}, overrides={"a": 0}) == {"a": 2, "b": 2, "c": 2}
+    assert desired_sizes(config, {}, overrides={"a": 50}) == {"a": 6, "b": 2, "c": 2}
+    assert desired_sizes(config, {}, overrides={"a": 50, "b": 50}) == {"a": 6, "b": 2, "c": 2}
+
+
+def test_an_override_still_stops_only_idle_processes() -> None:
+    config = sup("a", min_processes=0, max_processes=10)
+    result = plan(config, {"a": PoolState(5, 2, 0.0)}, {}, now=1.0, overrides={"a": 0})
+    assert result.pool("a").target == 3
+    assert result.pool("a").held is Hold.BUSY
+
+
+def test_overrides_apply_to_simple_and_off_supervisors_too() -> None:
+    simple = sup("a", "b", "c", balance="simple", max_processes=9)
+    assert desired_sizes(simple, {}, overrides={"c": 5}) == {"a": 2, "b": 2, "c": 5}
+    off = sup("a", "b", balance="off", max_processes=6, min_processes=1)
+    assert plan(off, {"a,b": idle(6, 0.0)}, {}, now=0.0, overrides={"a,b": 2}).targets == {"a,b": 2}
+    assert desired_sizes(off, {}, overrides={"a,b": 0}) == {"a,b": 1}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [({"nope": 1}, "no override named 'nope'"), ({"a": -1}, ">= 0"), ({"a": 1.5}, "integer")],
+)
+def test_bad_overrides_are_refused(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        plan(sup("a", "b", max_processes=4), {}, {}, now=0.0, overrides=overrides)
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [
+        ({"queues": ("a", "b", "c"), "min_processes": 2, "max_processes": 5}, "min_processes"),
+        ({"queues": ("a", "b", "c"), "max_processes": 2}, "min_processes"),  # the default minimum of 1
+        ({"balance_max_shift": 0}, "balance_max_shift"),
+        ({"balance_cooldown": -1}, "balance_cooldown"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"queues": ("a", "a")}, "queues"),
+        ({"queues": ()}, "queues"),
+        ({"processes": 3}, "processes"),  # a fixed size makes no sense with auto
+    ],
+)
+def test_impossible_supervisor_settings_are_refused(kw: dict[str, Any], key: str) -> None:
+    queues = kw.pop("queues", ("a", "b"))
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        sup(*queues, **kw) if queues else SupervisorConfig("s", (), balance="auto")
+
+
+def test_bad_inputs_are_refused() -> None:
+    config = sup("a", "b", max_processes=4)
+    with pytest.raises(ValueError, match="no pool named 'c'"):
+        plan(config, {"c": idle(1)}, {}, now=0.0)
+    with pytest.raises(ValueError, match="idle"):
+        PoolState(processes=1, idle=2)
+    with pytest.raises(ValueError, match="idle"):
+        PoolState(processes=-1)
+    with pytest.raises(ValueError, match="job counts"):
+        QueueDemand(ready=-1)
+    with pytest.raises(ValueError, match="mean_runtime"):
+        QueueDemand(mean_runtime=float("nan"))
+
+
+def test_demand_on_queues_the_supervisor_does_not_serve_is_ignored() -> None:
+    config = sup("a", max_processes=4, min_processes=1)
+    assert desired_sizes(config, {"other": ready(100)}) == {"a": 1}
+
+
+def test_demand_is_read_from_a_telemetry_snapshot_row() -> None:
+    row = {"name": "evals", "ready": 12, "reserved": 3, "runtime": {"p50": 2.5, "p95": 9.0, "max": 11.0}}
+    assert QueueDemand.from_telemetry(row) == QueueDemand(ready=12, running=3, mean_runtime=2.5)
+    assert QueueDemand.from_telemetry({**row, "runtime": {"mean": 3.0, "p50": 2.5}}).mean_runtime == 3.0
+    assert QueueDemand.from_telemetry({"ready": 0, "reserved": 0, "runtime": {"p50": None}}) == QueueDemand()
+
+
+def test_a_plan_says_what_to_start_and_stop() -> None:
+    p = Plan(pools=(PoolPlan("a", ("a",), 3, 5, 4), PoolPlan("b", ("b",), 3, 1, 2, Hold.MAX_SHIFT)))
+    assert (p.pool("a").start, p.pool("a").stop) == (1, 0)
+    assert (p.pool("b").start, p.pool("b").stop) == (0, 1)
+    assert p.targets == {"a": 4, "b": 2} and p.desired == {"a": 5, "b": 1}
+    assert p.total == 6 and len(p.changes) == 2
+    with pytest.raises(KeyError):
+        p.pool("c")
+
+
+# --- invariants over many random inputs ------------------------------------------------------------
+
+
+def random_case(rng: random.Random) -> tuple[SupervisorConfig, dict[str, PoolState], dict[str, QueueDemand], float, dict[str, int]]:
+    n = rng.randint(1, 5)
+    queues = tuple(f"q{i}" for i in range(n))
+    balance = rng.choice(["off", "simple", "auto", "auto", "auto"])
+    low = rng.randint(0, 3)
+    high = (low if balance == "off" else low * n) + rng.randint(0, 12)
+    config = SupervisorConfig(
+        "s",
+        queues,
+        balance=balance,  # type: ignore[arg-type]
+        auto_scaling_strategy=rng.choice(["time", "size"]),  # type: ignore[arg-type]
+        min_processes=low,
+        max_processes=high,
+        balance_max_shift=rng.randint(1, 4),
+        balance_cooldown=rng.choice([0.0, 1.0, 3.0, 10.0]),
+        concurrency=rng.randint(1, 5),
+    )
+    now = 100.0
+    pools = {}
+    for name in pool_queues(config):
+        if rng.random() < 0.15:
+            continue
+        processes = rng.randint(0, high + 2)
+        pools[name] = PoolState(processes, rng.randint(0, processes), rng.choice([None, now - rng.uniform(0, 12)]))
+    demand = {
+        q: QueueDemand(
+            ready=rng.choice([0, 0, rng.randint(1, 10), rng.randint(0, 10_000)]),
+            running=rng.choice([0, rng.randint(0, 20)]),
+            mean_runtime=rng.choice([0.0, rng.uniform(0.01, 600)]),
+        )
+        for q in queues
+        if rng.random() < 0.8
+    }
+    overrides = {name: rng.randint(0, high + 3) for name in pool_queues(config) if rng.random() < 0.1}
+    return config, pools, demand, now, overrides
+
+
+def check_invariants(config: SupervisorConfig, pools: dict[str, PoolState], demand: dict[str, QueueDemand], now: float, overrides: dict[str, int]) -> Plan:
+    result = plan(config, pools, demand, now, overrides)
+    m, top = config.min_processes, config.max_processes
+    assert [p.name for p in result.pools] == list(pool_queues(config))
+    assert sum(result.desired.values()) <= top
+    if config.balance == "simple" and not overrides:
+        assert sum(result.desired.values()) == top
+    current_total = sum(p.current for p in result.pools)
+    for p in result.pools:
+        state = pools.get(p.name, PoolState())
+        cooling = state.changed_at is not None and now - state.changed_at < config.balance_cooldown
+        limited = config.balance == "auto" and p.name not in overrides
+        assert m <= p.desired <= top
+        # every step moves toward the desired size and never past it
+        assert min(p.current, p.desired) <= p.target <= max(p.current, p.desired)
+        # only idle processes are stopped, and never below the minimum
+        assert p.stop <= state.idle
+        if p.stop:
+            assert p.target >= m
+        if p.target < m:
+            assert p.stop == 0 and result.total >= top, "a pool stays under its minimum only while there is no room"
+        if limited:
+            if p.start:
+                assert p.target <= max(p.current, m) + (0 if cooling else config.balance_max_shift)
+            if p.stop and not (current_total > top):
+                assert not cooling and p.stop <= config.balance_max_shift
+        assert (p.target == p.desired) == (p.held is None)
+    # never above max_processes, unless busy processes alone are more than that
+    if result.total > top:
+        assert not any(p.start for p in result.pools)
+        for p in result.pools:
+            state = pools.get(p.name, PoolState())
+            assert p.target <= p.desired or p.target == state.busy
+    # deterministic
+    assert plan(config, pools, demand, now, overrides) == result
+    return result
+
+
+def test_invariants_hold_for_many_random_inputs() -> None:
+    rng = random.Random(20240601)
+    for _ in range(2000):
+        check_invariants(*random_case(rng))
+
+
+def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_size() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        config, pools, demand, now, overrides = random_case(rng)
+        # every process idle, so nothing is held by busy processes
+        state = {name: PoolState(p.processes, p.processes, p.changed_at) for name, p in pools.items()}
+        demand = {q: QueueDemand(d.ready, 0, d.mean_runtime) for q, d in demand.items()}
+        for _ in range(200):
+            result = check_invariants(config, state, demand, now, overrides)
+            if not result.changes and all(p.held is None for p in result.pools):
+                break
+            state = {
+                p.name: PoolState(p.target, p.target, now if p.target != p.current else state.get(p.name, PoolState()).changed_at)
+                for p in result.pools
+            }
+            now += max(config.balance_cooldown, 0.5)
+        else:
+            pytest.fail(f"no convergence: {config} {demand} {overrides}")
+        assert result.targets == desired_sizes(config, demand, state, overrides)
