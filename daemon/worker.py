@@ -125,8 +125,9 @@ class WorkerOptions:
     def validate(self) -> WorkerOptions:
         if self.hard_timeout:
             for spec in REGISTRY.values():
-                # the eval sample job gets its timeout from each run (--timeout), not from here
-                if spec.queue not in self.queues or spec.name == SAMPLE_JOB:
+                # the eval sample job gets its timeout from each run (--timeout), and batch
+                # callbacks are the engine's own: neither is the operator's to size
+                if spec.queue not in self.queues or spec.name in (SAMPLE_JOB, "evalharness.batch_callback"):
                     continue
                 if spec.options.timeout == 0 or spec.options.timeout >= self.hard_timeout:
                     shown = "no timeout" if spec.options.timeout == 0 else f"timeout {spec.options.timeout:g}s"
@@ -171,6 +172,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
+        self._fetch_task: asyncio.Task[None] | None = None
         self.paused = False
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -222,6 +224,7 @@ class Worker:
         watchdog = threading.Thread(target=self._watchdog, name="watchdog", daemon=True)
         watchdog.start()
         fetch = asyncio.create_task(self._fetch_loop(), name="fetch")
+        self._fetch_task = fetch
         try:
             stop = asyncio.create_task(self.stop_event.wait())
             await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -322,11 +325,13 @@ class Worker:
         self._contexts[job.id] = ctx
         task = asyncio.create_task(self._run(job, ctx), name=f"job:{job.id}")
         self._running[job.id] = task
-        task.add_done_callback(lambda _t, jid=job.id: self._finished(jid))
+        task.add_done_callback(lambda t, jid=job.id: self._finished(jid, t))
 
-    def _finished(self, job_id: str) -> None:
-        self._running.pop(job_id, None)
-        self._contexts.pop(job_id, None)
+    def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
+        # only this attempt's entries: a re-delivered attempt of the same job may have replaced them
+        if self._running.get(job_id) is task:
+            self._running.pop(job_id, None)
+            self._contexts.pop(job_id, None)
         self._slot_free.set()
 
     def _timeout_for(self, job: Job) -> float | None:
@@ -502,6 +507,12 @@ class Worker:
         log.error("worker %s: %s; giving back its other jobs and exiting to be replaced", self.id, reason)
         self.exit_code = EXIT_REPLACE
         self.stop_reason = reason
+        # no more pops first, so the jobs given back below are not claimed again by this worker
+        self.stop_event.set()
+        if self._fetch_task is not None and not self._fetch_task.done():
+            self._fetch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fetch_task
         me = asyncio.current_task()
         others = [t for t in self._running.values() if t is not me and not t.done()]
         if others:
