@@ -23,3 +23,11 @@ async def stamp(payload: Any) -> float:
 async def sut_50ms(question: Any) -> str:
     await asyncio.sleep(0.05)
     return str(question)
+
+
+@job("bench.sleep100", queue="x")
+async def sleep100(ctx: Any, payload: Any) -> float:
+    """100 ms of work; returns how long the job waited in the queue."""
+    waited = time.time() - ctx.job.enqueued_at
+    await asyncio.sleep(0.1)
+    return waited
