@@ -361,6 +361,11 @@ class Worker:
                 except ConfigError as e:
                     raise _Permanent("unknown_limiter", str(e)) from None
                 if wait:
+                    if job.options.retry_until is not None and time.time() + wait > job.options.retry_until:
+                        raise _Permanent(
+                            FailureKind.RATE_LIMITED,
+                            f"limiter {', '.join(limiters)} would start it only after its retry_until deadline",
+                        )
                     await self._settle_limited(job, wait)
                     return
             args = (ctx, job.payload) if spec.takes_context else (job.payload,)

@@ -11,7 +11,7 @@ if not ok or redis.call('HGET', ojk, 'state') ~= 'failed' then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rec = redis.call('HMGET', ojk, 'lane', 'sink', 'sink_field', 'sink_ttl', 'checkpoint')
+local rec = redis.call('HMGET', ojk, 'lane', 'sink', 'sink_field', 'sink_ttl', 'checkpoint', 'batch', 'unique', 'unique_for')
 local lane = rec[1] or '_'
 local jk = base .. 'job:' .. new
 redis.call('HSET', jk, 'data', ARGV[4], 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
@@ -23,6 +23,23 @@ if rec[2] then
 end
 if rec[5] then
   redis.call('HSET', jk, 'checkpoint', rec[5])
+end
+if rec[6] then
+  -- a job of a batch: the batch counts the retry as it would for `batch retry`
+  local bk = base .. 'batch:' .. rec[6]
+  redis.call('HSET', jk, 'batch', rec[6])
+  if redis.call('SREM', bk .. ':failed', old) == 1 then
+    redis.call('HINCRBY', bk, 'failed', -1)
+    redis.call('HINCRBY', bk, 'processed', -1)
+  end
+  redis.call('HINCRBY', bk, 'pending', 1)
+  redis.call('HSET', bk, 'state', 'running')
+  redis.call('HDEL', bk, 'finished_at', 'cancelled_at', 'catch_done')
+end
+if rec[7] then
+  -- the retry holds the idempotency key from now on
+  redis.call('HSET', jk, 'unique', rec[7], 'unique_for', rec[8] or '0')
+  redis.call('SET', base .. 'unique:' .. rec[7], new)
 end
 redis.call('HSET', ojk, 'state', 'retried', 'retried_by', new, 'retried_at', now)
 redis.call('ZREM', KEYS[3], old)
