@@ -173,6 +173,7 @@ class Worker:
         self._interrupting = False
         self._closing = asyncio.Event()
         self._fetch_task: asyncio.Task[None] | None = None
+        self._pop_in_doubt = False
         self.paused = False
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -299,6 +300,8 @@ class Worker:
                     await asyncio.wait_for(self._slot_free.wait(), 1.0)
                 continue
             try:
+                if self._pop_in_doubt:
+                    await self._reclaim_unknown()
                 got = 0
                 next_due: float | None = None
                 for q in opts.queues:
@@ -315,9 +318,30 @@ class Worker:
                     await self.blocking.blpop(wake_keys, timeout=wait)
                 backoff = 0.1
             except REDIS_ERRORS as exc:
+                # A pop whose reply was lost may have reserved jobs for us that we never saw.
+                self._pop_in_doubt = True
                 log.warning("worker %s: redis unavailable (%s); retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _reclaim_unknown(self) -> None:
+        """Give back, without using a try, jobs reserved in our name that we do not hold: the
+        reply of a pop was lost when the connection dropped.  Runs only after a Redis error."""
+        for q in self.options.queues:
+            keys = self.queue.keys(q)
+            ids = [str(i) for i in await self.client.zrange(keys.reserved, 0, -1)]
+            unknown = [i for i in ids if i not in self._held[q]]
+            if not unknown:
+                continue
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in unknown:
+                    pipe.hget(keys.job(job_id), "owner")
+                owners = await pipe.execute()
+            for job_id, owner in zip(unknown, owners, strict=True):
+                if owner == self.id and job_id not in self._held[q]:
+                    log.warning("worker %s: job %s was reserved by a pop whose reply was lost; giving it back", self.id, job_id)
+                    await self.queue.release(q, self.id, job_id, 0, "interrupted", None)
+        self._pop_in_doubt = False
 
     def _start(self, job: Job) -> None:
         self._held[job.queue][job.id] = job
