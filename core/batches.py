@@ -255,15 +255,19 @@ class Batches:
         """Cancel: queued jobs leave the queue now; returns how many were removed."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        removed = await self.queue.scripts["batch_cancel"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id])
-        return int(removed)
+        removed = int(await self.queue.scripts["batch_cancel"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]))
+        if removed < 0:
+            raise EvalHarnessError(f"no batch {batch_id!r}")
+        return removed
 
     async def retry(self, batch_id: str) -> int:
         """Queue the failed (and cancelled) jobs again; returns how many."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        n = await self.queue.scripts["batch_retry"](keys=[keys.lanes, keys.ready, keys.wake, keys.failed], args=[keys.base, batch_id])
-        return int(n)
+        n = int(await self.queue.scripts["batch_retry"](keys=[keys.lanes, keys.ready, keys.wake, keys.failed], args=[keys.base, batch_id]))
+        if n < 0:
+            raise EvalHarnessError(f"no batch {batch_id!r}")
+        return n
 
     async def prune(self, older_than: float) -> int:
         """Delete finished batches whose finish is older than ``older_than`` seconds."""

@@ -128,11 +128,11 @@ class JobOptions:
         return replace(self, **given).validate()
 
 
-def derive_key(name: str, payload: Any, batch: str | None = None) -> str:
-    """The default idempotency key: the job name plus its canonical JSON payload (and its batch:
-    the same work in two batches is two jobs), hashed."""
+def derive_key(name: str, payload: Any, batch: str | None = None, tenant: str | None = None) -> str:
+    """The default idempotency key: the job name plus its canonical JSON payload, and its batch
+    and tenant (the same work in two batches, or for two tenants, is two jobs), hashed."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{name}\n{batch or ''}\n{canonical}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{name}\n{batch or ''}\n{tenant or ''}\n{canonical}".encode()).hexdigest()[:32]
 
 
 def new_job_id() -> str:

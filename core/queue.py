@@ -106,7 +106,7 @@ class Queue:
             batch=req.batch,
             tenant=req.tenant,
             tags=tuple(req.tags),
-            key=req.key or derive_key(req.name, req.payload, req.batch),
+            key=req.key or derive_key(req.name, req.payload, req.batch, req.tenant),
             options_given=options_given,
             overrides=dict(req.overrides),
         )

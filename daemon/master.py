@@ -6,7 +6,7 @@ sent through Redis:
 * SIGTERM / SIGINT: stop taking work, let in-flight jobs finish within the grace period, exit 0
   (a second SIGINT kills the workers at once);
 * SIGUSR2 pause, SIGCONT continue, SIGUSR1 (or SIGHUP) restart the workers with fresh config;
-* ``evalharness pause|continue|terminate|scale`` do the same from any host."""
+* ``evalharness pause|continue|terminate|restart|scale`` do the same from any host."""
 
 from __future__ import annotations
 

@@ -88,6 +88,10 @@ class Publisher:
                 log.warning("telemetry: redis unavailable (%s); retrying", exc)
                 wait = backoff
                 backoff = min(backoff * 2, 5.0)
+            except redis.exceptions.RedisError as exc:
+                # e.g. an ACL user without the rights this needs: say so, keep trying, never die
+                log.error("telemetry: Redis refused a command (%s: %s); heartbeats and telemetry need it", type(exc).__name__, exc)
+                wait = 5.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
         with contextlib.suppress(*REDIS_ERRORS):

@@ -192,6 +192,10 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop, sig)
         loop.add_signal_handler(signal.SIGUSR2, self.pause)
         loop.add_signal_handler(signal.SIGCONT, self.resume)
+        # meant for the master (restart workers / reload); a worker signalled with its group
+        # must not die of them mid-job
+        for sig in (signal.SIGUSR1, signal.SIGHUP):
+            loop.add_signal_handler(sig, log.info, "worker %s: %s ignored (it is for evalharnessd)", self.id, sig.name)
 
     def pause(self) -> None:
         """Stop taking jobs (running ones go on); SIGUSR2."""
