@@ -186,9 +186,10 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
 @click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).")
 @click.option("--telemetry/--no-telemetry", default=True, show_default=True, help="Record per-minute counters and runtime histograms (O(1) per job).")
 @click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
+@click.option("--sleep", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -208,7 +209,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     settings = settings_from(ctx, imports)
     options = WorkerOptions(
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
-        max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry,
+        max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry, poll=sleep,
     )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
 

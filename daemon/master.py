@@ -287,7 +287,7 @@ class Master:
 
     def _new_slot(self, pool: Pool) -> Slot:
         sup = pool.supervisor
-        slot = Slot(sup.name, pool.queues, sup.concurrency, self.imports, self.grace, self.lease, self.worker_args)
+        slot = Slot(sup.name, pool.queues, sup.concurrency, self.imports, self.grace, self.lease, self.worker_args + supervisor_worker_args(sup))
         pool.slots.append(slot)
         slot.task = asyncio.create_task(self._keep(pool, slot), name=f"slot:{sup.name}:{pool.name}")
         return slot
@@ -484,6 +484,19 @@ def _child_setup(nice: int) -> Callable[[], None]:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
     return setup
+
+
+def supervisor_worker_args(sup: SupervisorConfig) -> tuple[str, ...]:
+    """A supervisor's own worker limits, given after the daemon-wide flags so they win."""
+    args: list[str] = []
+    for key, flag in (("memory", "--memory"), ("max_jobs", "--max-jobs"), ("max_time", "--max-time"), ("hard_timeout", "--hard-timeout")):
+        value = getattr(sup, key, 0) or 0
+        if value:
+            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    sleep = getattr(sup, "sleep", 1.0)
+    if sleep and sleep != 1.0:
+        args += ["--sleep", f"{sleep:g}"]
+    return tuple(args)
 
 
 def control_key(prefix: str, master: str) -> str:
