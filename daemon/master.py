@@ -486,6 +486,16 @@ def _child_setup(nice: int) -> Callable[[], None]:
     return setup
 
 
+def default_grace(sups: list[SupervisorConfig], hard_timeout: float = 0.0) -> float:
+    """Long enough for the longest job to finish: its hard limit when one is set, else the
+    larger of the supervisor's timeout and the default job timeout (60 s); plus 30 s."""
+    limits = [
+        float(getattr(s, "hard_timeout", 0) or hard_timeout or max(float(getattr(s, "timeout", 60) or 60), 60.0))
+        for s in sups
+    ]
+    return max(limits or [60.0]) + 30.0
+
+
 def supervisor_worker_args(sup: SupervisorConfig) -> tuple[str, ...]:
     """A supervisor's own worker limits, given after the daemon-wide flags so they win."""
     args: list[str] = []
@@ -544,7 +554,7 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--queue", "queues", multiple=True, metavar="NAME=PROCESSES", help="Run PROCESSES workers on queue NAME; repeat for several. Overrides the config's supervisors.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs each worker process runs at once (with --queue).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker.")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT.")
+@click.option("--grace", type=click.FloatRange(min=0), default=None, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT (default: the largest supervisor job timeout + 30, or --hard-timeout + 30 when set).")
 @click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Each worker exits after this many jobs and is replaced (0: no limit).")
 @click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Each worker exits after this many seconds and is replaced (0: no limit).")
 @click.option("--memory", type=click.FloatRange(min=0), default=0, help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).")
@@ -557,7 +567,7 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--environment", envvar="EVALHARNESS_ENV", help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -576,6 +586,8 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
             raise ConfigError("nothing to run: pass --queue NAME=PROCESSES or a config file with [supervisors.NAME] tables")
         settings = resolve_settings(redis_url, prefix, config, imports)
         default_wait, per_queue = parse_long_waits(long_waits)
+        if grace is None:
+            grace = default_grace(sups, hard_timeout)
     except EvalHarnessError as exc:
         fail(exc)
         return
