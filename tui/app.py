@@ -1,7 +1,7 @@
 """The operator console (``evalharness-tui``): a top bar of modes and connection status, a body, keys.
 
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
-none is published); its messages update a :class:`~evalharness.tui.state.ConsoleState`, which the
+none is published) and reads the recorded per-minute history on connecting and once a minute; its messages update a :class:`~evalharness.tui.state.ConsoleState`, which the
 screen draws at most a few times a second. The Overview is live; the other modes say what they
 will show.
 """
@@ -38,9 +38,18 @@ from evalharness.core.connection import async_client, redact_url
 from evalharness.core.errors import EvalHarnessError
 
 from .overview import OverviewView
-from .state import ConsoleState, Level, Snapshot, TelemetryError
+from .state import (
+    HISTORY_MINUTES,
+    ConsoleState,
+    HistoryEntry,
+    Level,
+    Snapshot,
+    TelemetryError,
+    read_history_entries,
+)
 
 CollectSnapshot = Callable[[Redis, str], Awaitable[Mapping[str, Any]]]
+ReadHistory = Callable[[Redis, str, int], Awaitable[list[Any]]]
 
 try:
     from evalharness.core.telemetry import channel as telemetry_channel
@@ -52,8 +61,15 @@ except ImportError:  # an engine without telemetry: the console still follows wh
         return f"{prefix}:telemetry"
 
 
+try:
+    from evalharness.core.telemetry import read_history as _read_history
+except ImportError:  # an engine that records no history: the console shows none
+    _read_history = None
+
 DEFAULT_COLLECT: CollectSnapshot | None = _collect_snapshot
 """How the console reads a snapshot itself when none is published; None where the engine has no way."""
+DEFAULT_HISTORY: ReadHistory | None = _read_history
+"""How the console reads the recorded per-minute history; None where the engine records none."""
 
 PING_INTERVAL = 2.0
 """Seconds between two health checks while nothing else is heard, and the retry delay after a failure."""
@@ -65,6 +81,8 @@ POLL_INTERVAL = 2.0
 """Seconds between two snapshots the console reads itself while nothing is published."""
 POLL_TIMEOUT = 5.0
 """Reading a whole snapshot takes a few round trips; slower than this counts as a failure."""
+HISTORY_INTERVAL = 60.0
+"""Seconds between two readings of the history: the daemon appends one entry a minute."""
 REDRAW_INTERVAL = 0.5
 """The screen is redrawn at most this often (2 Hz), however fast snapshots arrive."""
 TICK_INTERVAL = 1.0
@@ -123,6 +141,24 @@ class TelemetryReceived(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, TelemetryReceived)
+
+
+class HistoryReceived(Message):
+    """The recorded per-minute history, oldest first, read by the feed or recorded; it replaces the
+    history shown, and only the newest one waiting is handled."""
+
+    def __init__(self, history: tuple[HistoryEntry, ...]) -> None:
+        super().__init__()
+        self.history = history
+
+    @classmethod
+    def from_entries(cls, entries: object) -> HistoryReceived:
+        """History entries as stored in Redis; entries the console cannot read are left out.
+        Raises :class:`TelemetryError` when ``entries`` is not a list."""
+        return cls(read_history_entries(entries))
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HistoryReceived)
 
 
 class TelemetryUnreadable(Message):
@@ -193,18 +229,22 @@ class ConsoleApp(App[None]):
         clock: Callable[[], float] = time.time,
         read_only: bool = False,
         collect: CollectSnapshot | None = DEFAULT_COLLECT,
+        history: ReadHistory | None = DEFAULT_HISTORY,
     ) -> None:
         super().__init__()
         self._redis_url = redis_url
         self._feed_enabled = feed
         self._clock = clock
         self._collect = collect
+        self._history = history
         self.read_only = read_only
         self.state = ConsoleState(redact_url(redis_url), prefix, read_only=read_only)
         self.sub_title = self.state.redis_url_display
         self.mode_shown = mode_id(MODES[0][2])
         self.drawn_snapshot: Snapshot | None = None
         """The snapshot on screen now (the newest may wait for the next redraw)."""
+        self.drawn_history: tuple[HistoryEntry, ...] | None = None
+        """The history on screen now."""
         self._redraw_timer: Timer | None = None
         self._last_redraw = float("-inf")
         # Kept by reference: drawing must not depend on which screen (help, palette) is on top.
@@ -269,6 +309,8 @@ class ConsoleApp(App[None]):
             # Published snapshots are fire-and-forget: what happened before we listened is read directly.
             if self._collect is not None:
                 await self._poll(client)
+            await self._read_history_now(client)
+            next_history = loop.time() + HISTORY_INTERVAL
             next_poll = loop.time() + TELEMETRY_SILENCE
             confirmed = loop.time()
             while True:
@@ -284,6 +326,9 @@ class ConsoleApp(App[None]):
                     await self._poll(client)
                     confirmed = loop.time()
                     next_poll = confirmed + POLL_INTERVAL
+                if loop.time() >= next_history:
+                    await self._read_history_now(client)
+                    next_history = loop.time() + HISTORY_INTERVAL
         finally:
             await pubsub.aclose()
             await client.aclose()
@@ -309,6 +354,23 @@ class ConsoleApp(App[None]):
         async with asyncio.timeout(PING_TIMEOUT):
             await client.ping()
         self.post_message(ConnectionChecked.connected(self._clock()))
+
+    async def _read_history_now(self, client: Redis) -> None:
+        """Read the last HISTORY_MINUTES entries of the history, where the engine records one."""
+        if self._history is None:
+            return
+        try:
+            async with asyncio.timeout(POLL_TIMEOUT):
+                entries = await self._history(client, self.state.prefix, HISTORY_MINUTES)
+            message = HistoryReceived.from_entries(entries)
+        except TimeoutError:
+            raise TimeoutError(f"no history within {POLL_TIMEOUT:g}s") from None
+        except (RedisError, OSError):
+            raise
+        except Exception as exc:  # a history that cannot be read is a telemetry problem, not a lost Redis
+            self.post_message(TelemetryUnreadable(f"reading the history failed: {describe_failure(exc, self._redis_url)}"))
+        else:
+            self.post_message(message)
 
     def _post_telemetry(self, raw: object) -> None:
         if not isinstance(raw, str | bytes):
@@ -345,6 +407,11 @@ class ConsoleApp(App[None]):
         self.state.apply_snapshot(message.snapshot, self._clock())
         self.request_redraw()
 
+    @on(HistoryReceived)
+    def _on_history(self, message: HistoryReceived) -> None:
+        self.state.apply_history(message.history)
+        self.request_redraw()
+
     @on(TelemetryUnreadable)
     def _on_telemetry_unreadable(self, message: TelemetryUnreadable) -> None:
         self.log.warning("telemetry:", message.problem)
@@ -376,6 +443,7 @@ class ConsoleApp(App[None]):
             if self.mode_shown == "overview":
                 self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
                 self.drawn_snapshot = self.state.snapshot
+                self.drawn_history = self.state.history
 
     def _draw_status(self, now: float) -> None:
         status = self._status

@@ -1,4 +1,5 @@
-"""The Overview screen's body: a strip of totals, the current workload per queue, the connection.
+"""The Overview screen's body: a strip of totals, the recorded history as sparklines, the current
+workload per queue, the connection.
 
 It draws a :class:`ConsoleState` and nothing else, touching only what changed since the last
 draw, so a snapshot a second neither flickers nor moves the table's cursor.
@@ -6,14 +7,32 @@ draw, so a snapshot a second neither flickers nor moves the table's cursor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
-from .state import ConsoleState, Level, QueueStats, Snapshot, overview_tiles, queue_cells, workload_columns
+from .state import (
+    ConsoleState,
+    HistoryEntry,
+    HistoryLine,
+    Level,
+    QueueStats,
+    Snapshot,
+    backlog_history_line,
+    jobs_history_line,
+    overview_tiles,
+    queue_cells,
+    workload_columns,
+)
+
+History = tuple[HistoryEntry, ...] | None
 
 NARROW_QUEUE_WIDTH = 18
 """Queue names longer than this are cut (with "…") below the wide breakpoint; the numbers come first."""
@@ -39,6 +58,38 @@ def _set_level(widget: Static, level: Level | None) -> None:
         widget.set_class(level is each, f"-{each.value}")
 
 
+class HistorySpark(Widget):
+    """One line of history: a title, a sparkline fitted to the widget's width, its min and max."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"history-spark--title", "history-spark--spark", "history-spark--range"}
+
+    def __init__(self, line_of: Callable[[History, int], HistoryLine], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._line_of = line_of
+        self._history: History = None
+
+    @property
+    def line(self) -> HistoryLine:
+        """The line as drawn at the widget's current width."""
+        return self._line_of(self._history, self.content_size.width or 80)
+
+    def show(self, history: History) -> None:
+        if history is not self._history:
+            self._history = history
+            self.refresh()
+
+    def render(self) -> Text:
+        line = self.line
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(line.title, style=self.get_component_rich_style("history-spark--title"))
+        if line.spark:
+            text.append("  ")
+            text.append(line.spark, style=self.get_component_rich_style("history-spark--spark"))
+        text.append("  ")
+        text.append(line.range, style=self.get_component_rich_style("history-spark--range"))
+        return text
+
+
 class OverviewView(Vertical):
     """Totals, the workload table and the connection; call :meth:`draw` to bring them up to date."""
 
@@ -56,6 +107,9 @@ class OverviewView(Vertical):
                 with Vertical(classes="tile", id=f"tile-{tile.key}"):
                     yield Static(tile.label, classes="tile-label", markup=False)
                     yield Static(tile.value, classes="tile-value", id=f"value-{tile.key}", markup=False)
+        with Vertical(id="history"):
+            yield HistorySpark(jobs_history_line, id="history-jobs")
+            yield HistorySpark(backlog_history_line, id="history-backlog")
         with Horizontal(id="workload-bar"):
             yield Static("Workload", id="workload-title", markup=False)
             yield Static("", id="workload-note", markup=False)
@@ -72,6 +126,8 @@ class OverviewView(Vertical):
         stale = state.connected is False and state.snapshot is not None
         self.set_class(stale, "-stale")
         self._draw_tiles(state.snapshot)
+        for spark in self.query(HistorySpark):
+            spark.show(state.history)
         self._draw_table(state.snapshot, wide)
         self.draw_ages(state, now)
 

@@ -17,6 +17,14 @@ from typing import Any
 SCHEMA = "evalharness.telemetry.v1"
 """The telemetry schema this console reads; a snapshot of any other is refused, not guessed at."""
 
+HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
+"""The schema of the per-minute history entries; entries of any other are left out."""
+
+HISTORY_MINUTES = 60
+"""How many minutes of history the console reads and draws at most."""
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
 STALE_AFTER = 10.0
 """A snapshot older than this (seconds) while Redis answers means nothing is producing them."""
 
@@ -170,6 +178,146 @@ def _text(data: Mapping[str, Any], key: str, where: str = "") -> str | None:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One minute of the recorded history (schema :data:`HISTORY_SCHEMA`): the jobs finished in
+    that minute and each queue's backlog (``ready``) at its end."""
+
+    minute: int
+    jobs_per_minute: float | None
+    ready: Mapping[str, int | None]
+
+    @classmethod
+    def from_dict(cls, data: object) -> HistoryEntry:
+        if not isinstance(data, Mapping):
+            raise TelemetryError(f"history entry is a {type(data).__name__}, not an object")
+        schema = data.get("schema")
+        if schema != HISTORY_SCHEMA:
+            raise TelemetryError(f"history schema {schema!r} is not {HISTORY_SCHEMA!r}")
+        minute = _count(data, "minute")
+        if minute is None:
+            raise TelemetryError("history field 'minute' is missing")
+        queues = _mapping(data, "queues")
+        ready: dict[str, int | None] = {}
+        for name, row in queues.items():
+            if not isinstance(row, Mapping):
+                raise TelemetryError(f"history field 'queues.{name}' is not an object")
+            ready[str(name)] = _count(row, "ready", f"queues.{name}.")
+        return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready)
+
+
+def read_history_entries(entries: object) -> tuple[HistoryEntry, ...]:
+    """History entries as read from Redis, by minute; an entry the console cannot read is left out
+    rather than hiding the others."""
+    if not isinstance(entries, list | tuple):
+        raise TelemetryError(f"history is a {type(entries).__name__}, not a list")
+    by_minute: dict[int, HistoryEntry] = {}
+    for raw in entries:
+        try:
+            entry = HistoryEntry.from_dict(raw)
+        except TelemetryError:
+            continue
+        by_minute[entry.minute] = entry
+    return tuple(by_minute[m] for m in sorted(by_minute))
+
+
+def minute_series(history: tuple[HistoryEntry, ...], value: Callable[[HistoryEntry], float | None]) -> list[float | None]:
+    """One value per minute from the first recorded minute to the last (at most
+    :data:`HISTORY_MINUTES`); a minute with no entry is None."""
+    if not history:
+        return []
+    last = history[-1].minute
+    first = max(history[0].minute, last - HISTORY_MINUTES + 1)
+    values: list[float | None] = [None] * (last - first + 1)
+    for entry in history:
+        if entry.minute >= first:
+            values[entry.minute - first] = value(entry)
+    return values
+
+
+def busiest_queue(history: tuple[HistoryEntry, ...]) -> str | None:
+    """The queue with the largest backlog in the latest minute (then the largest peak, then by name)."""
+    if not history:
+        return None
+    latest = history[-1].ready
+    names = {name for entry in history for name in entry.ready}
+    if not names:
+        return None
+
+    def weight(name: str) -> tuple[int, int, str]:
+        peak = max((entry.ready.get(name) or 0) for entry in history)
+        return (latest.get(name) or 0, peak, name)
+
+    return max(sorted(names), key=weight)
+
+
+def sparkline(values: list[float | None]) -> str:
+    """One block per value, from ▁ (the smallest) to █ (the largest); a missing value is a space."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return " " * len(values)
+    low, high = min(known), max(known)
+    top = len(SPARK_BLOCKS) - 1
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        elif high == low:
+            out.append(SPARK_BLOCKS[top // 2] if high else SPARK_BLOCKS[0])
+        else:
+            out.append(SPARK_BLOCKS[round((v - low) / (high - low) * top)])
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One history line, fitted to a width: the title, the sparkline, and the range of what it shows."""
+
+    title: str
+    spark: str
+    range: str
+    points: int
+
+    @property
+    def text(self) -> str:
+        return "  ".join(part for part in (self.title, self.spark, self.range) if part)
+
+
+def history_line(
+    name: str, values: list[float | None], width: int, fmt: Callable[[float | None], str]
+) -> HistoryLine:
+    """``name``'s line for ``values`` (one a minute, oldest first) in ``width`` columns: the newest
+    minutes that fit, their min and max."""
+    if not values:
+        return HistoryLine(name, "", "no history yet", 0)
+
+    def fitted(n: int) -> HistoryLine:
+        shown = values[-n:]
+        known = [v for v in shown if v is not None]
+        span = f"min {fmt(min(known))} · max {fmt(max(known))}" if known else "no data"
+        return HistoryLine(f"{name}, last {n} min", sparkline(shown), span, n)
+
+    n = len(values)
+    line = fitted(n)
+    while n > 1 and len(line.text) > width:
+        n = max(1, min(n - 1, n - (len(line.text) - width)))
+        line = fitted(n)
+    return line
+
+
+def jobs_history_line(history: tuple[HistoryEntry, ...] | None, width: int) -> HistoryLine:
+    series = minute_series(history or (), lambda e: e.jobs_per_minute)
+    return history_line("Jobs/min", series, width, format_rate)
+
+
+def backlog_history_line(history: tuple[HistoryEntry, ...] | None, width: int) -> HistoryLine:
+    queue = busiest_queue(history or ())
+    if queue is None:
+        return history_line("Backlog", [], width, format_rate)
+    series = minute_series(history or (), lambda e: e.ready.get(queue))
+    return history_line(f"Backlog of {queue}", series, width, lambda v: format_count(None if v is None else int(v)))
+
+
 # --- what the overview draws from a snapshot --------------------------------------------------
 
 
@@ -270,6 +418,8 @@ class ConsoleState:
     snapshot: Snapshot | None = None
     snapshot_received_at: float | None = None
     telemetry_problem: str | None = None
+    history: tuple[HistoryEntry, ...] | None = None
+    """The recorded per-minute history, oldest first; None until it has been read."""
 
     def mark_connected(self, now: float) -> None:
         self.connected = True
@@ -288,6 +438,10 @@ class ConsoleState:
         self.snapshot = snapshot
         self.snapshot_received_at = now
         self.telemetry_problem = None
+
+    def apply_history(self, history: tuple[HistoryEntry, ...]) -> None:
+        """The history as read now replaces what was shown: the daemon alone appends to it."""
+        self.history = history[-HISTORY_MINUTES:]
 
     def mark_telemetry_problem(self, problem: str) -> None:
         """A snapshot could not be read: the last good one stays on screen, with the reason."""

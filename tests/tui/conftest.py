@@ -13,7 +13,7 @@ import pytest
 from textual.message import Message
 from textual.pilot import Pilot
 
-from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
+from evalharness.tui.app import ConnectionChecked, ConsoleApp, HistoryReceived, TelemetryReceived
 
 DATA = Path(__file__).parent / "data"
 
@@ -66,6 +66,18 @@ def recorded(name: str) -> dict[str, Any]:
     return data
 
 
+def recorded_history(name: str) -> list[dict[str, Any]]:
+    """Recorded per-minute history entries from tests/tui/data, oldest first."""
+    data: list[dict[str, Any]] = json.loads((DATA / f"history-{name}.json").read_text())
+    return data
+
+
+@pytest.fixture
+def busy_history() -> list[dict[str, Any]]:
+    """Sixty minutes of history of the busy snapshot's eight queues."""
+    return recorded_history("busy")
+
+
 @pytest.fixture
 def example() -> dict[str, Any]:
     """The two-queue snapshot of the telemetry contract."""
@@ -80,16 +92,19 @@ def busy() -> dict[str, Any]:
 
 async def feed(pilot: Pilot[None], *messages: Message) -> None:
     """Post messages as the feed would, and wait until the console has taken the last connection
-    result and drawn the last snapshot among them."""
+    result and drawn the last snapshot and history among them."""
     app = pilot.app
     assert isinstance(app, ConsoleApp)
     for message in messages:
         app.post_message(message)
     checks = [m for m in messages if isinstance(m, ConnectionChecked)]
     snapshots = [m.snapshot for m in messages if isinstance(m, TelemetryReceived)]
+    histories = [m.history for m in messages if isinstance(m, HistoryReceived)]
 
     def taken() -> bool:
         if checks and not (app.state.checked_at == checks[-1].at and app.state.connected is checks[-1].ok):
+            return False
+        if histories and app.drawn_history != histories[-1]:
             return False
         return not snapshots or app.drawn_snapshot is snapshots[-1]
 

@@ -1,5 +1,6 @@
 """Pictures of the console at 80x24 and 160x48 from fixed data: recorded telemetry (the contract's
-two-queue example and a busy eight-queue one), disconnected, paused, and before any telemetry."""
+two-queue example and a busy eight-queue one with an hour of history), disconnected, paused, and
+before any telemetry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
+from evalharness.tui.app import ConnectionChecked, ConsoleApp, HistoryReceived, TelemetryReceived
 
 NOW = 1_700_000_000.0
 ERROR = "ConnectionError: Error 111 connecting to redis.internal:6379. Connection refused."
@@ -26,20 +27,31 @@ def test_overview(
     snap_compare, request: pytest.FixtureRequest, make_app: MakeApp, send: Send, name: str, size: tuple[int, int]
 ) -> None:
     telemetry = TelemetryReceived.from_dict(request.getfixturevalue(name))
+    history = HistoryReceived.from_entries(request.getfixturevalue("busy_history") if name == "busy" else [])
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await send(pilot, ConnectionChecked.connected(NOW), telemetry)
+        await send(pilot, ConnectionChecked.connected(NOW), telemetry, history)
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_disconnected(snap_compare, make_app: MakeApp, send: Send, busy: dict[str, Any], size: tuple[int, int]) -> None:
-    """The last numbers stay, dimmed and marked stale, beside the error."""
+def test_disconnected(
+    snap_compare,
+    make_app: MakeApp,
+    send: Send,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
+    """The last numbers and history stay, dimmed and marked stale, beside the error."""
     telemetry = TelemetryReceived.from_dict(busy)
+    history = HistoryReceived.from_entries(busy_history)
 
     async def run_before(pilot: Pilot[None]) -> None:
-        await send(pilot, ConnectionChecked.connected(NOW - 14), telemetry, ConnectionChecked.failed(ERROR, NOW, 2.0))
+        await send(
+            pilot, ConnectionChecked.connected(NOW - 14), telemetry, history, ConnectionChecked.failed(ERROR, NOW, 2.0)
+        )
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 
