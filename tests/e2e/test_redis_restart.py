@@ -333,3 +333,28 @@ def test_a_job_whose_pop_reply_was_lost_is_neither_stuck_for_a_lease_nor_charged
     # the job never ran before the reply was lost: it must run now, with its one try, and soon
     assert "result" in json.loads(str(outcome)), outcome
     assert waited < LEASE / 2
+
+
+def test_the_daemon_and_its_telemetry_come_back_after_a_redis_restart(server: EmbeddedServer, procs: Processes) -> None:
+    env = {"EVALHARNESS_REDIS_URL": server.url}
+    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs", env=env)
+    r = connect(server.url)
+    try:
+        wait_until(lambda: r.hlen("eh:masters") == 1 and live_workers(server.url, "t") == 1, deadline=20, what="the daemon")
+        restarted_at = restart(server, "stop")
+        r.close()
+        r = connect(server.url)
+
+        def heartbeat_after_restart() -> bool:
+            raw = r.hvals("eh:masters")
+            return bool(raw) and json.loads(raw[0])["heartbeat_at"] > restarted_at and live_workers(server.url, "t") == 1
+
+        wait_until(heartbeat_after_restart, deadline=20, what="the master and its worker heartbeating again")
+        # and it serves work again
+        dispatch(server.url, [JobRequest("t.sleep", {"seconds": 0}, queue="t", id="after", result_to=(SINK, "after", 600))])
+        wait_until(lambda: r.hget(K.results(SINK), "after"), deadline=20, what="a job after the restart")
+        assert daemon.poll() is None
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    finally:
+        r.close()
