@@ -223,6 +223,26 @@ class Queue:
         raw = await self.client.hmget(self.keys(queue).results(sink), list(fields))
         return [None if r is None else json.loads(r) for r in raw]
 
+    def release_call(
+        self,
+        queue: str,
+        owner: str,
+        job_id: str,
+        delay: float,
+        why: str,
+        error: dict[str, Any] | None = None,
+        checkpoint: str = "",
+        telemetry: bool = True,
+    ) -> dict[str, list[Any]]:
+        """The keys and args of the ``release`` script (shared by the async and sync callers)."""
+        keys = self.keys(queue)
+        kind = (error or {}).get("kind", "")
+        return {
+            "keys": [keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+            "args": [keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint,
+                     "1" if telemetry else "0", kind],
+        }
+
     async def release(
         self,
         queue: str,
@@ -235,14 +255,27 @@ class Queue:
         telemetry: bool = True,
     ) -> bool:
         """Put a reserved job back (``why``: rate_limited, retry or interrupted)."""
+        call = self.release_call(queue, owner, job_id, delay, why, error, checkpoint, telemetry)
+        return bool(await self.scripts["release"](keys=call["keys"], args=call["args"]))
+
+    def fail_call(
+        self,
+        queue: str,
+        owner: str,
+        job_id: str,
+        failure: dict[str, Any],
+        *,
+        raised: bool = True,
+        checkpoint: str = "",
+        telemetry: bool = True,
+    ) -> dict[str, list[Any]]:
+        """The keys and args of the ``fail`` script (shared by the async and sync callers)."""
         keys = self.keys(queue)
-        kind = (error or {}).get("kind", "")
-        ok = await self.scripts["release"](
-            keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            args=[keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint,
-                  "1" if telemetry else "0", kind],
-        )
-        return bool(ok)
+        return {
+            "keys": [keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
+            "args": [keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
+                     str(failure.get("kind", "exception")) if telemetry else ""],
+        }
 
     async def fail(
         self,
@@ -256,13 +289,8 @@ class Queue:
         telemetry: bool = True,
     ) -> bool:
         """Fail a reserved job for good: it moves to the failed store (kept 7 days)."""
-        keys = self.keys(queue)
-        ok = await self.scripts["fail"](
-            keys=[keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
-            args=[keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
-                  str(failure.get("kind", "exception")) if telemetry else ""],
-        )
-        return bool(ok)
+        call = self.fail_call(queue, owner, job_id, failure, raised=raised, checkpoint=checkpoint, telemetry=telemetry)
+        return bool(await self.scripts["fail"](keys=call["keys"], args=call["args"]))
 
     async def checkpoint(self, queue: str, owner: str, job_id: str, state_json: str) -> bool:
         keys = self.keys(queue)
@@ -329,13 +357,7 @@ class Queue:
         keys = self.keys(queue)
         now_ms = int(time.time() * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.ready)
-            pipe.zcard(keys.delayed)
-            pipe.zcard(keys.reserved)
-            pipe.zcard(keys.failed)
-            pipe.zrange(keys.ready, 0, 0, withscores=True)
-            pipe.zcount(keys.workers, now_ms, "+inf")
-            pipe.hgetall(keys.stats)
+            pipe_queue_state(pipe, keys, now_ms)
             ready, delayed, reserved, failed, oldest, workers, counters = await pipe.execute()
         age = max(0.0, (now_ms - oldest[0][1]) / 1000.0) if oldest else None
         return QueueStats(
@@ -345,6 +367,18 @@ class Queue:
             reserved=reserved,
             failed=failed,
             oldest_ready_age=age,
-            workers=workers,
+            workers=len(workers),
             counters={k: int(v) for k, v in counters.items()},
         )
+
+
+def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:
+    """Queue the seven reads that describe a queue now, in this order: ready, delayed, reserved
+    and failed counts, the oldest ready job (id, ready ms), the live worker ids, the counters."""
+    pipe.zcard(keys.ready)
+    pipe.zcard(keys.delayed)
+    pipe.zcard(keys.reserved)
+    pipe.zcard(keys.failed)
+    pipe.zrange(keys.ready, 0, 0, withscores=True)
+    pipe.zrangebyscore(keys.workers, now_ms, "+inf")
+    pipe.hgetall(keys.stats)

@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .keys import GlobalKeys, QueueKeys
+from .queue import pipe_queue_state
 
 SCHEMA = "evalharness.telemetry.v1"
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
@@ -106,13 +107,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         pipe.hgetall(masters_key(prefix))
         for q in queues:
             k = QueueKeys(prefix, q)
-            pipe.zcard(k.ready)
-            pipe.zcard(k.delayed)
-            pipe.zcard(k.reserved)
-            pipe.zcard(k.failed)
-            pipe.zrange(k.ready, 0, 0, withscores=True)
-            pipe.zrangebyscore(k.workers, now_ms, "+inf")
-            pipe.hgetall(k.stats)
+            pipe_queue_state(pipe, k, now_ms)
             for m in range(minute - 60, minute + 1):
                 pipe.hgetall(minute_key(k, m))
         replies = await pipe.execute()

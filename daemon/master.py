@@ -139,6 +139,7 @@ class Master:
         self.stopping = asyncio.Event()
         self.force = False
         self.client: Any = None
+        self.publisher: Publisher | None = None
         self.paused: set[str] = set()  # supervisor names
         self.supervisors: list[SupervisorConfig] = []
         self.pools: list[Pool] = []
@@ -347,10 +348,13 @@ class Master:
             return
         by_queue: dict[str, dict[str, Any]] = {}
         if self.client is not None and any(balance_mode(s) == "auto" for s in sups):
-            try:
-                snapshot = await collect_snapshot(self.client, self.prefix)
-            except REDIS_ERRORS:
-                return
+            # the telemetry loop builds a snapshot each second: use it rather than read it again
+            snapshot = self.publisher.last_snapshot if self.publisher is not None else None
+            if snapshot is None or time.time() - snapshot["at"] > 2.0:
+                try:
+                    snapshot = await collect_snapshot(self.client, self.prefix)
+                except REDIS_ERRORS:
+                    return
             by_queue = {q["name"]: q for q in snapshot["queues"]}
         idle = await self._idle_pids()
         now = time.monotonic()
@@ -389,8 +393,8 @@ class Master:
         publisher_stop = asyncio.Event()
         publisher = None
         if client is not None:
-            pub = Publisher(client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap)
-            publisher = asyncio.create_task(pub.run(publisher_stop), name="telemetry")
+            self.publisher = Publisher(client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap)
+            publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="telemetry")
         while not self.stopping.is_set():
             try:
                 await self._commands()

@@ -73,6 +73,7 @@ class Publisher:
         self.interval = interval
         self._lead = client.register_script(_LEAD)
         self.published = 0
+        self.last_snapshot: dict[str, Any] | None = None  # the newest one built, for the balancer
 
     def long_wait_for(self, queue: str) -> float:
         return self.long_waits.get(queue, self.default_long_wait)
@@ -110,6 +111,7 @@ class Publisher:
         if not listeners and not leader:
             return
         snapshot = await collect_snapshot(self.client, self.prefix, now)
+        self.last_snapshot = snapshot
         if listeners:
             await self.client.publish(channel(self.prefix), json.dumps(snapshot))
             self.published += 1

@@ -45,7 +45,7 @@ from evalharness.core.jobs import (
     redact_payload,
 )
 from evalharness.core.limits import Limiter, LimiterClient
-from evalharness.core.queue import FAILED_RETENTION_MS, Queue
+from evalharness.core.queue import Queue
 from evalharness.core.scripts import script_source
 from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
 
@@ -579,36 +579,24 @@ class Worker:
             client = sync_client(self.redis_url, socket_timeout=5)
             scripts = {n: client.register_script(script_source(n)) for n in ("fail", "release")}
             overdue_ids = {c.job.id for c in overdue}
+            telemetry = self.options.telemetry
             for ctx in overdue:
                 job = ctx.job
                 decision = decide(job, outcome="timeout", now=time.time())
                 error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
-                keys = self.queue.keys(job.queue)
                 if decision.verdict is Verdict.RELEASE:
-                    scripts["release"](
-                        keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-                        args=[keys.base, self.id, job.id, int(decision.delay * 1000), "retry", json.dumps(error), ctx.state_json,
-                              "1" if self.options.telemetry else "0", "timeout"],
-                    )
+                    call = self.queue.release_call(job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry)
+                    scripts["release"](**call)
                 else:
                     error["reason"] = decision.reason
                     error["checkpoint"] = ctx.partial
                     spec = REGISTRY.get(job.name)
                     error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
-                    scripts["fail"](
-                        keys=[keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
-                        args=[keys.base, self.id, job.id, json.dumps(error), FAILED_RETENTION_MS, "1", ctx.state_json,
-                              "timeout" if self.options.telemetry else ""],
-                    )
+                    scripts["fail"](**self.queue.fail_call(job.queue, self.id, job.id, error, checkpoint=ctx.state_json, telemetry=telemetry))
             for ctx in list(self._contexts.values()):
-                if ctx.job.id in overdue_ids:
-                    continue
-                keys = self.queue.keys(ctx.job.queue)
-                scripts["release"](
-                    keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-                    args=[keys.base, self.id, ctx.job.id, 0, "interrupted", "", ctx.state_json],
-                )
+                if ctx.job.id not in overdue_ids:
+                    scripts["release"](**self.queue.release_call(ctx.job.queue, self.id, ctx.job.id, 0, "interrupted", None, ctx.state_json))
             for q in self.options.queues:
                 client.zrem(self.queue.keys(q).workers, self.id)
             client.hdel(self.queue.globals.workers, self.id)

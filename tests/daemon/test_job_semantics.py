@@ -264,3 +264,17 @@ def test_sigterm_still_gives_back_a_rate_limited_release_cleanly(r: Any, procs: 
     all_results(r, ["z"])
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=10) == 0
+
+
+@pytest.mark.slow
+def test_a_job_that_blocks_the_event_loop_is_recorded_as_timed_out_by_the_watchdog(r: Any, procs: Processes, redis_url: str) -> None:
+    (w,) = start_workers(procs, redis_url, 1, concurrency=2)
+    dispatch(procs, {"name": "t.blocks_loop", "id": "blk"}, {"name": "t.sleep", "id": "next", "payload": {"seconds": 30}})
+    wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running")
+    # the loop is stuck: only the watchdog thread can act, 5 s past the 1 s timeout
+    assert w.wait(timeout=20) == 70
+    (outcome,) = results(r, "blk")
+    assert outcome["error"]["kind"] == "timeout" and "event loop" in outcome["error"]["detail"]
+    assert json.loads(r.hget(K.job("blk"), "checkpoint")) == {"before": "the block"}
+    # its neighbour was given back without using a try, not left to its lease
+    assert r.zscore(K.ready, "next") is not None and r.hget(K.job("next"), "attempts") == "0"

@@ -166,3 +166,11 @@ def _record_callback(stage: str) -> Any:
 
 for _stage in ("before", "progress", "then", "catch", "finally"):
     batch_callback(f"t.{_stage}")(_record_callback(_stage))
+
+
+@job("t.blocks_loop", queue="t", timeout=1, tries=1)
+async def blocks_loop_job(ctx: JobContext, payload: Any) -> None:
+    """Blocking code inside an async job: the event loop itself stops."""
+    ctx.checkpoint({"before": "the block"})
+    await asyncio.sleep(0.1)  # let the checkpoint reach Redis
+    time.sleep(60)  # noqa: ASYNC251
