@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import traceback
@@ -230,18 +231,23 @@ class _Collector:
         self.in_flight.update(take)
 
     async def collect(self, wait: float) -> int:
+        """Take the outcomes workers pushed (``field<TAB>outcome JSON``): one blocking pop, then
+        whatever else is already there, in the same round trip's worth of work."""
         item = await self.client.blpop([self.done_key], timeout=max(wait, 0.01))
         if item is None:
             return 0
-        fields = [str(item[1])]
+        entries = [str(item[1])]
         more = await self.client.lpop(self.done_key, 1000)
         if isinstance(more, list):
-            fields += [str(f) for f in more]
-        stored = await self.queue.results(self.options.queue, self.sink, fields)
+            entries += [str(e) for e in more]
         got = 0
-        for fld, value in zip(fields, stored, strict=True):
+        for entry in entries:
+            fld, _, raw = entry.partition("\t")
             index = int(fld)
-            if value is None or index in self.results or not 0 <= index < len(self.dataset.samples):
+            if index in self.results or not 0 <= index < len(self.dataset.samples):
+                continue
+            value = json.loads(raw) if raw else (await self.queue.results(self.options.queue, self.sink, [fld]))[0]
+            if value is None:
                 continue
             self.results[index] = value
             self.in_flight.discard(index)

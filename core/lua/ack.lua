@@ -25,8 +25,10 @@ for i = 4, #ARGV, 3 do
       if result == '' then
         result = 'null'
       end
-      if redis.call('HSETNX', rk, rec[3], '{"result":' .. result .. '}') == 1 then
-        redis.call('RPUSH', rk .. ':done', rec[3])
+      local outcome = '{"result":' .. result .. '}'
+      if redis.call('HSETNX', rk, rec[3], outcome) == 1 then
+        -- the producer blocks on this list: the outcome travels with the field, no extra read
+        redis.call('RPUSH', rk .. ':done', rec[3] .. '\t' .. outcome)
       end
       redis.call('EXPIRE', rk, rec[4])
       redis.call('EXPIRE', rk .. ':done', rec[4])

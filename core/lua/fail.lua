@@ -42,8 +42,9 @@ if ARGV[8] and ARGV[8] ~= '' then
 end
 if rec[2] then
   local rk = base .. 'results:' .. rec[2]
-  if redis.call('HSETNX', rk, rec[3], '{"error":' .. ARGV[4] .. '}') == 1 then
-    redis.call('RPUSH', rk .. ':done', rec[3])
+  local outcome = '{"error":' .. ARGV[4] .. '}'
+  if redis.call('HSETNX', rk, rec[3], outcome) == 1 then
+    redis.call('RPUSH', rk .. ':done', rec[3] .. '\t' .. outcome)
   end
   redis.call('EXPIRE', rk, rec[4])
   redis.call('EXPIRE', rk .. ':done', rec[4])
