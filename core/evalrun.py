@@ -9,7 +9,6 @@ import contextlib
 import json
 import logging
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,16 @@ from .batches import Batches
 from .datasets import Dataset
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
-from .jobs import Job, JobOptions, PermanentError, Verdict, decide, new_job_id, rate_limit_signal
+from .jobs import (
+    Job,
+    JobOptions,
+    PermanentError,
+    Verdict,
+    decide,
+    describe_failure,
+    new_job_id,
+    rate_limit_signal,
+)
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
 from .sut import call_sut, load_sut
@@ -162,22 +170,10 @@ async def _serial_sample(
         if decision.rate_limited:
             releases += 1
         if decision.verdict is Verdict.FAIL:
-            kind = getattr(exc, "kind", None) if isinstance(exc, PermanentError) else decision.kind
-            return None, _describe(exc, str(kind or decision.kind), attempts, decision.reason), attempts
+            error = describe_failure(exc, decision.kind, job, trace=not isinstance(exc, PermanentError | TimeoutError))
+            error["reason"] = decision.reason
+            return None, error, attempts
         await asyncio.sleep(decision.delay)
-
-
-def _describe(exc: BaseException | None, kind: str, attempts: int, reason: str) -> dict[str, Any]:
-    info = _error(
-        kind,
-        str(exc) if exc is not None else "",
-        exception_type=type(exc).__name__ if exc is not None else None,
-        attempts=attempts,
-        reason=reason,
-    )
-    if exc is not None and not isinstance(exc, PermanentError | TimeoutError):
-        info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
-    return info
 
 
 # -- lazy-parallel -----------------------------------------------------------------------
@@ -287,10 +283,6 @@ class _Collector:
         return out
 
 
-async def live_workers(client: aioredis.Redis, prefix: str, queue: str) -> int:
-    return await Queue(client, prefix).live_workers(queue)
-
-
 def no_worker_message(queue: str) -> str:
     return (
         f"no worker is serving queue {queue!r}. Start one with `evalharness work --queue {queue}` "
@@ -309,9 +301,9 @@ async def run_lazy_parallel(
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order."""
     load_sut(sut)  # fail fast, here, on a SUT the producer cannot import either
-    if not await live_workers(client, prefix, options.queue):
-        raise InfrastructureError(no_worker_message(options.queue))
     c = _Collector(client, prefix, dataset, sut, options)
+    if not await c.queue.live_workers(options.queue):
+        raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
     await batches.create(f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id, allow_failures=True)
     total = len(dataset.samples)
@@ -363,7 +355,7 @@ async def run_lazy_parallel(
                         f"the run's batch {c.batch_id} was cancelled: {len(c.in_flight) + len(c.pending)} sample(s) not run"
                     )
                     break
-                if await live_workers(client, prefix, options.queue):
+                if await c.queue.live_workers(options.queue):
                     last_worker_seen = time.monotonic()
                 elif time.monotonic() - last_worker_seen > options.worker_wait:
                     c.diagnostics.append(

@@ -9,6 +9,7 @@ import json
 import os
 import random
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -409,6 +410,31 @@ def _retry_after(headers: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def describe_failure(exc: BaseException | None, kind: str, job: Job, *, trace: bool = True) -> dict[str, Any]:
+    """What is recorded when an attempt fails: the failure's kind (a PermanentError's own), the
+    exception, the job's counters, and the traceback unless ``trace`` is off."""
+    if isinstance(exc, PermanentError):
+        kind = exc.kind
+    info: dict[str, Any] = {
+        "kind": str(kind) or "exception",
+        "message": str(exc) if exc is not None else "",
+        "exception_type": type(exc).__name__ if exc is not None else None,
+        "job": job.name,
+        "queue": job.queue,
+        "attempts": job.attempts,
+        "tries_used": job.tries_used,
+        "releases": job.releases,
+        "tags": list(job.tags),
+        "batch": job.batch,
+        "tenant": job.tenant,
+        "enqueued_at": job.enqueued_at,
+        "at": time.time(),
+    }
+    if exc is not None and trace:
+        info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
+    return info
 
 
 class Verdict(StrEnum):

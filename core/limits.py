@@ -132,9 +132,17 @@ class LimiterClient:
                 held.append((lim, key))
         return 0.0, held
 
-    async def renew(self, job: Job, held: list[tuple[Limiter, str]]) -> None:
-        for lim, key in held:
-            await self.scripts["limit"](keys=[key], args=["concurrency", lim.limit, int(lim.span * 1000), job.id])
+    async def renew(self, slots: list[tuple[Job, list[tuple[Limiter, str]]]]) -> None:
+        """Extend the concurrency slots held by running jobs, all in one pipeline."""
+        if not any(held for _, held in slots):
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job, held in slots:
+                for lim, key in held:
+                    await self.scripts["limit"](
+                        keys=[key], args=["concurrency", lim.limit, int(lim.span * 1000), job.id], client=pipe
+                    )
+            await pipe.execute()
 
     async def release(self, job: Job, held: list[tuple[Limiter, str]]) -> None:
         if held:

@@ -243,19 +243,10 @@ class Queue:
                      "1" if telemetry else "0", kind],
         }
 
-    async def release(
-        self,
-        queue: str,
-        owner: str,
-        job_id: str,
-        delay: float,
-        why: str,
-        error: dict[str, Any] | None = None,
-        checkpoint: str = "",
-        telemetry: bool = True,
-    ) -> bool:
-        """Put a reserved job back (``why``: rate_limited, retry or interrupted)."""
-        call = self.release_call(queue, owner, job_id, delay, why, error, checkpoint, telemetry)
+    async def release(self, *args: Any, **kwargs: Any) -> bool:
+        """Put a reserved job back (``why``: rate_limited, retry or interrupted); arguments as
+        :meth:`release_call`.  False when the caller no longer held the lease."""
+        call = self.release_call(*args, **kwargs)
         return bool(await self.scripts["release"](keys=call["keys"], args=call["args"]))
 
     def fail_call(
@@ -277,19 +268,10 @@ class Queue:
                      str(failure.get("kind", "exception")) if telemetry else ""],
         }
 
-    async def fail(
-        self,
-        queue: str,
-        owner: str,
-        job_id: str,
-        failure: dict[str, Any],
-        *,
-        raised: bool = True,
-        checkpoint: str = "",
-        telemetry: bool = True,
-    ) -> bool:
-        """Fail a reserved job for good: it moves to the failed store (kept 7 days)."""
-        call = self.fail_call(queue, owner, job_id, failure, raised=raised, checkpoint=checkpoint, telemetry=telemetry)
+    async def fail(self, *args: Any, **kwargs: Any) -> bool:
+        """Fail a reserved job for good: it moves to the failed store (kept 7 days); arguments as
+        :meth:`fail_call`.  False when the caller no longer held the lease."""
+        call = self.fail_call(*args, **kwargs)
         return bool(await self.scripts["fail"](keys=call["keys"], args=call["args"]))
 
     async def checkpoint(self, queue: str, owner: str, job_id: str, state_json: str) -> bool:
@@ -345,7 +327,7 @@ class Queue:
         return {str(k): str(v) for k, v in record.items()}
 
     async def known_queues(self) -> list[str]:
-        return sorted(str(q) for q in await self.client.smembers(self.globals.queues))
+        return await known_queues(self.client, self.prefix)
 
     async def live_workers(self, queue: str) -> int:
         """Workers whose heartbeat for ``queue`` has not expired."""
@@ -382,3 +364,8 @@ def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:
     pipe.zrange(keys.ready, 0, 0, withscores=True)
     pipe.zrangebyscore(keys.workers, now_ms, "+inf")
     pipe.hgetall(keys.stats)
+
+
+async def known_queues(client: aioredis.Redis, prefix: str) -> list[str]:
+    """Every queue ever dispatched to or served under ``prefix``, sorted."""
+    return sorted(str(q) for q in await client.smembers(GlobalKeys(prefix).queues))

@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .keys import GlobalKeys, QueueKeys
-from .queue import pipe_queue_state
+from .queue import known_queues, pipe_queue_state
 
 SCHEMA = "evalharness.telemetry.v1"
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
@@ -89,10 +89,6 @@ def _per_minute(current: int, previous: int, now: float) -> float:
     """Events in the last 60 s: this minute so far plus the unelapsed share of the previous one."""
     elapsed = (now % 60.0) / 60.0
     return current + previous * (1.0 - elapsed)
-
-
-async def known_queues(client: aioredis.Redis, prefix: str) -> list[str]:
-    return sorted(str(q) for q in await client.smembers(GlobalKeys(prefix).queues))
 
 
 async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | None = None) -> dict[str, Any]:

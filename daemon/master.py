@@ -302,7 +302,8 @@ class Master:
     async def _reconcile(self) -> None:
         if self.stopping.is_set():
             return
-        await self._balance()
+        idle = await self._idle_pids()  # read once per pass: the balancer and scale-down both use it
+        await self._balance(idle)
         running: dict[str, int] = {}
         for slot in self.slots:
             if slot.alive or not slot.retiring:
@@ -320,7 +321,6 @@ class Master:
                     running[sup.name] = running.get(sup.name, 0) + 1
             elif len(live) > want:
                 # scale down gracefully, idle workers first: a worker finishes its jobs before it exits
-                idle = await self._idle_pids()
                 ranked = sorted(live, key=lambda s: (0 if s.proc is not None and s.proc.pid in idle else 1, -s.started))
                 for slot in ranked[: len(live) - want]:
                     self._retire(slot)
@@ -341,7 +341,7 @@ class Master:
                     idle.add(int(info["pid"]))
         return idle
 
-    async def _balance(self) -> None:
+    async def _balance(self, idle: set[int]) -> None:
         """Size every pool with the balancer (a pure function of pools, demand and config)."""
         sups = [s for s in self.supervisors if s.name not in self.paused]
         if not sups:
@@ -356,7 +356,6 @@ class Master:
                 except REDIS_ERRORS:
                     return
             by_queue = {q["name"]: q for q in snapshot["queues"]}
-        idle = await self._idle_pids()
         now = time.monotonic()
         for sup in sups:
             pools = [p for p in self.pools if p.supervisor is sup]

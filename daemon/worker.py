@@ -21,7 +21,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from evalharness.core.jobs import (
     PermanentError,
     Verdict,
     decide,
+    describe_failure,
     rate_limit_signal,
     redact_payload,
 )
@@ -663,14 +663,15 @@ class Worker:
                     continue
                 try:
                     lost = await self.queue.renew(q, self.id, list(held), self.options.lease)
-                    for ctx in list(self._contexts.values()):
-                        if ctx.held:
-                            await self.limiters.renew(ctx.job, ctx.held)
                 except REDIS_ERRORS as exc:
                     log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
                     continue
                 for job_id in lost:
                     log.warning("worker %s: lost the lease of job %s", self.id, job_id)
+            try:
+                await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
+            except REDIS_ERRORS as exc:
+                log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
 
     async def _heartbeat_loop(self) -> None:
         info: dict[str, Any] = {
@@ -713,10 +714,11 @@ class _Timeout(Exception):
     pass
 
 
-class _Permanent(Exception):
+class _Permanent(PermanentError):
+    """A failure the engine itself decides (unknown job, lost, unknown limiter)."""
+
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(message, kind)
 
 
 def _timeout_error(job: Job, timeout: float | None) -> TimeoutError:
@@ -724,26 +726,8 @@ def _timeout_error(job: Job, timeout: float | None) -> TimeoutError:
 
 
 def _describe(exc: BaseException | None, kind: str, job: Job) -> dict[str, Any]:
-    if isinstance(exc, _Permanent | PermanentError):
-        kind = exc.kind
-    info: dict[str, Any] = {
-        "kind": str(kind) or "exception",
-        "message": str(exc) if exc is not None else "",
-        "exception_type": type(exc).__name__ if exc is not None else None,
-        "job": job.name,
-        "queue": job.queue,
-        "attempts": job.attempts,
-        "tries_used": job.tries_used,
-        "releases": job.releases,
-        "tags": list(job.tags),
-        "batch": job.batch,
-        "tenant": job.tenant,
-        "enqueued_at": job.enqueued_at,
-        "at": time.time(),
-    }
-    if exc is not None and not isinstance(exc, _Permanent | TimeoutError):
-        info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
-    return info
+    # the engine's own permanent failures (unknown job, lost) and timeouts carry no traceback
+    return describe_failure(exc, kind, job, trace=not isinstance(exc, _Permanent | TimeoutError))
 
 
 async def run_worker(
