@@ -16,25 +16,7 @@ from evalharness.core.config import (
 )
 from evalharness.core.errors import ConfigError
 
-ENV_VARS = (
-    "EVALHARNESS_REDIS_URL",
-    "EVALHARNESS_CONFIG",
-    "EVALHARNESS_PREFIX",
-    "EVALHARNESS_STATE_DIR",
-    "EVALHARNESS_IMPORTS",
-    "EVALHARNESS_ENV",
-    "XDG_STATE_HOME",
-)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No setting leaks in from the developer's shell or a config file in the checkout."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 
 def write_config(path: Path, text: str) -> Path:

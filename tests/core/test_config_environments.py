@@ -21,16 +21,7 @@ from evalharness.core.errors import ConfigError
 from evalharness.daemon.balancer import initial_sizes
 from evalharness.daemon.cli_config import config as config_group
 
-ENV_VARS = ("EVALHARNESS_CONFIG", "EVALHARNESS_ENV", "EVALHARNESS_REDIS_URL", "EVALHARNESS_PREFIX")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
+pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 
 def write(tmp_path: Path, text: str, name: str = "evalharness.toml") -> Path:
