@@ -11,11 +11,13 @@ from typing import TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalharness.core.batches import Batches, BatchInfo
 from evalharness.core.connection import async_client
 from evalharness.core.errors import EvalHarnessError
+from evalharness.core.ids import abbreviate, batch_ids, resolve_batch
 
 from .common import settings_from
 
@@ -66,8 +68,13 @@ def batch() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 def batch_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool) -> None:
-    """List batches, newest first."""
-    rows = _run(ctx, lambda b: b.list(queue, limit))
+    """List batches, newest first.  Ids are shown as their shortest unique prefix (at least 8
+    characters), which show, cancel and retry accept."""
+
+    async def body(b: Batches) -> tuple[list[BatchInfo], list[str]]:
+        return await b.list(queue, limit), await batch_ids(b.client, b.prefix)
+
+    rows, every_id = _run(ctx, body)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row.to_json()))
@@ -76,17 +83,29 @@ def batch_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool)
         click.echo("no batches")
         return
     console = Console()
-    wide = console.width >= 120
+    console.print(batch_table(rows, abbreviate([b.id for b in rows], among=every_id), console.width))
+
+
+def batch_table(rows: list[BatchInfo], short: dict[str, str], width: int) -> Table:
+    """The ``batch list`` table: ids as unique prefixes, never cut; names wrap instead of being
+    cut; queue, pending and creation time only from 120 columns."""
+    wide = width >= 120
     table = Table(box=None, header_style="bold", pad_edge=False)
     cols = ["id", "name", "state", "done", "failed"] + (["queue", "pending", "created (UTC)"] if wide else [])
     for col in cols:
-        table.add_column(col, no_wrap=col != "name", justify="right" if col in ("done", "failed", "pending") else "left")
+        table.add_column(
+            col,
+            no_wrap=col != "name",
+            overflow="fold" if col == "name" else "ellipsis",
+            min_width=max(len(v) for v in short.values()) if col == "id" else None,
+            justify="right" if col in ("done", "failed", "pending") else "left",
+        )
     for b in rows:
-        cells = [b.id, b.name, f"[{STATE_STYLE.get(b.state, '')}]{b.state}[/]", f"{b.processed:,}/{b.total:,} {b.progress:.0%}", f"{b.failed:,}"]
+        cells = [short.get(b.id, b.id), escape(b.name), f"[{STATE_STYLE.get(b.state, '')}]{b.state}[/]", f"{b.processed:,}/{b.total:,} {b.progress:.0%}", f"{b.failed:,}"]
         if wide:
             cells += [b.queue, f"{b.pending:,}", _when(b.created_at)]
         table.add_row(*cells)
-    console.print(table)
+    return table
 
 
 def _show(info: BatchInfo) -> None:
@@ -98,7 +117,7 @@ def _show(info: BatchInfo) -> None:
             value = _when(value)
         elif key == "progress":
             value = f"{value:.1%}"
-        console.print(f"[bold]{key:15}[/] {value}", highlight=False)
+        console.print(f"[bold]{key:15}[/] {escape(str(value))}", highlight=False)
 
 
 @batch.command("show")
@@ -106,8 +125,12 @@ def _show(info: BatchInfo) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def batch_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
-    """Everything about one batch."""
-    info = _run(ctx, lambda b: b.info(batch_id))
+    """Everything about one batch.  BATCH_ID is the id or a unique prefix of it."""
+
+    async def body(b: Batches) -> BatchInfo | None:
+        return await b.info(await resolve_batch(b.client, b.prefix, batch_id))
+
+    info = _run(ctx, body)
     if info is None:
         raise EvalHarnessError(f"no batch {batch_id!r}")
     if as_json:
@@ -120,18 +143,30 @@ def batch_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 @click.pass_context
 def batch_cancel(ctx: click.Context, batch_id: str) -> None:
-    """Cancel a batch: its queued jobs leave the queue now, running ones may finish, `finally` runs."""
-    removed = _run(ctx, lambda b: b.cancel(batch_id))
-    click.echo(f"cancelled {batch_id}: {removed} queued job(s) removed")
+    """Cancel a batch: its queued jobs leave the queue now, running ones may finish, `finally` runs.
+    BATCH_ID is the id or a unique prefix of it."""
+
+    async def body(b: Batches) -> tuple[str, int]:
+        full_id = await resolve_batch(b.client, b.prefix, batch_id)
+        return full_id, await b.cancel(full_id)
+
+    full_id, removed = _run(ctx, body)
+    click.echo(f"cancelled {full_id}: {removed} queued job(s) removed")
 
 
 @batch.command("retry")
 @click.argument("batch_id")
 @click.pass_context
 def batch_retry(ctx: click.Context, batch_id: str) -> None:
-    """Queue a batch's failed and cancelled jobs again and reopen it."""
-    n = _run(ctx, lambda b: b.retry(batch_id))
-    click.echo(f"retrying {n} job(s) of {batch_id}")
+    """Queue a batch's failed and cancelled jobs again and reopen it.  BATCH_ID is the id or a
+    unique prefix of it."""
+
+    async def body(b: Batches) -> tuple[str, int]:
+        full_id = await resolve_batch(b.client, b.prefix, batch_id)
+        return full_id, await b.retry(full_id)
+
+    full_id, n = _run(ctx, body)
+    click.echo(f"retrying {n} job(s) of {full_id}")
 
 
 @batch.command("prune")

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
-from evalharness.core.errors import EvalHarnessError
+from evalharness.core.ids import abbreviate, failed_job_ids, resolve_failed_job
 from evalharness.core.queue import Queue
 
 from .common import settings_from
@@ -92,11 +93,9 @@ def _record(queue: str, job_id: str, rec: dict[str, str]) -> dict[str, Any]:
     }
 
 
-async def _find(q: Queue, job_id: str, queues: tuple[str, ...]) -> str:
-    for name in list(queues) or await q.known_queues():
-        if await q.client.zscore(q.keys(name).failed, job_id) is not None:
-            return name
-    raise EvalHarnessError(f"no failed job {job_id!r}" + (f" on queue(s) {', '.join(queues)}" if queues else ""))
+async def _find(q: Queue, job_id: str, queues: tuple[str, ...]) -> tuple[str, str]:
+    """(queue, full id) of the failed job named by ``job_id``: the id or a unique prefix of it."""
+    return await resolve_failed_job(q.client, q.prefix, job_id, queues)
 
 
 def _check_queues(queues: tuple[str, ...]) -> None:
@@ -122,7 +121,10 @@ def failed() -> None:
 def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List failed jobs, newest first."""
     _check_queues(queues)
-    rows = _run(ctx, lambda q: _records(q, queues, tags, limit))
+    async def body(q: Queue) -> tuple[list[dict[str, Any]], list[str]]:
+        return await _records(q, queues, tags, limit), list(await failed_job_ids(q.client, q.prefix))
+
+    rows, every_id = _run(ctx, body)
     if as_json:
         for row in rows:
             click.echo(json.dumps({k: v for k, v in row.items() if k != "traceback"}))
@@ -130,12 +132,48 @@ def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ..
     if not rows:
         click.echo("no failed jobs")
         return
-    table = Table(box=None, header_style="bold")
-    for col in ("id", "queue", "job", "kind", "message", "tries", "failed at (UTC)"):
-        table.add_column(col, overflow="fold" if col == "message" else "ellipsis", no_wrap=col != "message")
+    console = Console()
+    console.print(failed_table(rows, abbreviate([r["id"] for r in rows], among=every_id), console.width))
+
+
+def failed_table(rows: list[dict[str, Any]], short: dict[str, str], width: int) -> Table:
+    """The ``failed list`` table.  Ids are unique prefixes (any command takes them), never cut.
+    Below 120 columns the message keeps the room: a queue or job name that every row shares moves
+    to the title, the failure kind joins the message, and the time loses its year and seconds."""
+    wide = width >= 120
+    queues = {r["queue"] for r in rows}
+    names = {str(r["name"]) for r in rows}
+    show_queue = wide or len(queues) > 1
+    show_name = wide or len(names) > 1
+    title = None
+    if not (show_queue and show_name):
+        title = "failed " + ("jobs" if show_name else f"{next(iter(names))} jobs") + ("" if show_queue else f" on queue {next(iter(queues))}")
+    table = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=max(len(v) for v in short.values()))
+    if show_queue:
+        table.add_column("queue", overflow="fold")
+    if show_name:
+        table.add_column("job", overflow="fold", max_width=None if wide else 24)
+    if wide:
+        table.add_column("kind", no_wrap=True)
+    table.add_column("message", overflow="fold", ratio=1, min_width=20)
+    table.add_column("tries", no_wrap=True, justify="right")
+    table.add_column("failed at (UTC)" if wide else "failed (UTC)", no_wrap=True)
     for r in rows:
-        table.add_row(r["id"], r["queue"], str(r["name"]), str(r["kind"]), (r["message"] or "")[:200], str(r["attempts"] - r["releases"]), _when(r["failed_at"]))
-    Console().print(table)
+        message = (r["message"] or "").strip().splitlines()[0][:200] if r["message"] else ""
+        if not wide:
+            what = r["exception_type"] or r["kind"]
+            message = f"{what}: {message}" if what and message else (what or message)
+        cells = [short.get(r["id"], r["id"])]
+        if show_queue:
+            cells.append(r["queue"])
+        if show_name:
+            cells.append(str(r["name"]))
+        if wide:
+            cells.append(str(r["kind"]))
+        cells += [message, str(r["attempts"] - r["releases"]), _when(r["failed_at"]) if wide else _when(r["failed_at"])[5:16]]
+        table.add_row(*(Text(c) for c in cells))
+    return table
 
 
 @failed.command("show")
@@ -148,8 +186,8 @@ def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_jso
     _check_queues(queues)
 
     async def body(q: Queue) -> dict[str, Any]:
-        name = await _find(q, job_id, queues)
-        return _record(name, job_id, await q.client.hgetall(q.keys(name).job(job_id)))
+        name, full_id = await _find(q, job_id, queues)
+        return _record(name, full_id, await q.client.hgetall(q.keys(name).job(full_id)))
 
     rec = _run(ctx, body)
     if as_json:
@@ -182,7 +220,7 @@ def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, 
         if retry_all:
             targets = [(r["queue"], r["id"]) for r in await _records(q, queues, tags, 0)]
         else:
-            targets = [(await _find(q, job_id, queues), job_id) for job_id in job_ids]
+            targets = [await _find(q, job_id, queues) for job_id in job_ids]
         return [(old, await q.retry_failed(name, old)) for name, old in targets]
 
     results = _run(ctx, body)
@@ -203,7 +241,7 @@ def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], queues: tuple[st
     async def body(q: Queue) -> int:
         n = 0
         for job_id in job_ids:
-            n += await q.forget_failed(await _find(q, job_id, queues), job_id)
+            n += await q.forget_failed(*await _find(q, job_id, queues))
         return n
 
     click.echo(f"forgot {_run(ctx, body)} job(s)")
