@@ -109,7 +109,10 @@ tag_option = click.option("--tag", "tags", multiple=True, help="Only jobs with t
 
 @click.group()
 def failed() -> None:
-    """The failed-job store: jobs that used up their tries (kept 7 days)."""
+    """The failed-job store: jobs that used up their tries (kept 7 days).
+
+    A JOB_ID is a whole id or a unique prefix of one (at least 4 characters), as `failed list`
+    shows them; a prefix that several ids start with is refused (exit 2), listing them."""
 
 
 @failed.command("list")
