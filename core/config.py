@@ -98,7 +98,9 @@ class SupervisorConfig:
     ``"simple"`` (then equal to ``max_processes``), the sum of the per-queue minimums with
     ``"auto"``.  Leave ``processes``, ``min_processes`` and ``max_processes`` at ``UNSET`` to
     have them derived; an inconsistent combination raises ``FieldError`` naming the key.
-    The job settings (``timeout``, ``tries``, ``backoff``) apply to jobs that set none of their own.
+    The job settings (``timeout``, ``tries``, ``backoff``) are validated but not applied to jobs
+    yet (``timeout`` counts in the daemon's default grace); ``hard_timeout``, ``memory``,
+    ``max_jobs``, ``max_time`` and ``sleep`` go to the supervisor's workers.
     """
 
     name: str
