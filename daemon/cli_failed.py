@@ -124,6 +124,7 @@ def failed() -> None:
 def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List failed jobs, newest first."""
     _check_queues(queues)
+
     async def body(q: Queue) -> tuple[list[dict[str, Any]], list[str]]:
         return await _records(q, queues, tags, limit), list(await failed_job_ids(q.client, q.prefix))
 
@@ -163,7 +164,8 @@ def failed_table(rows: list[dict[str, Any]], short: dict[str, str], width: int) 
     table.add_column("tries", no_wrap=True, justify="right")
     table.add_column("failed at (UTC)" if wide else "failed (UTC)", no_wrap=True)
     for r in rows:
-        message = (r["message"] or "").strip().splitlines()[0][:200] if r["message"] else ""
+        lines = str(r["message"] or "").strip().splitlines()
+        message = lines[0][:200] if lines else ""
         if not wide:
             what = r["exception_type"] or r["kind"]
             message = f"{what}: {message}" if what and message else (what or message)

@@ -4,6 +4,7 @@ id takes such a prefix."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +101,7 @@ def test_the_failed_table_keeps_ids_and_message_at_80_columns_with_several_queue
          "attempts": 3, "releases": 0, "failed_at": now}
         for i, (job_id, queue, name) in enumerate(zip(ids, ["evals", "judge", "evals"], ["evalharness.sample", "summarise", "evalharness.sample"], strict=True))
     ]
-    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115 - recorded, not shown
+    console = Console(width=80, record=True, file=io.StringIO())
     console.print(failed_table(rows, abbreviate(ids), 80))
     out = console.export_text()
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
@@ -142,3 +143,14 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
     assert made[1] in ambiguous.stderr and made[2] in ambiguous.stderr
     untouched = await batches.info(made[2])
     assert untouched is not None and untouched.cancelled_at is None
+
+
+def test_a_failure_without_a_message_shows_its_kind() -> None:
+    rows = [
+        {"id": job_id, "queue": "evals", "name": "evalharness.sample", "kind": "timeout", "exception_type": None,
+         "message": message, "attempts": 1, "releases": 0, "failed_at": 0}
+        for job_id, message in (("01a233a68ee36de144c01c20094f", None), ("01a233a68ee36de144c01c20095a", "  \n"))
+    ]
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(failed_table(rows, abbreviate([r["id"] for r in rows]), 80))
+    assert set(column_text(console.export_text(), "message", "tries").values()) == {"timeout"}
