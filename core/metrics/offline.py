@@ -211,7 +211,8 @@ def parse_trajectory(metric: str, output: Any) -> Trajectory:
             raise ScoreError(
                 "invalid-trajectory", f"trajectory tool call {i} needs a non-empty 'name' for {metric}"
             )
-        calls.append(ToolCall(name, args))
+        # A call written without arguments had none: {} so that an empty expectation matches it.
+        calls.append(ToolCall(name, {} if args is None else args))
     approvals = body.get("approvals", [])
     if not isinstance(approvals, list) or any(not isinstance(a, str) for a in approvals):
         raise ScoreError("invalid-trajectory", f"trajectory 'approvals' must be a list of strings for {metric}")
