@@ -563,7 +563,15 @@ def resolve_metrics(
     for spec in specs:
         definition = table[spec.name]
         args = definition.defaults()
-        args.update((config or {}).get(spec.name, {}))
+        for key, value in (config or {}).get(spec.name, {}).items():
+            # Checked again here: a programmatic caller's table did not pass through the config file.
+            arg = _argument_of(definition, key)
+            if arg is None:
+                raise MetricError(_unknown_argument(definition, key) + " (in the config file's [metrics] table)")
+            try:
+                args[key] = arg.check(value)
+            except ValueError as exc:
+                raise MetricError(f"metric {spec.name!r} argument {key!r} in the config: expected {exc}, got {value!r}") from None
         for key, raw in spec.arguments:
             arg = _argument_of(definition, key)
             if arg is None:
