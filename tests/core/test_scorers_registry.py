@@ -343,3 +343,20 @@ def test_run_refuses_a_bad_metrics_table_in_the_config_file(procs: Processes, tm
     done = procs.cli("run", str(data), "--sut", "support.metrics_plugin:retrieve", "--metric", "exact-match", "--batch", "serial")
     assert done.returncode == 2
     assert "evalharness.toml: table [metrics.retrieval-hit-at-k] key 'k': expected a positive integer, got -1" in done.stderr
+
+
+def test_the_report_records_each_metrics_arguments_as_json() -> None:
+    from evalharness.core.datasets import Dataset
+    from evalharness.core.report import SampleOutcome, build_report
+
+    row = sample("b")
+    data = Dataset(path=Path("d.jsonl"), name="d", samples=(row,))
+    report = build_report(
+        run_id="r", dataset=data, sut="m:f", mode="serial", options={}, started_at=0.0, finished_at=1.0,
+        outcomes=[SampleOutcome(0, row, "a", None, 1)],
+        scorers=resolve_metrics(["ordinal-distance:scale=a|b|c", "rouge-l"]),
+    )
+    entry = report["metrics"]["ordinal-distance:scale=a|b|c"]
+    assert (entry["metric"], entry["arguments"], entry["mean"]) == ("ordinal-distance", {"scale": ["a", "b", "c"]}, 0.5)
+    assert report["metrics"]["rouge-l"]["arguments"] == {"max_tokens": 1024}
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
