@@ -257,9 +257,11 @@ class Config:
     supervisors: tuple[SupervisorConfig, ...] = field(default_factory=tuple)
     environment: str = DEFAULT_ENVIRONMENT
     environments: tuple[str, ...] = ()
+    # [metrics.NAME] tables: argument values a metric gets unless its --metric spec says otherwise
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -405,6 +407,17 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         except ConfigError as exc:
             raise ConfigError(f"{path}: key 'environment': {exc}") from None
 
+    metrics: dict[str, dict[str, Any]] = {}
+    if "metrics" in data:
+        # Imported here: the metric registry (and its plug-ins) is only needed when the file has metrics.
+        from .errors import MetricError
+        from .scorers import check_metric_config
+
+        try:
+            metrics = check_metric_config(data["metrics"], str(path))
+        except MetricError as exc:
+            raise ConfigError(str(exc)) from None
+
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
     env_tables: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
@@ -454,6 +467,7 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         supervisors=resolved.get(chosen, base),
         environment=chosen,
         environments=tuple(resolved),
+        metrics=metrics,
     )
 
 

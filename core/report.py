@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+import statistics
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -30,11 +31,13 @@ __all__ = [
     "PASS_THRESHOLD",
     "SCHEMA_VERSION",
     "SampleOutcome",
+    "WILSON_Z95",
     "aggregate",
     "build_report",
     "percentile",
     "render_report",
     "report_ok",
+    "wilson_interval",
     "write_report",
 ]
 
@@ -70,6 +73,45 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     t = rank - lo
     # numpy's lerp: from the nearer end, so an exact end point is returned unchanged.
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+
+
+WILSON_Z95 = statistics.NormalDist().inv_cdf(0.975)
+"""Φ⁻¹(0.975) = 1.959963984540054…, exact rather than padosoft's truncated 1.959964 (METRICS.md §5)."""
+
+
+def wilson_interval(successes: int, trials: int, z: float = WILSON_Z95) -> tuple[float, float]:
+    """Two-sided Wilson score interval of ``successes`` out of ``trials`` (METRICS.md §4), unrounded."""
+    if trials <= 0:
+        return 0.0, 1.0
+    s = min(max(successes, 0), trials)
+    n = trials
+    p = s / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    # At the ends the bound is exact in theory; floating point would leave a 1e-17 residue.
+    low = 0.0 if s == 0 else max(0.0, centre - half)
+    high = 1.0 if s == n else min(1.0, centre + half)
+    return low, high
+
+
+def macro_f1(metrics: Mapping[str, Mapping[str, Any]]) -> float | None:
+    """Mean of the per-metric pass rates over metrics with at least one score (padosoft's name)."""
+    rates = [stats["pass_rate"] for stats in metrics.values() if stats.get("pass_rate") is not None]
+    return math.fsum(rates) / len(rates) if rates else None
+
+
+def _metric_entry(scorer: Scorer, scores: Sequence[float], errors: int) -> dict[str, Any]:
+    entry = aggregate(scores, errors)
+    passed = sum(1 for x in scores if x >= PASS_THRESHOLD)
+    low, high = wilson_interval(passed, len(scores))
+    entry["pass_rate_ci"] = {"low": low, "high": high, "confidence": 0.95}
+    entry["metric"] = str(getattr(scorer, "metric", scorer.name))
+    entry["arguments"] = {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dict(getattr(scorer, "arguments", None) or {}).items()
+    }
+    return entry
 
 
 def aggregate(scores: Sequence[float], errors: int = 0) -> dict[str, Any]:
@@ -208,6 +250,9 @@ def build_report(
                 "attempts": outcome.attempts if outcome is not None else None,
             }
         )
+    metrics = {
+        scorer.name: _metric_entry(scorer, values[scorer.name], metric_error_counts[scorer.name]) for scorer in scorers
+    }
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -220,13 +265,14 @@ def build_report(
         "duration_seconds": round(max(0.0, finished_at - started_at), 6),
         "total_samples": len(dataset.samples),
         "scored_samples": scored,
-        "metrics": {name: aggregate(values[name], metric_error_counts[name]) for name in names},
+        "metrics": metrics,
         "samples": rows,
         "failures": {
             "total": sum(failure_kinds.values()),
             "by_kind": dict(sorted(failure_kinds.items())),
             "metric_errors": sum(metric_error_counts.values()),
         },
+        "macro_f1": macro_f1(metrics),
     }
 
 

@@ -27,7 +27,7 @@ from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.report import build_report, render_report, report_ok, write_report
-from evalharness.core.scorers import resolve_metrics
+from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut
 
 from .common import (
@@ -84,7 +84,7 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @cli.command()
 @click.argument("dataset", type=click.Path(dir_okay=False))
 @click.option("--sut", required=True, metavar="MODULE:CALLABLE", help="The system under test: takes a sample's input, returns the output text (sync or async).")
-@click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME", help="A scorer, e.g. exact-match or contains. Repeat for several.")
+@click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
 @click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
 @click.option("--queue", default=DEFAULT_EVAL_QUEUE, show_default=True, help="Queue the sample jobs go to.")
@@ -106,7 +106,7 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     """
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)
-    scorers = resolve_metrics(metrics)
+    scorers = resolve_metrics(metrics, config=load_config(ctx.find_root().obj.get("config")).metrics)
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
@@ -341,6 +341,7 @@ def _register_groups() -> None:
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
+    from .cli_scorers import scorers
     from .cli_status import metrics, status
 
     cli.add_command(batch)
@@ -348,6 +349,7 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(scorers)
     cli.add_command(status)
     cli.add_command(metrics)
 

@@ -23,6 +23,7 @@ from evalharness.core.report import (
     percentile,
     render_report,
     report_ok,
+    wilson_interval,
     write_report,
 )
 from evalharness.core.scorers import Scorer, resolve_metrics
@@ -159,6 +160,7 @@ def test_report_top_level_contract() -> None:
         "metrics",
         "samples",
         "failures",
+        "macro_f1",
     ]
     assert report["schema_version"] == SCHEMA_VERSION == "evalharness.report.v1"
     assert report["run_id"] == "run-1"
@@ -181,8 +183,12 @@ def test_report_top_level_contract() -> None:
         "stddev": 0.5,
         "count": 2,
         "errors": 0,
+        "pass_rate_ci": {"low": wilson_interval(1, 2)[0], "high": wilson_interval(1, 2)[1], "confidence": 0.95},
+        "metric": "exact-match",
+        "arguments": {},
     }
     assert report["metrics"]["contains"]["mean"] == 1.0
+    assert report["macro_f1"] == 0.75
     assert report["failures"] == {"total": 0, "by_kind": {}, "metric_errors": 0}
     assert report_ok(report)
     # The report is plain JSON: it survives a strict round trip unchanged.
@@ -310,7 +316,12 @@ def test_a_metric_that_errors_on_every_sample_has_null_aggregates() -> None:
         "stddev": None,
         "count": 0,
         "errors": 2,
+        # No scores: the interval says nothing is known (METRICS.md §4, n = 0 -> [0, 1]).
+        "pass_rate_ci": {"low": 0.0, "high": 1.0, "confidence": 0.95},
+        "metric": "contains",
+        "arguments": {},
     }
+    assert report["macro_f1"] is None
 
 
 class _Broken:
