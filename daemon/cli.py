@@ -104,6 +104,9 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     Exit status: 0 every sample scored, 1 some samples failed, 2 bad input
     (dataset, SUT, metric, option), 3 Redis or workers unavailable.
     """
+    # Every mode reads and validates the configuration file the same way, before anything runs,
+    # although a serial run needs nothing from it.
+    load_config(ctx.find_root().obj.get("config"))
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)
     scorers = resolve_metrics(metrics)

@@ -119,3 +119,16 @@ def test_failed_samples_are_reported_and_the_exit_code_says_so(procs: Processes,
     assert report["failures"]["total"] == 3
     assert {s["error"]["kind"] for s in report["samples"]} == {"invalid_output"}
     assert report["metrics"]["exact-match"]["mean"] is None
+
+
+@pytest.mark.parametrize("mode", ["serial", "lazy-parallel"])
+def test_every_mode_refuses_a_missing_or_invalid_configuration_file(procs: Processes, tmp_path: Path, mode: str) -> None:
+    data = small_dataset(tmp_path, 3)
+    done = procs.cli("--config", "nonexist.toml", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", mode, "--json", "r.json")
+    assert done.returncode == 2, done.stderr
+    assert "nonexist.toml: configuration file not found" in done.stderr
+    bad = write(tmp_path / "bad.toml", "prefx = 'x'\n")
+    done = procs.cli("--config", str(bad), "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", mode, "--json", "r.json")
+    assert done.returncode == 2, done.stderr
+    assert "bad.toml" in done.stderr and "prefx" in done.stderr
+    assert not (tmp_path / "r.json").exists()
