@@ -305,8 +305,13 @@ async def run_lazy_parallel(
     if not await c.queue.live_workers(options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
-    await batches.create(f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id, allow_failures=True)
     total = len(dataset.samples)
+    # The batch declares the whole dataset, so its total and progress are the run's, not what
+    # was dispatched so far, and it cannot finish while samples wait to be dispatched.
+    await batches.create(
+        f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
+        allow_failures=True, total=total,
+    )
     started = time.time()
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout
@@ -316,6 +321,7 @@ async def run_lazy_parallel(
     tokens = float(options.concurrency)
     token_at = start_mono
     backoff = 0.1
+    cancelled = False
     while len(c.results) < total:
         now = time.monotonic()
         if deadline is not None and now >= deadline:
@@ -351,6 +357,7 @@ async def run_lazy_parallel(
                 next_worker_check = time.monotonic() + 2.0
                 info = await batches.info(c.batch_id)
                 if info is not None and info.state == "cancelled":
+                    cancelled = True
                     c.diagnostics.append(
                         f"the run's batch {c.batch_id} was cancelled: {len(c.in_flight) + len(c.pending)} sample(s) not run"
                     )
@@ -371,11 +378,17 @@ async def run_lazy_parallel(
             with contextlib.suppress(*REDIS_ERRORS):
                 await c.resync()
     if c.stop_dispatching is not None:
+        with contextlib.suppress(*REDIS_ERRORS):
+            await batches.seal(c.batch_id)
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "
             "`evalharness run` does: from their current directory and PYTHONPATH"
         )
     with contextlib.suppress(*REDIS_ERRORS):
+        if c.pending and not cancelled:
+            # stopped early (batch timeout, no workers): the samples never dispatched will not
+            # come, so the batch finishes when the dispatched ones do
+            await batches.seal(c.batch_id)
         await client.delete(c.done_key)
     return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
 

@@ -132,3 +132,46 @@ def test_every_mode_refuses_a_missing_or_invalid_configuration_file(procs: Proce
     assert done.returncode == 2, done.stderr
     assert "bad.toml" in done.stderr and "prefx" in done.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def _run_batch(r: redis.Redis, queue: str = "evals") -> dict[str, str]:
+    bids = [b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")]
+    return {"id": bids[0], **r.hgetall(f"eh:{{q:{queue}}}:batch:{bids[0]}")} if bids else {}
+
+
+@pytest.mark.slow
+def test_a_runs_batch_counts_the_whole_dataset_from_the_start(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    procs.worker("evals", concurrency=2, env={"EH_TEST_LATENCY": "0.2,0.3"})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
+    data = small_dataset(tmp_path, 60)
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2")
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: int(_run_batch(r).get("processed", 0)) >= 4, deadline=30, what="four samples done")
+    shown = procs.cli("batch", "list", "--json")
+    (row,) = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert row["total"] == 60 and row["state"] == "running"
+    assert row["progress"] < 1.0 and row["progress"] == row["processed"] / 60
+    assert row["dispatched"] < 60
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    shown = procs.cli("batch", "show", "--json", row["id"])
+    info = json.loads(shown.stdout)
+    assert (info["state"], info["total"], info["processed"], info["dispatched"], info["progress"]) == ("succeeded", 60, 60, 60, 1.0)
+    r.close()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_its_batch_timeout_seals_its_batch(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    procs.worker("evals", concurrency=2, env={"EH_TEST_LATENCY": "0.2,0.3"})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
+    data = small_dataset(tmp_path, 40)
+    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2", "--batch-timeout", "1.5", "--json", "r.json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["failures"]["by_kind"].get("not_dispatched", 0) > 0
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    # the samples still in flight finish; the ones never dispatched do not hold the batch open
+    wait_until(lambda: _run_batch(r).get("state") == "succeeded", deadline=30, what="the batch to finish")
+    batch = _run_batch(r)
+    assert batch["total"] == "40" and int(batch["dispatched"]) < 40 and batch["sealed"] == "1"
+    r.close()
