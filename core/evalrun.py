@@ -10,15 +10,15 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from .batches import Batches
-from .datasets import Dataset
+from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
 from .jobs import (
@@ -40,6 +40,7 @@ log = logging.getLogger("evalharness.run")
 MODES = ("serial", "lazy-parallel")
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,97 @@ class RunResult:
     finished_at: float
     diagnostics: list[str] = field(default_factory=list)
     batch_id: str | None = None  # lazy-parallel runs dispatch their samples as one batch
+    interrupted: str | None = None  # the signal that stopped the run ("SIGINT", "SIGTERM")
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "message": message, **extra}
 
 
+class Interrupt:
+    """What the program's signal handler tells a running eval.  The first signal asks the run to
+    stop: cancel its batch, collect what already arrived and return the partial result.  A
+    second one cuts that clean-up short, so a user pressing Ctrl-C twice is never kept waiting.
+
+    :meth:`trip` may be called from a signal handler at any moment, also before the run's event
+    loop exists; the run calls :meth:`bind` once it runs in its loop."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.count >= 1
+
+    @property
+    def hurried(self) -> bool:
+        return self.count >= 2
+
+    def trip(self, name: str) -> None:
+        self.count += 1
+        if self.signal is None:
+            self.signal = name
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # a signal handler runs between two bytecodes of the loop's own thread: hand the
+            # event over through the loop's wake-up pipe, as asyncio's signal handling does
+            loop.call_soon_threadsafe(self._sync)
+
+    def bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop, self._hurry = asyncio.Event(), asyncio.Event()
+        self._sync()
+
+    def unbind(self) -> None:
+        self._loop = self._stop = self._hurry = None
+
+    def _sync(self) -> None:
+        if self._stop is not None and self.requested:
+            self._stop.set()
+        if self._hurry is not None and self.hurried:
+            self._hurry.set()
+
+    async def until_stopped(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result, or None when a stop is requested first (``work`` is cancelled)."""
+        return await self._race(work, self._stop)
+
+    async def unless_hurried(self, work: Awaitable[T], limit: float) -> T | None:
+        """``work``'s result, or None when a second signal comes or ``limit`` seconds pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                return await self._race(work, self._hurry)
+        return None
+
+    @staticmethod
+    async def _race(work: Awaitable[T], event: asyncio.Event | None) -> T | None:
+        task = asyncio.ensure_future(work)
+        if event is None:
+            return await task
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return task.result() if task.done() and not task.cancelled() else None
+
+
 # -- serial ------------------------------------------------------------------------------
 
 
 async def run_serial(
-    dataset: Dataset, sut: str, options: RunOptions, progress: Progress | None = None
+    dataset: Dataset,
+    sut: str,
+    options: RunOptions,
+    progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RunResult:
     """Run every sample in this process, one at a time, with the same timeout, tries, backoff
     and rate-limit semantics a worker applies."""
@@ -128,7 +209,14 @@ async def run_serial(
     outcomes: list[SampleOutcome] = []
     deadline = None if options.batch_timeout is None else time.monotonic() + options.batch_timeout
     diagnostics: list[str] = []
+    stopped_by: str | None = None
+    if interrupt is not None:
+        interrupt.bind()
     for index, sample in enumerate(dataset.samples):
+        if interrupt is not None and interrupt.requested:
+            outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=None)
+            stopped_by = interrupt.signal
+            break
         if deadline is not None and time.monotonic() >= deadline:
             left = len(dataset.samples) - index
             diagnostics.append(f"batch timeout of {options.batch_timeout:g}s reached with {left} sample(s) not run")
@@ -137,11 +225,39 @@ async def run_serial(
                 for i, s in enumerate(dataset.samples[index:], start=index)
             ]
             break
-        output, error, attempts = await _serial_sample(func, sample.input, options, f"{run_id}-{index}")
+        call = _serial_sample(func, sample.input, options, f"{run_id}-{index}")
+        done = await (call if interrupt is None else interrupt.until_stopped(call))
+        if done is None:
+            outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=index)
+            stopped_by = interrupt.signal if interrupt is not None else None
+            break
+        output, error, attempts = done
         outcomes.append(SampleOutcome(index, sample, output, error, attempts))
         if progress:
             progress(index + 1, len(dataset.samples))
-    return RunResult(run_id, outcomes, started, time.time(), diagnostics)
+    if interrupt is not None:
+        interrupt.unbind()
+    return RunResult(run_id, outcomes, started, time.time(), diagnostics, interrupted=stopped_by)
+
+
+def _serial_interrupted(
+    dataset: Dataset, index: int, interrupt: Interrupt | None, diagnostics: list[str], running: int | None
+) -> list[SampleOutcome]:
+    """The samples a serial run did not finish because a signal stopped it at sample ``index``."""
+    name = interrupt.signal if interrupt is not None else None
+    out = []
+    if running is not None:
+        sample = dataset.samples[running]
+        error = _error("interrupted", f"{name} stopped the run while the SUT was called for this sample")
+        out.append(SampleOutcome(running, sample, None, error, None))
+    first = index if running is None else index + 1
+    never = _error("not_dispatched", f"never ran: {name} stopped the run first")
+    out += [SampleOutcome(i, dataset.samples[i], None, dict(never), 0) for i in range(first, len(dataset.samples))]
+    diagnostics.append(
+        f"interrupted by {name}: {len(dataset.samples) - first} sample(s) never ran"
+        + (f", and sample {dataset.samples[running].id} was stopped while it ran" if running is not None else "")
+    )
+    return out
 
 
 async def _serial_sample(
@@ -264,23 +380,27 @@ class _Collector:
                 self.results[index] = value
                 self.in_flight.discard(index)
 
-    def outcomes(self) -> list[SampleOutcome]:
-        out = []
-        for index, sample in enumerate(self.dataset.samples):
-            value = self.results.get(index)
-            if value is None:
-                if index in self.in_flight:
-                    error = _error("not_collected", "dispatched, but no result arrived before the run stopped")
-                else:
-                    error = _error("not_dispatched", "never dispatched: the run stopped first")
-                out.append(SampleOutcome(index, sample, None, error, None))
-            elif "error" in value:
-                err = dict(value["error"])
-                out.append(SampleOutcome(index, sample, None, err, err.get("attempts")))
-            else:
-                result = value.get("result") or {}
-                out.append(SampleOutcome(index, sample, result.get("output"), None, result.get("attempts")))
-        return out
+    def outcomes(self, stopped_by: str | None = None) -> list[SampleOutcome]:
+        why = f"{stopped_by} interrupted the run" if stopped_by else "the run stopped"
+        return [
+            outcome_of(index, sample, self.results.get(index), index in self.in_flight, why)
+            for index, sample in enumerate(self.dataset.samples)
+        ]
+
+
+def outcome_of(index: int, sample: Sample, value: dict[str, Any] | None, dispatched: bool, why: str = "the run stopped") -> SampleOutcome:
+    """One sample's outcome from what its job stored in the run's result sink (None: nothing)."""
+    if value is None:
+        if dispatched:
+            error = _error("not_collected", f"dispatched, but no result arrived before {why}")
+        else:
+            error = _error("not_dispatched", f"never dispatched: {why} first")
+        return SampleOutcome(index, sample, None, error, None)
+    if "error" in value:
+        err = dict(value["error"])
+        return SampleOutcome(index, sample, None, err, err.get("attempts"))
+    result = value.get("result") or {}
+    return SampleOutcome(index, sample, result.get("output"), None, result.get("attempts"))
 
 
 def no_worker_message(queue: str) -> str:
@@ -297,10 +417,32 @@ async def run_lazy_parallel(
     sut: str,
     options: RunOptions,
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
-    from the result store, and return the outcomes in dataset order."""
+    from the result store, and return the outcomes in dataset order.
+
+    When ``interrupt`` is tripped (a signal) the run cancels its batch, collects for a moment
+    what the running samples still deliver, and returns the partial result."""
     load_sut(sut)  # fail fast, here, on a SUT the producer cannot import either
+    if interrupt is not None:
+        interrupt.bind()
+    try:
+        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt)
+    finally:
+        if interrupt is not None:
+            interrupt.unbind()
+
+
+async def _lazy_parallel(
+    client: aioredis.Redis,
+    prefix: str,
+    dataset: Dataset,
+    sut: str,
+    options: RunOptions,
+    progress: Progress | None,
+    interrupt: Interrupt | None,
+) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options)
     if not await c.queue.live_workers(options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
@@ -323,6 +465,8 @@ async def run_lazy_parallel(
     backoff = 0.1
     cancelled = False
     while len(c.results) < total:
+        if interrupt is not None and interrupt.requested:
+            break
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             _timeout_diagnostics(c, options, start_mono, dispatch_done_at)
@@ -347,6 +491,8 @@ async def run_lazy_parallel(
                 wait = min(wait, max(0.01, (1.0 - tokens) / options.rate_limit))
             if deadline is not None:
                 wait = min(wait, max(0.01, deadline - time.monotonic()))
+            if interrupt is not None:
+                wait = min(wait, 0.25)  # notice a signal within a quarter of a second
             got = await c.collect(wait)
             backoff = 0.1
             if got:
@@ -373,10 +519,20 @@ async def run_lazy_parallel(
                     break
         except REDIS_ERRORS as exc:
             log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
-            await asyncio.sleep(backoff)
+            if interrupt is None:
+                await asyncio.sleep(backoff)
+            else:
+                await interrupt.until_stopped(asyncio.sleep(backoff))
             backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(*REDIS_ERRORS):
                 await c.resync()
+    if interrupt is not None and interrupt.requested and len(c.results) < total:
+        await _interrupted(c, batches, interrupt, options)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await interrupt.unless_hurried(client.delete(c.done_key), limit=2.0)
+        return RunResult(
+            c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal
+        )
     if c.stop_dispatching is not None:
         with contextlib.suppress(*REDIS_ERRORS):
             await batches.seal(c.batch_id)
@@ -391,6 +547,42 @@ async def run_lazy_parallel(
             await batches.seal(c.batch_id)
         await client.delete(c.done_key)
     return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+
+
+async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, options: RunOptions) -> None:
+    """A signal stopped the run: cancel its batch (queued samples leave the queue, running ones are
+    told to stop), give the running ones a moment to report, and say what is missing."""
+    name = interrupt.signal
+    log.warning("interrupted by %s: cancelling batch %s and writing the partial report (again to stop at once)", name, c.batch_id)
+    removed: int | None = None
+    problem = "a second signal came first"
+    try:
+        removed = await interrupt.unless_hurried(batches.cancel(c.batch_id), limit=10.0)
+    except REDIS_ERRORS as exc:
+        problem = f"Redis is unavailable: {exc}"
+    if removed is None:
+        c.diagnostics.append(
+            f"interrupted by {name}, but the run's batch {c.batch_id} could not be cancelled ({problem}): "
+            f"cancel it with `evalharness batch cancel {c.batch_id}`"
+        )
+    else:
+        # Only the samples that were running can still report; the removed ones never will.
+        expect = len(c.in_flight) - removed
+        end = time.monotonic() + min(5.0, options.timeout)
+        while expect > 0 and not interrupt.hurried and time.monotonic() < end:
+            try:
+                got = await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
+            except REDIS_ERRORS:
+                break
+            expect -= got or 0
+    never, missing = len(c.pending), len(c.in_flight)
+    head = f"interrupted by {name}"
+    if removed is not None:
+        head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
+    c.diagnostics.append(
+        f"{head}; {never} sample(s) never dispatched, {missing} dispatched but not collected, "
+        f"{len(c.results)} collected"
+    )
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ from evalharness.core.datasets import load_dataset
 from evalharness.core.embedded import EmbeddedServer, find_server_binary
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
-from evalharness.core.evalrun import RunOptions, RunResult, run_lazy_parallel, run_serial
+from evalharness.core.evalrun import Interrupt, RunOptions, RunResult, run_lazy_parallel, run_serial
 from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
@@ -101,8 +103,19 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mode: str, concurrency: int, queue: str, timeout: float, tries: int, json_path: str | None, workers: int, batch_timeout: float | None, rate_limit: float | None, result_ttl: int, quiet: bool) -> None:
     """Evaluate DATASET (.jsonl, .yaml) against a SUT and print the report.
 
-    Exit status: 0 every sample scored, 1 some samples failed, 2 bad input
-    (dataset, SUT, metric, option), 3 Redis or workers unavailable.
+    Ctrl-C (SIGINT) or SIGTERM stops the run: its batch is cancelled (queued
+    samples leave the queue, running ones are told to stop), and the partial
+    report says so and lists the samples that never ran or were not
+    collected.  A second Ctrl-C skips waiting for the clean-up.
+
+    \b
+    Exit status:
+      0    every sample scored
+      1    some samples failed (the report lists them)
+      2    bad input (dataset, SUT, metric, option, configuration file)
+      3    Redis or workers unavailable
+      130  interrupted by SIGINT (Ctrl-C); the partial report was written
+      143  interrupted by SIGTERM; the partial report was written
     """
     # Every mode reads and validates the configuration file the same way, before anything runs,
     # although a serial run needs nothing from it.
@@ -113,12 +126,38 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
-    result = execute(ctx, data, sut, options, workers=workers, quiet=quiet)
-    code = finish(result, data, sut, options, scorers, json_path)
+    interrupt = Interrupt()
+    with catching_signals(interrupt):
+        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt)
+        code = finish(result, data, sut, options, scorers, json_path)
+    if result.interrupted:
+        # The report is written; a SUT thread a signal could not stop must not hold the exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise SystemExit(code)
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False) -> RunResult:
+SIGNAL_EXIT = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def catching_signals(interrupt: Interrupt) -> Iterator[None]:
+    """SIGINT and SIGTERM trip ``interrupt`` (instead of raising KeyboardInterrupt or ending the
+    process) while a run executes and writes its report."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        interrupt.trip(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None) -> RunResult:
     console = Console(stderr=True)
     show = not quiet and console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not show, transient=True) as bar:
@@ -128,23 +167,52 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
             bar.update(task, completed=done)
 
         if options.mode == "serial":
-            return asyncio.run(run_serial(data, sut, options, progress))
+            return asyncio.run(run_serial(data, sut, options, progress, interrupt))
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             if workers:
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
-                asyncio.run(wait_for_workers(settings, options.queue, workers, procs))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress))
+                asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
+            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt))
         finally:
-            stop_processes(procs, grace=options.timeout + 5)
+            _stop_local_workers(procs, options.timeout + 5, interrupt)
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any) -> RunResult:
+async def _until_stopped(work: Any, interrupt: Interrupt | None) -> None:
+    if interrupt is None:
+        await work
+        return
+    interrupt.bind()
+    try:
+        await interrupt.until_stopped(work)
+    finally:
+        interrupt.unbind()
+
+
+def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, interrupt: Interrupt | None) -> None:
+    """Stop the workers ``--workers`` started: they finish their running samples within ``grace``,
+    unless the run was interrupted twice, which kills them at once."""
+    if interrupt is None:
+        stop_processes(procs, grace=grace)
+        return
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not interrupt.hurried:
+        time.sleep(0.05)  # polling the children and the second signal, both with a deadline
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None) -> RunResult:
     client = async_client(url)
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt)
     finally:
         await client.aclose()
 
@@ -165,12 +233,16 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
         report["diagnostics"] = list(result.diagnostics)
     if result.batch_id:
         report["batch"] = result.batch_id
+    if result.interrupted:
+        report["interrupted"] = {"signal": result.interrupted, "exit_code": SIGNAL_EXIT.get(result.interrupted, 130)}
     render_report(report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
     if json_path:
         write_report(report, Path(json_path))
         click.echo(f"report written to {json_path}", err=True)
+    if result.interrupted:
+        return SIGNAL_EXIT.get(result.interrupted, 130)
     return 0 if report_ok(report) else 1
 
 

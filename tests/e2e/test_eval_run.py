@@ -175,3 +175,91 @@ def test_a_run_stopped_by_its_batch_timeout_seals_its_batch(procs: Processes, tm
     batch = _run_batch(r)
     assert batch["total"] == "40" and int(batch["dispatched"]) < 40 and batch["sealed"] == "1"
     r.close()
+
+
+def _batch_jobs_queued(r: redis.Redis, bid: str, queue: str = "evals") -> int:
+    ready = r.zrange(f"eh:{{q:{queue}}}:ready", 0, -1)
+    return sum(1 for j in ready if j.startswith(bid.removeprefix("run-") + "-")) + r.llen(f"eh:{{q:{queue}}}:lane:{bid}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(procs: Processes, tmp_path: Path, redis_url: str, sig: signal.Signals, code: int) -> None:
+    procs.worker("evals", concurrency=4, env={"EH_TEST_LATENCY": "0.2,0.4"})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
+    data = small_dataset(tmp_path, 200)
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "8", "--json", "r.json")
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    wait_until(lambda: int(_run_batch(r).get("processed", 0)) >= 6, deadline=30, what="six samples done")
+    bid = _run_batch(r)["id"]
+    assert _batch_jobs_queued(r, bid) > 0  # some samples wait in the queue when the signal comes
+    run.send_signal(sig)
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == code, err
+    assert "Aborted" not in err and "Traceback" not in err
+    name = sig.name
+    assert f"interrupted by {name}" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] == {"signal": name, "exit_code": code}
+    kinds = report["failures"]["by_kind"]
+    assert kinds.get("not_dispatched", 0) > 100
+    assert report["scored_samples"] >= 6
+    assert report["scored_samples"] + report["failures"]["total"] == 200
+    assert all(s["error"]["kind"] in ("not_dispatched", "not_collected") for s in report["samples"] if s["error"])
+    assert any(f"interrupted by {name}" in d and "cancelled" in d for d in report["diagnostics"])
+    batch = _run_batch(r)
+    assert batch["state"] == "cancelled" and batch["cancelled_at"]
+    assert _batch_jobs_queued(r, bid) == 0
+    shown = json.loads(procs.cli("batch", "show", "--json", bid).stdout)
+    assert shown["state"] == "cancelled" and shown["total"] == 200 and shown["processed"] < 200
+    r.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_report(procs: Processes, tmp_path: Path) -> None:
+    data = small_dataset(tmp_path, 50)
+    marks = tmp_path / "marks"
+    marks.touch()
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:marking", "--metric", "exact-match", "--batch", "serial", "--json", "r.json", env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.5"})
+    wait_until(lambda: len(marks.read_text().splitlines()) >= 3, deadline=30, what="three SUT calls")
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=10)
+    assert run.returncode == 130, err
+    assert "Aborted" not in err and "interrupted by SIGINT" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"]["signal"] == "SIGINT"
+    kinds = report["failures"]["by_kind"]
+    assert kinds["interrupted"] == 1 and kinds["not_dispatched"] >= 40
+    assert report["scored_samples"] >= 2
+    first_unscored = next(s for s in report["samples"] if s["error"])
+    assert first_unscored["error"]["kind"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_ends_the_clean_up_at_once(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    data = small_dataset(tmp_path, 20)
+    marks = tmp_path / "marks"
+    marks.touch()
+    # a local worker whose samples block for a minute: stopping it gracefully would take that long
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:marking", "--metric", "exact-match", "--workers", "1", "--concurrency", "2", "--json", "r.json", env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "60"})
+    wait_until(lambda: len(marks.read_text().splitlines()) >= 2, deadline=30, what="two samples running")
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    (worker,) = [json.loads(v) for v in r.hvals("eh:workers")]
+    run.send_signal(signal.SIGINT)
+    wait_until(lambda: _run_batch(r).get("state") == "cancelled", deadline=15, what="the batch cancelled")
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=10)
+    assert run.returncode == 130, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"]["signal"] == "SIGINT"
+    assert report["failures"]["by_kind"] == {"not_collected": 2, "not_dispatched": 18}
+
+    def gone() -> bool:
+        try:
+            os.kill(worker["pid"], 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(gone, deadline=5, what="the local worker killed")
+    r.close()

@@ -22,3 +22,14 @@ def steady_sync(question: object) -> str:
 
 def not_text(question: object) -> int:
     return 42
+
+
+def marking(question: object) -> str:
+    """Notes each call in the file EH_TEST_MARKS (so a test can see progress), then takes
+    EH_TEST_SLEEP seconds (0.2 by default) in a plain thread that no signal can interrupt."""
+    import time
+
+    with open(os.environ["EH_TEST_MARKS"], "a") as marks:
+        marks.write(f"{question}\n")
+    time.sleep(float(os.environ.get("EH_TEST_SLEEP", "0.2")))
+    return respond(str(question))
