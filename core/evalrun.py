@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from .jobs import (
 )
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
+from .runs import RunRecord, RunStore, dataset_fingerprint
 from .sut import call_sut, load_sut
 
 log = logging.getLogger("evalharness.run")
@@ -418,6 +419,7 @@ async def run_lazy_parallel(
     options: RunOptions,
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
+    metrics: Sequence[str] = (),
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order.
@@ -428,7 +430,7 @@ async def run_lazy_parallel(
     if interrupt is not None:
         interrupt.bind()
     try:
-        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt)
+        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt, metrics)
     finally:
         if interrupt is not None:
             interrupt.unbind()
@@ -442,6 +444,7 @@ async def _lazy_parallel(
     options: RunOptions,
     progress: Progress | None,
     interrupt: Interrupt | None,
+    metrics: Sequence[str],
 ) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options)
     if not await c.queue.live_workers(options.queue):
@@ -455,6 +458,13 @@ async def _lazy_parallel(
         allow_failures=True, total=total,
     )
     started = time.time()
+    # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
+    store = RunStore(client, prefix)
+    await store.create(RunRecord(
+        id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
+        metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
+        batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl,
+    ))
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout
     dispatch_done_at: float | None = None
@@ -528,14 +538,16 @@ async def _lazy_parallel(
                 await c.resync()
     if interrupt is not None and interrupt.requested and len(c.results) < total:
         await _interrupted(c, batches, interrupt, options)
-        with contextlib.suppress(*REDIS_ERRORS):
-            await interrupt.unless_hurried(client.delete(c.done_key), limit=2.0)
-        return RunResult(
+        result = RunResult(
             c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal
         )
+        with contextlib.suppress(*REDIS_ERRORS):
+            await interrupt.unless_hurried(_record_end(store, c, result, "interrupted"), limit=2.0)
+        return result
     if c.stop_dispatching is not None:
         with contextlib.suppress(*REDIS_ERRORS):
             await batches.seal(c.batch_id)
+            await _record_end(store, c, RunResult(c.run_id, [], started, time.time(), [c.stop_dispatching]), "stopped")
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "
             "`evalharness run` does: from their current directory and PYTHONPATH"
@@ -545,8 +557,55 @@ async def _lazy_parallel(
             # stopped early (batch timeout, no workers): the samples never dispatched will not
             # come, so the batch finishes when the dispatched ones do
             await batches.seal(c.batch_id)
-        await client.delete(c.done_key)
-    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+    result = RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+    with contextlib.suppress(*REDIS_ERRORS):
+        await _record_end(store, c, result, "finished" if len(c.results) == total else "stopped")
+    return result
+
+
+async def _record_end(store: RunStore, c: _Collector, result: RunResult, state: str) -> None:
+    """The run's record says how it ended; the producer's list of arrived outputs goes (the
+    outputs themselves stay, for `evalharness report`)."""
+    await store.update(
+        c.run_id, c.options.result_ttl, state=state, finished_at=result.finished_at, interrupted=result.interrupted,
+        dispatched=len(c.dataset.samples) - len(c.pending), diagnostics=result.diagnostics,
+    )
+    await c.client.delete(c.done_key)
+
+
+async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple[RunRecord, RunResult]:
+    """The outcomes of a lazy-parallel run as they are in Redis now, retried samples included,
+    from its record and its result sink; an error names a run that is unknown or expired."""
+    store = RunStore(client, prefix)
+    record = await store.load(run_id)
+    if record is None:
+        raise EvalHarnessError(
+            f"no run {run_id!r} in Redis: the id is unknown, or its record expired (a run's record and "
+            "outputs are kept --result-ttl seconds after it ended, a day by default)"
+        )
+    if record.sink is None:
+        raise EvalHarnessError(f"run {run_id!r} kept no outputs in Redis; its report is the one it wrote when it ended")
+    queue = Queue(client, prefix)
+    raw = await client.hgetall(queue.keys(record.queue).results(record.sink))
+    values = {int(k): json.loads(v) for k, v in raw.items() if str(k).isdigit()}
+    info = await Batches(client, prefix, queue).info(record.batch) if record.batch else None
+    # the batch counts what was dispatched even when the producer died before it could say so
+    dispatched = max(record.dispatched, info.dispatched if info is not None else 0)
+    if not values and info is not None and info.processed > 0:
+        raise EvalHarnessError(f"the outputs of run {run_id!r} have expired (kept --result-ttl seconds after the last one arrived)")
+    diagnostics = []
+    if info is not None and info.state in ("pending", "running"):
+        diagnostics.append(
+            f"the run's batch {info.id} is still {info.state} ({info.pending} sample(s) pending): "
+            "this report shows the outputs that arrived so far"
+        )
+    elif record.state == "running":
+        diagnostics.append("the run's producer did not record an end (it may have been killed): samples without an output are listed as missing")
+    why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
+    outcomes = [outcome_of(i, s, values.get(i), i < dispatched, why) for i, s in enumerate(record.dataset.samples)]
+    finished = record.finished_at if record.finished_at is not None else time.time()
+    result = RunResult(record.id, outcomes, record.started_at, finished, diagnostics, record.batch, record.interrupted)
+    return record, result
 
 
 async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, options: RunOptions) -> None:

@@ -13,6 +13,7 @@ import redis
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.examples import EXAMPLE_DATASET
+from evalharness.core.examples.sim import respond
 
 SUT = "support.suts:steady"
 
@@ -212,6 +213,15 @@ def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(procs: Pr
     assert _batch_jobs_queued(r, bid) == 0
     shown = json.loads(procs.cli("batch", "show", "--json", bid).stdout)
     assert shown["state"] == "cancelled" and shown["total"] == 200 and shown["processed"] < 200
+    # the run's record says how it ended; its report can be rebuilt until the record goes
+    again = procs.cli("report", report["run_id"], "--json", "again.json")
+    assert again.returncode == 1, again.stderr
+    rebuilt = json.loads((tmp_path / "again.json").read_text())
+    assert rebuilt["run_state"] == "interrupted" and rebuilt["interrupted"]["signal"] == name
+    assert rebuilt["failures"]["by_kind"]["not_dispatched"] == kinds["not_dispatched"]
+    assert r.delete(f"eh:run:{report['run_id']}") == 1
+    gone = procs.cli("report", report["run_id"])
+    assert gone.returncode == 2 and "no run" in gone.stderr
     r.close()
 
 
@@ -263,3 +273,52 @@ def test_a_second_ctrl_c_ends_the_clean_up_at_once(procs: Processes, tmp_path: P
 
     wait_until(gone, deadline=5, what="the local worker killed")
     r.close()
+
+
+@pytest.mark.slow
+def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    fixed = tmp_path / "fixed"
+    procs.worker("evals", env={"EH_TEST_FIXED": str(fixed)})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
+    data = small_dataset(tmp_path, 24)
+    first = procs.cli("run", str(data), "--sut", "support.suts:broken_until_fixed", "--metric", "exact-match", "--tries", "1", "--json", "first.json")
+    assert first.returncode == 1, first.stderr
+    before = json.loads((tmp_path / "first.json").read_text())
+    run_id = before["run_id"]
+    broken = [s for s in before["samples"] if s["error"]]
+    assert broken and {s["error"]["kind"] for s in broken} == {"exception"}
+    # the same report, rebuilt from Redis
+    again = procs.cli("report", run_id, "--json", "again.json")
+    assert again.returncode == 1, again.stderr
+    rebuilt = json.loads((tmp_path / "again.json").read_text())
+    assert rebuilt["run_state"] == "finished" and rebuilt["rebuilt_at"]
+    for key in ("run_id", "dataset", "sut", "mode", "options", "started_at", "finished_at", "metrics", "failures", "batch"):
+        assert rebuilt[key] == before[key], key
+    assert [(s["id"], s["output"], s["scores"]) for s in rebuilt["samples"]] == [(s["id"], s["output"], s["scores"]) for s in before["samples"]]
+    # fix the SUT; retry one failed sample from the failed store and the rest as the batch
+    fixed.touch()
+    one = f"{run_id}-{broken[0]['index']}"
+    assert procs.cli("failed", "retry", one).returncode == 0
+    retried = procs.cli("batch", "retry", f"run-{run_id}")
+    assert retried.returncode == 0 and f"retrying {len(broken) - 1} job(s)" in retried.stdout
+
+    def succeeded() -> bool:
+        shown = procs.cli("batch", "show", "--json", f"run-{run_id}")
+        return bool(json.loads(shown.stdout)["state"] == "succeeded")
+
+    wait_until(succeeded, deadline=30, what="the retried batch to succeed")
+    after = procs.cli("report", f"run-{run_id}", "--json", "after.json")
+    assert after.returncode == 0, after.stderr
+    report = json.loads((tmp_path / "after.json").read_text())
+    assert report["failures"]["total"] == 0 and report["scored_samples"] == 24
+    inputs = [json.loads(line)["input"] for line in data.read_text().splitlines()]
+    assert all(report["samples"][s["index"]]["output"] == respond(str(inputs[s["index"]])) for s in broken)
+    assert report["metrics"]["exact-match"]["count"] == 24 > before["metrics"]["exact-match"]["count"]
+    assert "24/24 samples scored" in after.stdout
+
+
+def test_report_of_an_unknown_or_expired_run_is_a_clear_error(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    done = procs.cli("report", "01nosuchrun")
+    assert done.returncode == 2
+    assert "no run '01nosuchrun' in Redis" in done.stderr and "--result-ttl" in done.stderr
+    assert "Traceback" not in done.stderr
