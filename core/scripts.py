@@ -25,7 +25,7 @@ SCRIPT_NAMES = (
 
 
 # Scripts that change batches share the helper functions in _batch.lua.
-WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry", "batch_seal"})
+WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry", "batch_seal", "retry_failed"})
 
 
 @cache

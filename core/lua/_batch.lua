@@ -63,6 +63,16 @@ local function b_undispatched(bk, state)
   return 0
 end
 
+-- A retry reopens a batch: one that was cancelled or failed stays sealed, since the jobs it
+-- declared and never dispatched will not come any more.
+local function b_reopen(bk)
+  local state = redis.call('HGET', bk, 'state')
+  if state == 'cancelled' or state == 'failed' then
+    redis.call('HSET', bk, 'sealed', '1')
+  end
+  redis.call('HSET', bk, 'state', 'running')
+end
+
 -- The batch has no pending job left: finish it once (per round; a retry opens a new round).
 -- A batch whose declared jobs are not all dispatched yet is not finished, whatever ran so far.
 local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)

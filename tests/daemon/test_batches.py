@@ -289,6 +289,9 @@ async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_withou
     batches = Batches(aclient)
     sealed = await batches.create("sealed", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
     cancelled = await batches.create("cancelled", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    retried = await batches.create("retried", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    assert await batches.cancel(retried) == 3
+    assert await batches.retry(retried) == 3  # the cancelled jobs run again; the 7 never dispatched do not come
     await workers(procs, aclient, 1)
     await until(lambda: _drained(aclient), what="the queue to drain")
     for bid in (sealed, cancelled):
@@ -300,6 +303,8 @@ async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_withou
     assert a is not None and a.state == "succeeded" and a.finished and a.pending == 0 and a.total == 10
     assert b is not None and b.state == "cancelled" and b.finished and b.pending == 0 and b.total == 10
     assert b.processed == 3 and b.undispatched == 0
+    c = await batches.info(retried)
+    assert c is not None and c.state == "succeeded" and c.finished and (c.processed, c.total) == (3, 10)
     shown = procs.cli("batch", "show", "--json", sealed)
     row = json.loads(shown.stdout)
     assert (row["total"], row["declared"], row["dispatched"], row["state"]) == (10, 10, 3, "succeeded")
