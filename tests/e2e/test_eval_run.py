@@ -315,6 +315,12 @@ def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(procs: Proc
     assert all(report["samples"][s["index"]]["output"] == respond(str(inputs[s["index"]])) for s in broken)
     assert report["metrics"]["exact-match"]["count"] == 24 > before["metrics"]["exact-match"]["count"]
     assert "24/24 samples scored" in after.stdout
+    # outputs gone before the record: a clear error, not a report of 24 missing samples
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert r.delete(f"eh:{{q:evals}}:results:run-{run_id}") == 1
+    expired = procs.cli("report", run_id)
+    assert expired.returncode == 2 and "have expired" in expired.stderr
+    r.close()
 
 
 def test_report_of_an_unknown_or_expired_run_is_a_clear_error(procs: Processes, tmp_path: Path, redis_url: str) -> None:
