@@ -239,10 +239,15 @@ def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_re
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["interrupted"]["signal"] == "SIGINT"
     kinds = report["failures"]["by_kind"]
-    assert kinds["interrupted"] == 1 and kinds["not_dispatched"] >= 40
+    # the signal nearly always comes while the SUT is called (0.5 s a sample); in the instant
+    # between two samples no sample is cut and the next one simply never runs
+    assert set(kinds) <= {"interrupted", "not_dispatched"} and kinds.get("interrupted", 1) == 1
+    assert kinds["not_dispatched"] + kinds.get("interrupted", 0) >= 40
     assert report["scored_samples"] >= 2
-    first_unscored = next(s for s in report["samples"] if s["error"])
-    assert first_unscored["error"]["kind"] == "interrupted"
+    unscored = [s for s in report["samples"] if s["error"]]
+    assert all(s["error"]["kind"] == "not_dispatched" and s["attempts"] == 0 for s in unscored[1:])
+    assert unscored[0]["error"]["kind"] in kinds
+    assert [s["id"] for s in report["samples"] if not s["error"]] == [s["id"] for s in report["samples"][: report["scored_samples"]]]
 
 
 @pytest.mark.slow
