@@ -84,10 +84,17 @@ class BatchInfo:
     tags: tuple[str, ...] = ()
     tenant: str | None = None
     callbacks: dict[str, list[str]] = field(default_factory=dict)
+    # A batch created with a declared total (an eval run: the dataset's size) counts that total
+    # from the start; ``dispatched`` says how many of its jobs exist so far.
+    declared: int | None = None
+    dispatched: int = 0
+    # Declared jobs not dispatched yet that may still come (0 once sealed, cancelled or failed);
+    # they count in ``pending`` and keep the batch from finishing.
+    undispatched: int = 0
 
     @property
     def progress(self) -> float:
-        """processed / total (1.0 for an empty batch)."""
+        """processed / total (1.0 for an empty batch); a declared total counts from the start."""
         return 1.0 if self.total == 0 else self.processed / self.total
 
     @property
@@ -101,6 +108,9 @@ class BatchInfo:
             "queue": self.queue,
             "state": self.state,
             "total": self.total,
+            "declared": self.declared,
+            "dispatched": self.dispatched,
+            "undispatched": self.undispatched,
             "pending": self.pending,
             "processed": self.processed,
             "failed": self.failed,
@@ -121,14 +131,24 @@ def _ms(value: str | None) -> float | None:
     return None if value is None or value == "" else int(value) / 1000.0
 
 
+def undispatched(rec: dict[str, str]) -> int:
+    """Declared jobs of a batch record not dispatched yet that may still come (as the Lua
+    helper ``b_undispatched`` counts them)."""
+    if not rec.get("declared") or rec.get("sealed") == "1" or rec.get("state") in ("cancelled", "failed"):
+        return 0
+    return max(0, int(rec["declared"]) - int(rec.get("dispatched") or 0))
+
+
 def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[str]) -> BatchInfo:
+    declared = int(rec["declared"]) if rec.get("declared") else None
+    left = undispatched(rec)
     return BatchInfo(
         id=batch_id,
         name=rec.get("name", ""),
         queue=queue,
         state=rec.get("state", "pending"),
         total=int(rec.get("total", 0)),
-        pending=int(rec.get("pending", 0)),
+        pending=int(rec.get("pending", 0)) + left,
         processed=int(rec.get("processed", 0)),
         failed=int(rec.get("failed", 0)),
         failed_job_ids=tuple(sorted(failed_ids)),
@@ -140,6 +160,9 @@ def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[s
         tags=tuple(json.loads(rec.get("tags") or "[]")),
         tenant=rec.get("tenant") or None,
         callbacks={s: json.loads(rec[f"cb:{s}"]) for s in STAGES if rec.get(f"cb:{s}")},
+        declared=declared,
+        dispatched=int(rec.get("dispatched") or rec.get("total") or 0) if declared is not None else int(rec.get("total", 0)),
+        undispatched=left,
     )
 
 
@@ -166,9 +189,18 @@ class Batches:
         catch: Sequence[str] = (),
         finally_: Sequence[str] = (),
         batch_id: str | None = None,
+        total: int | None = None,
     ) -> str:
-        """Create a batch and dispatch its first jobs (more can be added with :meth:`add`)."""
+        """Create a batch and dispatch its first jobs (more can be added with :meth:`add`).
+
+        Without ``total`` the batch's total grows with every job added (Laravel's batches).
+        With ``total=N`` the batch declares its size up front, for a producer that dispatches its
+        jobs over time (an eval run keeps a few in flight): the total is N from the start, progress
+        is done / N, and the batch does not finish while fewer than N jobs were dispatched, unless
+        it is sealed (:meth:`seal`: no more will come) or cancelled.  Jobs beyond N still count."""
         validate_name("queue", queue)
+        if total is not None and total < 0:
+            raise EvalHarnessError(f"a batch's declared total must be >= 0, got {total}")
         bid = batch_id or f"b{new_job_id()}"
         validate_name("batch id", bid)
         keys = self.queue.keys(queue)
@@ -177,7 +209,7 @@ class Batches:
             "name": name,
             "queue": queue,
             "state": "pending",
-            "total": 0,
+            "total": total or 0,
             "pending": 0,
             "processed": 0,
             "failed": 0,
@@ -186,6 +218,9 @@ class Batches:
             "tags": json.dumps(list(tags)),
             "tenant": tenant or "",
         }
+        if total is not None:
+            fields["declared"] = total
+            fields["dispatched"] = 0
         for stage, names in (("before", before), ("progress", progress), ("then", then), ("catch", catch), ("finally", finally_)):
             if names:
                 fields[f"cb:{stage}"] = json.dumps(list(names))
@@ -259,6 +294,16 @@ class Batches:
         if removed < 0:
             raise EvalHarnessError(f"no batch {batch_id!r}")
         return removed
+
+    async def seal(self, batch_id: str) -> int:
+        """Say no more jobs will be added to a batch with a declared total, so that it finishes
+        once the dispatched ones are done; returns how many declared jobs were never dispatched."""
+        queue = await self.queue_of(batch_id)
+        keys = self.queue.keys(queue)
+        left = int(await self.queue.scripts["batch_seal"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]))
+        if left < 0:
+            raise EvalHarnessError(f"no batch {batch_id!r}")
+        return left
 
     async def retry(self, batch_id: str) -> int:
         """Queue the failed (and cancelled) jobs again; returns how many."""

@@ -10,15 +10,15 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from .batches import Batches
-from .datasets import Dataset
+from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
 from .jobs import (
@@ -33,6 +33,7 @@ from .jobs import (
 )
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
+from .runs import RunRecord, RunStore, dataset_fingerprint
 from .sut import call_sut, load_sut
 
 log = logging.getLogger("evalharness.run")
@@ -40,6 +41,7 @@ log = logging.getLogger("evalharness.run")
 MODES = ("serial", "lazy-parallel")
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,17 +110,97 @@ class RunResult:
     finished_at: float
     diagnostics: list[str] = field(default_factory=list)
     batch_id: str | None = None  # lazy-parallel runs dispatch their samples as one batch
+    interrupted: str | None = None  # the signal that stopped the run ("SIGINT", "SIGTERM")
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "message": message, **extra}
 
 
+class Interrupt:
+    """What the program's signal handler tells a running eval.  The first signal asks the run to
+    stop: cancel its batch, collect what already arrived and return the partial result.  A
+    second one cuts that clean-up short, so a user pressing Ctrl-C twice is never kept waiting.
+
+    :meth:`trip` may be called from a signal handler at any moment, also before the run's event
+    loop exists; the run calls :meth:`bind` once it runs in its loop."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.count >= 1
+
+    @property
+    def hurried(self) -> bool:
+        return self.count >= 2
+
+    def trip(self, name: str) -> None:
+        self.count += 1
+        if self.signal is None:
+            self.signal = name
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # a signal handler runs between two bytecodes of the loop's own thread: hand the
+            # event over through the loop's wake-up pipe, as asyncio's signal handling does
+            loop.call_soon_threadsafe(self._sync)
+
+    def bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop, self._hurry = asyncio.Event(), asyncio.Event()
+        self._sync()
+
+    def unbind(self) -> None:
+        self._loop = self._stop = self._hurry = None
+
+    def _sync(self) -> None:
+        if self._stop is not None and self.requested:
+            self._stop.set()
+        if self._hurry is not None and self.hurried:
+            self._hurry.set()
+
+    async def until_stopped(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result, or None when a stop is requested first (``work`` is cancelled)."""
+        return await self._race(work, self._stop)
+
+    async def unless_hurried(self, work: Awaitable[T], limit: float) -> T | None:
+        """``work``'s result, or None when a second signal comes or ``limit`` seconds pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                return await self._race(work, self._hurry)
+        return None
+
+    @staticmethod
+    async def _race(work: Awaitable[T], event: asyncio.Event | None) -> T | None:
+        task = asyncio.ensure_future(work)
+        if event is None:
+            return await task
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return task.result() if task.done() and not task.cancelled() else None
+
+
 # -- serial ------------------------------------------------------------------------------
 
 
 async def run_serial(
-    dataset: Dataset, sut: str, options: RunOptions, progress: Progress | None = None
+    dataset: Dataset,
+    sut: str,
+    options: RunOptions,
+    progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
 ) -> RunResult:
     """Run every sample in this process, one at a time, with the same timeout, tries, backoff
     and rate-limit semantics a worker applies."""
@@ -128,7 +210,14 @@ async def run_serial(
     outcomes: list[SampleOutcome] = []
     deadline = None if options.batch_timeout is None else time.monotonic() + options.batch_timeout
     diagnostics: list[str] = []
+    stopped_by: str | None = None
+    if interrupt is not None:
+        interrupt.bind()
     for index, sample in enumerate(dataset.samples):
+        if interrupt is not None and interrupt.requested:
+            outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=None)
+            stopped_by = interrupt.signal
+            break
         if deadline is not None and time.monotonic() >= deadline:
             left = len(dataset.samples) - index
             diagnostics.append(f"batch timeout of {options.batch_timeout:g}s reached with {left} sample(s) not run")
@@ -137,11 +226,39 @@ async def run_serial(
                 for i, s in enumerate(dataset.samples[index:], start=index)
             ]
             break
-        output, error, attempts = await _serial_sample(func, sample.input, options, f"{run_id}-{index}")
+        call = _serial_sample(func, sample.input, options, f"{run_id}-{index}")
+        done = await (call if interrupt is None else interrupt.until_stopped(call))
+        if done is None:
+            outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=index)
+            stopped_by = interrupt.signal if interrupt is not None else None
+            break
+        output, error, attempts = done
         outcomes.append(SampleOutcome(index, sample, output, error, attempts))
         if progress:
             progress(index + 1, len(dataset.samples))
-    return RunResult(run_id, outcomes, started, time.time(), diagnostics)
+    if interrupt is not None:
+        interrupt.unbind()
+    return RunResult(run_id, outcomes, started, time.time(), diagnostics, interrupted=stopped_by)
+
+
+def _serial_interrupted(
+    dataset: Dataset, index: int, interrupt: Interrupt | None, diagnostics: list[str], running: int | None
+) -> list[SampleOutcome]:
+    """The samples a serial run did not finish because a signal stopped it at sample ``index``."""
+    name = interrupt.signal if interrupt is not None else None
+    out = []
+    if running is not None:
+        sample = dataset.samples[running]
+        error = _error("interrupted", f"{name} stopped the run while the SUT was called for this sample")
+        out.append(SampleOutcome(running, sample, None, error, None))
+    first = index if running is None else index + 1
+    never = _error("not_dispatched", f"never ran: {name} stopped the run first")
+    out += [SampleOutcome(i, dataset.samples[i], None, dict(never), 0) for i in range(first, len(dataset.samples))]
+    diagnostics.append(
+        f"interrupted by {name}: {len(dataset.samples) - first} sample(s) never ran"
+        + (f", and sample {dataset.samples[running].id} was stopped while it ran" if running is not None else "")
+    )
+    return out
 
 
 async def _serial_sample(
@@ -264,23 +381,27 @@ class _Collector:
                 self.results[index] = value
                 self.in_flight.discard(index)
 
-    def outcomes(self) -> list[SampleOutcome]:
-        out = []
-        for index, sample in enumerate(self.dataset.samples):
-            value = self.results.get(index)
-            if value is None:
-                if index in self.in_flight:
-                    error = _error("not_collected", "dispatched, but no result arrived before the run stopped")
-                else:
-                    error = _error("not_dispatched", "never dispatched: the run stopped first")
-                out.append(SampleOutcome(index, sample, None, error, None))
-            elif "error" in value:
-                err = dict(value["error"])
-                out.append(SampleOutcome(index, sample, None, err, err.get("attempts")))
-            else:
-                result = value.get("result") or {}
-                out.append(SampleOutcome(index, sample, result.get("output"), None, result.get("attempts")))
-        return out
+    def outcomes(self, stopped_by: str | None = None) -> list[SampleOutcome]:
+        why = f"{stopped_by} interrupted the run" if stopped_by else "the run stopped"
+        return [
+            outcome_of(index, sample, self.results.get(index), index in self.in_flight, why)
+            for index, sample in enumerate(self.dataset.samples)
+        ]
+
+
+def outcome_of(index: int, sample: Sample, value: dict[str, Any] | None, dispatched: bool, why: str = "the run stopped") -> SampleOutcome:
+    """One sample's outcome from what its job stored in the run's result sink (None: nothing)."""
+    if value is None:
+        if dispatched:
+            error = _error("not_collected", f"dispatched, but no result arrived before {why}")
+        else:
+            error = _error("not_dispatched", f"never dispatched: {why} first")
+        return SampleOutcome(index, sample, None, error, None)
+    if "error" in value:
+        err = dict(value["error"])
+        return SampleOutcome(index, sample, None, err, err.get("attempts"))
+    result = value.get("result") or {}
+    return SampleOutcome(index, sample, result.get("output"), None, result.get("attempts"))
 
 
 def no_worker_message(queue: str) -> str:
@@ -297,17 +418,53 @@ async def run_lazy_parallel(
     sut: str,
     options: RunOptions,
     progress: Progress | None = None,
+    interrupt: Interrupt | None = None,
+    metrics: Sequence[str] = (),
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
-    from the result store, and return the outcomes in dataset order."""
+    from the result store, and return the outcomes in dataset order.
+
+    When ``interrupt`` is tripped (a signal) the run cancels its batch, collects for a moment
+    what the running samples still deliver, and returns the partial result."""
     load_sut(sut)  # fail fast, here, on a SUT the producer cannot import either
+    if interrupt is not None:
+        interrupt.bind()
+    try:
+        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt, metrics)
+    finally:
+        if interrupt is not None:
+            interrupt.unbind()
+
+
+async def _lazy_parallel(
+    client: aioredis.Redis,
+    prefix: str,
+    dataset: Dataset,
+    sut: str,
+    options: RunOptions,
+    progress: Progress | None,
+    interrupt: Interrupt | None,
+    metrics: Sequence[str],
+) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options)
     if not await c.queue.live_workers(options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
-    await batches.create(f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id, allow_failures=True)
     total = len(dataset.samples)
+    # The batch declares the whole dataset, so its total and progress are the run's, not what
+    # was dispatched so far, and it cannot finish while samples wait to be dispatched.
+    await batches.create(
+        f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
+        allow_failures=True, total=total,
+    )
     started = time.time()
+    # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
+    store = RunStore(client, prefix)
+    await store.create(RunRecord(
+        id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
+        metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
+        batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl,
+    ))
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout
     dispatch_done_at: float | None = None
@@ -316,7 +473,10 @@ async def run_lazy_parallel(
     tokens = float(options.concurrency)
     token_at = start_mono
     backoff = 0.1
+    cancelled = False
     while len(c.results) < total:
+        if interrupt is not None and interrupt.requested:
+            break
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             _timeout_diagnostics(c, options, start_mono, dispatch_done_at)
@@ -341,6 +501,8 @@ async def run_lazy_parallel(
                 wait = min(wait, max(0.01, (1.0 - tokens) / options.rate_limit))
             if deadline is not None:
                 wait = min(wait, max(0.01, deadline - time.monotonic()))
+            if interrupt is not None:
+                wait = min(wait, 0.25)  # notice a signal within a quarter of a second
             got = await c.collect(wait)
             backoff = 0.1
             if got:
@@ -351,6 +513,7 @@ async def run_lazy_parallel(
                 next_worker_check = time.monotonic() + 2.0
                 info = await batches.info(c.batch_id)
                 if info is not None and info.state == "cancelled":
+                    cancelled = True
                     c.diagnostics.append(
                         f"the run's batch {c.batch_id} was cancelled: {len(c.in_flight) + len(c.pending)} sample(s) not run"
                     )
@@ -366,18 +529,119 @@ async def run_lazy_parallel(
                     break
         except REDIS_ERRORS as exc:
             log.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
-            await asyncio.sleep(backoff)
+            if interrupt is None:
+                await asyncio.sleep(backoff)
+            else:
+                await interrupt.until_stopped(asyncio.sleep(backoff))
             backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(*REDIS_ERRORS):
                 await c.resync()
+    if interrupt is not None and interrupt.requested and len(c.results) < total:
+        await _interrupted(c, batches, interrupt, options)
+        result = RunResult(
+            c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal
+        )
+        with contextlib.suppress(*REDIS_ERRORS):
+            await interrupt.unless_hurried(_record_end(store, c, result, "interrupted"), limit=2.0)
+        return result
     if c.stop_dispatching is not None:
+        with contextlib.suppress(*REDIS_ERRORS):
+            await batches.seal(c.batch_id)
+            await _record_end(store, c, RunResult(c.run_id, [], started, time.time(), [c.stop_dispatching]), "stopped")
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "
             "`evalharness run` does: from their current directory and PYTHONPATH"
         )
     with contextlib.suppress(*REDIS_ERRORS):
-        await client.delete(c.done_key)
-    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+        if c.pending and not cancelled:
+            # stopped early (batch timeout, no workers): the samples never dispatched will not
+            # come, so the batch finishes when the dispatched ones do
+            await batches.seal(c.batch_id)
+    result = RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+    with contextlib.suppress(*REDIS_ERRORS):
+        await _record_end(store, c, result, "finished" if len(c.results) == total else "stopped")
+    return result
+
+
+async def _record_end(store: RunStore, c: _Collector, result: RunResult, state: str) -> None:
+    """The run's record says how it ended; the producer's list of arrived outputs goes (the
+    outputs themselves stay, for `evalharness report`)."""
+    await store.update(
+        c.run_id, c.options.result_ttl, state=state, finished_at=result.finished_at, interrupted=result.interrupted,
+        dispatched=len(c.dataset.samples) - len(c.pending), diagnostics=result.diagnostics,
+    )
+    await c.client.delete(c.done_key)
+
+
+async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple[RunRecord, RunResult]:
+    """The outcomes of a lazy-parallel run as they are in Redis now, retried samples included,
+    from its record and its result sink; an error names a run that is unknown or expired."""
+    store = RunStore(client, prefix)
+    record = await store.load(run_id)
+    if record is None:
+        raise EvalHarnessError(
+            f"no run {run_id!r} in Redis: the id is unknown, or its record expired (a run's record and "
+            "outputs are kept --result-ttl seconds after it ended, a day by default)"
+        )
+    if record.sink is None:
+        raise EvalHarnessError(f"run {run_id!r} kept no outputs in Redis; its report is the one it wrote when it ended")
+    queue = Queue(client, prefix)
+    raw = await client.hgetall(queue.keys(record.queue).results(record.sink))
+    values = {int(k): json.loads(v) for k, v in raw.items() if str(k).isdigit()}
+    info = await Batches(client, prefix, queue).info(record.batch) if record.batch else None
+    # the batch counts what was dispatched even when the producer died before it could say so
+    dispatched = max(record.dispatched, info.dispatched if info is not None else 0)
+    if not values and info is not None and info.processed > 0:
+        raise EvalHarnessError(f"the outputs of run {run_id!r} have expired (kept --result-ttl seconds after the last one arrived)")
+    diagnostics = []
+    if info is not None and info.state in ("pending", "running"):
+        diagnostics.append(
+            f"the run's batch {info.id} is still {info.state} ({info.pending} sample(s) pending): "
+            "this report shows the outputs that arrived so far"
+        )
+    elif record.state == "running":
+        diagnostics.append("the run's producer did not record an end (it may have been killed): samples without an output are listed as missing")
+    why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
+    outcomes = [outcome_of(i, s, values.get(i), i < dispatched, why) for i, s in enumerate(record.dataset.samples)]
+    finished = record.finished_at if record.finished_at is not None else time.time()
+    result = RunResult(record.id, outcomes, record.started_at, finished, diagnostics, record.batch, record.interrupted)
+    return record, result
+
+
+async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, options: RunOptions) -> None:
+    """A signal stopped the run: cancel its batch (queued samples leave the queue, running ones are
+    told to stop), give the running ones a moment to report, and say what is missing."""
+    name = interrupt.signal
+    log.warning("interrupted by %s: cancelling batch %s and writing the partial report (again to stop at once)", name, c.batch_id)
+    removed: int | None = None
+    problem = "a second signal came first"
+    try:
+        removed = await interrupt.unless_hurried(batches.cancel(c.batch_id), limit=10.0)
+    except REDIS_ERRORS as exc:
+        problem = f"Redis is unavailable: {exc}"
+    if removed is None:
+        c.diagnostics.append(
+            f"interrupted by {name}, but the run's batch {c.batch_id} could not be cancelled ({problem}): "
+            f"cancel it with `evalharness batch cancel {c.batch_id}`"
+        )
+    else:
+        # Only the samples that were running can still report; the removed ones never will.
+        expect = len(c.in_flight) - removed
+        end = time.monotonic() + min(5.0, options.timeout)
+        while expect > 0 and not interrupt.hurried and time.monotonic() < end:
+            try:
+                got = await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
+            except REDIS_ERRORS:
+                break
+            expect -= got or 0
+    never, missing = len(c.pending), len(c.in_flight)
+    head = f"interrupted by {name}"
+    if removed is not None:
+        head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
+    c.diagnostics.append(
+        f"{head}; {never} sample(s) never dispatched, {missing} dispatched but not collected, "
+        f"{len(c.results)} collected"
+    )
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

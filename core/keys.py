@@ -95,3 +95,13 @@ class GlobalKeys:
     def workers(self) -> str:
         """HASH worker id -> JSON description (host, pid, queues, concurrency, heartbeat)."""
         return f"{self.prefix}:workers"
+
+    def run(self, run_id: str) -> str:
+        """HASH: the record of one eval run (dataset, SUT, metrics, options, state; see
+        ``core/runs.py``), kept as long as the run's outputs."""
+        return f"{self.prefix}:run:{run_id}"
+
+    @property
+    def runs(self) -> str:
+        """ZSET run id -> time (ms) the run started: the index of the run records."""
+        return f"{self.prefix}:runs"

@@ -347,11 +347,27 @@ def _headline(report: Mapping[str, Any]) -> Text:
     line.append(_plain(report["dataset"]["name"], 40), style="bold")
     line.append(f": {scored}/{total} samples scored in {_duration(report['duration_seconds'])}")
     failed = report["failures"]["total"]
-    if ok:
+    interrupted = report.get("interrupted")
+    if interrupted:
+        line.append(f" — interrupted by {_plain(interrupted.get('signal', 'a signal'), 20)}", style="bold yellow")
+        line.append(f", {failed} not scored", style="bold red")
+    elif ok:
         line.append(" — all scored", style="green")
     else:
         line.append(f" — {failed} failed", style="bold red")
     return line
+
+
+def _unfinished(report: Mapping[str, Any]) -> list[Text]:
+    """For an interrupted run: which samples never ran and which were not collected, by id."""
+    lines = []
+    for kind, words in (("not_dispatched", "never ran"), ("interrupted", "stopped while running"), ("not_collected", "not collected")):
+        ids = [row["id"] for row in report["samples"] if row["error"] is not None and row["error"]["kind"] == kind]
+        if ids:
+            shown = ", ".join(_plain(i, 40) for i in ids[:_SHOWN_FAILURES])
+            more = f" … and {len(ids) - _SHOWN_FAILURES} more" if len(ids) > _SHOWN_FAILURES else ""
+            lines.append(Text(f"{_count(len(ids), 'sample')} {words}: {shown}{more}", style="yellow"))
+    return lines
 
 
 def _details(report: Mapping[str, Any]) -> Text:
@@ -399,6 +415,8 @@ def _problem_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[s
 def render_report(report: Mapping[str, Any], console: Console) -> None:
     """Print a summary for people: headline, per-metric table, and the first failed samples."""
     parts: list[Any] = [_headline(report), _details(report), Text(), _metrics_table(report)]
+    if report.get("interrupted"):
+        parts += [Text(), *_unfinished(report)]
     failures = report["failures"]
     failed = [row for row in report["samples"] if row["error"] is not None]
     if failed:

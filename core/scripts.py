@@ -20,11 +20,12 @@ SCRIPT_NAMES = (
     "limit",
     "batch_cancel",
     "batch_retry",
+    "batch_seal",
 )
 
 
 # Scripts that change batches share the helper functions in _batch.lua.
-WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry"})
+WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry", "batch_seal", "retry_failed"})
 
 
 @cache

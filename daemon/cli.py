@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,14 @@ from evalharness.core.datasets import load_dataset
 from evalharness.core.embedded import EmbeddedServer
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
-from evalharness.core.evalrun import RunOptions, RunResult, run_lazy_parallel, run_serial
+from evalharness.core.evalrun import (
+    Interrupt,
+    RunOptions,
+    RunResult,
+    rebuild_run,
+    run_lazy_parallel,
+    run_serial,
+)
 from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
@@ -101,21 +110,61 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mode: str, concurrency: int, queue: str, timeout: float, tries: int, json_path: str | None, workers: int, batch_timeout: float | None, rate_limit: float | None, result_ttl: int, quiet: bool) -> None:
     """Evaluate DATASET (.jsonl, .yaml) against a SUT and print the report.
 
-    Exit status: 0 every sample scored, 1 some samples failed, 2 bad input
-    (dataset, SUT, metric, option), 3 Redis or workers unavailable.
+    Ctrl-C (SIGINT) or SIGTERM stops the run: its batch is cancelled (queued
+    samples leave the queue, running ones are told to stop), and the partial
+    report says so and lists the samples that never ran or were not
+    collected.  A second Ctrl-C skips waiting for the clean-up.
+
+    \b
+    Exit status:
+      0    every sample scored
+      1    some samples failed (the report lists them)
+      2    bad input (dataset, SUT, metric, option, configuration file)
+      3    Redis or workers unavailable
+      130  interrupted by SIGINT (Ctrl-C); the partial report was written
+      143  interrupted by SIGTERM; the partial report was written
     """
+    # Every mode reads and validates the configuration file the same way, before anything runs,
+    # although a serial run needs nothing from it.
+    load_config(ctx.find_root().obj.get("config"))
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)
     scorers = resolve_metrics(metrics, config=load_config(ctx.find_root().obj.get("config")).metrics)
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
-    result = execute(ctx, data, sut, options, workers=workers, quiet=quiet)
-    code = finish(result, data, sut, options, scorers, json_path)
+    interrupt = Interrupt()
+    with catching_signals(interrupt):
+        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers])
+        code = finish(result, data, sut, options, scorers, json_path)
+    if result.interrupted:
+        # The report is written; a SUT thread a signal could not stop must not hold the exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     raise SystemExit(code)
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False) -> RunResult:
+SIGNAL_EXIT = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def catching_signals(interrupt: Interrupt) -> Iterator[None]:
+    """SIGINT and SIGTERM trip ``interrupt`` (instead of raising KeyboardInterrupt or ending the
+    process) while a run executes and writes its report."""
+
+    def handle(signum: int, _frame: Any) -> None:
+        interrupt.trip(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = ()) -> RunResult:
     console = Console(stderr=True)
     show = not quiet and console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not show, transient=True) as bar:
@@ -125,34 +174,68 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
             bar.update(task, completed=done)
 
         if options.mode == "serial":
-            return asyncio.run(run_serial(data, sut, options, progress))
+            return asyncio.run(run_serial(data, sut, options, progress, interrupt))
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             if workers:
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
-                asyncio.run(wait_for_workers(settings, options.queue, workers, procs))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress))
+                asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
+            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics))
         finally:
-            stop_processes(procs, grace=options.timeout + 5)
+            _stop_local_workers(procs, options.timeout + 5, interrupt)
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any) -> RunResult:
+async def _until_stopped(work: Any, interrupt: Interrupt | None) -> None:
+    if interrupt is None:
+        await work
+        return
+    interrupt.bind()
+    try:
+        await interrupt.until_stopped(work)
+    finally:
+        interrupt.unbind()
+
+
+def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, interrupt: Interrupt | None) -> None:
+    """Stop the workers ``--workers`` started: they finish their running samples within ``grace``,
+    unless the run was interrupted twice, which kills them at once."""
+    if interrupt is None:
+        stop_processes(procs, grace=grace)
+        return
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not interrupt.hurried:
+        time.sleep(0.05)  # polling the children and the second signal, both with a deadline
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = ()) -> RunResult:
     client = async_client(url)
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics)
     finally:
         await client.aclose()
 
 
 def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None) -> int:
+    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path)
+
+
+def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None) -> int:
+    """Score, print and write the report of a run; returns the run's exit code."""
     report = build_report(
         run_id=result.run_id,
         dataset=data,
         sut=sut,
-        mode=options.mode,
-        options=options.to_json(),
+        mode=mode,
+        options=options,
         started_at=result.started_at,
         finished_at=result.finished_at,
         outcomes=result.outcomes,
@@ -162,13 +245,59 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
         report["diagnostics"] = list(result.diagnostics)
     if result.batch_id:
         report["batch"] = result.batch_id
+    if result.interrupted:
+        report["interrupted"] = {"signal": result.interrupted, "exit_code": SIGNAL_EXIT.get(result.interrupted, 130)}
+    report.update(extra or {})
     render_report(report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
     if json_path:
         write_report(report, Path(json_path))
         click.echo(f"report written to {json_path}", err=True)
+    if result.interrupted and extra is None:
+        # the run itself was stopped by this signal (a rebuilt report just scores what is there)
+        return SIGNAL_EXIT.get(result.interrupted, 130)
     return 0 if report_ok(report) else 1
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+@cli.command("report")
+@click.argument("run_id")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
+@click.pass_context
+@handle_errors
+def report_cmd(ctx: click.Context, run_id: str, json_path: str | None) -> None:
+    """Rebuild the report of a lazy-parallel run from its outputs in Redis.
+
+    RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
+    every output that is in Redis now, so after `evalharness batch retry
+    run-RUN_ID` (or `failed retry`) has run the failed samples again, it
+    scores their new outputs.  A run's record and outputs are kept
+    --result-ttl seconds (a day by default).
+
+    \b
+    Exit status:
+      0    every sample scored
+      1    some samples failed or have no output (yet)
+      2    no such run in Redis (unknown id, or expired)
+      3    Redis unavailable
+    """
+    settings = settings_from(ctx)
+    rid = run_id.removeprefix("run-")
+
+    async def load() -> tuple[Any, RunResult]:
+        client = async_client(settings.redis_url)
+        try:
+            return await rebuild_run(client, settings.prefix, rid)
+        finally:
+            await client.aclose()
+
+    record, result = asyncio.run(load())
+    scorers = resolve_metrics(record.metrics)
+    rebuilt = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
+    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt))
 
 
 # -- work ---------------------------------------------------------------------------------
@@ -254,7 +383,7 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
         data = load_dataset(EXAMPLE_DATASET)
         scorers = resolve_metrics(["exact-match", "contains"])
         options = RunOptions(concurrency=concurrency, queue=queue, timeout=30, tries=3, backoff=(0.5, 1.0, 2.0)).validate()
-        result = execute(ctx, data, EXAMPLE_HTTP_SUT, options)
+        result = execute(ctx, data, EXAMPLE_HTTP_SUT, options, metrics=[s.name for s in scorers])
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = reports_dir() / f"demo-{stamp}.json"
         code = finish(result, data, EXAMPLE_HTTP_SUT, options, scorers, str(path))

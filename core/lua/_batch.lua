@@ -49,16 +49,44 @@ local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
   end
 end
 
+-- Jobs a batch declared (create with a total) that were not dispatched yet and still may be:
+-- none once the batch is sealed (its producer will add no more), cancelled or failed.
+local function b_undispatched(bk, state)
+  local r = redis.call('HMGET', bk, 'declared', 'dispatched', 'sealed')
+  if not r[1] or r[3] == '1' or state == 'cancelled' or state == 'failed' then
+    return 0
+  end
+  local left = tonumber(r[1]) - tonumber(r[2] or '0')
+  if left > 0 then
+    return left
+  end
+  return 0
+end
+
+-- A retry reopens a batch: one that was cancelled or failed stays sealed, since the jobs it
+-- declared and never dispatched will not come any more.
+local function b_reopen(bk)
+  local state = redis.call('HGET', bk, 'state')
+  if state == 'cancelled' or state == 'failed' then
+    redis.call('HSET', bk, 'sealed', '1')
+  end
+  redis.call('HSET', bk, 'state', 'running')
+end
+
 -- The batch has no pending job left: finish it once (per round; a retry opens a new round).
+-- A batch whose declared jobs are not all dispatched yet is not finished, whatever ran so far.
 local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   local pending = tonumber(redis.call('HGET', bk, 'pending') or '0')
   if pending > 0 then
     return
   end
+  local state = redis.call('HGET', bk, 'state')
+  if b_undispatched(bk, state) > 0 then
+    return
+  end
   if redis.call('HSETNX', bk, 'finished_at', b_now()) == 0 then
     return
   end
-  local state = redis.call('HGET', bk, 'state')
   if state ~= 'cancelled' and state ~= 'failed' then
     if tonumber(redis.call('HGET', bk, 'failed') or '0') > 0 then
       state = 'finished_with_failures'

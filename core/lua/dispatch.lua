@@ -47,7 +47,12 @@ for i = 2, #ARGV, 10 do
     if bid ~= '' then
       local bk = base .. 'batch:' .. bid
       redis.call('HSET', jk, 'batch', bid)
-      redis.call('HINCRBY', bk, 'total', 1)
+      -- A batch that declared its total (an eval run: the dataset's size) keeps it until more
+      -- jobs than declared arrive; an ordinary batch's total grows with every job added.
+      local declared = redis.call('HGET', bk, 'declared')
+      if redis.call('HINCRBY', bk, 'dispatched', 1) > tonumber(declared or '-1') then
+        redis.call('HINCRBY', bk, 'total', 1)
+      end
       redis.call('HINCRBY', bk, 'pending', 1)
       local st = redis.call('HGET', bk, 'state')
       if st == 'succeeded' or st == 'finished_with_failures' then

@@ -33,7 +33,7 @@ if rec[6] then
     redis.call('HINCRBY', bk, 'processed', -1)
   end
   redis.call('HINCRBY', bk, 'pending', 1)
-  redis.call('HSET', bk, 'state', 'running')
+  b_reopen(bk)
   redis.call('HDEL', bk, 'finished_at', 'cancelled_at', 'catch_done')
 end
 if rec[7] then

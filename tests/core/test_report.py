@@ -475,3 +475,16 @@ def test_render_with_no_metrics() -> None:
     ds = make_dataset("a")
     text = render(report_for(ds, [ok(ds, 0, "a")], scorers=[]))
     assert "qa: 1/1 samples scored" in text
+
+
+def test_render_of_an_interrupted_run_says_by_which_signal_and_lists_what_did_not_finish() -> None:
+    ds = make_dataset(*["a"] * 16)
+    outcomes = [ok(ds, 0, "a"), ok(ds, 1, "a"), failed(ds, 2, "not_collected", "dispatched, but no result arrived")]
+    outcomes += [failed(ds, i, "not_dispatched", "never dispatched") for i in range(3, 16)]
+    report = report_for(ds, outcomes)
+    report["interrupted"] = {"signal": "SIGTERM", "exit_code": 143}
+    text = render(report)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "qa: 2/16 samples scored" in text and "interrupted by SIGTERM, 14 not scored" in text
+    assert "1 sample not collected: s2" in text
+    assert "13 samples never ran: s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 … and 3 more" in text

@@ -248,3 +248,63 @@ async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(proc
     await until(lambda: state_is("succeeded"), what="success after the retry")
     info = await batches.info(bid)
     assert info is not None and (info.total, info.processed, info.failed, info.pending) == (3, 3, 0, 0)
+
+
+async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_until_every_job_came(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    bid = await batches.create("declared", [JobRequest("t.span", {"n": i}) for i in range(2)], queue="t", total=6, then=["t.then"])
+    info = await batches.info(bid)
+    assert info is not None and (info.total, info.dispatched, info.undispatched, info.pending) == (6, 2, 4, 6)
+    await workers(procs, aclient, 1)
+
+    async def processed(n: int) -> Any:
+        i = await batches.info(bid)
+        return i if i is not None and i.processed == n else None
+
+    # every dispatched job is done, but four declared ones never came: not succeeded, 2/6
+    info = await until(lambda: processed(2), what="the first two jobs")
+    await until(lambda: _drained(aclient), what="the queue to drain")
+    info = await batches.info(bid)
+    assert info is not None and info.state == "running" and info.finished_at is None
+    assert info.total == 6 and abs(info.progress - 2 / 6) < 1e-9 and info.pending == 4
+    assert await callbacks(aclient) == []
+    # the rest arrive through add (a run's dispatch path): the total is not counted twice
+    await batches.add(bid, [JobRequest("t.span", {"n": i}) for i in range(2, 6)])
+    info = await until(lambda: processed(6), what="all six jobs")
+
+    async def succeeded() -> Any:
+        i = await batches.info(bid)
+        return i if i is not None and i.state == "succeeded" else None
+
+    info = await until(succeeded, what="the batch to succeed")
+    assert (info.total, info.dispatched, info.pending, info.progress) == (6, 6, 0, 1.0)
+    await until(lambda: callbacks(aclient), what="the then callback")
+    # jobs beyond the declared total still count
+    await batches.add(bid, [JobRequest("t.span", {"n": 6})])
+    info = await batches.info(bid)
+    assert info is not None and info.total == 7 and info.dispatched == 7
+
+
+async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_without_the_missing_jobs(procs: Processes, aclient: Any) -> None:
+    batches = Batches(aclient)
+    sealed = await batches.create("sealed", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    cancelled = await batches.create("cancelled", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    retried = await batches.create("retried", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    assert await batches.cancel(retried) == 3
+    assert await batches.retry(retried) == 3  # the cancelled jobs run again; the 7 never dispatched do not come
+    await workers(procs, aclient, 1)
+    await until(lambda: _drained(aclient), what="the queue to drain")
+    for bid in (sealed, cancelled):
+        info = await batches.info(bid)
+        assert info is not None and info.state == "running" and info.processed == 3 and info.total == 10
+    assert await batches.seal(sealed) == 7
+    assert await batches.cancel(cancelled) == 0
+    a, b = await batches.info(sealed), await batches.info(cancelled)
+    assert a is not None and a.state == "succeeded" and a.finished and a.pending == 0 and a.total == 10
+    assert b is not None and b.state == "cancelled" and b.finished and b.pending == 0 and b.total == 10
+    assert b.processed == 3 and b.undispatched == 0
+    c = await batches.info(retried)
+    assert c is not None and c.state == "succeeded" and c.finished and (c.processed, c.total) == (3, 10)
+    shown = procs.cli("batch", "show", "--json", sealed)
+    row = json.loads(shown.stdout)
+    assert (row["total"], row["declared"], row["dispatched"], row["state"]) == (10, 10, 3, "succeeded")

@@ -22,3 +22,26 @@ def steady_sync(question: object) -> str:
 
 def not_text(question: object) -> int:
     return 42
+
+
+def marking(question: object) -> str:
+    """Notes each call in the file EH_TEST_MARKS (so a test can see progress), then takes
+    EH_TEST_SLEEP seconds (0.2 by default) in a plain thread that no signal can interrupt."""
+    import time
+
+    with open(os.environ["EH_TEST_MARKS"], "a") as marks:
+        marks.write(f"{question}\n")
+    time.sleep(float(os.environ.get("EH_TEST_SLEEP", "0.2")))
+    return respond(str(question))
+
+
+def broken_until_fixed(question: object) -> str:
+    """Fails about one question in four, for good, until the file EH_TEST_FIXED exists."""
+    import zlib
+    from pathlib import Path
+
+    from evalharness.core import PermanentError
+
+    if zlib.crc32(str(question).encode()) % 4 == 0 and not Path(os.environ["EH_TEST_FIXED"]).exists():
+        raise PermanentError("not fixed yet")
+    return respond(str(question))
