@@ -2,8 +2,9 @@
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] wake  KEYS[5] stats
 -- ARGV[1] key base of the queue ("<prefix>:{q:<queue>}:")
 -- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field,
--- sink ttl s, idempotency key ("" for none), unique-for ms (how long the key still dedupes after
--- the job completed; 0 = only while it is pending or running), batch id ("" for none)
+-- sink ttl s, merge key ("" when the job is not unique: it is never merged with another),
+-- unique-for ms (how long the key still dedupes after the job completed; 0 = only while it is
+-- pending or running), batch id ("" for none)
 -- Returns, per job, the id of the job that represents it: its own id when added, or the id of
 -- the pending/running job (or the job completed within its unique-for window) it duplicates.
 local base = ARGV[1]
