@@ -401,8 +401,7 @@ class Master:
             except REDIS_ERRORS as exc:
                 log.warning("control: redis unavailable (%s)", exc)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.wait([asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self._wake.wait())], return_when=asyncio.FIRST_COMPLETED), 1.0)
+            await self._idle(1.0)
         await self._terminate()
         tasks = [s.task for s in self.slots if s.task is not None]
         for t in tasks:
@@ -414,6 +413,17 @@ class Master:
         if client is not None:
             await client.aclose()
         return 0
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait until woken, told to stop, or ``seconds`` pass.  Both waiters are cancelled
+        afterwards: the one that did not fire would otherwise stay pending for ever, and an idle
+        master runs this every second."""
+        waiters = {asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
         paused = slot.supervisor in self.paused
