@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from evalharness.core.format import format_duration
 from evalharness.core.telemetry import (
     EVENTS_MAXLEN,
     HISTORY_CAP,
@@ -22,7 +23,6 @@ from evalharness.core.telemetry import (
     closed_minute,
     collect_snapshot,
     events_key,
-    format_seconds,
     history_entry,
     history_key,
     masters_key,
@@ -144,7 +144,7 @@ class Publisher:
                 if await self.client.hsetnx(state_key, q["name"], "1"):
                     await add_event(
                         self.client, self.prefix, "long_wait", queue=q["name"], seconds=f"{wait:.1f}",
-                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_seconds(wait)}",
+                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_duration(wait)}",
                     )
             else:
                 await self.client.hdel(state_key, q["name"])
