@@ -77,7 +77,6 @@ class Queue:
         self.scripts = Scripts(client)
         self.globals = GlobalKeys(prefix)
         self._keys: dict[str, QueueKeys] = {}
-        self._known_queues: set[str] = set()
 
     def keys(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -150,21 +149,17 @@ class Queue:
         async with self.client.pipeline(transaction=False) as pipe:
             for queue, rows in by_queue.items():
                 keys = self.keys(queue)
-                if queue not in self._known_queues:
-                    pipe.sadd(self.globals.queues, queue)
-                    calls.append(("", 0))
                 for start in range(0, len(rows), DISPATCH_CHUNK):
                     args: list[Any] = [keys.base]
                     for row in rows[start : start + DISPATCH_CHUNK]:
                         args += row
                     await self.scripts["dispatch"](
-                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats],
+                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues],
                         args=args,
                         client=pipe,
                     )
                     calls.append((queue, start))
             replies = await pipe.execute()
-        self._known_queues.update(by_queue)
         represented: dict[str, list[str]] = {}
         for (queue, _start), reply in zip(calls, replies, strict=True):
             if queue:

@@ -335,6 +335,7 @@ def _register_groups() -> None:
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
+    from .cli_queue import queue
     from .cli_status import metrics, status
 
     cli.add_command(batch)
@@ -342,6 +343,7 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(queue)
     cli.add_command(status)
     cli.add_command(metrics)
 
