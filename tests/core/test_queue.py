@@ -174,3 +174,14 @@ async def test_a_unique_registered_job_merges_identical_dispatches(queue: Queue)
         REGISTRY.pop("t.unique_probe", None)
     assert ids[0] == ids[1] != ids[2]
     assert (await queue.stats("q")).ready == 2
+
+
+async def test_a_unique_dispatch_while_the_first_runs_yields_the_running_job(queue: Queue) -> None:
+    first = await queue.dispatch("noop", {"a": 1}, queue="q", unique=True)
+    (running,) = (await queue.pop("q", 1, 30, "w1")).jobs
+    assert running.id == first
+    assert await queue.dispatch("noop", {"a": 1}, queue="q", unique=True) == first
+    assert (await queue.stats("q")).ready == 0
+    # once it completed the work may be queued again (no unique_for window)
+    await queue.ack("q", "w1", [(first, "")])
+    assert await queue.dispatch("noop", {"a": 1}, queue="q", unique=True) != first
