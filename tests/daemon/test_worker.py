@@ -74,10 +74,10 @@ def test_a_job_whose_worker_is_killed_is_redelivered_and_finishes(r: Any, procs:
 
 
 def test_sigterm_lets_running_jobs_finish_then_exits_cleanly(r: Any, procs: Processes, redis_url: str) -> None:
-    worker = procs.worker("t", concurrency=5, grace=20)
-    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+    # queued before the worker starts, so it takes all three at once however slow dispatching is
     for i in range(3):
         dispatch(r, procs, "t.sleep", {"seconds": 1.5, "n": i}, job_id=f"j{i}", timeout=30)
+    worker = procs.worker("t", concurrency=5, grace=20)
     wait_until(lambda: r.zcard(K.reserved) == 3, what="three running jobs")
     worker.send_signal(signal.SIGTERM)
     dispatch(r, procs, "t.sleep", {"seconds": 0.1}, job_id="late", timeout=30)
