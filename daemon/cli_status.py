@@ -151,6 +151,9 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
 def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> None:
     """Queues, workers and masters at a glance.
 
+    Every "failed" names its window: failed 1h, failed 7d (the failed stores), failed (total).
+    Queue names are shown whole; a narrow terminal leaves out the least needed columns first.
+
     Exit status (without --watch): 0 running, 1 paused, 2 inactive (no daemon and no worker).
     """
     settings = settings_from(ctx)
