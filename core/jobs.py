@@ -70,6 +70,9 @@ class JobOptions:
     jitter: float = 0.0  # +/- fraction applied to each backoff delay
     timeout: float = 60.0  # seconds for one attempt; 0 = none
     retry_until: float | None = None  # epoch seconds after which no retry starts
+    # Whether another dispatch of the same work (same name, payload, batch and tenant) while this
+    # job is pending or running yields this job instead of queueing a second one.
+    unique: bool = False
     unique_for: float = 0.0  # seconds the idempotency key still dedupes after the job completed
     limiters: tuple[str, ...] = ()  # named limiters (see limits.py) a start must pass
 
@@ -84,6 +87,8 @@ class JobOptions:
             raise ConfigError(f"timeout must be >= 0, got {self.timeout}")
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"jitter must be between 0 and 1, got {self.jitter}")
+        if not isinstance(self.unique, bool):
+            raise ConfigError(f"unique must be true or false, got {self.unique!r}")
         if self.unique_for < 0:
             raise ConfigError(f"unique_for must be >= 0, got {self.unique_for}")
         if not self.backoff:
@@ -98,6 +103,7 @@ class JobOptions:
             "jitter": self.jitter,
             "timeout": self.timeout,
             "retry_until": self.retry_until,
+            "unique": self.unique,
             "unique_for": self.unique_for,
             "limiters": list(self.limiters),
         }
@@ -111,6 +117,7 @@ class JobOptions:
             jitter=float(data.get("jitter", 0.0)),
             timeout=float(data.get("timeout", 60.0)),
             retry_until=None if data.get("retry_until") is None else float(data["retry_until"]),
+            unique=bool(data.get("unique", False)),
             unique_for=float(data.get("unique_for", 0.0)),
             limiters=tuple(data.get("limiters") or ()),
         )
@@ -130,10 +137,35 @@ class JobOptions:
 
 
 def derive_key(name: str, payload: Any, batch: str | None = None, tenant: str | None = None) -> str:
-    """The default idempotency key: the job name plus its canonical JSON payload, and its batch
-    and tenant (the same work in two batches, or for two tenants, is two jobs), hashed."""
+    """The key of a unique job without an explicit one: the job name plus its canonical JSON
+    payload, and its batch and tenant (the same work in two batches, or for two tenants, is two
+    jobs), hashed."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{name}\n{batch or ''}\n{tenant or ''}\n{canonical}".encode()).hexdigest()[:32]
+
+
+def job_keys(
+    job_id: str,
+    name: str,
+    payload: Any,
+    options: JobOptions,
+    *,
+    key: str | None = None,
+    batch: str | None = None,
+    tenant: str | None = None,
+) -> tuple[str, str | None]:
+    """A new job's idempotency key, and the key under which dispatch merges it with a pending
+    job doing the same work (None: it is never merged).
+
+    Every job has a key for providers that deduplicate requests, the same for all its attempts;
+    two dispatches are merged only when asked: an explicit ``key``, ``unique``, or a ``unique_for``
+    window.  Otherwise two identical dispatches are two jobs, as in every other job queue."""
+    if key:
+        return key, key
+    if options.unique or options.unique_for > 0:
+        derived = derive_key(name, payload, batch, tenant)
+        return derived, derived
+    return job_id, None
 
 
 def new_job_id() -> str:
@@ -155,7 +187,7 @@ class Job:
     batch: str | None = None
     tenant: str | None = None
     tags: tuple[str, ...] = ()
-    key: str | None = None  # idempotency key
+    key: str | None = None  # idempotency key: for providers, the same for every attempt
     retry_of: str | None = None  # the failed job this one retries
     attempts: int = 0  # times started, this one included
     releases: int = 0  # times released by a rate-limit signal (no try used)
@@ -293,6 +325,7 @@ def job(
     max_exceptions: int | None = None,
     retry_until: float | None = None,
     jitter: float | None = None,
+    unique: bool | None = None,
     unique_for: float | None = None,
     limiters: Sequence[str] | None = None,
     redact: Sequence[str] = (),
@@ -309,6 +342,7 @@ def job(
             max_exceptions=max_exceptions,
             retry_until=retry_until,
             jitter=jitter,
+            unique=unique,
             unique_for=unique_for,
             limiters=limiters,
         )

@@ -68,6 +68,11 @@ class QueueKeys:
         """ZSET worker id -> heartbeat expiry (ms) of workers serving this queue."""
         return self.base + "workers"
 
+    @property
+    def batches(self) -> str:
+        """ZSET batch id -> creation time (ms) of the batches on this queue."""
+        return self.base + "batches"
+
     def job(self, job_id: str) -> str:
         """HASH holding one job record."""
         return self.base + "job:" + job_id
@@ -90,6 +95,12 @@ class GlobalKeys:
     def queues(self) -> str:
         """SET of every queue name ever dispatched to or served."""
         return f"{self.prefix}:queues"
+
+    @property
+    def queues_idle(self) -> str:
+        """HASH queue -> "<ms>:<dispatched>": when the queue was first seen unused (no jobs, no
+        batches, no workers) and its dispatched counter then; it is forgotten after a retention."""
+        return f"{self.prefix}:queues:idle"
 
     @property
     def workers(self) -> str:

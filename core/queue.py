@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .config import validate_name
-from .jobs import REGISTRY, Job, JobOptions, derive_key, new_job_id
+from .jobs import REGISTRY, Job, JobOptions, job_keys, new_job_id
 from .keys import DEFAULT_LANE, GlobalKeys, QueueKeys
 from .scripts import Scripts
 
@@ -41,7 +41,8 @@ class JobRequest:
     # job's return value there and the fail script its failure, atomically with the state change.
     result_to: tuple[str, str, int] | None = None
     # Idempotency key: a second dispatch with the same key while the first job is pending or
-    # running (or completed less than unique_for ago) yields that job.  Default: name + payload.
+    # running (or completed less than unique_for ago) yields that job.  Without one, a job has its
+    # own key (its id) and is never merged, unless its options ask for it (unique, unique_for).
     key: str | None = None
     # Per-dispatch option overrides (tries, timeout, backoff, ...), applied over the job's own.
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +77,6 @@ class Queue:
         self.scripts = Scripts(client)
         self.globals = GlobalKeys(prefix)
         self._keys: dict[str, QueueKeys] = {}
-        self._known_queues: set[str] = set()
 
     def keys(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -86,15 +86,17 @@ class Queue:
 
     # -- producing ---------------------------------------------------------------------
 
-    def _prepare(self, req: JobRequest) -> tuple[str, Job, float]:
+    def _prepare(self, req: JobRequest) -> tuple[str, Job, float, str | None]:
         spec = REGISTRY.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")
         options_given = req.options is not None or spec is not None
         options = (req.options or (spec.options if spec else JobOptions())).validate()
         if req.overrides:
             options = options.override(**req.overrides)  # validates them here, at the producer
+        job_id = req.id or new_job_id()
+        key, merge_key = job_keys(job_id, req.name, req.payload, options, key=req.key, batch=req.batch, tenant=req.tenant)
         job = Job(
-            id=req.id or new_job_id(),
+            id=job_id,
             name=req.name,
             payload=req.payload,
             queue=queue,
@@ -106,11 +108,11 @@ class Queue:
             batch=req.batch,
             tenant=req.tenant,
             tags=tuple(req.tags),
-            key=req.key or derive_key(req.name, req.payload, req.batch, req.tenant),
+            key=key,
             options_given=options_given,
             overrides=dict(req.overrides),
         )
-        return queue, job, max(0.0, req.delay)
+        return queue, job, max(0.0, req.delay), merge_key
 
     async def dispatch(self, name: str, payload: Any = None, **kwargs: Any) -> str:
         """Dispatch one job; returns its id (or the id of the pending job it duplicates).
@@ -126,7 +128,7 @@ class Queue:
         order: list[tuple[str, int]] = []
         ids: list[str] = []
         for req in requests:
-            queue, job, delay = self._prepare(req)
+            queue, job, delay, merge_key = self._prepare(req)
             try:
                 envelope = job.envelope()
             except (TypeError, ValueError) as exc:
@@ -138,7 +140,7 @@ class Queue:
             order.append((queue, len(rows)))
             rows.append(
                 [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl,
-                 job.key or "", int(job.options.unique_for * 1000), job.batch or ""]
+                 merge_key or "", int(job.options.unique_for * 1000), job.batch or ""]
             )
             ids.append(job.id)
         if not ids:
@@ -147,21 +149,17 @@ class Queue:
         async with self.client.pipeline(transaction=False) as pipe:
             for queue, rows in by_queue.items():
                 keys = self.keys(queue)
-                if queue not in self._known_queues:
-                    pipe.sadd(self.globals.queues, queue)
-                    calls.append(("", 0))
                 for start in range(0, len(rows), DISPATCH_CHUNK):
                     args: list[Any] = [keys.base]
                     for row in rows[start : start + DISPATCH_CHUNK]:
                         args += row
                     await self.scripts["dispatch"](
-                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats],
+                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues],
                         args=args,
                         client=pipe,
                     )
                     calls.append((queue, start))
             replies = await pipe.execute()
-        self._known_queues.update(by_queue)
         represented: dict[str, list[str]] = {}
         for (queue, _start), reply in zip(calls, replies, strict=True):
             if queue:

@@ -10,7 +10,6 @@ queue scripts keep at O(1) per job (nothing scans a queue).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,28 +49,37 @@ def minute_key(keys: QueueKeys, minute: int) -> str:
     return f"{keys.base}m:{minute}"
 
 
-def histogram_quantile(buckets: dict[int, int], q: float) -> float | None:
+def histogram_quantile(buckets: dict[int, int], q: float, low: float | None = None, high: float | None = None) -> float | None:
     """The ``q`` quantile (0..1) in seconds of a bucketed runtime histogram, interpolated
-    linearly inside the bucket that holds it."""
+    linearly inside the bucket that holds it, and kept within the observed shortest (``low``)
+    and longest (``high``) runtime in seconds when known: a bucket's bound is not a runtime
+    anyone saw, so a p95 never reads above the max (nor a p50 below the min)."""
     total = sum(buckets.values())
     if total == 0:
         return None
     rank = q * total
     seen = 0
+    value = BUCKET_BOUNDS_MS[-1] / 1000.0
     for b in range(1, len(BUCKET_BOUNDS_MS) + 2):
         n = buckets.get(b, 0)
         if n and seen + n >= rank:
-            low = 0 if b == 1 else BUCKET_BOUNDS_MS[b - 2]
-            high = BUCKET_BOUNDS_MS[b - 1] if b <= len(BUCKET_BOUNDS_MS) else BUCKET_BOUNDS_MS[-1] * 2
+            lo = 0 if b == 1 else BUCKET_BOUNDS_MS[b - 2]
+            hi = BUCKET_BOUNDS_MS[b - 1] if b <= len(BUCKET_BOUNDS_MS) else BUCKET_BOUNDS_MS[-1] * 2
             frac = (rank - seen) / n
-            return (low + (high - low) * frac) / 1000.0
+            value = (lo + (hi - lo) * frac) / 1000.0
+            break
         seen += n
-    return BUCKET_BOUNDS_MS[-1] / 1000.0
+    if high is not None:
+        value = min(value, high)
+    if low is not None:
+        value = max(value, low)
+    return value
 
 
 def _minute_stats(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {"completed": 0, "failed": 0, "timeouts": 0, "retries": 0, "rate_limited": 0, "rt_sum": 0, "rt_max": 0}
     buckets: dict[int, int] = {}
+    rt_min: int | None = None
     for row in rows:
         for k, v in row.items():
             if k.startswith("rt:"):
@@ -79,10 +87,24 @@ def _minute_stats(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
                 buckets[b] = buckets.get(b, 0) + int(v)
             elif k == "rt_max":
                 out["rt_max"] = max(out["rt_max"], int(v))
+            elif k == "rt_min":
+                rt_min = int(v) if rt_min is None else min(rt_min, int(v))
             elif k in out:
                 out[k] += int(v)
     out["buckets"] = buckets
+    out["rt_min"] = rt_min
     return out
+
+
+def runtime_quantile(stats: dict[str, Any], q: float) -> float | None:
+    """The ``q`` quantile in seconds of the runtimes counted in ``stats`` (from
+    :func:`_minute_stats`), within the shortest and longest runtime observed there."""
+    buckets: dict[int, int] = stats["buckets"]
+    if not buckets:
+        return None
+    high = stats["rt_max"] / 1000.0
+    low = None if stats["rt_min"] is None else stats["rt_min"] / 1000.0
+    return histogram_quantile(buckets, q, low, high)
 
 
 def _per_minute(current: int, previous: int, now: float) -> float:
@@ -118,6 +140,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     rows = []
     total_jpm = 0.0
     past_hour = 0
+    failed_hour = 0
     failed_7d = 0
     processes_total: set[str] = set()
     max_wait: dict[str, Any] = {"queue": None, "seconds": None}
@@ -159,12 +182,13 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 "failed_per_minute": failed_pm,
                 "runtime": {
                     "mean": mean_rt,
-                    "p50": histogram_quantile(window["buckets"], 0.50),
-                    "p95": histogram_quantile(window["buckets"], 0.95),
+                    "p50": runtime_quantile(window, 0.50),
+                    "p95": runtime_quantile(window, 0.95),
                     "max": window["rt_max"] / 1000.0 if window["completed"] else None,
                 },
                 "completed": c.get("completed", 0),
-                "failed": c.get("failed", 0),
+                "failed": c.get("failed", 0),  # the older name of failed_total
+                "failed_total": c.get("failed", 0),
                 "failed_stored": failed,
                 "timeouts": c.get("timeouts", 0),
                 "retries": c.get("retried", 0),
@@ -176,6 +200,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         )
         total_jpm += done_pm + failed_pm
         past_hour += hour["completed"] + hour["failed"]
+        failed_hour += hour["failed"]
         failed_7d += failed
     masters = []
     for raw in masters_raw.values():
@@ -201,6 +226,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
             "status": status,
             "jobs_per_minute": total_jpm,
             "jobs_past_hour": past_hour,
+            "failed_past_hour": failed_hour,
             "failed_past_7_days": failed_7d,
             "processes": len(processes_total),
             "masters": len(masters),
@@ -240,7 +266,7 @@ async def closed_minute(client: aioredis.Redis, prefix: str, queues: Sequence[st
     out = {}
     for q, row in zip(queues, rows, strict=True):
         s = _minute_stats([row])
-        out[q] = {"completed": s["completed"], "failed": s["failed"], "runtime_p95": histogram_quantile(s["buckets"], 0.95)}
+        out[q] = {"completed": s["completed"], "failed": s["failed"], "runtime_p95": runtime_quantile(s, 0.95)}
     return out
 
 
@@ -260,13 +286,3 @@ async def read_events(client: aioredis.Redis, prefix: str, count: int = 100) -> 
     """The newest ``count`` events, newest first."""
     raw: Any = await client.xrevrange(events_key(prefix), count=count)
     return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}} for eid, fields in raw or []]
-
-
-def format_seconds(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    if value < 60:
-        return f"{value:.1f}s"
-    if value < 3600:
-        return f"{int(value // 60)}m {int(value % 60):02d}s"
-    return f"{int(value // 3600)}h {int(value % 3600 // 60):02d}m"

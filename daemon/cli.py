@@ -470,6 +470,7 @@ def _register_groups() -> None:
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
+    from .cli_queue import queue
     from .cli_scorers import scorers
     from .cli_status import metrics, status
 
@@ -479,6 +480,7 @@ def _register_groups() -> None:
         cli.add_command(command)
     cli.add_command(failed)
     cli.add_command(scorers)
+    cli.add_command(queue)
     cli.add_command(status)
     cli.add_command(metrics)
 

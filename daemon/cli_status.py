@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -16,7 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from evalharness.core.connection import async_client
-from evalharness.core.telemetry import collect_snapshot, format_seconds
+from evalharness.core.format import (
+    format_count,
+    format_duration,
+    format_est_clear,
+    format_rate,
+    format_seconds,
+)
+from evalharness.core.telemetry import collect_snapshot
 
 from .common import settings_from
 
@@ -31,33 +39,107 @@ async def _snapshot(url: str, prefix: str) -> dict[str, Any]:
         await client.aclose()
 
 
-def _n(value: Any) -> str:
-    return "-" if value is None else f"{value:,.0f}" if isinstance(value, float) else f"{value:,}"
+@dataclass(frozen=True)
+class StatusColumn:
+    """One column of the queue table.  When the terminal is too narrow the columns with the
+    highest ``drop`` go first; the queue name (0) never does, and is never shortened."""
+
+    header: str
+    drop: int
+    cell: Callable[[dict[str, Any]], str]
 
 
-def render(snapshot: dict[str, Any]) -> Group:
+def _failed_past_hour(q: dict[str, Any]) -> int | None:
+    past = q.get("past_hour") or {}
+    value = past.get("failed")
+    return None if value is None else int(value)
+
+
+STATUS_COLUMNS: tuple[StatusColumn, ...] = (
+    StatusColumn("queue", 0, lambda q: str(q["name"])),
+    StatusColumn("ready", 1, lambda q: format_count(q["ready"])),
+    StatusColumn("delayed", 8, lambda q: format_count(q["delayed"])),
+    StatusColumn("running", 2, lambda q: format_count(q["reserved"])),
+    StatusColumn("oldest wait", 3, lambda q: format_duration(q["oldest_wait"])),
+    StatusColumn("est. clear", 5, lambda q: format_est_clear(q["ready"], q["est_clear"])),
+    StatusColumn("procs", 6, lambda q: format_count(q["processes"])),
+    StatusColumn("jobs/min", 4, lambda q: format_rate(q["jobs_per_minute"])),
+    StatusColumn("p95", 9, lambda q: format_duration(q["runtime"]["p95"])),
+    StatusColumn("failed 1h", 7, lambda q: format_count(_failed_past_hour(q))),
+    StatusColumn("failed (total)", 10, lambda q: format_count(q.get("failed_total", q.get("failed")))),
+)
+COLUMN_GAP = 2  # rich's padding of one space on each side of a cell, without the outer edges
+
+
+def fit_columns(widths: Sequence[int], drops: Sequence[int], width: int) -> list[int]:
+    """Indexes of the columns to show in ``width`` characters: all of them when they fit, else
+    without the most droppable ones first.  Column 0 always stays."""
+    shown = list(range(len(widths)))
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + COLUMN_GAP * (len(shown) - 1)
+
+    for i in sorted(range(1, len(widths)), key=lambda i: -drops[i]):
+        if total() <= width:
+            break
+        shown.remove(i)
+    return shown
+
+
+def _lines(parts: Sequence[Text], width: int) -> Text:
+    """``parts`` on as few lines as fit in ``width``, each part whole."""
+    out = Text()
+    used = 0
+    for part in parts:
+        gap = 3 if used else 0
+        if used and used + gap + len(part) > width:
+            out.append("\n")
+            used, gap = 0, 0
+        out.append(" " * gap)
+        out.append_text(part)
+        used += gap + len(part)
+    return out
+
+
+def render(snapshot: dict[str, Any], width: int = 80) -> Group:
+    """The status screen for a terminal ``width`` characters wide."""
     o = snapshot["overview"]
     colour = {"running": "green", "paused": "yellow", "inactive": "red"}.get(o["status"], "white")
     wait = o["max_wait"]
-    head = Text.assemble(
-        ("status ", "bold"), (o["status"], f"bold {colour}"),
-        f"   jobs/min {o['jobs_per_minute']:,.0f}   past hour {o['jobs_past_hour']:,}"
-        f"   failed 7d {o['failed_past_7_days']:,}   processes {o['processes']}   masters {o['masters']}",
-        f"   max wait {format_seconds(wait['seconds'])}" + (f" ({wait['queue']})" if wait["queue"] else ""),
+    failed_hour = o.get("failed_past_hour")
+    if failed_hour is None:
+        failed_hour = sum(_failed_past_hour(q) or 0 for q in snapshot["queues"])
+    head = _lines(
+        [
+            Text.assemble(("status ", "bold"), (o["status"], f"bold {colour}")),
+            Text(f"jobs/min {format_rate(o['jobs_per_minute'])}"),
+            Text(f"past hour {format_count(o['jobs_past_hour'])}"),
+            Text(f"failed 1h {format_count(failed_hour)}"),
+            Text(f"failed 7d {format_count(o['failed_past_7_days'])}"),
+            Text(f"processes {format_count(o['processes'])}"),
+            Text(f"masters {format_count(o['masters'])}"),
+            Text(f"max wait {format_duration(wait['seconds'])}" + (f" ({wait['queue']})" if wait["queue"] else "")),
+        ],
+        width,
     )
+    cells = [[c.cell(q) for c in STATUS_COLUMNS] for q in snapshot["queues"]]
+    widths = [max([len(c.header), *(len(row[i]) for row in cells)]) for i, c in enumerate(STATUS_COLUMNS)]
+    shown = fit_columns(widths, [c.drop for c in STATUS_COLUMNS], width)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("queue", "ready", "delayed", "running", "oldest wait", "est. clear", "procs", "jobs/min", "p95", "failed"):
-        table.add_column(col, justify="left" if col == "queue" else "right", no_wrap=True)
-    for q in snapshot["queues"]:
-        table.add_row(
-            q["name"], _n(q["ready"]), _n(q["delayed"]), _n(q["reserved"]), format_seconds(q["oldest_wait"]),
-            format_seconds(q["est_clear"]), str(q["processes"]), f"{q['jobs_per_minute']:,.1f}",
-            format_seconds(q["runtime"]["p95"]), _n(q["failed"]),
-        )
+    for i in shown:
+        if i == 0:
+            # a queue's name is what tells it apart: never cut it (fold it only if nothing else fits)
+            table.add_column(STATUS_COLUMNS[i].header, justify="left", no_wrap=True, min_width=widths[0], overflow="fold")
+        else:
+            table.add_column(STATUS_COLUMNS[i].header, justify="right", no_wrap=True)
+    for row in cells:
+        table.add_row(*(Text(row[i]) for i in shown))
     parts: list[Any] = [head, table]
     for m in snapshot["masters"]:
         sups = ", ".join(f"{s['name']}: {s['processes']} proc" for s in m.get("supervisors", []))
-        parts.append(Text(f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {m['heartbeat_age']:.0f}s ago) {sups}", style="dim"))
+        parts.append(
+            Text(f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} ago) {sups}", style="dim")
+        )
     return Group(*parts)
 
 
@@ -69,6 +151,9 @@ def render(snapshot: dict[str, Any]) -> Group:
 def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> None:
     """Queues, workers and masters at a glance.
 
+    Every "failed" names its window: failed 1h, failed 7d (the failed stores), failed (total).
+    Queue names are shown whole; a narrow terminal leaves out the least needed columns first.
+
     Exit status (without --watch): 0 running, 1 paused, 2 inactive (no daemon and no worker).
     """
     settings = settings_from(ctx)
@@ -77,7 +162,8 @@ def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> N
         if as_json:
             click.echo(json.dumps(snap))
         else:
-            Console().print(render(snap))
+            console = Console()
+            console.print(render(snap, console.width))
         raise SystemExit(STATUS_CODES.get(snap["overview"]["status"], 2))
     try:
         if as_json:
@@ -85,11 +171,12 @@ def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> N
                 click.echo(json.dumps(snap), nl=True)
                 time.sleep(interval)
                 snap = asyncio.run(_snapshot(settings.redis_url, settings.prefix))
-        with Live(render(snap), auto_refresh=False, screen=False) as live:
+        console = Console()
+        with Live(render(snap, console.width), console=console, auto_refresh=False, screen=False) as live:
             while True:
                 time.sleep(interval)
                 snap = asyncio.run(_snapshot(settings.redis_url, settings.prefix))
-                live.update(render(snap), refresh=True)
+                live.update(render(snap, console.width), refresh=True)
     except KeyboardInterrupt:
         pass
 

@@ -35,6 +35,7 @@ from evalharness.core.config import (
 )
 from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
+from evalharness.core.forget import DEFAULT_QUEUE_RETENTION
 from evalharness.core.telemetry import collect_snapshot
 
 from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
@@ -122,6 +123,7 @@ class Master:
         default_long_wait: float = 60.0,
         history_cap: int = 1440,
         reload: Callable[[], list[SupervisorConfig]] | None = None,
+        queue_retention: float = DEFAULT_QUEUE_RETENTION,
     ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
@@ -134,6 +136,7 @@ class Master:
         self.long_waits = long_waits or {}
         self.default_long_wait = default_long_wait
         self.history_cap = history_cap
+        self.queue_retention = queue_retention
         self.reload = reload
         self.started_at = time.time()
         self.stopping = asyncio.Event()
@@ -392,7 +395,10 @@ class Master:
         publisher_stop = asyncio.Event()
         publisher = None
         if client is not None:
-            self.publisher = Publisher(client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap)
+            self.publisher = Publisher(
+                client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap,
+                queue_retention=self.queue_retention,
+            )
             publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="telemetry")
         while not self.stopping.is_set():
             try:
@@ -401,8 +407,7 @@ class Master:
             except REDIS_ERRORS as exc:
                 log.warning("control: redis unavailable (%s)", exc)
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.wait([asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self._wake.wait())], return_when=asyncio.FIRST_COMPLETED), 1.0)
+            await self._idle(1.0)
         await self._terminate()
         tasks = [s.task for s in self.slots if s.task is not None]
         for t in tasks:
@@ -414,6 +419,17 @@ class Master:
         if client is not None:
             await client.aclose()
         return 0
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait until woken, told to stop, or ``seconds`` pass.  Both waiters are cancelled
+        afterwards: the one that did not fire would otherwise stay pending for ever, and an idle
+        master runs this every second."""
+        waiters = {asyncio.ensure_future(self.stopping.wait()), asyncio.ensure_future(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
         paused = slot.supervisor in self.paused
@@ -564,13 +580,14 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout (0: off).")
 @click.option("--long-wait", "long_waits", multiple=True, metavar="[QUEUE=]SECONDS", help="Emit a long_wait event when a queue's oldest job waits this long (default 60; QUEUE=SECONDS for one queue).")
 @click.option("--history-minutes", type=click.IntRange(min=1), default=1440, show_default=True, help="Per-minute telemetry history kept in Redis.")
+@click.option("--forget-queues-after", "queue_retention", type=click.FloatRange(min=0), default=DEFAULT_QUEUE_RETENTION, show_default=True, metavar="SECONDS", help="Forget a queue (from status and the console) once it has had no jobs, batches or workers this long; 0: never. `evalharness queue forget` does it at once.")
 @click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.")
 @click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--environment", envvar="EVALHARNESS_ENV", help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, queue_retention: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -602,7 +619,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     master = Master(
         sups, child_env(settings), settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
-        default_long_wait=default_wait, history_cap=history_minutes, reload=reload,
+        default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
     )
 
     async def main() -> int:

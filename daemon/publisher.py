@@ -15,6 +15,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from evalharness.core.forget import DEFAULT_QUEUE_RETENTION, QueueForgetter, QueueUse
+from evalharness.core.format import format_duration
 from evalharness.core.telemetry import (
     EVENTS_MAXLEN,
     HISTORY_CAP,
@@ -22,7 +24,6 @@ from evalharness.core.telemetry import (
     closed_minute,
     collect_snapshot,
     events_key,
-    format_seconds,
     history_entry,
     history_key,
     masters_key,
@@ -33,6 +34,7 @@ log = logging.getLogger("evalharness.telemetry")
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LEADER_TTL_MS = 5_000
 DEFAULT_LONG_WAIT = 60.0
+FORGET_EVERY = 60.0  # seconds between the leader's checks for queues nobody uses
 
 _LEAD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -62,6 +64,7 @@ class Publisher:
         default_long_wait: float = DEFAULT_LONG_WAIT,
         history_cap: int = HISTORY_CAP,
         interval: float = 1.0,
+        queue_retention: float = DEFAULT_QUEUE_RETENTION,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -71,6 +74,9 @@ class Publisher:
         self.default_long_wait = default_long_wait
         self.history_cap = history_cap
         self.interval = interval
+        self.queue_retention = queue_retention  # 0: never forget a queue
+        self._forgetter = QueueForgetter(client, prefix)
+        self._next_forget = 0.0  # monotonic
         self._lead = client.register_script(_LEAD)
         self.published = 0
         self.last_snapshot: dict[str, Any] | None = None  # the newest one built, for the balancer
@@ -119,6 +125,7 @@ class Publisher:
             await self._history(snapshot)
             await self._long_waits(snapshot)
             await self._forget_dead_masters(snapshot)
+            await self._forget_unused_queues(snapshot)
 
     async def _history(self, snapshot: dict[str, Any]) -> None:
         closed = int(snapshot["at"] // 60) - 1
@@ -144,7 +151,7 @@ class Publisher:
                 if await self.client.hsetnx(state_key, q["name"], "1"):
                     await add_event(
                         self.client, self.prefix, "long_wait", queue=q["name"], seconds=f"{wait:.1f}",
-                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_seconds(wait)}",
+                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_duration(wait)}",
                     )
             else:
                 await self.client.hdel(state_key, q["name"])
@@ -155,3 +162,18 @@ class Publisher:
         dead = [n for n in names if n not in alive and n != self.name]
         if dead:
             await self.client.hdel(masters_key(self.prefix), *dead)
+
+    async def _forget_unused_queues(self, snapshot: dict[str, Any]) -> None:
+        """Once a minute, let the forget script look at the queues that seem unused: it starts
+        their retention clock, or forgets them once it has run out."""
+        now = time.monotonic()
+        if not self.queue_retention or now < self._next_forget:
+            return
+        self._next_forget = now + FORGET_EVERY
+        unused = [
+            q["name"] for q in snapshot["queues"]
+            if not (q["ready"] or q["delayed"] or q["reserved"] or q["failed_stored"] or q["processes"])
+        ]
+        for outcome in await self._forgetter.sweep(unused, self.queue_retention):
+            if outcome.use is QueueUse.FORGOTTEN:
+                log.info("telemetry: forgot queue %s (no jobs and no workers for %s)", outcome.queue, format_duration(self.queue_retention))

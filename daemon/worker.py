@@ -81,6 +81,9 @@ class RunningJob:
         self.started = time.monotonic()
         self.deadline: float | None = None  # monotonic
         self.held: list[tuple[Limiter, str]] = []
+        # Its outcome (ack, release, fail, give-back) is decided and on its way: a renewal that
+        # then finds the lease gone saw that outcome land, not a lapse.
+        self.settled = False
         self._worker = worker
         self._loop = asyncio.get_running_loop()
         self._state_json = "" if job.checkpoint is None else json.dumps(job.checkpoint)
@@ -394,6 +397,7 @@ class Worker:
                             FailureKind.RATE_LIMITED,
                             f"limiter {', '.join(limiters)} would start it only after its retry_until deadline",
                         )
+                    ctx.settled = True
                     await self._settle_limited(job, wait)
                     return
             args = (ctx, job.payload) if spec.takes_context else (job.payload,)
@@ -421,6 +425,7 @@ class Worker:
             encoded = json.dumps(result) if result is not None else ""
         except asyncio.CancelledError:
             if self._interrupting:
+                ctx.settled = True
                 await self._give_back(job, ctx)
             raise
         except _Timeout:
@@ -440,6 +445,7 @@ class Worker:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await self.limiters.release(job, ctx.held)
                 ctx.held = []
+        ctx.settled = True
         if outcome == "ok":
             self.processed += 1
             runtime_ms = int((time.monotonic() - ctx.started) * 1000)
@@ -466,6 +472,7 @@ class Worker:
         retry_after: float | None,
         permanent: bool,
     ) -> None:
+        ctx.settled = True
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
         error = _describe(exc, decision.kind, job)
         try:
@@ -658,20 +665,30 @@ class Worker:
         every = self.options.lease / 3.0
         while not self._closing.is_set():
             await self._pause(every)
-            for q, held in self._held.items():
-                if not held:
-                    continue
-                try:
-                    lost = await self.queue.renew(q, self.id, list(held), self.options.lease)
-                except REDIS_ERRORS as exc:
-                    log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
-                    continue
-                for job_id in lost:
-                    log.warning("worker %s: lost the lease of job %s", self.id, job_id)
+            await self._renew_leases()
             try:
                 await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
             except REDIS_ERRORS as exc:
                 log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of every job held; say so for each lease that really lapsed."""
+        for q, held in self._held.items():
+            if not held:
+                continue
+            try:
+                gone = await self.queue.renew(q, self.id, list(held), self.options.lease)
+            except REDIS_ERRORS as exc:
+                log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
+                continue
+            for job_id in self.lapsed(gone):
+                log.warning("worker %s: lost the lease of job %s", self.id, job_id)
+
+    def lapsed(self, gone: Sequence[str]) -> list[str]:
+        """Of the jobs a renewal no longer found ours, those whose lease lapsed while they ran.
+        The others finished here as the renewal was on its way: acknowledged (also at a graceful
+        stop), released, failed or given back."""
+        return [job_id for job_id in gone if (ctx := self._contexts.get(job_id)) is not None and not ctx.settled]
 
     async def _heartbeat_loop(self) -> None:
         info: dict[str, Any] = {

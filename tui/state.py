@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+# The formatters are shared with ``evalharness status``, so a value reads the same in both.
+from evalharness.core.format import (
+    NULL,
+    format_count,
+    format_duration,
+    format_est_clear,
+    format_rate,
+    format_seconds,
+)
+
 SCHEMA = "evalharness.telemetry.v1"
 """The telemetry schema this console reads; a snapshot of any other is refused, not guessed at."""
 
@@ -28,8 +38,6 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 STALE_AFTER = 10.0
 """A snapshot older than this (seconds) while Redis answers means nothing is producing them."""
 
-NULL = "—"
-"""How an unknown value (null in the snapshot) is shown."""
 
 
 class Level(StrEnum):
@@ -347,8 +355,7 @@ WORKLOAD_COLUMNS: tuple[Column, ...] = (
     Column("delayed", "Delayed", 8, lambda q: format_count(q.delayed), wide_only=True),
     Column("running", "Running", 7, lambda q: format_count(q.reserved)),
     Column("oldest", "Oldest", 7, lambda q: format_duration(q.oldest_wait)),
-    # With nothing ready there is nothing to clear: "—", not a reassuring "0s".
-    Column("clear", "Est.clear", 9, lambda q: format_duration(q.est_clear) if q.ready else NULL),
+    Column("clear", "Est.clear", 9, lambda q: format_est_clear(q.ready, q.est_clear)),
     Column("procs", "Procs", 5, lambda q: format_count(q.processes)),
     Column("jpm", "Jobs/min", 8, lambda q: format_rate(q.jobs_per_minute)),
     Column("fpm", "Fail/min", 8, lambda q: format_rate(q.failed_per_minute), wide_only=True),
@@ -531,54 +538,3 @@ class ConsoleState:
         if self.connected is False and self.last_error:
             rows.append(("Error", self.last_error))
         return rows
-
-
-# --- formatting -------------------------------------------------------------------------------
-
-
-def format_seconds(seconds: float, *, round_up: bool = False) -> str:
-    """Whole seconds, as minutes past 59 s and hours past 59 min: "14s", "3m 05s", "1h 02m".
-
-    Ages round down; countdowns round up, so a retry 0.2 s away reads "1s", not "0s".
-    """
-    whole = max(0, math.ceil(seconds) if round_up else math.floor(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    return _minutes_and_more(whole)
-
-
-def format_duration(seconds: float | None) -> str:
-    """A measured time: "0.21s", "12.4s", "3m 05s", "1h 02m"; "—" when unknown."""
-    if seconds is None or math.isnan(seconds):
-        return NULL
-    seconds = max(0.0, seconds)
-    if seconds == 0:
-        return "0s"
-    if round(seconds, 2) < 1:
-        return f"{seconds:.2f}s"
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f}s"
-    # 59.96 s is shown as a minute, never as "0m 59s".
-    return _minutes_and_more(max(60, math.floor(seconds)))
-
-
-def _minutes_and_more(whole: int) -> str:
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def format_count(value: int | None) -> str:
-    """A count with thousands separators: "18,234"; "—" when unknown."""
-    return NULL if value is None else f"{value:,}"
-
-
-def format_rate(value: float | None) -> str:
-    """A rate per minute: whole numbers with separators, one decimal only under 10: "412", "0.5"."""
-    if value is None or math.isnan(value):
-        return NULL
-    if abs(value) < 10 and round(value, 1) != round(value):
-        return f"{value:.1f}"
-    return f"{value:,.0f}"

@@ -4,14 +4,14 @@
 -- ARGV[1] key base  ARGV[2] owner  ARGV[3] "1" to record telemetry
 -- then triples: job id, result JSON ("" for none), runtime ms
 -- Returns the ids whose lease the caller no longer held (they were not acknowledged).
--- Telemetry costs O(1) per job: counters and a fixed-bucket runtime histogram in one hash per
--- queue and minute ("m:<minute>"), kept 25 hours.
+-- Telemetry costs O(1) per job: counters, a fixed-bucket runtime histogram and the minute's
+-- shortest and longest runtime in one hash per queue and minute ("m:<minute>"), kept 25 hours.
 local base = ARGV[1]
 local owner = ARGV[2]
 local telemetry = ARGV[3] == '1'
 local stale = {}
 local done = 0
-local mk, rt_sum, rt_max = nil, 0, 0
+local mk, rt_sum, rt_max, rt_min = nil, 0, 0, nil
 local buckets = {}
 local bounds = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000}
 for i = 4, #ARGV, 3 do
@@ -55,6 +55,9 @@ for i = 4, #ARGV, 3 do
       if rt > rt_max then
         rt_max = rt
       end
+      if rt_min == nil or rt < rt_min then
+        rt_min = rt
+      end
       local b = #bounds + 1
       for j = 1, #bounds do
         if rt <= bounds[j] then
@@ -78,6 +81,11 @@ if done > 0 then
     local old = tonumber(redis.call('HGET', mk, 'rt_max') or '0')
     if rt_max > old then
       redis.call('HSET', mk, 'rt_max', rt_max)
+    end
+    -- the observed extremes bound the percentiles read from the buckets
+    local low = redis.call('HGET', mk, 'rt_min')
+    if not low or rt_min < tonumber(low) then
+      redis.call('HSET', mk, 'rt_min', rt_min)
     end
     for b, n in pairs(buckets) do
       redis.call('HINCRBY', mk, 'rt:' .. b, n)

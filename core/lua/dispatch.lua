@@ -1,9 +1,11 @@
 -- dispatch: add jobs to one queue, ready at once or delayed.
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] wake  KEYS[5] stats
+-- KEYS[6] the known-queues set ("<prefix>:queues")
 -- ARGV[1] key base of the queue ("<prefix>:{q:<queue>}:")
 -- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field,
--- sink ttl s, idempotency key ("" for none), unique-for ms (how long the key still dedupes after
--- the job completed; 0 = only while it is pending or running), batch id ("" for none)
+-- sink ttl s, merge key ("" when the job is not unique: it is never merged with another),
+-- unique-for ms (how long the key still dedupes after the job completed; 0 = only while it is
+-- pending or running), batch id ("" for none)
 -- Returns, per job, the id of the job that represents it: its own id when added, or the id of
 -- the pending/running job (or the job completed within its unique-for window) it duplicates.
 local base = ARGV[1]
@@ -79,6 +81,9 @@ for i = 2, #ARGV, 10 do
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[5], 'dispatched', added)
+  -- Listed in the same script that adds its jobs: a queue forgotten a moment before (see
+  -- forget_queue.lua) is listed again, and one with jobs is never left out.
+  redis.call('SADD', KEYS[6], string.match(base, '{q:(.+)}:$'))
 end
 if ready > 0 and redis.call('LLEN', KEYS[4]) < 16 then
   -- One token per call: the worker that takes it passes the word on while work remains.

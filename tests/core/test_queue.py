@@ -131,3 +131,57 @@ async def test_options_round_trip_through_the_envelope(queue: Queue) -> None:
     (job,) = (await queue.pop("q", 1, 30, "w1")).jobs
     assert job.options.tries == 5 and tuple(job.options.backoff) == (2, 4) and job.options.timeout == 9
     assert job.tags == ("a",) and job.tenant == "acme"
+
+
+async def test_identical_dispatches_are_two_jobs_each_with_its_own_key(queue: Queue) -> None:
+    first = await queue.dispatch("noop", None, queue="q")
+    second = await queue.dispatch("noop", None, queue="q")
+    assert first != second
+    stats = await queue.stats("q")
+    assert stats.ready == 2 and "deduplicated" not in stats.counters
+    a, b = (await queue.pop("q", 2, 30, "w1")).jobs
+    # each keeps a key for providers, its own and the same for every attempt
+    assert a.key and b.key and a.key != b.key
+    await queue.release("q", "w1", a.id, 0, "retry")
+    (again,) = (await queue.pop("q", 1, 30, "w1")).jobs
+    assert again.id == a.id and again.key == a.key
+
+
+@pytest.mark.parametrize(
+    "how",
+    [{"unique": True}, {"unique_for": 60}, {"key": "report-2026-11"}],
+    ids=["unique", "unique_for", "explicit-key"],
+)
+async def test_identical_dispatches_merge_only_when_asked(queue: Queue, how: dict[str, Any]) -> None:
+    first = await queue.dispatch("noop", {"month": 11}, queue="q", **how)
+    second = await queue.dispatch("noop", {"month": 11}, queue="q", **how)
+    assert first == second
+    stats = await queue.stats("q")
+    assert stats.ready == 1 and stats.counters["deduplicated"] == 1
+
+
+async def test_a_unique_registered_job_merges_identical_dispatches(queue: Queue) -> None:
+    from evalharness.core.jobs import REGISTRY, job
+
+    @job("t.unique_probe", queue="q", unique=True)
+    async def probe(payload: Any) -> None:
+        return None
+
+    try:
+        ids = await queue.dispatch_many([JobRequest("t.unique_probe", {"a": 1}), JobRequest("t.unique_probe", {"a": 1}),
+                                         JobRequest("t.unique_probe", {"a": 2})])
+    finally:
+        REGISTRY.pop("t.unique_probe", None)
+    assert ids[0] == ids[1] != ids[2]
+    assert (await queue.stats("q")).ready == 2
+
+
+async def test_a_unique_dispatch_while_the_first_runs_yields_the_running_job(queue: Queue) -> None:
+    first = await queue.dispatch("noop", {"a": 1}, queue="q", unique=True)
+    (running,) = (await queue.pop("q", 1, 30, "w1")).jobs
+    assert running.id == first
+    assert await queue.dispatch("noop", {"a": 1}, queue="q", unique=True) == first
+    assert (await queue.stats("q")).ready == 0
+    # once it completed the work may be queued again (no unique_for window)
+    await queue.ack("q", "w1", [(first, "")])
+    assert await queue.dispatch("noop", {"a": 1}, queue="q", unique=True) != first

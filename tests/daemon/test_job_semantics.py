@@ -167,19 +167,35 @@ def test_a_retry_receives_the_checkpoint_of_the_failed_attempt(r: Any, procs: Pr
     assert outcome["result"] == {"resumed_from": {"done": ["a", "b"]}, "attempts": 2}
 
 
-def test_a_duplicate_dispatch_yields_one_execution(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+def test_two_identical_dispatches_both_run(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
-    payload = {"file": str(runs), "seconds": 0.5}
-    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d"})
+    payload = {"file": str(runs)}
+    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "n1"})
+    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "n2"})
+    assert first != second
     start_workers(procs, redis_url)
-    wait_until(lambda: r.zcard(K.reserved) == 1, what="the job to run")
-    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d2"})
+    all_results(r, ["n1", "n2"])
+    assert runs.read_text() == "ran\nran\n"
+    assert r.hget(K.stats, "deduplicated") is None
+    # ...and so do two dispatch("noop", None)
+    dispatch(procs, {"name": "t.noop", "field": "z1"}, {"name": "t.noop", "field": "z2"})
+    all_results(r, ["z1", "z2"])
+    assert int(r.hget(K.stats, "completed")) == 4
+
+
+def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    payload = {"file": str(runs)}
+    unique = {"unique": True}
+    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d", "overrides": unique})
+    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d2", "overrides": unique})
+    start_workers(procs, redis_url)
     assert first == second
     all_results(r, ["d"])
     assert runs.read_text() == "ran\n"
     assert int(r.hget(K.stats, "deduplicated")) == 1
     # once it completed, the same key runs again (no unique_for window given)
-    dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d3"})
+    dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d3", "overrides": unique})
     all_results(r, ["d3"])
     assert runs.read_text() == "ran\nran\n"
 

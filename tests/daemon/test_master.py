@@ -154,9 +154,16 @@ def test_the_master_keeps_its_workers_running_and_replaces_one_killed(daemons: D
     wait_until(lambda: heartbeat_pids(r) == first, deadline=10, what="both workers described in the worker list")
     victim, survivor = sorted(first)
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(d.workers()) == 2 and victim not in d.workers(), deadline=15, what="a replacement worker")
-    (replacement,) = d.workers() - first
-    assert survivor in d.workers()
+
+    def replaced() -> set[int] | None:
+        # one read of the children per poll: they change between two reads while the master works
+        now = d.workers()
+        return now if victim not in now and now - first else None
+
+    after = wait_until(replaced, deadline=20, what="a replacement worker with a new pid")
+    assert isinstance(after, set)
+    assert survivor in after and len(after) == 2, after
+    (replacement,) = after - first
     wait_until(lambda: replacement in heartbeat_pids(r), deadline=15, what="the replacement's heartbeat")
     assert re.search(rf"worker pid {victim} exited with code -9", d.log())
     # the replacement serves the queue
@@ -269,3 +276,35 @@ def test_a_bad_config_file_exits_2_naming_the_file_and_key(procs: Processes) -> 
     assert done.returncode == 2
     assert str(config) in done.stderr and "[supervisors.tests]" in done.stderr and "'processes'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_the_idle_main_loop_leaves_no_tasks_behind() -> None:
+    from evalharness.daemon.master import Master
+
+    master = Master([], env={}, imports=(), grace=1.0)
+    passes = 0
+    reconcile = master._reconcile
+
+    async def counted() -> None:
+        nonlocal passes
+        passes += 1
+        await reconcile()
+
+    master._reconcile = counted  # type: ignore[method-assign]
+
+    async def until(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while passes < n:
+            assert time.monotonic() < deadline, f"only {passes} passes of the main loop"
+            master._wake.set()  # what a command or a signal does: start the next pass now
+            await asyncio.sleep(0)
+
+    loop_task = asyncio.create_task(master.run())
+    await until(20)
+    before = len(asyncio.all_tasks())
+    await until(2_020)
+    after = len(asyncio.all_tasks())
+    master.stopping.set()
+    assert await asyncio.wait_for(loop_task, 10) == 0
+    # the old loop left one waiter pending per pass: 2,000 more tasks here
+    assert after <= before + 2, (before, after)

@@ -16,6 +16,7 @@ from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.connection import async_client
 from evalharness.core.keys import QueueKeys
+from evalharness.core.queue import JobRequest
 from evalharness.core.telemetry import collect_snapshot, history_key, read_events
 
 K = QueueKeys("eh", "t")
@@ -156,3 +157,30 @@ def test_prometheus_exposition_serves_the_snapshot(procs: Processes, redis_url: 
     body = urllib.request.urlopen(url.group(0), timeout=10).read().decode()
     assert 'evalharness_queue_ready{queue="t"} 3.0' in body
     assert "evalharness_queue_completed_total" in body
+
+
+def test_a_percentile_read_from_the_buckets_stays_within_the_observed_runtimes() -> None:
+    from evalharness.core.telemetry import histogram_quantile
+
+    # 20 runtimes of 3.994 s all fall in the 2.5-5 s bucket: interpolation alone says 4.875 s
+    assert histogram_quantile({10: 20}, 0.95) == pytest.approx(4.875)
+    assert histogram_quantile({10: 20}, 0.95, low=3.994, high=3.994) == pytest.approx(3.994)
+    assert histogram_quantile({10: 20}, 0.05, low=3.9, high=3.994) == pytest.approx(3.9)
+    assert histogram_quantile({}, 0.5, low=1.0, high=2.0) is None
+
+
+async def test_the_snapshot_never_shows_a_p95_above_the_max_nor_a_p50_below_the_min(aclient: Any) -> None:
+    from evalharness.core.queue import Queue
+
+    q = Queue(aclient, "eh")
+    await q.dispatch_many(JobRequest("t.noop", {"n": i}, queue="t") for i in range(40))
+    popped = (await q.pop("t", 40, 30, "w")).jobs
+    # 20 jobs at 3.994 s (bucket 2.5-5 s) and 20 at 2.6 s: the same bucket, observed 2.6 to 3.994 s
+    await q.ack("t", "w", [(j.id, "", 3994 if i % 2 else 2600) for i, j in enumerate(popped)])
+    snap = await collect_snapshot(aclient, "eh")
+    (row,) = snap["queues"]
+    runtime = row["runtime"]
+    assert runtime["max"] == pytest.approx(3.994)
+    assert runtime["p95"] is not None and runtime["p95"] <= runtime["max"]
+    assert runtime["p50"] is not None and 2.6 <= runtime["p50"] <= runtime["p95"]
+    assert snap["overview"]["failed_past_hour"] == 0 and row["failed_total"] == 0

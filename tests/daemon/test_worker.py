@@ -74,10 +74,10 @@ def test_a_job_whose_worker_is_killed_is_redelivered_and_finishes(r: Any, procs:
 
 
 def test_sigterm_lets_running_jobs_finish_then_exits_cleanly(r: Any, procs: Processes, redis_url: str) -> None:
-    worker = procs.worker("t", concurrency=5, grace=20)
-    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+    # queued before the worker starts, so it takes all three at once however slow dispatching is
     for i in range(3):
         dispatch(r, procs, "t.sleep", {"seconds": 1.5, "n": i}, job_id=f"j{i}", timeout=30)
+    worker = procs.worker("t", concurrency=5, grace=20)
     wait_until(lambda: r.zcard(K.reserved) == 3, what="three running jobs")
     worker.send_signal(signal.SIGTERM)
     dispatch(r, procs, "t.sleep", {"seconds": 0.1}, job_id="late", timeout=30)
@@ -117,3 +117,37 @@ def test_an_unregistered_job_fails_with_a_clear_reason(r: Any, procs: Processes,
     outcome = wait_until(lambda: result(r, "u"), what="the failure")
     assert outcome["error"]["kind"] == "unknown_job"
     assert "t.nope" in outcome["error"]["message"]
+
+
+async def test_the_lease_message_is_logged_only_for_a_lease_that_really_lapsed(
+    redis_url: str, aclient: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from evalharness.core.queue import JobRequest
+    from evalharness.daemon.worker import RunningJob, Worker, WorkerOptions
+
+    w = Worker(redis_url, "eh", WorkerOptions(queues=("t",)))
+    try:
+        q = w.queue
+        await q.dispatch_many(JobRequest("t.noop", None, queue="t", id=i) for i in ("scored", "retried", "stolen"))
+        for job in (await q.pop("t", 3, 30, w.id)).jobs:
+            w._held["t"][job.id] = job
+            w._contexts[job.id] = RunningJob(job, w)
+        # "scored" succeeded on its first attempt: its task ended and its ack landed while the
+        # renewal was on its way (as at a graceful restart), before the flush let go of it
+        w._contexts.pop("scored")
+        assert await q.ack("t", w.id, [("scored", "", 5)]) == []
+        # "retried" raised: its release landed first
+        w._contexts["retried"].settled = True
+        assert await q.release("t", w.id, "retried", 0, "retry")
+        # "stolen" was still running when its lease lapsed and another worker took it
+        await aclient.hset(K.job("stolen"), "owner", "another-worker")
+        with caplog.at_level(logging.WARNING, "evalharness.worker"):
+            await w._renew_leases()
+        said = [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
+        assert said == [f"worker {w.id}: lost the lease of job stolen"]
+    finally:
+        await w.client.aclose()
+        await w.blocking.aclose()
+        w._pool.shutdown(wait=False)
