@@ -20,7 +20,7 @@ import redis.exceptions
 from .batches import Batches
 from .datasets import Dataset
 from .errors import EvalHarnessError, InfrastructureError, SutError
-from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
+from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB, SUT_MISMATCH
 from .jobs import (
     Job,
     JobOptions,
@@ -33,7 +33,7 @@ from .jobs import (
 )
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
-from .sut import call_sut, load_sut
+from .sut import call_sut, load_sut_code
 
 log = logging.getLogger("evalharness.run")
 
@@ -108,6 +108,7 @@ class RunResult:
     finished_at: float
     diagnostics: list[str] = field(default_factory=list)
     batch_id: str | None = None  # lazy-parallel runs dispatch their samples as one batch
+    sut_fingerprint: str | None = None  # the SUT code the run was started with (see core/sut.py)
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -122,7 +123,8 @@ async def run_serial(
 ) -> RunResult:
     """Run every sample in this process, one at a time, with the same timeout, tries, backoff
     and rate-limit semantics a worker applies."""
-    func = load_sut(sut)
+    code = load_sut_code(sut)
+    func = code.func
     started = time.time()
     run_id = new_job_id()
     outcomes: list[SampleOutcome] = []
@@ -141,7 +143,7 @@ async def run_serial(
         outcomes.append(SampleOutcome(index, sample, output, error, attempts))
         if progress:
             progress(index + 1, len(dataset.samples))
-    return RunResult(run_id, outcomes, started, time.time(), diagnostics)
+    return RunResult(run_id, outcomes, started, time.time(), diagnostics, sut_fingerprint=code.fingerprint)
 
 
 async def _serial_sample(
@@ -183,7 +185,10 @@ class _Collector:
     """Dispatches samples as jobs with at most ``concurrency`` in flight and gathers their
     outcomes from the run's result sink as workers acknowledge them."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions,
+        sut_fingerprint: str | None = None,
+    ) -> None:
         self.client = client
         self.queue = Queue(client, prefix)
         self.dataset = dataset
@@ -198,6 +203,9 @@ class _Collector:
         self.in_flight: set[int] = set()
         self.results: dict[int, dict[str, Any]] = {}
         self.stop_dispatching: str | None = None
+        self.stop_kind = ""  # the failure kind that stopped dispatching: sut_import or sut_mismatch
+        # sent with every sample, so a worker runs exactly the code this producer loaded
+        self.sut_fingerprint = sut_fingerprint
         self.diagnostics: list[str] = []
         self.job_options = options.job_options_for(time.time())
 
@@ -205,7 +213,7 @@ class _Collector:
         sample = self.dataset.samples[index]
         return JobRequest(
             SAMPLE_JOB,
-            {"sut": self.sut, "input": sample.input, "sample_id": sample.id, "index": index},
+            {"sut": self.sut, "sut_fingerprint": self.sut_fingerprint, "input": sample.input, "sample_id": sample.id, "index": index},
             queue=self.options.queue,
             options=self.job_options,
             id=f"{self.run_id}-{index}",
@@ -249,8 +257,9 @@ class _Collector:
             self.in_flight.discard(index)
             got += 1
             error = value.get("error")
-            if error and error.get("kind") == "sut_import" and self.stop_dispatching is None:
+            if error and error.get("kind") in ("sut_import", SUT_MISMATCH) and self.stop_dispatching is None:
                 self.stop_dispatching = error.get("message") or "the workers could not import the SUT"
+                self.stop_kind = str(error["kind"])
         return got
 
     async def resync(self) -> None:
@@ -300,8 +309,8 @@ async def run_lazy_parallel(
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order."""
-    load_sut(sut)  # fail fast, here, on a SUT the producer cannot import either
-    c = _Collector(client, prefix, dataset, sut, options)
+    code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
+    c = _Collector(client, prefix, dataset, sut, options, code.fingerprint)
     if not await c.queue.live_workers(options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
@@ -370,6 +379,11 @@ async def run_lazy_parallel(
             backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(*REDIS_ERRORS):
                 await c.resync()
+    if c.stop_kind == SUT_MISMATCH:
+        raise InfrastructureError(
+            f"the run was stopped because a worker runs other SUT code than this producer: {c.stop_dispatching}. "
+            "If you edited the SUT during the run, run it again; otherwise give every worker host the same SUT files"
+        )
     if c.stop_dispatching is not None:
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "
@@ -377,7 +391,7 @@ async def run_lazy_parallel(
         )
     with contextlib.suppress(*REDIS_ERRORS):
         await client.delete(c.done_key)
-    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+    return RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id, code.fingerprint)
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

@@ -162,6 +162,8 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
         report["diagnostics"] = list(result.diagnostics)
     if result.batch_id:
         report["batch"] = result.batch_id
+    if result.sut_fingerprint:
+        report["sut_fingerprint"] = result.sut_fingerprint
     render_report(report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
