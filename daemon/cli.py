@@ -102,7 +102,11 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     """Evaluate DATASET (.jsonl, .yaml) against a SUT and print the report.
 
     Exit status: 0 every sample scored, 1 some samples failed, 2 bad input
-    (dataset, SUT, metric, option), 3 Redis or workers unavailable.
+    (dataset, SUT, metric, option), 3 Redis or workers unavailable, or a
+    worker has other SUT code than this command (sut_mismatch).
+
+    Workers import the SUT again when its source changes, so each run scores
+    the code on disk; the report records its fingerprint (sut_fingerprint).
     """
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)

@@ -95,6 +95,9 @@ class ModuleWatcher:
         self.restart = restart
         self.every = every
         self.host = socket.gethostname()
+        # the change last acted on: a restart that did not happen (a configuration file that no
+        # longer validates keeps the running workers) is not asked for again every second
+        self._acted: tuple[frozenset[int], tuple[tuple[str, int | None], ...]] | None = None
 
     async def reported(self) -> dict[str, int]:
         """The files this master's live workers imported, with the mtime each saw.  Workers being
@@ -114,6 +117,10 @@ class ModuleWatcher:
         reported = await self.reported()
         changed = changed_files(reported, _mtime)
         if changed:
+            seen = (frozenset(self.pids()), tuple((f, _mtime(f)) for f in changed))
+            if seen == self._acted:
+                return []
+            self._acted = seen
             log.info("reload: %s changed; restarting the workers", _shown(changed))
             self.restart()
         return changed

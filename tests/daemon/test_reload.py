@@ -1,0 +1,39 @@
+"""`evalharnessd --reload`'s parts: which modules a worker reports, and which changes count."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalharness.daemon.reload import ModuleFiles, changed_files
+
+
+def test_a_worker_reports_the_modules_it_imported_from_under_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ehreload_mine.py").write_text("X = 1\n")
+    venv = tmp_path / ".venv" / "lib" / "site-packages"
+    venv.mkdir(parents=True)
+    (venv / "ehreload_installed.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(venv))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    files = ModuleFiles(str(tmp_path))
+    try:
+        importlib.import_module("ehreload_mine")
+        importlib.import_module("ehreload_installed")
+        report = files.report()
+    finally:
+        sys.modules.pop("ehreload_mine", None)
+        sys.modules.pop("ehreload_installed", None)
+    mine = os.path.realpath(tmp_path / "ehreload_mine.py")
+    # its own module, with the mtime it had when seen; not an installed package, not the stdlib
+    assert report == {mine: os.stat(mine).st_mtime_ns}
+
+
+def test_a_file_counts_as_changed_when_its_mtime_differs_or_it_is_gone() -> None:
+    disk = {"/w/a.py": 10, "/w/b.py": 20}
+    reported = {"/w/a.py": 10, "/w/b.py": 19, "/w/c.py": 5}
+    assert changed_files(reported, disk.get) == ["/w/b.py", "/w/c.py"]
+    assert changed_files({"/w/a.py": 10}, disk.get) == []
