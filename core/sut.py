@@ -216,17 +216,27 @@ def _from_source() -> Iterator[None]:
         sys.pycache_prefix, sys.dont_write_bytecode = prefix, dont_write
 
 
-def _import(path: str, fresh: SutCode | None) -> tuple[ModuleType, SutFunc]:
+def _modules_in(scope: SutScope, names: set[str] | None = None) -> list[str]:
+    """The imported modules (of ``names``, when given) whose file is one of the scope's."""
+    files = {str(f) for f in scope.files}
+    found = []
+    for name, mod in list(sys.modules.items()):
+        if names is not None and name not in names:
+            continue
+        file = getattr(mod, "__file__", None)
+        if isinstance(file, str) and str(Path(file).resolve()) in files:
+            found.append(name)
+    return found
+
+
+def _import(path: str, fresh: SutScope | None) -> tuple[ModuleType, SutFunc]:
     module_name, attr = _split(path)
     _importable_cwd()
     if fresh is not None:
         # Forget the modules of the old version so the import below runs the new source; jobs
         # still running keep the function object (and so the modules) they already hold.
-        files = {str(f) for f in fresh.scope.files}
-        for name, mod in list(sys.modules.items()):
-            file = getattr(mod, "__file__", None)
-            if name == module_name or (file and str(Path(file).resolve()) in files):
-                del sys.modules[name]
+        for name in {module_name, *_modules_in(fresh)}:
+            sys.modules.pop(name, None)
         importlib.invalidate_caches()
     try:
         with _from_source() if fresh is not None else contextlib.nullcontext():
@@ -285,15 +295,22 @@ class SutLoader:
             return code
 
     def _load(self, path: str, previous: SutCode | None) -> SutCode:
+        fresh = None if previous is None else previous.scope
         for _ in range(3):
-            module, func = _import(path, previous)
+            before = set(sys.modules)
+            module, func = _import(path, fresh)
             scope = sut_scope(module)
+            if fresh is None and _modules_in(scope, before):
+                # Some of its modules were imported before this loader saw them (a worker's
+                # --import, say): they may be older than the files they are hashed from.
+                fresh = scope
+                continue
             signature = scope_signature(scope)
             fingerprint = declared_fingerprint(func, module) or source_fingerprint(scope)
             code = SutCode(path, func, fingerprint, scope, signature)
             if not code.changed_on_disk():
                 return code
-            previous = code  # written while we read it: read it again
+            fresh = scope  # written while we read it: read it again
         return code
 
     def forget(self) -> None:

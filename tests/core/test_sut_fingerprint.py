@@ -4,6 +4,7 @@ afresh while older versions stay available by fingerprint, and the sync pool's c
 from __future__ import annotations
 
 import asyncio
+import importlib
 import itertools
 import sys
 import threading
@@ -175,3 +176,12 @@ async def test_a_sync_sut_call_is_counted_while_it_runs() -> None:
     release.set()
     assert await task == "hi"
     assert sync_calls_unfinished() == 0
+
+
+def test_a_module_imported_before_the_loader_saw_it_is_read_again_from_its_file(tmp_path: Path, modname: str) -> None:
+    sut = write(tmp_path / f"{modname}.py", "def answer(x):\n    return 'imported at start'\n")
+    importlib.import_module(modname)  # as a worker's --import does
+    sut.write_text("def answer(x):\n    return 'edited since'\n")
+    code = SutLoader().load(f"{modname}:answer")
+    # the fingerprint is of the file, so the code must be the file's too
+    assert code.func(None) == "edited since"
