@@ -599,8 +599,9 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     restarted; one that keeps crashing is restarted with backoff up to 60s.
 
     Workers load the SUT again when its source changes, so runs always use
-    the code on disk. --reload also restarts them (as SIGUSR1 does) when any
-    other module they imported from under the current directory changes.
+    the code on disk. With --reload (development) they are also restarted, as
+    SIGUSR1 does, when a module they imported from under the current
+    directory changes.
     """
     setup_logging(log_level)
     try:
