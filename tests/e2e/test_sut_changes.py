@@ -89,8 +89,11 @@ def test_a_daemon_worker_scores_the_edited_sut_in_the_next_run_without_a_restart
     assert code == 0, err
     assert serial["metrics"] == second["metrics"]
     assert serial["sut_fingerprint"] == second["sut_fingerprint"]
-    # the sync SUT's idle pool threads are not "busy" when the workers stop
+    # the sync SUT's idle pool threads are not "busy" when the workers restart or stop
+    daemon.send_signal(signal.SIGUSR1)
+    wait_until(lambda: (pids := worker_pids(redis_url)) and pid not in pids, deadline=30, what="the restarted worker")
     err = stop(daemon)
+    assert "restarting workers with a freshly read configuration" in err
     assert "still running at exit" not in err and "still busy" not in err, err
 
 
