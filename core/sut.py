@@ -129,9 +129,9 @@ def sut_scope(module: ModuleType) -> SutScope:
                 for name in filenames:
                     if name.endswith(".py"):
                         file = here / name
-                        found.setdefault(file, str(Path(top) / file.relative_to(root)))
+                        found.setdefault(file, f"{top}/{file.relative_to(root).as_posix()}")
         if own_path is not None and own_path not in found:  # an extension module, say
-            found[own_path] = str(Path(top) / own_path.name)
+            found[own_path] = f"{top}/{own_path.name}"
         ordered = sorted(found, key=lambda f: found[f])
         return SutScope(tuple(ordered), tuple(found[f] for f in ordered), tuple(sorted(dirs)))
     if own_path is None:
