@@ -20,7 +20,7 @@ import redis.exceptions
 from .batches import Batches
 from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
-from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB
+from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB, SUT_MISMATCH
 from .jobs import (
     Job,
     JobOptions,
@@ -34,7 +34,7 @@ from .jobs import (
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
 from .runs import RunRecord, RunStore, dataset_fingerprint
-from .sut import call_sut, load_sut
+from .sut import call_sut, load_sut_code
 
 log = logging.getLogger("evalharness.run")
 
@@ -111,6 +111,7 @@ class RunResult:
     diagnostics: list[str] = field(default_factory=list)
     batch_id: str | None = None  # lazy-parallel runs dispatch their samples as one batch
     interrupted: str | None = None  # the signal that stopped the run ("SIGINT", "SIGTERM")
+    sut_fingerprint: str | None = None  # the SUT code the run was started with (see core/sut.py)
 
 
 def _error(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -204,7 +205,8 @@ async def run_serial(
 ) -> RunResult:
     """Run every sample in this process, one at a time, with the same timeout, tries, backoff
     and rate-limit semantics a worker applies."""
-    func = load_sut(sut)
+    code = load_sut_code(sut)
+    func = code.func
     started = time.time()
     run_id = new_job_id()
     outcomes: list[SampleOutcome] = []
@@ -238,7 +240,9 @@ async def run_serial(
             progress(index + 1, len(dataset.samples))
     if interrupt is not None:
         interrupt.unbind()
-    return RunResult(run_id, outcomes, started, time.time(), diagnostics, interrupted=stopped_by)
+    return RunResult(
+        run_id, outcomes, started, time.time(), diagnostics, interrupted=stopped_by, sut_fingerprint=code.fingerprint
+    )
 
 
 def _serial_interrupted(
@@ -300,7 +304,10 @@ class _Collector:
     """Dispatches samples as jobs with at most ``concurrency`` in flight and gathers their
     outcomes from the run's result sink as workers acknowledge them."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions,
+        sut_fingerprint: str | None = None,
+    ) -> None:
         self.client = client
         self.queue = Queue(client, prefix)
         self.dataset = dataset
@@ -315,6 +322,9 @@ class _Collector:
         self.in_flight: set[int] = set()
         self.results: dict[int, dict[str, Any]] = {}
         self.stop_dispatching: str | None = None
+        self.stop_kind = ""  # the failure kind that stopped dispatching: sut_import or sut_mismatch
+        # sent with every sample, so a worker runs exactly the code this producer loaded
+        self.sut_fingerprint = sut_fingerprint
         self.diagnostics: list[str] = []
         self.job_options = options.job_options_for(time.time())
 
@@ -322,7 +332,7 @@ class _Collector:
         sample = self.dataset.samples[index]
         return JobRequest(
             SAMPLE_JOB,
-            {"sut": self.sut, "input": sample.input, "sample_id": sample.id, "index": index},
+            {"sut": self.sut, "sut_fingerprint": self.sut_fingerprint, "input": sample.input, "sample_id": sample.id, "index": index},
             queue=self.options.queue,
             options=self.job_options,
             id=f"{self.run_id}-{index}",
@@ -366,8 +376,9 @@ class _Collector:
             self.in_flight.discard(index)
             got += 1
             error = value.get("error")
-            if error and error.get("kind") == "sut_import" and self.stop_dispatching is None:
+            if error and error.get("kind") in ("sut_import", SUT_MISMATCH) and self.stop_dispatching is None:
                 self.stop_dispatching = error.get("message") or "the workers could not import the SUT"
+                self.stop_kind = str(error["kind"])
         return got
 
     async def resync(self) -> None:
@@ -426,11 +437,11 @@ async def run_lazy_parallel(
 
     When ``interrupt`` is tripped (a signal) the run cancels its batch, collects for a moment
     what the running samples still deliver, and returns the partial result."""
-    load_sut(sut)  # fail fast, here, on a SUT the producer cannot import either
+    code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
     if interrupt is not None:
         interrupt.bind()
     try:
-        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt, metrics)
+        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint)
     finally:
         if interrupt is not None:
             interrupt.unbind()
@@ -445,8 +456,9 @@ async def _lazy_parallel(
     progress: Progress | None,
     interrupt: Interrupt | None,
     metrics: Sequence[str],
+    fingerprint: str | None,
 ) -> RunResult:
-    c = _Collector(client, prefix, dataset, sut, options)
+    c = _Collector(client, prefix, dataset, sut, options, fingerprint)
     if not await c.queue.live_workers(options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
@@ -539,7 +551,8 @@ async def _lazy_parallel(
     if interrupt is not None and interrupt.requested and len(c.results) < total:
         await _interrupted(c, batches, interrupt, options)
         result = RunResult(
-            c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal
+            c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal,
+            sut_fingerprint=c.sut_fingerprint,
         )
         with contextlib.suppress(*REDIS_ERRORS):
             await interrupt.unless_hurried(_record_end(store, c, result, "interrupted"), limit=2.0)
@@ -548,6 +561,11 @@ async def _lazy_parallel(
         with contextlib.suppress(*REDIS_ERRORS):
             await batches.seal(c.batch_id)
             await _record_end(store, c, RunResult(c.run_id, [], started, time.time(), [c.stop_dispatching]), "stopped")
+        if c.stop_kind == SUT_MISMATCH:
+            raise InfrastructureError(
+                f"the run was stopped because a worker runs other SUT code than this producer: {c.stop_dispatching}. "
+                "If you edited the SUT during the run, run it again; otherwise give every worker host the same SUT files"
+            )
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "
             "`evalharness run` does: from their current directory and PYTHONPATH"
@@ -557,7 +575,9 @@ async def _lazy_parallel(
             # stopped early (batch timeout, no workers): the samples never dispatched will not
             # come, so the batch finishes when the dispatched ones do
             await batches.seal(c.batch_id)
-    result = RunResult(c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id)
+    result = RunResult(
+        c.run_id, c.outcomes(), started, time.time(), c.diagnostics, c.batch_id, sut_fingerprint=c.sut_fingerprint
+    )
     with contextlib.suppress(*REDIS_ERRORS):
         await _record_end(store, c, result, "finished" if len(c.results) == total else "stopped")
     return result

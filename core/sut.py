@@ -1,26 +1,79 @@
 """The system under test (SUT): a ``module:callable`` that takes a sample's input and returns
-the output text, sync or async.  Producers and workers load it the same way."""
+the output text, sync or async.  Producers and workers load it the same way, and both name the
+code they loaded by its *fingerprint*, so a run is never scored against other code than its
+producer sees (see ``docs/ARCHITECTURE.md``, "The SUT's fingerprint")."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ParamSpec, TypeVar
 
 from .errors import SutError
 from .jobs import PermanentError
 
 SutFunc = Callable[[Any], Any]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+FINGERPRINT_ATTR = "__evalharness_fingerprint__"
+_KEEP_VERSIONS = 4  # loaded versions of one SUT a process keeps for jobs that still name them
+
+
+class CountingThreadPool(ThreadPoolExecutor):
+    """A thread pool that knows how many of the calls given to it have not finished (queued or
+    running).  Its idle threads are not busy: only this count says whether stopping the process
+    now would abandon a call."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._count_lock = threading.Lock()
+        self._unfinished = 0
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        with self._count_lock:
+            self._unfinished += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._done()
+            raise
+        # a done callback also runs for a call cancelled before it started
+        future.add_done_callback(lambda _: self._done())
+        return future
+
+    def _done(self) -> None:
+        with self._count_lock:
+            self._unfinished -= 1
+
+    @property
+    def unfinished(self) -> int:
+        """Calls submitted that have not returned (or been cancelled) yet."""
+        with self._count_lock:
+            return self._unfinished
+
 
 # Sync SUTs run here rather than in asyncio's default pool (min(32, cores + 4) threads), so a
 # worker's --concurrency, not the core count, bounds how many calls run at once.
-_SYNC_POOL = ThreadPoolExecutor(max_workers=256, thread_name_prefix="sut")
+_SYNC_POOL = CountingThreadPool(max_workers=256, thread_name_prefix="sut")
+
+
+def sync_calls_unfinished() -> int:
+    """Sync SUT calls started in this process that have not returned yet."""
+    return _SYNC_POOL.unfinished
 
 
 class InvalidOutput(PermanentError):
@@ -36,16 +89,158 @@ def _importable_cwd() -> None:
         sys.path.insert(0, cwd)
 
 
-@cache
-def load_sut(path: str) -> SutFunc:
-    """Import ``module:callable`` (the current directory and ``PYTHONPATH`` are searched, as for
-    ``python -m``).  Raises :class:`SutError` saying what is wrong."""
+# -- fingerprints ------------------------------------------------------------------------
+
+FileStat = tuple[str, int, int, int]  # path, mtime_ns, size, inode
+
+
+@dataclass(frozen=True)
+class SutScope:
+    """The source a SUT's fingerprint covers: its module's file or, for a module of a package
+    of the user's own, every ``.py`` file of the top-level package.  ``dirs`` are watched too,
+    so a file added to or removed from the package counts as a change."""
+
+    files: tuple[Path, ...]  # sorted
+    names: tuple[str, ...]  # each file's name relative to where the package sits: the same on every host
+    dirs: tuple[Path, ...] = ()
+
+
+def _installed(path: Path) -> bool:
+    return any(part in ("site-packages", "dist-packages") for part in path.parts)
+
+
+def sut_scope(module: ModuleType) -> SutScope:
+    """Which files make up the code of ``module``.  A package's files are all of its top-level
+    package, because a SUT in a package usually imports its siblings; installed packages (and
+    evalharness itself, whose example SUTs live in it) are covered by the module's own file, as
+    they change only with an upgrade."""
+    own = getattr(module, "__file__", None)
+    own_path = Path(own).resolve() if own else None
+    top = module.__name__.partition(".")[0]
+    roots = [Path(p).resolve() for p in getattr(sys.modules.get(top), "__path__", None) or ()]
+    if roots and top != "evalharness" and not any(_installed(r) for r in roots):
+        found: dict[Path, str] = {}
+        dirs: list[Path] = []
+        for root in roots:
+            for folder, subdirs, filenames in os.walk(root):
+                subdirs[:] = sorted(d for d in subdirs if d != "__pycache__" and not d.startswith("."))
+                here = Path(folder)
+                dirs.append(here)
+                for name in filenames:
+                    if name.endswith(".py"):
+                        file = here / name
+                        found.setdefault(file, f"{top}/{file.relative_to(root).as_posix()}")
+        if own_path is not None and own_path not in found:  # an extension module, say
+            found[own_path] = f"{top}/{own_path.name}"
+        ordered = sorted(found, key=lambda f: found[f])
+        return SutScope(tuple(ordered), tuple(found[f] for f in ordered), tuple(sorted(dirs)))
+    if own_path is None:
+        return SutScope((), ())
+    return SutScope((own_path,), (own_path.name,))
+
+
+def scope_signature(scope: SutScope) -> tuple[FileStat, ...]:
+    """What ``stat`` says of the scope's files and folders: cheap to read, and it changes when
+    any of them is written, replaced, added or removed."""
+    out: list[FileStat] = []
+    for path in (*scope.files, *scope.dirs):
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((str(path), -1, -1, -1))
+        else:
+            out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+def source_fingerprint(scope: SutScope) -> str:
+    """``sha256:`` and 16 hex digits over the scope's file names (relative to their package)
+    and contents, so the same code has the same fingerprint wherever it is checked out."""
+    digest = hashlib.sha256()
+    for path, name in zip(scope.files, scope.names, strict=True):
+        digest.update(name.encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def declared_fingerprint(func: object, module: ModuleType) -> str | None:
+    """What the SUT says its version is: ``__evalharness_fingerprint__`` on the callable, else on
+    its module (a string, for code whose behaviour the source alone does not fix)."""
+    for holder in (func, module):
+        value = getattr(holder, FINGERPRINT_ATTR, None)
+        if value is not None:
+            return "declared:" + str(value)
+    return None
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SutCode:
+    """One loaded version of a SUT: the callable, the fingerprint of the code it came from, and
+    the ``stat`` of that code's files when it was loaded."""
+
+    path: str
+    func: SutFunc
+    fingerprint: str
+    scope: SutScope
+    signature: tuple[FileStat, ...]
+
+    def changed_on_disk(self) -> bool:
+        return scope_signature(self.scope) != self.signature
+
+
+def _split(path: str) -> tuple[str, str]:
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise SutError(f"SUT must be given as module:callable (for example mypkg.bot:answer), got {path!r}")
-    _importable_cwd()
+    return module_name, attr
+
+
+@contextlib.contextmanager
+def _from_source() -> Iterator[None]:
+    """Compile from the source, not from ``__pycache__``: a ``.pyc`` is matched to its source
+    by whole-second mtime and size, so an edit of the same length within a second would load
+    the old bytecode."""
+    prefix, dont_write = sys.pycache_prefix, sys.dont_write_bytecode
+    sys.pycache_prefix = os.path.join(os.sep, "nonexistent-evalharness-pycache", str(os.getpid()))
+    sys.dont_write_bytecode = True
     try:
-        obj: Any = importlib.import_module(module_name)
+        yield
+    finally:
+        sys.pycache_prefix, sys.dont_write_bytecode = prefix, dont_write
+
+
+def _modules_in(scope: SutScope, names: set[str] | None = None) -> list[str]:
+    """The imported modules (of ``names``, when given) whose file is one of the scope's."""
+    files = {str(f) for f in scope.files}
+    found = []
+    for name, mod in list(sys.modules.items()):
+        if names is not None and name not in names:
+            continue
+        file = getattr(mod, "__file__", None)
+        if isinstance(file, str) and str(Path(file).resolve()) in files:
+            found.append(name)
+    return found
+
+
+def _import(path: str, fresh: SutScope | None) -> tuple[ModuleType, SutFunc]:
+    module_name, attr = _split(path)
+    _importable_cwd()
+    if fresh is not None:
+        # Forget the modules of the old version so the import below runs the new source; jobs
+        # still running keep the function object (and so the modules) they already hold.
+        for name in {module_name, *_modules_in(fresh)}:
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+    try:
+        with _from_source() if fresh is not None else contextlib.nullcontext():
+            obj: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise SutError(
@@ -55,6 +250,7 @@ def load_sut(path: str) -> SutFunc:
         raise SutError(f"SUT {path!r}: importing {module_name!r} failed: {exc}") from None
     except Exception as exc:
         raise SutError(f"SUT {path!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
+    module = obj
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -63,7 +259,84 @@ def load_sut(path: str) -> SutFunc:
     if not callable(obj):
         raise SutError(f"SUT {path!r}: {attr!r} is a {type(obj).__name__}, not a callable")
     func: SutFunc = obj
-    return func
+    return module, func
+
+
+class SutLoader:
+    """The SUTs this process loaded, by path and by fingerprint.
+
+    ``load`` returns the version a job asks for when it is still loaded, and otherwise the code
+    on disk now: a ``stat`` of the SUT's files tells whether they changed since they were
+    imported (hashing happens only then), and changed code is imported afresh."""
+
+    def __init__(self, keep: int = _KEEP_VERSIONS) -> None:
+        self.keep = keep
+        self._current: dict[str, SutCode] = {}
+        self._versions: dict[str, OrderedDict[str, SutCode]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, path: str, wanted: str | None = None) -> SutCode:
+        """The SUT ``path`` with fingerprint ``wanted`` if this process has it loaded, else the
+        current code on disk (imported again when it changed).  Raises :class:`SutError`."""
+        with self._lock:
+            versions = self._versions.setdefault(path, OrderedDict())
+            if wanted is not None and wanted in versions:
+                versions.move_to_end(wanted)
+                return versions[wanted]
+            current = self._current.get(path)
+            if current is not None and not current.changed_on_disk():
+                return current
+            code = self._load(path, current)
+            self._current[path] = code
+            versions[code.fingerprint] = code
+            versions.move_to_end(code.fingerprint)
+            while len(versions) > self.keep:
+                versions.popitem(last=False)
+            return code
+
+    def _load(self, path: str, previous: SutCode | None) -> SutCode:
+        fresh = None if previous is None else previous.scope
+        for _ in range(3):
+            before = set(sys.modules)
+            module, func = _import(path, fresh)
+            scope = sut_scope(module)
+            if fresh is None and _modules_in(scope, before):
+                # Some of its modules were imported before this loader saw them (a worker's
+                # --import, say): they may be older than the files they are hashed from.
+                fresh = scope
+                continue
+            signature = scope_signature(scope)
+            fingerprint = declared_fingerprint(func, module) or source_fingerprint(scope)
+            code = SutCode(path, func, fingerprint, scope, signature)
+            if not code.changed_on_disk():
+                return code
+            fresh = scope  # written while we read it: read it again
+        return code
+
+    def forget(self) -> None:
+        with self._lock:
+            self._current.clear()
+            self._versions.clear()
+
+
+SUTS = SutLoader()
+
+
+def load_sut_code(path: str, wanted: str | None = None) -> SutCode:
+    """The SUT ``path`` as :meth:`SutLoader.load` gives it, from this process's loader."""
+    return SUTS.load(path, wanted)
+
+
+def load_sut(path: str) -> SutFunc:
+    """Import ``module:callable`` (the current directory and ``PYTHONPATH`` are searched, as for
+    ``python -m``), or import it again when its source changed since.  Raises :class:`SutError`
+    saying what is wrong."""
+    return SUTS.load(path).func
+
+
+def sut_fingerprint(path: str) -> str:
+    """The fingerprint of the SUT ``path`` as it is on disk now (loading it if needed)."""
+    return SUTS.load(path).fingerprint
 
 
 @cache

@@ -120,16 +120,20 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
       0    every sample scored
       1    some samples failed (the report lists them)
       2    bad input (dataset, SUT, metric, option, configuration file)
-      3    Redis or workers unavailable
+      3    Redis or workers unavailable, or a worker has other SUT code
+           than this command (sut_mismatch)
       130  interrupted by SIGINT (Ctrl-C); the partial report was written
       143  interrupted by SIGTERM; the partial report was written
+
+    Workers import the SUT again when its source changes, so each run scores
+    the code on disk; the report records its fingerprint (sut_fingerprint).
     """
     # Every mode reads and validates the configuration file the same way, before anything runs,
     # although a serial run needs nothing from it.
-    load_config(ctx.find_root().obj.get("config"))
+    config = load_config(ctx.find_root().obj.get("config"))
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)
-    scorers = resolve_metrics(metrics, config=load_config(ctx.find_root().obj.get("config")).metrics)
+    scorers = resolve_metrics(metrics, config=config.metrics)
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
@@ -248,6 +252,8 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     if result.interrupted:
         report["interrupted"] = {"signal": result.interrupted, "exit_code": SIGNAL_EXIT.get(result.interrupted, 130)}
     report.update(extra or {})
+    if result.sut_fingerprint:
+        report["sut_fingerprint"] = result.sut_fingerprint
     render_report(report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)

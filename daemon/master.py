@@ -41,6 +41,7 @@ from evalharness.core.telemetry import collect_snapshot
 from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
 from .common import child_env, fail, setup_logging, worker_command
 from .publisher import REDIS_ERRORS, Publisher, add_event
+from .reload import ENV_REPORT_MODULES, ModuleWatcher
 from .worker import EXIT_REPLACE
 
 log = logging.getLogger("evalharness.master")
@@ -124,6 +125,7 @@ class Master:
         history_cap: int = 1440,
         reload: Callable[[], list[SupervisorConfig]] | None = None,
         queue_retention: float = DEFAULT_QUEUE_RETENTION,
+        watch_modules: bool = False,
     ) -> None:
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
         self.env = env
@@ -138,6 +140,10 @@ class Master:
         self.history_cap = history_cap
         self.queue_retention = queue_retention
         self.reload = reload
+        # --reload: workers report the modules they import; a watcher restarts them on a change
+        self.watch_modules = watch_modules
+        if watch_modules:
+            self.env = {**env, ENV_REPORT_MODULES: "1"}
         self.started_at = time.time()
         self.stopping = asyncio.Event()
         self.force = False
@@ -400,6 +406,10 @@ class Master:
                 queue_retention=self.queue_retention,
             )
             publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="telemetry")
+        watcher = None
+        if client is not None and self.watch_modules:
+            watch = ModuleWatcher(client, self.prefix, self._serving_pids, self.request_restart)
+            watcher = asyncio.create_task(watch.run(publisher_stop), name="reload")
         while not self.stopping.is_set():
             try:
                 await self._commands()
@@ -416,6 +426,8 @@ class Master:
         publisher_stop.set()
         if publisher is not None:
             await asyncio.wait({publisher}, timeout=5)
+        if watcher is not None:
+            await asyncio.wait({watcher}, timeout=5)
         if client is not None:
             await client.aclose()
         return 0
@@ -430,6 +442,10 @@ class Master:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    def _serving_pids(self) -> set[int]:
+        """Pids of the workers that are not being replaced."""
+        return {s.proc.pid for s in self.slots if s.alive and not s.retiring and s.proc is not None}
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
         paused = slot.supervisor in self.paused
@@ -587,7 +603,8 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
 @click.option("--environment", envvar="EVALHARNESS_ENV", help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, queue_retention: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str) -> None:
+@click.option("--reload", "reload_modules", is_flag=True, help="Development: restart the workers gracefully when a module they imported from under the current directory changes (checked every second).")
+def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, queue_retention: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str, reload_modules: bool) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -597,6 +614,11 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     SIGTERM/SIGINT: workers stop taking jobs and finish in-flight ones within
     --grace seconds (a second SIGINT kills them). A worker that exits is
     restarted; one that keeps crashing is restarted with backoff up to 60s.
+
+    Workers load the SUT again when its source changes, so runs always use
+    the code on disk. With --reload (development) they are also restarted, as
+    SIGUSR1 does, when a module they imported from under the current
+    directory changes.
     """
     setup_logging(log_level)
     try:
@@ -620,6 +642,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         sups, child_env(settings), settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
         default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
+        watch_modules=reload_modules,
     )
 
     async def main() -> int:

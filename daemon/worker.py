@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +46,10 @@ from evalharness.core.jobs import (
 from evalharness.core.limits import Limiter, LimiterClient
 from evalharness.core.queue import Queue
 from evalharness.core.scripts import script_source
+from evalharness.core.sut import CountingThreadPool, sync_calls_unfinished
 from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
+
+from .reload import ModuleFiles, report_modules_wanted
 
 log = logging.getLogger("evalharness.worker")
 
@@ -172,7 +174,7 @@ class Worker:
         self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
         self._acks: dict[str, list[tuple[str, str, int]]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="job")
+        self._pool = CountingThreadPool(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
         self._fetch_task: asyncio.Task[None] | None = None
@@ -270,6 +272,10 @@ class Worker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def sync_calls_unfinished(self) -> int:
+        """Sync job, hook and SUT calls of this process that have not returned yet."""
+        return self._pool.unfinished + sync_calls_unfinished()
 
     def _recycle_reason(self) -> str:
         opts = self.options
@@ -699,8 +705,12 @@ class Worker:
             "concurrency": self.options.concurrency,
             "started_at": time.time(),
         }
+        # under `evalharnessd --reload`: which of our modules' files its watcher compares
+        modules = ModuleFiles() if report_modules_wanted() else None
         while not self._closing.is_set():
             try:
+                if modules is not None:
+                    info["modules"] = modules.report()
                 expiry = int((time.time() + HEARTBEAT_TTL) * 1000)
                 info["heartbeat_at"] = time.time()
                 info["running"] = len(self._running)
@@ -758,12 +768,14 @@ async def run_worker(
         worker.pause()
     log.info("worker %s serving %s with concurrency %d", worker.id, ",".join(options.queues), options.concurrency)
     code = await worker.run()
-    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    # Only calls that have not returned count: the pools' idle threads end at interpreter exit.
+    busy = worker.sync_calls_unfinished()
     if code == EXIT_REPLACE or busy:
-        # A job thread is still stuck in blocking code: waiting for it at interpreter exit would
-        # keep this process alive past its grace period.  Its job was given back already.
+        # A sync job or SUT call is still stuck in blocking code: waiting for it at interpreter
+        # exit would keep this process alive past its grace period.  Its job was given back or
+        # recorded already.
         if busy and code != EXIT_REPLACE:
-            log.warning("worker %s: %d thread(s) still busy at exit; not waiting for them", worker.id, len(busy))
+            log.warning("worker %s: %d sync call(s) still running at exit; not waiting for them", worker.id, busy)
         logging.shutdown()
         os._exit(code)
     return code
