@@ -342,6 +342,38 @@ class Queue:
         )
         return new_id if ok else None
 
+    async def retry_failed_many(self, queue: str, job_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+        """:meth:`retry_failed` for many jobs of one queue, pipelined in chunks; returns
+        (old id, new id or None when it was not in the failed store) per job."""
+        keys = self.keys(queue)
+        out: list[tuple[str, str | None]] = []
+        for start in range(0, len(job_ids), 200):
+            chunk = list(job_ids[start : start + 200])
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hget(keys.job(job_id), "data")
+                datas = await pipe.execute()
+            calls: list[tuple[str, str]] = []
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id, data in zip(chunk, datas, strict=True):
+                    if data is None:
+                        continue
+                    env = json.loads(data)
+                    new_id = new_job_id()
+                    env["id"] = new_id
+                    env["retry_of"] = job_id
+                    env["enqueued_at"] = time.time()
+                    await self.scripts["retry_failed"](
+                        keys=[keys.lanes, keys.ready, keys.failed, keys.wake, keys.stats],
+                        args=[keys.base, job_id, new_id, json.dumps(env, separators=(",", ":"))],
+                        client=pipe,
+                    )
+                    calls.append((job_id, new_id))
+                replies = await pipe.execute() if calls else []
+            done = {old: new for (old, new), ok in zip(calls, replies, strict=True) if ok}
+            out += [(job_id, done.get(job_id)) for job_id in chunk]
+        return out
+
     async def forget_failed(self, queue: str, job_id: str) -> bool:
         """Delete a failed job from the store (and its indexes); False when it was not there."""
         return bool(await self.forget_failed_many(queue, [job_id]))

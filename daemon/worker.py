@@ -183,7 +183,8 @@ class Worker:
         self.options = options
         self.redis_url = redis_url
         self.prefix = prefix
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.host_pid = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{self.host_pid}:{os.urandom(3).hex()}"
         self.client = async_client(redis_url, max_connections=None)
         # Blocking pops get their own connection so they never hold up acks or renewals.
         self.blocking = async_client(redis_url, max_connections=2)
@@ -529,6 +530,7 @@ class Worker:
     ) -> None:
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
         error = _describe(exc, decision.kind, job)
+        error["worker"] = self.host_pid
         try:
             if decision.verdict is Verdict.RELEASE:
                 why = "rate_limited" if decision.rate_limited else "retry"
@@ -647,6 +649,7 @@ class Worker:
                 decision = decide(job, outcome="timeout", now=time.time())
                 error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
+                error["worker"] = self.host_pid
                 if decision.verdict is Verdict.RELEASE:
                     call = self.queue.release_call(job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry)
                     scripts["release"](**call)
