@@ -340,6 +340,7 @@ def _register_groups() -> None:
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
+    from .cli_jobs import job, jobs
     from .cli_status import metrics, status
 
     cli.add_command(batch)
@@ -347,6 +348,8 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(job)
+    cli.add_command(jobs)
     cli.add_command(status)
     cli.add_command(metrics)
 
