@@ -311,6 +311,10 @@ class Admin:
         data = {"kind": kind, "subject": result.target, "message": result.message, "at": f"{time.time():.3f}", **fields}
         await self.client.xadd(events_key(self.prefix), data, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
 
+    async def _wake_workers(self, subject: str) -> None:
+        """Ask the workers to renew now, so a cancel does not wait for the next renewal (lease/3)."""
+        await self.client.publish(self.queue.globals.cancels, subject)
+
     async def ensure_indexes(self, queues: Sequence[str]) -> None:
         """Index jobs that failed before the failed-job indexes existed (once per queue)."""
         for q in queues:
@@ -461,6 +465,8 @@ class Admin:
             state = out.previous_state.replace("_", " ")
             return ActionResult("cancel_batch", batch_id, False, f"{batch_id} already {state}: nothing changed", skipped=1)
         # the batch_cancel script wrote the batch_cancelled event with these numbers
+        if out.told_to_stop:
+            await self._wake_workers(batch_id)
         return ActionResult(
             "cancel_batch", batch_id, True,
             f"Cancelled {batch_id}: removed {_plural(out.removed, 'queued job')}, {out.told_to_stop:,} running told to stop",
@@ -791,6 +797,7 @@ class Admin:
             return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
         reply = await self.queue.cancel_job(q, job_id)
         if reply.what == "told":
+            await self._wake_workers(job_id)
             owner: Any = await self.client.hget(self._keys(q).job(job_id), "owner")
             result = ActionResult("cancel_job", job_id, True,
                                   f"Cancelled {job_id}: its worker {worker_of(owner)} is told to stop at its next lease renewal",

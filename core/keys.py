@@ -113,3 +113,11 @@ class GlobalKeys:
     def workers(self) -> str:
         """HASH worker id -> JSON description (host, pid, queues, concurrency, heartbeat)."""
         return f"{self.prefix}:workers"
+
+    @property
+    def cancels(self) -> str:
+        """Pub/sub channel: "a cancel was requested" (job or batch id).  Workers holding jobs renew
+        their leases at once, and the renewal tells them which jobs to stop; the flag on the job
+        record stays the source of truth, so a lost message only delays the stop to the next
+        regular renewal."""
+        return f"{self.prefix}:cancels"

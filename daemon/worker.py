@@ -193,6 +193,7 @@ class Worker:
         self.stop_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._ack_wanted = asyncio.Event()
+        self._renew_now = asyncio.Event()  # an operator cancelled something: renew (and learn which) now
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
@@ -251,6 +252,7 @@ class Worker:
         loops = {
             "flush": asyncio.create_task(self._flush_loop(), name="flush"),
             "renew": asyncio.create_task(self._renew_loop(), name="renew"),
+            "cancels": asyncio.create_task(self._cancels_loop(), name="cancels"),
             "heartbeat": asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             "tick": asyncio.create_task(self._tick_loop(), name="tick"),
         }
@@ -271,6 +273,7 @@ class Worker:
             # inside a Redis call can be absorbed by the client, and the loop would then wait forever.
             self._closing.set()
             self._ack_wanted.set()
+            self._renew_now.set()
             _, stuck = await asyncio.wait(loops.values(), timeout=5.0)
             for task in stuck:
                 task.cancel()
@@ -773,8 +776,32 @@ class Worker:
     async def _renew_loop(self) -> None:
         every = self.options.lease / 3.0
         while not self._closing.is_set():
-            await self._pause(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), every)
+            self._renew_now.clear()
+            if self._closing.is_set():
+                return
             await self._renew_once()
+
+    async def _cancels_loop(self) -> None:
+        """Listen for "a cancel was requested" and renew at once when holding jobs, so a
+        cancelled job stops within a round trip rather than at the next lease/3 renewal.  The
+        renewal reply is what names the jobs to stop; a missed message costs only that wait."""
+        channel = self.queue.globals.cancels
+        while not self._closing.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                while not self._closing.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and any(self._held.values()):
+                        self._renew_now.set()
+            except REDIS_ERRORS as exc:
+                log.debug("worker %s: cancel channel unavailable (%s)", self.id, exc)
+                await self._pause(1.0)
+            finally:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()
             try:
                 await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
             except REDIS_ERRORS as exc:

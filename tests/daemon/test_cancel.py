@@ -35,10 +35,10 @@ async def until(predicate: Any, deadline: float = 30.0, what: str = "condition")
         await asyncio.sleep(0.05)
 
 
-def start_worker(procs: Processes, concurrency: int = 10, cancel_grace: float = 10.0) -> Any:
+def start_worker(procs: Processes, concurrency: int = 10, cancel_grace: float = 10.0, lease: float = LEASE) -> Any:
     return procs.start(
         "-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--queue", "t", "--import", "support.testjobs",
-        "--concurrency", str(concurrency), "--lease", str(LEASE), "--cancel-grace", str(cancel_grace),
+        "--concurrency", str(concurrency), "--lease", str(lease), "--cancel-grace", str(cancel_grace),
     )
 
 
@@ -184,3 +184,26 @@ async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_m
     assert "batch_cancelled" in kinds and kinds.count("job_cancelled") == 5
     again = procs.cli("batch", "cancel", bid)
     assert again.returncode == 0 and "already cancelled" in again.stdout
+
+
+@pytest.mark.slow
+async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+    # lease 60: the regular renewal comes every 20 s; the cancel channel makes the worker renew now
+    start_worker(procs, lease=60)
+    await ready(procs)
+    path = tmp_path / "calls.txt"
+    job_id = await Queue(aclient).dispatch("t.cancellable", {"calls": str(path)}, queue="t")
+
+    async def calling() -> bool:
+        return len(calls(path)) >= 3
+
+    await until(calling, what="the job to call its SUT")
+    told_at = time.time()
+    assert (await Admin(aclient).cancel_job(job_id)).told_to_stop == 1
+
+    async def recorded() -> Any:
+        return await aclient.hget(K.job(job_id), "failure")
+
+    failure = json.loads(await until(recorded, deadline=10, what="the cancel to be recorded"))
+    assert failure["kind"] == "cancelled"
+    assert max(t for _, t in calls(path)) - told_at < 3.0
