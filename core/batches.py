@@ -299,7 +299,8 @@ class Batches:
             if b.finished and done_at is not None and done_at < cutoff:
                 keys = self.queue.keys(b.queue)
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled")
+                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled",
+                                batch_key(keys, b.id) + ":running")
                     pipe.zrem(batches_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)
                     await pipe.execute()
