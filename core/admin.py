@@ -358,7 +358,7 @@ class Admin:
         return rows
 
     @staticmethod
-    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int) -> BatchRow:
+    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int, now: float | None = None) -> BatchRow:
         state = rec.get("state", "pending")
         failed = _int(rec.get("failed"))
         processed = _int(rec.get("processed"))
@@ -392,6 +392,7 @@ class Admin:
             finished_at=_ms(rec.get("finished_at")),
             cancelled_at=_ms(rec.get("cancelled_at")),
             callbacks=callbacks,
+            rate_per_min=rate_per_minute(rec, time.time() if now is None else now),
             run_id=bid[4:] if bid.startswith("run-") else None,
         )
 
@@ -813,6 +814,22 @@ class Admin:
         if reply.what == "missing":
             return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
         return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+
+
+def rate_per_minute(rec: dict[str, str], now: float) -> float | None:
+    """Completions in the last 60 s, estimated from the per-minute counts the scripts keep on the
+    batch (this minute's, plus the previous minute's weighted by the part still in the window)."""
+    if "rate_min" not in rec:
+        return None
+    minute = _int(rec.get("rate_min"), -1)
+    this, prev = _int(rec.get("rate_this")), _int(rec.get("rate_prev"))
+    current = int(now // 60)
+    into = (now % 60) / 60.0
+    if minute == current:
+        return this + prev * (1.0 - into)
+    if minute == current - 1:
+        return this * (1.0 - into)
+    return 0.0
 
 
 def _with_retry_state(row: FailedRow, state: str | None) -> FailedRow:

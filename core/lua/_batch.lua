@@ -102,6 +102,19 @@ local function b_not_running(base, bid, id)
   redis.call('SREM', base .. 'batch:' .. bid .. ':running', id)
 end
 
+-- Completions per minute, O(1): the count of the current minute and of the one before
+-- (rate_min, rate_this, rate_prev), from which a reader estimates the last 60 seconds.
+local function b_count_rate(bk)
+  local minute = math.floor(b_now() / 60000)
+  local r = redis.call('HMGET', bk, 'rate_min', 'rate_this')
+  local last = tonumber(r[1] or '-1')
+  if last == minute then
+    redis.call('HINCRBY', bk, 'rate_this', 1)
+  else
+    redis.call('HSET', bk, 'rate_min', minute, 'rate_prev', last == minute - 1 and (r[2] or '0') or '0', 'rate_this', 1)
+  end
+end
+
 -- A job of batch `bid` finished: ok, or failed for good.  A job an operator cancelled
 -- (`cancelled`) counts as failed but does not fail a batch that allows no failures.
 local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, cancelled)
@@ -111,6 +124,7 @@ local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, can
   end
   redis.call('HINCRBY', bk, 'pending', -1)
   redis.call('HINCRBY', bk, 'processed', 1)
+  b_count_rate(bk)
   local state = redis.call('HGET', bk, 'state')
   if ok then
     if redis.call('HGET', bk, 'cb:progress') and redis.call('HSETNX', bk, 'progress_queued', '1') == 1 then

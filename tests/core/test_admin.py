@@ -214,6 +214,7 @@ async def test_batch_pages_counts_and_cancel_of_a_finished_batch(queue: Queue, a
     assert [b.id for b in active] == [run]
     (row,) = active
     assert (row.total, row.succeeded, row.running, row.pending) == (10, 2, 8, 8) and row.run_id == "42"
+    assert row.rate_per_min is not None and 1 <= row.rate_per_min <= 2
     assert [b.id for b in await admin.batches_page("all")] == [run, done]
     assert await admin.cancel_batch_preview(run) == (0, 8)
     result = await admin.cancel_batch(run)
@@ -229,3 +230,35 @@ async def test_batch_pages_counts_and_cancel_of_a_finished_batch(queue: Queue, a
     assert not (await admin.cancel_batch("nope")).ok
     assert not (await admin.retry_batch(done)).ok
     assert [b.id for b in await admin.batches_page("cancelled")] == [run]
+
+
+def test_the_batch_rate_counts_the_last_sixty_seconds() -> None:
+    from evalharness.core.admin import rate_per_minute
+
+    minute = 29_000_000
+    rec = {"rate_min": str(minute), "rate_this": "30", "rate_prev": "60"}
+    assert rate_per_minute(rec, minute * 60 + 15) == 30 + 60 * 0.75
+    assert rate_per_minute(rec, (minute + 1) * 60 + 30) == 15.0
+    assert rate_per_minute(rec, (minute + 5) * 60) == 0.0
+    assert rate_per_minute({}, 0) is None
+
+
+async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(queue: Queue, admin: Admin, aclient: Any) -> None:
+    await Batches(aclient, P, queue).create("b", [JobRequest("judge", {"n": 1, "secret": "s"})], queue="a", batch_id="b")
+    (job,) = (await queue.pop("a", 1, 30, "gpu-1:77:ab")).jobs
+    await queue.checkpoint("a", "gpu-1:77:ab", job.id, json.dumps({"tokens": 812}))
+    failure = {"kind": "exception", "message": "judge said no", "exception_type": "ValueError", "job": "judge",
+               "traceback": "Traceback (most recent call last):\n" + "  line\n" * 5000 + "ValueError: judge said no\n",
+               "payload": {"n": 1, "secret": "***"}, "worker": "gpu-1:77"}
+    assert await queue.fail("a", "gpu-1:77:ab", job.id, failure)
+    (row,) = (await admin.batch_detail("b")).failed_jobs  # type: ignore[union-attr]
+    assert (row.id, row.exception, row.worker, row.batch, row.attempts) == (job.id, "ValueError", "gpu-1:77", "b", 1)
+    detail = await admin.failed_detail(job.id)
+    assert detail is not None and detail.traceback.count("\n") == 5002  # every line, no cut
+    assert detail.checkpoint == {"tokens": 812} and detail.payload == {"n": 1, "secret": "***"}
+    assert detail.summary["queue"] == "a" and detail.summary["lease_seconds"] == 30
+    retried = await admin.retry_failed(job.id)
+    detail = await admin.failed_detail(job.id)
+    assert detail is not None and detail.retries == (("ready", retried.new_ids[0], detail.retries[0][2]),)
+    assert detail.row.retry_state == "ready"
+    assert await admin.failed_detail("nope") is None
