@@ -77,6 +77,8 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     assert row["progress_note"].startswith("step ") and row["worker"].endswith(f":{worker.pid}")
     assert row["lease_seconds"] == LEASE and row["timeout"] == 120 and row["lease_deadline"] > row["renewed_at"]
 
+    table = procs.cli("jobs", "running", env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "t.cancellable" in table.stdout and "step " in table.stdout
     out = procs.cli("job", "cancel", job_id)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"Cancelled {job_id}: its worker ") and "told to stop" in out.stdout
@@ -98,6 +100,7 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     assert len(calls(path)) == n
     assert await aclient.zcard(K.reserved) == 0 and await aclient.zcard(K.ready) == 0  # not retried
     assert worker.poll() is None
+    assert procs.cli("jobs", "running").stdout.strip() == "no running jobs"
     # acting again: nothing changes, exit status 1
     again = procs.cli("job", "cancel", job_id)
     assert again.returncode == 1 and "already finished" in again.stdout
