@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .batches import TERMINAL, Batches, batch_index_key, batch_key, batches_key
+from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
 from .evaljobs import SAMPLE_JOB
 from .keys import QueueKeys
 from .queue import FAILED_RETENTION_MS, Queue
@@ -298,6 +298,7 @@ class Admin:
         self.queue = Queue(client, prefix)
         self.batches = Batches(client, prefix, self.queue)
         self._indexed: set[str] = set()
+        self._active_indexed: set[str] = set()
 
     # helpers -----------------------------------------------------------------
     def _keys(self, queue: str) -> QueueKeys:
@@ -406,11 +407,16 @@ class Admin:
             "failed": frozenset({"failed", "finished_with_failures"}),
             "cancelled": frozenset({"cancelled"}),
         }.get(chip)
-        # one small read per batch (its state), no job lists; then full rows for the page only
+        # one small read per batch (its state), no job lists; then full rows for the page only.
+        # The active list reads only the batches not finished (batches:active), so it stays cheap
+        # however many finished batches are kept; the other chips are fetched on demand.
         found: list[tuple[int, float, str, str]] = []
         for q in await self._queues():
             keys = self._keys(q)
-            entries: Any = await self.client.zrevrange(batches_key(keys), 0, -1, withscores=True)
+            if chip == "active":
+                await self._ensure_active_index(q)
+            source = active_batches_key(keys) if chip == "active" else batches_key(keys)
+            entries: Any = await self.client.zrevrange(source, 0, -1, withscores=True)
             for start in range(0, len(entries), SCAN_CHUNK):
                 chunk = entries[start : start + SCAN_CHUNK]
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -431,6 +437,26 @@ class Admin:
         for q, ids in by_queue.items():
             rows.update({r.id: r for r in await self._batch_rows(q, ids)})
         return [rows[bid] for _, _, _, bid in page if bid in rows]
+
+    async def _ensure_active_index(self, queue: str) -> None:
+        """Batches created before the active index existed: add the unfinished ones, once."""
+        if queue in self._active_indexed:
+            return
+        keys = self._keys(queue)
+        marker = active_batches_key(keys) + "_indexed"
+        if not await self.client.exists(marker):
+            entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
+            for start in range(0, len(entries), SCAN_CHUNK):
+                chunk = entries[start : start + SCAN_CHUNK]
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for bid, _ in chunk:
+                        pipe.hget(batch_key(keys, str(bid)), "state")
+                    states = await pipe.execute()
+                active = {str(bid): created for (bid, created), st in zip(chunk, states, strict=True) if st in ACTIVE_STATES}
+                if active:
+                    await self.client.zadd(active_batches_key(keys), active, nx=True)
+            await self.client.set(marker, "1")
+        self._active_indexed.add(queue)
 
     async def _batch(self, batch_id: str) -> BatchRow | None:
         queue = await self.client.hget(batch_index_key(self.prefix), batch_id)

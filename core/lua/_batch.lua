@@ -49,6 +49,13 @@ local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
   end
 end
 
+-- Batches not finished yet: <base>batches:active (ZSET id -> created ms), so the console's
+-- active list reads those and not every batch.  Added at creation and by whatever reopens or
+-- runs a batch (a retry, a pop of one of its jobs), removed when the batch finishes.
+local function b_active(base, bid, bk)
+  redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or b_now(), bid)
+end
+
 -- The batch has no pending job left: finish it once (per round; a retry opens a new round).
 local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   local pending = tonumber(redis.call('HGET', bk, 'pending') or '0')
@@ -58,6 +65,7 @@ local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   if redis.call('HSETNX', bk, 'finished_at', b_now()) == 0 then
     return
   end
+  redis.call('ZREM', base .. 'batches:active', bid)
   local state = redis.call('HGET', bk, 'state')
   if state ~= 'cancelled' and state ~= 'failed' then
     if tonumber(redis.call('HGET', bk, 'failed') or '0') > 0 then

@@ -32,12 +32,12 @@ def admin(aclient: Any) -> Admin:
     return Admin(aclient, prefix=P)
 
 
-async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any) -> None:
+async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any, owner: str = "w") -> None:
     for job in popped:
         exc = exc_of(job)
         failure = {"kind": "timeout" if exc == "TimeoutError" else "exception", "message": f"{exc} in {job.id}",
                    "exception_type": exc, "job": job.name, "batch": job.batch, "tags": list(job.tags)}
-        assert await queue.fail(job.queue, "w", job.id, failure)
+        assert await queue.fail(job.queue, owner, job.id, failure)
 
 
 async def recorded_failures(queue: Queue, batches: Batches, n: int = 120, seed: int = 7) -> None:
@@ -262,3 +262,26 @@ async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(qu
     assert detail is not None and detail.retries == (("ready", retried.new_ids[0], detail.retries[0][2]),)
     assert detail.row.retry_state == "ready"
     assert await admin.failed_detail("nope") is None
+
+
+async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopening(queue: Queue, admin: Admin, aclient: Any) -> None:
+    from evalharness.core.batches import active_batches_key
+
+    batches = Batches(aclient, P, queue)
+    keys = queue.keys("a")
+    old = await batches.create("old", [JobRequest("judge", {"n": 0})], queue="a", batch_id="old")
+    # as a batch created before the active index existed
+    await aclient.zrem(active_batches_key(keys), old)
+    live = await batches.create("live", [JobRequest("judge", {"n": 1})], queue="a", batch_id="live", allow_failures=True)
+    assert {b.id for b in await admin.batches_page("active")} == {old, live}  # the one-time rebuild found "old"
+    for job in (await queue.pop("a", 10, 30, "w:1:x")).jobs:
+        if job.batch == live:
+            await fail_jobs(queue, [job], lambda j: "ValueError", owner="w:1:x")
+        else:
+            await queue.ack("a", "w:1:x", [(job.id, "")])
+    assert await admin.batches_page("active") == []
+    assert await aclient.zcard(active_batches_key(keys)) == 0
+    assert [b.id for b in await admin.batches_page("failed")] == [live]
+    assert (await admin.retry_batch(live)).retried == 1
+    (row,) = await admin.batches_page("active")
+    assert row.id == live and row.state == "running" and row.pending == 1
