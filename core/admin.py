@@ -152,6 +152,7 @@ class RunningRow:
     sample: int | None = None
     releases: int = 0
     cancel_requested: bool = False
+    renewals: int = 0  # lease renewals of this job so far (all attempts)
 
 
 @dataclass(frozen=True)
@@ -685,6 +686,7 @@ class Admin:
             "runtime": row.runtime,
             "worker": row.worker,
             "lease_renewed_at": _ms(rec.get("renewed_at")),
+            "lease_renewals": _int(rec.get("renewals")),
             "lease_seconds": (_int(rec.get("lease_ms")) / 1000.0) or None,
             "timeout": _timeout(env) if not rec.get("timeout") else float(rec["timeout"]) or None,
             "detail": failure.get("detail"),
@@ -777,7 +779,7 @@ class Admin:
 
     # running jobs ------------------------------------------------------------
     RUNNING_FIELDS = ("data", "owner", "started_at", "attempts", "releases", "renewed_at", "lease_ms",
-                      "progress", "progress_note", "cancel", "batch", "timeout")
+                      "progress", "progress_note", "cancel", "batch", "timeout", "renewals")
 
     async def running(self, queue: str | None = None) -> list[RunningRow]:
         """Every leased job, longest-running first."""
@@ -814,6 +816,7 @@ class Admin:
                     sample=_sample(env),
                     releases=_int(rec[4]),
                     cancel_requested=bool(rec[9]),
+                    renewals=_int(rec[12]),
                 ))
         rows.sort(key=lambda r: (r.started_at if r.started_at is not None else float("inf"), r.id))
         return rows

@@ -193,7 +193,7 @@ async def test_cancel_a_running_job_flags_it_for_its_workers_next_renewal(queue:
     assert reply.cancel == [job.id] and reply.lost == []
     (row,) = await admin.running()
     assert (row.worker, row.progress, row.progress_note, row.cancel_requested) == ("host-1:42", 0.4, "tokens 812", True)
-    assert row.lease_seconds == 30 and row.timeout == 30 and row.renewed_at and row.lease_deadline
+    assert row.lease_seconds == 30 and row.timeout == 30 and row.renewed_at and row.lease_deadline and row.renewals == 1
     assert not (await admin.cancel_job(job_id)).ok  # told already
 
 
