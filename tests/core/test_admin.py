@@ -285,3 +285,18 @@ async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopeni
     assert (await admin.retry_batch(live)).retried == 1
     (row,) = await admin.batches_page("active")
     assert row.id == live and row.state == "running" and row.pending == 1
+
+
+async def test_a_cancel_pending_when_its_worker_died_travels_with_the_redelivery(queue: Queue, admin: Admin) -> None:
+    import asyncio
+
+    job_id = await queue.dispatch("judge", {"n": 1}, queue="a")
+    await queue.pop("a", 1, 0.2, "dead:1:x")
+    assert (await admin.cancel_job(job_id)).told_to_stop == 1
+    # the dead worker's lease lapses (server clock); a later pop re-delivers the job with the flag
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while not (again := await queue.pop("a", 1, 30, "next:2:y")).jobs:
+        assert loop.time() < end, "the lapsed job was not re-delivered"
+        await asyncio.sleep(0.05)
+    assert [j.id for j in again.jobs] == [job_id] and again.cancelled == {job_id}
