@@ -300,3 +300,35 @@ async def test_a_cancel_pending_when_its_worker_died_travels_with_the_redelivery
         assert loop.time() < end, "the lapsed job was not re-delivered"
         await asyncio.sleep(0.05)
     assert [j.id for j in again.jobs] == [job_id] and again.cancelled == {job_id}
+
+
+async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_forget_cancel(queue: Queue, admin: Admin, aclient: Any) -> None:
+    rnd = random.Random(11)
+    batches = Batches(aclient, P, queue)
+    await batches.create("b1", [], queue="a", batch_id="b1", allow_failures=True)
+    checks = [FailedFilter(queue="a"), FailedFilter(batch="b1"), FailedFilter(exception="ValueError"),
+              FailedFilter(exception="JobCancelled"), FailedFilter(name="judge", batch="b1")]
+    for step in range(40):
+        op = rnd.choice(("fail", "fail", "retry", "forget", "cancel", "batch_retry", "redo"))
+        failed = await queue.failed_ids("a")
+        if op == "fail":
+            await queue.dispatch_many([JobRequest(rnd.choice(NAMES), {"s": step, "k": k}, queue="a", batch=rnd.choice([None, "b1"])) for k in range(3)])
+            await fail_jobs(queue, (await queue.pop("a", 3, 30, "w")).jobs, lambda j: rnd.choice(EXCEPTIONS))
+        elif op == "retry" and failed:
+            await admin.retry_failed(rnd.choice(failed))
+        elif op == "forget" and failed:
+            await admin.forget_failed(rnd.choice(failed))
+        elif op == "cancel":
+            await admin.cancel_job(await queue.dispatch("judge", {"c": step}, queue="a", batch="b1"))
+        elif op == "batch_retry":
+            await admin.retry_batch("b1")
+        elif op == "redo":
+            # run what retries queued, failing it again
+            await fail_jobs(queue, (await queue.pop("a", 100, 30, "w")).jobs, lambda j: rnd.choice(EXCEPTIONS))
+        for flt in checks:
+            expected = await brute_force(queue, flt) if flt.exception != "JobCancelled" else None
+            if expected is None:
+                ids = await queue.failed_ids("a")
+                recs = [await queue.job_record("a", i) for i in ids]
+                expected = [i for i, r in zip(ids, recs, strict=True) if json.loads(r["failure"])["kind"] == "cancelled"]
+            assert sorted(await page_ids(admin, flt)) == sorted(expected), (step, op, flt)
