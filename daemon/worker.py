@@ -782,6 +782,10 @@ class Worker:
             if self._closing.is_set():
                 return
             await self._renew_once()
+            try:
+                await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
+            except REDIS_ERRORS as exc:
+                log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
 
     async def _cancels_loop(self) -> None:
         """Listen for "a cancel was requested" and renew at once when holding jobs, so a
@@ -802,10 +806,6 @@ class Worker:
             finally:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
-            try:
-                await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
-            except REDIS_ERRORS as exc:
-                log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
 
     async def _heartbeat_loop(self) -> None:
         info: dict[str, Any] = {
