@@ -153,6 +153,7 @@ class RunningRow:
     releases: int = 0
     cancel_requested: bool = False
     renewals: int = 0  # lease renewals of this job so far (all attempts)
+    cancel_grace: float | None = None  # seconds its worker gives a cancelled sync job before replacing itself
 
 
 @dataclass(frozen=True)
@@ -784,6 +785,12 @@ class Admin:
     async def running(self, queue: str | None = None) -> list[RunningRow]:
         """Every leased job, longest-running first."""
         rows: list[RunningRow] = []
+        workers: Any = await self.client.hgetall(self.queue.globals.workers)
+        graces: dict[str, float] = {}
+        for wid, raw in workers.items():
+            info = _loads(raw)
+            if isinstance(info, dict) and isinstance(info.get("cancel_grace"), int | float):
+                graces[str(wid)] = float(info["cancel_grace"])
         for q in await self._queues(queue):
             keys = self._keys(q)
             leased: Any = await self.client.zrange(keys.reserved, 0, -1, withscores=True)
@@ -817,6 +824,7 @@ class Admin:
                     releases=_int(rec[4]),
                     cancel_requested=bool(rec[9]),
                     renewals=_int(rec[12]),
+                    cancel_grace=graces.get(str(rec[1] or "")),
                 ))
         rows.sort(key=lambda r: (r.started_at if r.started_at is not None else float("inf"), r.id))
         return rows

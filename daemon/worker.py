@@ -827,6 +827,8 @@ class Worker:
             "pid": os.getpid(),
             "queues": list(self.options.queues),
             "concurrency": self.options.concurrency,
+            "lease": self.options.lease,
+            "cancel_grace": self.options.cancel_grace,  # what a console's cancel confirmation states
             "started_at": time.time(),
         }
         while not self._closing.is_set():

@@ -76,6 +76,7 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     assert row["name"] == "t.cancellable" and row["queue"] == "t" and row["attempt"] == 1
     assert row["progress_note"].startswith("step ") and row["worker"].endswith(f":{worker.pid}")
     assert row["lease_seconds"] == LEASE and row["timeout"] == 120 and row["lease_deadline"] > row["renewed_at"]
+    assert row["cancel_grace"] == 10.0 and row["renewals"] >= 1
 
     table = procs.cli("jobs", "running", env={"COLUMNS": "200"})
     assert table.returncode == 0 and "t.cancellable" in table.stdout and "step " in table.stdout
