@@ -65,6 +65,12 @@ def batches_key(keys: QueueKeys) -> str:
     return f"{keys.base}batches"
 
 
+def active_batches_key(keys: QueueKeys) -> str:
+    """ZSET batch id -> created ms of the batches not finished yet (kept by the scripts, see
+    _batch.lua), so the active list never reads finished batches."""
+    return f"{keys.base}batches:active"
+
+
 @dataclass(frozen=True)
 class BatchInfo:
     id: str
@@ -125,6 +131,19 @@ class BatchInfo:
             "tenant": self.tenant,
             "callbacks": self.callbacks,
         }
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a batch cancel did: queued jobs removed, running jobs told to stop, the state the
+    batch had, and whether it changed anything (False for a batch already cancelled or finished)."""
+
+    batch_id: str
+    queue: str
+    removed: int
+    told_to_stop: int
+    previous_state: str
+    changed: bool
 
 
 def _ms(value: str | None) -> float | None:
@@ -228,6 +247,7 @@ class Batches:
             pipe.hsetnx(batch_key(keys, bid), "id", bid)
             pipe.hset(batch_key(keys, bid), mapping=fields)  # type: ignore[arg-type]
             pipe.zadd(batches_key(keys), {bid: now_ms})
+            pipe.zadd(active_batches_key(keys), {bid: now_ms})
             pipe.hset(batch_index_key(self.prefix), bid, queue)
             pipe.sadd(self.queue.globals.queues, queue)
             await pipe.execute()
@@ -288,12 +308,20 @@ class Batches:
 
     async def cancel(self, batch_id: str) -> int:
         """Cancel: queued jobs leave the queue now; returns how many were removed."""
+        return (await self.cancel_ex(batch_id)).removed
+
+    async def cancel_ex(self, batch_id: str) -> CancelOutcome:
+        """Cancel: queued jobs leave the queue now and running ones are told to stop (their
+        workers stop them at their next lease renewal).  A batch already cancelled or finished
+        is left as it is (``changed`` is False)."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        removed = int(await self.queue.scripts["batch_cancel"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]))
-        if removed < 0:
+        removed, told, state, changed = await self.queue.scripts["batch_cancel"](
+            keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]
+        )
+        if int(removed) < 0:
             raise EvalHarnessError(f"no batch {batch_id!r}")
-        return removed
+        return CancelOutcome(batch_id, queue, int(removed), int(told), str(state), int(changed) == 1)
 
     async def seal(self, batch_id: str) -> int:
         """Say no more jobs will be added to a batch with a declared total, so that it finishes
@@ -323,8 +351,10 @@ class Batches:
             if b.finished and done_at is not None and done_at < cutoff:
                 keys = self.queue.keys(b.queue)
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled")
+                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled",
+                                batch_key(keys, b.id) + ":running")
                     pipe.zrem(batches_key(keys), b.id)
+                    pipe.zrem(active_batches_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)
                     await pipe.execute()
                 n += 1

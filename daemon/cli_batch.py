@@ -143,15 +143,20 @@ def batch_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 @click.pass_context
 def batch_cancel(ctx: click.Context, batch_id: str) -> None:
-    """Cancel a batch: its queued jobs leave the queue now, running ones may finish, `finally` runs.
+    """Cancel a batch: its queued jobs leave the queue now, its running jobs are told to stop at
+    their workers' next lease renewal (recorded as cancelled, not retried), `finally` runs.
+    Prints how many were removed and told to stop; a batch already finished is left as it is.
     BATCH_ID is the id or a unique prefix of it."""
+    from evalharness.core.admin import ActionResult, Admin
 
-    async def body(b: Batches) -> tuple[str, int]:
+    async def body(b: Batches) -> ActionResult:
         full_id = await resolve_batch(b.client, b.prefix, batch_id)
-        return full_id, await b.cancel(full_id)
+        return await Admin(b.client, b.prefix).cancel_batch(full_id)
 
-    full_id, removed = _run(ctx, body)
-    click.echo(f"cancelled {full_id}: {removed} queued job(s) removed")
+    result = _run(ctx, body)
+    if not result.ok and not result.skipped:
+        raise EvalHarnessError(result.message)
+    click.echo(result.message)
 
 
 @batch.command("retry")

@@ -27,6 +27,7 @@ end
 if rec[6] then
   -- a job of a batch: the batch counts the retry as it would for `batch retry`
   local bk = base .. 'batch:' .. rec[6]
+  local had_batch = redis.call('EXISTS', bk) == 1
   redis.call('HSET', jk, 'batch', rec[6])
   if redis.call('SREM', bk .. ':failed', old) == 1 then
     redis.call('HINCRBY', bk, 'failed', -1)
@@ -34,6 +35,9 @@ if rec[6] then
   end
   redis.call('HINCRBY', bk, 'pending', 1)
   b_reopen(bk)
+  if had_batch then
+    redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or now, rec[6])
+  end
   redis.call('HDEL', bk, 'finished_at', 'cancelled_at', 'catch_done')
 end
 if rec[7] then
@@ -41,6 +45,7 @@ if rec[7] then
   redis.call('HSET', jk, 'unique', rec[7], 'unique_for', rec[8] or '0')
   redis.call('SET', base .. 'unique:' .. rec[7], new)
 end
+f_unindex(base, old, ojk)
 redis.call('HSET', ojk, 'state', 'retried', 'retried_by', new, 'retried_at', now)
 redis.call('ZREM', KEYS[3], old)
 if redis.call('RPUSH', base .. 'lane:' .. lane, new) == 1 then

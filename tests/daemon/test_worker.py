@@ -144,7 +144,7 @@ async def test_the_lease_message_is_logged_only_for_a_lease_that_really_lapsed(
         # "stolen" was still running when its lease lapsed and another worker took it
         await aclient.hset(K.job("stolen"), "owner", "another-worker")
         with caplog.at_level(logging.WARNING, "evalharness.worker"):
-            await w._renew_leases()
+            await w._renew_once()
         said = [r.getMessage() for r in caplog.records if "lost the lease" in r.getMessage()]
         assert said == [f"worker {w.id}: lost the lease of job stolen"]
     finally:

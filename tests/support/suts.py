@@ -45,3 +45,14 @@ def broken_until_fixed(question: object) -> str:
     if zlib.crc32(str(question).encode()) % 4 == 0 and not Path(os.environ["EH_TEST_FIXED"]).exists():
         raise PermanentError("not fixed yet")
     return respond(str(question))
+
+
+async def counted_slow(question: object) -> str:
+    """Logs each call's start (to EH_TEST_CALLS), then answers after EH_TEST_LATENCY seconds."""
+    import time
+    from pathlib import Path
+
+    with Path(os.environ["EH_TEST_CALLS"]).open("a") as fh:  # noqa: ASYNC230 (a tiny local append)
+        fh.write(f"{time.time()}\n")
+    await asyncio.sleep(float(os.environ.get("EH_TEST_LATENCY", "2")))
+    return respond(str(question))
