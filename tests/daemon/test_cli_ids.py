@@ -133,7 +133,7 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^id\s+{made[0]}$", shown.stdout, re.M)
     cancelled = procs.cli("batch", "cancel", short[made[1]])
-    assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"cancelled {made[1]}: 1 queued job(s) removed")
+    assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"Cancelled {made[1]}: removed 1 queued job, 0 running told to stop")
     retried = procs.cli("batch", "retry", short[made[1]])
     assert retried.returncode == 0 and f"of {made[1]}" in retried.stdout
     too_short = procs.cli("batch", "show", "run")
