@@ -61,7 +61,7 @@ from .common import (
     wait_for_workers,
     worker_command,
 )
-from .progress import DEFAULT_PLAIN_INTERVAL, RunProgress, watch_batch
+from .progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -283,18 +283,27 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
 
 async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None) -> RunResult:
     client = async_client(url)
-    batch: list[str] = []
-    watcher = None
+    watch = watcher = None
     if shown is not None:
         queue_ = Queue(client, prefix)
-        watcher = asyncio.ensure_future(watch_batch(shown, queue_, Batches(client, prefix, queue_), options.queue, lambda: batch[0] if batch else None))
+        watch = BatchWatch(shown, queue_, Batches(client, prefix, queue_), options.queue)
+        watcher = asyncio.ensure_future(watch.run())
+
+    def batch_created(batch_id: str) -> None:
+        if watch is not None:
+            watch.batch_id = batch_id
+
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch.append, record_extra=record_extra)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra)
     finally:
-        if watcher is not None:
+        if watch is not None and watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            if not (interrupt is not None and interrupt.hurried):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await watch.refresh()  # the last line shows the final counts
         await client.aclose()
 
 

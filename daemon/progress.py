@@ -98,6 +98,7 @@ class RunProgress:
         self.started = clock()
         self._last_plain = self.started
         self._live: Live | None = None
+        self._printed: str | None = None
 
     def __enter__(self) -> RunProgress:
         if self.live_mode:
@@ -109,8 +110,12 @@ class RunProgress:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
-        if self.enabled and not self.live_mode:
-            self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
+        if self.enabled and not self.live_mode and self.line() != self._printed:
+            self._print()
+
+    def _print(self) -> None:
+        self._printed = self.line()
+        self.console.print(self._printed, markup=False, highlight=False, soft_wrap=True)
 
     def line(self) -> str:
         return progress_line(self.label, self.counts, self.clock() - self.started)
@@ -130,27 +135,40 @@ class RunProgress:
             self._live.update(self._text())
         elif self.clock() - self._last_plain >= self.interval:
             self._last_plain = self.clock()
-            self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
+            self._print()
 
 
-async def watch_batch(progress: RunProgress, queue: Queue, batches: Batches, queue_name: str, batch_id: Callable[[], str | None], every: float = 0.5) -> None:
-    """Until cancelled: copy the batch's failed and in-flight counts, and the queue's retries and
-    rate-limit releases since now, into ``progress``.  A failed read is skipped: progress must
-    never stop a run."""
-    baseline: dict[str, int] | None = None
-    while True:
+class BatchWatch:
+    """Copies a lazy-parallel run's batch counts (failed, in flight) and its queue's retries and
+    rate-limit releases since the watch began into ``progress``.  A failed read is skipped:
+    progress must never stop a run."""
+
+    def __init__(self, progress: RunProgress, queue: Queue, batches: Batches, queue_name: str) -> None:
+        self.progress = progress
+        self.queue = queue
+        self.batches = batches
+        self.queue_name = queue_name
+        self.batch_id: str | None = None  # set once the run has created its batch
+        self._baseline: dict[str, int] | None = None
+        progress.update(failed=0, in_flight=0, retrying=0, rate_limited=0)
+
+    async def refresh(self) -> None:
         with contextlib.suppress(Exception):
-            stats = await queue.stats(queue_name)
-            if baseline is None:
-                baseline = dict(stats.counters)
-            bid = batch_id()
-            info = await batches.info(bid) if bid else None
+            stats = await self.queue.stats(self.queue_name)
+            if self._baseline is None:
+                self._baseline = dict(stats.counters)
+            info = await self.batches.info(self.batch_id) if self.batch_id else None
             values: dict[str, Any] = {
-                "retrying": stats.counters.get("retried", 0) - baseline.get("retried", 0),
-                "rate_limited": stats.counters.get("released", 0) - baseline.get("released", 0),
+                "retrying": stats.counters.get("retried", 0) - self._baseline.get("retried", 0),
+                "rate_limited": stats.counters.get("released", 0) - self._baseline.get("released", 0),
             }
             if info is not None:
                 values["failed"] = info.failed
                 values["in_flight"] = max(0, info.dispatched - info.processed)
-            progress.update(**values)
-        await asyncio.sleep(every)
+            self.progress.update(**values)
+
+    async def run(self, every: float = 0.5) -> None:
+        """Refresh every ``every`` seconds until cancelled."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(every)
