@@ -297,9 +297,7 @@ async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOpti
         return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra)
     finally:
         if watch is not None and watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await watch.stop(watcher)
             if not (interrupt is not None and interrupt.hurried):
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2.0):

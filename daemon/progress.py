@@ -110,7 +110,8 @@ class RunProgress:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
-        if self.enabled and not self.live_mode and self.line() != self._printed:
+        # a run that failed to start (no worker, no Redis) has its error to show, not a count
+        if self.enabled and not self.live_mode and exc_type is None and self.line() != self._printed:
             self._print()
 
     def _print(self) -> None:
@@ -150,6 +151,7 @@ class BatchWatch:
         self.queue_name = queue_name
         self.batch_id: str | None = None  # set once the run has created its batch
         self._baseline: dict[str, int] | None = None
+        self.stopped = False
         progress.update(failed=0, in_flight=0, retrying=0, rate_limited=0)
 
     async def refresh(self) -> None:
@@ -168,7 +170,17 @@ class BatchWatch:
             self.progress.update(**values)
 
     async def run(self, every: float = 0.5) -> None:
-        """Refresh every ``every`` seconds until cancelled."""
-        while True:
+        """Refresh every ``every`` seconds until :meth:`stop`."""
+        while not self.stopped:
             await self.refresh()
-            await asyncio.sleep(every)
+            if not self.stopped:
+                await asyncio.sleep(every)
+
+    async def stop(self, task: asyncio.Future[None]) -> None:
+        """End ``task`` (this watch's :meth:`run`).  A flag as well as a cancel: a Redis command
+        cancelled half way may surface as a connection error, which :meth:`refresh` swallows."""
+        self.stopped = True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(3.0):
+                await task
