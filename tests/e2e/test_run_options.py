@@ -148,6 +148,20 @@ def test_saved_outputs_are_scored_without_a_sut_or_workers(procs: Processes, tmp
     nothing_queued(redis_url)
 
 
+def test_saved_outputs_of_a_subset_are_matched_by_file_position_not_run_position(procs: Processes, tmp_path: Path) -> None:
+    data = dataset(tmp_path, 12)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    # every output names its sample, so a mix-up of positions shows in the report
+    with (tmp_path / "outputs.jsonl").open("w") as f:
+        for i, r in enumerate(rows):
+            f.write(json.dumps({"index": i, "output": f"answer of {r['id']}"}) + "\n")
+    done = procs.cli("run", str(data), "--outputs", "outputs.jsonl", "--metric", "contains", "--shuffle", "--seed", "5", "--limit", "6", "--json", "r.json")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["total_samples"] == 6 and report["subset"]["seed"] == 5, done.stderr
+    assert [s["index"] for s in report["samples"]] == list(range(6))
+    assert all(s["output"] == f"answer of {s['id']}" for s in report["samples"])
+
+
 def test_saved_outputs_that_do_not_match_name_file_and_line(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 3)
     (tmp_path / "o.jsonl").write_text('{"id": "q001", "output": "x"}\n{"id": "q999", "output": "y"}\n')
