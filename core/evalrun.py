@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -431,17 +431,24 @@ async def run_lazy_parallel(
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
     metrics: Sequence[str] = (),
+    watch: Callable[[str], None] | None = None,
+    record_extra: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order.
 
     When ``interrupt`` is tripped (a signal) the run cancels its batch, collects for a moment
-    what the running samples still deliver, and returns the partial result."""
+    what the running samples still deliver, and returns the partial result.
+
+    ``watch`` is called with the run's batch id once the batch exists (a live progress display
+    reads the batch's counts); ``record_extra`` adds fields to the run's record."""
     code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
     if interrupt is not None:
         interrupt.bind()
     try:
-        return await _lazy_parallel(client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint)
+        return await _lazy_parallel(
+            client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint, watch, record_extra
+        )
     finally:
         if interrupt is not None:
             interrupt.unbind()
@@ -457,6 +464,8 @@ async def _lazy_parallel(
     interrupt: Interrupt | None,
     metrics: Sequence[str],
     fingerprint: str | None,
+    watch: Callable[[str], None] | None = None,
+    record_extra: Mapping[str, str] | None = None,
 ) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options, fingerprint)
     if not await c.queue.live_workers(options.queue):
@@ -469,13 +478,15 @@ async def _lazy_parallel(
         f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
         allow_failures=True, total=total,
     )
+    if watch is not None:
+        watch(c.batch_id)
     started = time.time()
     # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
     store = RunStore(client, prefix)
     await store.create(RunRecord(
         id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
         metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
-        batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl,
+        batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl, extra=dict(record_extra or {}),
     ))
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,11 +17,19 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from evalharness.core.batches import Batches
 from evalharness.core.config import ENV_CONFIG, ENV_PREFIX, ENV_REDIS_URL, load_config, resolve_state_dir
 from evalharness.core.connection import async_client, redact_url
-from evalharness.core.datasets import load_dataset
+from evalharness.core.datasets import (
+    DEFAULT_EXPECTED_COLUMN,
+    DEFAULT_INPUT_COLUMN,
+    Dataset,
+    Subset,
+    load_dataset,
+    load_outputs,
+    select_samples,
+)
 from evalharness.core.embedded import EmbeddedServer
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
@@ -35,7 +44,10 @@ from evalharness.core.evalrun import (
 from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
-from evalharness.core.report import build_report, render_report, report_ok, write_report
+from evalharness.core.jobs import new_job_id
+from evalharness.core.queue import Queue
+from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
+from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut
 
@@ -49,6 +61,7 @@ from .common import (
     wait_for_workers,
     worker_command,
 )
+from .progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,7 +105,7 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 
 @cli.command()
 @click.argument("dataset", type=click.Path(dir_okay=False))
-@click.option("--sut", required=True, metavar="MODULE:CALLABLE", help="The system under test: takes a sample's input, returns the output text (sync or async).")
+@click.option("--sut", metavar="MODULE:CALLABLE", help="The system under test: takes a sample's input, returns the output text (sync or async). Required unless --outputs is given.")
 @click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
 @click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
@@ -104,11 +117,36 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @click.option("--batch-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds for the whole run (dispatch and collection); missing samples are reported.")
 @click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), help="Most samples dispatched per second.")
 @click.option("--result-ttl", type=click.IntRange(min=1), default=86_400, show_default=True, help="Seconds Redis keeps the run's outputs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_PLAIN_INTERVAL, show_default=True, help="Seconds between plain progress lines when stderr is not a terminal.")
+@click.option("--limit", type=click.IntRange(min=1), help="Run only the first N samples (after --sample and --shuffle).")
+@click.option("--sample", "sample_ids", multiple=True, metavar="ID", help="Run only the sample with this id; repeat for several.")
+@click.option("--shuffle", is_flag=True, help="Run the samples in a shuffled order (the seed is recorded in the report).")
+@click.option("--seed", type=int, help="Seed of --shuffle: the same seed gives the same order (only with --shuffle).")
+@click.option("--input-col", metavar="COLUMN", help=f"CSV datasets: the input column (default {DEFAULT_INPUT_COLUMN}).")
+@click.option("--expected-col", metavar="COLUMN", help=f"CSV datasets: the expected-output column (default {DEFAULT_EXPECTED_COLUMN}).")
+@click.option("--outputs", "outputs_path", type=click.Path(dir_okay=False), metavar="FILE", help='Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers needed.')
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mode: str, concurrency: int, queue: str, timeout: float, tries: int, json_path: str | None, workers: int, batch_timeout: float | None, rate_limit: float | None, result_ttl: int, quiet: bool) -> None:
-    """Evaluate DATASET (.jsonl, .yaml) against a SUT and print the report.
+def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, ...], mode: str, concurrency: int, queue: str, timeout: float, tries: int, json_path: str | None, workers: int, batch_timeout: float | None, rate_limit: float | None, result_ttl: int, quiet: bool, progress_interval: float, limit: int | None, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
+    """Evaluate DATASET (.jsonl, .yaml, .csv) against a SUT and print the report.
+
+    \b
+    Subsets: --sample ID (repeatable) keeps those samples, --shuffle --seed S
+    orders them, --limit N keeps the first N; the report's `subset` says which.
+    CSV datasets: a header row; --input-col/--expected-col name the columns
+    (default input, expected_output), an `id` column is used when present,
+    every other column goes to the sample's metadata.
+    --outputs FILE scores saved outputs with the metrics: no SUT, no workers.
+    Reports: --json, --md, --html, --csv, --junit (any together).
+    Progress: a live line on a terminal (done, failed, retrying,
+    rate-limited, in flight, rate, ETA); plain lines every
+    --progress-interval seconds otherwise; none with --quiet.
+    See docs/runs.md.
 
     Ctrl-C (SIGINT) or SIGTERM stops the run: its batch is cancelled (queued
     samples leave the queue, running ones are told to stop), and the partial
@@ -132,15 +170,32 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     # although a serial run needs nothing from it.
     config = load_config(ctx.find_root().obj.get("config"))
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
-    data = load_dataset(dataset)
+    formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
+    check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])
+    if sut and outputs_path:
+        raise EvalHarnessError("--sut and --outputs exclude each other: --outputs scores saved outputs without calling a SUT")
+    if not sut and not outputs_path:
+        raise EvalHarnessError("missing option --sut MODULE:CALLABLE (or --outputs FILE to score saved outputs)")
+    if outputs_path and workers:
+        raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
+    full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
+    data, subset = select_samples(full, limit=limit, sample_ids=sample_ids, shuffle=shuffle, seed=seed)
     scorers = resolve_metrics(metrics, config=config.metrics)
+    additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
+    if outputs_path:
+        result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)
+        additions["outputs"] = outputs_info
+        code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions)
+        raise SystemExit(code)
+    assert sut is not None
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
+    record_extra = {"subset": json.dumps(additions["subset"])} if subset else None
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers])
-        code = finish(result, data, sut, options, scorers, json_path)
+        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra)
+        code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions)
     if result.interrupted:
         # The report is written; a SUT thread a signal could not stop must not hold the exit.
         sys.stdout.flush()
@@ -168,15 +223,25 @@ def catching_signals(interrupt: Interrupt) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = ()) -> RunResult:
+def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, path: str) -> tuple[RunResult, dict[str, Any]]:
+    """The outcomes of ``data`` (``full`` or a subset of it) from a file of saved outputs."""
+    started = time.time()
+    saved = load_outputs(path, full)
+    positions = subset.positions if subset is not None else tuple(range(len(full.samples)))
+    outcomes = []
+    for index, (position, sample) in enumerate(zip(positions, data.samples, strict=True)):
+        output = saved.get(position)
+        error = None if output is not None else {"kind": "no_output", "message": f"{path} has no output for this sample"}
+        outcomes.append(SampleOutcome(index, sample, output, error, None))
+    matched = sum(1 for o in outcomes if o.output is not None)
+    info = {"path": path, "lines": len(saved), "matched": matched, "missing": len(outcomes) - matched}
+    return RunResult(new_job_id(), outcomes, started, time.time()), info
+
+
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None) -> RunResult:
     console = Console(stderr=True)
-    show = not quiet and console.is_terminal
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not show, transient=True) as bar:
-        task = bar.add_task(f"{data.name} ({options.mode})", total=len(data.samples))
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done)
-
+    with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
+        progress = shown.done
         if options.mode == "serial":
             return asyncio.run(run_serial(data, sut, options, progress, interrupt))
         settings = settings_from(ctx)
@@ -186,7 +251,7 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics))
+            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra))
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
 
@@ -220,20 +285,38 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
             p.wait()
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = ()) -> RunResult:
+async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None) -> RunResult:
     client = async_client(url)
+    watch = watcher = None
+    if shown is not None:
+        queue_ = Queue(client, prefix)
+        watch = BatchWatch(shown, queue_, Batches(client, prefix, queue_), options.queue)
+        watcher = asyncio.ensure_future(watch.run())
+
+    def batch_created(batch_id: str) -> None:
+        if watch is not None:
+            watch.batch_id = batch_id
+
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra)
     finally:
+        if watch is not None and watcher is not None:
+            await watch.stop(watcher)
+            if not (interrupt is not None and interrupt.hurried):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await watch.refresh()  # the last line shows the final counts
         await client.aclose()
 
 
-def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None) -> int:
-    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path)
+def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None) -> int:
+    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path, formats=formats, additions=additions)
 
 
-def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None) -> int:
-    """Score, print and write the report of a run; returns the run's exit code."""
+def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None) -> int:
+    """Score, print and write the report of a run (JSON and the ``formats``: md, html, csv,
+    junit -> file); returns the run's exit code.  ``extra`` marks a rebuilt report, ``additions``
+    are more keys of the run's own report (its subset)."""
     report = build_report(
         run_id=result.run_id,
         dataset=data,
@@ -251,6 +334,7 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
         report["batch"] = result.batch_id
     if result.interrupted:
         report["interrupted"] = {"signal": result.interrupted, "exit_code": SIGNAL_EXIT.get(result.interrupted, 130)}
+    report.update(additions or {})
     report.update(extra or {})
     if result.sut_fingerprint:
         report["sut_fingerprint"] = result.sut_fingerprint
@@ -260,6 +344,8 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     if json_path:
         write_report(report, Path(json_path))
         click.echo(f"report written to {json_path}", err=True)
+    for _fmt, written in write_formats(report, formats or {}):
+        click.echo(f"report written to {written}", err=True)
     if result.interrupted and extra is None:
         # the run itself was stopped by this signal (a rebuilt report just scores what is there)
         return SIGNAL_EXIT.get(result.interrupted, 130)
@@ -272,9 +358,13 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
 @cli.command("report")
 @click.argument("run_id")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
 @click.pass_context
 @handle_errors
-def report_cmd(ctx: click.Context, run_id: str, json_path: str | None) -> None:
+def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
     """Rebuild the report of a lazy-parallel run from its outputs in Redis.
 
     RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
@@ -290,6 +380,7 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None) -> None:
       2    no such run in Redis (unknown id, or expired)
       3    Redis unavailable
     """
+    check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])
     settings = settings_from(ctx)
     rid = run_id.removeprefix("run-")
 
@@ -302,8 +393,11 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None) -> None:
 
     record, result = asyncio.run(load())
     scorers = resolve_metrics(record.metrics)
-    rebuilt = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
-    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt))
+    rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
+    if record.extra.get("subset"):
+        rebuilt["subset"] = json.loads(record.extra["subset"])
+    formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
+    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats))
 
 
 # -- work ---------------------------------------------------------------------------------
