@@ -145,7 +145,7 @@ def run(ctx: click.Context, dataset: str, sut: str, metrics: tuple[str, ...], mo
     config = load_config(ctx.find_root().obj.get("config"))
     if config.path is not None and ctx.find_root().obj.get("config"):
         # local workers read the same file (an adapter SUT's settings are in it)
-        os.environ[ENV_CONFIG] = str(config.path)
+        os.environ[ENV_CONFIG] = str(config.path.resolve())
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     data = load_dataset(dataset)
     scorers = resolve_metrics(metrics, config=config.metrics)
