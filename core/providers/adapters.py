@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +87,6 @@ class HttpSut:
     api_key_env: str | None
 
     async def __call__(self, sample_input: Any, idempotency_key: str | None = None) -> str:
-        import os
-
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
         if key:

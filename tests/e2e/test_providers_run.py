@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 from support.openai_stub import OpenAIStub
-from support.procs import Processes
+from support.procs import Processes, live_workers, wait_until
 
 KEY = "sk-e2e-9f8e7d6c5b4a-never-stored"
 
@@ -147,3 +147,53 @@ def test_http_sut_with_a_worker(procs: Processes, tmp_path: Path, stub: OpenAISt
     assert report["usage"]["samples"] == 5
     assert [s.body for s in stub.seen("/answer")][:1] != []
     assert all(s.headers.get("idempotency-key") for s in stub.seen("/answer"))
+
+
+def simple_dataset(tmp_path: Path, n: int = 6) -> Path:
+    path = tmp_path / "simple.jsonl"
+    path.write_text("".join(json.dumps({"id": f"s{i}", "input": f"answer{i}", "expected_output": f"answer{i}"}) + "\n" for i in range(n)))
+    return path
+
+
+@pytest.mark.slow
+def test_run_hands_its_config_file_to_the_workers_it_starts(procs: Processes, tmp_path: Path, stub: OpenAIStub) -> None:
+    # the file is not ./evalharness.toml and no variable names it: only --config does
+    conf = tmp_path / "conf" / "eval.toml"
+    conf.parent.mkdir()
+    conf.write_text(f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai]\nsystem_prompt = "Be exact."\n')
+    done = procs.cli("--config", str(conf), "run", str(simple_dataset(tmp_path)), "--sut", "openai:m1", "--metric", "exact-match",
+                     "--workers", "1", "--json", "out.json", env={"STUB_KEY": KEY, "OPENAI_BASE_URL": ""}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["scored_samples"] == 6 and report["usage"]["calls"] == 6
+    assert all(s.body["messages"][0] == {"role": "system", "content": "Be exact."} for s in stub.seen())
+
+
+@pytest.mark.slow
+def test_a_worker_configured_for_another_endpoint_is_a_sut_mismatch(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
+    stub.api_key = None
+    worker = procs.worker("evals", imports=(), env={"OPENAI_BASE_URL": stub.base_url.replace("/v1", "/other/v1")})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=30, what="the worker")
+    done = procs.cli("run", str(simple_dataset(tmp_path, 3)), "--sut", "openai:m1", "--metric", "exact-match", "--json", "out.json",
+                     env={"OPENAI_BASE_URL": stub.base_url}, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "sut_mismatch" in done.stderr or "fingerprint" in done.stderr
+    assert stub.seen() == []  # the worker never called the endpoint it was not meant to
+    worker.terminate()
+    worker.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_daemon_hands_its_config_file_to_its_workers(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
+    conf = tmp_path / "conf" / "eval.toml"
+    conf.parent.mkdir()
+    conf.write_text(f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai.params]\ntemperature = 0\n')
+    env = {"STUB_KEY": KEY, "OPENAI_BASE_URL": ""}
+    daemon = procs.start("-m", "evalharness.daemon.master", "--config", str(conf), "--queue", "evals=1", env=env)
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=30, what="the daemon's worker")
+    done = procs.cli("--config", str(conf), "run", str(simple_dataset(tmp_path)), "--sut", "openai:m1", "--metric", "exact-match", "--json", "out.json", env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["scored_samples"] == 6
+    assert all(s.body["temperature"] == 0 for s in stub.seen())
+    daemon.terminate()
+    assert daemon.wait(timeout=60) == 0
