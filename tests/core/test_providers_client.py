@@ -14,7 +14,7 @@ from support.openai_stub import OpenAIStub
 from evalharness.core.jobs import PermanentError, RateLimited, rate_limit_signal
 from evalharness.core.providers.client import OpenAIClient, ProviderError, ProviderRejected
 from evalharness.core.providers.settings import ProviderSettings
-from evalharness.core.providers.usage import collecting_usage
+from evalharness.core.providers.usage import Usage, collecting_usage, parse_usage
 
 KEY = "sk-test-0123456789abcdef-secret"
 
@@ -123,3 +123,17 @@ async def test_no_key_sends_no_authorization(stub: OpenAIStub, monkeypatch: pyte
     client = OpenAIClient(ProviderSettings(name="local", base_url=stub.base_url, model="m1", api_key_env="STUB_KEY"))
     assert (await client.chat([{"role": "user", "content": "x"}])).content == "x"
     assert "authorization" not in stub.seen()[0].headers
+
+
+def test_usage_takes_what_a_reply_reports_and_ignores_nonsense() -> None:
+    assert parse_usage({"usage": {"prompt_tokens": 3, "completion_tokens": 2}}).total_tokens == 5
+    gateway = parse_usage({"usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "cost": 0.5}})
+    assert gateway.cost == 0.5
+    assert parse_usage({"usage": {"total_tokens": 4}, "cost": 0.25}).cost == 0.25
+    odd = parse_usage({"usage": {"prompt_tokens": True, "completion_tokens": -1, "total_tokens": "7", "cost": float("nan")}})
+    assert (odd.prompt_tokens, odd.completion_tokens, odd.total_tokens, odd.cost) == (None, None, None, None)
+    assert parse_usage({}).as_dict() == {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 1}
+    total = Usage()
+    total.add(parse_usage({"usage": {"prompt_tokens": 2, "completion_tokens": 1}}))
+    total.add(parse_usage({}))
+    assert total.as_dict() == {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3, "calls": 2}

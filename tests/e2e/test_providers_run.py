@@ -112,6 +112,12 @@ def test_openai_sut_with_workers_scores_or_fails_each_sample_for_its_reason(proc
     assert all(s.headers.get("idempotency-key") for s in stub.seen())
     for text in (done.stdout, done.stderr, (tmp_path / "out.json").read_text(), everything_in(redis_url)):
         assert KEY not in text
+    # the report rebuilt from Redis has the same usage
+    again = procs.cli("report", report["run_id"], "--json", "again.json", timeout=60)
+    assert again.returncode == 1, again.stderr
+    rebuilt = json.loads((tmp_path / "again.json").read_text())
+    assert rebuilt["usage"] == report["usage"]
+    assert [s.get("usage") for s in rebuilt["samples"]] == [s["usage"] for s in report["samples"]]
 
 
 @pytest.mark.slow
