@@ -181,7 +181,7 @@ class OpenAIClient:
         response = await post_json(url, body, seconds=self.settings.timeout, headers=self._headers(key, idempotency_key), secret=key, what=self._what)
         data = json_body(response, self._what, key)
         if not isinstance(data, dict):
-            raise ProviderError(f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(response.text)}")
+            raise ProviderError(f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(redact(response.text, key))}")
         return data
 
     async def chat(

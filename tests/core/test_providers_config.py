@@ -128,3 +128,16 @@ async def test_http_adapter_reads_output_field_or_text_body(stub: OpenAIStub) ->
     missing = load_sut_code(f"http:{stub.root}/v1/embeddings").func
     with pytest.raises(ProviderError, match="no text 'output' field"):
         await call_sut(missing, "x")
+
+
+def test_a_version_of_the_settings_a_run_started_with_is_kept_by_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    write_config('[sut.openai]\nsystem_prompt = "first"\n')
+    first = load_sut_code("openai:m1")
+    write_config('[sut.openai]\nsystem_prompt = "second, edited during the run"\n')
+    now = load_sut_code("openai:m1")
+    assert now.fingerprint != first.fingerprint
+    # a sample of the run started before the edit still gets the settings it was fingerprinted with
+    assert load_sut_code("openai:m1", first.fingerprint) is first
+    assert first.func.__self__.system_prompt == "first"  # type: ignore[attr-defined]
+    assert load_sut_code("openai:m1", "declared:openai:m1@0000000000000000").fingerprint == now.fingerprint
