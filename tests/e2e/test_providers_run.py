@@ -102,13 +102,15 @@ def check_report(report: dict[str, Any], *, expect_tokens: bool = True) -> dict[
 def test_openai_sut_with_workers_scores_or_fails_each_sample_for_its_reason(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
     data = dataset(tmp_path)
     env = {"OPENAI_BASE_URL": stub.base_url, "OPENAI_API_KEY": KEY}
-    done = procs.cli("run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--workers", "2", "--concurrency", "8",
+    # debug logging everywhere (the workers log to the same stderr): the key still shows nowhere
+    done = procs.cli("--log-level", "debug", "run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--workers", "2", "--concurrency", "8",
                      "--tries", "1", "--timeout", "3", "--json", "out.json", env=env, timeout=120)
     assert done.returncode == 1, done.stderr  # some samples failed, and the report says which
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["sut"] == "openai:m1"
     check_report(report)
     assert stub.by_behaviour["429"] == 3
+    assert "HTTP Request: POST" in done.stderr  # the workers' debug log did reach the output
     assert all(s.headers.get("idempotency-key") for s in stub.seen())
     for text in (done.stdout, done.stderr, (tmp_path / "out.json").read_text(), everything_in(redis_url)):
         assert KEY not in text
