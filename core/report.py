@@ -395,8 +395,11 @@ def _details(report: Mapping[str, Any]) -> Text:
     line = f"run {_plain(report['run_id'], 40)} · sut {_plain(report['sut'], 40)} · mode {_plain(report['mode'], 20)}"
     usage = report.get("usage")
     if isinstance(usage, Mapping):
-        tokens = usage.get("total_tokens")
-        line += f" · {tokens if tokens is not None else '?'} tokens over {usage.get('calls', 0)} provider call(s)"
+        tokens, calls = usage.get("total_tokens"), usage.get("calls", 0)
+        if tokens is None:
+            line += f" · {calls} provider call(s), no token counts reported"
+        else:
+            line += f" · {tokens} tokens over {calls} provider call(s)"
         if usage.get("cost") is not None:
             line += f", cost {usage['cost']:g}"
     return Text(line, style="dim")

@@ -511,3 +511,8 @@ def test_the_rendered_report_shows_the_usage_when_there_is_one() -> None:
     buffer = io.StringIO()
     render_report(report, Console(file=buffer, width=200))
     assert "4 tokens over 1 provider call(s), cost 0.25" in buffer.getvalue()
+
+    report = report_for(ds, [SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 2})])
+    buffer = io.StringIO()
+    render_report(report, Console(file=buffer, width=200))
+    assert "2 provider call(s), no token counts reported" in buffer.getvalue()
