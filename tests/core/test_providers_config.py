@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from support.openai_stub import OpenAIStub
 
+from evalharness.core import config as config_module
 from evalharness.core.config import load_config
 from evalharness.core.errors import ConfigError, SutError
 from evalharness.core.jobs import PermanentError, RateLimited
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.usefixtures("clean_config_env")
 
 @pytest.fixture(autouse=True)
 def no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # an earlier test of this process may have loaded a --config file: the adapters would read it
+    monkeypatch.setattr(config_module, "_explicit_path", None)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
