@@ -259,9 +259,13 @@ class Config:
     environments: tuple[str, ...] = ()
     # [metrics.NAME] tables: argument values a metric gets unless its --metric spec says otherwise
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [providers.NAME] tables (OpenAI-compatible endpoints) and [sut.openai] / [sut.http] (the
+    # SUT adapters' settings), validated; see core/providers/settings.py
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sut: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -418,6 +422,11 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         except MetricError as exc:
             raise ConfigError(str(exc)) from None
 
+    from .providers.settings import check_provider_tables, check_sut_tables
+
+    providers = check_provider_tables(data.get("providers", {}), str(path))
+    sut_tables = check_sut_tables(data.get("sut", {}), str(path), providers)
+
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
     env_tables: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
@@ -468,7 +477,29 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         environment=chosen,
         environments=tuple(resolved),
         metrics=metrics,
+        providers=providers,
+        sut=sut_tables,
     )
+
+
+# The file a program was told to use (--config): code that reads settings later, in the same
+# process (a SUT adapter loaded in a worker), reads the same file.
+_explicit_path: Path | None = None
+
+
+def process_config_path() -> Path:
+    """The file :func:`process_config` reads (which may not exist)."""
+    if _explicit_path is not None:
+        return _explicit_path
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    return Path.cwd() / DEFAULT_CONFIG_NAME
+
+
+def process_config() -> Config:
+    """The configuration this process was started with: the ``--config`` file it loaded, else
+    ``EVALHARNESS_CONFIG``, else ``./evalharness.toml`` when present."""
+    return load_config(_explicit_path)
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None, environment: str | None = None) -> Config:
@@ -477,8 +508,10 @@ def load_config(explicit: str | os.PathLike[str] | None = None, environment: str
     ``environment`` (the ``--environment`` flag) chooses whose supervisors ``Config.supervisors``
     holds; see ``resolve_environment``.
     """
+    global _explicit_path
     if explicit is not None:
         path = Path(explicit)
+        _explicit_path = path
     elif os.environ.get(ENV_CONFIG):
         path = Path(os.environ[ENV_CONFIG])
     else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import SutError
 from .jobs import JobContext, PermanentError, job
+from .providers.usage import collecting_usage
 from .sut import call_sut, load_sut_code
 
 SAMPLE_JOB = "evalharness.sample"
@@ -26,7 +27,8 @@ async def run_sample(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
     When neither matches (another host has other files, or the source changed during the run),
     the sample fails at once as ``sut_mismatch``.  A retry (``batch retry``, ``failed retry``)
     runs the current code, whatever the fingerprint the run started with, so fixing the SUT and
-    retrying works; every outcome records the fingerprint it ran with."""
+    retrying works; every outcome records the fingerprint it ran with.  When the SUT called a
+    provider, the outcome also has ``usage``: the tokens (and cost) its replies reported."""
     wanted = payload.get("sut_fingerprint")
     retry = ctx.job.retry_of is not None
     try:
@@ -41,5 +43,9 @@ async def run_sample(ctx: JobContext, payload: dict[str, Any]) -> dict[str, Any]
             "has other files)",
             kind=SUT_MISMATCH,
         )
-    output = await call_sut(code.func, payload["input"], ctx.job.key)
-    return {"output": output, "attempts": ctx.job.attempts, "sut_fingerprint": code.fingerprint}
+    with collecting_usage() as usage:
+        output = await call_sut(code.func, payload["input"], ctx.job.key)
+    result: dict[str, Any] = {"output": output, "attempts": ctx.job.attempts, "sut_fingerprint": code.fingerprint}
+    if usage.calls:  # what the provider replies of this attempt reported (see core/providers/usage.py)
+        result["usage"] = usage.as_dict()
+    return result

@@ -31,6 +31,7 @@ from .jobs import (
     new_job_id,
     rate_limit_signal,
 )
+from .providers.usage import collecting_usage
 from .queue import JobRequest, Queue
 from .report import SampleOutcome
 from .runs import RunRecord, RunStore, dataset_fingerprint
@@ -229,13 +230,14 @@ async def run_serial(
             ]
             break
         call = _serial_sample(func, sample.input, options, f"{run_id}-{index}")
-        done = await (call if interrupt is None else interrupt.until_stopped(call))
+        with collecting_usage() as usage:  # the tokens the SUT's provider replies report
+            done = await (call if interrupt is None else interrupt.until_stopped(call))
         if done is None:
             outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=index)
             stopped_by = interrupt.signal if interrupt is not None else None
             break
         output, error, attempts = done
-        outcomes.append(SampleOutcome(index, sample, output, error, attempts))
+        outcomes.append(SampleOutcome(index, sample, output, error, attempts, usage.as_dict() if usage.calls else None))
         if progress:
             progress(index + 1, len(dataset.samples))
     if interrupt is not None:
@@ -412,7 +414,7 @@ def outcome_of(index: int, sample: Sample, value: dict[str, Any] | None, dispatc
         err = dict(value["error"])
         return SampleOutcome(index, sample, None, err, err.get("attempts"))
     result = value.get("result") or {}
-    return SampleOutcome(index, sample, result.get("output"), None, result.get("attempts"))
+    return SampleOutcome(index, sample, result.get("output"), None, result.get("attempts"), result.get("usage"))
 
 
 def no_worker_message(queue: str) -> str:

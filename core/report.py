@@ -59,6 +59,21 @@ class SampleOutcome:
     output: str | None
     error: dict[str, Any] | None
     attempts: int | None
+    usage: dict[str, Any] | None = None  # tokens and cost the provider replies reported
+
+
+def usage_totals(outcomes: Sequence[SampleOutcome | None]) -> dict[str, Any] | None:
+    """The run's usage: the sum of each sample's, over the samples that reported one (``None``
+    when none did, as with a SUT that calls no provider)."""
+    reported = [o.usage for o in outcomes if o is not None and o.usage]
+    if not reported:
+        return None
+    totals: dict[str, Any] = {"samples": len(reported)}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cost", "calls"):
+        values = [u[name] for u in reported if isinstance(u.get(name), int | float) and not isinstance(u.get(name), bool)]
+        if values or name != "cost":
+            totals[name] = round(sum(values), 10) if name == "cost" else (int(sum(values)) if values else None)
+    return totals
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -218,9 +233,8 @@ def build_report(
     failure_kinds: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     scored = 0
-    for index, (sample, outcome) in enumerate(
-        zip(dataset.samples, _index_outcomes(dataset, outcomes), strict=True)
-    ):
+    indexed = _index_outcomes(dataset, outcomes)
+    for index, (sample, outcome) in enumerate(zip(dataset.samples, indexed, strict=True)):
         error = _sample_error(outcome)
         output = outcome.output if outcome is not None else None
         scores: dict[str, float | None] = dict.fromkeys(names)
@@ -253,7 +267,7 @@ def build_report(
     metrics = {
         scorer.name: _metric_entry(scorer, values[scorer.name], metric_error_counts[scorer.name]) for scorer in scorers
     }
-    return {
+    report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "samples": len(dataset.samples)},
@@ -274,6 +288,13 @@ def build_report(
         },
         "macro_f1": macro_f1(metrics),
     }
+    usage = usage_totals(indexed)
+    if usage is not None:
+        # Only when a provider reported usage: reports of other SUTs keep their exact shape.
+        for row, outcome in zip(rows, indexed, strict=True):
+            row["usage"] = outcome.usage if outcome is not None else None
+        report["usage"] = usage
+    return report
 
 
 def report_ok(report: Mapping[str, Any]) -> bool:
@@ -371,10 +392,17 @@ def _unfinished(report: Mapping[str, Any]) -> list[Text]:
 
 
 def _details(report: Mapping[str, Any]) -> Text:
-    return Text(
-        f"run {_plain(report['run_id'], 40)} · sut {_plain(report['sut'], 40)} · mode {_plain(report['mode'], 20)}",
-        style="dim",
-    )
+    line = f"run {_plain(report['run_id'], 40)} · sut {_plain(report['sut'], 40)} · mode {_plain(report['mode'], 20)}"
+    usage = report.get("usage")
+    if isinstance(usage, Mapping):
+        tokens, calls = usage.get("total_tokens"), usage.get("calls", 0)
+        if tokens is None:
+            line += f" · {calls} provider call(s), no token counts reported"
+        else:
+            line += f" · {tokens} tokens over {calls} provider call(s)"
+        if usage.get("cost") is not None:
+            line += f", cost {usage['cost']:g}"
+    return Text(line, style="dim")
 
 
 def _metrics_table(report: Mapping[str, Any]) -> Table:

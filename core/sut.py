@@ -278,6 +278,8 @@ class SutLoader:
     def load(self, path: str, wanted: str | None = None) -> SutCode:
         """The SUT ``path`` with fingerprint ``wanted`` if this process has it loaded, else the
         current code on disk (imported again when it changed).  Raises :class:`SutError`."""
+        if _is_adapter(path):
+            return _adapter_code(path, wanted)
         with self._lock:
             versions = self._versions.setdefault(path, OrderedDict())
             if wanted is not None and wanted in versions:
@@ -317,9 +319,64 @@ class SutLoader:
         with self._lock:
             self._current.clear()
             self._versions.clear()
+        with _ADAPTER_LOCK:
+            _ADAPTERS.clear()
+            _ADAPTER_VERSIONS.clear()
 
 
 SUTS = SutLoader()
+
+
+def _is_adapter(path: str) -> bool:
+    from .providers.adapters import is_adapter
+
+    return is_adapter(path)
+
+
+_ADAPTERS: dict[tuple[str | None, ...], SutCode] = {}
+_ADAPTER_VERSIONS: dict[str, OrderedDict[str, SutCode]] = {}
+_ADAPTER_LOCK = threading.Lock()
+
+
+def _adapter_code(path: str, wanted: str | None = None) -> SutCode:
+    """An adapter SUT (``openai:MODEL``, ``http:URL``): its settings come from the configuration
+    file, whose ``stat`` stands in for the source's, and from the environment.  As for code, a
+    version this process built is kept by fingerprint, so the samples of a run keep the settings
+    it started with when the file is edited during the run."""
+    with _ADAPTER_LOCK:
+        versions = _ADAPTER_VERSIONS.setdefault(path, OrderedDict())
+        if wanted is not None and wanted in versions:
+            versions.move_to_end(wanted)
+            return versions[wanted]
+        code = _current_adapter(path)
+        versions[code.fingerprint] = code
+        versions.move_to_end(code.fingerprint)
+        while len(versions) > _KEEP_VERSIONS:
+            versions.popitem(last=False)
+        return code
+
+
+def _current_adapter(path: str) -> SutCode:
+    from .config import ENV_CONFIG, process_config, process_config_path
+    from .errors import ConfigError
+    from .providers.adapters import adapter
+    from .providers.settings import ENV_BASE_URL
+
+    cache_key = (path, os.getcwd(), os.environ.get(ENV_CONFIG), os.environ.get(ENV_BASE_URL))
+    known = _ADAPTERS.get(cache_key)
+    if known is not None and not known.changed_on_disk():
+        return known
+    try:
+        config = process_config()
+    except ConfigError as exc:
+        raise SutError(f"SUT {path!r}: {exc}") from None
+    func, fingerprint = adapter(path, config)
+    # the file's stat stands in for a source's, also while it is absent: creating it is a change
+    file = (config.path or process_config_path()).resolve()
+    scope = SutScope((file,), (file.name,))
+    code = SutCode(path, func, fingerprint, scope, scope_signature(scope))
+    _ADAPTERS[cache_key] = code
+    return code
 
 
 def load_sut_code(path: str, wanted: str | None = None) -> SutCode:

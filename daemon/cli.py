@@ -105,7 +105,7 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 
 @cli.command()
 @click.argument("dataset", type=click.Path(dir_okay=False))
-@click.option("--sut", metavar="MODULE:CALLABLE", help="The system under test: takes a sample's input, returns the output text (sync or async). Required unless --outputs is given.")
+@click.option("--sut", metavar="MODULE:CALLABLE|openai:MODEL|http:URL", help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.")
 @click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
 @click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
@@ -165,10 +165,25 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
 
     Workers import the SUT again when its source changes, so each run scores
     the code on disk; the report records its fingerprint (sut_fingerprint).
+
+    \b
+    SUT forms (docs/providers.md):
+      mybot:answer               a Python callable of yours
+      openai:gpt-4o-mini         a chat model of an OpenAI-compatible provider
+                                 (OpenAI, vLLM, Ollama, LiteLLM, gateways); a
+                                 text input is the user message, an input with
+                                 "messages" is sent as the messages
+      http:http://host:8080/ask  a service: POST {"input": ...}; the output is
+                                 the reply's "output" field, or its text body
+    A 429 or Retry-After from a provider releases the sample without using a
+    try; the report records the tokens and cost the replies carried (usage).
     """
     # Every mode reads and validates the configuration file the same way, before anything runs,
     # although a serial run needs nothing from it.
     config = load_config(ctx.find_root().obj.get("config"))
+    if config.path is not None and ctx.find_root().obj.get("config"):
+        # local workers read the same file (an adapter SUT's settings are in it)
+        os.environ[ENV_CONFIG] = str(config.path.resolve())
     options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
     check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])

@@ -638,8 +638,12 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         fresh = load_config(config_path, environment=environment)
         return parse_queue_flags(queues, concurrency) if queues else list(fresh.supervisors)
 
+    env = child_env(settings)
+    if config.path is not None:
+        # workers read the same file: an adapter SUT (openai:MODEL) takes its settings from it
+        env[ENV_CONFIG] = str(config.path.resolve())
     master = Master(
-        sups, child_env(settings), settings.imports, grace, lease, worker_args,
+        sups, env, settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
         default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
         watch_modules=reload_modules,

@@ -488,3 +488,31 @@ def test_render_of_an_interrupted_run_says_by_which_signal_and_lists_what_did_no
     assert "qa: 2/16 samples scored" in text and "interrupted by SIGTERM, 14 not scored" in text
     assert "1 sample not collected: s2" in text
     assert "13 samples never ran: s3, s4, s5, s6, s7, s8, s9, s10, s11, s12 … and 3 more" in text
+
+
+def test_usage_is_reported_per_sample_and_in_total_only_when_a_provider_reported_it() -> None:
+    ds = make_dataset("a", "b", "c")
+    plain = report_for(ds, [ok(ds, 0, "a"), ok(ds, 1, "b"), ok(ds, 2, "c")])
+    assert "usage" not in plain and all("usage" not in row for row in plain["samples"])
+    outcomes = [
+        SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1}),
+        SampleOutcome(1, ds.samples[1], "b", None, 2, {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "calls": 1}),
+        failed(ds, 2, "exception", "provider answered 500"),
+    ]
+    report = report_for(ds, outcomes)
+    assert report["usage"] == {"samples": 2, "prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11, "cost": 0.25, "calls": 2}
+    assert [row["usage"] for row in report["samples"]] == [outcomes[0].usage, outcomes[1].usage, None]
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
+
+
+def test_the_rendered_report_shows_the_usage_when_there_is_one() -> None:
+    ds = make_dataset("a")
+    report = report_for(ds, [SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1})])
+    buffer = io.StringIO()
+    render_report(report, Console(file=buffer, width=200))
+    assert "4 tokens over 1 provider call(s), cost 0.25" in buffer.getvalue()
+
+    report = report_for(ds, [SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 2})])
+    buffer = io.StringIO()
+    render_report(report, Console(file=buffer, width=200))
+    assert "2 provider call(s), no token counts reported" in buffer.getvalue()
