@@ -5,9 +5,12 @@ Prometheus."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -211,8 +214,8 @@ async def test_telemetry_and_status_show_a_paused_queue(aclient: Any) -> None:
 # -- real workers --------------------------------------------------------------------------------
 
 
-def worker(procs: Processes, *queues: str, sleep: float = 10.0) -> Any:
-    """A worker whose idle wait is long (10 s): anything it does sooner, it was woken for."""
+def worker(procs: Processes, *queues: str, sleep: float = 4.0) -> Any:
+    """A worker whose idle wait is long (4 s): anything it does sooner, it was woken for."""
     args = ["-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--concurrency", "4", "--sleep", str(sleep), "--import", "support.testjobs"]
     for q in queues:
         args += ["--queue", q]
@@ -220,8 +223,6 @@ def worker(procs: Processes, *queues: str, sleep: float = 10.0) -> Any:
 
 
 def dispatch(url: str, queue: str, n: int, file: Path, delay: float | None = None) -> None:
-    import asyncio
-
     from evalharness.core.connection import async_client
 
     async def main() -> None:
@@ -233,6 +234,16 @@ def dispatch(url: str, queue: str, n: int, file: Path, delay: float | None = Non
             await client.aclose()
 
     asyncio.run(main())
+
+
+async def resume(url: str, queue: str) -> None:
+    from evalharness.core.connection import async_client
+
+    client = async_client(url)
+    try:
+        await QueueOps(client, "eh").resume(queue)
+    finally:
+        await client.aclose()
 
 
 def ran(file: Path) -> int:
@@ -274,7 +285,7 @@ def test_workers_take_no_job_of_a_paused_queue_and_start_promptly_on_continue(pr
     wait_until(lambda: ran(done_other) == 3, 30, "the unpaused queue's jobs to run")
     pop_cycles_pass(r, redis_url, "pq", done_pq, 3)
     # a worker started later is held by the same flag
-    worker(procs, "pq")
+    later = worker(procs, "pq")
     wait_until(lambda: live_workers(redis_url, "pq") == 2, 30, "the second worker")
     pop_cycles_pass(r, redis_url, "pq", done_pq, 3)
     assert ran(done_pq) == 0 and int(r.zcard(K.reserved)) == 0
@@ -286,19 +297,21 @@ def test_workers_take_no_job_of_a_paused_queue_and_start_promptly_on_continue(pr
     wait_until(lambda: time.monotonic() >= window_end, 5, "the measuring window")
     assert script_calls(r) - calls < 20
     assert ran(done_pq) == 0
-    # continue: both workers start at once, long before their 10 s idle wait ends
-    started = time.monotonic()
-    out = procs.cli("continue", "--queue", "pq")
-    assert out.returncode == 0 and out.stdout == "continued queue pq: 10 ready jobs can start\n", out
-    wait_until(lambda: ran(done_pq) == 10, 30, "the paused queue's jobs to run after continue")
-    assert time.monotonic() - started < 8
+    # continue right after the one worker left ran a pop cycle: it starts at once, not at the
+    # end of its idle wait (4 s from that cycle)
+    os.killpg(later.pid, signal.SIGTERM)
+    later.wait(timeout=30)
+    pop_cycles_pass(r, redis_url, "pq", done_pq, 1)
+    asyncio.run(resume(redis_url, "pq"))
+    wait_until(lambda: ran(done_pq) == 11, 30, "the paused queue's jobs to run after continue")
+    (continued,) = events_of(r, "queue_continued")
+    assert continued["ready"] == "11"
+    assert done_pq.stat().st_mtime - float(continued["at"]) < 1.5
     assert len(events_of(r, "queue_paused")) == 1 and len(events_of(r, "queue_continued")) == 1
 
 
 @pytest.mark.slow
 def test_a_clear_leaves_running_jobs_to_finish(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
-    import asyncio
-
     from evalharness.core.connection import async_client
 
     async def create() -> None:
