@@ -401,3 +401,48 @@ def test_queue_clear_on_the_command_line(procs: Processes, r: Any, redis_url: st
     assert int(r.zcard(K.delayed)) == 0
     assert [e["message"] for e in events_of(r, "queue_cleared")] == ["cleared 3 queued job(s)", "cleared 1 queued job(s)"]
     assert "--batch" in procs.cli("queue", "clear", "--help").stdout
+
+
+def answer_on_a_terminal(procs: Processes, answer: str, *args: str) -> tuple[int, str]:
+    """Run ``evalharness ARGS`` on a real pseudo-terminal, type ``answer`` at its prompt."""
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evalharness.daemon.cli", *args],
+        env=procs.env, cwd=procs.cwd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        end = time.monotonic() + 30
+        while b"[y/N]" not in seen:
+            assert time.monotonic() < end, f"no prompt: {seen!r}"
+            seen += os.read(master, 4096)
+        os.write(master, answer.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed: the command ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return proc.wait(timeout=30), seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        os.close(master)
+
+
+def test_queue_clear_asks_on_a_terminal(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
+    dispatch(redis_url, "pq", 3, tmp_path / "x")
+    code, out = answer_on_a_terminal(procs, "n", "queue", "clear", "pq")
+    assert code == 1 and "Remove 3 ready job(s) from queue pq?" in out and "nothing was removed" in out, out
+    assert int(r.zcard(K.ready)) == 3
+    code, out = answer_on_a_terminal(procs, "y", "queue", "clear", "pq")
+    assert code == 0 and "cleared queue pq: removed 3 ready jobs" in out, out
+    assert int(r.zcard(K.ready)) == 0
