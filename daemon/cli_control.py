@@ -129,6 +129,10 @@ def pause(ctx: click.Context, master: str | None, supervisor: str | None, queues
     started later): dispatches still land, no worker takes its jobs, running ones finish;
     workers serving other queues too go on with those.  `evalharness continue --queue QUEUE`
     undoes it; `evalharness status` marks the queue "(paused)".
+
+    \b
+    Exit status with --queue: 0 done (also when already paused); 2 a queue not
+    known on this Redis (nothing is paused) or a bad option.
     """
     if queues:
         _switch_queues(ctx, "pause", queues, master, supervisor)

@@ -75,7 +75,7 @@ def forget(ctx: click.Context, name: str) -> None:
 
 @queue.command()
 @click.argument("name")
-@click.option("--batch", metavar="BATCH", help="Only the ready jobs of this batch.")
+@click.option("--batch", metavar="BATCH", help="Only the ready jobs of this batch (and its delayed ones with --delayed).")
 @click.option("--delayed", is_flag=True, help="Also remove delayed jobs (a delay or a retry backoff not yet due).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required when not on a terminal).")
 @click.pass_context
