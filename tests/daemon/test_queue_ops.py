@@ -317,13 +317,13 @@ def test_a_clear_leaves_running_jobs_to_finish(procs: Processes, r: Any, redis_u
     async def create() -> None:
         client = async_client(redis_url)
         try:
-            jobs = [JobRequest("t.counted", {"file": str(tmp_path / "b"), "n": i, "seconds": 1.5}) for i in range(6)]
+            jobs = [JobRequest("t.counted", {"file": str(tmp_path / "b"), "n": i, "seconds": 6}) for i in range(6)]
             await Batches(client, "eh").create("slow", jobs, queue="pq", batch_id="b1")
         finally:
             await client.aclose()
 
     asyncio.run(create())
-    worker(procs, "pq")  # 4 at once
+    worker(procs, "pq")  # 4 at once, each for 6 s: long enough for the clear to find 2 ready
     wait_until(lambda: int(r.zcard(K.reserved)) == 4, 30, "four jobs running")
     out = procs.cli("queue", "clear", "pq", "--yes")
     assert out.returncode == 0, out.stderr
