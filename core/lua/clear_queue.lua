@@ -29,6 +29,17 @@ local function cancel_batch(bid)
   end
 end
 
+local function delete_job(id)
+  -- a job outside any batch goes, with the merge key it holds (else a later dispatch with the
+  -- same key would be merged into the job that no longer exists)
+  local jk = base .. 'job:' .. id
+  local ukey = redis.call('HGET', jk, 'unique')
+  if ukey and redis.call('GET', base .. 'unique:' .. ukey) == id then
+    redis.call('DEL', base .. 'unique:' .. ukey)
+  end
+  redis.call('DEL', jk)
+end
+
 local ready_removed, delayed_removed = 0, 0
 
 -- ready jobs, lane by lane (a batch's lane is named after the batch)
@@ -48,7 +59,7 @@ for _, lane in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     local lk = base .. 'lane:' .. lane
     for _, id in ipairs(redis.call('LRANGE', lk, 0, -1)) do
       ready_removed = ready_removed + redis.call('ZREM', KEYS[2], id)
-      redis.call('DEL', base .. 'job:' .. id)
+      delete_job(id)
     end
     redis.call('DEL', lk)
     redis.call('LREM', KEYS[1], 0, lane)
@@ -72,7 +83,7 @@ if with_delayed then
       end
     elseif only == '' and rec[2] ~= '_cb' then
       redis.call('ZREM', KEYS[3], id)
-      redis.call('DEL', jk)
+      delete_job(id)
       delayed_removed = delayed_removed + 1
     end
   end

@@ -178,6 +178,17 @@ async def test_clearing_a_queue_removes_every_ready_job_and_only_those(aclient: 
     assert any(e["kind"] == "batch_cancelled" and e["batch"] == b2 for e in await read_events(aclient, "eh"))
 
 
+async def test_a_cleared_unique_job_does_not_swallow_the_next_dispatch(aclient: Any) -> None:
+    q = Queue(aclient, "eh")
+    first = await q.dispatch("t.noop", 1, queue="pq", key="report-42")
+    later = await q.dispatch("t.noop", 2, queue="pq", key="later-7", delay=3600)
+    assert await q.dispatch("t.noop", 1, queue="pq", key="report-42") == first  # merged while queued
+    await QueueOps(aclient, "eh").clear("pq", delayed=True)
+    again = await q.dispatch("t.noop", 1, queue="pq", key="report-42")
+    assert again != first and await aclient.zscore(K.ready, again) is not None
+    assert await q.dispatch("t.noop", 2, queue="pq", key="later-7") != later
+
+
 async def test_clearing_keeps_batch_callbacks_and_an_unknown_batch_is_an_error(aclient: Any) -> None:
     from evalharness.core.errors import EvalHarnessError
 
