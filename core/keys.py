@@ -82,6 +82,13 @@ class QueueKeys:
         return self.base + "stats"
 
     @property
+    def paused(self) -> str:
+        """STRING (JSON: when, by whom) present while the queue is paused (``evalharness pause
+        --queue``): dispatches still land, the pop script hands out no job.  The pop script
+        derives it from the key base (``<base>paused``), so it holds on every host at once."""
+        return self.base + "paused"
+
+    @property
     def workers(self) -> str:
         """ZSET worker id -> heartbeat expiry (ms) of workers serving this queue."""
         return self.base + "workers"

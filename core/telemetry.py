@@ -128,6 +128,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
             pipe_queue_state(pipe, k, now_ms)
             for m in range(minute - 60, minute + 1):
                 pipe.hgetall(minute_key(k, m))
+            pipe.exists(k.paused)
         replies = await pipe.execute()
     workers_raw, masters_raw = replies[0], replies[1]
     workers: dict[str, dict[str, Any]] = {}
@@ -136,7 +137,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
             workers[str(wid)] = json.loads(raw)
         except ValueError:
             continue
-    per_queue = 7 + 61
+    per_queue = 7 + 61 + 1  # the queue's state, 61 minutes, its pause flag
     rows = []
     total_jpm = 0.0
     past_hour = 0
@@ -147,7 +148,8 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     for i, q in enumerate(queues):
         r = replies[2 + i * per_queue : 2 + (i + 1) * per_queue]
         ready, delayed, reserved, failed, oldest, live, counters = r[:7]
-        minutes = r[7:]  # minute-60 .. minute
+        minutes = r[7:68]  # minute-60 .. minute
+        paused = bool(r[68])
         cur, prev = _minute_stats([minutes[-1]]), _minute_stats([minutes[-2]])
         window = _minute_stats(minutes[-RUNTIME_WINDOW_MINUTES:])
         hour = _minute_stats(minutes[1:])
@@ -170,6 +172,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         rows.append(
             {
                 "name": q,
+                "paused": paused,
                 "ready": ready,
                 "delayed": delayed,
                 "reserved": reserved,

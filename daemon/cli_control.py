@@ -1,5 +1,5 @@
 """Remote control of every ``evalharnessd`` on one Redis: pause, continue, terminate, restart,
-scale, and the supervisors table."""
+scale, and the supervisors table; ``pause``/``continue --queue`` pause a queue itself."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
-from evalharness.core.errors import EvalHarnessError
+from evalharness.core.errors import ConfigError, EvalHarnessError
+from evalharness.core.queue import known_queues
+from evalharness.core.queue_ops import QueueOps
 from evalharness.core.telemetry import MASTER_STALE, masters_key
 
 from .common import settings_from
@@ -74,23 +77,82 @@ def _send(ctx: click.Context, action: str, master: str | None, supervisor: str |
 
 master_option = click.option("--master", help="Only this master (default: every master on this Redis).")
 supervisor_option = click.option("--supervisor", help="Only this supervisor.")
+queue_option = click.option(
+    "--queue", "queues", multiple=True, metavar="QUEUE",
+    help="Pause/continue this queue, for every worker on every host, instead of masters (repeatable).",
+)
+
+
+def _switch_queues(ctx: click.Context, action: str, queues: tuple[str, ...], master: str | None, supervisor: str | None) -> None:
+    """Pause or continue queues through their flag keys; prints one line per queue."""
+    if master is not None or supervisor is not None:
+        raise click.UsageError("--queue pauses a queue everywhere; it does not combine with --master or --supervisor")
+    for name in queues:
+        try:
+            validate_name("queue", name)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--queue") from None
+    settings = settings_from(ctx)
+    by = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def main() -> list[str]:
+        client = async_client(settings.redis_url)
+        try:
+            ops = QueueOps(client, settings.prefix)
+            known = await known_queues(client, settings.prefix)
+            states = await ops.states(list(queues))
+            unknown = [q for q in queues if q not in known and not (action == "continue" and states[q].paused)]
+            if unknown:
+                names = ", ".join(known) if known else "none"
+                raise EvalHarnessError(f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was {action}d")
+            out = []
+            for q in dict.fromkeys(queues):
+                result = await (ops.pause(q, by) if action == "pause" else ops.resume(q, by))
+                out.append(result.message)
+            return out
+        finally:
+            await client.aclose()
+
+    for line in asyncio.run(main()):
+        click.echo(line)
 
 
 @click.command()
 @master_option
 @supervisor_option
+@queue_option
 @click.pass_context
-def pause(ctx: click.Context, master: str | None, supervisor: str | None) -> None:
-    """Pause workers: running jobs finish, no new job starts (like SIGUSR2 to evalharnessd)."""
+def pause(ctx: click.Context, master: str | None, supervisor: str | None, queues: tuple[str, ...]) -> None:
+    """Pause workers: running jobs finish, no new job starts (like SIGUSR2 to evalharnessd).
+
+    With --queue QUEUE: pause that queue instead, on every host at once (also for workers
+    started later): dispatches still land, no worker takes its jobs, running ones finish;
+    workers serving other queues too go on with those.  `evalharness continue --queue QUEUE`
+    undoes it; `evalharness status` marks the queue "(paused)".
+
+    \b
+    Exit status with --queue: 0 done (also when already paused); 2 a queue not
+    known on this Redis (nothing is paused) or a bad option.
+    """
+    if queues:
+        _switch_queues(ctx, "pause", queues, master, supervisor)
+        return
     _send(ctx, "pause", master, supervisor)
 
 
 @click.command("continue")
 @master_option
 @supervisor_option
+@queue_option
 @click.pass_context
-def continue_(ctx: click.Context, master: str | None, supervisor: str | None) -> None:
-    """Let paused workers take jobs again (like SIGCONT to evalharnessd)."""
+def continue_(ctx: click.Context, master: str | None, supervisor: str | None, queues: tuple[str, ...]) -> None:
+    """Let paused workers take jobs again (like SIGCONT to evalharnessd).
+
+    With --queue QUEUE: continue a queue paused with `pause --queue`; idle workers wake at once.
+    """
+    if queues:
+        _switch_queues(ctx, "continue", queues, master, supervisor)
+        return
     _send(ctx, "continue", master, supervisor)
 
 

@@ -1,8 +1,10 @@
-"""``evalharness queue``: the queues a prefix knows; ``forget`` drops one nobody uses."""
+"""``evalharness queue``: the queues a prefix knows; ``forget`` drops one nobody uses, ``clear``
+removes a queue's ready jobs."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import click
 
@@ -10,16 +12,19 @@ from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.forget import ForgetOutcome, QueueForgetter, QueueUse
+from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import known_queues
+from evalharness.core.queue_ops import QueueOps
 
 from .common import settings_from
 
 EXIT_IN_USE = 1
+EXIT_NOT_CONFIRMED = 1
 
 
 @click.group()
 def queue() -> None:
-    """Queues: forget one that is no longer used."""
+    """Queues: clear one's ready jobs, forget one that is no longer used."""
 
 
 @queue.command()
@@ -66,3 +71,66 @@ def forget(ctx: click.Context, name: str) -> None:
         err=True,
     )
     raise SystemExit(EXIT_IN_USE)
+
+
+@queue.command()
+@click.argument("name")
+@click.option("--batch", metavar="BATCH", help="Only the ready jobs of this batch (and its delayed ones with --delayed).")
+@click.option("--delayed", is_flag=True, help="Also remove delayed jobs (a delay or a retry backoff not yet due).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required when not on a terminal).")
+@click.pass_context
+def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: bool) -> None:
+    """Remove the ready jobs of queue NAME (only batch BATCH's with --batch) and print how many.
+
+    One engine step, so no job is half removed. Running jobs finish; failed jobs stay (see
+    `evalharness failed`); delayed jobs stay unless --delayed; batch callbacks stay. A removed
+    job of a batch counts as cancelled and its batch is cancelled, as `evalharness batch cancel`
+    does: its `finally` callback runs once nothing is pending and `evalharness batch retry` can
+    queue the removed jobs again. Other jobs removed are gone. Writes a `queue_cleared` event.
+
+    Asks for confirmation on a terminal; elsewhere it needs --yes.
+
+    \b
+    Exit status: 0 cleared (also when nothing was queued); 1 not confirmed;
+    2 no such queue or batch.
+    """
+    try:
+        validate_name("queue", name)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    settings = settings_from(ctx)
+
+    async def counts() -> tuple[list[str], int, int]:
+        client = async_client(settings.redis_url)
+        try:
+            k = QueueKeys(settings.prefix, name)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zcard(k.ready)
+                pipe.zcard(k.delayed)
+                ready, later = await pipe.execute()
+            return await known_queues(client, settings.prefix), int(ready), int(later)
+        finally:
+            await client.aclose()
+
+    known, ready, later = asyncio.run(counts())
+    if name not in known:
+        raise EvalHarnessError(f"no queue named {name!r} (known queues: {', '.join(known) if known else 'none'})")
+    if not yes:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            click.echo(f"error: `queue clear {name}` removes queued jobs; not on a terminal, so give --yes to confirm. Nothing was removed.", err=True)
+            raise SystemExit(EXIT_NOT_CONFIRMED)
+        what = f"the ready jobs of batch {batch}" if batch else f"{ready} ready job(s)"
+        if delayed:
+            what += f" and {'its' if batch else str(later)} delayed job(s)"
+        if not click.confirm(f"Remove {what} from queue {name}?", default=False):
+            click.echo("nothing was removed", err=True)
+            raise SystemExit(EXIT_NOT_CONFIRMED)
+
+    async def main() -> str:
+        client = async_client(settings.redis_url)
+        try:
+            return (await QueueOps(client, settings.prefix).clear(name, batch, delayed=delayed)).message
+        finally:
+            await client.aclose()
+
+    click.echo(asyncio.run(main()))

@@ -55,8 +55,10 @@ def _failed_past_hour(q: dict[str, Any]) -> int | None:
     return None if value is None else int(value)
 
 
+PAUSED_MARK = " (paused)"  # after the queue's name, which is never left out on a narrow terminal
+
 STATUS_COLUMNS: tuple[StatusColumn, ...] = (
-    StatusColumn("queue", 0, lambda q: str(q["name"])),
+    StatusColumn("queue", 0, lambda q: str(q["name"]) + (PAUSED_MARK if q.get("paused") else "")),
     StatusColumn("ready", 1, lambda q: format_count(q["ready"])),
     StatusColumn("delayed", 8, lambda q: format_count(q["delayed"])),
     StatusColumn("running", 2, lambda q: format_count(q["reserved"])),
@@ -152,7 +154,8 @@ def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> N
     """Queues, workers and masters at a glance.
 
     Every "failed" names its window: failed 1h, failed 7d (the failed stores), failed (total).
-    Queue names are shown whole; a narrow terminal leaves out the least needed columns first.
+    Queue names are shown whole, a paused queue's followed by "(paused)" (evalharness pause
+    --queue); a narrow terminal leaves out the least needed columns first.
 
     Exit status (without --watch): 0 running, 1 paused, 2 inactive (no daemon and no worker).
     """
@@ -225,6 +228,10 @@ class SnapshotCollector:
                 if q["runtime"][key] is not None:
                     rt.add_metric([q["name"], quant], float(q["runtime"][key]))
         yield rt
+        paused = GaugeMetricFamily("evalharness_queue_paused", "1 while the queue is paused (evalharness pause --queue)", labels=["queue"])
+        for q in snap["queues"]:
+            paused.add_metric([q["name"]], 1.0 if q.get("paused") else 0.0)
+        yield paused
         up = GaugeMetricFamily("evalharness_masters", "Live evalharnessd masters")
         up.add_metric([], float(snap["overview"]["masters"]))
         yield up

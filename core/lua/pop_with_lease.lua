@@ -57,9 +57,17 @@ for _, id in ipairs(lapsed) do
   end
 end
 
+-- A paused queue (`evalharness pause --queue`, the key QueueKeys.paused): maintenance above
+-- still runs, no job is handed out, and the wake tokens go so idle workers stay blocked until
+-- queue_pause.lua pushes new ones on continue.
+local queue_paused = redis.call('EXISTS', base .. 'paused') == 1
+if queue_paused then
+  redis.call('DEL', KEYS[5])
+end
+
 local out = {-1}
 local got = 0
-if ARGV[6] ~= '1' then
+if ARGV[6] ~= '1' and not queue_paused then
   while got < count do
     local lane = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
     if not lane then
