@@ -574,7 +574,7 @@ class ConsoleApp(App[None]):
         # row hides from the keys is not in the palette either.
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
-            namespace, binding = active.namespace, active.binding
+            namespace, binding = active.node, active.binding
             if namespace is self or not active.enabled or binding.action in seen or binding.system:
                 continue
             if not binding.description or binding.action in ("back",):

@@ -12,8 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.geometry import Size
 from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
@@ -220,3 +224,34 @@ class Gated:
     def can(self, action: str) -> bool | None:
         """True: offered; None: shown greyed (does not apply here); False: hidden."""
         return True
+
+
+# --- big text ---------------------------------------------------------------------------------------
+
+
+class LazyText(ScrollView, can_focus=True):
+    """Read-only text of any size, drawn line by line as it scrolls into view: nothing is measured
+    or styled for lines that are not on screen, so a 1 MB traceback or payload opens at once."""
+
+    DEFAULT_CSS: ClassVar[str] = """
+    LazyText { height: 1fr; }
+    """
+
+    def __init__(self, text: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.lines = text.splitlines() or [""]
+        # Characters, not cells: measuring every line's cells is exactly the cost avoided here.
+        self.virtual_size = Size(max(len(line) for line in self.lines) + 1, len(self.lines))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def render_line(self, y: int) -> Strip:
+        x, top = self.scroll_offset
+        index = top + y
+        if index >= len(self.lines):
+            return Strip.blank(self.size.width, self.rich_style)
+        width = self.size.width
+        piece = self.lines[index].expandtabs(4)[x: x + width]
+        return Strip([Segment(piece, self.rich_style)]).extend_cell_length(width, self.rich_style).crop(0, width)

@@ -21,7 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from evalharness.core.admin import FailedDetail, FailedFilter, FailedGroup, FailedPage, FailedRow
 
@@ -35,6 +35,7 @@ from .common import (
     Col,
     Gated,
     KeyedTable,
+    LazyText,
     PageFailed,
     PageFetched,
     Row,
@@ -47,7 +48,7 @@ from .common import (
 from .dialogs import Confirmation, FilterDialog
 
 HIGHLIGHT_LIMIT = 64_000
-"""Text longer than this (characters) opens in a plain read-only TextArea, which draws only the
+"""Text longer than this (characters) opens plain in a :class:`LazyText`, which draws only the
 lines in view, instead of being highlighted as a whole: a 1 MB traceback must not freeze the screen."""
 
 PANE_LINES = 15
@@ -226,7 +227,7 @@ def as_json(value: Any) -> str:
 def code_view(text: str, lexer: str, *, id: str | None = None) -> Widget:
     """Highlighted text in a scroll, or for big text a read-only TextArea (drawn lazily by line)."""
     if len(text) > HIGHLIGHT_LIMIT:
-        return TextArea(text, read_only=True, soft_wrap=False, show_line_numbers=False, id=id, classes="code")
+        return LazyText(text, id=id, classes="code")
     syntax = Syntax(text, lexer, theme="ansi_dark", background_color="default", word_wrap=False)
     scroll = VerticalScroll(Static(syntax, expand=True, shrink=False, markup=False), id=id, classes="code", can_focus=True)
     return scroll
