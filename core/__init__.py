@@ -5,10 +5,11 @@ The names most programs need are importable from here::
     from evalharness.core import job, RateLimited, PermanentError, limiter, concurrency_limiter
 """
 
-from .jobs import JobContext, JobOptions, PermanentError, RateLimited, job
+from .jobs import JobCancelled, JobContext, JobOptions, PermanentError, RateLimited, job
 from .limits import concurrency_limiter, limiter
 
 __all__ = [
+    "JobCancelled",
     "JobContext",
     "JobOptions",
     "PermanentError",

@@ -6,12 +6,24 @@ and a CLI line print the same counts. Pages are bounded reads (indexes, never a 
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from .batches import TERMINAL, Batches, batch_index_key, batch_key, batches_key
+from .evaljobs import SAMPLE_JOB
+from .keys import QueueKeys
+from .queue import FAILED_RETENTION_MS, Queue
+from .telemetry import EVENTS_MAXLEN, events_key
+
 PAGE_SIZE = 50
+TEXT_SCAN_LIMIT = 1_000  # failed jobs a free-text filter reads at most (after the facet indexes)
+SCAN_CHUNK = 500
+ACTIVE_STATES = frozenset({"pending", "running"})
 
 
 @dataclass(frozen=True)
@@ -179,63 +191,635 @@ class BatchDetail:
     failed_jobs: tuple[FailedRow, ...]
 
 
+def _ms(value: Any) -> float | None:
+    try:
+        return None if value in (None, "") else int(value) / 1000.0
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _loads(raw: Any) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def worker_of(owner: str | None) -> str:
+    """``host:pid`` of a worker id (``host:pid:random``)."""
+    if not owner:
+        return ""
+    host_pid, sep, _ = owner.rpartition(":")
+    return host_pid if sep else owner
+
+
+def _tries(env: dict[str, Any]) -> int | None:
+    overrides = env.get("overrides") or {}
+    if "tries" in overrides:
+        return _int(overrides["tries"], 0) or None
+    options = env.get("options")
+    if isinstance(options, dict) and "tries" in options:
+        return _int(options["tries"], 0) or None
+    return None
+
+
+def _timeout(env: dict[str, Any]) -> float | None:
+    overrides = env.get("overrides") or {}
+    options = env.get("options")
+    raw = overrides.get("timeout", options.get("timeout") if isinstance(options, dict) else None)
+    try:
+        return float(raw) or None if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _sample(env: dict[str, Any]) -> int | None:
+    payload = env.get("payload")
+    if env.get("name") == SAMPLE_JOB and isinstance(payload, dict) and isinstance(payload.get("index"), int):
+        return int(payload["index"])
+    return None
+
+
+FAILED_FIELDS = ("data", "failure", "attempts", "releases", "failed_at", "started_at", "retried_by", "batch", "f_name", "f_exc", "state")
+
+
+def _failed_row(queue: str, job_id: str, rec: Sequence[Any]) -> FailedRow:
+    env = _loads(rec[0]) or {}
+    failure = _loads(rec[1]) or {}
+    failed_at = _ms(rec[4])
+    started_at = _ms(rec[5])
+    runtime = None if failed_at is None or started_at is None else max(0.0, failed_at - started_at)
+    kind = str(failure.get("kind") or "exception")
+    return FailedRow(
+        id=job_id,
+        queue=queue,
+        name=str(rec[8] or env.get("name") or failure.get("job") or ""),
+        batch=rec[7] or env.get("batch"),
+        exception=str(rec[9] or failure.get("exception_type") or kind),
+        message=str(failure.get("message") or "")[:500],
+        kind=kind,
+        attempts=_int(rec[2]) - _int(rec[3]),
+        tries=_tries(env),
+        failed_at=failed_at,
+        retried_by=rec[6] or None,
+        runtime=runtime,
+        worker=failure.get("worker") or None,
+        tags=tuple(str(t) for t in (env.get("tags") or ())),
+        sample=_sample(env),
+    )
+
+
 class Admin:
-    """The operator's actions and pages over one Redis and key prefix."""
+    """The operator's actions and pages over one Redis and key prefix.
+
+    Reads are bounded: failed pages come from the failed-job indexes (a combined filter walks the
+    smallest index; free text reads at most :data:`TEXT_SCAN_LIMIT` already-filtered jobs),
+    running jobs from the ``reserved`` sets of the known queues, batches from the ``batches`` sets
+    (one small state read per batch, no job lists).  Every action returns an :class:`ActionResult`
+    and writes an event to the events stream.
+    """
 
     def __init__(self, client: aioredis.Redis, prefix: str = "eh") -> None:
         self.client = client
         self.prefix = prefix
+        self.queue = Queue(client, prefix)
+        self.batches = Batches(client, prefix, self.queue)
+        self._indexed: set[str] = set()
+
+    # helpers -----------------------------------------------------------------
+    def _keys(self, queue: str) -> QueueKeys:
+        return self.queue.keys(queue)
+
+    async def _queues(self, queue: str | None = None) -> list[str]:
+        return [queue] if queue else await self.queue.known_queues()
+
+    async def _event(self, kind: str, result: ActionResult, **fields: str) -> None:
+        """Every action that changed something leaves an event, with the same sentence."""
+        data = {"kind": kind, "subject": result.target, "message": result.message, "at": f"{time.time():.3f}", **fields}
+        await self.client.xadd(events_key(self.prefix), data, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+
+    async def _wake_workers(self, subject: str) -> None:
+        """Ask the workers to renew now, so a cancel does not wait for the next renewal (lease/3)."""
+        await self.client.publish(self.queue.globals.cancels, subject)
+
+    async def ensure_indexes(self, queues: Sequence[str]) -> None:
+        """Index jobs that failed before the failed-job indexes existed (once per queue)."""
+        for q in queues:
+            if q not in self._indexed:
+                await self.queue.ensure_failed_indexes(q)
+                self._indexed.add(q)
+
+    async def _find_job(self, job_id: str, queue: str | None, failed_only: bool = False) -> str | None:
+        queues = await self._queues(queue)
+        if not queues:
+            return None
+        async with self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                if failed_only:
+                    pipe.zscore(self._keys(q).failed, job_id)
+                else:
+                    pipe.exists(self._keys(q).job(job_id))
+            found = await pipe.execute()
+        for q, hit in zip(queues, found, strict=True):
+            if hit:
+                return q
+        return None
 
     # batches -----------------------------------------------------------------
+    async def _batch_rows(self, queue: str, ids: Sequence[str]) -> list[BatchRow]:
+        if not ids:
+            return []
+        keys = self._keys(queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for bid in ids:
+                bk = batch_key(keys, bid)
+                pipe.hgetall(bk)
+                pipe.scard(bk + ":running")
+                pipe.scard(bk + ":cancelled")
+            replies = await pipe.execute()
+        rows = []
+        for i, bid in enumerate(ids):
+            rec, running, removed = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
+            if rec:
+                rows.append(self._batch_row(bid, queue, rec, int(running), int(removed)))
+        return rows
+
+    @staticmethod
+    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int) -> BatchRow:
+        state = rec.get("state", "pending")
+        failed = _int(rec.get("failed"))
+        processed = _int(rec.get("processed"))
+        callbacks: dict[str, str] = {}
+        for stage in ("before", "progress", "then", "catch", "finally"):
+            if not rec.get(f"cb:{stage}"):
+                continue
+            # the scripts enqueue each callback once per transition; "queued" = its transition happened
+            happened = {
+                "before": True,
+                "progress": processed - failed > 0,
+                "then": state == "succeeded",
+                "catch": rec.get("catch_done") == "1",
+                "finally": bool(rec.get("finished_at")),
+            }[stage]
+            callbacks[stage] = "queued" if happened else "pending"
+        return BatchRow(
+            id=bid,
+            name=rec.get("name", ""),
+            queue=queue,
+            tenant=rec.get("tenant") or None,
+            state=state,
+            total=_int(rec.get("total")),
+            pending=_int(rec.get("pending")),
+            running=running,
+            succeeded=max(0, processed - failed),
+            failed=failed,
+            removed=removed,
+            created_at=_ms(rec.get("created_at")),
+            started_at=_ms(rec.get("started_at")),
+            finished_at=_ms(rec.get("finished_at")),
+            cancelled_at=_ms(rec.get("cancelled_at")),
+            callbacks=callbacks,
+            run_id=bid[4:] if bid.startswith("run-") else None,
+        )
+
     async def batches_page(self, chip: str = "active", offset: int = 0, count: int = PAGE_SIZE) -> list[BatchRow]:
         """chip: "active" (pending/running), "all", "failed" (failed or finished_with_failures), "cancelled".
         Running first, then newest first."""
-        raise NotImplementedError
+        if chip not in ("active", "all", "failed", "cancelled"):
+            raise ValueError(f"unknown batch chip {chip!r}: use active, all, failed or cancelled")
+        wanted = {
+            "active": ACTIVE_STATES,
+            "failed": frozenset({"failed", "finished_with_failures"}),
+            "cancelled": frozenset({"cancelled"}),
+        }.get(chip)
+        # one small read per batch (its state), no job lists; then full rows for the page only
+        found: list[tuple[int, float, str, str]] = []
+        for q in await self._queues():
+            keys = self._keys(q)
+            entries: Any = await self.client.zrevrange(batches_key(keys), 0, -1, withscores=True)
+            for start in range(0, len(entries), SCAN_CHUNK):
+                chunk = entries[start : start + SCAN_CHUNK]
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for bid, _ in chunk:
+                        pipe.hget(batch_key(keys, str(bid)), "state")
+                    states = await pipe.execute()
+                for (bid, created), state in zip(chunk, states, strict=True):
+                    if state is None or (wanted is not None and state not in wanted):
+                        continue
+                    rank = 0 if state == "running" else 1 if state == "pending" else 2
+                    found.append((rank, -float(created), q, str(bid)))
+        found.sort()
+        page = found[offset : offset + count]
+        by_queue: dict[str, list[str]] = {}
+        for _, _, q, bid in page:
+            by_queue.setdefault(q, []).append(bid)
+        rows: dict[str, BatchRow] = {}
+        for q, ids in by_queue.items():
+            rows.update({r.id: r for r in await self._batch_rows(q, ids)})
+        return [rows[bid] for _, _, _, bid in page if bid in rows]
+
+    async def _batch(self, batch_id: str) -> BatchRow | None:
+        queue = await self.client.hget(batch_index_key(self.prefix), batch_id)
+        if queue is None:
+            return None
+        rows = await self._batch_rows(str(queue), [batch_id])
+        return rows[0] if rows else None
 
     async def batch_detail(self, batch_id: str) -> BatchDetail | None:
-        raise NotImplementedError
+        row = await self._batch(batch_id)
+        if row is None:
+            return None
+        page = await self.failed_page(FailedFilter(queue=row.queue, batch=batch_id), 0, PAGE_SIZE)
+        return BatchDetail(row=row, failed_jobs=page.rows)
 
     async def cancel_batch_preview(self, batch_id: str) -> tuple[int, int]:
         """(queued jobs a cancel would remove, running jobs it would tell to stop)."""
-        raise NotImplementedError
+        row = await self._batch(batch_id)
+        if row is None or _batch_finished(row):
+            return (0, 0)
+        keys = self._keys(row.queue)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.lane(batch_id))
+            pipe.scard(batch_key(keys, batch_id) + ":running")
+            queued, running = await pipe.execute()
+        return (int(queued), int(running))
 
     async def cancel_batch(self, batch_id: str) -> ActionResult:
-        raise NotImplementedError
+        if await self.client.hget(batch_index_key(self.prefix), batch_id) is None:
+            return ActionResult("cancel_batch", batch_id, False, f"No batch {batch_id}: nothing changed")
+        out = await self.batches.cancel_ex(batch_id)
+        if not out.changed:
+            state = out.previous_state.replace("_", " ")
+            return ActionResult("cancel_batch", batch_id, False, f"{batch_id} already {state}: nothing changed", skipped=1)
+        # the batch_cancel script wrote the batch_cancelled event with these numbers
+        if out.told_to_stop:
+            await self._wake_workers(batch_id)
+        return ActionResult(
+            "cancel_batch", batch_id, True,
+            f"Cancelled {batch_id}: removed {_plural(out.removed, 'queued job')}, {out.told_to_stop:,} running told to stop",
+            removed=out.removed, told_to_stop=out.told_to_stop,
+        )
 
     async def retry_batch(self, batch_id: str) -> ActionResult:
-        raise NotImplementedError
+        if await self.client.hget(batch_index_key(self.prefix), batch_id) is None:
+            return ActionResult("retry_batch", batch_id, False, f"No batch {batch_id}: nothing changed")
+        n = await self.batches.retry(batch_id)
+        if n == 0:
+            return ActionResult("retry_batch", batch_id, False, f"{batch_id} has no failed or cancelled jobs to retry: nothing changed")
+        # the batch_retry script wrote the batch_retried event
+        return ActionResult("retry_batch", batch_id, True, f"Retrying {batch_id}: {_plural(n, 'job')} queued again", retried=n)
 
     # failed jobs -------------------------------------------------------------
+    async def _filter_queues(self, flt: FailedFilter) -> list[str]:
+        if flt.batch:
+            owner = await self.client.hget(batch_index_key(self.prefix), flt.batch)
+            if owner is None:
+                # a batch pruned since: its failed jobs may still be indexed on the filter's queue
+                return [flt.queue] if flt.queue else await self._queues()
+            return [] if flt.queue and flt.queue != str(owner) else [str(owner)]
+        return await self._queues(flt.queue)
+
+    async def _match_queue(self, queue: str, flt: FailedFilter, limit: int | None) -> tuple[int, list[tuple[float, str]]]:
+        """(how many failed jobs of ``queue`` match, the newest ``limit`` of them (all: None))."""
+        keys = self._keys(queue)
+        cutoff = int(time.time() * 1000) - FAILED_RETENTION_MS
+        facets = [keys.failed_index(f, v) for f, v in (("batch", flt.batch), ("name", flt.name), ("exc", flt.exception)) if v]
+        sets = facets or [keys.failed]
+        if len(sets) == 1 and not flt.text:
+            total = int(await self.client.zcount(sets[0], cutoff, "+inf"))
+            n = total if limit is None else min(limit, total)
+            if n == 0:
+                return total, []
+            got: Any = await self.client.zrevrangebyscore(sets[0], "+inf", cutoff, start=0, num=n, withscores=True)
+            return total, [(float(sc), str(i)) for i, sc in got]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in sets:
+                pipe.zcount(key, cutoff, "+inf")
+            sizes = await pipe.execute()
+        # walk the smallest index, newest first; check the others by score lookups
+        order = sorted(range(len(sets)), key=lambda i: sizes[i])
+        smallest, others = sets[order[0]], [sets[i] for i in order[1:]]
+        matched: list[tuple[float, str]] = []
+        scanned = 0
+        text = (flt.text or "").lower()
+        start = 0
+        while True:
+            got = await self.client.zrevrangebyscore(smallest, "+inf", cutoff, start=start, num=SCAN_CHUNK, withscores=True)
+            if not got:
+                break
+            start += len(got)
+            ids = [str(i) for i, _ in got]
+            keep = [True] * len(ids)
+            if others:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in others:
+                        pipe.zmscore(key, ids)
+                    scores = await pipe.execute()
+                keep = [all(col[j] is not None for col in scores) for j in range(len(ids))]
+            candidates = [(float(sc), str(i)) for (i, sc), k in zip(got, keep, strict=True) if k]
+            if text:
+                candidates = candidates[: max(0, TEXT_SCAN_LIMIT - scanned)]
+                scanned += len(candidates)
+                candidates = await self._text_match(keys, candidates, text)
+            matched += candidates
+            if (text and scanned >= TEXT_SCAN_LIMIT) or len(got) < SCAN_CHUNK:
+                break
+        return len(matched), matched if limit is None else matched[:limit]
+
+    async def _text_match(self, keys: QueueKeys, candidates: list[tuple[float, str]], text: str) -> list[tuple[float, str]]:
+        if not candidates:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, job_id in candidates:
+                pipe.hmget(keys.job(job_id), "f_name", "f_exc", "failure")
+            recs = await pipe.execute()
+        out = []
+        for cand, rec in zip(candidates, recs, strict=True):
+            failure = _loads(rec[2]) or {}
+            hay = " ".join((cand[1], str(rec[0] or ""), str(rec[1] or ""), str(failure.get("message") or ""),
+                            " ".join(str(t) for t in failure.get("tags") or ()))).lower()
+            if text in hay:
+                out.append(cand)
+        return out
+
+    async def _matching(self, flt: FailedFilter, limit: int | None) -> tuple[int, list[tuple[float, str, str]]]:
+        queues = await self._filter_queues(flt)
+        await self.ensure_indexes(queues)
+        total = 0
+        merged: list[tuple[float, str, str]] = []
+        for q in queues:
+            n, got = await self._match_queue(q, flt, limit)
+            total += n
+            merged += [(sc, q, job_id) for sc, job_id in got]
+        merged.sort(key=lambda t: -t[0])
+        return total, merged if limit is None else merged[:limit]
+
+    async def _rows(self, items: Sequence[tuple[float, str, str]]) -> list[FailedRow]:
+        if not items:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, q, job_id in items:
+                pipe.hmget(self._keys(q).job(job_id), *FAILED_FIELDS)
+            recs = await pipe.execute()
+        rows = [_failed_row(q, job_id, rec) for (_, q, job_id), rec in zip(items, recs, strict=True) if rec[0] is not None]
+        retried = [r for r in rows if r.retried_by]
+        if not retried:
+            return rows
+        async with self.client.pipeline(transaction=False) as pipe:
+            for r in retried:
+                pipe.hget(self._keys(r.queue).job(str(r.retried_by)), "state")
+            states = await pipe.execute()
+        state_of = {r.id: (s or "completed or gone") for r, s in zip(retried, states, strict=True)}
+        return [_with_retry_state(r, state_of.get(r.id)) for r in rows]
+
     async def failed_page(self, flt: FailedFilter = FailedFilter(), offset: int = 0,
                           count: int = PAGE_SIZE) -> FailedPage:
         """Newest first."""
-        raise NotImplementedError
+        total, items = await self._matching(flt, offset + count)
+        return FailedPage(total=total, offset=offset, rows=tuple(await self._rows(items[offset : offset + count])))
 
     async def failed_groups(self, flt: FailedFilter = FailedFilter()) -> list[FailedGroup]:
-        raise NotImplementedError
+        """Failed jobs matching ``flt`` per exception class (the failure kind when there is no
+        class), largest group first."""
+        queues = await self._filter_queues(flt)
+        await self.ensure_indexes(queues)
+        values: set[str] = set()
+        cutoff = int(time.time() * 1000) - FAILED_RETENTION_MS
+        for q in queues:
+            values.update(str(v) for v in await self.client.zrangebyscore(self._keys(q).failed_values("exc"), cutoff, "+inf"))
+        if flt.exception:
+            values &= {flt.exception}
+        groups = []
+        for value in values:
+            n = await self.failed_count(FailedFilter(flt.queue, flt.batch, value, flt.name, flt.text))
+            if n:
+                groups.append(FailedGroup(value, n))
+        groups.sort(key=lambda g: (-g.count, g.exception))
+        return groups
 
     async def failed_count(self, flt: FailedFilter = FailedFilter()) -> int:
-        raise NotImplementedError
+        total, _ = await self._matching(flt, 0)
+        return total
 
     async def failed_detail(self, job_id: str, queue: str | None = None) -> FailedDetail | None:
-        raise NotImplementedError
+        q = await self._find_job(job_id, queue)
+        if q is None:
+            return None
+        keys = self._keys(q)
+        rec = await self.client.hgetall(keys.job(job_id))
+        if not rec or rec.get("state") not in ("failed", "retried"):
+            return None
+        row = _failed_row(q, job_id, [rec.get(f) for f in FAILED_FIELDS])
+        failure = _loads(rec.get("failure")) or {}
+        env = _loads(rec.get("data")) or {}
+        retries: list[tuple[str, str, float | None]] = []
+        link: Any = rec.get("retried_by")
+        seen = {job_id}
+        when = _ms(rec.get("retried_at"))
+        while link and link not in seen and len(retries) < 20:
+            seen.add(link)
+            nxt: Any = await self.client.hmget(keys.job(link), "state", "retried_by", "retried_at")
+            retries.append((str(nxt[0] or "completed or gone"), link, when))
+            link, when = nxt[1], _ms(nxt[2])
+        if retries:
+            row = _with_retry_state(row, retries[-1][0])
+        summary = {
+            "id": job_id,
+            "queue": q,
+            "name": row.name,
+            "batch": row.batch,
+            "tenant": env.get("tenant"),
+            "kind": row.kind,
+            "exception": row.exception,
+            "reason": failure.get("reason"),
+            "attempts": row.attempts,
+            "tries": row.tries,
+            "releases": _int(rec.get("releases")),
+            "exceptions": _int(rec.get("exceptions")),
+            "lost": _int(rec.get("lost")),
+            "retry_of": env.get("retry_of"),
+            "retried_by": rec.get("retried_by"),
+            "enqueued_at": env.get("enqueued_at"),
+            "started_at": _ms(rec.get("started_at")),
+            "failed_at": row.failed_at,
+            "runtime": row.runtime,
+            "worker": row.worker,
+            "lease_renewed_at": _ms(rec.get("renewed_at")),
+            "lease_seconds": (_int(rec.get("lease_ms")) / 1000.0) or None,
+            "timeout": _timeout(env) if not rec.get("timeout") else float(rec["timeout"]) or None,
+            "detail": failure.get("detail"),
+            "cancelled_at": _ms(rec.get("cancel_at")),
+            "progress": float(rec["progress"]) if rec.get("progress") else None,
+            "progress_note": rec.get("progress_note") or None,
+            "message": failure.get("message"),
+        }
+        return FailedDetail(
+            row=row,
+            traceback=str(failure.get("traceback") or ""),
+            payload=failure.get("payload", env.get("payload")),
+            checkpoint=_loads(rec.get("checkpoint")),
+            summary=summary,
+            retries=tuple(retries),
+        )
+
+    async def _gone(self, action: str, job_id: str, queue: str | None) -> ActionResult:
+        """Why a failed job could not be acted on."""
+        q = await self._find_job(job_id, queue)
+        if q is not None:
+            rec: Any = await self.client.hmget(self._keys(q).job(job_id), "state", "retried_by")
+            if rec[0] == "retried":
+                return ActionResult(action, job_id, False, f"{job_id} was already retried as {rec[1]}: nothing changed", skipped=1)
+            return ActionResult(action, job_id, False, f"{job_id} is not in the failed store (it is {rec[0] or 'queued'}): nothing changed", skipped=1)
+        return ActionResult(action, job_id, False, f"No failed job {job_id} (forgotten, expired or never failed): nothing changed", skipped=1)
 
     async def retry_failed(self, job_id: str, queue: str | None = None) -> ActionResult:
-        raise NotImplementedError
+        q = await self._find_job(job_id, queue, failed_only=True)
+        if q is None:
+            return await self._gone("retry_failed", job_id, queue)
+        new_id = await self.queue.retry_failed(q, job_id)
+        if new_id is None:
+            return await self._gone("retry_failed", job_id, queue)
+        result = ActionResult("retry_failed", job_id, True, f"Retried {job_id}: queued again as {new_id}", retried=1, new_ids=(new_id,))
+        await self._event("failed_retried", result, queue=q, id=job_id, count="1")
+        return result
 
     async def forget_failed(self, job_id: str, queue: str | None = None) -> ActionResult:
-        raise NotImplementedError
+        q = await self._find_job(job_id, queue, failed_only=True)
+        if q is None or not await self.queue.forget_failed(q, job_id):
+            return await self._gone("forget_failed", job_id, queue)
+        result = ActionResult("forget_failed", job_id, True, f"Forgot {job_id}", forgotten=1)
+        await self._event("failed_forgotten", result, queue=q, id=job_id, count="1")
+        return result
+
+    async def _all_matching(self, flt: FailedFilter) -> dict[str, list[str]]:
+        _, items = await self._matching(flt, None)
+        by_queue: dict[str, list[str]] = {}
+        for _, q, job_id in items:
+            by_queue.setdefault(q, []).append(job_id)
+        return by_queue
 
     async def retry_matching(self, flt: FailedFilter) -> ActionResult:
-        raise NotImplementedError
+        target = flt.describe() or "all"
+        retried: list[str] = []
+        skipped = 0
+        for q, ids in (await self._all_matching(flt)).items():
+            for _old, new in await self.queue.retry_failed_many(q, ids):
+                if new is None:
+                    skipped += 1
+                else:
+                    retried.append(new)
+        if not retried:
+            msg = f"No failed jobs matching {target} to retry" if not skipped else f"Retried none of the jobs matching {target}: {skipped:,} already retried or forgotten"
+            return ActionResult("retry_matching", target, False, msg, skipped=skipped)
+        msg = f"Retried {_plural(len(retried), 'failed job')} matching {target}"
+        if skipped:
+            msg += f" ({skipped:,} skipped: already retried or forgotten)"
+        result = ActionResult("retry_matching", target, True, msg, retried=len(retried), skipped=skipped, new_ids=tuple(retried))
+        await self._event("failed_retried", result, count=str(len(retried)))
+        return result
 
     async def forget_matching(self, flt: FailedFilter) -> ActionResult:
-        raise NotImplementedError
+        target = flt.describe() or "all"
+        forgotten = 0
+        skipped = 0
+        for q, ids in (await self._all_matching(flt)).items():
+            done = await self.queue.forget_failed_many(q, ids)
+            forgotten += len(done)
+            skipped += len(ids) - len(done)
+        if not forgotten:
+            return ActionResult("forget_matching", target, False, f"No failed jobs matching {target} to forget", skipped=skipped)
+        msg = f"Forgot {_plural(forgotten, 'failed job')} matching {target}"
+        if skipped:
+            msg += f" ({skipped:,} skipped: already retried or forgotten)"
+        result = ActionResult("forget_matching", target, True, msg, forgotten=forgotten, skipped=skipped)
+        await self._event("failed_forgotten", result, count=str(forgotten))
+        return result
 
     # running jobs ------------------------------------------------------------
+    RUNNING_FIELDS = ("data", "owner", "started_at", "attempts", "releases", "renewed_at", "lease_ms",
+                      "progress", "progress_note", "cancel", "batch", "timeout")
+
     async def running(self, queue: str | None = None) -> list[RunningRow]:
         """Every leased job, longest-running first."""
-        raise NotImplementedError
+        rows: list[RunningRow] = []
+        for q in await self._queues(queue):
+            keys = self._keys(q)
+            leased: Any = await self.client.zrange(keys.reserved, 0, -1, withscores=True)
+            if not leased:
+                continue
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id, _ in leased:
+                    pipe.hmget(keys.job(str(job_id)), *self.RUNNING_FIELDS)
+                recs = await pipe.execute()
+            for (job_id, deadline), rec in zip(leased, recs, strict=True):
+                if rec[0] is None:
+                    continue
+                env = _loads(rec[0]) or {}
+                timeout = float(rec[11]) if rec[11] else _timeout(env)
+                rows.append(RunningRow(
+                    id=str(job_id),
+                    name=str(env.get("name") or ""),
+                    queue=q,
+                    batch=rec[10] or None,
+                    worker=worker_of(rec[1]),
+                    started_at=_ms(rec[2]),
+                    attempt=_int(rec[3]),
+                    tries=_tries(env),
+                    timeout=timeout or None,
+                    lease_deadline=float(deadline) / 1000.0,
+                    renewed_at=_ms(rec[5]),
+                    lease_seconds=(_int(rec[6]) / 1000.0) or None,
+                    progress=float(rec[7]) if rec[7] else None,
+                    progress_note=rec[8] or None,
+                    sample=_sample(env),
+                    releases=_int(rec[4]),
+                    cancel_requested=bool(rec[9]),
+                ))
+        rows.sort(key=lambda r: (r.started_at if r.started_at is not None else float("inf"), r.id))
+        return rows
 
     async def cancel_job(self, job_id: str, queue: str | None = None) -> ActionResult:
-        raise NotImplementedError
+        q = await self._find_job(job_id, queue)
+        if q is None:
+            return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
+        reply = await self.queue.cancel_job(q, job_id)
+        if reply.what == "told":
+            await self._wake_workers(job_id)
+            owner: Any = await self.client.hget(self._keys(q).job(job_id), "owner")
+            result = ActionResult("cancel_job", job_id, True,
+                                  f"Cancelled {job_id}: its worker {worker_of(owner)} is told to stop at its next lease renewal",
+                                  told_to_stop=1)
+            await self._event("job_cancel_requested", result, queue=q, id=job_id)
+            return result
+        if reply.what == "removed":
+            result = ActionResult("cancel_job", job_id, True, f"Cancelled {job_id}: removed from the queue before it started", removed=1)
+            await self._event("job_cancelled", result, queue=q, id=job_id)
+            return result
+        if reply.what == "already":
+            return ActionResult("cancel_job", job_id, False, f"{job_id} was already told to stop: nothing changed", skipped=1)
+        if reply.what == "missing":
+            return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
+        return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+
+
+def _with_retry_state(row: FailedRow, state: str | None) -> FailedRow:
+    from dataclasses import replace
+
+    return replace(row, retry_state=state)
+
+
+def _batch_finished(row: BatchRow) -> bool:
+    return row.state == "cancelled" or (row.state in TERMINAL and row.pending <= 0)

@@ -117,6 +117,19 @@ class BatchInfo:
         }
 
 
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a batch cancel did: queued jobs removed, running jobs told to stop, the state the
+    batch had, and whether it changed anything (False for a batch already cancelled or finished)."""
+
+    batch_id: str
+    queue: str
+    removed: int
+    told_to_stop: int
+    previous_state: str
+    changed: bool
+
+
 def _ms(value: str | None) -> float | None:
     return None if value is None or value == "" else int(value) / 1000.0
 
@@ -253,12 +266,20 @@ class Batches:
 
     async def cancel(self, batch_id: str) -> int:
         """Cancel: queued jobs leave the queue now; returns how many were removed."""
+        return (await self.cancel_ex(batch_id)).removed
+
+    async def cancel_ex(self, batch_id: str) -> CancelOutcome:
+        """Cancel: queued jobs leave the queue now and running ones are told to stop (their
+        workers stop them at their next lease renewal).  A batch already cancelled or finished
+        is left as it is (``changed`` is False)."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        removed = int(await self.queue.scripts["batch_cancel"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]))
-        if removed < 0:
+        removed, told, state, changed = await self.queue.scripts["batch_cancel"](
+            keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]
+        )
+        if int(removed) < 0:
             raise EvalHarnessError(f"no batch {batch_id!r}")
-        return removed
+        return CancelOutcome(batch_id, queue, int(removed), int(told), str(state), int(changed) == 1)
 
     async def retry(self, batch_id: str) -> int:
         """Queue the failed (and cancelled) jobs again; returns how many."""

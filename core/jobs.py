@@ -40,6 +40,7 @@ class FailureKind(StrEnum):
     UNKNOWN_JOB = "unknown_job"
     RATE_LIMITED = "rate_limited"  # still rate-limited when retry_until passed
     INVALID_PAYLOAD = "invalid_payload"
+    CANCELLED = "cancelled"  # an operator cancelled it (``evalharness job cancel``, a batch cancel)
 
 
 class RateLimited(Exception):
@@ -58,6 +59,13 @@ class PermanentError(Exception):
     def __init__(self, message: str, kind: str = "exception") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class JobCancelled(PermanentError):
+    """Recorded for a job an operator cancelled while it ran: it fails at once, never retried."""
+
+    def __init__(self, message: str = "cancelled by an operator") -> None:
+        super().__init__(message, FailureKind.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +265,15 @@ class JobContext(Protocol):
     def checkpoint(self, state: Any) -> None:
         """Save JSON-able partial state: a retry receives it as :attr:`partial`, and the failed
         hook and the failed-job record carry it.  Callable from async and sync jobs alike."""
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        """Report how far the job is (0..1) with a short note, e.g. ``progress(0.4, "tokens 812")``.
+        Free to call often: the latest value travels with the worker's next lease renewal (no
+        Redis call per update) and shows in ``evalharness jobs running`` and the console."""
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once an operator asked to cancel this job; a sync job may poll it to stop early."""
 
 
 JobFunc = Callable[..., Any]
@@ -462,10 +479,12 @@ def decide(
     rnd: float | None = None,
 ) -> Decision:
     """What to do with a job whose attempt ended with ``outcome``
-    (``ok``, ``rate_limited``, ``exception``, ``timeout`` or ``lost``)."""
+    (``ok``, ``rate_limited``, ``exception``, ``timeout``, ``lost`` or ``cancelled``)."""
     opts = job.options
     if outcome == "ok":
         return Decision(Verdict.ACK)
+    if outcome == "cancelled":
+        return Decision(Verdict.FAIL, kind=FailureKind.CANCELLED, reason="cancelled by an operator")
     r = random.random() if rnd is None else rnd
     if outcome == "rate_limited":
         delay = retry_after if retry_after is not None else backoff_delay(opts.backoff, job.releases + 1, opts.jitter, r)

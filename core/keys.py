@@ -53,6 +53,24 @@ class QueueKeys:
         """ZSET job id -> time (ms) it failed for good."""
         return self.base + "failed"
 
+    def failed_index(self, facet: str, value: str) -> str:
+        """ZSET job id -> time (ms) it failed, of the failed jobs whose ``facet`` (``batch``,
+        ``name`` or ``exc``: the exception class, or the failure kind when there is none) is
+        ``value``; kept by the fail, retry, forget and cancel scripts (names built in _failed.lua
+        too), trimmed to the store's retention."""
+        return f"{self.base}failed:{facet}:{value}"
+
+    def failed_values(self, facet: str) -> str:
+        """ZSET value -> time (ms) of its latest failure, of every value of ``facet`` with an index
+        (for the grouped view: the exception classes seen within the retention)."""
+        return f"{self.base}failed_values:{facet}"
+
+    @property
+    def failed_indexed(self) -> str:
+        """STRING set once the failed-job indexes cover every job in ``failed`` (after the one-time
+        rebuild of jobs that failed before the indexes existed)."""
+        return self.base + "failed_indexed"
+
     @property
     def wake(self) -> str:
         """LIST of wake-up tokens that idle workers block on."""
@@ -95,3 +113,11 @@ class GlobalKeys:
     def workers(self) -> str:
         """HASH worker id -> JSON description (host, pid, queues, concurrency, heartbeat)."""
         return f"{self.prefix}:workers"
+
+    @property
+    def cancels(self) -> str:
+        """Pub/sub channel: "a cancel was requested" (job or batch id).  Workers holding jobs renew
+        their leases at once, and the renewal tells them which jobs to stop; the flag on the job
+        record stays the source of truth, so a lost message only delays the stop to the next
+        regular renewal."""
+        return f"{self.prefix}:cancels"

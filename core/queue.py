@@ -53,6 +53,40 @@ OPTION_NAMES = frozenset(JobOptions().to_json())
 class PopResult:
     jobs: list[Job] = field(default_factory=list)
     next_due: float | None = None  # seconds until the next delayed job is due
+    cancelled: set[str] = field(default_factory=set)  # ids an operator asked to cancel (re-delivered)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseUpdate:
+    """One held job in a renewal: its id and what its worker reports with the renewal."""
+
+    id: str
+    progress: float | None = None  # 0..1 when the job reported progress since the last renewal
+    note: str = ""
+    timeout: float | None = None  # the attempt's effective timeout (seconds), sent once
+
+
+@dataclass(frozen=True, slots=True)
+class RenewReply:
+    lost: list[str]  # leases the caller no longer holds
+    cancel: list[str]  # jobs an operator asked to cancel
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReply:
+    """What ``cancel_job`` found: ``what`` is told, already, removed, finished or missing."""
+
+    what: str
+    state: str
+    queue: str
+
+
+def failure_facets(failure: dict[str, Any]) -> tuple[str, str]:
+    """The job name and exception class a failure is indexed under (the failure kind stands in
+    for the class when there is none, e.g. a lease that lapsed on its last try)."""
+    name = str(failure.get("job") or "")
+    exc = str(failure.get("exception_type") or failure.get("kind") or "exception")
+    return name, exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +219,9 @@ class Queue:
     @staticmethod
     def _parse_pop(raw: Sequence[Any]) -> PopResult:
         result = PopResult(next_due=None if int(raw[0]) < 0 else int(raw[0]) / 1000.0)
-        for i in range(1, len(raw), 7):
+        for i in range(1, len(raw), 8):
+            if raw[i + 7]:
+                result.cancelled.add(str(raw[i]))
             result.jobs.append(
                 Job.from_envelope(
                     raw[i + 1],
@@ -262,10 +298,12 @@ class Queue:
     ) -> dict[str, list[Any]]:
         """The keys and args of the ``fail`` script (shared by the async and sync callers)."""
         keys = self.keys(queue)
+        kind = str(failure.get("kind", "exception"))
+        name, exc = failure_facets(failure)
         return {
             "keys": [keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
             "args": [keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
-                     str(failure.get("kind", "exception")) if telemetry else ""],
+                     kind if telemetry else "", name, exc, kind],
         }
 
     async def fail(self, *args: Any, **kwargs: Any) -> bool:
@@ -304,21 +342,138 @@ class Queue:
         )
         return new_id if ok else None
 
-    async def forget_failed(self, queue: str, job_id: str) -> bool:
+    async def retry_failed_many(self, queue: str, job_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+        """:meth:`retry_failed` for many jobs of one queue, pipelined in chunks; returns
+        (old id, new id or None when it was not in the failed store) per job."""
         keys = self.keys(queue)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrem(keys.failed, job_id)
-            pipe.delete(keys.job(job_id))
-            removed, _ = await pipe.execute()
-        return bool(removed)
+        out: list[tuple[str, str | None]] = []
+        for start in range(0, len(job_ids), 200):
+            chunk = list(job_ids[start : start + 200])
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hget(keys.job(job_id), "data")
+                datas = await pipe.execute()
+            calls: list[tuple[str, str]] = []
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id, data in zip(chunk, datas, strict=True):
+                    if data is None:
+                        continue
+                    env = json.loads(data)
+                    new_id = new_job_id()
+                    env["id"] = new_id
+                    env["retry_of"] = job_id
+                    env["enqueued_at"] = time.time()
+                    await self.scripts["retry_failed"](
+                        keys=[keys.lanes, keys.ready, keys.failed, keys.wake, keys.stats],
+                        args=[keys.base, job_id, new_id, json.dumps(env, separators=(",", ":"))],
+                        client=pipe,
+                    )
+                    calls.append((job_id, new_id))
+                replies = await pipe.execute() if calls else []
+            done = {old: new for (old, new), ok in zip(calls, replies, strict=True) if ok}
+            out += [(job_id, done.get(job_id)) for job_id in chunk]
+        return out
+
+    async def forget_failed(self, queue: str, job_id: str) -> bool:
+        """Delete a failed job from the store (and its indexes); False when it was not there."""
+        return bool(await self.forget_failed_many(queue, [job_id]))
+
+    async def forget_failed_many(self, queue: str, job_ids: Sequence[str]) -> list[str]:
+        """Delete failed jobs of one queue from the store; returns the ids that were there."""
+        keys = self.keys(queue)
+        out: list[str] = []
+        for start in range(0, len(job_ids), DISPATCH_CHUNK):
+            chunk = list(job_ids[start : start + DISPATCH_CHUNK])
+            out += [str(i) for i in await self.scripts["forget_failed"](keys=[keys.failed], args=[keys.base, *chunk])]
+        return out
+
+    async def ensure_failed_indexes(self, queue: str) -> int:
+        """Index the failed jobs that failed before the failed-job indexes existed, once per
+        queue (a marker key records that it ran); bounded by the store's size.  Returns how
+        many jobs it indexed (0 when the marker was already there)."""
+        keys = self.keys(queue)
+        if await self.client.exists(keys.failed_indexed):
+            return 0
+        ids = [str(i) for i in await self.client.zrange(keys.failed, 0, -1)]
+        n = 0
+        for start in range(0, len(ids), DISPATCH_CHUNK):
+            chunk = ids[start : start + DISPATCH_CHUNK]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in chunk:
+                    pipe.hget(keys.job(job_id), "failure")
+                failures = await pipe.execute()
+            args: list[Any] = [keys.base, FAILED_RETENTION_MS]
+            for job_id, raw in zip(chunk, failures, strict=True):
+                if raw is None:
+                    continue
+                try:
+                    failure = json.loads(raw)
+                except ValueError:
+                    failure = {}
+                args += [job_id, *failure_facets(failure if isinstance(failure, dict) else {})]
+            if len(args) > 2:
+                n += int(await self.scripts["failed_index"](keys=[keys.failed], args=args))
+        await self.client.set(keys.failed_indexed, "1")
+        return n
+
+    async def cancel_job(self, queue: str, job_id: str) -> CancelReply:
+        """Cancel one job: a running one is flagged (its worker stops it at its next renewal), a
+        queued or delayed one is recorded cancelled at once.  See ``lua/cancel_job.lua``."""
+        keys = self.keys(queue)
+        data = await self.client.hget(keys.job(job_id), "data")
+        name = ""
+        env: dict[str, Any] = {}
+        if data is not None:
+            env = json.loads(data)
+            name = str(env.get("name") or "")
+        failure = {
+            "kind": "cancelled",
+            "message": "cancelled by an operator before it started",
+            "exception_type": "JobCancelled",
+            "job": name,
+            "queue": queue,
+            "attempts": 0,
+            "tries_used": 0,
+            "releases": 0,
+            "tags": env.get("tags") or [],
+            "batch": env.get("batch"),
+            "tenant": env.get("tenant"),
+            "enqueued_at": env.get("enqueued_at"),
+            "at": time.time(),
+            "reason": "cancelled",
+            "payload": env.get("payload"),
+        }
+        what, state = await self.scripts["cancel_job"](
+            keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.failed, keys.stats, keys.wake],
+            args=[keys.base, job_id, json.dumps(failure), FAILED_RETENTION_MS, name, "JobCancelled"],
+        )
+        return CancelReply(str(what), str(state), queue)
 
     async def renew(self, queue: str, owner: str, ids: Sequence[str], lease: float) -> list[str]:
         """Extend the leases of ``ids``; returns those no longer held."""
-        if not ids:
-            return []
+        return (await self.renew_leases(queue, owner, [LeaseUpdate(i) for i in ids], lease)).lost
+
+    def renew_call(self, queue: str, owner: str, jobs: Sequence[LeaseUpdate], lease: float) -> dict[str, list[Any]]:
+        """The keys and args of one ``renew`` script call for every job ``owner`` holds on ``queue``."""
         keys = self.keys(queue)
-        lost = await self.scripts["renew"](keys=[keys.reserved], args=[keys.base, owner, int(lease * 1000), *ids])
-        return list(lost)
+        args: list[Any] = [keys.base, owner, int(lease * 1000)]
+        for j in jobs:
+            args += [
+                j.id,
+                "" if j.progress is None else f"{j.progress:.4f}",
+                j.note,
+                "" if j.timeout is None else f"{j.timeout:g}",
+            ]
+        return {"keys": [keys.reserved], "args": args}
+
+    async def renew_leases(self, queue: str, owner: str, jobs: Sequence[LeaseUpdate], lease: float) -> RenewReply:
+        """Extend the leases of ``jobs`` and carry their progress; returns the leases lost and the
+        jobs an operator asked to cancel."""
+        if not jobs:
+            return RenewReply([], [])
+        call = self.renew_call(queue, owner, jobs, lease)
+        raw = await self.scripts["renew"](keys=call["keys"], args=call["args"])
+        return parse_renew(raw)
 
     # -- looking -----------------------------------------------------------------------
 
@@ -352,6 +507,11 @@ class Queue:
             workers=len(workers),
             counters={k: int(v) for k, v in counters.items()},
         )
+
+
+def parse_renew(raw: Sequence[Any]) -> RenewReply:
+    """The reply of the ``renew`` script."""
+    return RenewReply([str(i) for i in raw[0]], [str(i) for i in raw[1]])
 
 
 def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:

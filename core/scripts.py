@@ -20,19 +20,28 @@ SCRIPT_NAMES = (
     "limit",
     "batch_cancel",
     "batch_retry",
+    "cancel_job",
+    "forget_failed",
+    "failed_index",
 )
 
 
 # Scripts that change batches share the helper functions in _batch.lua.
-WITH_BATCH_HELPERS = frozenset({"pop_with_lease", "ack", "fail", "dispatch", "batch_cancel", "batch_retry"})
+WITH_BATCH_HELPERS = frozenset(
+    {"pop_with_lease", "ack", "fail", "release", "dispatch", "batch_cancel", "batch_retry", "cancel_job"}
+)
+# Scripts that put jobs into the failed store or take them out keep its indexes (_failed.lua).
+WITH_FAILED_HELPERS = frozenset({"fail", "retry_failed", "batch_retry", "cancel_job", "forget_failed", "failed_index"})
 
 
 @cache
 def script_source(name: str) -> str:
     lua = resources.files("evalharness.core").joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
+    if name in WITH_FAILED_HELPERS:
+        body = lua.joinpath("_failed.lua").read_text() + "\n" + body
     if name in WITH_BATCH_HELPERS:
-        return lua.joinpath("_batch.lua").read_text() + "\n" + body
+        body = lua.joinpath("_batch.lua").read_text() + "\n" + body
     return body
 
 

@@ -187,9 +187,10 @@ def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers:
 @click.option("--telemetry/--no-telemetry", default=True, show_default=True, help="Record per-minute counters and runtime histograms (O(1) per job).")
 @click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
 @click.option("--sleep", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.")
+@click.option("--cancel-grace", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -198,7 +199,10 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     --max-time and --memory make it exit cleanly (code 0) after its in-flight
     jobs, for a supervisor to replace it.  A sync job past its timeout cannot be
     cancelled: it is recorded as timed out and the process exits with code 70
-    after giving its other jobs back, to be replaced.
+    after giving its other jobs back, to be replaced.  A job cancelled by an
+    operator (evalharness job cancel, batch cancel) is stopped at the next lease
+    renewal: an async one at once, a sync one when it returns or, after
+    --cancel-grace seconds, by the same replacement.
     """
     from evalharness.core.config import validate_name
 
@@ -210,6 +214,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     options = WorkerOptions(
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
         max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry, poll=sleep,
+        cancel_grace=cancel_grace,
     )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
 
@@ -335,6 +340,7 @@ def _register_groups() -> None:
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
+    from .cli_jobs import job, jobs
     from .cli_status import metrics, status
 
     cli.add_command(batch)
@@ -342,6 +348,8 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(job)
+    cli.add_command(jobs)
     cli.add_command(status)
     cli.add_command(metrics)
 

@@ -120,9 +120,15 @@ def batch_show(ctx: click.Context, batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 @click.pass_context
 def batch_cancel(ctx: click.Context, batch_id: str) -> None:
-    """Cancel a batch: its queued jobs leave the queue now, running ones may finish, `finally` runs."""
-    removed = _run(ctx, lambda b: b.cancel(batch_id))
-    click.echo(f"cancelled {batch_id}: {removed} queued job(s) removed")
+    """Cancel a batch: its queued jobs leave the queue now, its running jobs are told to stop at
+    their workers' next lease renewal (recorded as cancelled, not retried), `finally` runs.
+    Prints how many were removed and told to stop; a batch already finished is left as it is."""
+    from evalharness.core.admin import Admin
+
+    result = _run(ctx, lambda b: Admin(b.client, b.prefix).cancel_batch(batch_id))
+    if not result.ok and not result.skipped:
+        raise EvalHarnessError(result.message)
+    click.echo(result.message)
 
 
 @batch.command("retry")

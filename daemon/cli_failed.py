@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from evalharness.core.admin import ActionResult, Admin, FailedFilter
 from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
 from evalharness.core.errors import EvalHarnessError
@@ -108,6 +109,33 @@ queue_option = click.option("--queue", "queues", multiple=True, help="Only this 
 tag_option = click.option("--tag", "tags", multiple=True, help="Only jobs with this tag; repeat to require several.")
 
 
+def facet_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--exception / --batch / --name: exact filters served by the failed-job indexes (no scan)."""
+    func = click.option("--name", "job_name", help="Only jobs with this job name (indexed).")(func)
+    func = click.option("--batch", "batch_id", help="Only jobs of this batch (indexed).")(func)
+    func = click.option("--exception", "exception", help="Only jobs that failed with this exception class, e.g. TimeoutError (indexed; the failure kind for failures without one, e.g. lost).")(func)
+    return func
+
+
+def _facet_filter(queues: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None) -> FailedFilter:
+    if len(queues) > 1:
+        raise click.UsageError("--exception/--batch/--name/--all-matching take at most one --queue")
+    return FailedFilter(queue=queues[0] if queues else None, batch=batch_id, exception=exception, name=job_name)
+
+
+async def _indexed_records(q: Queue, flt: FailedFilter, tags: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+    """Records of the failed jobs matching ``flt``, newest first, read through the indexes."""
+    admin = Admin(q.client, q.prefix)
+    total = await admin.failed_count(flt)
+    page = await admin.failed_page(flt, 0, total if not limit or tags else limit)
+    out: list[dict[str, Any]] = []
+    for row in page.rows:
+        rec = _record(row.queue, row.id, await q.client.hgetall(q.keys(row.queue).job(row.id)))
+        if set(tags) <= set(rec["tags"]):
+            out.append(rec)
+    return out[:limit] if limit else out
+
+
 @click.group()
 def failed() -> None:
     """The failed-job store: jobs that used up their tries (kept 7 days)."""
@@ -116,13 +144,19 @@ def failed() -> None:
 @failed.command("list")
 @queue_option
 @tag_option
+@facet_options
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_context
-def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """List failed jobs, newest first."""
+def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, limit: int, as_json: bool) -> None:
+    """List failed jobs, newest first.  --exception, --batch and --name combine (and with
+    --queue and --tag)."""
     _check_queues(queues)
-    rows = _run(ctx, lambda q: _records(q, queues, tags, limit))
+    if exception or batch_id or job_name:
+        flt = _facet_filter(queues, exception, batch_id, job_name)
+        rows = _run(ctx, lambda q: _indexed_records(q, flt, tags, limit))
+    else:
+        rows = _run(ctx, lambda q: _records(q, queues, tags, limit))
     if as_json:
         for row in rows:
             click.echo(json.dumps({k: v for k, v in row.items() if k != "traceback"}))
@@ -166,17 +200,38 @@ def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_jso
         console.print(rec["traceback"], markup=False, highlight=False)
 
 
+def _act_on_matching(ctx: click.Context, retry: bool, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
+    if tags:
+        raise click.UsageError("--tag is not an index: use --all --tag, or --all-matching with --exception/--batch/--name/--queue")
+    flt = _facet_filter(queues, exception, batch_id, job_name)
+
+    async def body(q: Queue) -> ActionResult:
+        admin = Admin(q.client, q.prefix)
+        return await (admin.retry_matching(flt) if retry else admin.forget_matching(flt))
+
+    result = _run(ctx, body)
+    click.echo(json.dumps(result.to_json()) if as_json else result.message)
+
+
 @failed.command("retry")
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed job (with --queue/--tag: those).")
+@click.option("--all-matching", "all_matching", is_flag=True, help="Retry every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.")
 @queue_option
 @tag_option
+@facet_options
+@click.option("--json", "as_json", is_flag=True, help="With --all-matching: print the result as JSON.")
 @click.pass_context
-def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, queues: tuple[str, ...], tags: tuple[str, ...]) -> None:
+def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, all_matching: bool, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
     """Dispatch failed jobs again under new ids (the new job records which one it retries)."""
     _check_queues(queues)
-    if bool(job_ids) == retry_all:
-        raise click.UsageError("give job ids, or --all")
+    if sum((bool(job_ids), retry_all, all_matching)) != 1:
+        raise click.UsageError("give job ids, or --all, or --all-matching")
+    if all_matching:
+        _act_on_matching(ctx, True, queues, tags, exception, batch_id, job_name, as_json)
+        return
+    if exception or batch_id or job_name:
+        raise click.UsageError("--exception/--batch/--name go with --all-matching")
 
     async def body(q: Queue) -> list[tuple[str, str | None]]:
         if retry_all:
@@ -193,12 +248,20 @@ def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, 
 
 
 @failed.command("forget")
-@click.argument("job_ids", nargs=-1, required=True)
+@click.argument("job_ids", nargs=-1)
+@click.option("--all-matching", "all_matching", is_flag=True, help="Forget every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.")
 @queue_option
+@facet_options
+@click.option("--json", "as_json", is_flag=True, help="With --all-matching: print the result as JSON.")
 @click.pass_context
-def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], queues: tuple[str, ...]) -> None:
+def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], all_matching: bool, queues: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
     """Delete failed jobs from the store."""
     _check_queues(queues)
+    if bool(job_ids) == all_matching:
+        raise click.UsageError("give job ids, or --all-matching")
+    if all_matching:
+        _act_on_matching(ctx, False, queues, (), exception, batch_id, job_name, as_json)
+        return
 
     async def body(q: Queue) -> int:
         n = 0

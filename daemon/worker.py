@@ -36,6 +36,7 @@ from evalharness.core.jobs import (
     REGISTRY,
     FailureKind,
     Job,
+    JobCancelled,
     JobSpec,
     PermanentError,
     Verdict,
@@ -45,7 +46,7 @@ from evalharness.core.jobs import (
     redact_payload,
 )
 from evalharness.core.limits import Limiter, LimiterClient
-from evalharness.core.queue import Queue
+from evalharness.core.queue import LeaseUpdate, Queue, parse_renew
 from evalharness.core.scripts import script_source
 from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
 
@@ -85,6 +86,31 @@ class RunningJob:
         self._loop = asyncio.get_running_loop()
         self._state_json = "" if job.checkpoint is None else json.dumps(job.checkpoint)
         self.partial: Any = job.checkpoint
+        self._cancel_requested = False
+        self.cancel_event = asyncio.Event()  # set when an operator cancels the job
+        self.stopping_for_cancel = False  # its task was cancelled because of that
+        self.in_thread = False  # a sync job's function is running in the pool now
+        self.settling = False  # the attempt ended; its outcome is being recorded
+        self._progress: tuple[float, str] | None = None  # reported, not sent yet
+        self.timeout_sent = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def request_cancel(self) -> None:
+        self._cancel_requested = True
+        self.cancel_event.set()
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        # kept in memory only: the next lease renewal carries the latest value
+        value = min(1.0, max(0.0, float(fraction)))
+        self._progress = (value, str(note)[:200])
+
+    def take_progress(self) -> tuple[float, str] | None:
+        """The progress reported since the last renewal (and forget it), or None."""
+        value, self._progress = self._progress, None
+        return value
 
     @property
     def idempotency_key(self) -> str | None:
@@ -120,6 +146,7 @@ class WorkerOptions:
     max_time: float = 0.0  # exit after this many seconds (0 = no limit)
     memory: float = 0.0  # exit when resident memory passes this many MB (0 = no limit)
     hard_timeout: float = 0.0  # no job may run longer, whatever its own timeout (0 = off)
+    cancel_grace: float = 10.0  # seconds a cancelled sync job gets to return before the process is replaced
     telemetry: bool = True  # per-minute counters and runtime histograms (O(1) per job)
 
     def validate(self) -> WorkerOptions:
@@ -156,7 +183,8 @@ class Worker:
         self.options = options
         self.redis_url = redis_url
         self.prefix = prefix
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.host_pid = f"{socket.gethostname()}:{os.getpid()}"
+        self.id = f"{self.host_pid}:{os.urandom(3).hex()}"
         self.client = async_client(redis_url, max_connections=None)
         # Blocking pops get their own connection so they never hold up acks or renewals.
         self.blocking = async_client(redis_url, max_connections=2)
@@ -165,6 +193,7 @@ class Worker:
         self.stop_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._ack_wanted = asyncio.Event()
+        self._renew_now = asyncio.Event()  # an operator cancelled something: renew (and learn which) now
         self._running: dict[str, asyncio.Task[None]] = {}
         self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
@@ -223,6 +252,7 @@ class Worker:
         loops = {
             "flush": asyncio.create_task(self._flush_loop(), name="flush"),
             "renew": asyncio.create_task(self._renew_loop(), name="renew"),
+            "cancels": asyncio.create_task(self._cancels_loop(), name="cancels"),
             "heartbeat": asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             "tick": asyncio.create_task(self._tick_loop(), name="tick"),
         }
@@ -243,6 +273,7 @@ class Worker:
             # inside a Redis call can be absorbed by the client, and the loop would then wait forever.
             self._closing.set()
             self._ack_wanted.set()
+            self._renew_now.set()
             _, stuck = await asyncio.wait(loops.values(), timeout=5.0)
             for task in stuck:
                 task.cancel()
@@ -311,7 +342,7 @@ class Worker:
                 for q in opts.queues:
                     result = await self.queue.pop(q, free - got, opts.lease, self.id)
                     for job in result.jobs:
-                        self._start(job)
+                        self._start(job, job.id in result.cancelled)
                     got += len(result.jobs)
                     if result.next_due is not None:
                         next_due = result.next_due if next_due is None else min(next_due, result.next_due)
@@ -347,9 +378,12 @@ class Worker:
                     await self.queue.release(q, self.id, job_id, 0, "interrupted", None)
         self._pop_in_doubt = False
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, cancelled: bool = False) -> None:
         self._held[job.queue][job.id] = job
         ctx = RunningJob(job, self)
+        if cancelled:
+            # an operator cancelled it while an earlier attempt ran on a worker that stopped
+            ctx.request_cancel()
         self._contexts[job.id] = ctx
         task = asyncio.create_task(self._run(job, ctx), name=f"job:{job.id}")
         self._running[job.id] = task
@@ -375,6 +409,8 @@ class Worker:
         result: Any = None
         encoded = ""
         try:
+            if ctx.cancel_requested:
+                raise JobCancelled("cancelled by an operator before this attempt started")
             if spec is None:
                 raise _Permanent(FailureKind.UNKNOWN_JOB, f"no job named {job.name!r} is registered in this worker")
             if job.options.tries and job.tries_used > job.options.tries:
@@ -410,7 +446,24 @@ class Worker:
                     raise
             else:
                 fut = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(spec.func, *args))
-                await asyncio.wait({fut}, timeout=timeout)
+                ctx.in_thread = True
+                cancelled = asyncio.ensure_future(ctx.cancel_event.wait())
+                try:
+                    await asyncio.wait({fut, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    cancelled.cancel()
+                if not fut.done() and ctx.cancel_requested:
+                    # A thread cannot be stopped: give it the grace to return, else replace the process.
+                    await asyncio.wait({fut}, timeout=self.options.cancel_grace)
+                    if not fut.done():
+                        error = JobCancelled(
+                            f"cancelled by an operator; it did not return within {self.options.cancel_grace:g}s, "
+                            "so its worker process was replaced"
+                        )
+                        await self._settle(job, spec, ctx, "cancelled", error, None, True)
+                        await self._replace_process(f"sync job {job.name} {job.id} was cancelled and did not return in time")
+                        return
+                ctx.in_thread = False
                 if fut.done():
                     result = fut.result()
                 else:
@@ -420,13 +473,21 @@ class Worker:
                     return
             encoded = json.dumps(result) if result is not None else ""
         except asyncio.CancelledError:
-            if self._interrupting:
-                await self._give_back(job, ctx)
-            raise
+            if not ctx.stopping_for_cancel:
+                if self._interrupting:
+                    await self._give_back(job, ctx)
+                raise
+            # our own cancellation, for an operator's cancel: record it, do not propagate it
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome, exc = "cancelled", JobCancelled()
         except _Timeout:
             outcome, exc = "timeout", _timeout_error(job, self._timeout_for(job))
         except _Permanent as e:
             outcome, exc, permanent = ("lost" if e.kind == FailureKind.LOST else "exception"), e, True
+        except JobCancelled as e:
+            outcome, exc, permanent = "cancelled", e, True
         except PermanentError as e:
             outcome, exc, permanent = "exception", e, True
         except Exception as e:
@@ -436,10 +497,14 @@ class Worker:
             else:
                 outcome, exc = "exception", e
         finally:
+            ctx.settling = True  # from here on an operator's cancel must not interrupt the bookkeeping
             if ctx.held:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await self.limiters.release(job, ctx.held)
                 ctx.held = []
+        if ctx.cancel_requested and outcome != "cancelled":
+            # cancel wins over whatever the attempt did after it was asked to stop
+            outcome, exc, permanent = "cancelled", JobCancelled(), True
         if outcome == "ok":
             self.processed += 1
             runtime_ms = int((time.monotonic() - ctx.started) * 1000)
@@ -468,6 +533,7 @@ class Worker:
     ) -> None:
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
         error = _describe(exc, decision.kind, job)
+        error["worker"] = self.host_pid
         try:
             if decision.verdict is Verdict.RELEASE:
                 why = "rate_limited" if decision.rate_limited else "retry"
@@ -481,11 +547,12 @@ class Worker:
                 error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                 error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
-                    job.queue, self.id, job.id, error, raised=outcome != "lost", checkpoint=ctx.state_json,
+                    job.queue, self.id, job.id, error, raised=outcome not in ("lost", "cancelled"), checkpoint=ctx.state_json,
                     telemetry=self.options.telemetry,
                 )
                 if owned:
-                    await self._event("job_timed_out" if error["kind"] == "timeout" else "job_failed", job, error)
+                    kind = {"timeout": "job_timed_out", "cancelled": "job_cancelled"}.get(error["kind"], "job_failed")
+                    await self._event(kind, job, error)
                 self.processed += 1
                 log.warning("job %s %s failed: %s (%s)", job.name, job.id, error["message"], decision.reason)
                 if owned and spec is not None and spec.on_failure is not None:
@@ -585,6 +652,7 @@ class Worker:
                 decision = decide(job, outcome="timeout", now=time.time())
                 error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
+                error["worker"] = self.host_pid
                 if decision.verdict is Verdict.RELEASE:
                     call = self.queue.release_call(job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry)
                     scripts["release"](**call)
@@ -654,20 +722,86 @@ class Worker:
             if self._acks:
                 await asyncio.sleep(0.2)
 
+    def _lease_updates(self, held: dict[str, Job]) -> list[LeaseUpdate]:
+        """What a renewal carries for each held job: progress reported since the last one, and
+        the attempt's timeout the first time (for `jobs running` and the console)."""
+        out = []
+        for job_id, job in held.items():
+            ctx = self._contexts.get(job_id)
+            if ctx is None:
+                out.append(LeaseUpdate(job_id))
+                continue
+            progress = ctx.take_progress()
+            timeout = None
+            if not ctx.timeout_sent:
+                ctx.timeout_sent = True
+                timeout = self._timeout_for(job) or 0.0
+            out.append(LeaseUpdate(job_id, None if progress is None else progress[0], "" if progress is None else progress[1], timeout))
+        return out
+
+    def _cancel(self, job_id: str) -> None:
+        """An operator asked to cancel a job this worker runs: an async job (or one not yet in
+        its function) is cancelled now; a sync one in a thread is given the cancel grace."""
+        ctx = self._contexts.get(job_id)
+        task = self._running.get(job_id)
+        if ctx is None or task is None or ctx.cancel_requested or ctx.settling:
+            return
+        log.info("worker %s: job %s %s cancelled by an operator", self.id, ctx.job.name, job_id)
+        ctx.request_cancel()
+        if not ctx.in_thread:
+            ctx.stopping_for_cancel = True
+            task.cancel()
+
+    async def _renew_once(self) -> None:
+        """One renewal of every lease this worker holds: one pipeline, one script call per queue."""
+        queues = [(q, self._lease_updates(held)) for q, held in self._held.items() if held]
+        if not queues:
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for q, updates in queues:
+                    call = self.queue.renew_call(q, self.id, updates, self.options.lease)
+                    await self.queue.scripts["renew"](keys=call["keys"], args=call["args"], client=pipe)
+                replies = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
+            return
+        for raw in replies:
+            reply = parse_renew(raw)
+            for job_id in reply.lost:
+                log.warning("worker %s: lost the lease of job %s", self.id, job_id)
+            for job_id in reply.cancel:
+                self._cancel(job_id)
+
     async def _renew_loop(self) -> None:
         every = self.options.lease / 3.0
         while not self._closing.is_set():
-            await self._pause(every)
-            for q, held in self._held.items():
-                if not held:
-                    continue
-                try:
-                    lost = await self.queue.renew(q, self.id, list(held), self.options.lease)
-                except REDIS_ERRORS as exc:
-                    log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
-                    continue
-                for job_id in lost:
-                    log.warning("worker %s: lost the lease of job %s", self.id, job_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), every)
+            self._renew_now.clear()
+            if self._closing.is_set():
+                return
+            await self._renew_once()
+
+    async def _cancels_loop(self) -> None:
+        """Listen for "a cancel was requested" and renew at once when holding jobs, so a
+        cancelled job stops within a round trip rather than at the next lease/3 renewal.  The
+        renewal reply is what names the jobs to stop; a missed message costs only that wait."""
+        channel = self.queue.globals.cancels
+        while not self._closing.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                while not self._closing.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and any(self._held.values()):
+                        self._renew_now.set()
+            except REDIS_ERRORS as exc:
+                log.debug("worker %s: cancel channel unavailable (%s)", self.id, exc)
+                await self._pause(1.0)
+            finally:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()
             try:
                 await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
             except REDIS_ERRORS as exc:

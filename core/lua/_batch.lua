@@ -91,8 +91,20 @@ local function b_remove_queued(base, lanes_key, ready_key, bid, bk)
   return #ids
 end
 
--- A job of batch `bid` finished: ok, or failed for good.
-local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok)
+-- The batch's jobs running now: <base>batch:<id>:running (SET of job ids), added by the pop that
+-- reserves one and removed by whatever ends the reservation (ack, fail, release, lapse), so the
+-- running count is exact and a cancel finds the jobs to tell to stop without a scan.
+local function b_running(base, bid, id)
+  redis.call('SADD', base .. 'batch:' .. bid .. ':running', id)
+end
+
+local function b_not_running(base, bid, id)
+  redis.call('SREM', base .. 'batch:' .. bid .. ':running', id)
+end
+
+-- A job of batch `bid` finished: ok, or failed for good.  A job an operator cancelled
+-- (`cancelled`) counts as failed but does not fail a batch that allows no failures.
+local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, cancelled)
   local bk = base .. 'batch:' .. bid
   if redis.call('EXISTS', bk) == 0 then
     return
@@ -110,7 +122,7 @@ local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok)
     if redis.call('HSETNX', bk, 'catch_done', '1') == 1 then
       b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'catch')
     end
-    if redis.call('HGET', bk, 'allow_failures') ~= '1' and state ~= 'cancelled' and state ~= 'failed' then
+    if not cancelled and redis.call('HGET', bk, 'allow_failures') ~= '1' and state ~= 'cancelled' and state ~= 'failed' then
       redis.call('HSET', bk, 'state', 'failed', 'cancelled_at', b_now())
       b_remove_queued(base, lanes_key, ready_key, bid, bk)
       b_event(base, 'batch_failed', bid, bk, 'a job failed and the batch does not allow failures')

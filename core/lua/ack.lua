@@ -47,6 +47,7 @@ for i = 4, #ARGV, 3 do
     redis.call('DEL', jk)
     done = done + 1
     if rec[7] then
+      b_not_running(base, rec[7], id)
       b_job_done(base, KEYS[3], KEYS[4], KEYS[5], rec[7], id, true)
     end
     if telemetry then

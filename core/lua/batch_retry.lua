@@ -30,8 +30,10 @@ for _, old in ipairs(failed) do
       redis.call('HSET', base .. 'job:' .. new, 'sink', sink[1], 'sink_field', sink[2], 'sink_ttl', sink[3])
       redis.call('HDEL', base .. 'results:' .. sink[1], sink[2])
     end
+    if redis.call('ZREM', KEYS[4], old) == 1 then
+      f_unindex(base, old, ojk)
+    end
     redis.call('HSET', ojk, 'state', 'retried', 'retried_by', new, 'retried_at', now)
-    redis.call('ZREM', KEYS[4], old)
     redis.call('RPUSH', lk, new)
     redis.call('ZADD', KEYS[2], now, new)
     n = n + 1

@@ -6,7 +6,8 @@
 -- ARGV[1] key base  ARGV[2] count  ARGV[3] lease ms  ARGV[4] owner  ARGV[5] maintenance batch size
 -- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops)
 -- Returns {ms until the next delayed job is due or -1, then per job: id, envelope, lane,
---          attempts, releases, exceptions, checkpoint JSON or ""}
+--          attempts, releases, exceptions, checkpoint JSON or "", "1" when an operator asked
+--          to cancel it (it was re-delivered after its worker stopped) or ""}
 local base = ARGV[1]
 local count = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -45,6 +46,10 @@ end
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, maint)
 for _, id in ipairs(lapsed) do
   redis.call('ZREM', KEYS[4], id)
+  local lapsed_batch = redis.call('HGET', base .. 'job:' .. id, 'batch')
+  if lapsed_batch then
+    b_not_running(base, lapsed_batch, id)
+  end
   -- Back at the head of its lane: it has waited longest.
   if make_ready(id, true) then
     redis.call('HINCRBY', base .. 'job:' .. id, 'lost', 1)
@@ -69,7 +74,7 @@ if ARGV[6] ~= '1' then
     if id then
       redis.call('ZREM', KEYS[2], id)
       local jk = base .. 'job:' .. id
-      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch')
+      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch', 'cancel')
       local skip = false
       if rec[1] and rec[5] then
         local bk = base .. 'batch:' .. rec[5]
@@ -87,8 +92,15 @@ if ARGV[6] ~= '1' then
       end
       if rec[1] and not skip then
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-        redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now)
+        -- renewed_at and lease_ms let a reader tell an overdue renewal; progress and the
+        -- worker-reported timeout belong to one attempt
+        redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now, 'renewed_at', now,
+          'lease_ms', lease)
+        redis.call('HDEL', jk, 'progress', 'progress_note', 'timeout')
         redis.call('ZADD', KEYS[4], now + lease, id)
+        if rec[5] then
+          b_running(base, rec[5], id)
+        end
         out[#out + 1] = id
         out[#out + 1] = rec[1]
         out[#out + 1] = lane
@@ -96,6 +108,7 @@ if ARGV[6] ~= '1' then
         out[#out + 1] = rec[2] or '0'
         out[#out + 1] = rec[3] or '0'
         out[#out + 1] = rec[4] or ''
+        out[#out + 1] = rec[6] or ''
         got = got + 1
       end
     end

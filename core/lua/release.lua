@@ -19,6 +19,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', jk, 'owner', '')
+local bid = redis.call('HGET', jk, 'batch')
+if bid then
+  b_not_running(base, bid, id)
+end
 if why == 'rate_limited' then
   redis.call('HINCRBY', jk, 'releases', 1)
   redis.call('HINCRBY', KEYS[6], 'released', 1)

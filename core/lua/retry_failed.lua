@@ -41,6 +41,7 @@ if rec[7] then
   redis.call('HSET', jk, 'unique', rec[7], 'unique_for', rec[8] or '0')
   redis.call('SET', base .. 'unique:' .. rec[7], new)
 end
+f_unindex(base, old, ojk)
 redis.call('HSET', ojk, 'state', 'retried', 'retried_by', new, 'retried_at', now)
 redis.call('ZREM', KEYS[3], old)
 if redis.call('RPUSH', base .. 'lane:' .. lane, new) == 1 then

@@ -211,7 +211,7 @@ async def test_the_batch_cli(procs: Processes, aclient: Any) -> None:
     shown = procs.cli("batch", "show", bid)
     assert shown.returncode == 0 and "pending" in shown.stdout
     cancelled = procs.cli("batch", "cancel", bid)
-    assert cancelled.returncode == 0 and "4 queued job(s) removed" in cancelled.stdout
+    assert cancelled.returncode == 0 and "removed 4 queued jobs, 0 running told to stop" in cancelled.stdout
     retried = procs.cli("batch", "retry", bid)
     assert retried.returncode == 0 and "retrying 4 job(s)" in retried.stdout
     assert procs.cli("batch", "show", "nope").returncode == 2

@@ -174,3 +174,32 @@ async def blocks_loop_job(ctx: JobContext, payload: Any) -> None:
     ctx.checkpoint({"before": "the block"})
     await asyncio.sleep(0.1)  # let the checkpoint reach Redis
     time.sleep(60)  # noqa: ASYNC251
+
+
+# -- cancel and progress -----------------------------------------------------------------------
+
+
+@job("t.cancellable", queue="t", timeout=120, tries=3)
+async def cancellable_job(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Calls its "SUT" (a line in a file) every 0.1 s until cancelled, checkpointing and reporting progress."""
+    calls = Path(payload["calls"])
+    step = 0
+    while True:
+        step += 1
+        with calls.open("a") as fh:  # noqa: ASYNC230 (a tiny local append stands in for the SUT call)
+            fh.write(f"{ctx.job.id} {time.time()}\n")
+        if step % 3 == 1:
+            ctx.checkpoint({"step": step})
+        ctx.progress(min(0.99, step / 1000), f"step {step}")
+        await asyncio.sleep(0.1)
+
+
+@job("t.sync_cancellable", queue="t", timeout=120, tries=3)
+def sync_cancellable_job(ctx: JobContext, payload: dict[str, Any]) -> str:
+    """Blocking code that returns after `seconds` and does not look at cancel_requested."""
+    ctx.checkpoint({"started": True})
+    ctx.progress(0.5, "blocking")
+    end = time.time() + payload["seconds"]
+    while time.time() < end:
+        time.sleep(0.05)
+    return "done"

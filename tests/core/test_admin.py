@@ -1,0 +1,231 @@
+"""The operator's pages and actions (core/admin.py) over a real Redis, on recorded situations
+built with the real queue scripts: failed-job indexes against a brute-force filter of the store,
+retry/forget of all matching, cancel of queued jobs, running rows and progress, batches, and
+acting on finished, forgotten and unknown ids."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from evalharness.core.admin import Admin, FailedFilter
+from evalharness.core.batches import Batches
+from evalharness.core.jobs import Job
+from evalharness.core.queue import JobRequest, LeaseUpdate, Queue
+from evalharness.core.telemetry import events_key
+
+P = "t"
+EXCEPTIONS = ("TimeoutError", "ValueError", "KeyError")
+NAMES = ("judge", "answer")
+
+
+@pytest.fixture
+def queue(aclient: Any) -> Queue:
+    return Queue(aclient, prefix=P)
+
+
+@pytest.fixture
+def admin(aclient: Any) -> Admin:
+    return Admin(aclient, prefix=P)
+
+
+async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any) -> None:
+    for job in popped:
+        exc = exc_of(job)
+        failure = {"kind": "timeout" if exc == "TimeoutError" else "exception", "message": f"{exc} in {job.id}",
+                   "exception_type": exc, "job": job.name, "batch": job.batch, "tags": list(job.tags)}
+        assert await queue.fail(job.queue, "w", job.id, failure)
+
+
+async def recorded_failures(queue: Queue, batches: Batches, n: int = 120, seed: int = 7) -> None:
+    """Failed jobs over two queues, two batches, two names and three exception classes."""
+    rnd = random.Random(seed)
+    b1 = await batches.create("b1", [], queue="a", batch_id="b1", allow_failures=True)
+    b2 = await batches.create("b2", [], queue="b", batch_id="b2", allow_failures=True)
+    reqs = []
+    for i in range(n):
+        q = rnd.choice(("a", "b"))
+        reqs.append(JobRequest(rnd.choice(NAMES), {"i": i}, queue=q, batch=rnd.choice([None, b1 if q == "a" else b2]),
+                               tags=("x",) if i % 3 == 0 else ()))
+    await queue.dispatch_many(reqs)
+    for q in ("a", "b"):
+        popped = (await queue.pop(q, n, 30, "w")).jobs
+        await fail_jobs(queue, popped, lambda j: rnd.choice(EXCEPTIONS))
+
+
+async def brute_force(queue: Queue, flt: FailedFilter) -> list[str]:
+    """The filter applied to every record of the failed store, newest first."""
+    out: list[tuple[float, str]] = []
+    for q in ("a", "b"):
+        if flt.queue and q != flt.queue:
+            continue
+        for job_id in await queue.failed_ids(q):
+            rec = await queue.job_record(q, job_id)
+            failure = json.loads(rec["failure"])
+            env = json.loads(rec["data"])
+            if flt.batch and env.get("batch") != flt.batch:
+                continue
+            if flt.name and env["name"] != flt.name:
+                continue
+            if flt.exception and failure["exception_type"] != flt.exception:
+                continue
+            if flt.text and flt.text.lower() not in (job_id + " " + failure["message"]).lower():
+                continue
+            out.append((float(rec["failed_at"]), job_id))
+    out.sort(key=lambda t: -t[0])
+    return [i for _, i in out]
+
+
+FILTERS = [
+    FailedFilter(),
+    FailedFilter(queue="a"),
+    FailedFilter(exception="TimeoutError"),
+    FailedFilter(batch="b1"),
+    FailedFilter(name="judge", exception="ValueError"),
+    FailedFilter(queue="b", batch="b2", name="answer", exception="KeyError"),
+    FailedFilter(exception="KeyError", text="keyerror in"),
+    FailedFilter(batch="b1", queue="b"),
+]
+
+
+async def page_ids(admin: Admin, flt: FailedFilter) -> list[str]:
+    ids: list[str] = []
+    offset = 0
+    while True:
+        page = await admin.failed_page(flt, offset, 25)
+        ids += [r.id for r in page.rows]
+        offset += 25
+        if offset >= page.total:
+            return ids
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: f.describe() or "all")
+async def test_filtered_pages_and_counts_equal_a_brute_force_filter_of_the_store(queue: Queue, admin: Admin, aclient: Any, flt: FailedFilter) -> None:
+    await recorded_failures(queue, Batches(aclient, P, queue))
+    expected = await brute_force(queue, flt)
+    assert await admin.failed_count(flt) == len(expected)
+    assert sorted(await page_ids(admin, flt)) == sorted(expected)
+    groups = {g.exception: g.count for g in await admin.failed_groups(flt)}
+    for exc in EXCEPTIONS:
+        n = len(await brute_force(queue, FailedFilter(flt.queue, flt.batch, exc, flt.name, flt.text)))
+        assert groups.get(exc, 0) == (0 if flt.exception not in (None, exc) else n)
+
+
+async def test_indexes_follow_retry_forget_and_the_retention_trim(queue: Queue, admin: Admin, aclient: Any) -> None:
+    await recorded_failures(queue, Batches(aclient, P, queue))
+    flt = FailedFilter(exception="ValueError")
+    before = await brute_force(queue, flt)
+    one = await admin.retry_failed(before[0])
+    assert one.ok and one.retried == 1 and one.new_ids
+    two = await admin.forget_failed(before[1])
+    assert two.ok and two.forgotten == 1
+    assert sorted(await page_ids(admin, flt)) == sorted(before[2:]) == sorted(await brute_force(queue, flt))
+    # acting again on them: the engine says so and nothing changes
+    again = await admin.retry_failed(before[0])
+    assert not again.ok and "already retried" in again.message and again.skipped == 1
+    gone = await admin.forget_failed(before[1])
+    assert not gone.ok and "No failed job" in gone.message
+    unknown = await admin.retry_failed("nope")
+    assert not unknown.ok and await admin.failed_count(flt) == len(before) - 2
+    # a failure older than the retention is trimmed from the store and from its indexes
+    old = before[2]
+    k = queue.keys("a" if await aclient.zscore(queue.keys("a").failed, old) is not None else "b")
+    for key in (k.failed, k.failed_index("exc", "ValueError")):
+        await aclient.zadd(key, {old: 1000})
+    assert old not in await page_ids(admin, flt)
+    assert await admin.failed_count(flt) == len(before) - 3
+
+
+async def test_retry_matching_acts_on_exactly_the_filter_count(queue: Queue, admin: Admin, aclient: Any) -> None:
+    await recorded_failures(queue, Batches(aclient, P, queue))
+    flt = FailedFilter(name="judge", exception="TimeoutError")
+    count = await admin.failed_count(flt)
+    assert count > 0
+    result = await admin.retry_matching(flt)
+    assert result.ok and result.retried == count and len(result.new_ids) == count
+    assert f"Retried {count} failed job" in result.message and "exc:TimeoutError name:judge" in result.message
+    assert await admin.failed_count(flt) == 0
+    nothing = await admin.retry_matching(flt)
+    assert not nothing.ok and nothing.retried == 0
+    total = await admin.failed_count()
+    forgot = await admin.forget_matching(FailedFilter(queue="a"))
+    assert forgot.ok and forgot.forgotten == total - await admin.failed_count()
+    kinds = [e[1]["kind"] for e in await aclient.xrange(events_key(P))]
+    assert kinds.count("failed_retried") == 1 and kinds.count("failed_forgotten") == 1
+
+
+async def test_the_one_time_rebuild_indexes_jobs_that_failed_before_the_indexes(queue: Queue, aclient: Any) -> None:
+    await recorded_failures(queue, Batches(aclient, P, queue))
+    expected = await brute_force(queue, FailedFilter(exception="KeyError"))
+    # as a store written before the indexes existed: no index keys, no marker
+    for key in await aclient.keys(f"{P}:*failed:*") + await aclient.keys(f"{P}:*failed_values:*"):
+        await aclient.delete(key)
+    fresh = Admin(aclient, prefix=P)
+    assert await fresh.failed_count(FailedFilter(exception="KeyError")) == len(expected)
+    assert await aclient.exists(queue.keys("a").failed_indexed)
+
+
+async def test_cancel_a_queued_job_records_it_cancelled_and_acting_again_changes_nothing(queue: Queue, admin: Admin, aclient: Any) -> None:
+    job_id = await queue.dispatch("judge", {"n": 1}, queue="a")
+    later = await queue.dispatch("judge", {"n": 2}, queue="a", delay=60)
+    result = await admin.cancel_job(job_id)
+    assert result.ok and result.removed == 1 and "removed from the queue" in result.message
+    assert (await queue.stats("a")).ready == 0
+    assert (await admin.cancel_job(later)).removed == 1
+    page = await admin.failed_page(FailedFilter(exception="JobCancelled"))
+    assert {r.id for r in page.rows} == {job_id, later} and {r.kind for r in page.rows} == {"cancelled"}
+    again = await admin.cancel_job(job_id)
+    assert not again.ok and "already finished" in again.message
+    missing = await admin.cancel_job("no-such-job")
+    assert not missing.ok and "No job" in missing.message
+    assert (await queue.pop("a", 10, 30, "w")).jobs == []
+
+
+async def test_cancel_a_running_job_flags_it_for_its_workers_next_renewal(queue: Queue, admin: Admin) -> None:
+    job_id = await queue.dispatch("judge", {"n": 1}, queue="a")
+    (job,) = (await queue.pop("a", 1, 30, "host-1:42:abc")).jobs
+    result = await admin.cancel_job(job_id)
+    assert result.ok and result.told_to_stop == 1 and "host-1:42" in result.message
+    reply = await queue.renew_leases("a", "host-1:42:abc", [LeaseUpdate(job.id, 0.4, "tokens 812", 30)], 30)
+    assert reply.cancel == [job.id] and reply.lost == []
+    (row,) = await admin.running()
+    assert (row.worker, row.progress, row.progress_note, row.cancel_requested) == ("host-1:42", 0.4, "tokens 812", True)
+    assert row.lease_seconds == 30 and row.timeout == 30 and row.renewed_at and row.lease_deadline
+    assert not (await admin.cancel_job(job_id)).ok  # told already
+
+
+async def test_batch_pages_counts_and_cancel_of_a_finished_batch(queue: Queue, admin: Admin, aclient: Any) -> None:
+    batches = Batches(aclient, P, queue)
+    run = await batches.create("run", [JobRequest("judge", {"n": i}) for i in range(10)], queue="a", batch_id="run-42")
+    done = await batches.create("done", [JobRequest("judge", {"n": 1})], queue="a", batch_id="done")
+    popped = (await queue.pop("a", 4, 30, "w:1:x")).jobs
+    run_jobs = [j for j in popped if j.batch == "run-42"]
+    await queue.ack("a", "w:1:x", [(j.id, "") for j in popped if j.batch == "done"])
+    for j in (await queue.pop("a", 20, 30, "w:1:x")).jobs:
+        if j.batch == "done":
+            await queue.ack("a", "w:1:x", [(j.id, "")])
+        else:
+            run_jobs.append(j)
+    await queue.ack("a", "w:1:x", [(j.id, "") for j in run_jobs[:2]])
+    active = await admin.batches_page("active")
+    assert [b.id for b in active] == [run]
+    (row,) = active
+    assert (row.total, row.succeeded, row.running, row.pending) == (10, 2, 8, 8) and row.run_id == "42"
+    assert [b.id for b in await admin.batches_page("all")] == [run, done]
+    assert await admin.cancel_batch_preview(run) == (0, 8)
+    result = await admin.cancel_batch(run)
+    assert result.ok and (result.removed, result.told_to_stop) == (0, 8)
+    assert result.message == "Cancelled run-42: removed 0 queued jobs, 8 running told to stop"
+    reply = await queue.renew_leases("a", "w:1:x", [LeaseUpdate(j.id) for j in run_jobs[2:]], 30)
+    assert sorted(reply.cancel) == sorted(j.id for j in run_jobs[2:])
+    again = await admin.cancel_batch(run)
+    assert not again.ok and "already cancelled" in again.message
+    finished = await admin.cancel_batch(done)
+    assert not finished.ok and "already succeeded" in finished.message
+    assert (await batches.info(done)).state == "succeeded"  # type: ignore[union-attr]
+    assert not (await admin.cancel_batch("nope")).ok
+    assert not (await admin.retry_batch(done)).ok
+    assert [b.id for b in await admin.batches_page("cancelled")] == [run]
