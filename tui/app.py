@@ -1,9 +1,11 @@
 """The operator console (``evalharness-tui``): a top bar of modes and connection status, a body, keys.
 
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
-none is published) and reads the recorded per-minute history on connecting and once a minute; its messages update a :class:`~evalharness.tui.state.ConsoleState`, which the
-screen draws at most a few times a second. The Overview is live; the other modes say what they
-will show.
+none is published) and reads the recorded per-minute history on connecting and once a minute; its
+messages update a :class:`~evalharness.tui.state.ConsoleState`, which the screen draws at most a
+few times a second. Batches, Failed and Running now (``tui/views``) fetch pages through the
+engine's :class:`~evalharness.core.admin.Admin` and act through it; the modes not built yet say
+what they will show.
 """
 
 from __future__ import annotations
@@ -485,7 +487,7 @@ class ConsoleApp(App[None]):
         status = self._status
         text = self.state.status_text(now)
         if str(status.content) != text:
-            status.update(text)
+            status.update(text, layout=False)  # one row of fixed size: no layout pass each second
         level = self.state.status_level(now)
         for each in Level:
             status.set_class(level is each, f"-{each.value}")

@@ -145,7 +145,9 @@ class FakeAdmin(Admin):
 
     def __init__(self, *, batches_: list[BatchRow] | None = None, failed: list[FailedRow] | None = None,
                  running: list[RunningRow] | None = None, huge: bool = False) -> None:
-        super().__init__(client=None, prefix="eh")  # type: ignore[arg-type]
+        # No Redis behind it: the engine's own setup (scripts, queue) is not run.
+        self.client = None  # type: ignore[assignment]
+        self.prefix = "eh"
         self.batch_rows = batches() if batches_ is None else batches_
         self.failed_rows = failed_rows() if failed is None else failed
         self.running_rows = running_rows() if running is None else running

@@ -35,6 +35,7 @@ from .common import (
     clock_time,
     columns_for,
     plural,
+    set_text,
     short_id,
     text_bar,
 )
@@ -216,6 +217,13 @@ def matches(row: BatchRow, flt: FailedFilter) -> bool:
     return True
 
 
+def rate_points(points: Sequence[float], row: BatchRow, done_before: int | None) -> list[float]:
+    """The rate sparkline's points: one more each time the batch has moved on (the last 20)."""
+    if done_before is not None and row.done == done_before and points:
+        return list(points)
+    return [*points, row.rate_per_min or 0.0][-20:]
+
+
 def sort_key(row: BatchRow) -> tuple[int, float, str]:
     """Running first, then pending, then the rest; newest first within each."""
     rank = 0 if row.state == "running" else 1 if row.state == "pending" else 2
@@ -232,6 +240,7 @@ class BatchesModel:
     fetched_at: float | None = None
     error: str | None = None
     rates: dict[str, list[float]] = field(default_factory=dict)
+    _done: dict[str, int] = field(default_factory=dict)
 
     @property
     def filter(self) -> FailedFilter:
@@ -247,9 +256,8 @@ class BatchesModel:
         self.error = None
         for row in page:
             if row.rate_per_min is not None and row.state in ACTIVE:
-                series = self.rates.setdefault(row.id, [])
-                series.append(row.rate_per_min)
-                del series[:-20]
+                self.rates[row.id] = rate_points(self.rates.get(row.id, []), row, self._done.get(row.id))
+                self._done[row.id] = row.done
 
     @property
     def rows(self) -> list[BatchRow]:
@@ -363,13 +371,13 @@ class BatchesView(Gated, Vertical):
         app: Any = self.app
         wide = bool(app.wide)
         chips = "  ".join(f"[{c}]" if on_ else c for c, on_ in self.model.chips_line())
-        self.query_one("#batch-chips", Static).update(chips)
+        set_text(self.query_one("#batch-chips", Static), chips, layout=True)
         note = self.model.error and f"not refreshed: {self.model.error}" or self.model.title()
-        self.query_one("#batch-note", Static).update(note)
+        set_text(self.query_one("#batch-note", Static), note)
         self.query_one("#batch-note", Static).set_class(self.model.error is not None, "-error")
         self.table.show(columns_for(COLUMNS, wide), self.model.table_rows())
         self._draw_pane(wide)
-        self.refresh_bindings()
+        self.refresh_gates()
 
     def _draw_pane(self, wide: bool) -> None:
         if not wide:
@@ -377,14 +385,14 @@ class BatchesView(Gated, Vertical):
         row = self.highlighted
         text = "\n".join(pane_lines(row, self.model.rates.get(row.id, ()) if row else ()))
         if text != self._pane_text:
-            self.query_one("#batch-pane", Static).update(text)
+            self.query_one("#batch-pane", Static).update(text, layout=False)  # a fixed-size pane
             self._pane_text = text
 
     @on(DataTable.RowHighlighted, "#batches-table")
     def _highlighted(self) -> None:
         app: Any = self.app
         self._draw_pane(bool(app.wide))
-        self.refresh_bindings()
+        self.refresh_gates()
 
     @on(DataTable.RowSelected, "#batches-table")
     def _selected(self) -> None:
@@ -471,6 +479,7 @@ class BatchDetailScreen(Gated, Screen[None]):
 
     BINDING_GROUP_TITLE = "Batch"
     ACTIONS: ClassVar[frozenset[str]] = frozenset({"cancel", "retry"})
+    GATED: ClassVar[tuple[str, ...]] = ("open",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("c", "cancel", "Cancel batch"),
@@ -522,7 +531,7 @@ class BatchDetailScreen(Gated, Screen[None]):
             else:
                 self.error = None
                 if detail.row.rate_per_min is not None and detail.row.state in ACTIVE:
-                    self.rates = [*self.rates, detail.row.rate_per_min][-20:]
+                    self.rates = rate_points(self.rates, detail.row, self.row.done)
                 self.row, self.failed = detail.row, detail.failed_jobs
         self.draw()
 
@@ -548,7 +557,7 @@ class BatchDetailScreen(Gated, Screen[None]):
         now = app.clock()
         table = self.query_one("#batch-failed-table", KeyedTable)
         table.show(FAILED_COLUMNS, [(f.id, failed_job_cells(f, now)) for f in self.failed])
-        self.refresh_bindings()
+        self.refresh_gates()
 
     def can(self, action: str) -> bool | None:
         if action == "cancel":

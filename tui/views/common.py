@@ -18,7 +18,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
 from ..state import NULL, format_count, format_seconds
@@ -224,6 +224,31 @@ class Gated:
     def can(self, action: str) -> bool | None:
         """True: offered; None: shown greyed (does not apply here); False: hidden."""
         return True
+
+    GATED: ClassVar[tuple[str, ...]] = ("open", "copy")
+    """Actions besides ``ACTIONS`` whose state depends on the highlighted row."""
+
+    def gates_changed(self) -> bool:
+        """Whether any action's state changed since the last call: only then are the bindings
+        (and so the Footer, which rebuilds its keys) refreshed."""
+        state = tuple(self.can(a) for a in (*sorted(self.ACTIONS), *self.GATED))
+        if state == getattr(self, "_gate_state", None):
+            return False
+        self._gate_state = state
+        return True
+
+    def refresh_gates(self) -> None:
+        if self.gates_changed():
+            refresh: Any = getattr(self, "refresh_bindings", None)
+            if refresh is not None:
+                refresh()
+
+
+def set_text(widget: Static, text: str, *, layout: bool = False) -> None:
+    """Update a Static only when its text changes; a widget whose size does not follow its text
+    (the default here) skips the layout pass, which costs more than the whole table's redraw."""
+    if str(widget.content) != text:
+        widget.update(text, layout=layout)
 
 
 # --- big text ---------------------------------------------------------------------------------------

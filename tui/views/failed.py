@@ -43,6 +43,7 @@ from .common import (
     clock_time,
     columns_for,
     plural,
+    set_text,
     short_id,
 )
 from .dialogs import Confirmation, FilterDialog
@@ -241,6 +242,7 @@ class FailedView(Gated, Vertical):
 
     BINDING_GROUP_TITLE = "Failed"
     ACTIONS: ClassVar[frozenset[str]] = frozenset({"retry", "forget", "retry_all", "forget_all"})
+    GATED: ClassVar[tuple[str, ...]] = ("open", "copy")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Detail", show=False),
         Binding("r", "retry", "Retry"),
@@ -325,11 +327,11 @@ class FailedView(Gated, Vertical):
         wide = bool(app.wide)
         note = f"not refreshed: {self.model.error}" if self.model.error else self.model.title()
         widget = self.query_one("#failed-note", Static)
-        widget.update(note)
+        set_text(widget, note)
         widget.set_class(self.model.error is not None, "-error")
         self.table.show(self.model.columns(wide), self.model.table_rows(app.clock()))
         self._draw_pane()
-        self.refresh_bindings()
+        self.refresh_gates()
 
     def _draw_pane(self) -> None:
         app: Any = self.app
@@ -370,7 +372,7 @@ class FailedView(Gated, Vertical):
     @on(DataTable.RowHighlighted, "#failed-table")
     def _highlighted(self) -> None:
         self._draw_pane()
-        self.refresh_bindings()
+        self.refresh_gates()
 
     @on(DataTable.RowSelected, "#failed-table")
     def _selected(self) -> None:
@@ -501,6 +503,7 @@ class FailedDetailScreen(Gated, Screen[None]):
 
     BINDING_GROUP_TITLE = "Failed job"
     ACTIONS: ClassVar[frozenset[str]] = frozenset({"retry", "forget"})
+    GATED: ClassVar[tuple[str, ...]] = ("batch", "pager", "copy_traceback")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("r", "retry", "Retry"),
@@ -548,7 +551,7 @@ class FailedDetailScreen(Gated, Screen[None]):
         self.detail = detail
         self.row = detail.row
         await self._fill(detail)
-        self.refresh_bindings()
+        self.refresh_gates()
 
     async def _fill(self, detail: FailedDetail) -> None:
         self.query_one("#failed-header", Static).update(header_line(detail.row))

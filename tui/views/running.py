@@ -30,6 +30,7 @@ from .common import (
     PageFetched,
     Row,
     columns_for,
+    set_text,
     short_id,
     text_bar,
 )
@@ -230,15 +231,14 @@ class RunningView(Gated, Vertical):
         app: Any = self.app
         note = f"not refreshed: {self.model.error}" if self.model.error else self.model.title()
         widget = self.query_one("#running-note", Static)
-        if str(widget.content) != note:
-            widget.update(note)
+        set_text(widget, note)
         widget.set_class(self.model.error is not None, "-error")
         self.table.show(running_columns(bool(app.wide)), self.model.table_rows(app.clock(), self.p95_by_queue()))
-        self.refresh_bindings()
+        self.refresh_gates()
 
     @on(DataTable.RowHighlighted, "#running-table")
     def _highlighted(self) -> None:
-        self.refresh_bindings()
+        self.refresh_gates()
 
     def can(self, action: str) -> bool | None:
         row = self.highlighted
