@@ -33,15 +33,17 @@ class Terminal:
 
     def __init__(self, child: pexpect.spawn) -> None:
         self.child = child
+        self.raw = ""
         self.text = ""
 
     def read(self) -> None:
         while True:
             try:
-                chunk = self.child.read_nonblocking(65536, timeout=0.1)
+                self.raw += self.child.read_nonblocking(65536, timeout=0.1)
             except (pexpect.TIMEOUT, pexpect.EOF):
-                return
-            self.text += ANSI.sub("", chunk)
+                break
+        # Stripped as a whole: an escape sequence may be split between two reads.
+        self.text = ANSI.sub("", self.raw)
 
     def wait_for(self, pattern: str, within: float = 30.0) -> re.Match[str]:
         deadline = time.monotonic() + within
@@ -103,12 +105,12 @@ def test_cancel_a_running_evals_batch_from_the_console(procs: Processes, tmp_pat
         screen.press("4")
         screen.wait_for(re.escape(name[:12]))
         screen.press("c")
-        screen.wait_for(r"Removes [\d,]+ queued jobs")
+        screen.wait_for(r"Removes [\d,]+ queued jobs?;")
         screen.wait_for(r"running will be told")
         screen.press("y")
         cancelled_at = time.time()
         # The toast wraps over lines: between its words there may be cursor moves and padding.
-        toast = screen.wait_for(r"Cancelled[\s\S]{0,200}?removed\s+([\d,]+)\s+queued\s+jobs,\s+([\d,]+)\s+running")
+        toast = screen.wait_for(r"Cancelled[\s\S]{0,200}?removed\s+([\d,]+)\s+queued\s+jobs?,\s+([\d,]+)\s+running")
         removed, told = (int(g.replace(",", "")) for g in toast.groups())
         # The engine's own record of the cancel (the event its script wrote) has the same numbers.
         (event,) = [e for e in read(redis_url, read_events) if e.get("kind") == "batch_cancelled"]
