@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .batches import TERMINAL, Batches, batch_index_key, batch_key, batches_key
+from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
 from .evaljobs import SAMPLE_JOB
 from .keys import QueueKeys
 from .queue import FAILED_RETENTION_MS, Queue
@@ -152,6 +152,7 @@ class RunningRow:
     sample: int | None = None
     releases: int = 0
     cancel_requested: bool = False
+    renewals: int = 0  # lease renewals of this job so far (all attempts)
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,7 @@ class Admin:
         self.queue = Queue(client, prefix)
         self.batches = Batches(client, prefix, self.queue)
         self._indexed: set[str] = set()
+        self._active_indexed: set[str] = set()
 
     # helpers -----------------------------------------------------------------
     def _keys(self, queue: str) -> QueueKeys:
@@ -358,7 +360,7 @@ class Admin:
         return rows
 
     @staticmethod
-    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int) -> BatchRow:
+    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int, now: float | None = None) -> BatchRow:
         state = rec.get("state", "pending")
         failed = _int(rec.get("failed"))
         processed = _int(rec.get("processed"))
@@ -392,6 +394,7 @@ class Admin:
             finished_at=_ms(rec.get("finished_at")),
             cancelled_at=_ms(rec.get("cancelled_at")),
             callbacks=callbacks,
+            rate_per_min=rate_per_minute(rec, time.time() if now is None else now),
             run_id=bid[4:] if bid.startswith("run-") else None,
         )
 
@@ -405,11 +408,16 @@ class Admin:
             "failed": frozenset({"failed", "finished_with_failures"}),
             "cancelled": frozenset({"cancelled"}),
         }.get(chip)
-        # one small read per batch (its state), no job lists; then full rows for the page only
+        # one small read per batch (its state), no job lists; then full rows for the page only.
+        # The active list reads only the batches not finished (batches:active), so it stays cheap
+        # however many finished batches are kept; the other chips are fetched on demand.
         found: list[tuple[int, float, str, str]] = []
         for q in await self._queues():
             keys = self._keys(q)
-            entries: Any = await self.client.zrevrange(batches_key(keys), 0, -1, withscores=True)
+            if chip == "active":
+                await self._ensure_active_index(q)
+            source = active_batches_key(keys) if chip == "active" else batches_key(keys)
+            entries: Any = await self.client.zrevrange(source, 0, -1, withscores=True)
             for start in range(0, len(entries), SCAN_CHUNK):
                 chunk = entries[start : start + SCAN_CHUNK]
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -430,6 +438,26 @@ class Admin:
         for q, ids in by_queue.items():
             rows.update({r.id: r for r in await self._batch_rows(q, ids)})
         return [rows[bid] for _, _, _, bid in page if bid in rows]
+
+    async def _ensure_active_index(self, queue: str) -> None:
+        """Batches created before the active index existed: add the unfinished ones, once."""
+        if queue in self._active_indexed:
+            return
+        keys = self._keys(queue)
+        marker = active_batches_key(keys) + "_indexed"
+        if not await self.client.exists(marker):
+            entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
+            for start in range(0, len(entries), SCAN_CHUNK):
+                chunk = entries[start : start + SCAN_CHUNK]
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for bid, _ in chunk:
+                        pipe.hget(batch_key(keys, str(bid)), "state")
+                    states = await pipe.execute()
+                active = {str(bid): created for (bid, created), st in zip(chunk, states, strict=True) if st in ACTIVE_STATES}
+                if active:
+                    await self.client.zadd(active_batches_key(keys), active, nx=True)
+            await self.client.set(marker, "1")
+        self._active_indexed.add(queue)
 
     async def _batch(self, batch_id: str) -> BatchRow | None:
         queue = await self.client.hget(batch_index_key(self.prefix), batch_id)
@@ -658,6 +686,7 @@ class Admin:
             "runtime": row.runtime,
             "worker": row.worker,
             "lease_renewed_at": _ms(rec.get("renewed_at")),
+            "lease_renewals": _int(rec.get("renewals")),
             "lease_seconds": (_int(rec.get("lease_ms")) / 1000.0) or None,
             "timeout": _timeout(env) if not rec.get("timeout") else float(rec["timeout"]) or None,
             "detail": failure.get("detail"),
@@ -750,7 +779,7 @@ class Admin:
 
     # running jobs ------------------------------------------------------------
     RUNNING_FIELDS = ("data", "owner", "started_at", "attempts", "releases", "renewed_at", "lease_ms",
-                      "progress", "progress_note", "cancel", "batch", "timeout")
+                      "progress", "progress_note", "cancel", "batch", "timeout", "renewals")
 
     async def running(self, queue: str | None = None) -> list[RunningRow]:
         """Every leased job, longest-running first."""
@@ -787,6 +816,7 @@ class Admin:
                     sample=_sample(env),
                     releases=_int(rec[4]),
                     cancel_requested=bool(rec[9]),
+                    renewals=_int(rec[12]),
                 ))
         rows.sort(key=lambda r: (r.started_at if r.started_at is not None else float("inf"), r.id))
         return rows
@@ -813,6 +843,22 @@ class Admin:
         if reply.what == "missing":
             return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
         return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+
+
+def rate_per_minute(rec: dict[str, str], now: float) -> float | None:
+    """Completions in the last 60 s, estimated from the per-minute counts the scripts keep on the
+    batch (this minute's, plus the previous minute's weighted by the part still in the window)."""
+    if "rate_min" not in rec:
+        return None
+    minute = _int(rec.get("rate_min"), -1)
+    this, prev = _int(rec.get("rate_this")), _int(rec.get("rate_prev"))
+    current = int(now // 60)
+    into = (now % 60) / 60.0
+    if minute == current:
+        return this + prev * (1.0 - into)
+    if minute == current - 1:
+        return this * (1.0 - into)
+    return 0.0
 
 
 def _with_retry_state(row: FailedRow, state: str | None) -> FailedRow:

@@ -65,6 +65,12 @@ def batches_key(keys: QueueKeys) -> str:
     return f"{keys.base}batches"
 
 
+def active_batches_key(keys: QueueKeys) -> str:
+    """ZSET batch id -> created ms of the batches not finished yet (kept by the scripts, see
+    _batch.lua), so the active list never reads finished batches."""
+    return f"{keys.base}batches:active"
+
+
 @dataclass(frozen=True)
 class BatchInfo:
     id: str
@@ -206,6 +212,7 @@ class Batches:
             pipe.hsetnx(batch_key(keys, bid), "id", bid)
             pipe.hset(batch_key(keys, bid), mapping=fields)  # type: ignore[arg-type]
             pipe.zadd(batches_key(keys), {bid: now_ms})
+            pipe.zadd(active_batches_key(keys), {bid: now_ms})
             pipe.hset(batch_index_key(self.prefix), bid, queue)
             pipe.sadd(self.queue.globals.queues, queue)
             await pipe.execute()
@@ -299,8 +306,10 @@ class Batches:
             if b.finished and done_at is not None and done_at < cutoff:
                 keys = self.queue.keys(b.queue)
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled")
+                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled",
+                                batch_key(keys, b.id) + ":running")
                     pipe.zrem(batches_key(keys), b.id)
+                    pipe.zrem(active_batches_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)
                     await pipe.execute()
                 n += 1

@@ -260,6 +260,8 @@ def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], all_matching: bo
     if bool(job_ids) == all_matching:
         raise click.UsageError("give job ids, or --all-matching")
     if all_matching:
+        if not (queues or exception or batch_id or job_name):
+            raise click.UsageError("--all-matching needs --exception, --batch, --name or --queue (`failed flush` deletes everything)")
         _act_on_matching(ctx, False, queues, (), exception, batch_id, job_name, as_json)
         return
 

@@ -112,6 +112,13 @@ class RunningJob:
         value, self._progress = self._progress, None
         return value
 
+    def untake(self, update: LeaseUpdate) -> None:
+        """A renewal carrying ``update`` failed: send its progress and timeout with the next one."""
+        if update.progress is not None and self._progress is None:
+            self._progress = (update.progress, update.note)
+        if update.timeout is not None:
+            self.timeout_sent = False
+
     @property
     def idempotency_key(self) -> str | None:
         return self.job.key
@@ -765,6 +772,12 @@ class Worker:
                 replies = await pipe.execute()
         except REDIS_ERRORS as exc:
             log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
+            # what this renewal carried goes with the next one, unless the job reported again
+            for _q, updates in queues:
+                for u in updates:
+                    ctx = self._contexts.get(u.id)
+                    if ctx is not None:
+                        ctx.untake(u)
             return
         for raw in replies:
             reply = parse_renew(raw)
@@ -782,6 +795,10 @@ class Worker:
             if self._closing.is_set():
                 return
             await self._renew_once()
+            try:
+                await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
+            except REDIS_ERRORS as exc:
+                log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
 
     async def _cancels_loop(self) -> None:
         """Listen for "a cancel was requested" and renew at once when holding jobs, so a
@@ -802,10 +819,6 @@ class Worker:
             finally:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
-            try:
-                await self.limiters.renew([(c.job, c.held) for c in self._contexts.values()])
-            except REDIS_ERRORS as exc:
-                log.warning("worker %s: limiter slot renewal failed (%s)", self.id, exc)
 
     async def _heartbeat_loop(self) -> None:
         info: dict[str, Any] = {

@@ -49,6 +49,13 @@ local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
   end
 end
 
+-- Batches not finished yet: <base>batches:active (ZSET id -> created ms), so the console's
+-- active list reads those and not every batch.  Added at creation and by whatever reopens or
+-- runs a batch (a retry, a pop of one of its jobs), removed when the batch finishes.
+local function b_active(base, bid, bk)
+  redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or b_now(), bid)
+end
+
 -- The batch has no pending job left: finish it once (per round; a retry opens a new round).
 local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   local pending = tonumber(redis.call('HGET', bk, 'pending') or '0')
@@ -58,6 +65,7 @@ local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   if redis.call('HSETNX', bk, 'finished_at', b_now()) == 0 then
     return
   end
+  redis.call('ZREM', base .. 'batches:active', bid)
   local state = redis.call('HGET', bk, 'state')
   if state ~= 'cancelled' and state ~= 'failed' then
     if tonumber(redis.call('HGET', bk, 'failed') or '0') > 0 then
@@ -102,6 +110,19 @@ local function b_not_running(base, bid, id)
   redis.call('SREM', base .. 'batch:' .. bid .. ':running', id)
 end
 
+-- Completions per minute, O(1): the count of the current minute and of the one before
+-- (rate_min, rate_this, rate_prev), from which a reader estimates the last 60 seconds.
+local function b_count_rate(bk)
+  local minute = math.floor(b_now() / 60000)
+  local r = redis.call('HMGET', bk, 'rate_min', 'rate_this')
+  local last = tonumber(r[1] or '-1')
+  if last == minute then
+    redis.call('HINCRBY', bk, 'rate_this', 1)
+  else
+    redis.call('HSET', bk, 'rate_min', minute, 'rate_prev', last == minute - 1 and (r[2] or '0') or '0', 'rate_this', 1)
+  end
+end
+
 -- A job of batch `bid` finished: ok, or failed for good.  A job an operator cancelled
 -- (`cancelled`) counts as failed but does not fail a batch that allows no failures.
 local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, cancelled)
@@ -111,6 +132,7 @@ local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, can
   end
   redis.call('HINCRBY', bk, 'pending', -1)
   redis.call('HINCRBY', bk, 'processed', 1)
+  b_count_rate(bk)
   local state = redis.call('HGET', bk, 'state')
   if ok then
     if redis.call('HGET', bk, 'cb:progress') and redis.call('HSETNX', bk, 'progress_queued', '1') == 1 then

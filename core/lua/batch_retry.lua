@@ -65,6 +65,7 @@ if nfailed > 0 then
 end
 if n > 0 or nfailed > 0 then
   redis.call('HSET', bk, 'state', 'running')
+  b_active(base, bid, bk)
   redis.call('HDEL', bk, 'finished_at', 'cancelled_at', 'catch_done')
   if redis.call('LLEN', lk) > 0 and redis.call('LPOS', KEYS[1], bid) == false then
     redis.call('RPUSH', KEYS[1], bid)

@@ -89,6 +89,9 @@ if ARGV[6] ~= '1' then
         elseif st == 'pending' then
           redis.call('HSET', bk, 'state', 'running', 'started_at', now)
         end
+        if not skip and st then
+          b_active(base, rec[5], bk)
+        end
       end
       if rec[1] and not skip then
         local attempts = redis.call('HINCRBY', jk, 'attempts', 1)

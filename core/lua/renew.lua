@@ -19,6 +19,7 @@ for i = 4, #ARGV, 4 do
   if rec[1] == owner then
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
     redis.call('HSET', jk, 'renewed_at', now, 'lease_ms', ARGV[3])
+    redis.call('HINCRBY', jk, 'renewals', 1)
     if ARGV[i + 1] and ARGV[i + 1] ~= '' then
       redis.call('HSET', jk, 'progress', ARGV[i + 1], 'progress_note', ARGV[i + 2] or '')
     end

@@ -27,6 +27,7 @@ end
 if rec[6] then
   -- a job of a batch: the batch counts the retry as it would for `batch retry`
   local bk = base .. 'batch:' .. rec[6]
+  local had_batch = redis.call('EXISTS', bk) == 1
   redis.call('HSET', jk, 'batch', rec[6])
   if redis.call('SREM', bk .. ':failed', old) == 1 then
     redis.call('HINCRBY', bk, 'failed', -1)
@@ -34,6 +35,9 @@ if rec[6] then
   end
   redis.call('HINCRBY', bk, 'pending', 1)
   redis.call('HSET', bk, 'state', 'running')
+  if had_batch then
+    redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or now, rec[6])
+  end
   redis.call('HDEL', bk, 'finished_at', 'cancelled_at', 'catch_done')
 end
 if rec[7] then

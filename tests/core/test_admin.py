@@ -32,12 +32,12 @@ def admin(aclient: Any) -> Admin:
     return Admin(aclient, prefix=P)
 
 
-async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any) -> None:
+async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any, owner: str = "w") -> None:
     for job in popped:
         exc = exc_of(job)
         failure = {"kind": "timeout" if exc == "TimeoutError" else "exception", "message": f"{exc} in {job.id}",
                    "exception_type": exc, "job": job.name, "batch": job.batch, "tags": list(job.tags)}
-        assert await queue.fail(job.queue, "w", job.id, failure)
+        assert await queue.fail(job.queue, owner, job.id, failure)
 
 
 async def recorded_failures(queue: Queue, batches: Batches, n: int = 120, seed: int = 7) -> None:
@@ -193,7 +193,7 @@ async def test_cancel_a_running_job_flags_it_for_its_workers_next_renewal(queue:
     assert reply.cancel == [job.id] and reply.lost == []
     (row,) = await admin.running()
     assert (row.worker, row.progress, row.progress_note, row.cancel_requested) == ("host-1:42", 0.4, "tokens 812", True)
-    assert row.lease_seconds == 30 and row.timeout == 30 and row.renewed_at and row.lease_deadline
+    assert row.lease_seconds == 30 and row.timeout == 30 and row.renewed_at and row.lease_deadline and row.renewals == 1
     assert not (await admin.cancel_job(job_id)).ok  # told already
 
 
@@ -214,6 +214,7 @@ async def test_batch_pages_counts_and_cancel_of_a_finished_batch(queue: Queue, a
     assert [b.id for b in active] == [run]
     (row,) = active
     assert (row.total, row.succeeded, row.running, row.pending) == (10, 2, 8, 8) and row.run_id == "42"
+    assert row.rate_per_min is not None and 1 <= row.rate_per_min <= 2
     assert [b.id for b in await admin.batches_page("all")] == [run, done]
     assert await admin.cancel_batch_preview(run) == (0, 8)
     result = await admin.cancel_batch(run)
@@ -229,3 +230,105 @@ async def test_batch_pages_counts_and_cancel_of_a_finished_batch(queue: Queue, a
     assert not (await admin.cancel_batch("nope")).ok
     assert not (await admin.retry_batch(done)).ok
     assert [b.id for b in await admin.batches_page("cancelled")] == [run]
+
+
+def test_the_batch_rate_counts_the_last_sixty_seconds() -> None:
+    from evalharness.core.admin import rate_per_minute
+
+    minute = 29_000_000
+    rec = {"rate_min": str(minute), "rate_this": "30", "rate_prev": "60"}
+    assert rate_per_minute(rec, minute * 60 + 15) == 30 + 60 * 0.75
+    assert rate_per_minute(rec, (minute + 1) * 60 + 30) == 15.0
+    assert rate_per_minute(rec, (minute + 5) * 60) == 0.0
+    assert rate_per_minute({}, 0) is None
+
+
+async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(queue: Queue, admin: Admin, aclient: Any) -> None:
+    await Batches(aclient, P, queue).create("b", [JobRequest("judge", {"n": 1, "secret": "s"})], queue="a", batch_id="b")
+    (job,) = (await queue.pop("a", 1, 30, "gpu-1:77:ab")).jobs
+    await queue.checkpoint("a", "gpu-1:77:ab", job.id, json.dumps({"tokens": 812}))
+    failure = {"kind": "exception", "message": "judge said no", "exception_type": "ValueError", "job": "judge",
+               "traceback": "Traceback (most recent call last):\n" + "  line\n" * 5000 + "ValueError: judge said no\n",
+               "payload": {"n": 1, "secret": "***"}, "worker": "gpu-1:77"}
+    assert await queue.fail("a", "gpu-1:77:ab", job.id, failure)
+    (row,) = (await admin.batch_detail("b")).failed_jobs  # type: ignore[union-attr]
+    assert (row.id, row.exception, row.worker, row.batch, row.attempts) == (job.id, "ValueError", "gpu-1:77", "b", 1)
+    detail = await admin.failed_detail(job.id)
+    assert detail is not None and detail.traceback.count("\n") == 5002  # every line, no cut
+    assert detail.checkpoint == {"tokens": 812} and detail.payload == {"n": 1, "secret": "***"}
+    assert detail.summary["queue"] == "a" and detail.summary["lease_seconds"] == 30
+    retried = await admin.retry_failed(job.id)
+    detail = await admin.failed_detail(job.id)
+    assert detail is not None and detail.retries == (("ready", retried.new_ids[0], detail.retries[0][2]),)
+    assert detail.row.retry_state == "ready"
+    assert await admin.failed_detail("nope") is None
+
+
+async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopening(queue: Queue, admin: Admin, aclient: Any) -> None:
+    from evalharness.core.batches import active_batches_key
+
+    batches = Batches(aclient, P, queue)
+    keys = queue.keys("a")
+    old = await batches.create("old", [JobRequest("judge", {"n": 0})], queue="a", batch_id="old")
+    # as a batch created before the active index existed
+    await aclient.zrem(active_batches_key(keys), old)
+    live = await batches.create("live", [JobRequest("judge", {"n": 1})], queue="a", batch_id="live", allow_failures=True)
+    assert {b.id for b in await admin.batches_page("active")} == {old, live}  # the one-time rebuild found "old"
+    for job in (await queue.pop("a", 10, 30, "w:1:x")).jobs:
+        if job.batch == live:
+            await fail_jobs(queue, [job], lambda j: "ValueError", owner="w:1:x")
+        else:
+            await queue.ack("a", "w:1:x", [(job.id, "")])
+    assert await admin.batches_page("active") == []
+    assert await aclient.zcard(active_batches_key(keys)) == 0
+    assert [b.id for b in await admin.batches_page("failed")] == [live]
+    assert (await admin.retry_batch(live)).retried == 1
+    (row,) = await admin.batches_page("active")
+    assert row.id == live and row.state == "running" and row.pending == 1
+
+
+async def test_a_cancel_pending_when_its_worker_died_travels_with_the_redelivery(queue: Queue, admin: Admin) -> None:
+    import asyncio
+
+    job_id = await queue.dispatch("judge", {"n": 1}, queue="a")
+    await queue.pop("a", 1, 0.2, "dead:1:x")
+    assert (await admin.cancel_job(job_id)).told_to_stop == 1
+    # the dead worker's lease lapses (server clock); a later pop re-delivers the job with the flag
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 5
+    while not (again := await queue.pop("a", 1, 30, "next:2:y")).jobs:
+        assert loop.time() < end, "the lapsed job was not re-delivered"
+        await asyncio.sleep(0.05)
+    assert [j.id for j in again.jobs] == [job_id] and again.cancelled == {job_id}
+
+
+async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_forget_cancel(queue: Queue, admin: Admin, aclient: Any) -> None:
+    rnd = random.Random(11)
+    batches = Batches(aclient, P, queue)
+    await batches.create("b1", [], queue="a", batch_id="b1", allow_failures=True)
+    checks = [FailedFilter(queue="a"), FailedFilter(batch="b1"), FailedFilter(exception="ValueError"),
+              FailedFilter(exception="JobCancelled"), FailedFilter(name="judge", batch="b1")]
+    for step in range(40):
+        op = rnd.choice(("fail", "fail", "retry", "forget", "cancel", "batch_retry", "redo"))
+        failed = await queue.failed_ids("a")
+        if op == "fail":
+            await queue.dispatch_many([JobRequest(rnd.choice(NAMES), {"s": step, "k": k}, queue="a", batch=rnd.choice([None, "b1"])) for k in range(3)])
+            await fail_jobs(queue, (await queue.pop("a", 3, 30, "w")).jobs, lambda j: rnd.choice(EXCEPTIONS))
+        elif op == "retry" and failed:
+            await admin.retry_failed(rnd.choice(failed))
+        elif op == "forget" and failed:
+            await admin.forget_failed(rnd.choice(failed))
+        elif op == "cancel":
+            await admin.cancel_job(await queue.dispatch("judge", {"c": step}, queue="a", batch="b1"))
+        elif op == "batch_retry":
+            await admin.retry_batch("b1")
+        elif op == "redo":
+            # run what retries queued, failing it again
+            await fail_jobs(queue, (await queue.pop("a", 100, 30, "w")).jobs, lambda j: rnd.choice(EXCEPTIONS))
+        for flt in checks:
+            expected = await brute_force(queue, flt) if flt.exception != "JobCancelled" else None
+            if expected is None:
+                ids = await queue.failed_ids("a")
+                recs = [await queue.job_record("a", i) for i in ids]
+                expected = [i for i, r in zip(ids, recs, strict=True) if json.loads(r["failure"])["kind"] == "cancelled"]
+            assert sorted(await page_ids(admin, flt)) == sorted(expected), (step, op, flt)

@@ -77,6 +77,8 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     assert row["progress_note"].startswith("step ") and row["worker"].endswith(f":{worker.pid}")
     assert row["lease_seconds"] == LEASE and row["timeout"] == 120 and row["lease_deadline"] > row["renewed_at"]
 
+    table = procs.cli("jobs", "running", env={"COLUMNS": "200"})
+    assert table.returncode == 0 and "t.cancellable" in table.stdout and "step " in table.stdout
     out = procs.cli("job", "cancel", job_id)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"Cancelled {job_id}: its worker ") and "told to stop" in out.stdout
@@ -98,6 +100,7 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     assert len(calls(path)) == n
     assert await aclient.zcard(K.reserved) == 0 and await aclient.zcard(K.ready) == 0  # not retried
     assert worker.poll() is None
+    assert procs.cli("jobs", "running").stdout.strip() == "no running jobs"
     # acting again: nothing changes, exit status 1
     again = procs.cli("job", "cancel", job_id)
     assert again.returncode == 1 and "already finished" in again.stdout
@@ -207,3 +210,20 @@ async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(procs: P
     failure = json.loads(await until(recorded, deadline=10, what="the cancel to be recorded"))
     assert failure["kind"] == "cancelled"
     assert max(t for _, t in calls(path)) - told_at < 3.0
+
+
+@pytest.mark.slow
+async def test_the_renewal_loop_keeps_a_concurrency_slot_held_past_its_hold(procs: Processes, aclient: Any) -> None:
+    # regression: the renewal loop, reworked to carry progress and cancels, still renews limiter slots
+    start_worker(procs, concurrency=2)
+    await ready(procs)
+    q = Queue(aclient)
+    for n in ("first", "second"):
+        await q.dispatch("t.exclusive_long", {"seconds": 4, "n": n}, queue="t", id=n, result_to=("s", n, 600))
+
+    async def both() -> list[Any]:
+        got = await aclient.hmget(K.results("s"), ["first", "second"])
+        return [json.loads(g)["result"] for g in got] if all(got) else []
+
+    spans = sorted(await until(both, deadline=40, what="both jobs"))
+    assert spans[1][0] >= spans[0][1] - 0.05  # the second started only once the first ended

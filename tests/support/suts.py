@@ -22,3 +22,14 @@ def steady_sync(question: object) -> str:
 
 def not_text(question: object) -> int:
     return 42
+
+
+async def counted_slow(question: object) -> str:
+    """Logs each call's start (to EH_TEST_CALLS), then answers after EH_TEST_LATENCY seconds."""
+    import time
+    from pathlib import Path
+
+    with Path(os.environ["EH_TEST_CALLS"]).open("a") as fh:  # noqa: ASYNC230 (a tiny local append)
+        fh.write(f"{time.time()}\n")
+    await asyncio.sleep(float(os.environ.get("EH_TEST_LATENCY", "2")))
+    return respond(str(question))

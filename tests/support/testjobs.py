@@ -203,3 +203,14 @@ def sync_cancellable_job(ctx: JobContext, payload: dict[str, Any]) -> str:
     while time.time() < end:
         time.sleep(0.05)
     return "done"
+
+
+concurrency_limiter("one-short-hold", 1, hold=2, retry_after=0.2)
+
+
+@job("t.exclusive_long", queue="t", limiters=["one-short-hold"], timeout=30)
+async def exclusive_long_job(payload: Any) -> list[float]:
+    """Runs longer than its limiter slot's hold: only the worker's renewals keep the slot."""
+    started = time.time()
+    await asyncio.sleep(payload.get("seconds", 4))
+    return [started, time.time()]
