@@ -275,8 +275,9 @@ class ConsoleApp(App[None]):
             yield Static(" │ ", id="separator", markup=False)
             yield self._status
         with self._switcher:
+            # The acting screens are mounted the first time they are shown: a console left on the
+            # Overview never builds them.
             yield self._overview
-            yield from self._views.values()
             for key, _, name, what in MODES:
                 if mode_id(name) in BUILT:
                     continue
@@ -509,7 +510,7 @@ class ConsoleApp(App[None]):
         if not self.is_running or isinstance(self.screen, ModalScreen):
             return
         view = self._views.get(self.mode_shown)
-        if view is not None and self.screen is self.screen_stack[0]:
+        if view is not None and view.is_mounted and self.screen is self.screen_stack[0]:
             view.fetch()
 
     @on(ActionDone)
@@ -534,7 +535,11 @@ class ConsoleApp(App[None]):
 
     # --- actions -------------------------------------------------------------------------------
 
-    def action_show_mode(self, mode: str) -> None:
+    async def action_show_mode(self, mode: str) -> None:
+        view = self._views.get(mode)
+        if view is not None and not view.is_mounted:
+            view.display = False  # the switcher shows it below, not before
+            await self._switcher.mount(view)
         while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
             self.pop_screen()  # a mode key from a detail goes back to the list first
         if mode == self.mode_shown:
@@ -544,7 +549,6 @@ class ConsoleApp(App[None]):
         self._modes_short.update(_modes_text(False, mode))
         self._modes_full.update(_modes_text(True, mode))
         self._redraw()
-        view = self._views.get(mode)
         if view is not None:
             view.draw()
             view.table.focus()
@@ -558,7 +562,7 @@ class ConsoleApp(App[None]):
         for key, _, name, _ in MODES:
             if event.key == key and mode_id(name) not in BUILT and self.screen is self.screen_stack[0]:
                 event.stop()
-                self.action_show_mode(mode_id(name))
+                self.call_later(self.action_show_mode, mode_id(name))
 
     def action_toggle_keys(self) -> None:
         try:

@@ -7,7 +7,7 @@ with the console's clock, so nothing is read from Redis to tick.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -273,7 +273,3 @@ class RunningView(Gated, Vertical):
                                   lambda: admin.cancel_job(row.id, row.queue))
 
         self.run_worker(go(), group="action", exit_on_error=False)
-
-
-def ordered_ids(rows: Sequence[RunningRow]) -> list[str]:
-    return [r.id for r in rows]
