@@ -1,9 +1,11 @@
 """The operator console (``evalharness-tui``): a top bar of modes and connection status, a body, keys.
 
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
-none is published) and reads the recorded per-minute history on connecting and once a minute; its messages update a :class:`~evalharness.tui.state.ConsoleState`, which the
-screen draws at most a few times a second. The Overview is live; the other modes say what they
-will show.
+none is published) and reads the recorded per-minute history on connecting and once a minute; its
+messages update a :class:`~evalharness.tui.state.ConsoleState`, which the screen draws at most a
+few times a second. Batches, Failed and Running now (``tui/views``) fetch pages through the
+engine's :class:`~evalharness.core.admin.Admin` and act through it; the modes not built yet say
+what they will show.
 """
 
 from __future__ import annotations
@@ -23,19 +25,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer, Header, HelpPanel, Static
 
+from evalharness.core.admin import ActionResult, Admin
 from evalharness.core.config import load_config, resolve_settings
 from evalharness.core.connection import async_client, redact_url
 from evalharness.core.errors import EvalHarnessError
+from evalharness.core.telemetry import channel as telemetry_channel
+from evalharness.core.telemetry import collect_snapshot, read_history
 
 from .overview import OverviewView
 from .state import (
@@ -47,29 +52,19 @@ from .state import (
     TelemetryError,
     read_history_entries,
 )
+from .views.actions import ActionDone
+from .views.batches import BatchesView
+from .views.common import REFETCH_INTERVAL
+from .views.failed import FailedView
+from .views.running import RunningView
 
 CollectSnapshot = Callable[[Redis, str], Awaitable[Mapping[str, Any]]]
 ReadHistory = Callable[[Redis, str, int], Awaitable[list[Any]]]
 
-try:
-    from evalharness.core.telemetry import channel as telemetry_channel
-    from evalharness.core.telemetry import collect_snapshot as _collect_snapshot
-except ImportError:  # an engine without telemetry: the console still follows what is published
-    _collect_snapshot = None
-
-    def telemetry_channel(prefix: str) -> str:
-        return f"{prefix}:telemetry"
-
-
-try:
-    from evalharness.core.telemetry import read_history as _read_history
-except ImportError:  # an engine that records no history: the console shows none
-    _read_history = None
-
-DEFAULT_COLLECT: CollectSnapshot | None = _collect_snapshot
-"""How the console reads a snapshot itself when none is published; None where the engine has no way."""
-DEFAULT_HISTORY: ReadHistory | None = _read_history
-"""How the console reads the recorded per-minute history; None where the engine records none."""
+DEFAULT_COLLECT: CollectSnapshot | None = collect_snapshot
+"""How the console reads a snapshot itself when none is published."""
+DEFAULT_HISTORY: ReadHistory | None = read_history
+"""How the console reads the recorded per-minute history."""
 
 PING_INTERVAL = 2.0
 """Seconds between two health checks while nothing else is heard, and the retry delay after a failure."""
@@ -104,8 +99,16 @@ MODES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+BUILT = frozenset({"overview", "batches", "failed", "running"})
+"""The modes whose screen exists; only these are offered in the key panel and the palette."""
+
+
 def mode_id(name: str) -> str:
     return name.lower()
+
+
+def built_modes() -> tuple[tuple[str, str, str, str], ...]:
+    return tuple(m for m in MODES if mode_id(m[2]) in BUILT)
 
 
 class ConnectionChecked(Message):
@@ -216,7 +219,7 @@ class ConsoleApp(App[None]):
         Binding("question_mark", "toggle_keys", "Keys", key_display="?"),
         *(
             Binding(key, f"show_mode('{mode_id(name)}')", name, show=False)
-            for key, _, name, _ in MODES
+            for key, _, name, _ in built_modes()
         ),
     ]
 
@@ -230,8 +233,13 @@ class ConsoleApp(App[None]):
         read_only: bool = False,
         collect: CollectSnapshot | None = DEFAULT_COLLECT,
         history: ReadHistory | None = DEFAULT_HISTORY,
+        admin: Admin | None = None,
     ) -> None:
         super().__init__()
+        self.admin: Admin | None = admin
+        """The engine's pages and actions; made on mount from the URL unless given (tests give a fake)."""
+        self.results: list[ActionResult] = []
+        """Every action's result, in order, as the engine returned it (the toasts show their messages)."""
         self._redis_url = redis_url
         self._feed_enabled = feed
         self._clock = clock
@@ -253,6 +261,11 @@ class ConsoleApp(App[None]):
         self._status = Static(self.state.status_text(), id="status", markup=False)
         self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
         self._overview = OverviewView(id="overview")
+        self._views: dict[str, BatchesView | FailedView | RunningView] = {
+            "batches": BatchesView(id="batches"),
+            "failed": FailedView(id="failed"),
+            "running": RunningView(id="running"),
+        }
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -262,8 +275,12 @@ class ConsoleApp(App[None]):
             yield Static(" │ ", id="separator", markup=False)
             yield self._status
         with self._switcher:
+            # The acting screens are mounted the first time they are shown: a console left on the
+            # Overview never builds them.
             yield self._overview
-            for key, _, name, what in MODES[1:]:
+            for key, _, name, what in MODES:
+                if mode_id(name) in BUILT:
+                    continue
                 with Vertical(id=mode_id(name), classes="placeholder"):
                     yield Static(f"{key} {name}", classes="placeholder-title", markup=False)
                     yield Static(f"Will show {what}.", markup=False)
@@ -271,10 +288,28 @@ class ConsoleApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.admin is None and self._feed_enabled:
+            # Its own connection: a slow page must not hold up the telemetry, nor the reverse.
+            client = async_client(self._redis_url, socket_connect_timeout=PING_TIMEOUT, socket_timeout=POLL_TIMEOUT,
+                                  retry=Retry(NoBackoff(), 0))
+            self.admin = Admin(client, self.state.prefix)
         self._redraw()
         self.set_interval(TICK_INTERVAL, self._tick)
+        self.set_interval(REFETCH_INTERVAL, self._refetch_visible)
         if self._feed_enabled:
             self.run_feed()
+
+    def clock(self) -> float:
+        """The console's clock (fixed in tests), for every age and countdown drawn."""
+        return self._clock()
+
+    @property
+    def wide(self) -> bool:
+        return self.size.width >= WIDE_AT
+
+    async def on_unmount(self) -> None:
+        if self.admin is not None and self._feed_enabled:
+            await self.admin.client.aclose()
 
     # --- the feed ------------------------------------------------------------------------------
 
@@ -444,12 +479,16 @@ class ConsoleApp(App[None]):
                 self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
                 self.drawn_snapshot = self.state.snapshot
                 self.drawn_history = self.state.history
+            elif self.mode_shown == "running":
+                # Its colours follow the queues' p95 in the snapshot.
+                self._views["running"].draw()
+                self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
         status = self._status
         text = self.state.status_text(now)
         if str(status.content) != text:
-            status.update(text)
+            status.update(text, layout=False)  # one row of fixed size: no layout pass each second
         level = self.state.status_level(now)
         for each in Level:
             status.set_class(level is each, f"-{each.value}")
@@ -462,14 +501,47 @@ class ConsoleApp(App[None]):
             self._draw_status(now)
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
+            elif self.mode_shown == "running" and self.screen is self.screen_stack[0]:
+                self._views["running"].draw()
+
+    def _refetch_visible(self) -> None:
+        """Every few seconds, the page on screen is fetched again; nothing is fetched for what is
+        hidden, nor while a dialog is open over it."""
+        if not self.is_running or isinstance(self.screen, ModalScreen):
+            return
+        view = self._views.get(self.mode_shown)
+        if view is not None and view.is_mounted and self.screen is self.screen_stack[0]:
+            view.fetch()
+
+    @on(ActionDone)
+    def _on_action_done(self, message: ActionDone) -> None:
+        view = self._views.get(self.mode_shown)
+        if view is not None:
+            view.fetch()
+        for screen in self.screen_stack[1:]:
+            fetch = getattr(screen, "fetch", None)
+            if callable(fetch):
+                fetch()
 
     def on_resize(self) -> None:
         # Crossing the wide breakpoint changes the table's columns.
-        self.call_after_refresh(self._redraw)
+        self.call_after_refresh(self._redraw_all)
+
+    def _redraw_all(self) -> None:
+        self._redraw()
+        view = self._views.get(self.mode_shown)
+        if view is not None and view.is_mounted:
+            view.draw()
 
     # --- actions -------------------------------------------------------------------------------
 
-    def action_show_mode(self, mode: str) -> None:
+    async def action_show_mode(self, mode: str) -> None:
+        view = self._views.get(mode)
+        if view is not None and not view.is_mounted:
+            view.display = False  # the switcher shows it below, not before
+            await self._switcher.mount(view)
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # a mode key from a detail goes back to the list first
         if mode == self.mode_shown:
             return
         self.mode_shown = mode
@@ -477,6 +549,20 @@ class ConsoleApp(App[None]):
         self._modes_short.update(_modes_text(False, mode))
         self._modes_full.update(_modes_text(True, mode))
         self._redraw()
+        if view is not None:
+            view.draw()
+            view.table.focus()
+            view.fetch()
+        elif mode == "overview":
+            self._overview.query_one("#queues").focus()
+
+    def on_key(self, event: events.Key) -> None:
+        # A mode not built yet still answers its key with what it will show, without being
+        # offered in the key panel or the palette.
+        for key, _, name, _ in MODES:
+            if event.key == key and mode_id(name) not in BUILT and self.screen is self.screen_stack[0]:
+                event.stop()
+                self.call_later(self.action_show_mode, mode_id(name))
 
     def action_toggle_keys(self) -> None:
         try:
@@ -488,8 +574,25 @@ class ConsoleApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for key, _, name, what in MODES:
+        for key, _, name, what in built_modes():
             yield SystemCommand(f"Show {name} ({key})", what, partial(self.action_show_mode, mode_id(name)))
+        # Every action the screen offers now, and only those: what read-only or the highlighted
+        # row hides from the keys is not in the palette either.
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            namespace, binding = active.node, active.binding
+            if namespace is self or not active.enabled or binding.action in seen or binding.system:
+                continue
+            if not binding.description or binding.action in ("back",):
+                continue
+            seen.add(binding.action)
+            title = getattr(namespace, "BINDING_GROUP_TITLE", None) or ""
+            label = f"{title}: {binding.description}" if title else binding.description
+            yield SystemCommand(f"{label} ({binding.key_display or key})", f"the key {binding.key_display or key}",
+                                partial(self._run_binding, namespace, binding.action))
+
+    def _run_binding(self, namespace: Any, action: str) -> None:
+        self.call_later(self.run_action, action, namespace)
 
 
 EXIT_CODES_HELP = """\b

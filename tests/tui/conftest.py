@@ -4,6 +4,7 @@ waiting on their state."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from textual.pilot import Pilot
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, HistoryReceived, TelemetryReceived
 
 DATA = Path(__file__).parent / "data"
+sys.path.insert(0, str(Path(__file__).parent))  # fake_admin, shared with scripts/screenshots and bench
 
 URL = "redis://:s3cret@redis.internal:6379/0"
 PREFIX = "eh"
@@ -115,3 +117,32 @@ async def feed(pilot: Pilot[None], *messages: Message) -> None:
 @pytest.fixture
 def send() -> Callable[..., Awaitable[None]]:
     return feed
+
+
+@pytest.fixture
+def fake_admin() -> Any:
+    """The engine's operator interface over fixed rows (tests/tui/fake_admin.py)."""
+    from fake_admin import FakeAdmin
+
+    return FakeAdmin()
+
+
+async def open_mode(pilot: Pilot[None], key: str) -> None:
+    """Press a mode key and wait until its list has its first page drawn."""
+    app = pilot.app
+    assert isinstance(app, ConsoleApp)
+    await pilot.press(key)
+    view = app._views[app.mode_shown]
+
+    def drawn() -> bool:
+        model = view.model
+        page = getattr(model, "page", None)
+        return bool(page) or bool(getattr(model, "groups", ())) or model.error is not None
+
+    await wait_for(pilot, drawn, f"the {app.mode_shown} page")
+    await pilot.pause()
+
+
+@pytest.fixture
+def open_list() -> Callable[..., Awaitable[None]]:
+    return open_mode

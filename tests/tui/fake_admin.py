@@ -1,0 +1,311 @@
+"""A stand-in for :class:`evalharness.core.admin.Admin` over fixed, recorded-looking data: the
+console's pictures and flows are tested without Redis, with times fixed around ``NOW``.
+
+It implements the same methods with the same results (``ActionResult`` with the counts), and
+changes its data as the engine would, so a flow can check what the next page shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from evalharness.core.admin import (
+    ActionResult,
+    Admin,
+    BatchDetail,
+    BatchRow,
+    FailedDetail,
+    FailedFilter,
+    FailedGroup,
+    FailedPage,
+    FailedRow,
+    RunningRow,
+)
+
+NOW = 1_700_000_000.0
+ALL = FailedFilter()
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/srv/evalharness/core/queue.py", line 412, in run_job
+    result = await asyncio.wait_for(call(ctx, **payload), timeout=limit)
+  File "/usr/lib/python3.11/asyncio/tasks.py", line 479, in wait_for
+    return fut.result()
+  File "/srv/evals/judge.py", line 88, in judge_sample
+    verdict = await client.chat(messages, model=model, max_tokens=512)
+  File "/srv/evals/clients.py", line 41, in chat
+    response = await self._http.post("/v1/chat/completions", json=body)
+  File "/srv/venv/lib/python3.11/site-packages/httpx/_client.py", line 1905, in post
+    return await self.request("POST", url, json=json)
+  File "/srv/venv/lib/python3.11/site-packages/httpx/_client.py", line 1585, in request
+    return await self.send(request)
+  File "/srv/venv/lib/python3.11/site-packages/httpx/_transports/default.py", line 394, in handle_async_request
+    raise mapped_exc(message) from exc
+httpx.ReadTimeout: timed out after 60.0s waiting for the judge model
+"""
+
+
+def _batch(i: int, name: str, state: str, total: int, succeeded: int, failed: int, running: int, *,
+           queue: str = "judge", tenant: str | None = "acme", age: float = 600.0, rate: float | None = None,
+           removed: int = 0, metrics: dict[str, float] | None = None, callbacks: dict[str, str] | None = None) -> BatchRow:
+    finished = state not in ("pending", "running")
+    pending = 0 if finished else total - succeeded - failed - removed
+    return BatchRow(
+        id=f"b{i:02d}{'7c3e9a1f5d2b8c4e'[: 14]}",
+        name=name, queue=queue, tenant=tenant, state=state, total=total,
+        pending=pending, running=0 if finished else running, succeeded=succeeded, failed=failed, removed=removed,
+        created_at=NOW - age, started_at=None if state == "pending" else NOW - age + 2,
+        finished_at=NOW - age / 3 if finished and state != "cancelled" else None,
+        cancelled_at=NOW - age / 3 if state == "cancelled" else None,
+        rate_per_min=rate, callbacks=callbacks or {"then": "pending", "catch": "pending", "finally": "pending"},
+        metrics=metrics or {}, run_id=name if metrics else None,
+    )
+
+
+def batches() -> list[BatchRow]:
+    return [
+        _batch(1, "run-42", "running", 2_000, 1_250, 12, 38, age=1_840, rate=41,
+               metrics={"accuracy": 0.712, "faithfulness": 0.834, "latency_ok": 0.97},
+               callbacks={"then": "pending", "catch": "queued", "finally": "pending"}),
+        _batch(2, "nightly-rag-eval", "running", 12_000, 3_100, 40, 64, queue="sut-openai", age=5_400, rate=212,
+               metrics={"recall@5": 0.64}),
+        _batch(3, "judge-sweep-b", "pending", 500, 0, 0, 0, tenant=None, age=30),
+        _batch(4, "run-41", "finished_with_failures", 2_000, 1_988, 12, 0, age=9_000,
+               callbacks={"then": "—", "catch": "ran", "finally": "ran"}),
+        _batch(5, "run-40", "succeeded", 2_000, 2_000, 0, 0, age=20_000,
+               callbacks={"then": "ran", "catch": "—", "finally": "ran"}),
+        _batch(6, "smoke-openai", "cancelled", 300, 120, 3, 0, queue="sut-openai", age=30_000, removed=177),
+        _batch(7, "embed-refresh", "failed", 40, 0, 40, 0, queue="embed", tenant="internal", age=40_000),
+    ]
+
+
+def _failed(i: int, exc: str, message: str, *, queue: str = "judge", batch: str | None = "run-42",
+            name: str = "judge_sample", kind: str = "exception", attempts: int = 3, age: float = 60.0,
+            retried: str | None = None, sample: int | None = None) -> FailedRow:
+    return FailedRow(
+        id=f"{i:02x}f2c1d9e0a7b64c3", queue=queue, name=name, batch=batch, exception=exc, message=message,
+        kind=kind, attempts=attempts, tries=3, failed_at=NOW - age,
+        retried_by=f"r{i:02x}9a8b7c6d5e4f" if retried else None, retry_state=retried,
+        runtime=60.02 if kind == "timeout" else 1.84, worker=f"gpu-01:{4100 + i}",
+        tags=("tenant:acme",) if batch else (), sample=None if batch is None else (sample if sample is not None else 100 + i * 7),
+    )
+
+
+def failed_rows() -> list[FailedRow]:
+    rows = [
+        _failed(1, "TimeoutError", "job exceeded its 60s limit", kind="timeout", age=14),
+        _failed(2, "ReadTimeout", "timed out after 60.0s waiting for the judge model", age=40),
+        _failed(3, "RateLimitError", "429 Too Many Requests: retry after 20s", queue="sut-openai",
+                batch="nightly-rag-eval", name="call_sut", kind="rate_limited", age=95),
+        _failed(4, "TimeoutError", "job exceeded its 60s limit", kind="timeout", age=130, retried="succeeded"),
+        _failed(5, "ValueError", "judge returned no verdict: '[[unparseable]]'", age=200),
+        _failed(6, "KeyError", "'expected_answer'", name="score_sample", age=410, attempts=1),
+        _failed(7, "RateLimitError", "429 Too Many Requests", queue="sut-openai", batch="nightly-rag-eval",
+                name="call_sut", kind="rate_limited", age=600, retried="queued"),
+        _failed(8, "ConnectionError", "connection reset by peer", queue="embed", batch="embed-refresh",
+                name="embed_doc", age=3_700),
+        _failed(9, "TimeoutError", "job exceeded its 60s limit", kind="timeout", age=7_200),
+        _failed(10, "OSError", "[Errno 28] No space left on device", queue="reports", batch=None,
+                name="write_report", age=86_000, attempts=1),
+    ]
+    return rows
+
+
+def running_rows() -> list[RunningRow]:
+    def run(i: int, name: str, queue: str, batch: str | None, ran: float, *, timeout: float | None = 60.0,
+            renewed: float = 2.0, lease: float = 30.0, progress: float | None = None, note: str | None = None,
+            attempt: int = 1, releases: int = 0, cancel: bool = False) -> RunningRow:
+        return RunningRow(
+            id=f"{i:02x}a1b2c3d4e5f607", name=name, queue=queue, batch=batch, worker=f"gpu-0{1 + i % 2}:{4200 + i}",
+            started_at=NOW - ran, attempt=attempt, tries=3, timeout=timeout, lease_deadline=NOW - renewed + lease,
+            renewed_at=NOW - renewed, lease_seconds=lease, progress=progress, progress_note=note,
+            sample=None if batch is None else 300 + i, releases=releases, cancel_requested=cancel,
+        )
+
+    return [
+        run(1, "judge_sample", "judge", "run-42", 3.2, progress=0.4, note="tokens 812"),
+        run(2, "judge_sample", "judge", "run-42", 12.5, progress=0.9, note="tokens 1,870"),
+        run(3, "judge_sample", "judge", "run-42", 54.0, attempt=2),
+        run(4, "call_sut", "sut-openai", "nightly-rag-eval", 8.1, timeout=120.0, releases=3),
+        run(5, "call_sut", "sut-openai", "nightly-rag-eval", 95.0, timeout=120.0, renewed=22.0),
+        run(6, "embed_doc", "embed", None, 1.1, timeout=None),
+        run(7, "judge_sample", "judge", "run-42", 31.0, cancel=True),
+    ]
+
+
+def traceback_for(row: FailedRow) -> str:
+    return TRACEBACK if row.kind != "rate_limited" else TRACEBACK.replace(
+        "httpx.ReadTimeout: timed out after 60.0s waiting for the judge model",
+        f"evalharness.core.errors.{row.exception}: {row.message}")
+
+
+class FakeAdmin(Admin):
+    """The engine's operator interface over fixed rows; ``down`` makes every call fail as a lost
+    Redis does."""
+
+    def __init__(self, *, batches_: list[BatchRow] | None = None, failed: list[FailedRow] | None = None,
+                 running: list[RunningRow] | None = None, huge: bool = False) -> None:
+        # No Redis behind it: the engine's own setup (scripts, queue) is not run.
+        self.client = None  # type: ignore[assignment]
+        self.prefix = "eh"
+        self.batch_rows = batches() if batches_ is None else batches_
+        self.failed_rows = failed_rows() if failed is None else failed
+        self.running_rows = running_rows() if running is None else running
+        self.huge = huge
+        self.down = False
+        self.calls: list[tuple[str, Any]] = []
+
+    def _check(self, name: str, arg: Any = None) -> None:
+        self.calls.append((name, arg))
+        if self.down:
+            raise ConnectionError("Error 111 connecting to redis.internal:6379. Connection refused.")
+
+    # batches
+    async def batches_page(self, chip: str = "active", offset: int = 0, count: int = 50) -> list[BatchRow]:
+        self._check("batches_page", chip)
+        states = {"active": {"pending", "running"}, "failed": {"failed", "finished_with_failures"},
+                  "cancelled": {"cancelled"}}.get(chip)
+        rows = [b for b in self.batch_rows if states is None or b.state in states]
+        rows.sort(key=lambda b: (b.state != "running", -(b.created_at or 0)))
+        return rows[offset: offset + count]
+
+    def _find_batch(self, batch_id: str) -> BatchRow | None:
+        return next((b for b in self.batch_rows if batch_id in (b.id, b.name)), None)
+
+    async def batch_detail(self, batch_id: str) -> BatchDetail | None:
+        self._check("batch_detail", batch_id)
+        row = self._find_batch(batch_id)
+        if row is None:
+            return None
+        return BatchDetail(row, tuple(f for f in self.failed_rows if f.batch == row.name))
+
+    async def cancel_batch_preview(self, batch_id: str) -> tuple[int, int]:
+        self._check("cancel_batch_preview", batch_id)
+        row = self._find_batch(batch_id)
+        if row is None or row.state not in ("pending", "running"):
+            return (0, 0)
+        return (row.pending - row.running, row.running)
+
+    async def cancel_batch(self, batch_id: str) -> ActionResult:
+        self._check("cancel_batch", batch_id)
+        row = self._find_batch(batch_id)
+        if row is None:
+            return ActionResult("cancel_batch", batch_id, False, f"No batch {batch_id}")
+        if row.state not in ("pending", "running"):
+            return ActionResult("cancel_batch", batch_id, False, f"{row.name} already finished ({row.state}): nothing changed")
+        removed, stop = row.pending - row.running, row.running
+        self.batch_rows[self.batch_rows.index(row)] = replace(
+            row, state="cancelled", removed=row.removed + removed, pending=row.running, cancelled_at=NOW)
+        return ActionResult("cancel_batch", row.id, True,
+                            f"Cancelled {row.name}: removed {removed:,} queued jobs, {stop:,} running told to stop",
+                            removed=removed, told_to_stop=stop)
+
+    async def retry_batch(self, batch_id: str) -> ActionResult:
+        self._check("retry_batch", batch_id)
+        row = self._find_batch(batch_id)
+        if row is None:
+            return ActionResult("retry_batch", batch_id, False, f"No batch {batch_id}")
+        n = row.failed
+        self.failed_rows = [f for f in self.failed_rows if f.batch != row.name]
+        self.batch_rows[self.batch_rows.index(row)] = replace(row, failed=0, pending=row.pending + n, state="running")
+        return ActionResult("retry_batch", row.id, True, f"Retried {n:,} failed jobs of {row.name}", retried=n)
+
+    # failed
+    def _matching(self, flt: FailedFilter) -> list[FailedRow]:
+        def ok(r: FailedRow) -> bool:
+            if flt.queue and r.queue != flt.queue or flt.batch and r.batch != flt.batch:
+                return False
+            if flt.exception and r.exception != flt.exception or flt.name and r.name != flt.name:
+                return False
+            return not flt.text or flt.text.lower() in f"{r.id} {r.name} {r.message}".lower()
+
+        return sorted((r for r in self.failed_rows if ok(r)), key=lambda r: -(r.failed_at or 0))
+
+    async def failed_page(self, flt: FailedFilter = ALL, offset: int = 0, count: int = 50) -> FailedPage:
+        self._check("failed_page", flt)
+        rows = self._matching(flt)
+        return FailedPage(len(rows), offset, tuple(rows[offset: offset + count]))
+
+    async def failed_groups(self, flt: FailedFilter = ALL) -> list[FailedGroup]:
+        self._check("failed_groups", flt)
+        counts: dict[str, int] = {}
+        for r in self._matching(flt):
+            counts[r.exception] = counts.get(r.exception, 0) + 1
+        return [FailedGroup(e, n) for e, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    async def failed_count(self, flt: FailedFilter = ALL) -> int:
+        self._check("failed_count", flt)
+        return len(self._matching(flt))
+
+    async def failed_detail(self, job_id: str, queue: str | None = None) -> FailedDetail | None:
+        self._check("failed_detail", job_id)
+        row = next((r for r in self.failed_rows if r.id == job_id), None)
+        if row is None:
+            return None
+        traceback = traceback_for(row)
+        payload: Any = {"sample": row.sample, "model": "judge-large", "api_key": "***",
+                        "messages": [{"role": "user", "content": "Is the answer supported by the context?"}]}
+        if self.huge:
+            traceback = traceback + "".join(f"  frame {i}: {'x' * 60}\n" for i in range(16_000))
+            payload["context"] = "lorem ipsum " * 90_000
+        return FailedDetail(
+            row=row, traceback=traceback, payload=payload,
+            checkpoint={"tokens_streamed": 812, "partial_score": 0.5} if row.kind == "timeout" else None,
+            summary={"id": row.id, "queue": row.queue, "batch": row.batch, "tries": f"{row.attempts}/{row.tries}",
+                     "retries": 1 if row.retried_by else 0, "pushed": "22:10:01", "started": "22:12:14",
+                     "failed": "22:13:06", "runtime": f"{row.runtime}s", "worker": row.worker,
+                     "lease renewals": 6, "timeout": "60s (SIGALRM, then killed after 5s)" if row.kind == "timeout" else "—"},
+            retries=((row.retry_state or "queued", row.retried_by, NOW - 30),) if row.retried_by else (),
+        )
+
+    async def retry_failed(self, job_id: str, queue: str | None = None) -> ActionResult:
+        self._check("retry_failed", job_id)
+        row = next((r for r in self.failed_rows if r.id == job_id), None)
+        if row is None:
+            return ActionResult("retry_failed", job_id, False, f"Job {job_id[:8]} is no longer in the failed store",
+                                skipped=1)
+        if row.retried_by:
+            return ActionResult("retry_failed", job_id, False, f"Job {job_id[:8]} was already retried", skipped=1)
+        self.failed_rows[self.failed_rows.index(row)] = replace(row, retried_by="new" + job_id[:6], retry_state="queued")
+        return ActionResult("retry_failed", job_id, True, f"Retried {row.name} {job_id[:8]}", retried=1,
+                            new_ids=("new" + job_id[:6],))
+
+    async def forget_failed(self, job_id: str, queue: str | None = None) -> ActionResult:
+        self._check("forget_failed", job_id)
+        before = len(self.failed_rows)
+        self.failed_rows = [r for r in self.failed_rows if r.id != job_id]
+        if len(self.failed_rows) == before:
+            return ActionResult("forget_failed", job_id, False, f"Job {job_id[:8]} was already forgotten", skipped=1)
+        return ActionResult("forget_failed", job_id, True, f"Forgot {job_id[:8]}", forgotten=1)
+
+    async def retry_matching(self, flt: FailedFilter) -> ActionResult:
+        self._check("retry_matching", flt)
+        todo = [r for r in self._matching(flt) if not r.retried_by]
+        skipped = len(self._matching(flt)) - len(todo)
+        for r in todo:
+            self.failed_rows[self.failed_rows.index(r)] = replace(r, retried_by="n" + r.id[:6], retry_state="queued")
+        return ActionResult("retry_matching", flt.describe(), True,
+                            f"Retried {len(todo):,} failed jobs matching {flt.describe() or 'everything'}"
+                            + (f" ({skipped:,} already retried)" if skipped else ""), retried=len(todo), skipped=skipped)
+
+    async def forget_matching(self, flt: FailedFilter) -> ActionResult:
+        self._check("forget_matching", flt)
+        gone = {r.id for r in self._matching(flt)}
+        self.failed_rows = [r for r in self.failed_rows if r.id not in gone]
+        return ActionResult("forget_matching", flt.describe(), True,
+                            f"Forgot {len(gone):,} failed jobs matching {flt.describe() or 'everything'}",
+                            forgotten=len(gone))
+
+    # running
+    async def running(self, queue: str | None = None) -> list[RunningRow]:
+        self._check("running", queue)
+        rows = [r for r in self.running_rows if queue is None or r.queue == queue]
+        return sorted(rows, key=lambda r: r.started_at or 0)
+
+    async def cancel_job(self, job_id: str, queue: str | None = None) -> ActionResult:
+        self._check("cancel_job", job_id)
+        row = next((r for r in self.running_rows if r.id == job_id), None)
+        if row is None:
+            return ActionResult("cancel_job", job_id, False, f"Job {job_id[:8]} is no longer running", skipped=1)
+        self.running_rows[self.running_rows.index(row)] = replace(row, cancel_requested=True)
+        return ActionResult("cancel_job", job_id, True, f"Told {row.name} {job_id[:8]} to stop", told_to_stop=1)

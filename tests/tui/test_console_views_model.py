@@ -1,0 +1,132 @@
+"""The acting screens' view-models without Textual: cells, colours, countdowns, ETAs, the dialog
+texts with their counts, and which filter an "all matching" action uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from fake_admin import NOW, batches, failed_rows, running_rows
+
+from evalharness.core.admin import FailedFilter, FailedGroup, FailedPage
+from evalharness.tui.views import batches as b
+from evalharness.tui.views import failed as f
+from evalharness.tui.views import running as r
+from evalharness.tui.views.common import text_bar
+
+
+def test_text_bar() -> None:
+    assert text_bar(0.0) == "░░░░░░░░░░   0%"
+    assert text_bar(0.63) == "██████░░░░  63%"
+    assert text_bar(1.0) == "██████████ 100%"
+    assert text_bar(float("nan")) == "░░░░░░░░░░   0%"
+
+
+def test_batch_cells_keep_counts_apart() -> None:
+    run42 = batches()[0]
+    cells = b.batch_cells(run42)
+    assert cells["counts"].text == "1,262/12/2,000" and cells["counts"].style == "red"
+    assert cells["pending"].text == "700" and cells["running"].text == "38"
+    assert cells["rate"].text == "41/m"
+    assert cells["eta"].text == "18m 00s"  # 738 not finished at 41 a minute
+    assert b.counts_line(run42) == ("total 2,000 · pending 700 · running 38 · succeeded 1,250 · failed 12"
+                                    " · removed 0")
+
+
+@pytest.mark.parametrize(("state", "rate", "eta"), [("running", None, None), ("succeeded", 41.0, None),
+                                                    ("running", 0.0, None), ("pending", 60.0, 738.0)])
+def test_eta_only_when_it_can_be_told(state: str, rate: float | None, eta: float | None) -> None:
+    assert b.eta_seconds(replace(batches()[0], state=state, rate_per_min=rate)) == eta
+
+
+def test_the_list_sorts_running_first_then_newest() -> None:
+    model = b.BatchesModel()
+    model.take(list(reversed(batches())), NOW)
+    assert [row.state for row in model.rows][:3] == ["running", "running", "pending"]
+    assert [row.name for row in model.rows][:2] == ["run-42", "nightly-rag-eval"]
+
+
+def test_the_batches_filter_uses_the_facets() -> None:
+    model = b.BatchesModel(filter_text="queue:sut-openai")
+    model.take(batches(), NOW)
+    assert {row.name for row in model.rows} == {"nightly-rag-eval", "smoke-openai"}
+    model.filter_text = "run-4"
+    assert {row.name for row in model.rows} == {"run-42", "run-41", "run-40"}
+
+
+def test_chips_cycle() -> None:
+    model = b.BatchesModel()
+    assert [model.next_chip() for _ in range(4)] == ["all", "failed", "cancelled", "active"]
+
+
+def test_cancel_confirmation_states_the_consequence_and_types_past_a_thousand() -> None:
+    run42 = batches()[0]
+    small = b.cancel_confirmation(run42, 688, 38)
+    assert small.body.startswith("Removes 688 queued jobs; 38 running will be told to stop; `finally` runs once.")
+    assert small.typed is None and small.title == "Cancel batch run-42?"
+    assert b.cancel_confirmation(run42, 963, 38).typed == "run-42"  # 1,001 jobs touched
+    assert b.cancel_confirmation(run42, 962, 38).typed is None
+
+
+def test_failed_cells_and_header() -> None:
+    rows = failed_rows()
+    cells = f.failed_cells(rows[3], NOW)
+    assert cells["retried"].text == "↻ succeeded" and cells["timeout"].text == "yes"
+    assert cells["failed"].text == "2m 10s"
+    assert f.header_line(rows[0]).startswith("judge_sample  01f2c1d9…  FAILED (timeout)  attempt 3/3  queue judge")
+    assert f.failed_cells(rows[9], NOW)["batch"].text == "—"
+
+
+def test_all_matching_uses_the_filter_or_the_highlighted_group() -> None:
+    model = f.FailedModel(filter_text="queue:judge", grouped=True,
+                          groups=(FailedGroup("TimeoutError", 3), FailedGroup("ValueError", 1)))
+    assert model.filter_for("exc:ValueError") == FailedFilter(queue="judge", exception="ValueError")
+    model.grouped = False
+    assert model.filter_for("exc:ValueError") == FailedFilter(queue="judge")
+
+
+def test_typed_target_of_an_all_matching_action() -> None:
+    assert f.matching_target(FailedFilter(batch="run-42", queue="judge")) == "run-42"
+    assert f.matching_target(FailedFilter(queue="judge")) == "judge"
+    assert f.matching_target(FailedFilter(exception="TimeoutError")) == "TimeoutError"
+    assert f.matching_target(FailedFilter()) == "all"
+    assert f.forget_all_confirmation(FailedFilter(queue="judge"), 3).typed == "judge"  # always typed
+    assert f.retry_all_confirmation(FailedFilter(queue="judge"), 3).typed is None
+    assert f.retry_all_confirmation(FailedFilter(queue="judge"), 1_001).typed == "judge"
+    assert "Queues 3 failed jobs again, matching queue:judge" in f.retry_all_confirmation(FailedFilter(queue="judge"), 3).body
+
+
+def test_failed_paging() -> None:
+    model = f.FailedModel(page=FailedPage(120, 0, tuple(failed_rows())))
+    assert model.page_by(-1) is False
+    assert model.page_by(1) and model.offset == 50
+    assert model.page_by(1) and model.offset == 100
+    assert model.page_by(1) is False
+
+
+def test_running_cells_colours() -> None:
+    slow = running_rows()[2]  # 54 s of 60
+    cells = r.running_cells(slow, NOW, p95=20.0)
+    assert cells["running"].text == "54s" and cells["running"].style == "yellow"
+    assert cells["timeout"].text == "6s" and "red" in cells["timeout"].style
+    assert r.running_cells(slow, NOW, p95=None)["running"].style == ""
+    stuck = running_rows()[4]  # renewed 22 s ago on a 30 s lease
+    assert r.lease_overdue(stuck, NOW) and "red" in r.running_cells(stuck, NOW, None)["lease"].style
+    assert not r.lease_overdue(running_rows()[0], NOW)
+    assert r.running_cells(running_rows()[5], NOW, None)["timeout"].text == "—"
+    # Ticking is arithmetic on the clock: a second later, a second more.
+    assert r.running_cells(slow, NOW + 1, None)["running"].text == "55s"
+
+
+def test_running_sorts_longest_first() -> None:
+    model = r.RunningModel(page=tuple(running_rows()))
+    started = [row.started_at for row in model.rows]
+    assert started == sorted(started)  # type: ignore[type-var]
+
+
+def test_the_interface_the_console_uses_imports_no_textual() -> None:
+    """The console builds on core.admin, and core stays free of the screen."""
+    code = "import sys, evalharness.core.admin; assert 'textual' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,282 @@
+"""What the list screens share: cells as plain values, a table that follows its rows by key and
+touches only cells that changed, the page messages, and the rule that gates every action.
+
+Everything above the widgets is plain values, so the view-models are testable without a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.segment import Segment
+from rich.text import Text
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
+
+from ..state import NULL, format_count, format_seconds
+
+PAGE_SIZE = 50
+"""Rows in one fetched page (the engine's page size too)."""
+
+REFETCH_INTERVAL = 5.0
+"""Seconds between two fetches of the visible page while nothing else asks for one."""
+
+TYPED_CONFIRM_OVER = 1_000
+"""Actions that touch more jobs than this need the batch or queue name typed in."""
+
+
+# --- cells and columns, as values ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: its text and how it looks (a theme-independent Rich style name or "")."""
+
+    text: str
+    style: str = ""
+    right: bool = False
+
+    def render(self) -> Text:
+        # Text from Redis is data: a Text is never parsed as markup.
+        return Text(self.text, style=self.style, no_wrap=True, overflow="ellipsis",
+                    justify="right" if self.right else "left")
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    key: str
+    label: str
+    width: int | None = None
+    right: bool = False
+    wide_only: bool = False
+
+
+def columns_for(columns: Sequence[Col], wide: bool) -> tuple[Col, ...]:
+    return tuple(c for c in columns if wide or not c.wide_only)
+
+
+Row = tuple[str, Mapping[str, Cell]]
+"""A row as (its key, its cells by column key)."""
+
+
+# --- formatting ------------------------------------------------------------------------------------
+
+
+def short_id(value: str, width: int = 8) -> str:
+    """An id cut to ``width`` characters with "…", as operators read hashes."""
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def clock_time(at: float | None) -> str:
+    """Local wall-clock time of an epoch second: "11:22:01"; "—" when unknown."""
+    if at is None:
+        return NULL
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def ago(at: float | None, now: float) -> str:
+    """How long ago: "14s", "3m 05s"; "—" when unknown."""
+    if at is None:
+        return NULL
+    return format_seconds(now - at)
+
+
+def text_bar(fraction: float, cells: int = 10) -> str:
+    """A progress bar of ``cells`` cells and its percentage: "███████░░░  70%"."""
+    fraction = 0.0 if math.isnan(fraction) else min(1.0, max(0.0, fraction))
+    full = int(fraction * cells)
+    return "█" * full + "░" * (cells - full) + f" {int(fraction * 100):3d}%"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{format_count(n)} {word if n == 1 else (words or word + 's')}"
+
+
+# --- messages --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataMessage(Message):
+    """A message that is a small dataclass (Textual's Message sets itself up in ``__post_init__``)."""
+
+
+@dataclass
+class PageFetched(DataMessage):
+    """A page the engine returned for a list; ``view`` names the list, ``data`` is the page."""
+
+    view: str
+    data: Any
+    at: float
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PageFetched) and message.view == self.view
+
+
+@dataclass
+class PageFailed(DataMessage):
+    """Reading a page failed (Redis lost, a timeout): the list keeps its rows and says so."""
+
+    view: str
+    error: str
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+class KeyedTable(DataTable[Text]):
+    """A DataTable whose rows are known by key: :meth:`show` adds, removes and reorders rows and
+    updates only the cells whose text or style changed; the cursor stays on its row's key."""
+
+    DEFAULT_CSS: ClassVar[str] = """
+    KeyedTable { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", cell_padding=1, zebra_stripes=False)
+        self._columns_shown: tuple[Col, ...] = ()
+        self._cells: dict[str, dict[str, Cell]] = {}
+        self._firsts: dict[str, Text] = {}
+        self.updates = 0
+        """Cells written since the table was made (a measure of how much a redraw touched)."""
+
+    @property
+    def cursor_key(self) -> str | None:
+        if not self.row_count or not self.is_valid_row_index(self.cursor_row):
+            return None
+        key: RowKey = self.ordered_rows[self.cursor_row].key
+        return key.value
+
+    @property
+    def keys(self) -> list[str]:
+        return [str(row.key.value) for row in self.ordered_rows]
+
+    def show(self, columns: Sequence[Col], rows: Iterable[Row]) -> None:
+        cursor = self.cursor_key
+        columns = tuple(columns)
+        if columns != self._columns_shown:
+            self.clear(columns=True)
+            for col in columns:
+                self.add_column(Text(col.label, justify="right" if col.right else "left"),
+                                width=col.width, key=col.key)
+            self._columns_shown = columns
+            self._cells.clear()
+            self._firsts.clear()
+        rows = list(rows)
+        keys = [key for key, _ in rows]
+        wanted = set(keys)
+        for gone in [k for k in self._cells if k not in wanted]:
+            self.remove_row(gone)
+            del self._cells[gone]
+            del self._firsts[gone]
+        first = columns[0].key if columns else ""
+        for key, cells in rows:
+            shown = self._cells.get(key)
+            if shown is None:
+                rendered = [cells.get(c.key, Cell("")).render() for c in columns]
+                self.add_row(*rendered, key=key)
+                self._firsts[key] = rendered[0]
+                self._cells[key] = {c.key: cells.get(c.key, Cell("")) for c in columns}
+                self.updates += len(columns)
+                continue
+            for col in columns:
+                cell = cells.get(col.key, Cell(""))
+                if shown.get(col.key) != cell:
+                    rendered = cell.render()
+                    self.update_cell(key, col.key, rendered)
+                    if col.key == first:
+                        self._firsts[key] = rendered
+                    shown[col.key] = cell
+                    self.updates += 1
+        if self.keys != keys:
+            # DataTable sorts by cell values; the first cell of each row (an object we keep) says
+            # which row it is, so the rows take the page's order without being rebuilt.
+            position = {id(self._firsts[k]): i for i, k in enumerate(keys)}
+            self.sort(first, key=lambda cell: position.get(id(cell), len(position)))
+        if cursor is not None and cursor in self._cells and self.cursor_key != cursor:
+            self.move_cursor(row=self.get_row_index(cursor), animate=False)
+
+
+# --- the action gate -------------------------------------------------------------------------------
+
+
+class Gated:
+    """Mixed into every node that binds actions: under ``--read-only`` each action in ``ACTIONS``
+    is hidden (bindings, footer, key panel and palette alike); :meth:`can` greys one that does
+    not apply to the highlighted row."""
+
+    ACTIONS: ClassVar[frozenset[str]] = frozenset()
+    """The actions that change something."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        app: Any = getattr(self, "app", None)
+        if action in self.ACTIONS and getattr(app, "read_only", False):
+            return False
+        return self.can(action)
+
+    def can(self, action: str) -> bool | None:
+        """True: offered; None: shown greyed (does not apply here); False: hidden."""
+        return True
+
+    GATED: ClassVar[tuple[str, ...]] = ("open", "copy")
+    """Actions besides ``ACTIONS`` whose state depends on the highlighted row."""
+
+    def gates_changed(self) -> bool:
+        """Whether any action's state changed since the last call: only then are the bindings
+        (and so the Footer, which rebuilds its keys) refreshed."""
+        state = tuple(self.can(a) for a in (*sorted(self.ACTIONS), *self.GATED))
+        if state == getattr(self, "_gate_state", None):
+            return False
+        self._gate_state = state
+        return True
+
+    def refresh_gates(self) -> None:
+        if self.gates_changed():
+            refresh: Any = getattr(self, "refresh_bindings", None)
+            if refresh is not None:
+                refresh()
+
+
+def set_text(widget: Static, text: str, *, layout: bool = False) -> None:
+    """Update a Static only when its text changes; a widget whose size does not follow its text
+    (the default here) skips the layout pass, which costs more than the whole table's redraw."""
+    if str(widget.content) != text:
+        widget.update(text, layout=layout)
+
+
+# --- big text ---------------------------------------------------------------------------------------
+
+
+class LazyText(ScrollView, can_focus=True):
+    """Read-only text of any size, drawn line by line as it scrolls into view: nothing is measured
+    or styled for lines that are not on screen, so a 1 MB traceback or payload opens at once."""
+
+    DEFAULT_CSS: ClassVar[str] = """
+    LazyText { height: 1fr; }
+    """
+
+    def __init__(self, text: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.lines = text.splitlines() or [""]
+        # Characters, not cells: measuring every line's cells is exactly the cost avoided here.
+        self.virtual_size = Size(max(len(line) for line in self.lines) + 1, len(self.lines))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def render_line(self, y: int) -> Strip:
+        x, top = self.scroll_offset
+        index = top + y
+        if index >= len(self.lines):
+            return Strip.blank(self.size.width, self.rich_style)
+        width = self.size.width
+        piece = self.lines[index].expandtabs(4)[x: x + width]
+        return Strip([Segment(piece, self.rich_style)]).extend_cell_length(width, self.rich_style).crop(0, width)
