@@ -342,11 +342,12 @@ class Batches:
             raise EvalHarnessError(f"no batch {batch_id!r}")
         return n
 
-    async def prune(self, older_than: float) -> int:
-        """Delete finished batches whose finish is older than ``older_than`` seconds."""
+    async def prune(self, older_than: float, queue: str | None = None) -> int:
+        """Delete finished batches whose finish is older than ``older_than`` seconds (of one
+        queue, or of every queue)."""
         cutoff = time.time() - older_than
         n = 0
-        for b in await self.list(limit=100_000):
+        for b in await self.list(queue=queue, limit=100_000):
             done_at = b.finished_at or b.cancelled_at
             if b.finished and done_at is not None and done_at < cutoff:
                 keys = self.queue.keys(b.queue)

@@ -417,6 +417,42 @@ def outcome_of(index: int, sample: Sample, value: dict[str, Any] | None, dispatc
     return SampleOutcome(index, sample, result.get("output"), None, result.get("attempts"), result.get("usage"))
 
 
+WORKERS_COMING_WAIT = 15.0  # seconds a run waits for a live evalharnessd's workers to come back
+
+
+async def _workers_or_coming(queue: Queue, client: aioredis.Redis, prefix: str, name: str) -> bool:
+    """A live worker serves ``name`` now, or comes within a moment because a live evalharnessd
+    supervises the queue (its workers are being replaced: a restart, or ``--reload`` after an
+    edit of the SUT)."""
+    if await queue.live_workers(name):
+        return True
+    if not await _master_supervises(client, prefix, name):
+        return False
+    log.info("no worker is serving queue %r yet; evalharnessd supervises it, waiting up to %gs", name, WORKERS_COMING_WAIT)
+    end = time.monotonic() + WORKERS_COMING_WAIT
+    while time.monotonic() < end:
+        await asyncio.sleep(0.2)
+        if await queue.live_workers(name):
+            return True
+    return False
+
+
+async def _master_supervises(client: aioredis.Redis, prefix: str, name: str) -> bool:
+    """Whether a master with a fresh heartbeat has a supervisor for queue ``name``."""
+    from .telemetry import MASTER_STALE, masters_key
+
+    now = time.time()
+    for raw in (await client.hgetall(masters_key(prefix))).values():
+        try:
+            master = json.loads(raw)
+            fresh = now - float(master.get("heartbeat_at") or 0) < MASTER_STALE
+            if fresh and any(name in (sup.get("queues") or []) for sup in master.get("supervisors") or []):
+                return True
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return False
+
+
 def no_worker_message(queue: str) -> str:
     return (
         f"no worker is serving queue {queue!r}. Start one with `evalharness work --queue {queue}` "
@@ -470,7 +506,7 @@ async def _lazy_parallel(
     record_extra: Mapping[str, str] | None = None,
 ) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options, fingerprint)
-    if not await c.queue.live_workers(options.queue):
+    if not await _workers_or_coming(c.queue, client, prefix, options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
     total = len(dataset.samples)

@@ -1,12 +1,14 @@
-"""Forgetting queues nobody uses: a queue used once (a test, a typo) would otherwise stay in
-``status`` and the console for ever.  A queue with no jobs, no batches and no live workers is
-forgotten once it has stayed so for the retention (24 hours by default); ``evalharness queue
-forget`` does it at once.  Both go through one script (``lua/forget_queue.lua``), so a dispatch
-at the same moment never loses its queue."""
+"""Forgetting queues nobody uses: a queue used once (a test, a typo, one eval run) would
+otherwise stay in ``status`` and the console for ever.  A queue with no jobs, no unfinished
+batch and no live workers is forgotten once it has stayed so for the retention (24 hours by
+default); ``evalharness queue forget`` does it at once.  Its finished batch records go with it
+(every eval run leaves one, so they must not keep a queue listed).  The last check and the
+removal are one script (``lua/forget_queue.lua``), so a dispatch at the same moment never loses
+its queue."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +40,12 @@ class ForgetOutcome:
     workers: int = 0
     batches: int = 0
     idle_since: float | None = None  # epoch seconds
+    pruned_batches: int = 0  # finished batch records removed so the queue could go
+
+    @property
+    def only_batches(self) -> bool:
+        """In use by batch records alone: no job and no live worker."""
+        return self.batches > 0 and not (self.ready or self.delayed or self.reserved or self.failed or self.workers)
 
     def holding(self) -> str:
         """What keeps the queue in use, in words: "3 ready jobs, 1 live worker"."""
@@ -79,10 +87,29 @@ class QueueForgetter:
             idle_since=None if since < 0 else since / 1000.0,
         )
 
-    async def forget(self, queue: str) -> ForgetOutcome:
-        """Forget ``queue`` now if nothing uses it; otherwise say what does."""
-        call = self._call(queue, 0)
+    async def _once(self, queue: str, retention: float) -> ForgetOutcome:
+        call = self._call(queue, retention)
         return self._outcome(queue, await self._script(keys=call["keys"], args=call["args"]))
+
+    async def _prune_finished(self, outcome: ForgetOutcome, older_than: float) -> int:
+        """Remove the finished batch records of a queue that only they keep in use (none while
+        one of its batches is still pending or running)."""
+        from .batches import Batches, active_batches_key
+
+        if not outcome.only_batches:
+            return 0
+        if await self.client.zcard(active_batches_key(QueueKeys(self.prefix, outcome.queue))):
+            return 0
+        return await Batches(self.client, self.prefix).prune(older_than, queue=outcome.queue)
+
+    async def forget(self, queue: str) -> ForgetOutcome:
+        """Forget ``queue`` now if nothing uses it (finished batch records go with it);
+        otherwise say what does."""
+        outcome = await self._once(queue, 0)
+        pruned = await self._prune_finished(outcome, 0)
+        if pruned:
+            outcome = replace(await self._once(queue, 0), pruned_batches=pruned)
+        return outcome
 
     async def sweep(self, queues: list[str], retention: float) -> list[ForgetOutcome]:
         """Check every queue in one pipeline: start the retention clock of those unused, and
@@ -94,7 +121,13 @@ class QueueForgetter:
                 call = self._call(queue, retention)
                 await self._script(keys=call["keys"], args=call["args"], client=pipe)
             replies = await pipe.execute()
-        return [self._outcome(q, raw) for q, raw in zip(queues, replies, strict=True)]
+        outcomes = [self._outcome(q, raw) for q, raw in zip(queues, replies, strict=True)]
+        for i, outcome in enumerate(outcomes):
+            # batches that finished more than the retention ago keep no queue listed
+            pruned = await self._prune_finished(outcome, retention)
+            if pruned:
+                outcomes[i] = replace(await self._once(outcome.queue, retention), pruned_batches=pruned)
+        return outcomes
 
     async def known(self, queue: str) -> bool:
         return bool(await self.client.sismember(self.globals.queues, queue))

@@ -33,9 +33,10 @@ def queue() -> None:
 def forget(ctx: click.Context, name: str) -> None:
     """Forget queue NAME now: it leaves `status` and the console, and its counters are dropped.
 
-    A queue with no jobs (ready, delayed, running or failed), no batches and no live workers
-    is forgotten by the daemon by itself once unused for 24 hours (evalharnessd
-    --forget-queues-after). Dispatching to it again lists it again.
+    A queue with no jobs (ready, delayed, running or failed), no unfinished batch and no live
+    workers is forgotten by the daemon by itself once unused for 24 hours (evalharnessd
+    --forget-queues-after). Its finished batch records go with it. Dispatching to it again
+    lists it again.
 
     \b
     Exit status: 0 forgotten; 1 still in use (jobs, batches or workers; nothing is changed);
@@ -62,12 +63,13 @@ def forget(ctx: click.Context, name: str) -> None:
         known = ", ".join(outcome) if outcome else "none"
         raise EvalHarnessError(f"no queue named {name!r} (known queues: {known})")
     if outcome.use is QueueUse.FORGOTTEN:
-        click.echo(f"forgot queue {name}")
+        pruned = outcome.pruned_batches
+        click.echo(f"forgot queue {name}" + (f" (and {pruned} finished batch record{'s' if pruned != 1 else ''})" if pruned else ""))
         return
     click.echo(
         f"error: queue {name!r} is still in use ({outcome.holding()}); nothing was forgotten. "
-        f"Let its jobs finish (or `evalharness failed flush --queue {name}`, `evalharness batch prune`) "
-        "and stop its workers first.",
+        f"Let its jobs and batches finish (or `evalharness failed flush --queue {name}`, "
+        "`evalharness batch cancel`) and stop its workers first.",
         err=True,
     )
     raise SystemExit(EXIT_IN_USE)

@@ -117,7 +117,7 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
             Text(f"jobs/min {format_rate(o['jobs_per_minute'])}"),
             Text(f"past hour {format_count(o['jobs_past_hour'])}"),
             Text(f"failed 1h {format_count(failed_hour)}"),
-            Text(f"failed 7d {format_count(o['failed_past_7_days'])}"),
+            Text(f"failed (store) {format_count(o['failed_past_7_days'])}"),
             Text(f"processes {format_count(o['processes'])}"),
             Text(f"masters {format_count(o['masters'])}"),
             Text(f"max wait {format_duration(wait['seconds'])}" + (f" ({wait['queue']})" if wait["queue"] else "")),
@@ -153,7 +153,8 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
 def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> None:
     """Queues, workers and masters at a glance.
 
-    Every "failed" names its window: failed 1h, failed 7d (the failed stores), failed (total).
+    Every "failed" names its window: failed 1h, failed (store) (jobs in the failed
+    stores now: failed for good in the last 7 days, not retried or forgotten), failed (total).
     Queue names are shown whole, a paused queue's followed by "(paused)" (evalharness pause
     --queue); a narrow terminal leaves out the least needed columns first.
 

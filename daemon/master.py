@@ -589,7 +589,7 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 @click.option("--queue", "queues", multiple=True, metavar="NAME=PROCESSES", help="Run PROCESSES workers on queue NAME; repeat for several. Overrides the config's supervisors.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs each worker process runs at once (with --queue).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker.")
-@click.option("--grace", type=click.FloatRange(min=0), default=None, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT (default: the largest supervisor job timeout + 30, or --hard-timeout + 30 when set).")
+@click.option("--grace", type=click.FloatRange(min=0), default=None, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT. Default: the longest job limit + 30 s, where a supervisor's limit is its hard_timeout, else --hard-timeout, else the larger of its timeout and 60 s (so 90 s with no limits set).")
 @click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Each worker exits after this many jobs and is replaced (0: no limit).")
 @click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Each worker exits after this many seconds and is replaced (0: no limit).")
 @click.option("--memory", type=click.FloatRange(min=0), default=0, help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).")

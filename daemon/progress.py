@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -99,15 +101,25 @@ class RunProgress:
         self._last_plain = self.started
         self._live: Live | None = None
         self._printed: str | None = None
+        self._log_streams: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def __enter__(self) -> RunProgress:
         if self.live_mode:
             self._live = Live(self._text(), console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()
+            # Log lines written while the live line shows go through it (above the line), not
+            # onto its end: Live redirects sys.stderr, but a handler keeps the stream it was given.
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, sys.__stdout__):
+                    proxy = sys.stderr if handler.stream is sys.__stderr__ else sys.stdout
+                    self._log_streams.append((handler, handler.setStream(proxy)))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._live is not None:
+            for handler, stream in self._log_streams:
+                handler.setStream(stream)
+            self._log_streams = []
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
         # a run that failed to start (no worker, no Redis) has its error to show, not a count

@@ -80,6 +80,7 @@ class Totals:
     status: str = "inactive"
     jobs_per_minute: float | None = None
     jobs_past_hour: int | None = None
+    failed_past_hour: int | None = None
     failed_past_7_days: int | None = None
     processes: int | None = None
     masters: int | None = None
@@ -118,6 +119,7 @@ class Snapshot:
             status=status if isinstance(status, str) and status else "inactive",
             jobs_per_minute=_number(overview, "jobs_per_minute", "overview."),
             jobs_past_hour=_count(overview, "jobs_past_hour", "overview."),
+            failed_past_hour=_count(overview, "failed_past_hour", "overview."),
             failed_past_7_days=_count(overview, "failed_past_7_days", "overview."),
             processes=_count(overview, "processes", "overview."),
             masters=_count(overview, "masters", "overview."),
@@ -389,7 +391,7 @@ def overview_tiles(snapshot: Snapshot | None) -> list[Tile]:
         return [
             Tile("jpm", "Jobs/min", NULL),
             Tile("hour", "Past hour", NULL),
-            Tile("failed", "Failed 7d", NULL),
+            Tile("failed", "Failed 1h", NULL),
             Tile("status", "Status", NULL),
             Tile("procs", "Processes", NULL),
             Tile("wait", "Max wait", NULL),
@@ -400,7 +402,7 @@ def overview_tiles(snapshot: Snapshot | None) -> list[Tile]:
     return [
         Tile("jpm", "Jobs/min", format_rate(totals.jobs_per_minute)),
         Tile("hour", "Past hour", format_count(totals.jobs_past_hour)),
-        Tile("failed", "Failed 7d", format_count(totals.failed_past_7_days)),
+        Tile("failed", "Failed 1h", format_count(totals.failed_past_hour)),
         Tile("status", "Status", totals.status, status_level(totals.status)),
         Tile("procs", "Processes", format_count(totals.processes)),
         Tile("wait", "Max wait", wait),

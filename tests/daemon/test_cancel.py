@@ -80,6 +80,10 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
 
     table = procs.cli("jobs", "running", env={"COLUMNS": "200"})
     assert table.returncode == 0 and "t.cancellable" in table.stdout and "step " in table.stdout
+    # at 80 columns the id and the worker stay whole and no line is wider than the terminal
+    narrow = procs.cli("jobs", "running", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0 and job_id in narrow.stdout and f":{worker.pid}" in narrow.stdout
+    assert "…" not in narrow.stdout and max(len(line) for line in narrow.stdout.splitlines()) <= 80
     out = procs.cli("job", "cancel", job_id)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"Cancelled {job_id}: its worker ") and "told to stop" in out.stdout

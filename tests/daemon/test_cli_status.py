@@ -72,7 +72,7 @@ def test_a_wide_terminal_shows_every_column() -> None:
 def test_every_failed_count_is_named_by_its_window() -> None:
     text = shown(snapshot(queue_row("evals")), 200)
     head = text.splitlines()[0]
-    assert "failed 1h 7" in head and "failed 7d 2" in head
+    assert "failed 1h 7" in head and "failed (store) 2" in head
     header = next(line for line in text.splitlines() if line.startswith("queue"))
     assert "failed 1h" in header and "failed (total)" in header
     assert "failed" not in header.replace("failed 1h", "").replace("failed (total)", "")

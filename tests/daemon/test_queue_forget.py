@@ -67,7 +67,9 @@ async def test_a_queue_in_use_is_never_forgotten(aclient: Any) -> None:
     await q.fail("broken", "w", job.id, {"kind": "exception", "message": "boom"})
     await aclient.sadd("eh:queues", "served", "batched")
     await aclient.zadd(QueueKeys("eh", "served").workers, {"w1": int(time.time() * 1000) + 60_000})
+    # a batch still running (in the active index) keeps its queue
     await aclient.zadd(QueueKeys("eh", "batched").batches, {"b1": 1})
+    await aclient.zadd(QueueKeys("eh", "batched").base + "batches:active", {"b1": 1})
     f = QueueForgetter(aclient, "eh")
     names = ["ready", "later", "running", "broken", "served", "batched"]
     for _ in range(3):
@@ -77,6 +79,33 @@ async def test_a_queue_in_use_is_never_forgotten(aclient: Any) -> None:
     assert sorted(await known_queues(aclient, "eh")) == sorted(names)
     by_name = {o.queue: o for o in outcomes}
     assert by_name["broken"].holding() == "1 failed job" and by_name["served"].holding() == "1 live worker"
+
+
+async def test_finished_batches_do_not_keep_a_queue_and_go_with_it(aclient: Any) -> None:
+    """Every eval run leaves a batch record: once all of a queue's batches finished, the queue
+    is forgotten with them; one unfinished batch keeps it."""
+    from evalharness.core.batches import Batches
+    from evalharness.core.queue import JobRequest
+
+    q = Queue(aclient, "eh")
+    batches = Batches(aclient, "eh", q)
+    done = await batches.create("once", [JobRequest("noop", None)], queue="oneoff")
+    (job,) = (await q.pop("oneoff", 1, 30, "w")).jobs
+    assert await q.ack("oneoff", "w", [(job.id, "", 1)]) == []
+    assert (await batches.info(done)).state == "succeeded"  # type: ignore[union-attr]
+    await batches.create("open", [JobRequest("noop", None)], queue="busy")
+    (job,) = (await q.pop("busy", 1, 30, "w")).jobs
+    assert await q.ack("busy", "w", [(job.id, "", 1)]) == []
+    await batches.add((await batches.list(queue="busy"))[0].id, [JobRequest("noop", None)])
+    (job,) = (await q.pop("busy", 1, 30, "w")).jobs  # the batch's second job is running
+    f = QueueForgetter(aclient, "eh")
+    kept = await f.forget("busy")
+    assert kept.use is QueueUse.IN_USE and kept.pruned_batches == 0
+    assert len(await batches.list(queue="busy")) == 1
+    gone = await f.forget("oneoff")
+    assert gone.use is QueueUse.FORGOTTEN and gone.pruned_batches == 1
+    assert await batches.info(done) is None
+    assert "oneoff" not in await known_queues(aclient, "eh")
 
 
 async def test_a_queue_used_again_starts_its_retention_again(aclient: Any) -> None:

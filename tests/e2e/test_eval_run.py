@@ -333,3 +333,26 @@ def test_report_of_an_unknown_or_expired_run_is_a_clear_error(procs: Processes, 
     assert done.returncode == 2
     assert "no run '01nosuchrun' in Redis" in done.stderr and "--result-ttl" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    """A run started while evalharnessd replaces its workers (a restart, `--reload` after an edit)
+    waits for them instead of failing with "no worker is serving"; with no daemon it still
+    fails at once."""
+    import time
+
+    data = small_dataset(tmp_path, 10)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    alone = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--queue", "late")
+    assert alone.returncode == 3 and "no worker is serving queue 'late'" in alone.stderr
+    # a live master supervises the queue, but its workers are not up yet
+    r.hset("eh:masters", "host-beef", json.dumps({
+        "name": "host-beef", "host": "host", "pid": 1, "status": "running", "started_at": time.time(),
+        "heartbeat_at": time.time(), "supervisors": [{"name": "s", "queues": ["late"]}],
+    }))
+    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--queue", "late", "--json", "out.json")
+    procs.worker("late", imports=())
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert json.loads((tmp_path / "out.json").read_text())["scored_samples"] == 10

@@ -207,7 +207,7 @@ def test_the_strip_shows_totals_and_the_queue_that_waits_longest(example: dict[s
     assert tiles == {
         "jpm": ("Jobs/min", "412", None),
         "hour": ("Past hour", "18,234", None),
-        "failed": ("Failed 7d", "37", None),
+        "failed": ("Failed 1h", "12", None),
         "status": ("Status", "running", Level.OK),
         "procs": ("Processes", "6", None),
         "wait": ("Max wait", "12.4s · evals", None),
