@@ -123,7 +123,7 @@ async def test_values_read_as_specified(make_app: MakeApp, send: Send, busy: dic
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, ConnectionChecked.connected(NOW), telemetry(busy))
         assert [text(tile(app, k)) for k in ("jpm", "hour", "failed", "status", "procs", "wait")] == [
-            "3,434", "1,482,117", "2,381", "running", "59", "1h 03m · sut-anthropic",
+            "3,434", "1,482,117", "214", "running", "59", "1h 03m · sut-anthropic",
         ]
         assert [cell(app, "judge", c) for c in ("ready", "running", "oldest", "clear", "procs", "jpm")] == [
             "12,480", "64", "3m 05s", "12m 22s", "16", "1,010",
