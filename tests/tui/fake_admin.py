@@ -7,6 +7,7 @@ changes its data as the engine would, so a flow can check what the next page sho
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from typing import Any
 
@@ -83,7 +84,7 @@ def _failed(i: int, exc: str, message: str, *, queue: str = "judge", batch: str 
             name: str = "judge_sample", kind: str = "exception", attempts: int = 3, age: float = 60.0,
             retried: str | None = None, sample: int | None = None) -> FailedRow:
     return FailedRow(
-        id=f"{i:02x}f2c1d9e0a7b64c3", queue=queue, name=name, batch=batch, exception=exc, message=message,
+        id=f"0193a2c4e8f1{zlib.crc32(bytes([i])):08x}{i * 2654435761 % 2**32:08x}", queue=queue, name=name, batch=batch, exception=exc, message=message,
         kind=kind, attempts=attempts, tries=3, failed_at=NOW - age,
         retried_by=f"r{i:02x}9a8b7c6d5e4f" if retried else None, retry_state=retried,
         runtime=60.02 if kind == "timeout" else 1.84, worker=f"gpu-01:{4100 + i}",

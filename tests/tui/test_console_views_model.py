@@ -75,7 +75,7 @@ def test_failed_cells_and_header() -> None:
     cells = f.failed_cells(rows[3], NOW)
     assert cells["retried"].text == "↻ succeeded" and cells["timeout"].text == "yes"
     assert cells["failed"].text == "2m 10s"
-    assert f.header_line(rows[0]).startswith("judge_sample  01f2c1d9…  FAILED (timeout)  attempt 3/3  queue judge")
+    assert f.header_line(rows[0]).startswith("judge_sample  …9e3779b1  FAILED (timeout)  attempt 3/3  queue judge")
     assert f.failed_cells(rows[9], NOW)["batch"].text == "—"
 
 

@@ -549,6 +549,8 @@ class BatchDetailScreen(Gated, Screen[None]):
             extra.append(means)
         self.query_one("#batch-extra", Static).update("\n".join(extra))
         title = f"Failed jobs ({format_count(row.failed)})"
+        if self.loaded and len(self.failed) < row.failed:
+            title += f" · newest {format_count(len(self.failed))} shown; all in Failed (5) with batch:{row.id}"
         if self.error:
             title += f" · not refreshed: {self.error}"
         elif not self.loaded:

@@ -71,8 +71,10 @@ Row = tuple[str, Mapping[str, Cell]]
 
 
 def short_id(value: str, width: int = 8) -> str:
-    """An id cut to ``width`` characters with "…", as operators read hashes."""
-    return value if len(value) <= width else value[: width - 1] + "…"
+    """An id cut to ``width`` characters, keeping its end: ids made together share their head
+    (the time they were made; a run's samples are ``<run id>-<index>``), so the tail is what
+    tells them apart.  ``y`` copies the whole id."""
+    return value if len(value) <= width else "…" + value[-(width - 1):]
 
 
 def clock_time(at: float | None) -> str:
