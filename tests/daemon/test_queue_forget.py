@@ -113,7 +113,17 @@ async def test_a_queue_used_again_starts_its_retention_again(aclient: Any) -> No
     await use_once(q, "nuq")
     f = QueueForgetter(aclient, "eh")
     (first,) = await f.sweep(["nuq"], 0.3)
-    await asyncio.sleep(0.35)
+    assert first.idle_since is not None
+    # let the retention pass on the server's clock (the one the script reads), polled with a deadline
+    end = time.monotonic() + 10
+
+    async def server_now() -> float:
+        secs, micros = await aclient.time()
+        return float(secs) + micros / 1e6
+
+    while await server_now() < first.idle_since + 0.3:
+        assert time.monotonic() < end, "the server clock did not pass the retention"
+        await asyncio.sleep(0.02)
     # used and emptied between two sweeps: the leader saw it unused both times, yet it was used
     await use_once(q, "nuq")
     (second,) = await f.sweep(["nuq"], 0.3)
