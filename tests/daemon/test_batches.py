@@ -3,31 +3,18 @@ failures and retry, callbacks exactly once under concurrent completion, and the 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.procs import Processes, live_workers
+from support.procs import Processes, live_workers, until
 
 from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import JobRequest, Queue
 
 K = QueueKeys("eh", "t")
-
-
-async def until(predicate: Any, deadline: float = 20.0, what: str = "condition") -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {deadline:g}s")
-        await asyncio.sleep(0.02)
 
 
 async def workers(procs: Processes, aclient: Any, n: int, concurrency: int = 10) -> None:

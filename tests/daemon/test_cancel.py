@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.procs import Processes, live_workers
+from support.procs import Processes, live_workers, until
 
 from evalharness.core.admin import Admin, FailedFilter
 from evalharness.core.batches import Batches
@@ -22,17 +22,6 @@ from evalharness.core.queue import JobRequest, Queue
 
 K = QueueKeys("eh", "t")
 LEASE = 3.0  # renewals every second
-
-
-async def until(predicate: Any, deadline: float = 30.0, what: str = "condition") -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {deadline:g}s")
-        await asyncio.sleep(0.05)
 
 
 def start_worker(procs: Processes, concurrency: int = 10, cancel_grace: float = 10.0, lease: float = LEASE) -> Any:

@@ -3,6 +3,7 @@ CLI commands with the test's Redis, and cleaning up every child."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -28,6 +29,19 @@ def wait_until(predicate: Callable[[], object], deadline: float = 10.0, what: st
         if time.monotonic() > end:
             raise AssertionError(f"{what} not reached within {deadline:g}s")
         time.sleep(0.02)
+
+
+async def until(predicate: Any, deadline: float = 30.0, what: str = "condition") -> Any:
+    """The async form of :func:`wait_until`: await ``predicate`` until it returns something
+    truthy, or fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} not reached within {deadline:g}s")
+        await asyncio.sleep(0.02)
 
 
 class Processes:
