@@ -57,6 +57,7 @@ class RunOptions:
     batch_timeout: float | None = None  # bounds dispatch and collection of the whole run
     rate_limit: float | None = None  # most samples dispatched per second
     worker_wait: float = 60.0  # give up when no worker has served the queue this long
+    repetitions: int = 1  # each sample runs this many times, as distinct jobs (core/repetitions.py)
 
     def validate(self) -> RunOptions:
         problems = []
@@ -74,6 +75,8 @@ class RunOptions:
             problems.append(f"--batch-timeout must be > 0 seconds, got {self.batch_timeout:g}")
         if self.rate_limit is not None and self.rate_limit <= 0:
             problems.append(f"--rate-limit must be > 0 per second, got {self.rate_limit:g}")
+        if self.repetitions < 1:
+            problems.append(f"--repetitions must be >= 1, got {self.repetitions}")
         if problems:
             raise EvalHarnessError("; ".join(problems))
         return self
@@ -100,6 +103,8 @@ class RunOptions:
             "result_ttl": self.result_ttl,
             "batch_timeout": self.batch_timeout,
             "rate_limit": self.rate_limit,
+            # only when repeated: the options of a plain run keep their shape
+            **({"repetitions": self.repetitions} if self.repetitions != 1 else {}),
         }
 
 
@@ -302,22 +307,38 @@ async def _serial_sample(
 # -- lazy-parallel -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """A run picked up again by ``run --resume`` (core/resume.py): its id, the batch its new jobs
+    join (its own, or a fresh one when its own was cancelled), when it first started, and the
+    outcomes already in its result sink, by unit index."""
+
+    run_id: str
+    batch_id: str
+    new_batch: bool
+    started_at: float
+    results: Mapping[int, dict[str, Any]]
+    # units whose earlier job is gone (never dispatched, removed by a cancel, stopped): dispatched
+    # under a fresh job id and idempotency key (this suffix), so no leftover of the old job merges them
+    fresh: Mapping[int, str] = field(default_factory=dict)
+
+
 class _Collector:
     """Dispatches samples as jobs with at most ``concurrency`` in flight and gathers their
     outcomes from the run's result sink as workers acknowledge them."""
 
     def __init__(
         self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions,
-        sut_fingerprint: str | None = None,
+        sut_fingerprint: str | None = None, resume: Continuation | None = None,
     ) -> None:
         self.client = client
         self.queue = Queue(client, prefix)
         self.dataset = dataset
         self.sut = sut
         self.options = options
-        self.run_id = new_job_id()
+        self.run_id = new_job_id() if resume is None else resume.run_id
         self.sink = f"run-{self.run_id}"
-        self.batch_id = f"run-{self.run_id}"
+        self.batch_id = f"run-{self.run_id}" if resume is None else resume.batch_id
         keys = self.queue.keys(options.queue)
         self.done_key = keys.results_done(self.sink)
         self.pending: deque[int] = deque(range(len(dataset.samples)))
@@ -329,6 +350,12 @@ class _Collector:
         self.sut_fingerprint = sut_fingerprint
         self.diagnostics: list[str] = []
         self.job_options = options.job_options_for(time.time())
+        self.fresh: Mapping[int, str] = {} if resume is None else resume.fresh
+        if resume is not None:
+            # what finished before is collected as it is; only the rest is dispatched (again:
+            # a job still queued or running has the same id, so the dispatch merges into it)
+            self.results.update(resume.results)
+            self.pending = deque(i for i in range(len(dataset.samples)) if i not in self.results)
 
     def request(self, index: int) -> JobRequest:
         sample = self.dataset.samples[index]
@@ -337,8 +364,8 @@ class _Collector:
             {"sut": self.sut, "sut_fingerprint": self.sut_fingerprint, "input": sample.input, "sample_id": sample.id, "index": index},
             queue=self.options.queue,
             options=self.job_options,
-            id=f"{self.run_id}-{index}",
-            key=f"{self.run_id}-{index}",
+            id=f"{self.run_id}-{index}{self.fresh.get(index, '')}",
+            key=f"{self.run_id}-{index}{self.fresh.get(index, '')}",
             batch=self.batch_id,
             tags=(f"run:{self.run_id}",),
             result_to=(self.sink, str(index), self.options.result_ttl),
@@ -471,6 +498,7 @@ async def run_lazy_parallel(
     metrics: Sequence[str] = (),
     watch: Callable[[str], None] | None = None,
     record_extra: Mapping[str, str] | None = None,
+    resume: Continuation | None = None,
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order.
@@ -479,13 +507,15 @@ async def run_lazy_parallel(
     what the running samples still deliver, and returns the partial result.
 
     ``watch`` is called with the run's batch id once the batch exists (a live progress display
-    reads the batch's counts); ``record_extra`` adds fields to the run's record."""
+    reads the batch's counts); ``record_extra`` adds fields to the run's record.  ``resume``
+    continues a run whose record exists (core/resume.py) instead of starting one."""
     code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
     if interrupt is not None:
         interrupt.bind()
     try:
         return await _lazy_parallel(
-            client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint, watch, record_extra
+            client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint, watch, record_extra,
+            resume,
         )
     finally:
         if interrupt is not None:
@@ -504,28 +534,34 @@ async def _lazy_parallel(
     fingerprint: str | None,
     watch: Callable[[str], None] | None = None,
     record_extra: Mapping[str, str] | None = None,
+    resume: Continuation | None = None,
 ) -> RunResult:
-    c = _Collector(client, prefix, dataset, sut, options, fingerprint)
+    c = _Collector(client, prefix, dataset, sut, options, fingerprint, resume)
     if not await _workers_or_coming(c.queue, client, prefix, options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
     total = len(dataset.samples)
-    # The batch declares the whole dataset, so its total and progress are the run's, not what
-    # was dispatched so far, and it cannot finish while samples wait to be dispatched.
-    await batches.create(
-        f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
-        allow_failures=True, total=total,
-    )
+    if resume is None or resume.new_batch:
+        # The batch declares the whole dataset, so its total and progress are the run's, not what
+        # was dispatched so far, and it cannot finish while samples wait to be dispatched.
+        await batches.create(
+            f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
+            allow_failures=True, total=total if resume is None else len(c.pending),
+        )
     if watch is not None:
         watch(c.batch_id)
-    started = time.time()
-    # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
     store = RunStore(client, prefix)
-    await store.create(RunRecord(
-        id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
-        metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
-        batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl, extra=dict(record_extra or {}),
-    ))
+    if resume is None:
+        started = time.time()
+        # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
+        await store.create(RunRecord(
+            id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
+            metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
+            batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl, extra=dict(record_extra or {}),
+        ))
+    else:
+        started = resume.started_at
+        await store.update(c.run_id, options.result_ttl, state="running", batch=c.batch_id, finished_at=None, interrupted=None, **dict(record_extra or {}))
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout
     dispatch_done_at: float | None = None

@@ -137,6 +137,11 @@ class GlobalKeys:
         ``core/runs.py``), kept as long as the run's outputs."""
         return f"{self.prefix}:run:{run_id}"
 
+    def run_producer(self, run_id: str) -> str:
+        """STRING (with a TTL of a few seconds, renewed while it runs): the host and pid of the
+        producer running an eval run now; gone when that producer ended or died (see core/resume.py)."""
+        return f"{self.prefix}:run:{run_id}:producer"
+
     @property
     def runs(self) -> str:
         """ZSET run id -> time (ms) the run started: the index of the run records."""

@@ -443,6 +443,11 @@ def _problem_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[s
 def render_report(report: Mapping[str, Any], console: Console) -> None:
     """Print a summary for people: headline, per-metric table, and the first failed samples."""
     parts: list[Any] = [_headline(report), _details(report), Text(), _metrics_table(report)]
+    from .repetitions import summary_lines  # imports this module
+
+    repeated = summary_lines(report)
+    if repeated:
+        parts += [Text(), *(Text(_plain(line, 400), style="bold" if i == 0 else "") for i, line in enumerate(repeated))]
     if report.get("interrupted"):
         parts += [Text(), *_unfinished(report)]
     failures = report["failures"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from .repetitions import summary_lines, unstable_rows
 from .report import PASS_THRESHOLD, report_ok
 
 Report = Mapping[str, Any]
@@ -42,6 +43,9 @@ def sample_problems(row: Mapping[str, Any]) -> list[str]:
     for metric, score in (row.get("scores") or {}).items():
         if score is not None and score < PASS_THRESHOLD:
             problems.append(f"{metric}: {score:.4g} is below the threshold {PASS_THRESHOLD:g}")
+    stats = row.get("repetition_stats")
+    if stats and stats.get("unstable"):
+        problems.append(f"unstable: passed {stats['passed']} of {stats['repetitions']} repetitions")
     return problems
 
 
@@ -109,6 +113,7 @@ def render_markdown(report: Report) -> str:
             f"| {_num(stats['p95'])} | {stats['count']} | {stats['errors']} |"
         )
     out.append("")
+    out += _md_repetitions(report)
     for line in report.get("diagnostics") or []:
         out.append(f"> {_md_cell(line, 500)}")
     if report.get("diagnostics"):
@@ -130,6 +135,20 @@ def render_markdown(report: Report) -> str:
         shown = row["output"] if row.get("output") is not None else f"({row['error']['kind']})" if row.get("error") else ""
         out.append(f"| {_md_cell(row['id'])} | " + " | ".join(cells) + f" | {_md_cell(shown, 120)} |")
     return "\n".join(out) + "\n"
+
+
+def _md_repetitions(report: Report) -> list[str]:
+    """A repeated run's section: precision, per-metric intervals, unstable samples."""
+    lines = summary_lines(report)
+    if not lines:
+        return []
+    out = ["## Repetitions", "", *(f"- {_md_cell(line, 500)}" for line in lines), ""]
+    rows = unstable_rows(report)
+    if rows:
+        out += ["| unstable sample | passed | repetitions | pass rate | 95% CI |", "| --- | ---: | ---: | ---: | --- |"]
+        out += [f"| {_md_cell(i)} | {p} | {n} | {_pct(r)} | {lo:.3f} – {hi:.3f} |" for i, p, n, r, lo, hi in rows]
+        out.append("")
+    return out
 
 
 # -- HTML ---------------------------------------------------------------------------------
@@ -249,6 +268,14 @@ def render_html(report: Report) -> str:
             f"<td class=n>{stats['count']}</td><td class=n>{stats['errors']}</td></tr>"
         )
     out.append("</table>")
+    repeated = summary_lines(report)
+    if repeated:
+        out += ["<h2>Repetitions</h2>", "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in repeated) + "</ul>"]
+        rows = unstable_rows(report)
+        if rows:
+            out.append("<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th><th>95% CI</th></tr>"
+                       + "".join(f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
+                                 f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>" for i, p, n, r, lo, hi in rows) + "</table>")
     out += ["<h2>Samples</h2>", f'<div class="chart">{_outcome_chart(report)}</div>', "<p></p>"]
     names = list(report["metrics"])
     out.append("<table><tr><th>id</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "<th>result</th><th>output</th></tr>")
@@ -276,24 +303,29 @@ def render_csv(report: Report) -> str:
     metric with an empty score and its error."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    # a repeated run has a row per sample × repetition × metric, told apart by a last column
+    repeated = isinstance(report.get("repetitions"), int) and report["repetitions"] > 1
+    writer.writerow(CSV_COLUMNS + (("repetition",) if repeated else ()))
     names = list(report["metrics"])
-    for row in report["samples"]:
-        error = row.get("error") or {}
-        scores = row.get("scores") or {}
-        metric_errors = row.get("metric_errors") or {}
-        for name in names:
-            score = scores.get(name)
-            merr = metric_errors.get(name)
-            writer.writerow([
-                report["run_id"], row["id"], row["index"], name,
-                "" if score is None else repr(float(score)),
-                "" if score is None else str(score >= PASS_THRESHOLD).lower(),
-                f"{merr.get('kind', '')}: {merr.get('message', '')}" if merr else "",
-                error.get("kind", ""), error.get("message", ""),
-                "" if row.get("attempts") is None else row["attempts"],
-                "" if row.get("output") is None else row["output"],
-            ])
+    for sample in report["samples"]:
+        executions = sample["repetitions"] if repeated else [sample]
+        for row in executions:
+            error = row.get("error") or {}
+            scores = row.get("scores") or {}
+            metric_errors = row.get("metric_errors") or {}
+            for name in names:
+                score = scores.get(name)
+                merr = metric_errors.get(name)
+                writer.writerow([
+                    report["run_id"], sample["id"], sample["index"], name,
+                    "" if score is None else repr(float(score)),
+                    "" if score is None else str(score >= PASS_THRESHOLD).lower(),
+                    f"{merr.get('kind', '')}: {merr.get('message', '')}" if merr else "",
+                    error.get("kind", ""), error.get("message", ""),
+                    "" if row.get("attempts") is None else row["attempts"],
+                    "" if row.get("output") is None else row["output"],
+                    *((row["repetition"],) if repeated else ()),
+                ])
     return buffer.getvalue()
 
 

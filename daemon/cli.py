@@ -34,6 +34,7 @@ from evalharness.core.embedded import EmbeddedServer
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import (
+    Continuation,
     Interrupt,
     RunOptions,
     RunResult,
@@ -46,11 +47,15 @@ from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.jobs import new_job_id
 from evalharness.core.queue import Queue
+from evalharness.core.repetitions import build_repeated_report, expand
 from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
 from evalharness.core.report_formats import check_output_paths, write_formats
+from evalharness.core.resume import hold_claim, run_id_of_batch
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut
 
+from .cli_resume import resume_fields
+from .cli_runopts import OrNone, resolve_run_flags
 from .common import (
     child_env,
     fail,
@@ -104,22 +109,26 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path(dir_okay=False))
+@click.argument("dataset", type=click.Path(dir_okay=False), required=False)
 @click.option("--sut", metavar="MODULE:CALLABLE|openai:MODEL|http:URL", help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.")
-@click.option("--metric", "metrics", multiple=True, required=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
-@click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
+@click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel", "none"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
+@click.option("--profile", metavar="NAME", help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.")
+@click.option("--repetitions", type=OrNone(click.IntRange(min=1)), default=1, show_default=True, help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.")
+@click.option("--allow-changes", is_flag=True, help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).")
+@click.option("--concurrency", type=OrNone(click.IntRange(min=1)), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
 @click.option("--queue", default=DEFAULT_EVAL_QUEUE, show_default=True, help="Queue the sample jobs go to.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True, help="Seconds one attempt of one sample may take.")
-@click.option("--tries", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts per sample; 429 releases do not count.")
+@click.option("--timeout", type=OrNone(click.FloatRange(min=0, min_open=True)), default=60.0, show_default=True, help="Seconds one attempt of one sample may take.")
+@click.option("--tries", type=OrNone(click.IntRange(min=1)), default=3, show_default=True, help="Attempts per sample; 429 releases do not count.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, help="Start N local worker processes for this run (no daemon needed).")
-@click.option("--batch-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds for the whole run (dispatch and collection); missing samples are reported.")
-@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), help="Most samples dispatched per second.")
-@click.option("--result-ttl", type=click.IntRange(min=1), default=86_400, show_default=True, help="Seconds Redis keeps the run's outputs.")
+@click.option("--workers", type=OrNone(click.IntRange(min=0)), default=0, help="Start N local worker processes for this run (no daemon needed).")
+@click.option("--batch-timeout", type=OrNone(click.FloatRange(min=0, min_open=True)), help="Seconds for the whole run (dispatch and collection); missing samples are reported. none: no limit.")
+@click.option("--rate-limit", type=OrNone(click.FloatRange(min=0, min_open=True)), help="Most samples dispatched per second. none: no limit.")
+@click.option("--result-ttl", type=OrNone(click.IntRange(min=1)), default=86_400, show_default=True, help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_PLAIN_INTERVAL, show_default=True, help="Seconds between plain progress lines when stderr is not a terminal.")
-@click.option("--limit", type=click.IntRange(min=1), help="Run only the first N samples (after --sample and --shuffle).")
+@click.option("--limit", type=OrNone(click.IntRange(min=1)), help="Run only the first N samples (after --sample and --shuffle). none: all.")
 @click.option("--sample", "sample_ids", multiple=True, metavar="ID", help="Run only the sample with this id; repeat for several.")
 @click.option("--shuffle", is_flag=True, help="Run the samples in a shuffled order (the seed is recorded in the report).")
 @click.option("--seed", type=int, help="Seed of --shuffle: the same seed gives the same order (only with --shuffle).")
@@ -132,7 +141,7 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, ...], mode: str, concurrency: int, queue: str, timeout: float, tries: int, json_path: str | None, workers: int, batch_timeout: float | None, rate_limit: float | None, result_ttl: int, quiet: bool, progress_interval: float, limit: int | None, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
+def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple[str, ...], mode: str, profile: str | None, repetitions: Any, resume_id: str | None, allow_changes: bool, concurrency: Any, queue: str, timeout: Any, tries: Any, json_path: str | None, workers: Any, batch_timeout: Any, rate_limit: Any, result_ttl: Any, quiet: bool, progress_interval: float, limit: Any, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
     """Evaluate DATASET (.jsonl, .yaml, .csv) against a SUT and print the report.
 
     \b
@@ -184,9 +193,24 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
     if config.path is not None and ctx.find_root().obj.get("config"):
         # local workers read the same file (an adapter SUT's settings are in it)
         os.environ[ENV_CONFIG] = str(config.path.resolve())
-    options = RunOptions(mode=mode, concurrency=concurrency, queue=queue, timeout=timeout, tries=tries, batch_timeout=batch_timeout, rate_limit=rate_limit, result_ttl=result_ttl).validate()
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
     check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])
+    if resume_id is not None:
+        from .cli_resume import resume_run
+
+        resume_run(ctx, resume_id, dataset=dataset, sut=sut, allow_changes=allow_changes, json_path=json_path, formats=formats)
+        return
+    if allow_changes:
+        raise EvalHarnessError("--allow-changes only applies with --resume RUN_ID")
+    if dataset is None:
+        raise EvalHarnessError("missing argument DATASET (or --resume RUN_ID to continue a run)")
+    resolved = resolve_run_flags(ctx, config, profile)
+    v = resolved.values
+    mode, workers, limit, repetitions = v["mode"], v["workers"], v["limit"], v["repetitions"]
+    metrics = v["metrics"]
+    if not metrics:
+        raise EvalHarnessError("missing option --metric NAME (or a --profile whose metrics key names them)")
+    options = RunOptions(mode=mode, concurrency=v["concurrency"], queue=v["queue"], timeout=v["timeout"], tries=v["tries"], batch_timeout=v["batch_timeout"], rate_limit=v["rate_limit"], result_ttl=v["result_ttl"], repetitions=repetitions).validate()
     if sut and outputs_path:
         raise EvalHarnessError("--sut and --outputs exclude each other: --outputs scores saved outputs without calling a SUT")
     if not sut and not outputs_path:
@@ -197,19 +221,24 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
     data, subset = select_samples(full, limit=limit, sample_ids=sample_ids, shuffle=shuffle, seed=seed)
     scorers = resolve_metrics(metrics, config=config.metrics)
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
+    if profile is not None:
+        additions["profile"] = resolved.to_json()
     if outputs_path:
         result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)
         additions["outputs"] = outputs_info
+        if repetitions > 1:
+            raise EvalHarnessError("--repetitions does not apply with --outputs: a file of saved outputs has one output per sample")
         code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions)
         raise SystemExit(code)
     assert sut is not None
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
-    record_extra = {"subset": json.dumps(additions["subset"])} if subset else None
+    record_extra = {"subset": json.dumps(additions["subset"])} if subset else {}
+    record_extra.update(resume_fields(dataset, data, sut, subset, metrics, repetitions, profile, json_path, formats, input_col, expected_col))
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra)
+        result = execute(ctx, expand(data, repetitions), sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra)
         code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions)
     if result.interrupted:
         # The report is written; a SUT thread a signal could not stop must not hold the exit.
@@ -253,7 +282,7 @@ def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, pat
     return RunResult(new_job_id(), outcomes, started, time.time()), info
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None) -> RunResult:
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None) -> RunResult:
     console = Console(stderr=True)
     with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
         progress = shown.done
@@ -266,7 +295,7 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra))
+            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume))
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
 
@@ -300,21 +329,30 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
             p.wait()
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None) -> RunResult:
+async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None, resume: Continuation | None = None) -> RunResult:
     client = async_client(url)
     watch = watcher = None
     if shown is not None:
         queue_ = Queue(client, prefix)
         watch = BatchWatch(shown, queue_, Batches(client, prefix, queue_), options.queue)
         watcher = asyncio.ensure_future(watch.run())
+    release = asyncio.Event()
+    claims: list[asyncio.Future[None]] = []
 
     def batch_created(batch_id: str) -> None:
         if watch is not None:
             watch.batch_id = batch_id
+        # while this producer lives, `run --resume` of its run is refused (core/resume.py)
+        claims.append(asyncio.ensure_future(hold_claim(client, prefix, run_id_of_batch(batch_id), options.result_ttl, release)))
 
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra, resume=resume)
     finally:
+        release.set()
+        for claim in claims:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await claim
         if watch is not None and watcher is not None:
             await watch.stop(watcher)
             if not (interrupt is not None and interrupt.hurried):
@@ -332,17 +370,10 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     """Score, print and write the report of a run (JSON and the ``formats``: md, html, csv,
     junit -> file); returns the run's exit code.  ``extra`` marks a rebuilt report, ``additions``
     are more keys of the run's own report (its subset)."""
-    report = build_report(
-        run_id=result.run_id,
-        dataset=data,
-        sut=sut,
-        mode=mode,
-        options=options,
-        started_at=result.started_at,
-        finished_at=result.finished_at,
-        outcomes=result.outcomes,
-        scorers=scorers,
-    )
+    fields = {"run_id": result.run_id, "dataset": data, "sut": sut, "mode": mode, "options": options,
+              "started_at": result.started_at, "finished_at": result.finished_at, "outcomes": result.outcomes, "scorers": scorers}
+    repetitions = int(options.get("repetitions") or 1)
+    report = build_repeated_report(**fields, repetitions=repetitions) if repetitions > 1 else build_report(**fields)
     if result.diagnostics:
         report["diagnostics"] = list(result.diagnostics)
     if result.batch_id:
@@ -412,7 +443,10 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
-    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats))
+    reps = int(record.extra.get("repetitions") or 1)
+    # a repeated run's record holds every execution; the report has a row per sample
+    data = record.dataset if reps == 1 else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
+    raise SystemExit(present(result, data, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats))
 
 
 # -- work ---------------------------------------------------------------------------------
@@ -592,6 +626,7 @@ def _register_groups() -> None:
     from .cli_failed import failed
     from .cli_jobs import job, jobs
     from .cli_queue import queue
+    from .cli_resume import runs
     from .cli_scorers import scorers
     from .cli_status import metrics, status
 
@@ -600,6 +635,7 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(runs)
     cli.add_command(scorers)
     cli.add_command(queue)
     cli.add_command(job)

@@ -25,6 +25,7 @@ from evalharness.core.config import (
 from evalharness.core.connection import redact_url
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.keys import DEFAULT_PREFIX
+from evalharness.core.profiles import BUILTIN, all_profiles
 
 from .balancer import initial_sizes
 
@@ -78,7 +79,18 @@ def config_json(config: Config) -> dict[str, Any]:
         "state_dir": str(config.state_dir) if config.state_dir else None,
         "imports": list(config.imports),
         "supervisors": [supervisor_json(s) for s in config.supervisors],
+        "profiles": profiles_json(config),
     }
+
+
+def profiles_json(config: Config) -> dict[str, Any]:
+    """Every profile `run --profile` can name, as the run resolves it: built-in values with the
+    file's laid over them (``"none"``: cleared back to the command's default)."""
+    out: dict[str, Any] = {}
+    for name, values in sorted(all_profiles(config.profiles).items()):
+        origin = "built in" + (", changed in the file" if name in config.profiles else "") if name in BUILTIN else "the file"
+        out[name] = {"from": origin, "values": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+    return out
 
 
 def _show(key: str, value: Any) -> str:
@@ -104,6 +116,14 @@ def render(data: dict[str, Any], console: Console) -> None:
     line("prefix", data["prefix"])
     line("state_dir", data["state_dir"] or "the default")
     line("imports", ", ".join(data["imports"]) or "-")
+    profiles = data.get("profiles") or {}
+    if profiles:
+        shown = Table(header_style="bold", title="profiles (run --profile NAME)", title_justify="left")
+        for col in ("profile", "from", "run options"):
+            shown.add_column(col, overflow="fold")
+        for name, body in profiles.items():
+            shown.add_row(Text(name), body["from"], Text(" ".join(f"{k}={_show(k, v)}" for k, v in body["values"].items())))
+        console.print(shown)
     sups = data["supervisors"]
     if not sups:
         console.print(Text("no supervisors: evalharnessd has nothing to run from this file", style="yellow"))
