@@ -100,6 +100,9 @@ async def _live_claim(client: aioredis.Redis, key: str) -> str | None:
     is a dead producer's: it lapses within :data:`CLAIM_TTL` seconds, and this waits for that,
     so a resume right after a kill goes ahead instead of asking the user to try again."""
     first = await client.get(key)
+    if first is not None and claim_dead_here(str(first)):
+        await client.delete(key)
+        return None
     end = time.monotonic() + CLAIM_TTL + 1.0
     while first is not None and time.monotonic() < end:
         await asyncio.sleep(0.25)
@@ -109,6 +112,21 @@ async def _live_claim(client: aioredis.Redis, key: str) -> str | None:
         if now != first:
             return str(now)  # renewed: its producer is alive
     return None if first is None else str(first)
+
+
+def claim_dead_here(claim: str) -> bool:
+    """Whether a claim names a producer process of this host that no longer exists: then there
+    is no need to wait for its claim to lapse."""
+    try:
+        who = json.loads(claim)
+        if who.get("host") != socket.gethostname():
+            return False
+        os.kill(int(who["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, TypeError, KeyError, AttributeError, PermissionError, OSError):
+        return False
+    return False
 
 
 def dataset_differences(then: Dataset, now: Dataset) -> list[str]:

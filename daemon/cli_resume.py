@@ -27,7 +27,7 @@ from evalharness.core.evalrun import RunOptions, RunResult, outcome_of
 from evalharness.core.keys import GlobalKeys
 from evalharness.core.queue import Queue
 from evalharness.core.repetitions import expand
-from evalharness.core.resume import ResumePlan, ResumeRefused, effective_state, plan_resume
+from evalharness.core.resume import ResumePlan, ResumeRefused, claim_dead_here, effective_state, plan_resume
 from evalharness.core.runs import RunRecord, RunStore, dataset_fingerprint
 from evalharness.core.scorers import resolve_metrics
 from evalharness.core.sut import load_sut_code
@@ -208,6 +208,8 @@ async def _summaries(url: str, prefix: str, ids: list[str] | None, limit: int) -
             if record is None:
                 continue
             claim = await client.get(keys.run_producer(rid))
+            if claim is not None and claim_dead_here(str(claim)):
+                claim = None  # its producer was on this host and is gone
             done = await client.hlen(queue.keys(record.queue).results(record.sink)) if record.sink else 0
             reps = int(record.extra.get("repetitions") or 1)
             args = json.loads(record.extra.get("run_args") or "{}")
