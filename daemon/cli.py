@@ -155,6 +155,14 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     Progress: a live line on a terminal (done, failed, retrying,
     rate-limited, in flight, rate, ETA); plain lines every
     --progress-interval seconds otherwise; none with --quiet.
+    Profiles: --profile ci|smoke|nightly|NAME sets run options at once
+    (a [profiles.NAME] table of the config file changes or adds one);
+    flags given win; the value none clears what the profile sets.
+    Repetitions: --repetitions N runs each sample N times; the report
+    adds each sample's mean and spread, Wilson intervals over all
+    executions, the unstable samples and the precision the run resolves.
+    Resume: `run --resume RUN_ID` continues a lazy-parallel run whose
+    producer died; `evalharness runs list` shows the runs there are.
     See docs/runs.md.
 
     Ctrl-C (SIGINT) or SIGTERM stops the run: its batch is cancelled (queued
