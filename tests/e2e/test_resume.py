@@ -123,6 +123,30 @@ def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(pro
 
 
 @pytest.mark.slow
+def test_samples_still_running_at_the_kill_are_collected_not_run_again(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    data, rows = setup(tmp_path, 20)
+    # two waves of 10 samples, 12 s each: the kill comes as the second wave starts, and the resume
+    # finds those 10 still running
+    env = {"EH_TEST_CALLS": str(tmp_path / "calls.txt"), "EH_TEST_LATENCY": "12"}
+    start_workers(procs, redis_url, env)
+    producer = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "resumesut:answer", "--metric", "exact-match",
+                           "--concurrency", "10", "--json", "report.json", "--quiet", env=env)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    rid = the_run(r)
+    wait_until(lambda: len(calls(tmp_path)) >= 20, deadline=120, what="the second wave to start")
+    producer.send_signal(signal.SIGKILL)
+    producer.wait(timeout=30)
+    done = procs.cli("run", "--resume", rid, "--quiet", env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    resumed = report["resumed"][0]
+    assert resumed["collected"] == 10 and resumed["live"] == 10 and resumed["dispatched"] == 0, resumed
+    assert report["scored_samples"] == 20 and [s["output"] for s in report["samples"]] == [respond(str(row["input"])) for row in rows]
+    assert len(calls(tmp_path)) == 20  # the running ones were awaited, not called again
+    r.close()
+
+
+@pytest.mark.slow
 def test_a_live_producer_is_not_resumed_and_an_interrupted_run_is(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data, rows = setup(tmp_path, 60)
     # slow enough that the run is still going when the signal comes (60 × 1 s at 4 in flight)
