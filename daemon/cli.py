@@ -223,6 +223,12 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         raise EvalHarnessError("--sut and --outputs exclude each other: --outputs scores saved outputs without calling a SUT")
     if not sut and not outputs_path:
         raise EvalHarnessError("missing option --sut MODULE:CALLABLE (or --outputs FILE to score saved outputs)")
+    if outputs_path:
+        # what a profile says about executing samples does not apply to saved outputs; the flags do not either
+        workers = 0 if resolved.sources["workers"] == "profile" else workers
+        repetitions = 1 if resolved.sources["repetitions"] == "profile" else repetitions
+        if repetitions > 1:
+            raise EvalHarnessError("--repetitions does not apply with --outputs: a file of saved outputs has one output per sample")
     if outputs_path and workers:
         raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
     full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
@@ -234,8 +240,6 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     if outputs_path:
         result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)
         additions["outputs"] = outputs_info
-        if repetitions > 1:
-            raise EvalHarnessError("--repetitions does not apply with --outputs: a file of saved outputs has one output per sample")
         code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions)
         raise SystemExit(code)
     assert sut is not None

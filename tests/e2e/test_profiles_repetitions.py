@@ -103,3 +103,16 @@ def test_repetitions_run_each_sample_as_distinct_jobs_and_report_each_execution(
     assert again.returncode == 0, again.stderr
     rebuilt = json.loads((tmp_path / "again.json").read_text())
     assert rebuilt["metrics"] == report["metrics"] and rebuilt["total_executions"] == 24
+
+
+def test_saved_outputs_take_a_profile_but_refuse_repetitions(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    data = dataset(tmp_path, 4)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    (tmp_path / "outs.jsonl").write_text("".join(json.dumps({"id": r["id"], "output": r["expected_output"]}) + "\n" for r in rows))
+    # nightly repeats samples: that is about calling a SUT, so saved outputs are scored once
+    out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--profile", "nightly", "--json", "r.json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "repetitions" not in json.loads((tmp_path / "r.json").read_text())
+    out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--repetitions", "2")
+    assert out.returncode == 2 and "--repetitions does not apply with --outputs" in out.stderr
+    nothing_queued(redis_url)
