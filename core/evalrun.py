@@ -705,7 +705,10 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
             "this report shows the outputs that arrived so far"
         )
     elif record.state == "running":
-        diagnostics.append("the run's producer did not record an end (it may have been killed): samples without an output are listed as missing")
+        diagnostics.append(
+            "the run's producer did not record an end (it may have been killed): samples without an output are listed "
+            f"as missing; `evalharness run --resume {record.id}` continues the run"
+        )
     why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
     outcomes = [outcome_of(i, s, values.get(i), i < dispatched, why) for i, s in enumerate(record.dataset.samples)]
     finished = record.finished_at if record.finished_at is not None else time.time()
