@@ -79,6 +79,15 @@ async def _load(url: str, prefix: str, run_id: str) -> RunRecord:
     return record
 
 
+async def _mark_finished(url: str, prefix: str, record: RunRecord, at: float, extra: Mapping[str, str]) -> None:
+    client = async_client(url)
+    try:
+        await RunStore(client, prefix).update(record.id, record.result_ttl, state="finished", finished_at=at, interrupted=None,
+                                              dispatched=len(record.dataset.samples), **dict(extra))
+    finally:
+        await client.aclose()
+
+
 def _current_data(record: RunRecord, args: Mapping[str, Any], dataset: str | None, reps: int, allow: bool, notes: list[str]) -> Dataset:
     """The run's samples (before repetition) as the dataset file gives them now; the record's
     own when the file cannot be read and ``allow`` says to go on."""
@@ -171,6 +180,9 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
         # nothing left to run: the report is the run's outputs, scored
         outcomes = [outcome_of(i, s, dict(p.continuation.results[i]), True) for i, s in enumerate(units.samples)]
         result = RunResult(rid, outcomes, record.started_at, record.finished_at or time.time(), [], record.batch, sut_fingerprint=fingerprint)
+        if record.state != "finished":
+            # the workers finished what its dead producer had dispatched: the run is complete now
+            asyncio.run(_mark_finished(settings.redis_url, settings.prefix, record, result.finished_at, extra))
         raise SystemExit(finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions))
     from evalharness.core.evalrun import Interrupt
 
