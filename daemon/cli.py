@@ -114,21 +114,21 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @click.option("--metric", "metrics", multiple=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
 @click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel", "none"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
 @click.option("--profile", metavar="NAME", help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.")
-@click.option("--repetitions", type=OrNone(click.IntRange(min=1)), default=1, show_default=True, help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.")
+@click.option("--repetitions", type=OrNone(click.IntRange(min=1), "N"), default=1, show_default=True, help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.")
 @click.option("--allow-changes", is_flag=True, help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).")
-@click.option("--concurrency", type=OrNone(click.IntRange(min=1)), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
+@click.option("--concurrency", type=OrNone(click.IntRange(min=1), "N"), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
 @click.option("--queue", default=DEFAULT_EVAL_QUEUE, show_default=True, help="Queue the sample jobs go to.")
-@click.option("--timeout", type=OrNone(click.FloatRange(min=0, min_open=True)), default=60.0, show_default=True, help="Seconds one attempt of one sample may take.")
-@click.option("--tries", type=OrNone(click.IntRange(min=1)), default=3, show_default=True, help="Attempts per sample; 429 releases do not count.")
+@click.option("--timeout", type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"), default=60.0, show_default=True, help="Seconds one attempt of one sample may take.")
+@click.option("--tries", type=OrNone(click.IntRange(min=1), "N"), default=3, show_default=True, help="Attempts per sample; 429 releases do not count.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
-@click.option("--workers", type=OrNone(click.IntRange(min=0)), default=0, help="Start N local worker processes for this run (no daemon needed).")
-@click.option("--batch-timeout", type=OrNone(click.FloatRange(min=0, min_open=True)), help="Seconds for the whole run (dispatch and collection); missing samples are reported. none: no limit.")
-@click.option("--rate-limit", type=OrNone(click.FloatRange(min=0, min_open=True)), help="Most samples dispatched per second. none: no limit.")
-@click.option("--result-ttl", type=OrNone(click.IntRange(min=1)), default=86_400, show_default=True, help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).")
+@click.option("--workers", type=OrNone(click.IntRange(min=0), "N"), default=0, help="Start N local worker processes for this run (no daemon needed).")
+@click.option("--batch-timeout", type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"), help="Seconds for the whole run (dispatch and collection); missing samples are reported. none: no limit.")
+@click.option("--rate-limit", type=OrNone(click.FloatRange(min=0, min_open=True), "PER_SECOND"), help="Most samples dispatched per second. none: no limit.")
+@click.option("--result-ttl", type=OrNone(click.IntRange(min=1), "SECONDS"), default=86_400, show_default=True, help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_PLAIN_INTERVAL, show_default=True, help="Seconds between plain progress lines when stderr is not a terminal.")
-@click.option("--limit", type=OrNone(click.IntRange(min=1)), help="Run only the first N samples (after --sample and --shuffle). none: all.")
+@click.option("--limit", type=OrNone(click.IntRange(min=1), "N"), help="Run only the first N samples (after --sample and --shuffle). none: all.")
 @click.option("--sample", "sample_ids", multiple=True, metavar="ID", help="Run only the sample with this id; repeat for several.")
 @click.option("--shuffle", is_flag=True, help="Run the samples in a shuffled order (the seed is recorded in the report).")
 @click.option("--seed", type=int, help="Seed of --shuffle: the same seed gives the same order (only with --shuffle).")
@@ -174,7 +174,9 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     Exit status:
       0    every sample scored
       1    some samples failed (the report lists them)
-      2    bad input (dataset, SUT, metric, option, configuration file)
+      2    bad input (dataset, SUT, metric, option, profile, configuration
+           file), or a --resume refused (unknown run, the dataset or SUT
+           changed, its producer is alive)
       3    Redis or workers unavailable, or a worker has other SUT code
            than this command (sut_mismatch)
       130  interrupted by SIGINT (Ctrl-C); the partial report was written

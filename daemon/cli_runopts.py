@@ -15,8 +15,9 @@ from evalharness.core.profiles import NONE, OPTIONS, Resolved, is_none, resolve
 class OrNone(click.ParamType):
     """``inner``'s values, or the word ``none``: clear what the profile would give."""
 
-    def __init__(self, inner: click.ParamType) -> None:
+    def __init__(self, inner: click.ParamType, metavar: str) -> None:
         self.inner = inner
+        self.metavar = metavar
         self.name = f"{inner.name}|none"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -25,8 +26,7 @@ class OrNone(click.ParamType):
         return self.inner.convert(value, param, ctx)
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str | None:
-        inner = self.inner.get_metavar(param, ctx) if ctx is not None else self.inner.get_metavar(param)  # type: ignore[call-arg]
-        return f"{inner or self.inner.name.upper()}|none"
+        return f"{self.metavar}|none"
 
 
 # run option -> the click parameter that sets it
