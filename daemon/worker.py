@@ -37,6 +37,7 @@ from evalharness.core.jobs import (
     Job,
     JobCancelled,
     JobSpec,
+    Outcome,
     PermanentError,
     Verdict,
     decide,
@@ -420,7 +421,7 @@ class Worker:
 
     async def _run(self, job: Job, ctx: RunningJob) -> None:
         spec = REGISTRY.get(job.name)
-        outcome, retry_after, permanent = "ok", None, False
+        outcome, retry_after, permanent = Outcome.OK, None, False
         exc: BaseException | None = None
         result: Any = None
         encoded = ""
@@ -429,11 +430,9 @@ class Worker:
                 raise JobCancelled("cancelled by an operator before this attempt started")
             if spec is None:
                 raise _Permanent(FailureKind.UNKNOWN_JOB, f"no job named {job.name!r} is registered in this worker")
-            if job.options.tries and job.tries_used > job.options.tries:
-                raise _Permanent(
-                    FailureKind.LOST,
-                    f"its worker stopped (lease lapsed) on the last allowed attempt ({job.options.tries} tries)",
-                )
+            delivered = decide(job, outcome=Outcome.DELIVERED, now=time.time())
+            if delivered.verdict is Verdict.FAIL:
+                raise _Permanent(delivered.kind, delivered.reason)
             limiters = job.options.limiters
             if limiters:
                 try:
@@ -477,7 +476,7 @@ class Worker:
                             f"cancelled by an operator; it did not return within {self.options.cancel_grace:g}s, "
                             "so its worker process was replaced"
                         )
-                        await self._settle(job, spec, ctx, "cancelled", error, None, True)
+                        await self._settle(job, spec, ctx, Outcome.CANCELLED, error, None, True)
                         await self._replace_process(f"sync job {job.name} {job.id} was cancelled and did not return in time")
                         return
                 ctx.in_thread = False
@@ -485,7 +484,7 @@ class Worker:
                     result = fut.result()
                 else:
                     # The thread cannot be stopped: record the timeout, then replace this process.
-                    await self._settle(job, spec, ctx, "timeout", _timeout_error(job, timeout), None, False)
+                    await self._settle(job, spec, ctx, Outcome.TIMEOUT, _timeout_error(job, timeout), None, False)
                     await self._replace_process(f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled")
                     return
             encoded = json.dumps(result) if result is not None else ""
@@ -499,32 +498,32 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            outcome, exc = "cancelled", JobCancelled()
+            outcome, exc = Outcome.CANCELLED, JobCancelled()
         except _Timeout:
-            outcome, exc = "timeout", _timeout_error(job, self._timeout_for(job))
+            outcome, exc = Outcome.TIMEOUT, _timeout_error(job, self._timeout_for(job))
         except _Permanent as e:
-            outcome, exc, permanent = ("lost" if e.kind == FailureKind.LOST else "exception"), e, True
+            outcome, exc, permanent = (Outcome.LOST if e.kind == FailureKind.LOST else Outcome.EXCEPTION), e, True
         except JobCancelled as e:
-            outcome, exc, permanent = "cancelled", e, True
+            outcome, exc, permanent = Outcome.CANCELLED, e, True
         except PermanentError as e:
-            outcome, exc, permanent = "exception", e, True
+            outcome, exc, permanent = Outcome.EXCEPTION, e, True
         except Exception as e:
             limited, after = rate_limit_signal(e)
             if limited:
-                outcome, exc, retry_after = "rate_limited", e, after
+                outcome, exc, retry_after = Outcome.RATE_LIMITED, e, after
             else:
-                outcome, exc = "exception", e
+                outcome, exc = Outcome.EXCEPTION, e
         finally:
             ctx.settling = True  # from here on an operator's cancel must not interrupt the bookkeeping
             if ctx.held:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await self.limiters.release(job, ctx.held)
                 ctx.held = []
-        if ctx.cancel_requested and outcome != "cancelled":
+        if ctx.cancel_requested and outcome != Outcome.CANCELLED:
             # cancel wins over whatever the attempt did after it was asked to stop
-            outcome, exc, permanent = "cancelled", JobCancelled(), True
+            outcome, exc, permanent = Outcome.CANCELLED, JobCancelled(), True
         ctx.settled = True
-        if outcome == "ok":
+        if outcome == Outcome.OK:
             self.processed += 1
             runtime_ms = int((time.monotonic() - ctx.started) * 1000)
             self._acks.setdefault(job.queue, []).append((job.id, encoded, runtime_ms))
@@ -545,7 +544,7 @@ class Worker:
         job: Job,
         spec: JobSpec | None,
         ctx: RunningJob,
-        outcome: str,
+        outcome: Outcome,
         exc: BaseException | None,
         retry_after: float | None,
         permanent: bool,
@@ -567,7 +566,7 @@ class Worker:
                 error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                 error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
-                    job.queue, self.id, job.id, error, raised=outcome not in ("lost", "cancelled"), checkpoint=ctx.state_json,
+                    job.queue, self.id, job.id, error, raised=outcome not in (Outcome.LOST, Outcome.CANCELLED), checkpoint=ctx.state_json,
                     telemetry=self.options.telemetry,
                 )
                 if owned:
@@ -669,7 +668,7 @@ class Worker:
             telemetry = self.options.telemetry
             for ctx in overdue:
                 job = ctx.job
-                decision = decide(job, outcome="timeout", now=time.time())
+                decision = decide(job, outcome=Outcome.TIMEOUT, now=time.time())
                 error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
                 error["worker"] = self.host_pid
