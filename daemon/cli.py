@@ -432,9 +432,10 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
 @click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
 @click.option("--sleep", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.")
 @click.option("--cancel-grace", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).")
+@click.option("--burst", is_flag=True, help="Exit (code 0) once no job of its queues is ready, delayed or running here: drain the queues, then stop.")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float, burst: bool) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -458,7 +459,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     options = WorkerOptions(
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
         max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry, poll=sleep,
-        cancel_grace=cancel_grace,
+        cancel_grace=cancel_grace, burst=burst,
     )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
 

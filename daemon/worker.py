@@ -60,6 +60,7 @@ HEARTBEAT_TTL = 10.0
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 EXIT_REPLACE = 70  # the worker ended itself to stop a job it could not cancel; restart it
 WATCHDOG_MARGIN = 5.0  # seconds past a job's deadline before the watchdog acts on a stuck loop
+BURST_RECHECK = 0.05  # seconds a burst worker waits between pops while its own jobs run (their end wakes no one)
 
 
 def import_job_modules(modules: Sequence[str]) -> None:
@@ -161,6 +162,9 @@ class WorkerOptions:
     hard_timeout: float = 0.0  # no job may run longer, whatever its own timeout (0 = off)
     cancel_grace: float = 10.0  # seconds a cancelled sync job gets to return before the process is replaced
     telemetry: bool = True  # per-minute counters and runtime histograms (O(1) per job)
+    # Return once none of its queues has a ready or delayed job and none of its jobs runs (a
+    # test, a CI step that drains a queue).  Jobs other workers hold are not waited for.
+    burst: bool = False
 
     def validate(self) -> WorkerOptions:
         if self.hard_timeout:
@@ -366,7 +370,12 @@ class Worker:
                     if got >= free:
                         break
                 if got == 0:
+                    if opts.burst and not self._running and next_due is None:
+                        log.info("worker %s: burst done, no job ready, delayed or running", self.id)
+                        return
                     wait = opts.poll if next_due is None else min(opts.poll, max(next_due, 0.005))
+                    if opts.burst and self._running:
+                        wait = min(wait, BURST_RECHECK)
                     await self.blocking.blpop(wake_keys, timeout=wait)
                 backoff = 0.1
             except REDIS_ERRORS as exc:
@@ -825,16 +834,25 @@ class Worker:
         channel = self.queue.globals.cancels
         while not self._closing.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            closing = asyncio.ensure_future(self._closing.wait())
             try:
                 await pubsub.subscribe(channel)
                 while not self._closing.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
+                    # also wakes at close, so a stopping worker (a burst run's end) waits for no read
+                    read = asyncio.ensure_future(pubsub.get_message(timeout=1.0))
+                    await asyncio.wait({read, closing}, return_when=asyncio.FIRST_COMPLETED)
+                    if not read.done():
+                        read.cancel()
+                        await asyncio.wait({read}, timeout=1.0)
+                        break
+                    message = read.result()
                     if message is not None and any(self._held.values()):
                         self._renew_now.set()
             except REDIS_ERRORS as exc:
                 log.debug("worker %s: cancel channel unavailable (%s)", self.id, exc)
                 await self._pause(1.0)
             finally:
+                closing.cancel()
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
 

@@ -35,6 +35,14 @@ def redis_url(redis_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A sync client of the test's Redis with decoded (str) replies."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 async def aclient(redis_url: str) -> AsyncIterator[object]:
     client = async_client(redis_url)
     yield client

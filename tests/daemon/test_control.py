@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-import redis
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.keys import QueueKeys
@@ -27,13 +26,6 @@ async def main():
     await c.aclose()
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from rich.console import Console
 from support.procs import Processes, live_workers, wait_until
 
@@ -273,13 +272,6 @@ def pop_cycles_pass(r: Any, url: str, queue: str, file: Path, cycles: int) -> No
 
 def script_calls(r: Any) -> int:
     return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
-
-
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.mark.slow

@@ -8,19 +8,11 @@ import signal
 from typing import Any
 
 import pytest
-import redis
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.keys import QueueKeys
 
 K = QueueKeys("eh", "t")
-
-
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def dispatch(r: Any, procs: Processes, name: str, payload: Any, *, job_id: str, sink: str = "s", **opts: Any) -> None:

@@ -44,6 +44,15 @@ async def until(predicate: Any, deadline: float = 30.0, what: str = "condition")
         await asyncio.sleep(0.02)
 
 
+def alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class Processes:
     """Starts child processes for a test and makes sure none outlives it."""
 
