@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -51,6 +52,23 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for_output(proc: subprocess.Popen[str], text: str, deadline: float = 10.0) -> str:
+    """Read ``proc``'s stderr until a line containing ``text`` appears (returned), or fail after
+    ``deadline`` seconds.  Lines read are consumed."""
+    assert proc.stderr is not None
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} not written within {deadline:g}s")
 
 
 class Processes:
