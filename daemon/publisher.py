@@ -65,6 +65,7 @@ class Publisher:
         history_cap: int = HISTORY_CAP,
         interval: float = 1.0,
         queue_retention: float = DEFAULT_QUEUE_RETENTION,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -75,6 +76,8 @@ class Publisher:
         self.history_cap = history_cap
         self.interval = interval
         self.queue_retention = queue_retention  # 0: never forget a queue
+        # epoch seconds; the snapshot's time and the waits it measures (a test passes its own)
+        self.clock = clock
         self._forgetter = QueueForgetter(client, prefix)
         self._next_forget = 0.0  # monotonic
         self._lead = client.register_script(_LEAD)
@@ -105,7 +108,7 @@ class Publisher:
             await self.client.hdel(masters_key(self.prefix), self.name)
 
     async def tick(self) -> None:
-        now = time.time()
+        now = self.clock()
         info = self.describe()
         info.update(name=self.name, heartbeat_at=now)
         async with self.client.pipeline(transaction=False) as pipe:

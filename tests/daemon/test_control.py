@@ -9,35 +9,27 @@ import time
 from typing import Any
 
 import pytest
+from support.dispatch import dispatch as dispatch_jobs
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.keys import QueueKeys
 
 K = QueueKeys("eh", "t")
 
-DISPATCH = """
-import asyncio, json, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    await Queue(c, "eh").dispatch_many(JobRequest(r["name"], r["payload"], queue="t", id=r["id"],
-        result_to=("s", r["id"], 600)) for r in json.loads(sys.argv[2]))
-    await c.aclose()
-asyncio.run(main())
-"""
-
 
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
-    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(jobs))
-    _, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-
+    dispatch_jobs(procs.env["EVALHARNESS_REDIS_URL"], *jobs)
 
 def daemon(procs: Processes, redis_url: str, *args: str, workers: int = 1) -> Any:
     d = procs.start("-m", "evalharness.daemon.master", "--import", "support.testjobs", *args)
     wait_until(lambda: live_workers(redis_url, "t") >= workers, deadline=20, what="the daemon's workers")
     return d
+
+
+def workers_paused(r: Any) -> bool:
+    """Every worker's own heartbeat says it is paused (it got the signal, not only its master)."""
+    infos = [json.loads(v) for v in r.hvals("eh:workers")]
+    return bool(infos) and all(i["paused"] for i in infos)
 
 
 def status(procs: Processes) -> int:
@@ -54,6 +46,7 @@ def test_pause_stops_new_jobs_and_continue_resumes_them(procs: Processes, redis_
     paused = procs.cli("pause")
     assert paused.returncode == 0, paused.stderr
     wait_until(lambda: status(procs) == 1, what="status paused")
+    wait_until(lambda: workers_paused(r), what="the worker paused")
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0}, "id": "p1"}])
     # the worker stays alive and heartbeating but takes nothing
     deadline = time.monotonic() + 2.0
@@ -70,6 +63,7 @@ def test_sigusr2_pauses_and_sigcont_continues(procs: Processes, redis_url: str, 
     d = daemon(procs, redis_url, "--queue", "t=1")
     d.send_signal(signal.SIGUSR2)
     wait_until(lambda: masters(r) and masters(r)[0]["status"] == "paused", what="a paused master")
+    wait_until(lambda: workers_paused(r), what="the worker paused")
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0}, "id": "u1"}])
     time.sleep(1.0)  # long enough for an unpaused worker to have taken it
     assert r.hget(K.results("s"), "u1") is None
