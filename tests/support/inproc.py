@@ -50,3 +50,24 @@ async def eventually(predicate: Any, deadline: float = 30.0, what: str = "condit
         if time.monotonic() > end:
             raise AssertionError(f"{what} not reached within {deadline:g}s")
         await asyncio.sleep(0.02)
+
+
+class Workers:
+    """In-process workers started as a test goes, all stopped (gracefully) at its end."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.started: list[tuple[Worker, asyncio.Task[int]]] = []
+
+    def start(self, *queues: str, n: int = 1, **options: Any) -> list[Worker]:
+        out = []
+        for _ in range(n):
+            worker = make_worker(self.url, *queues, **options)
+            self.started.append((worker, asyncio.create_task(worker.run(), name=f"worker {worker.id}")))
+            out.append(worker)
+        return out
+
+    async def stop(self) -> None:
+        for worker, _ in self.started:
+            worker.request_stop()
+        await asyncio.wait_for(asyncio.gather(*(task for _, task in self.started)), 30)
