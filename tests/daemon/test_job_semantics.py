@@ -199,7 +199,7 @@ async def test_unique_for_keeps_deduplicating_after_completion(r: Any, redis_url
 
 
 def cli_json_lines(procs: Processes, *args: str) -> list[dict[str, Any]]:
-    done = procs.cli(*args)
+    done = procs.cli_here(*args)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
@@ -213,11 +213,11 @@ async def test_the_failed_store_keeps_everything_and_retry_records_which_job_ret
     (row,) = cli_json_lines(procs, "failed", "list", "--json", "--queue", "t")
     assert row["id"] == "f1" and row["name"] == "t.needs_flag" and row["exception_type"] == "ValueError"
     assert row["payload"]["secret"] == "***" and row["checkpoint"] == {"tried": True}
-    shown = procs.cli("failed", "show", "f1")
+    shown = procs.cli_here("failed", "show", "f1")
     assert shown.returncode == 0 and "flag file missing" in shown.stdout and "Traceback" in shown.stdout
     assert "sk-live-123" not in shown.stdout
     flag.write_text("")
-    retried = procs.cli("failed", "retry", "f1")
+    retried = procs.cli_here("failed", "retry", "f1")
     assert retried.returncode == 0, retried.stderr
     new_id = retried.stdout.split("->")[1].strip()
     await burst(redis_url)
@@ -226,7 +226,7 @@ async def test_the_failed_store_keeps_everything_and_retry_records_which_job_ret
     assert r.hget(K.job("f1"), "retried_by") == new_id
     assert cli_json_lines(procs, "failed", "list", "--json") == []
     # retrying a job no longer in the store says so
-    gone = procs.cli("failed", "retry", "f1")
+    gone = procs.cli_here("failed", "retry", "f1")
     assert gone.returncode == 2 and "no failed job 'f1'" in gone.stderr
 
 
@@ -235,10 +235,10 @@ async def test_failed_forget_and_flush(r: Any, procs: Processes, redis_url: str)
     await burst(redis_url)
     assert _all_in(r, ["b0", "b1", "b2"])
     assert len(cli_json_lines(procs, "failed", "list", "--json")) == 3
-    assert procs.cli("failed", "forget", "b0").returncode == 0
+    assert procs.cli_here("failed", "forget", "b0").returncode == 0
     assert r.exists(K.job("b0")) == 0
-    assert procs.cli("failed", "show", "b0").returncode == 2
-    assert "flushed 2" in procs.cli("failed", "flush", "--yes").stdout
+    assert procs.cli_here("failed", "show", "b0").returncode == 2
+    assert "flushed 2" in procs.cli_here("failed", "flush", "--yes").stdout
     assert cli_json_lines(procs, "failed", "list", "--json") == []
 
 

@@ -113,6 +113,12 @@ class Processes:
             timeout=timeout,
         )
 
+    def cli_here(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """:meth:`cli` without the process: ``main()`` run in this one (support.clihere)."""
+        from .clihere import cli_here
+
+        return cli_here({**self.env, **(env or {})}, self.cwd, *args)
+
     def stop_all(self) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after a few seconds."""
         for proc in self.started:
