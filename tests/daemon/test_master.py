@@ -262,9 +262,9 @@ def test_a_bad_config_file_exits_2_naming_the_file_and_key(procs: Processes) -> 
 
 
 async def test_the_idle_main_loop_leaves_no_tasks_behind() -> None:
-    from evalharness.daemon.master import Master
+    from evalharness.daemon.master import Master, MasterOptions
 
-    master = Master([], env={}, imports=(), grace=1.0)
+    master = Master([], MasterOptions(env={}, imports=(), grace=1.0))
     passes = 0
     reconcile = master._reconcile
 
