@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from .batches import Batches
+from .connection import REDIS_ERRORS
 from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB, SUT_MISMATCH
@@ -41,7 +41,6 @@ from .sut import call_sut, load_sut_code
 log = logging.getLogger("evalharness.run")
 
 MODES = ("serial", "lazy-parallel")
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
 

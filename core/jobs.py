@@ -468,6 +468,9 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+TRACEBACK_KEPT = 8000  # characters of a failure's traceback stored: its end, where the error is
+
+
 def describe_failure(exc: BaseException | None, kind: str, job: Job, *, trace: bool = True) -> dict[str, Any]:
     """What is recorded when an attempt fails: the failure's kind (a PermanentError's own), the
     exception, the job's counters, and the traceback unless ``trace`` is off."""
@@ -489,7 +492,7 @@ def describe_failure(exc: BaseException | None, kind: str, job: Job, *, trace: b
         "at": time.time(),
     }
     if exc is not None and trace:
-        info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
+        info["traceback"] = "".join(traceback.format_exception(exc))[-TRACEBACK_KEPT:]
     return info
 
 

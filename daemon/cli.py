@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -53,7 +54,7 @@ from evalharness.core.sut import load_sut
 
 from .common import (
     child_env,
-    fail,
+    exit_with_error,
     reports_dir,
     settings_from,
     setup_logging,
@@ -69,14 +70,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def handle_errors(func: F) -> F:
     """Turn a known error into ``error: message`` on stderr and its exit code."""
 
+    @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except EvalHarnessError as exc:
-            fail(exc)
+            exit_with_error(exc)
 
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
     return wrapper  # type: ignore[return-value]
 
 
@@ -618,7 +618,7 @@ def main() -> None:
     try:
         cli(prog_name="evalharness")
     except EvalHarnessError as exc:
-        fail(exc)
+        exit_with_error(exc)
     except redis.exceptions.ConnectionError as exc:
         click.echo(f"error: cannot reach Redis: {exc}", err=True)
         raise SystemExit(3) from None

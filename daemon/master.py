@@ -33,14 +33,14 @@ from evalharness.core.config import (
     resolve_settings,
     validate_name,
 )
-from evalharness.core.connection import async_client
+from evalharness.core.connection import REDIS_ERRORS, async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION
 from evalharness.core.telemetry import collect_snapshot
 
 from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
-from .common import child_env, fail, setup_logging, worker_command
-from .publisher import REDIS_ERRORS, Publisher, add_event
+from .common import child_env, exit_with_error, setup_logging, worker_command
+from .publisher import Publisher, add_event
 from .reload import ENV_REPORT_MODULES, ModuleWatcher
 from .worker import EXIT_REPLACE
 
@@ -49,6 +49,8 @@ log = logging.getLogger("evalharness.master")
 RESTART_MIN = 1.0  # seconds before restarting a worker that crashed soon after start
 RESTART_MAX = 60.0
 STABLE_AFTER = 30.0  # a worker that ran this long resets its crash backoff
+CRASH_LOOP_AFTER = 3  # crashes in a row (each soon after its start) that make a worker_crash_loop event, once
+NO_PROCESS_CAP = 1 << 30  # a pool sized by an operator's scale, or with max_processes < 0: no supervisor cap
 
 
 @dataclass
@@ -327,7 +329,7 @@ class Master:
             if len(live) < want:
                 # a retiring worker still finishing its jobs counts against max_processes
                 sup = pool.supervisor
-                cap = sup.max_processes if pool.override is None and sup.max_processes >= 0 else 1 << 30
+                cap = sup.max_processes if pool.override is None and sup.max_processes >= 0 else NO_PROCESS_CAP
                 room = max(0, cap - running.get(sup.name, 0))
                 for _ in range(min(want - len(live), room)):
                     self._new_slot(pool)
@@ -478,11 +480,11 @@ class Master:
                 "supervisor %s: worker pid %d exited with code %s after %.1fs; restarting in %.0fs",
                 slot.supervisor, proc.pid, code, ran, delay,
             )
-            if slot.failures == 3 and self.client is not None:
+            if slot.failures == CRASH_LOOP_AFTER and self.client is not None:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await add_event(
                         self.client, self.prefix, "worker_crash_loop", supervisor=slot.supervisor,
-                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed 3 times in a row (last exit code {code})",
+                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row (last exit code {code})",
                     )
             if delay:
                 try:
@@ -637,7 +639,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         if grace is None:
             grace = default_grace(sups, hard_timeout)
     except EvalHarnessError as exc:
-        fail(exc)
+        exit_with_error(exc)
         return
     worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
     def reload() -> list[SupervisorConfig]:

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from evalharness.core.connection import REDIS_ERRORS
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION, QueueForgetter, QueueUse
 from evalharness.core.format import format_duration
 from evalharness.core.telemetry import (
@@ -31,7 +32,6 @@ from evalharness.core.telemetry import (
 
 log = logging.getLogger("evalharness.telemetry")
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LEADER_TTL_MS = 5_000
 DEFAULT_LONG_WAIT = 60.0
 FORGET_EVERY = 60.0  # seconds between the leader's checks for queues nobody uses

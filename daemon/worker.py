@@ -28,7 +28,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from evalharness.core.connection import async_client, sync_client
+from evalharness.core.connection import REDIS_ERRORS, async_client, sync_client
 from evalharness.core.errors import ConfigError
 from evalharness.core.evaljobs import SAMPLE_JOB
 from evalharness.core.jobs import (
@@ -57,7 +57,6 @@ log = logging.getLogger("evalharness.worker")
 
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10.0
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 EXIT_REPLACE = 70  # the worker ended itself to stop a job it could not cancel; restart it
 WATCHDOG_MARGIN = 5.0  # seconds past a job's deadline before the watchdog acts on a stuck loop
 BURST_RECHECK = 0.05  # seconds a burst worker waits between pops while its own jobs run (their end wakes no one)
