@@ -4,7 +4,6 @@ allowed failures and retry, callbacks exactly once under concurrent completion, 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,6 @@ from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import JobRequest, Queue
 
 K = QueueKeys("eh", "t")
-
-
-@pytest.fixture
-async def pool(redis_url: str) -> AsyncIterator[Workers]:
-    p = Workers(redis_url)
-    yield p
-    await p.stop()
 
 
 async def workers(pool: Workers, n: int, concurrency: int = 10) -> None:
@@ -194,18 +186,18 @@ async def test_jobs_added_to_a_running_batch_count(procs: Processes, pool: Worke
 async def test_the_batch_cli(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     bid = await batches.create("cli", [JobRequest("t.span", {"n": i}) for i in range(4)], queue="t")
-    listed = procs.cli_here("batch", "list", "--json")
+    listed = (await procs.acli_here("batch", "list", "--json"))
     assert listed.returncode == 0, listed.stderr
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["id"] == bid and row["state"] == "pending" and row["total"] == 4
-    shown = procs.cli_here("batch", "show", bid)
+    shown = (await procs.acli_here("batch", "show", bid))
     assert shown.returncode == 0 and "pending" in shown.stdout
-    cancelled = procs.cli_here("batch", "cancel", bid)
+    cancelled = (await procs.acli_here("batch", "cancel", bid))
     assert cancelled.returncode == 0 and "removed 4 queued jobs, 0 running told to stop" in cancelled.stdout
-    retried = procs.cli_here("batch", "retry", bid)
+    retried = (await procs.acli_here("batch", "retry", bid))
     assert retried.returncode == 0 and "retrying 4 job(s)" in retried.stdout
-    assert procs.cli_here("batch", "show", "nope").returncode == 2
-    table = procs.cli_here("batch", "list")
+    assert (await procs.acli_here("batch", "show", "nope")).returncode == 2
+    table = (await procs.acli_here("batch", "list"))
     assert "cli" in table.stdout and "running" in table.stdout
     await workers(pool, 1)
 
@@ -214,10 +206,10 @@ async def test_the_batch_cli(procs: Processes, pool: Workers, aclient: Any) -> N
         return i is not None and i.state == "succeeded"
 
     await until(done, what="the batch")
-    assert "pruned 0" in procs.cli_here("batch", "prune", "--finished-older-than", "1h").stdout
-    assert "pruned 1" in procs.cli_here("batch", "prune", "--finished-older-than", "0s").stdout
+    assert "pruned 0" in (await procs.acli_here("batch", "prune", "--finished-older-than", "1h")).stdout
+    assert "pruned 1" in (await procs.acli_here("batch", "prune", "--finished-older-than", "0s")).stdout
     assert await batches.info(bid) is None
-    assert procs.cli_here("batch", "prune", "--finished-older-than", "soon").returncode == 2
+    assert (await procs.acli_here("batch", "prune", "--finished-older-than", "soon")).returncode == 2
 
 
 async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
@@ -233,7 +225,7 @@ async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(proc
 
     await until(lambda: state_is("finished_with_failures"), what="the failure")
     flag.write_text("")
-    retried = procs.cli_here("failed", "retry", "--all")
+    retried = (await procs.acli_here("failed", "retry", "--all"))
     assert retried.returncode == 0, retried.stderr
     await until(lambda: state_is("succeeded"), what="success after the retry")
     info = await batches.info(bid)
@@ -295,6 +287,6 @@ async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_withou
     assert b.processed == 3 and b.undispatched == 0
     c = await batches.info(retried)
     assert c is not None and c.state == "succeeded" and c.finished and (c.processed, c.total) == (3, 10)
-    shown = procs.cli_here("batch", "show", "--json", sealed)
+    shown = (await procs.acli_here("batch", "show", "--json", sealed))
     row = json.loads(shown.stdout)
     assert (row["total"], row["declared"], row["dispatched"], row["state"]) == (10, 10, 3, "succeeded")

@@ -52,3 +52,8 @@ def cli_here(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Completed
         return _run(args, env, cwd)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(_run, args, env, cwd).result(timeout=120)
+
+
+async def acli_here(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """:func:`cli_here` that leaves the test's event loop running (a worker in-process goes on)."""
+    return await asyncio.to_thread(_run, args, env, cwd)

@@ -119,6 +119,12 @@ class Processes:
 
         return cli_here({**self.env, **(env or {})}, self.cwd, *args)
 
+    async def acli_here(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """:meth:`cli_here` from an async test, its event loop running on meanwhile."""
+        from .clihere import acli_here
+
+        return await acli_here({**self.env, **(env or {})}, self.cwd, *args)
+
     def stop_all(self) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after a few seconds."""
         for proc in self.started:
