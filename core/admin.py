@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
 from .evaljobs import SAMPLE_JOB
+from .jobs import JobStatus
 from .keys import QueueKeys
 from .queue import FAILED_RETENTION_MS, Queue
 from .telemetry import EVENTS_MAXLEN, events_key
@@ -649,7 +650,7 @@ class Admin:
             return None
         keys = self._keys(q)
         rec = await self.client.hgetall(keys.job(job_id))
-        if not rec or rec.get("state") not in ("failed", "retried"):
+        if not rec or rec.get("state") not in (JobStatus.FAILED, JobStatus.RETRIED):
             return None
         row = _failed_row(q, job_id, [rec.get(f) for f in FAILED_FIELDS])
         failure = _loads(rec.get("failure")) or {}
@@ -710,7 +711,7 @@ class Admin:
         q = await self._find_job(job_id, queue)
         if q is not None:
             rec: Any = await self.client.hmget(self._keys(q).job(job_id), "state", "retried_by")
-            if rec[0] == "retried":
+            if rec[0] == JobStatus.RETRIED:
                 return ActionResult(action, job_id, False, f"{job_id} was already retried as {rec[1]}: nothing changed", skipped=1)
             return ActionResult(action, job_id, False, f"{job_id} is not in the failed store (it is {rec[0] or 'queued'}): nothing changed", skipped=1)
         return ActionResult(action, job_id, False, f"No failed job {job_id} (forgotten, expired or never failed): nothing changed", skipped=1)

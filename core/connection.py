@@ -7,6 +7,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.exceptions
+
+# What a dropped or unreachable server raises: the loops that ride out a Redis restart catch these.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
 def async_client(url: str, **kwargs: Any) -> aioredis.Redis:

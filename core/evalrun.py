@@ -15,15 +15,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from .batches import Batches
+from .connection import REDIS_ERRORS
 from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB, SUT_MISMATCH
 from .jobs import (
     Job,
     JobOptions,
+    Outcome,
     PermanentError,
     Verdict,
     decide,
@@ -40,7 +41,6 @@ from .sut import call_sut, load_sut_code
 log = logging.getLogger("evalharness.run")
 
 MODES = ("serial", "lazy-parallel")
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 Progress = Callable[[int, int], None]
 T = TypeVar("T")
 
@@ -280,20 +280,20 @@ async def _serial_sample(
     while True:
         attempts += 1
         job = replace(job, attempts=attempts, releases=releases)
-        outcome, retry_after, permanent = "ok", None, False
+        outcome, retry_after, permanent = Outcome.OK, None, False
         exc: BaseException | None = None
         try:
             async with asyncio.timeout(options.timeout):
                 output = await call_sut(func, sample_input, key)
             return output, None, attempts
         except TimeoutError:
-            outcome = "timeout"
+            outcome = Outcome.TIMEOUT
             exc = TimeoutError(f"the SUT call exceeded the timeout of {options.timeout:g}s")
         except PermanentError as e:
-            outcome, permanent, exc = "exception", True, e
+            outcome, permanent, exc = Outcome.EXCEPTION, True, e
         except Exception as e:
             limited, after = rate_limit_signal(e)
-            outcome, retry_after, exc = ("rate_limited", after, e) if limited else ("exception", None, e)
+            outcome, retry_after, exc = (Outcome.RATE_LIMITED, after, e) if limited else (Outcome.EXCEPTION, None, e)
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
         if decision.rate_limited:
             releases += 1

@@ -18,19 +18,24 @@ from typing import Any, Protocol
 from .errors import ConfigError
 
 
-class JobState(StrEnum):
-    READY = "ready"
-    DELAYED = "delayed"
-    RESERVED = "reserved"
-    COMPLETED = "completed"
-    FAILED = "failed"
+class JobStatus(StrEnum):
+    """The ``state`` field of a job record (``P:{q:Q}:job:ID``), as the scripts in ``lua/`` write
+    it.  A completed job has no state: ``ack`` deletes its record."""
+
+    READY = "ready"  # in a lane, waiting for a worker
+    DELAYED = "delayed"  # waiting for its due time (a delay, a backoff, a 429 release)
+    RESERVED = "reserved"  # a worker holds its lease and runs it
+    FAILED = "failed"  # failed for good (an operator's cancel of a running job too), in the failed store
+    RETRIED = "retried"  # a failed job an operator dispatched again, as a new job
+    CANCELLED = "cancelled"  # its batch was cancelled (or its queue cleared) before it ran
 
     @property
     def terminal(self) -> bool:
+        """Whether nothing more happens to the job unless an operator acts on it."""
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED})
+TERMINAL_STATES = frozenset({JobStatus.FAILED, JobStatus.RETRIED, JobStatus.CANCELLED})
 
 
 class FailureKind(StrEnum):
@@ -463,6 +468,9 @@ def _retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+TRACEBACK_KEPT = 8000  # characters of a failure's traceback stored: its end, where the error is
+
+
 def describe_failure(exc: BaseException | None, kind: str, job: Job, *, trace: bool = True) -> dict[str, Any]:
     """What is recorded when an attempt fails: the failure's kind (a PermanentError's own), the
     exception, the job's counters, and the traceback unless ``trace`` is off."""
@@ -484,11 +492,24 @@ def describe_failure(exc: BaseException | None, kind: str, job: Job, *, trace: b
         "at": time.time(),
     }
     if exc is not None and trace:
-        info["traceback"] = "".join(traceback.format_exception(exc))[-8000:]
+        info["traceback"] = "".join(traceback.format_exception(exc))[-TRACEBACK_KEPT:]
     return info
 
 
+class Outcome(StrEnum):
+    """How an attempt ended, as :func:`decide` is told; ``DELIVERED`` asks before an attempt runs."""
+
+    DELIVERED = "delivered"  # a pop handed the job out; it has not run yet
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    LOST = "lost"  # the engine found the attempt lost (its lease lapsed on the last allowed try)
+    CANCELLED = "cancelled"
+
+
 class Verdict(StrEnum):
+    RUN = "run"  # only for Outcome.DELIVERED: start the attempt
     ACK = "ack"
     RELEASE = "release"
     FAIL = "fail"
@@ -503,35 +524,45 @@ class Decision:
     reason: str = ""
 
 
+_FAILURE_KINDS = {Outcome.TIMEOUT: FailureKind.TIMEOUT, Outcome.LOST: FailureKind.LOST}
+
+
 def decide(
     job: Job,
     *,
-    outcome: str,
+    outcome: Outcome,
     now: float,
     retry_after: float | None = None,
     permanent: bool = False,
     rnd: float | None = None,
 ) -> Decision:
-    """What to do with a job whose attempt ended with ``outcome``
-    (``ok``, ``rate_limited``, ``exception``, ``timeout``, ``lost`` or ``cancelled``)."""
+    """What to do with a job whose attempt ended with ``outcome``, or (``DELIVERED``) whether a
+    job a pop just handed out may run at all."""
     opts = job.options
-    if outcome == "ok":
+    if outcome == Outcome.DELIVERED:
+        # A pop counts the attempt before the job runs, so a delivery past the last allowed try
+        # means the previous attempt never reported back: its worker died and its lease lapsed.
+        if opts.tries and job.tries_used > opts.tries:
+            reason = f"its worker stopped (lease lapsed) on the last allowed attempt ({opts.tries} tries)"
+            return Decision(Verdict.FAIL, kind=FailureKind.LOST, reason=reason)
+        return Decision(Verdict.RUN)
+    if outcome == Outcome.OK:
         return Decision(Verdict.ACK)
-    if outcome == "cancelled":
+    if outcome == Outcome.CANCELLED:
         return Decision(Verdict.FAIL, kind=FailureKind.CANCELLED, reason="cancelled by an operator")
     r = random.random() if rnd is None else rnd
-    if outcome == "rate_limited":
+    if outcome == Outcome.RATE_LIMITED:
         delay = retry_after if retry_after is not None else backoff_delay(opts.backoff, job.releases + 1, opts.jitter, r)
         if opts.retry_until is not None and now + delay > opts.retry_until:
             return Decision(Verdict.FAIL, kind=FailureKind.RATE_LIMITED, reason="still rate-limited at retry_until")
         return Decision(Verdict.RELEASE, delay=delay, rate_limited=True, kind=FailureKind.RATE_LIMITED)
-    kind = {"timeout": FailureKind.TIMEOUT, "lost": FailureKind.LOST}.get(outcome, FailureKind.EXCEPTION)
+    kind = _FAILURE_KINDS.get(outcome, FailureKind.EXCEPTION)
     if permanent:
         return Decision(Verdict.FAIL, kind=kind, reason="not retryable")
     used = job.tries_used
     if opts.tries and used >= opts.tries:
         return Decision(Verdict.FAIL, kind=kind, reason=f"tries exhausted ({used}/{opts.tries})")
-    if opts.max_exceptions and job.exceptions + 1 >= opts.max_exceptions and outcome != "lost":
+    if opts.max_exceptions and job.exceptions + 1 >= opts.max_exceptions and outcome != Outcome.LOST:
         return Decision(Verdict.FAIL, kind=kind, reason=f"max_exceptions reached ({opts.max_exceptions})")
     delay = backoff_delay(opts.backoff, used, opts.jitter, r)
     if opts.retry_until is not None and now + delay > opts.retry_until:

@@ -91,7 +91,7 @@ def failure_facets(failure: dict[str, Any]) -> tuple[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class QueueStats:
+class QueueCounts:
     queue: str
     ready: int
     delayed: int
@@ -488,14 +488,14 @@ class Queue:
         count: int = await self.client.zcount(self.keys(queue).workers, now_ms, "+inf")
         return count
 
-    async def stats(self, queue: str) -> QueueStats:
+    async def stats(self, queue: str) -> QueueCounts:
         keys = self.keys(queue)
         now_ms = int(time.time() * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe_queue_state(pipe, keys, now_ms)
             ready, delayed, reserved, failed, oldest, workers, counters = await pipe.execute()
         age = max(0.0, (now_ms - oldest[0][1]) / 1000.0) if oldest else None
-        return QueueStats(
+        return QueueCounts(
             queue=queue,
             ready=ready,
             delayed=delayed,
@@ -510,6 +510,9 @@ class Queue:
 def parse_renew(raw: Sequence[Any]) -> RenewReply:
     """The reply of the ``renew`` script."""
     return RenewReply([str(i) for i in raw[0]], [str(i) for i in raw[1]])
+
+
+QUEUE_STATE_READS = 7  # the replies pipe_queue_state adds to a pipeline
 
 
 def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:

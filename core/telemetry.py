@@ -17,13 +17,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from .keys import GlobalKeys, QueueKeys
-from .queue import known_queues, pipe_queue_state
+from .queue import QUEUE_STATE_READS, known_queues, pipe_queue_state
 
 SCHEMA = "evalharness.telemetry.v1"
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
 EVENTS_MAXLEN = 10_000
 HISTORY_CAP = 1_440  # one entry per minute: 24 hours
 RUNTIME_WINDOW_MINUTES = 5
+MINUTES_READ = 61  # per queue, the current minute and the 60 before it: the past hour, whole
 MASTER_STALE = 15.0  # seconds without a heartbeat before a master counts as gone
 # Upper bounds (ms) of the runtime histogram buckets kept by ack.lua; bucket 17 is "above".
 BUCKET_BOUNDS_MS: tuple[int, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000)
@@ -126,7 +127,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         for q in queues:
             k = QueueKeys(prefix, q)
             pipe_queue_state(pipe, k, now_ms)
-            for m in range(minute - 60, minute + 1):
+            for m in range(minute - MINUTES_READ + 1, minute + 1):
                 pipe.hgetall(minute_key(k, m))
             pipe.exists(k.paused)
         replies = await pipe.execute()
@@ -137,7 +138,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
             workers[str(wid)] = json.loads(raw)
         except ValueError:
             continue
-    per_queue = 7 + 61 + 1  # the queue's state, 61 minutes, its pause flag
+    per_queue = QUEUE_STATE_READS + MINUTES_READ + 1  # the queue's state, its minutes, its pause flag
     rows = []
     total_jpm = 0.0
     past_hour = 0
@@ -147,9 +148,9 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     max_wait: dict[str, Any] = {"queue": None, "seconds": None}
     for i, q in enumerate(queues):
         r = replies[2 + i * per_queue : 2 + (i + 1) * per_queue]
-        ready, delayed, reserved, failed, oldest, live, counters = r[:7]
-        minutes = r[7:68]  # minute-60 .. minute
-        paused = bool(r[68])
+        ready, delayed, reserved, failed, oldest, live, counters = r[:QUEUE_STATE_READS]
+        minutes = r[QUEUE_STATE_READS : QUEUE_STATE_READS + MINUTES_READ]  # minute-60 .. minute
+        paused = bool(r[QUEUE_STATE_READS + MINUTES_READ])
         cur, prev = _minute_stats([minutes[-1]]), _minute_stats([minutes[-2]])
         window = _minute_stats(minutes[-RUNTIME_WINDOW_MINUTES:])
         hour = _minute_stats(minutes[1:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -58,7 +59,7 @@ from .cli_resume import resume_fields
 from .cli_runopts import OrNone, resolve_run_flags
 from .common import (
     child_env,
-    fail,
+    exit_with_error,
     reports_dir,
     settings_from,
     setup_logging,
@@ -74,14 +75,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 def handle_errors(func: F) -> F:
     """Turn a known error into ``error: message`` on stderr and its exit code."""
 
+    @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except EvalHarnessError as exc:
-            fail(exc)
+            exit_with_error(exc)
 
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
     return wrapper  # type: ignore[return-value]
 
 
@@ -480,9 +480,10 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
 @click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
 @click.option("--sleep", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.")
 @click.option("--cancel-grace", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).")
+@click.option("--burst", is_flag=True, help="Exit (code 0) once no job of its queues is ready, delayed or running here: drain the queues, then stop.")
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float) -> None:
+def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float, burst: bool) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -506,7 +507,7 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
     options = WorkerOptions(
         queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
         max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry, poll=sleep,
-        cancel_grace=cancel_grace,
+        cancel_grace=cancel_grace, burst=burst,
     )
     raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
 
@@ -667,7 +668,7 @@ def main() -> None:
     try:
         cli(prog_name="evalharness")
     except EvalHarnessError as exc:
-        fail(exc)
+        exit_with_error(exc)
     except redis.exceptions.ConnectionError as exc:
         click.echo(f"error: cannot reach Redis: {exc}", err=True)
         raise SystemExit(3) from None

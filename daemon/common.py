@@ -93,7 +93,8 @@ def stop_processes(procs: Sequence[subprocess.Popen[Any]], grace: float) -> None
             p.wait()
 
 
-def fail(exc: EvalHarnessError) -> None:
+def exit_with_error(exc: EvalHarnessError) -> None:
+    """``error: message`` on stderr, then exit with the error's code (the CLI's way out)."""
     click.echo(f"error: {exc}", err=True)
     raise SystemExit(exc.exit_code)
 

@@ -33,14 +33,14 @@ from evalharness.core.config import (
     resolve_settings,
     validate_name,
 )
-from evalharness.core.connection import async_client
+from evalharness.core.connection import REDIS_ERRORS, async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION
 from evalharness.core.telemetry import collect_snapshot
 
 from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
-from .common import child_env, fail, setup_logging, worker_command
-from .publisher import REDIS_ERRORS, Publisher, add_event
+from .common import child_env, exit_with_error, setup_logging, worker_command
+from .publisher import Publisher, add_event
 from .reload import ENV_REPORT_MODULES, ModuleWatcher
 from .worker import EXIT_REPLACE
 
@@ -49,6 +49,8 @@ log = logging.getLogger("evalharness.master")
 RESTART_MIN = 1.0  # seconds before restarting a worker that crashed soon after start
 RESTART_MAX = 60.0
 STABLE_AFTER = 30.0  # a worker that ran this long resets its crash backoff
+CRASH_LOOP_AFTER = 3  # crashes in a row (each soon after its start) that make a worker_crash_loop event, once
+NO_PROCESS_CAP = 1 << 30  # a pool sized by an operator's scale, or with max_processes < 0: no supervisor cap
 
 
 @dataclass
@@ -100,8 +102,7 @@ class Pool:
 
 
 def balance_mode(sup: SupervisorConfig) -> str:
-    mode = getattr(sup, "balance", "off")
-    return str(getattr(mode, "value", mode))
+    return str(sup.balance)
 
 
 def initial_pools(sup: SupervisorConfig) -> list[Pool]:
@@ -109,41 +110,46 @@ def initial_pools(sup: SupervisorConfig) -> list[Pool]:
     return [Pool(sup, name, queues, sizes[name]) for name, queues in pool_queues(sup).items()]
 
 
+@dataclass(frozen=True)
+class MasterOptions:
+    """How a master runs its workers and its telemetry; the supervisors are given beside it."""
+
+    env: dict[str, str]  # the environment of every worker process
+    imports: tuple[str, ...]
+    grace: float  # seconds in-flight jobs get at a stop
+    lease: float = 30.0
+    worker_args: tuple[str, ...] = ()  # daemon-wide worker flags; a supervisor's own come after
+    redis_url: str | None = None
+    prefix: str = "eh"
+    long_waits: dict[str, float] = field(default_factory=dict)  # queue -> seconds
+    default_long_wait: float = 60.0
+    history_cap: int = 1440  # minutes of telemetry history kept
+    # reads the supervisors again for a restart (SIGUSR1); None: keep the ones given
+    reload: Callable[[], list[SupervisorConfig]] | None = None
+    queue_retention: float = DEFAULT_QUEUE_RETENTION
+    watch_modules: bool = False  # --reload: restart workers when a module they imported changes
+
+
 class Master:
-    def __init__(
-        self,
-        supervisors: list[SupervisorConfig],
-        env: dict[str, str],
-        imports: tuple[str, ...],
-        grace: float,
-        lease: float = 30.0,
-        worker_args: tuple[str, ...] = (),
-        redis_url: str | None = None,
-        prefix: str = "eh",
-        long_waits: dict[str, float] | None = None,
-        default_long_wait: float = 60.0,
-        history_cap: int = 1440,
-        reload: Callable[[], list[SupervisorConfig]] | None = None,
-        queue_retention: float = DEFAULT_QUEUE_RETENTION,
-        watch_modules: bool = False,
-    ) -> None:
+    def __init__(self, supervisors: list[SupervisorConfig], options: MasterOptions) -> None:
+        self.options = options
         self.name = f"{socket.gethostname()}-{os.urandom(2).hex()}"
-        self.env = env
-        self.imports = imports
-        self.grace = grace
-        self.lease = lease
-        self.worker_args = worker_args
-        self.redis_url = redis_url
-        self.prefix = prefix
-        self.long_waits = long_waits or {}
-        self.default_long_wait = default_long_wait
-        self.history_cap = history_cap
-        self.queue_retention = queue_retention
-        self.reload = reload
+        self.env = options.env
+        self.imports = options.imports
+        self.grace = options.grace
+        self.lease = options.lease
+        self.worker_args = options.worker_args
+        self.redis_url = options.redis_url
+        self.prefix = options.prefix
+        self.long_waits = options.long_waits
+        self.default_long_wait = options.default_long_wait
+        self.history_cap = options.history_cap
+        self.queue_retention = options.queue_retention
+        self.reload = options.reload
         # --reload: workers report the modules they import; a watcher restarts them on a change
-        self.watch_modules = watch_modules
-        if watch_modules:
-            self.env = {**env, ENV_REPORT_MODULES: "1"}
+        self.watch_modules = options.watch_modules
+        if options.watch_modules:
+            self.env = {**options.env, ENV_REPORT_MODULES: "1"}
         self.started_at = time.time()
         self.stopping = asyncio.Event()
         self.force = False
@@ -323,7 +329,7 @@ class Master:
             if len(live) < want:
                 # a retiring worker still finishing its jobs counts against max_processes
                 sup = pool.supervisor
-                cap = sup.max_processes if pool.override is None and sup.max_processes >= 0 else 1 << 30
+                cap = sup.max_processes if pool.override is None and sup.max_processes >= 0 else NO_PROCESS_CAP
                 room = max(0, cap - running.get(sup.name, 0))
                 for _ in range(min(want - len(live), room)):
                     self._new_slot(pool)
@@ -449,7 +455,8 @@ class Master:
 
     async def _spawn(self, slot: Slot) -> asyncio.subprocess.Process:
         paused = slot.supervisor in self.paused
-        nice = int(getattr(next((s for s in self.supervisors if s.name == slot.supervisor), None), "nice", 0) or 0)
+        sup = next((s for s in self.supervisors if s.name == slot.supervisor), None)
+        nice = sup.nice if sup is not None else 0  # its supervisor went with a reload
         proc = await asyncio.create_subprocess_exec(*slot.command(paused), env=self.env, preexec_fn=_child_setup(nice))
         slot.proc, slot.started = proc, time.monotonic()
         log.info("supervisor %s: worker pid %d serving %s", slot.supervisor, proc.pid, ",".join(slot.queues))
@@ -473,11 +480,11 @@ class Master:
                 "supervisor %s: worker pid %d exited with code %s after %.1fs; restarting in %.0fs",
                 slot.supervisor, proc.pid, code, ran, delay,
             )
-            if slot.failures == 3 and self.client is not None:
+            if slot.failures == CRASH_LOOP_AFTER and self.client is not None:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await add_event(
                         self.client, self.prefix, "worker_crash_loop", supervisor=slot.supervisor,
-                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed 3 times in a row (last exit code {code})",
+                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row (last exit code {code})",
                     )
             if delay:
                 try:
@@ -525,7 +532,7 @@ def default_grace(sups: list[SupervisorConfig], hard_timeout: float = 0.0) -> fl
     """Long enough for the longest job to finish: its hard limit when one is set, else the
     larger of the supervisor's timeout and the default job timeout (60 s); plus 30 s."""
     limits = [
-        float(getattr(s, "hard_timeout", 0) or hard_timeout or max(float(getattr(s, "timeout", 60) or 60), 60.0))
+        float(s.hard_timeout or hard_timeout or max(float(s.timeout or 60), 60.0))
         for s in sups
     ]
     return max(limits or [60.0]) + 30.0
@@ -534,13 +541,14 @@ def default_grace(sups: list[SupervisorConfig], hard_timeout: float = 0.0) -> fl
 def supervisor_worker_args(sup: SupervisorConfig) -> tuple[str, ...]:
     """A supervisor's own worker limits, given after the daemon-wide flags so they win."""
     args: list[str] = []
-    for key, flag in (("memory", "--memory"), ("max_jobs", "--max-jobs"), ("max_time", "--max-time"), ("hard_timeout", "--hard-timeout")):
-        value = getattr(sup, key, 0) or 0
+    limits: tuple[tuple[float | int, str], ...] = (
+        (sup.memory, "--memory"), (sup.max_jobs, "--max-jobs"), (sup.max_time, "--max-time"), (sup.hard_timeout, "--hard-timeout"),
+    )
+    for value, flag in limits:
         if value:
             args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    sleep = getattr(sup, "sleep", 1.0)
-    if sleep and sleep != 1.0:
-        args += ["--sleep", f"{sleep:g}"]
+    if sup.sleep and sup.sleep != 1.0:
+        args += ["--sleep", f"{sup.sleep:g}"]
     return tuple(args)
 
 
@@ -631,7 +639,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         if grace is None:
             grace = default_grace(sups, hard_timeout)
     except EvalHarnessError as exc:
-        fail(exc)
+        exit_with_error(exc)
         return
     worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
     def reload() -> list[SupervisorConfig]:
@@ -642,12 +650,12 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     if config.path is not None:
         # workers read the same file: an adapter SUT (openai:MODEL) takes its settings from it
         env[ENV_CONFIG] = str(config.path.resolve())
-    master = Master(
-        sups, env, settings.imports, grace, lease, worker_args,
+    master = Master(sups, MasterOptions(
+        env, settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
         default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
         watch_modules=reload_modules,
-    )
+    ))
 
     async def main() -> int:
         master.install_signal_handlers()

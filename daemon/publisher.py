@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from evalharness.core.connection import REDIS_ERRORS
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION, QueueForgetter, QueueUse
 from evalharness.core.format import format_duration
 from evalharness.core.telemetry import (
@@ -31,7 +32,6 @@ from evalharness.core.telemetry import (
 
 log = logging.getLogger("evalharness.telemetry")
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LEADER_TTL_MS = 5_000
 DEFAULT_LONG_WAIT = 60.0
 FORGET_EVERY = 60.0  # seconds between the leader's checks for queues nobody uses
@@ -65,6 +65,7 @@ class Publisher:
         history_cap: int = HISTORY_CAP,
         interval: float = 1.0,
         queue_retention: float = DEFAULT_QUEUE_RETENTION,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -75,6 +76,8 @@ class Publisher:
         self.history_cap = history_cap
         self.interval = interval
         self.queue_retention = queue_retention  # 0: never forget a queue
+        # epoch seconds; the snapshot's time and the waits it measures (a test passes its own)
+        self.clock = clock
         self._forgetter = QueueForgetter(client, prefix)
         self._next_forget = 0.0  # monotonic
         self._lead = client.register_script(_LEAD)
@@ -105,7 +108,7 @@ class Publisher:
             await self.client.hdel(masters_key(self.prefix), self.name)
 
     async def tick(self) -> None:
-        now = time.time()
+        now = self.clock()
         info = self.describe()
         info.update(name=self.name, heartbeat_at=now)
         async with self.client.pipeline(transaction=False) as pipe:

@@ -28,7 +28,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from evalharness.core.connection import async_client, sync_client
+from evalharness.core.connection import REDIS_ERRORS, async_client, sync_client
 from evalharness.core.errors import ConfigError
 from evalharness.core.evaljobs import SAMPLE_JOB
 from evalharness.core.jobs import (
@@ -37,6 +37,7 @@ from evalharness.core.jobs import (
     Job,
     JobCancelled,
     JobSpec,
+    Outcome,
     PermanentError,
     Verdict,
     decide,
@@ -56,9 +57,9 @@ log = logging.getLogger("evalharness.worker")
 
 HEARTBEAT_EVERY = 2.0
 HEARTBEAT_TTL = 10.0
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 EXIT_REPLACE = 70  # the worker ended itself to stop a job it could not cancel; restart it
 WATCHDOG_MARGIN = 5.0  # seconds past a job's deadline before the watchdog acts on a stuck loop
+BURST_RECHECK = 0.05  # seconds a burst worker waits between pops while its own jobs run (their end wakes no one)
 
 
 def import_job_modules(modules: Sequence[str]) -> None:
@@ -160,6 +161,9 @@ class WorkerOptions:
     hard_timeout: float = 0.0  # no job may run longer, whatever its own timeout (0 = off)
     cancel_grace: float = 10.0  # seconds a cancelled sync job gets to return before the process is replaced
     telemetry: bool = True  # per-minute counters and runtime histograms (O(1) per job)
+    # Return once none of its queues has a ready or delayed job and none of its jobs runs (a
+    # test, a CI step that drains a queue).  Jobs other workers hold are not waited for.
+    burst: bool = False
 
     def validate(self) -> WorkerOptions:
         if self.hard_timeout:
@@ -365,7 +369,12 @@ class Worker:
                     if got >= free:
                         break
                 if got == 0:
+                    if opts.burst and not self._running and next_due is None:
+                        log.info("worker %s: burst done, no job ready, delayed or running", self.id)
+                        return
                     wait = opts.poll if next_due is None else min(opts.poll, max(next_due, 0.005))
+                    if opts.burst and self._running:
+                        wait = min(wait, BURST_RECHECK)
                     await self.blocking.blpop(wake_keys, timeout=wait)
                 backoff = 0.1
             except REDIS_ERRORS as exc:
@@ -420,7 +429,7 @@ class Worker:
 
     async def _run(self, job: Job, ctx: RunningJob) -> None:
         spec = REGISTRY.get(job.name)
-        outcome, retry_after, permanent = "ok", None, False
+        outcome, retry_after, permanent = Outcome.OK, None, False
         exc: BaseException | None = None
         result: Any = None
         encoded = ""
@@ -429,11 +438,9 @@ class Worker:
                 raise JobCancelled("cancelled by an operator before this attempt started")
             if spec is None:
                 raise _Permanent(FailureKind.UNKNOWN_JOB, f"no job named {job.name!r} is registered in this worker")
-            if job.options.tries and job.tries_used > job.options.tries:
-                raise _Permanent(
-                    FailureKind.LOST,
-                    f"its worker stopped (lease lapsed) on the last allowed attempt ({job.options.tries} tries)",
-                )
+            delivered = decide(job, outcome=Outcome.DELIVERED, now=time.time())
+            if delivered.verdict is Verdict.FAIL:
+                raise _Permanent(delivered.kind, delivered.reason)
             limiters = job.options.limiters
             if limiters:
                 try:
@@ -477,7 +484,7 @@ class Worker:
                             f"cancelled by an operator; it did not return within {self.options.cancel_grace:g}s, "
                             "so its worker process was replaced"
                         )
-                        await self._settle(job, spec, ctx, "cancelled", error, None, True)
+                        await self._settle(job, spec, ctx, Outcome.CANCELLED, error, None, True)
                         await self._replace_process(f"sync job {job.name} {job.id} was cancelled and did not return in time")
                         return
                 ctx.in_thread = False
@@ -485,7 +492,7 @@ class Worker:
                     result = fut.result()
                 else:
                     # The thread cannot be stopped: record the timeout, then replace this process.
-                    await self._settle(job, spec, ctx, "timeout", _timeout_error(job, timeout), None, False)
+                    await self._settle(job, spec, ctx, Outcome.TIMEOUT, _timeout_error(job, timeout), None, False)
                     await self._replace_process(f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled")
                     return
             encoded = json.dumps(result) if result is not None else ""
@@ -499,32 +506,32 @@ class Worker:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            outcome, exc = "cancelled", JobCancelled()
+            outcome, exc = Outcome.CANCELLED, JobCancelled()
         except _Timeout:
-            outcome, exc = "timeout", _timeout_error(job, self._timeout_for(job))
+            outcome, exc = Outcome.TIMEOUT, _timeout_error(job, self._timeout_for(job))
         except _Permanent as e:
-            outcome, exc, permanent = ("lost" if e.kind == FailureKind.LOST else "exception"), e, True
+            outcome, exc, permanent = (Outcome.LOST if e.kind == FailureKind.LOST else Outcome.EXCEPTION), e, True
         except JobCancelled as e:
-            outcome, exc, permanent = "cancelled", e, True
+            outcome, exc, permanent = Outcome.CANCELLED, e, True
         except PermanentError as e:
-            outcome, exc, permanent = "exception", e, True
+            outcome, exc, permanent = Outcome.EXCEPTION, e, True
         except Exception as e:
             limited, after = rate_limit_signal(e)
             if limited:
-                outcome, exc, retry_after = "rate_limited", e, after
+                outcome, exc, retry_after = Outcome.RATE_LIMITED, e, after
             else:
-                outcome, exc = "exception", e
+                outcome, exc = Outcome.EXCEPTION, e
         finally:
             ctx.settling = True  # from here on an operator's cancel must not interrupt the bookkeeping
             if ctx.held:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await self.limiters.release(job, ctx.held)
                 ctx.held = []
-        if ctx.cancel_requested and outcome != "cancelled":
+        if ctx.cancel_requested and outcome != Outcome.CANCELLED:
             # cancel wins over whatever the attempt did after it was asked to stop
-            outcome, exc, permanent = "cancelled", JobCancelled(), True
+            outcome, exc, permanent = Outcome.CANCELLED, JobCancelled(), True
         ctx.settled = True
-        if outcome == "ok":
+        if outcome == Outcome.OK:
             self.processed += 1
             runtime_ms = int((time.monotonic() - ctx.started) * 1000)
             self._acks.setdefault(job.queue, []).append((job.id, encoded, runtime_ms))
@@ -545,7 +552,7 @@ class Worker:
         job: Job,
         spec: JobSpec | None,
         ctx: RunningJob,
-        outcome: str,
+        outcome: Outcome,
         exc: BaseException | None,
         retry_after: float | None,
         permanent: bool,
@@ -567,7 +574,7 @@ class Worker:
                 error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                 error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
-                    job.queue, self.id, job.id, error, raised=outcome not in ("lost", "cancelled"), checkpoint=ctx.state_json,
+                    job.queue, self.id, job.id, error, raised=outcome not in (Outcome.LOST, Outcome.CANCELLED), checkpoint=ctx.state_json,
                     telemetry=self.options.telemetry,
                 )
                 if owned:
@@ -669,7 +676,7 @@ class Worker:
             telemetry = self.options.telemetry
             for ctx in overdue:
                 job = ctx.job
-                decision = decide(job, outcome="timeout", now=time.time())
+                decision = decide(job, outcome=Outcome.TIMEOUT, now=time.time())
                 error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
                 error["worker"] = self.host_pid
@@ -826,16 +833,25 @@ class Worker:
         channel = self.queue.globals.cancels
         while not self._closing.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            closing = asyncio.ensure_future(self._closing.wait())
             try:
                 await pubsub.subscribe(channel)
                 while not self._closing.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
+                    # also wakes at close, so a stopping worker (a burst run's end) waits for no read
+                    read = asyncio.ensure_future(pubsub.get_message(timeout=1.0))
+                    await asyncio.wait({read, closing}, return_when=asyncio.FIRST_COMPLETED)
+                    if not read.done():
+                        read.cancel()
+                        await asyncio.wait({read}, timeout=1.0)
+                        break
+                    message = read.result()
                     if message is not None and any(self._held.values()):
                         self._renew_now.set()
             except REDIS_ERRORS as exc:
                 log.debug("worker %s: cancel channel unavailable (%s)", self.id, exc)
                 await self._pause(1.0)
             finally:
+                closing.cancel()
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()
 

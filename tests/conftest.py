@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -13,6 +14,9 @@ from support.procs import Processes
 
 from evalharness.core.connection import async_client
 from evalharness.core.embedded import EmbeddedServer
+
+if TYPE_CHECKING:
+    from support.inproc import Workers
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +39,14 @@ def redis_url(redis_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    """A sync client of the test's Redis with decoded (str) replies."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 async def aclient(redis_url: str) -> AsyncIterator[object]:
     client = async_client(redis_url)
     yield client
@@ -53,6 +65,16 @@ def child_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+
+
+@pytest.fixture
+async def pool(redis_url: str) -> AsyncIterator[Workers]:
+    """Workers run in the test process (support.inproc), stopped when the test ends."""
+    from support.inproc import Workers  # the worker's modules load only for the tests that use it
+
+    p = Workers(redis_url)
+    yield p
+    await p.stop()
 
 
 @pytest.fixture

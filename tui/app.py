@@ -172,7 +172,7 @@ class TelemetryUnreadable(Message):
         self.problem = problem
 
 
-def describe_failure(exc: BaseException, redis_url: str) -> str:
+def describe_check_error(exc: BaseException, redis_url: str) -> str:
     """A failed check as one line, with the URL's password kept out of it."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     if isinstance(exc, TimeoutError) and not str(exc):
@@ -320,7 +320,7 @@ class ConsoleApp(App[None]):
             try:
                 await self._follow_telemetry()
             except Exception as exc:  # whatever the failure, the console shows it and retries
-                error = describe_failure(exc, self._redis_url)
+                error = describe_check_error(exc, self._redis_url)
                 self.post_message(ConnectionChecked.failed(error, self._clock(), retry_in=PING_INTERVAL))
             await asyncio.sleep(PING_INTERVAL)
 
@@ -380,7 +380,7 @@ class ConsoleApp(App[None]):
             except (RedisError, OSError):
                 raise
             except Exception as exc:  # a reader that fails is a telemetry problem, not a lost Redis
-                problem = f"reading a snapshot failed: {describe_failure(exc, self._redis_url)}"
+                problem = f"reading a snapshot failed: {describe_check_error(exc, self._redis_url)}"
                 self.post_message(TelemetryUnreadable(problem))
             else:
                 self._post_snapshot(_as_dict(data))
@@ -403,7 +403,7 @@ class ConsoleApp(App[None]):
         except (RedisError, OSError):
             raise
         except Exception as exc:  # a history that cannot be read is a telemetry problem, not a lost Redis
-            self.post_message(TelemetryUnreadable(f"reading the history failed: {describe_failure(exc, self._redis_url)}"))
+            self.post_message(TelemetryUnreadable(f"reading the history failed: {describe_check_error(exc, self._redis_url)}"))
         else:
             self.post_message(message)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support.procs import wait_until
+from support.procs import alive, wait_until
 from support.servers import bundled_binary, older_binary
 
 from evalharness.core import embedded
@@ -69,15 +69,6 @@ def server_pid(url: str) -> int:
         return int(c.info("server")["process_id"])
     finally:
         c.close()
-
-
-def alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def servers_on(socket_path: Path) -> list[int]:

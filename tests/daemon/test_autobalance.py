@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis
+from support.dispatch import dispatch
 from support.procs import Processes, wait_until
 
 CONFIG = """
@@ -24,17 +25,6 @@ max_processes = 4
 balance_cooldown = 1
 balance_max_shift = 1
 concurrency = 2
-"""
-
-DISPATCH = """
-import asyncio, json, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    await Queue(c, "eh").dispatch_many(JobRequest("t.sleep", {"seconds": 1, "n": i}, queue="a") for i in range(40))
-    await c.aclose()
-asyncio.run(main())
 """
 
 
@@ -61,8 +51,7 @@ def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_u
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        p = procs.start("-c", DISPATCH, redis_url)
-        assert p.wait(timeout=30) == 0
+        dispatch(redis_url, *({"name": "t.sleep", "payload": {"seconds": 1, "n": i}} for i in range(40)), queue="a", sink=None)
         # max 4 minus b's minimum of 1: queue a grows to 3, one process per cooldown
         wait_until(lambda: per_queue(r)["a"] == 3, deadline=15, what="three processes on the busy queue")
         # drained: back to the minimum
@@ -82,27 +71,13 @@ def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_u
 
 
 
-RECYCLE = """
-import asyncio, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    await Queue(c, "eh").dispatch_many(
-        JobRequest("t.sleep", {"seconds": 0, "n": i}, queue="a", result_to=("s", str(i), 600)) for i in range(6))
-    await c.aclose()
-asyncio.run(main())
-"""
-
-
 def test_a_supervisors_own_worker_limits_apply(procs: Processes, redis_url: str, tmp_path: Path) -> None:
     cfg = tmp_path / "evalharness.toml"
     cfg.write_text('[supervisors.llm]\nqueues = ["a"]\nprocesses = 1\nmax_jobs = 2\nconcurrency = 1\n')
     d = procs.start("-m", "evalharness.daemon.master", "--config", str(cfg), "--import", "support.testjobs")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: per_queue(r)["a"] == 1, deadline=20, what="the worker")
-    p = procs.start("-c", RECYCLE, redis_url)
-    assert p.wait(timeout=30) == 0
+    dispatch(redis_url, *({"name": "t.sleep", "payload": {"seconds": 0, "n": i}, "field": str(i)} for i in range(6)), queue="a")
     wait_until(lambda: r.hlen("eh:{q:a}:results:s") == 6, deadline=30, what="six jobs")
     # max_jobs = 2 from the supervisor's table: three workers in turn served the six jobs
     pids = {json.loads(v)["result"]["pid"] for v in r.hvals("eh:{q:a}:results:s")}

@@ -1,5 +1,5 @@
-"""Batches with real worker processes on a real Redis: fair sharing of a queue, cancel, allowed
-failures and retry, callbacks exactly once under concurrent completion, and the CLI."""
+"""Batches on a real Redis, served by workers run in-process: fair sharing of a queue, cancel,
+allowed failures and retry, callbacks exactly once under concurrent completion, and the CLI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.procs import Processes, live_workers, until
+from support.inproc import Workers
+from support.procs import Processes, until
 
 from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
@@ -17,14 +18,8 @@ from evalharness.core.queue import JobRequest, Queue
 K = QueueKeys("eh", "t")
 
 
-async def workers(procs: Processes, aclient: Any, n: int, concurrency: int = 10) -> None:
-    for _ in range(n):
-        procs.worker("t", concurrency=concurrency)
-
-    async def ready() -> bool:
-        return live_workers(procs.env["EVALHARNESS_REDIS_URL"], "t") >= n
-
-    await until(ready, what=f"{n} workers")
+async def workers(pool: Workers, n: int, concurrency: int = 10) -> None:
+    pool.start("t", n=n, concurrency=concurrency)
 
 
 async def callbacks(aclient: Any) -> list[str]:
@@ -41,11 +36,11 @@ async def results(aclient: Any, fields: list[str]) -> list[Any]:
 
 
 @pytest.mark.slow
-async def test_a_small_batch_dispatched_after_a_large_one_starts_at_once(procs: Processes, aclient: Any) -> None:
+async def test_a_small_batch_dispatched_after_a_large_one_starts_at_once(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     a = await batches.create("A", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"a{i}") for i in range(1000)], queue="t")
     await batches.create("B", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"b{i}") for i in range(5)], queue="t")
-    await workers(procs, aclient, 2, concurrency=2)
+    await workers(pool, 2, concurrency=2)
     b_results = await until(lambda: _all(aclient, [f"b{i}" for i in range(5)]), what="batch B")
 
     async def ten_of_a() -> list[Any]:
@@ -64,7 +59,7 @@ async def _all(aclient: Any, fields: list[str]) -> list[Any]:
     return got if all(g is not None for g in got) else []
 
 
-async def test_cancel_removes_every_queued_job_and_runs_finally_once(procs: Processes, aclient: Any) -> None:
+async def test_cancel_removes_every_queued_job_and_runs_finally_once(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     q = Queue(aclient)
     await q.dispatch("t.span", {"seconds": 0, "plain": True}, queue="t")
@@ -77,7 +72,7 @@ async def test_cancel_removes_every_queued_job_and_runs_finally_once(procs: Proc
     assert await aclient.exists(K.lane(bid)) == 0
     info = await batches.info(bid)
     assert info is not None and info.state == "cancelled" and info.pending == 0 and info.cancelled_at
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
     await until(lambda: callbacks(aclient), what="the finally callback")
     await until(lambda: _drained(aclient), what="the queue to drain")
     assert await callbacks(aclient) == [f"finally:{bid}:cancelled:0/1000"]
@@ -90,12 +85,12 @@ async def _drained(aclient: Any) -> bool:
     return await aclient.zcard(K.ready) == 0 and await aclient.zcard(K.reserved) == 0
 
 
-async def test_allowed_failures_finish_with_failures_then_succeed_after_retry(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+async def test_allowed_failures_finish_with_failures_then_succeed_after_retry(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": i, "fail": i % 4 == 0, "flag": str(flag)}) for i in range(12)]
     bid = await batches.create("tolerant", jobs, queue="t", allow_failures=True, then=["t.then"], catch=["t.catch"], finally_=["t.finally"])
-    await workers(procs, aclient, 2)
+    await workers(pool, 2)
 
     async def state() -> str:
         info = await batches.info(bid)
@@ -130,12 +125,12 @@ async def _count(aclient: Any, stage: str, n: int = 1) -> bool:
     return sum(c.startswith(stage + ":") for c in await callbacks(aclient)) >= n
 
 
-async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": 0, "fail": True, "flag": str(tmp_path / "never")})]
     jobs += [JobRequest("t.span", {"seconds": 0.05, "n": i}) for i in range(300)]
     bid = await batches.create("strict", jobs, queue="t", catch=["t.catch"], finally_=["t.finally"])
-    await workers(procs, aclient, 1, concurrency=2)
+    await workers(pool, 1, concurrency=2)
 
     async def stopped() -> bool:
         i = await batches.info(bid)
@@ -151,11 +146,11 @@ async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Proces
 
 
 @pytest.mark.slow
-async def test_callbacks_run_exactly_once_under_concurrent_completion(procs: Processes, aclient: Any) -> None:
+async def test_callbacks_run_exactly_once_under_concurrent_completion(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     jobs = [JobRequest("t.span", {"n": i}) for i in range(2000)]
     bid = await batches.create("stress", jobs, queue="t", then=["t.then"], finally_=["t.finally"], progress=["t.progress"], before=["t.before"])
-    await workers(procs, aclient, 4, concurrency=20)
+    await workers(pool, 4, concurrency=20)
 
     async def done() -> bool:
         i = await batches.info(bid)
@@ -173,11 +168,11 @@ async def test_callbacks_run_exactly_once_under_concurrent_completion(procs: Pro
     assert kinds.count("batch_created") == 1 and kinds.count("batch_finished") == 1
 
 
-async def test_jobs_added_to_a_running_batch_count(procs: Processes, aclient: Any) -> None:
+async def test_jobs_added_to_a_running_batch_count(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     bid = await batches.create("grow", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t")
     await batches.add(bid, [JobRequest("t.span", {"n": i}) for i in range(3, 5)])
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
 
     async def done() -> bool:
         i = await batches.info(bid)
@@ -188,41 +183,41 @@ async def test_jobs_added_to_a_running_batch_count(procs: Processes, aclient: An
     assert info is not None and info.total == 5 and info.progress == 1.0
 
 
-async def test_the_batch_cli(procs: Processes, aclient: Any) -> None:
+async def test_the_batch_cli(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     bid = await batches.create("cli", [JobRequest("t.span", {"n": i}) for i in range(4)], queue="t")
-    listed = procs.cli("batch", "list", "--json")
+    listed = (await procs.acli_here("batch", "list", "--json"))
     assert listed.returncode == 0, listed.stderr
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["id"] == bid and row["state"] == "pending" and row["total"] == 4
-    shown = procs.cli("batch", "show", bid)
+    shown = (await procs.acli_here("batch", "show", bid))
     assert shown.returncode == 0 and "pending" in shown.stdout
-    cancelled = procs.cli("batch", "cancel", bid)
+    cancelled = (await procs.acli_here("batch", "cancel", bid))
     assert cancelled.returncode == 0 and "removed 4 queued jobs, 0 running told to stop" in cancelled.stdout
-    retried = procs.cli("batch", "retry", bid)
+    retried = (await procs.acli_here("batch", "retry", bid))
     assert retried.returncode == 0 and "retrying 4 job(s)" in retried.stdout
-    assert procs.cli("batch", "show", "nope").returncode == 2
-    table = procs.cli("batch", "list")
+    assert (await procs.acli_here("batch", "show", "nope")).returncode == 2
+    table = (await procs.acli_here("batch", "list"))
     assert "cli" in table.stdout and "running" in table.stdout
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
 
     async def done() -> bool:
         i = await batches.info(bid)
         return i is not None and i.state == "succeeded"
 
     await until(done, what="the batch")
-    assert "pruned 0" in procs.cli("batch", "prune", "--finished-older-than", "1h").stdout
-    assert "pruned 1" in procs.cli("batch", "prune", "--finished-older-than", "0s").stdout
+    assert "pruned 0" in (await procs.acli_here("batch", "prune", "--finished-older-than", "1h")).stdout
+    assert "pruned 1" in (await procs.acli_here("batch", "prune", "--finished-older-than", "0s")).stdout
     assert await batches.info(bid) is None
-    assert procs.cli("batch", "prune", "--finished-older-than", "soon").returncode == 2
+    assert (await procs.acli_here("batch", "prune", "--finished-older-than", "soon")).returncode == 2
 
 
-async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": i, "fail": i == 0, "flag": str(flag)}) for i in range(3)]
     bid = await batches.create("store", jobs, queue="t", allow_failures=True)
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
 
     async def state_is(want: str) -> bool:
         i = await batches.info(bid)
@@ -230,19 +225,19 @@ async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(proc
 
     await until(lambda: state_is("finished_with_failures"), what="the failure")
     flag.write_text("")
-    retried = procs.cli("failed", "retry", "--all")
+    retried = (await procs.acli_here("failed", "retry", "--all"))
     assert retried.returncode == 0, retried.stderr
     await until(lambda: state_is("succeeded"), what="success after the retry")
     info = await batches.info(bid)
     assert info is not None and (info.total, info.processed, info.failed, info.pending) == (3, 3, 0, 0)
 
 
-async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_until_every_job_came(procs: Processes, aclient: Any) -> None:
+async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_until_every_job_came(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     bid = await batches.create("declared", [JobRequest("t.span", {"n": i}) for i in range(2)], queue="t", total=6, then=["t.then"])
     info = await batches.info(bid)
     assert info is not None and (info.total, info.dispatched, info.undispatched, info.pending) == (6, 2, 4, 6)
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
 
     async def processed(n: int) -> Any:
         i = await batches.info(bid)
@@ -272,14 +267,14 @@ async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_u
     assert info is not None and info.total == 7 and info.dispatched == 7
 
 
-async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_without_the_missing_jobs(procs: Processes, aclient: Any) -> None:
+async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_without_the_missing_jobs(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     sealed = await batches.create("sealed", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
     cancelled = await batches.create("cancelled", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
     retried = await batches.create("retried", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
     assert await batches.cancel(retried) == 3
     assert await batches.retry(retried) == 3  # the cancelled jobs run again; the 7 never dispatched do not come
-    await workers(procs, aclient, 1)
+    await workers(pool, 1)
     await until(lambda: _drained(aclient), what="the queue to drain")
     for bid in (sealed, cancelled):
         info = await batches.info(bid)
@@ -292,6 +287,6 @@ async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_withou
     assert b.processed == 3 and b.undispatched == 0
     c = await batches.info(retried)
     assert c is not None and c.state == "succeeded" and c.finished and (c.processed, c.total) == (3, 10)
-    shown = procs.cli("batch", "show", "--json", sealed)
+    shown = (await procs.acli_here("batch", "show", "--json", sealed))
     row = json.loads(shown.stdout)
     assert (row["total"], row["declared"], row["dispatched"], row["state"]) == (10, 10, 3, "succeeded")

@@ -1,4 +1,5 @@
-"""Cancelling running jobs and batches with real worker processes on a real Redis: an async job
+"""Cancelling running jobs and batches on a real Redis, with workers run in-process (a process of
+their own only where the worker's replacement is the behaviour): an async job
 stops at its worker's next lease renewal and is recorded cancelled with its checkpoint; a
 blocking one when it returns, or by replacing the worker after the cancel grace; a batch cancel
 stops the SUT being called within a renewal interval.  Progress reported by a job shows in
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.inproc import Workers
 from support.procs import Processes, live_workers, until
 
 from evalharness.core.admin import Admin, FailedFilter
 from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import JobRequest, Queue
+from evalharness.daemon.worker import Worker
 
 K = QueueKeys("eh", "t")
 LEASE = 3.0  # renewals every second
@@ -44,36 +48,40 @@ def calls(path: Path) -> list[tuple[str, float]]:
     return [(line.split()[0], float(line.split()[1])) for line in path.read_text().splitlines() if line.count(" ") == 1]
 
 
-def running_json(procs: Processes) -> list[dict[str, Any]]:
-    out = procs.cli("jobs", "running", "--json")
+def in_process(pool: Workers, concurrency: int = 10, cancel_grace: float = 10.0, lease: float = LEASE) -> Worker:
+    (worker,) = pool.start("t", concurrency=concurrency, lease=lease, cancel_grace=cancel_grace)
+    return worker
+
+
+async def running_json(procs: Processes) -> list[dict[str, Any]]:
+    out = await procs.acli_here("jobs", "running", "--json")
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
 @pytest.mark.slow
-async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoint(procs: Processes, aclient: Any, tmp_path: Path) -> None:
-    worker = start_worker(procs)
-    await ready(procs)
+async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoint(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+    worker = in_process(pool)
     path = tmp_path / "calls.txt"
     job_id = await Queue(aclient).dispatch("t.cancellable", {"calls": str(path)}, queue="t")
 
     async def progress_shown() -> list[dict[str, Any]]:
-        rows = [r for r in running_json(procs) if r["id"] == job_id and r["progress"]]
+        rows = [r for r in await running_json(procs) if r["id"] == job_id and r["progress"]]
         return rows
 
     (row,) = await until(progress_shown, what="progress in jobs running --json")
     assert row["name"] == "t.cancellable" and row["queue"] == "t" and row["attempt"] == 1
-    assert row["progress_note"].startswith("step ") and row["worker"].endswith(f":{worker.pid}")
+    assert row["progress_note"].startswith("step ") and row["worker"].endswith(f":{os.getpid()}")
     assert row["lease_seconds"] == LEASE and row["timeout"] == 120 and row["lease_deadline"] > row["renewed_at"]
     assert row["cancel_grace"] == 10.0 and row["renewals"] >= 1
 
-    table = procs.cli("jobs", "running", env={"COLUMNS": "200"})
+    table = await procs.acli_here("jobs", "running", env={"COLUMNS": "200"})
     assert table.returncode == 0 and "t.cancellable" in table.stdout and "step " in table.stdout
     # at 80 columns the id and the worker stay whole and no line is wider than the terminal
-    narrow = procs.cli("jobs", "running", env={"COLUMNS": "80"})
-    assert narrow.returncode == 0 and job_id in narrow.stdout and f":{worker.pid}" in narrow.stdout
+    narrow = await procs.acli_here("jobs", "running", env={"COLUMNS": "80"})
+    assert narrow.returncode == 0 and job_id in narrow.stdout and f":{os.getpid()}" in narrow.stdout
     assert "…" not in narrow.stdout and max(len(line) for line in narrow.stdout.splitlines()) <= 80
-    out = procs.cli("job", "cancel", job_id)
+    out = await procs.acli_here("job", "cancel", job_id)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"Cancelled {job_id}: its worker ") and "told to stop" in out.stdout
     told_at = time.time()
@@ -93,19 +101,18 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
     await asyncio.sleep(0.5)
     assert len(calls(path)) == n
     assert await aclient.zcard(K.reserved) == 0 and await aclient.zcard(K.ready) == 0  # not retried
-    assert worker.poll() is None
-    assert procs.cli("jobs", "running").stdout.strip() == "no running jobs"
+    assert not worker.stop_event.is_set()  # the worker goes on
+    assert (await procs.acli_here("jobs", "running")).stdout.strip() == "no running jobs"
     # acting again: nothing changes, exit status 1
-    again = procs.cli("job", "cancel", job_id)
+    again = await procs.acli_here("job", "cancel", job_id)
     assert again.returncode == 1 and "already finished" in again.stdout
-    unknown = procs.cli("job", "cancel", "no-such-job")
+    unknown = await procs.acli_here("job", "cancel", "no-such-job")
     assert unknown.returncode == 1 and "No job no-such-job" in unknown.stdout
 
 
 @pytest.mark.slow
-async def test_a_cancelled_blocking_job_that_returns_in_the_grace_is_recorded_cancelled(procs: Processes, aclient: Any) -> None:
-    worker = start_worker(procs, cancel_grace=30)
-    await ready(procs)
+async def test_a_cancelled_blocking_job_that_returns_in_the_grace_is_recorded_cancelled(pool: Workers, aclient: Any) -> None:
+    worker = in_process(pool, cancel_grace=30)
     job_id = await Queue(aclient).dispatch("t.sync_cancellable", {"seconds": 3}, queue="t")
     await until(lambda: aclient.zscore(K.reserved, job_id), what="the job to run")
     assert (await Admin(aclient).cancel_job(job_id)).told_to_stop == 1
@@ -116,7 +123,7 @@ async def test_a_cancelled_blocking_job_that_returns_in_the_grace_is_recorded_ca
     failure = json.loads(await until(failed, what="the job recorded"))
     assert failure["kind"] == "cancelled" and failure["exception_type"] == "JobCancelled"
     assert json.loads(await aclient.hget(K.job(job_id), "checkpoint")) == {"started": True}
-    assert worker.poll() is None
+    assert not worker.stop_event.is_set() and worker.exit_code == 0
 
 
 @pytest.mark.slow
@@ -138,14 +145,23 @@ async def test_a_cancelled_blocking_job_past_the_grace_gets_its_worker_replaced(
     assert int(await aclient.hget(K.job(other), "attempts")) == 0
 
 
+async def subscribed(aclient: Any, worker: Worker) -> None:
+    """Wait until the worker listens on the cancel channel (a process's start-up used to cover it)."""
+
+    async def listening() -> bool:
+        counts = dict(await aclient.pubsub_numsub(worker.queue.globals.cancels))
+        return int(counts.get(worker.queue.globals.cancels, 0)) >= 1
+
+    await until(listening, what="the worker on the cancel channel")
+
+
 async def _both_running(aclient: Any, *ids: str) -> bool:
     return all([await aclient.zscore(K.reserved, i) is not None for i in ids])
 
 
 @pytest.mark.slow
-async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_match(procs: Processes, aclient: Any, tmp_path: Path) -> None:
-    start_worker(procs, concurrency=5)
-    await ready(procs)
+async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_match(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+    in_process(pool, concurrency=5)
     path = tmp_path / "calls.txt"
     batches = Batches(aclient)
     bid = await batches.create("run", [JobRequest("t.cancellable", {"calls": str(path), "n": i}) for i in range(30)],
@@ -157,7 +173,7 @@ async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_m
     await until(five_running, what="five jobs calling the SUT")
     admin = Admin(aclient)
     assert await admin.cancel_batch_preview(bid) == (25, 5)
-    out = procs.cli("batch", "cancel", bid)
+    out = await procs.acli_here("batch", "cancel", bid)
     told_at = time.time()
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"Cancelled {bid}: removed 25 queued jobs, 5 running told to stop"
@@ -179,15 +195,15 @@ async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_m
     assert (row.running, row.removed, row.failed, row.pending) == (0, 25, 5, 0)
     kinds = [e[1]["kind"] for e in await aclient.xrange("eh:events")]
     assert "batch_cancelled" in kinds and kinds.count("job_cancelled") == 5
-    again = procs.cli("batch", "cancel", bid)
+    again = await procs.acli_here("batch", "cancel", bid)
     assert again.returncode == 0 and "already cancelled" in again.stdout
 
 
 @pytest.mark.slow
-async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(procs: Processes, aclient: Any, tmp_path: Path) -> None:
+async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(pool: Workers, aclient: Any, tmp_path: Path) -> None:
     # lease 60: the regular renewal comes every 20 s; the cancel channel makes the worker renew now
-    start_worker(procs, lease=60)
-    await ready(procs)
+    worker = in_process(pool, lease=60)
+    await subscribed(aclient, worker)
     path = tmp_path / "calls.txt"
     job_id = await Queue(aclient).dispatch("t.cancellable", {"calls": str(path)}, queue="t")
 
@@ -207,10 +223,9 @@ async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(procs: P
 
 
 @pytest.mark.slow
-async def test_the_renewal_loop_keeps_a_concurrency_slot_held_past_its_hold(procs: Processes, aclient: Any) -> None:
+async def test_the_renewal_loop_keeps_a_concurrency_slot_held_past_its_hold(pool: Workers, aclient: Any) -> None:
     # regression: the renewal loop, reworked to carry progress and cancels, still renews limiter slots
-    start_worker(procs, concurrency=2)
-    await ready(procs)
+    in_process(pool, concurrency=2)
     q = Queue(aclient)
     for n in ("first", "second"):
         await q.dispatch("t.exclusive_long", {"seconds": 4, "n": n}, queue="t", id=n, result_to=("s", n, 600))

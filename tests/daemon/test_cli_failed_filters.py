@@ -30,20 +30,20 @@ def lines(out: Any) -> list[dict[str, Any]]:
 
 async def test_failed_list_filters_and_retry_all_matching_prints_the_count(procs: Processes, aclient: Any) -> None:
     await record(aclient)
-    rows = lines(procs.cli("failed", "list", "--json", "--exception", "TimeoutError"))
+    rows = lines(procs.cli_here("failed", "list", "--json", "--exception", "TimeoutError"))
     assert sorted(r["payload"]["i"] for r in rows) == [0, 3, 6, 9]
-    rows = lines(procs.cli("failed", "list", "--json", "--batch", "nightly", "--name", "judge"))
+    rows = lines(procs.cli_here("failed", "list", "--json", "--batch", "nightly", "--name", "judge"))
     assert sorted(r["payload"]["i"] for r in rows) == [1, 3, 5]
-    rows = lines(procs.cli("failed", "list", "--json", "--exception", "ValueError", "--batch", "nightly", "--limit", "3"))
+    rows = lines(procs.cli_here("failed", "list", "--json", "--exception", "ValueError", "--batch", "nightly", "--limit", "3"))
     assert [r["payload"]["i"] for r in rows] == [5, 4, 2]  # newest first
-    out = procs.cli("failed", "retry", "--all-matching", "--exception", "TimeoutError", "--name", "judge")
+    out = procs.cli_here("failed", "retry", "--all-matching", "--exception", "TimeoutError", "--name", "judge")
     assert out.returncode == 0 and out.stdout.strip() == "Retried 2 failed jobs matching exc:TimeoutError name:judge"
-    assert lines(procs.cli("failed", "list", "--json", "--exception", "TimeoutError", "--name", "judge")) == []
-    res = lines(procs.cli("failed", "forget", "--all-matching", "--batch", "nightly", "--json"))
+    assert lines(procs.cli_here("failed", "list", "--json", "--exception", "TimeoutError", "--name", "judge")) == []
+    res = lines(procs.cli_here("failed", "forget", "--all-matching", "--batch", "nightly", "--json"))
     assert res[0]["forgotten"] == 5 and res[0]["ok"]  # 6 of the batch, less the one retried (3)
-    nothing = procs.cli("failed", "forget", "--all-matching", "--batch", "nightly")
+    nothing = procs.cli_here("failed", "forget", "--all-matching", "--batch", "nightly")
     assert nothing.returncode == 0 and nothing.stdout.startswith("No failed jobs matching batch:nightly")
-    bad = procs.cli("failed", "retry", "--all-matching", "--tag", "x")
+    bad = procs.cli_here("failed", "retry", "--all-matching", "--tag", "x")
     assert bad.returncode == 2 and "--tag" in bad.stderr
-    both = procs.cli("failed", "retry", "--all", "--all-matching")
+    both = procs.cli_here("failed", "retry", "--all", "--all-matching")
     assert both.returncode == 2

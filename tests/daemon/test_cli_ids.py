@@ -49,7 +49,7 @@ def column_text(out: str, header: str, next_header: str) -> dict[str, str]:
 async def test_failed_list_at_80_columns_tells_ids_apart_and_keeps_the_message(aclient: Any, procs: Processes) -> None:
     ids = await fail_jobs(Queue(aclient, "eh"), "evals", 5)
     assert len({i[:12] for i in ids}) < 5, "ids made together share their head, which is why cutting the tail hides them"
-    done = procs.cli("failed", "list", env=NARROW)
+    done = procs.cli_here("failed", "list", env=NARROW)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "…" not in out
@@ -71,24 +71,24 @@ async def test_a_listed_prefix_works_for_show_retry_and_forget_and_an_ambiguous_
     first, second, third = (short[i] for i in ids)
     assert first == "01a233a68ee36de14"
 
-    ambiguous = procs.cli("failed", "show", "01a233a68ee36de1")
+    ambiguous = procs.cli_here("failed", "show", "01a233a68ee36de1")
     assert ambiguous.returncode == 2
     assert "'01a233a68ee36de1' is the start of 3 failed job ids" in ambiguous.stderr and "give more characters" in ambiguous.stderr
     assert all(job_id in ambiguous.stderr for job_id in ids)
 
-    shown = procs.cli("failed", "show", first)
+    shown = procs.cli_here("failed", "show", first)
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^id\s+{ids[0]}$", shown.stdout, re.M)
 
-    retried = procs.cli("failed", "retry", second)
+    retried = procs.cli_here("failed", "retry", second)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.startswith(f"{ids[1]} -> ")
 
-    forgot = procs.cli("failed", "forget", third)
+    forgot = procs.cli_here("failed", "forget", third)
     assert forgot.returncode == 0 and "forgot 1 job(s)" in forgot.stdout
 
     # a prefix the store does not hold is the same error as an unknown id
-    unknown = procs.cli("failed", "show", "ffffffffffff")
+    unknown = procs.cli_here("failed", "show", "ffffffffffff")
     assert unknown.returncode == 2 and "no failed job 'ffffffffffff'" in unknown.stderr
 
 
@@ -121,7 +121,7 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
         for i, bid in enumerate(given)
     ]
     short = abbreviate(made)
-    listed = procs.cli("batch", "list", env=NARROW)
+    listed = procs.cli_here("batch", "list", env=NARROW)
     assert listed.returncode == 0, listed.stderr
     assert "…" not in listed.stdout and max(len(line) for line in listed.stdout.splitlines()) <= 80
     for bid in made:
@@ -129,16 +129,16 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
     names = column_text(listed.stdout, "name", "state")
     assert {names[short[b]] for b in made} == {f"nightly summaries of the support tickets, part {i}" for i in range(3)}
 
-    shown = procs.cli("batch", "show", short[made[0]])
+    shown = procs.cli_here("batch", "show", short[made[0]])
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^id\s+{made[0]}$", shown.stdout, re.M)
-    cancelled = procs.cli("batch", "cancel", short[made[1]])
+    cancelled = procs.cli_here("batch", "cancel", short[made[1]])
     assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"Cancelled {made[1]}: removed 1 queued job, 0 running told to stop")
-    retried = procs.cli("batch", "retry", short[made[1]])
+    retried = procs.cli_here("batch", "retry", short[made[1]])
     assert retried.returncode == 0 and f"of {made[1]}" in retried.stdout
-    too_short = procs.cli("batch", "show", "run")
+    too_short = procs.cli_here("batch", "show", "run")
     assert too_short.returncode == 2 and "at least 4 characters" in too_short.stderr
-    ambiguous = procs.cli("batch", "cancel", "run-01a233a68ee3a")
+    ambiguous = procs.cli_here("batch", "cancel", "run-01a233a68ee3a")
     assert ambiguous.returncode == 2 and "is the start of 2 batch ids" in ambiguous.stderr
     assert made[1] in ambiguous.stderr and made[2] in ambiguous.stderr
     untouched = await batches.info(made[2])

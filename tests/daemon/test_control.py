@@ -9,38 +9,16 @@ import time
 from typing import Any
 
 import pytest
-import redis
+from support.dispatch import dispatch as dispatch_jobs
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.keys import QueueKeys
 
 K = QueueKeys("eh", "t")
 
-DISPATCH = """
-import asyncio, json, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    await Queue(c, "eh").dispatch_many(JobRequest(r["name"], r["payload"], queue="t", id=r["id"],
-        result_to=("s", r["id"], 600)) for r in json.loads(sys.argv[2]))
-    await c.aclose()
-asyncio.run(main())
-"""
-
-
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
 
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
-    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(jobs))
-    _, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-
+    dispatch_jobs(procs.env["EVALHARNESS_REDIS_URL"], *jobs)
 
 def daemon(procs: Processes, redis_url: str, *args: str, workers: int = 1) -> Any:
     d = procs.start("-m", "evalharness.daemon.master", "--import", "support.testjobs", *args)
@@ -48,8 +26,14 @@ def daemon(procs: Processes, redis_url: str, *args: str, workers: int = 1) -> An
     return d
 
 
+def workers_paused(r: Any) -> bool:
+    """Every worker's own heartbeat says it is paused (it got the signal, not only its master)."""
+    infos = [json.loads(v) for v in r.hvals("eh:workers")]
+    return bool(infos) and all(i["paused"] for i in infos)
+
+
 def status(procs: Processes) -> int:
-    return procs.cli("status").returncode
+    return procs.cli_here("status").returncode
 
 
 def masters(r: Any) -> list[dict[str, Any]]:
@@ -59,9 +43,10 @@ def masters(r: Any) -> list[dict[str, Any]]:
 def test_pause_stops_new_jobs_and_continue_resumes_them(procs: Processes, redis_url: str, r: Any) -> None:
     daemon(procs, redis_url, "--queue", "t=1")
     wait_until(lambda: status(procs) == 0, what="status running")
-    paused = procs.cli("pause")
+    paused = procs.cli_here("pause")
     assert paused.returncode == 0, paused.stderr
     wait_until(lambda: status(procs) == 1, what="status paused")
+    wait_until(lambda: workers_paused(r), what="the worker paused")
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0}, "id": "p1"}])
     # the worker stays alive and heartbeating but takes nothing
     deadline = time.monotonic() + 2.0
@@ -69,7 +54,7 @@ def test_pause_stops_new_jobs_and_continue_resumes_them(procs: Processes, redis_
         assert r.zscore(K.ready, "p1") is not None
         time.sleep(0.1)
     assert live_workers(redis_url, "t") == 1
-    assert procs.cli("continue").returncode == 0
+    assert procs.cli_here("continue").returncode == 0
     wait_until(lambda: r.hget(K.results("s"), "p1"), what="the job after continue")
     wait_until(lambda: status(procs) == 0, what="status running again")
 
@@ -78,6 +63,7 @@ def test_sigusr2_pauses_and_sigcont_continues(procs: Processes, redis_url: str, 
     d = daemon(procs, redis_url, "--queue", "t=1")
     d.send_signal(signal.SIGUSR2)
     wait_until(lambda: masters(r) and masters(r)[0]["status"] == "paused", what="a paused master")
+    wait_until(lambda: workers_paused(r), what="the worker paused")
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0}, "id": "u1"}])
     time.sleep(1.0)  # long enough for an unpaused worker to have taken it
     assert r.hget(K.results("s"), "u1") is None
@@ -102,11 +88,11 @@ def test_sigterm_during_twenty_running_jobs_loses_none_and_exits_within_the_grac
 
 def test_scale_overrides_a_pool_until_reset(procs: Processes, redis_url: str, r: Any) -> None:
     daemon(procs, redis_url, "--queue", "t=1")
-    assert procs.cli("scale", "t", "t", "3").returncode == 0
+    assert procs.cli_here("scale", "t", "t", "3").returncode == 0
     wait_until(lambda: live_workers(redis_url, "t") == 3, deadline=20, what="three workers")
-    assert procs.cli("scale", "t", "t", "--reset").returncode == 0
+    assert procs.cli_here("scale", "t", "t", "--reset").returncode == 0
     wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=20, what="back to one worker")
-    bad = procs.cli("scale", "nope", "t", "2")
+    bad = procs.cli_here("scale", "nope", "t", "2")
     assert bad.returncode == 2 and "no running master" in bad.stderr
 
 
@@ -114,14 +100,14 @@ def test_two_masters_on_one_redis_both_appear_and_terminate_stops_one(procs: Pro
     a = daemon(procs, redis_url, "--queue", "t=1")
     b = daemon(procs, redis_url, "--queue", "t=1", workers=2)
     wait_until(lambda: len(masters(r)) == 2, what="two master heartbeats")
-    listed = procs.cli("supervisors", "--json")
+    listed = procs.cli_here("supervisors", "--json")
     assert listed.returncode == 0
     rows = json.loads(listed.stdout)
     assert {m["pid"] for m in rows} == {a.pid, b.pid}
-    table = procs.cli("supervisors")
+    table = procs.cli_here("supervisors")
     assert str(a.pid) in table.stdout and str(b.pid) in table.stdout
     name_a = next(m["name"] for m in rows if m["pid"] == a.pid)
-    assert procs.cli("terminate", "--master", name_a).returncode == 0
+    assert procs.cli_here("terminate", "--master", name_a).returncode == 0
     assert a.wait(timeout=30) == 0
     assert b.poll() is None
 

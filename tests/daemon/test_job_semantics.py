@@ -1,16 +1,19 @@
-"""Job semantics under LLM reality, with real worker processes on a real Redis: rate-limit
-releases, HTTP 429s, shared limiters, timeouts that are never silent, checkpoints,
-idempotency, the failed-job store and worker recycling."""
+"""Job semantics under LLM reality on a real Redis: rate-limit releases, HTTP 429s, shared
+limiters, timeouts that are never silent, checkpoints, idempotency, the failed-job store and
+worker recycling.  Workers run in-process (support.inproc) unless the behaviour is a process's
+own: an exit code, a signal, the watchdog."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from support.dispatch import dispatch
+from support.inproc import burst, eventually, make_worker, running
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.examples.provider import ProviderConfig, SimulatedProvider
@@ -18,42 +21,23 @@ from evalharness.core.keys import QueueKeys
 
 K = QueueKeys("eh", "t")
 
-DISPATCH = """
-import asyncio, json, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    reqs = [JobRequest(r["name"], r.get("payload"), queue="t", id=r.get("id"), tenant=r.get("tenant"),
-                       key=r.get("key"), result_to=("s", r.get("field") or r.get("id") or "x", 600),
-                       overrides=r.get("overrides") or {}) for r in json.loads(sys.argv[2])]
-    print(json.dumps(await Queue(c, "eh").dispatch_many(reqs)))
-    await c.aclose()
-asyncio.run(main())
-"""
-
-
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def dispatch(procs: Processes, *jobs: dict[str, Any]) -> list[str]:
-    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(list(jobs)))
-    out, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-    return list(json.loads(out))
-
 
 def results(r: Any, *fields: str) -> list[Any]:
     raw = r.hmget(K.results("s"), list(fields))
     return [None if v is None else json.loads(v) for v in raw]
 
 
+def _all_in(r: Any, fields: list[str]) -> list[Any] | None:
+    got = results(r, *fields)
+    return got if all(x is not None for x in got) else None
+
+
 def all_results(r: Any, fields: list[str], deadline: float = 20) -> list[Any]:
-    return list(wait_until(lambda: (lambda v: v if all(x is not None for x in v) else None)(results(r, *fields)), deadline, f"results of {fields[:3]}..."))  # type: ignore[arg-type]
+    return list(wait_until(lambda: _all_in(r, fields), deadline, f"results of {fields[:3]}..."))  # type: ignore[arg-type]
+
+
+async def all_results_soon(r: Any, fields: list[str], deadline: float = 20) -> list[Any]:
+    return list(await eventually(lambda: _all_in(r, fields), deadline, f"results of {fields[:3]}..."))
 
 
 def start_workers(procs: Processes, redis_url: str, n: int = 1, **kw: Any) -> list[Any]:
@@ -62,19 +46,19 @@ def start_workers(procs: Processes, redis_url: str, n: int = 1, **kw: Any) -> li
     return ws
 
 
-def test_a_job_rate_limited_five_times_succeeds_with_three_tries_and_one_try_used(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url)
-    dispatch(procs, {"name": "t.rate_limited_5", "id": "j"})
-    (outcome,) = all_results(r, ["j"])
+async def test_a_job_rate_limited_five_times_succeeds_with_three_tries_and_one_try_used(r: Any, redis_url: str) -> None:
+    dispatch(redis_url, {"name": "t.rate_limited_5", "id": "j"})
+    await burst(redis_url)
+    (outcome,) = results(r, "j")
     assert outcome["result"] == {"attempts": 6, "releases": 5, "tries_used": 1}
     assert int(r.hget(K.stats, "released")) == 5
 
 
-def test_http_429_with_retry_after_releases_without_using_tries(r: Any, procs: Processes, redis_url: str) -> None:
+async def test_http_429_with_retry_after_releases_without_using_tries(r: Any, redis_url: str) -> None:
     with SimulatedProvider(ProviderConfig(latency=(0.0, 0.0), rate_limit=0, errors=0, retry_after=0.1, fail_first={"k1": 4})) as provider:
-        start_workers(procs, redis_url)
-        dispatch(procs, {"name": "t.http", "id": "h", "payload": {"url": provider.url, "key": "k1"}})
-        (outcome,) = all_results(r, ["h"])
+        dispatch(redis_url, {"name": "t.http", "id": "h", "payload": {"url": provider.url, "key": "k1"}})
+        await burst(redis_url)
+        (outcome,) = results(r, "h")
         assert outcome["result"] == {"answer": "The answer is 4.", "releases": 4, "tries_used": 1}
         # the job's idempotency key reached the provider on every call
         assert provider.stats()["keys"] == {"k1": 5}
@@ -91,11 +75,11 @@ def window_max(times: list[float], width: float = 1.0) -> int:
     return best
 
 
-@pytest.mark.slow
-def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per_second(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url, 2, concurrency=20)
-    ids = dispatch(procs, *({"name": "t.limited", "id": f"l{i}", "payload": i} for i in range(35)))
-    outcomes = all_results(r, ids, deadline=30)
+async def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per_second(r: Any, redis_url: str) -> None:
+    ids = dispatch(redis_url, *({"name": "t.limited", "id": f"l{i}", "payload": i} for i in range(35)))
+    # two workers, each its own Redis connections and limiter client: they share only Redis
+    await asyncio.gather(burst(redis_url, concurrency=20), burst(redis_url, concurrency=20))
+    outcomes = await all_results_soon(r, ids, deadline=30)
     starts = [o["result"] for o in outcomes]
     assert window_max(starts) <= 10
     assert max(starts) - min(starts) >= 3.0 - 0.05  # 35 starts at 10/s need at least 3 s
@@ -103,21 +87,21 @@ def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per
     assert int(r.hget(K.stats, "failed") or 0) == 0
 
 
-def test_a_limiter_keyed_by_tenant_does_not_let_one_tenant_throttle_another(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url, 1, concurrency=20)
-    ids_a = dispatch(procs, *({"name": "t.tenant_limited", "id": f"a{i}", "payload": i, "tenant": "A"} for i in range(6)))
-    ids_b = dispatch(procs, *({"name": "t.tenant_limited", "id": f"b{i}", "payload": i, "tenant": "B"} for i in range(3)))
-    all_results(r, ids_b)  # B is served although A is over its limit
-    done_a = [x for x in results(r, *ids_a) if x is not None]
-    assert len(done_a) == 3
-    # A's other three wait, delayed for when a slot frees (the window is 30 s)
-    assert r.zcard(K.delayed) == 3
+async def test_a_limiter_keyed_by_tenant_does_not_let_one_tenant_throttle_another(r: Any, redis_url: str) -> None:
+    async with running(redis_url, concurrency=20):
+        ids_a = dispatch(redis_url, *({"name": "t.tenant_limited", "id": f"a{i}", "payload": i, "tenant": "A"} for i in range(6)))
+        ids_b = dispatch(redis_url, *({"name": "t.tenant_limited", "id": f"b{i}", "payload": i, "tenant": "B"} for i in range(3)))
+        await all_results_soon(r, ids_b)  # B is served although A is over its limit
+        done_a = [x for x in results(r, *ids_a) if x is not None]
+        assert len(done_a) == 3
+        # A's other three wait, delayed for when a slot frees (the window is 30 s)
+        assert r.zcard(K.delayed) == 3
 
 
-def test_a_concurrency_limiter_caps_running_jobs_across_workers(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url, 2, concurrency=10)
-    ids = dispatch(procs, *({"name": "t.exclusive", "id": f"x{i}", "payload": i} for i in range(8)))
-    spans = [o["result"] for o in all_results(r, ids, deadline=30)]
+async def test_a_concurrency_limiter_caps_running_jobs_across_workers(r: Any, redis_url: str) -> None:
+    ids = dispatch(redis_url, *({"name": "t.exclusive", "id": f"x{i}", "payload": i} for i in range(8)))
+    await asyncio.gather(burst(redis_url, concurrency=10), burst(redis_url, concurrency=10))
+    spans = [o["result"] for o in await all_results_soon(r, ids, deadline=30)]
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
     running = peak = 0
     for _, delta in events:
@@ -130,7 +114,7 @@ def test_a_concurrency_limiter_caps_running_jobs_across_workers(r: Any, procs: P
 def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_finishes_elsewhere(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
     hook = tmp_path / "hook.jsonl"
     (a,) = start_workers(procs, redis_url, 1, concurrency=2)
-    dispatch(procs, {"name": "t.stuck", "id": "stuck", "payload": {"hook_file": str(hook)}},
+    dispatch(redis_url, {"name": "t.stuck", "id": "stuck", "payload": {"hook_file": str(hook)}},
              {"name": "t.sleep", "id": "neighbour", "payload": {"seconds": 2.0}})
     wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running on the first worker")
     procs.worker("t")  # somewhere for the neighbour to go
@@ -146,118 +130,123 @@ def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_fi
     assert calls == [{"type": "TimeoutError", "kind": "timeout", "partial": {"step": 1}}]
 
 
-def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_worker_lives_on(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_worker_lives_on(r: Any, redis_url: str, tmp_path: Path) -> None:
     hook = tmp_path / "hook.jsonl"
-    (w,) = start_workers(procs, redis_url)
-    dispatch(procs, {"name": "t.slow_async", "id": "slow", "payload": {"hook_file": str(hook)}})
-    (outcome,) = all_results(r, ["slow"])
-    assert outcome["error"]["kind"] == "timeout" and "0.5s" in outcome["error"]["message"]
-    # the failed hook runs right after the failure is recorded
-    wait_until(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
-    assert json.loads(hook.read_text()) == {"type": "TimeoutError", "kind": "timeout", "partial": {"step": "before the wait"}}
-    assert w.poll() is None
-    dispatch(procs, {"name": "t.sleep", "id": "after", "payload": {"seconds": 0}})
-    all_results(r, ["after"])
+    async with running(redis_url) as w:
+        dispatch(redis_url, {"name": "t.slow_async", "id": "slow", "payload": {"hook_file": str(hook)}})
+        (outcome,) = await all_results_soon(r, ["slow"])
+        assert outcome["error"]["kind"] == "timeout" and "0.5s" in outcome["error"]["message"]
+        # the failed hook runs right after the failure is recorded
+        await eventually(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
+        assert json.loads(hook.read_text()) == {"type": "TimeoutError", "kind": "timeout", "partial": {"step": "before the wait"}}
+        assert not w.stop_event.is_set() and w.exit_code == 0
+        dispatch(redis_url, {"name": "t.sleep", "id": "after", "payload": {"seconds": 0}})
+        await all_results_soon(r, ["after"])
 
 
-def test_a_retry_receives_the_checkpoint_of_the_failed_attempt(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url)
-    dispatch(procs, {"name": "t.resumes", "id": "c"})
-    (outcome,) = all_results(r, ["c"])
+async def test_a_retry_receives_the_checkpoint_of_the_failed_attempt(r: Any, redis_url: str) -> None:
+    dispatch(redis_url, {"name": "t.resumes", "id": "c"})
+    await burst(redis_url)
+    (outcome,) = results(r, "c")
     assert outcome["result"] == {"resumed_from": {"done": ["a", "b"]}, "attempts": 2}
 
 
-def test_two_identical_dispatches_both_run(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_two_identical_dispatches_both_run(r: Any, redis_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     payload = {"file": str(runs)}
-    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "n1"})
-    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "n2"})
+    first = dispatch(redis_url, {"name": "t.counted", "payload": payload, "field": "n1"})
+    second = dispatch(redis_url, {"name": "t.counted", "payload": payload, "field": "n2"})
     assert first != second
-    start_workers(procs, redis_url)
-    all_results(r, ["n1", "n2"])
+    await burst(redis_url)
+    assert _all_in(r, ["n1", "n2"])
     assert runs.read_text() == "ran\nran\n"
     assert r.hget(K.stats, "deduplicated") is None
     # ...and so do two dispatch("noop", None)
-    dispatch(procs, {"name": "t.noop", "field": "z1"}, {"name": "t.noop", "field": "z2"})
-    all_results(r, ["z1", "z2"])
+    dispatch(redis_url, {"name": "t.noop", "field": "z1"}, {"name": "t.noop", "field": "z2"})
+    await burst(redis_url)
+    assert _all_in(r, ["z1", "z2"])
     assert int(r.hget(K.stats, "completed")) == 4
 
 
-def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution(r: Any, redis_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     payload = {"file": str(runs)}
     unique = {"unique": True}
-    first = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d", "overrides": unique})
-    second = dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d2", "overrides": unique})
-    start_workers(procs, redis_url)
+    first = dispatch(redis_url, {"name": "t.counted", "payload": payload, "field": "d", "overrides": unique})
+    second = dispatch(redis_url, {"name": "t.counted", "payload": payload, "field": "d2", "overrides": unique})
+    await burst(redis_url)
     assert first == second
-    all_results(r, ["d"])
+    assert _all_in(r, ["d"])
     assert runs.read_text() == "ran\n"
     assert int(r.hget(K.stats, "deduplicated")) == 1
     # once it completed, the same key runs again (no unique_for window given)
-    dispatch(procs, {"name": "t.counted", "payload": payload, "field": "d3", "overrides": unique})
-    all_results(r, ["d3"])
+    dispatch(redis_url, {"name": "t.counted", "payload": payload, "field": "d3", "overrides": unique})
+    await burst(redis_url)
+    assert _all_in(r, ["d3"])
     assert runs.read_text() == "ran\nran\n"
 
 
-def test_unique_for_keeps_deduplicating_after_completion(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_unique_for_keeps_deduplicating_after_completion(r: Any, redis_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
     job = {"name": "t.counted", "payload": {"file": str(runs)}, "key": "report-2026-11", "overrides": {"unique_for": 60}}
-    start_workers(procs, redis_url)
-    (first,) = dispatch(procs, {**job, "field": "u1"})
-    all_results(r, ["u1"])
-    (again,) = dispatch(procs, {**job, "field": "u2"})
+    (first,) = dispatch(redis_url, {**job, "field": "u1"})
+    await burst(redis_url)
+    assert _all_in(r, ["u1"])
+    (again,) = dispatch(redis_url, {**job, "field": "u2"})
     assert again == first
+    await burst(redis_url)
     assert runs.read_text() == "ran\n"
 
 
 def cli_json_lines(procs: Processes, *args: str) -> list[dict[str, Any]]:
-    done = procs.cli(*args)
+    done = procs.cli_here(*args)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def test_the_failed_store_keeps_everything_and_retry_records_which_job_retried_which(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_the_failed_store_keeps_everything_and_retry_records_which_job_retried_which(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
-    start_workers(procs, redis_url)
-    dispatch(procs, {"name": "t.needs_flag", "id": "f1", "payload": {"flag": str(flag), "secret": "sk-live-123"}})
-    (outcome,) = all_results(r, ["f1"])
+    dispatch(redis_url, {"name": "t.needs_flag", "id": "f1", "payload": {"flag": str(flag), "secret": "sk-live-123"}})
+    await burst(redis_url)
+    (outcome,) = results(r, "f1")
     assert outcome["error"]["kind"] == "exception"
     (row,) = cli_json_lines(procs, "failed", "list", "--json", "--queue", "t")
     assert row["id"] == "f1" and row["name"] == "t.needs_flag" and row["exception_type"] == "ValueError"
     assert row["payload"]["secret"] == "***" and row["checkpoint"] == {"tried": True}
-    shown = procs.cli("failed", "show", "f1")
+    shown = procs.cli_here("failed", "show", "f1")
     assert shown.returncode == 0 and "flag file missing" in shown.stdout and "Traceback" in shown.stdout
     assert "sk-live-123" not in shown.stdout
     flag.write_text("")
-    retried = procs.cli("failed", "retry", "f1")
+    retried = procs.cli_here("failed", "retry", "f1")
     assert retried.returncode == 0, retried.stderr
     new_id = retried.stdout.split("->")[1].strip()
-    (again,) = all_results(r, ["f1"])  # the retry writes to the same result field
+    await burst(redis_url)
+    (again,) = results(r, "f1")  # the retry writes to the same result field
     assert again == {"result": "ok"}
     assert r.hget(K.job("f1"), "retried_by") == new_id
     assert cli_json_lines(procs, "failed", "list", "--json") == []
     # retrying a job no longer in the store says so
-    gone = procs.cli("failed", "retry", "f1")
+    gone = procs.cli_here("failed", "retry", "f1")
     assert gone.returncode == 2 and "no failed job 'f1'" in gone.stderr
 
 
-def test_failed_forget_and_flush(r: Any, procs: Processes, redis_url: str) -> None:
-    start_workers(procs, redis_url)
-    dispatch(procs, *({"name": "t.bad_payload", "id": f"b{i}", "payload": i} for i in range(3)))
-    all_results(r, ["b0", "b1", "b2"])
+async def test_failed_forget_and_flush(r: Any, procs: Processes, redis_url: str) -> None:
+    dispatch(redis_url, *({"name": "t.bad_payload", "id": f"b{i}", "payload": i} for i in range(3)))
+    await burst(redis_url)
+    assert _all_in(r, ["b0", "b1", "b2"])
     assert len(cli_json_lines(procs, "failed", "list", "--json")) == 3
-    assert procs.cli("failed", "forget", "b0").returncode == 0
+    assert procs.cli_here("failed", "forget", "b0").returncode == 0
     assert r.exists(K.job("b0")) == 0
-    assert procs.cli("failed", "show", "b0").returncode == 2
-    assert "flushed 2" in procs.cli("failed", "flush", "--yes").stdout
+    assert procs.cli_here("failed", "show", "b0").returncode == 2
+    assert "flushed 2" in procs.cli_here("failed", "flush", "--yes").stdout
     assert cli_json_lines(procs, "failed", "list", "--json") == []
 
 
-def test_a_worker_recycles_after_max_jobs_once_its_jobs_are_done(r: Any, procs: Processes, redis_url: str) -> None:
-    w = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--max-jobs", "3", "--concurrency", "2")
-    ids = dispatch(procs, *({"name": "t.sleep", "id": f"m{i}", "payload": {"seconds": 0.2, "n": i}} for i in range(5)))
-    assert w.wait(timeout=20) == 0
+async def test_a_worker_recycles_after_max_jobs_once_its_jobs_are_done(r: Any, redis_url: str) -> None:
+    ids = dispatch(redis_url, *({"name": "t.sleep", "id": f"m{i}", "payload": {"seconds": 0.2, "n": i}} for i in range(5)))
+    w = make_worker(redis_url, max_jobs=3, concurrency=2)
+    assert await asyncio.wait_for(w.run(), 20) == 0
+    assert w.stop_reason == "--max-jobs 3 reached"
     done = [x for x in results(r, *ids) if x is not None]
     assert len(done) == 3 and r.zcard(K.ready) == 2 and r.zcard(K.reserved) == 0
 
@@ -276,7 +265,7 @@ def test_a_hard_timeout_below_a_job_timeout_is_refused_at_start_naming_the_setti
 
 def test_sigterm_still_gives_back_a_rate_limited_release_cleanly(r: Any, procs: Processes, redis_url: str) -> None:
     (w,) = start_workers(procs, redis_url)
-    dispatch(procs, {"name": "t.sleep", "id": "z", "payload": {"seconds": 0.3}})
+    dispatch(redis_url, {"name": "t.sleep", "id": "z", "payload": {"seconds": 0.3}})
     all_results(r, ["z"])
     w.send_signal(signal.SIGTERM)
     assert w.wait(timeout=10) == 0
@@ -285,7 +274,7 @@ def test_sigterm_still_gives_back_a_rate_limited_release_cleanly(r: Any, procs: 
 @pytest.mark.slow
 def test_a_job_that_blocks_the_event_loop_is_recorded_as_timed_out_by_the_watchdog(r: Any, procs: Processes, redis_url: str) -> None:
     (w,) = start_workers(procs, redis_url, 1, concurrency=2)
-    dispatch(procs, {"name": "t.blocks_loop", "id": "blk"}, {"name": "t.sleep", "id": "next", "payload": {"seconds": 30}})
+    dispatch(redis_url, {"name": "t.blocks_loop", "id": "blk"}, {"name": "t.sleep", "id": "next", "payload": {"seconds": 30}})
     wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running")
     # the loop is stuck: only the watchdog thread can act, 5 s past the 1 s timeout
     assert w.wait(timeout=20) == 70

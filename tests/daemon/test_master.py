@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-from support.procs import Processes, live_workers, wait_until
+from support.procs import Processes, alive, live_workers, wait_until
 
 from evalharness.core.connection import async_client
 from evalharness.core.jobs import JobOptions
@@ -26,15 +25,6 @@ from evalharness.core.queue import Queue
 
 K = QueueKeys("eh", "t")
 MASTER = ("-m", "evalharness.daemon.master")
-
-
-def alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def children_of(pid: int) -> set[int]:
@@ -115,13 +105,6 @@ def daemons(procs: Processes) -> Iterator[Daemons]:
     yield d
     for daemon in d.started:
         daemon.finish()
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[Any]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def dispatch(url: str, name: str, payload: Any, job_id: str) -> None:
@@ -279,9 +262,9 @@ def test_a_bad_config_file_exits_2_naming_the_file_and_key(procs: Processes) -> 
 
 
 async def test_the_idle_main_loop_leaves_no_tasks_behind() -> None:
-    from evalharness.daemon.master import Master
+    from evalharness.daemon.master import Master, MasterOptions
 
-    master = Master([], env={}, imports=(), grace=1.0)
+    master = Master([], MasterOptions(env={}, imports=(), grace=1.0))
     passes = 0
     reconcile = master._reconcile
 

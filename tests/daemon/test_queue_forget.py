@@ -189,12 +189,12 @@ def test_queue_forget_refuses_a_queue_in_use_and_forgets_an_unused_one(procs: Pr
             await client.aclose()
 
     asyncio.run(setup())
-    busy = procs.cli("queue", "forget", "evals")
+    busy = procs.cli_here("queue", "forget", "evals")
     assert busy.returncode == 1, busy.stderr
     assert "'evals' is still in use (1 ready job)" in busy.stderr and "nothing was forgotten" in busy.stderr
-    unknown = procs.cli("queue", "forget", "nope")
+    unknown = procs.cli_here("queue", "forget", "nope")
     assert unknown.returncode == 2 and "no queue named 'nope'" in unknown.stderr and "evals, nuq" in unknown.stderr
-    done = procs.cli("queue", "forget", "nuq")
+    done = procs.cli_here("queue", "forget", "nuq")
     assert done.returncode == 0 and "forgot queue nuq" in done.stdout
-    snap = json.loads(procs.cli("status", "--json").stdout)
+    snap = json.loads(procs.cli_here("status", "--json").stdout)
     assert [row["name"] for row in snap["queues"]] == ["evals"]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from rich.console import Console
 from support.procs import Processes, live_workers, wait_until
 
@@ -275,18 +274,11 @@ def script_calls(r: Any) -> int:
     return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 @pytest.mark.slow
 def test_workers_take_no_job_of_a_paused_queue_and_start_promptly_on_continue(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
     done_pq, done_other = tmp_path / "pq", tmp_path / "other"
     dispatch(redis_url, "pq", 1, done_pq)
-    out = procs.cli("pause", "--queue", "pq")
+    out = procs.cli_here("pause", "--queue", "pq")
     assert out.returncode == 0, out.stderr
     assert out.stdout == "paused queue pq: 1 ready job stays queued; 0 running finish\n"
     # one worker serves both queues: the paused one's jobs accumulate, the other's run
@@ -336,7 +328,7 @@ def test_a_clear_leaves_running_jobs_to_finish(procs: Processes, r: Any, redis_u
     asyncio.run(create())
     worker(procs, "pq")  # 4 at once, each for 6 s: long enough for the clear to find 2 ready
     wait_until(lambda: int(r.zcard(K.reserved)) == 4, 30, "four jobs running")
-    out = procs.cli("queue", "clear", "pq", "--yes")
+    out = procs.cli_here("queue", "clear", "pq", "--yes")
     assert out.returncode == 0, out.stderr
     assert out.stdout == "cleared queue pq: removed 2 ready jobs; 1 batch cancelled\n"
     wait_until(lambda: r.hget(f"{K.base}batch:b1", "finished_at"), 30, "the batch to finish")
@@ -349,40 +341,40 @@ def test_a_clear_leaves_running_jobs_to_finish(procs: Processes, r: Any, redis_u
 
 
 def test_pause_and_continue_queue_on_the_command_line(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
-    out = procs.cli("pause", "--queue", "pq")
+    out = procs.cli_here("pause", "--queue", "pq")
     assert out.returncode == 2 and "--queue: no queue named 'pq'" in out.stderr and "nothing was paused" in out.stderr
     assert not r.exists(K.paused)
     dispatch(redis_url, "pq", 2, tmp_path / "x")
     dispatch(redis_url, "qq", 1, tmp_path / "x")
-    out = procs.cli("pause", "--queue", "pq", "--queue", "qq")
+    out = procs.cli_here("pause", "--queue", "pq", "--queue", "qq")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "paused queue pq: 2 ready jobs stay queued; 0 running finish",
         "paused queue qq: 1 ready job stays queued; 0 running finish",
     ]
-    assert procs.cli("pause", "--queue", "pq").stdout.startswith("queue pq was already paused")
-    out = procs.cli("pause", "--queue", "pq", "--master", "m1")
+    assert procs.cli_here("pause", "--queue", "pq").stdout.startswith("queue pq was already paused")
+    out = procs.cli_here("pause", "--queue", "pq", "--master", "m1")
     assert out.returncode == 2 and "does not combine with --master" in out.stderr
-    out = procs.cli("pause", "--queue", "bad name")
+    out = procs.cli_here("pause", "--queue", "bad name")
     assert out.returncode == 2 and "--queue" in out.stderr
-    status = procs.cli("status")
+    status = procs.cli_here("status")
     assert "pq (paused)" in status.stdout and "qq (paused)" in status.stdout, status.stdout
-    snap = json.loads(procs.cli("status", "--json").stdout)
+    snap = json.loads(procs.cli_here("status", "--json").stdout)
     assert [q["paused"] for q in snap["queues"]] == [True, True]
-    out = procs.cli("continue", "--queue", "qq")
+    out = procs.cli_here("continue", "--queue", "qq")
     assert out.returncode == 0 and out.stdout == "continued queue qq: 1 ready job can start\n"
     assert r.exists(K.paused) and not r.exists(QueueKeys("eh", "qq").paused)
     # without --queue, pause still means the masters
-    out = procs.cli("pause")
+    out = procs.cli_here("pause")
     assert out.returncode == 2 and "no running master" in out.stderr
     for command in ("pause", "continue"):
-        assert "--queue QUEUE" in procs.cli(command, "--help").stdout
+        assert "--queue QUEUE" in procs.cli_here(command, "--help").stdout
 
 
 def test_prometheus_shows_the_paused_queues(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
     dispatch(redis_url, "pq", 1, tmp_path / "x")
     dispatch(redis_url, "qq", 1, tmp_path / "x")
-    assert procs.cli("pause", "--queue", "pq").returncode == 0
+    assert procs.cli_here("pause", "--queue", "pq").returncode == 0
     server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
     line = server.stderr.readline() if server.stderr else ""
     url = re.search(r"http://\S+/metrics", line)
@@ -396,22 +388,22 @@ def test_queue_clear_on_the_command_line(procs: Processes, r: Any, redis_url: st
     dispatch(redis_url, "pq", 3, tmp_path / "x")
     dispatch(redis_url, "pq", 1, tmp_path / "x", delay=3600)
     # not on a terminal and no --yes: refused, nothing removed
-    out = procs.cli("queue", "clear", "pq")
+    out = procs.cli_here("queue", "clear", "pq")
     assert out.returncode == 1 and "give --yes" in out.stderr and "Nothing was removed" in out.stderr
     assert int(r.zcard(K.ready)) == 3
-    out = procs.cli("queue", "clear", "nope", "--yes")
+    out = procs.cli_here("queue", "clear", "nope", "--yes")
     assert out.returncode == 2 and "no queue named 'nope'" in out.stderr
-    out = procs.cli("queue", "clear", "pq", "--batch", "b9", "--yes")
+    out = procs.cli_here("queue", "clear", "pq", "--batch", "b9", "--yes")
     assert out.returncode == 2 and "no batch 'b9'" in out.stderr
     assert int(r.zcard(K.ready)) == 3
-    out = procs.cli("queue", "clear", "pq", "--yes")
+    out = procs.cli_here("queue", "clear", "pq", "--yes")
     assert out.returncode == 0 and out.stdout == "cleared queue pq: removed 3 ready jobs\n", out
     assert int(r.zcard(K.ready)) == 0 and int(r.zcard(K.delayed)) == 1
-    out = procs.cli("queue", "clear", "pq", "--yes", "--delayed")
+    out = procs.cli_here("queue", "clear", "pq", "--yes", "--delayed")
     assert out.stdout == "cleared queue pq: removed 0 ready jobs and 1 delayed job\n"
     assert int(r.zcard(K.delayed)) == 0
     assert [e["message"] for e in events_of(r, "queue_cleared")] == ["cleared 3 queued job(s)", "cleared 1 queued job(s)"]
-    assert "--batch" in procs.cli("queue", "clear", "--help").stdout
+    assert "--batch" in procs.cli_here("queue", "clear", "--help").stdout
 
 
 def answer_on_a_terminal(procs: Processes, answer: str, *args: str) -> tuple[int, str]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import redis
+from support.dispatch import dispatch as dispatch_jobs
+from support.inproc import make_worker
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.connection import async_client
@@ -21,23 +23,27 @@ from evalharness.core.telemetry import collect_snapshot, history_key, read_event
 
 K = QueueKeys("eh", "t")
 
-DISPATCH = """
-import asyncio, json, sys
-from evalharness.core.connection import async_client
-from evalharness.core.queue import JobRequest, Queue
-async def main():
-    c = async_client(sys.argv[1])
-    await Queue(c, "eh").dispatch_many(JobRequest(r["name"], r["payload"], queue="t") for r in json.loads(sys.argv[2]))
-    await c.aclose()
-asyncio.run(main())
-"""
+
+class FakeClock:
+    """Epoch seconds that start at the real time (the server's clock stamps the jobs) and move
+    only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def catch_up(self) -> None:
+        """No earlier than the real time (after something the server stamped)."""
+        self.now = max(self.now, time.time())
 
 
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
-    p = procs.start("-c", DISPATCH, procs.env["EVALHARNESS_REDIS_URL"], json.dumps(jobs))
-    _, err = p.communicate(timeout=30)
-    assert p.returncode == 0, err
-
+    dispatch_jobs(procs.env["EVALHARNESS_REDIS_URL"], *jobs, sink=None)
 
 def status_json(procs: Processes) -> tuple[int, dict[str, Any]]:
     done = procs.cli("status", "--json")
@@ -45,15 +51,16 @@ def status_json(procs: Processes) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_the_snapshot_agrees_exactly_with_a_known_workload(procs: Processes, redis_url: str) -> None:
+async def test_the_snapshot_agrees_exactly_with_a_known_workload(procs: Processes, redis_url: str) -> None:
     plan = ["fail"] * 20 + ["timeout"] * 5 + ["ok"] * 275
     dispatch(procs, [{"name": "t.outcome", "payload": {"n": i, "do": do}} for i, do in enumerate(plan)])
     code, snap = status_json(procs)
     assert code == 2 and snap["overview"]["status"] == "inactive"
     (q,) = snap["queues"]
     assert (q["ready"], q["reserved"], q["completed"], q["failed"]) == (300, 0, 0, 0)
-    worker = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--max-jobs", "200", "--concurrency", "10")
-    assert worker.wait(timeout=60) == 0  # it ran exactly 200 jobs, then recycled
+    worker = make_worker(redis_url, max_jobs=200, concurrency=10)
+    assert await asyncio.wait_for(worker.run(), 60) == 0  # it ran exactly 200 jobs, then recycled
+    assert worker.processed == 200
     code, snap = status_json(procs)
     (q,) = snap["queues"]
     assert q["ready"] == 100 and q["reserved"] == 0 and q["delayed"] == 0
@@ -122,9 +129,10 @@ async def test_a_long_wait_fires_one_event_per_crossing(redis_url: str, aclient:
 
     q = Queue(aclient, "eh")
     await q.dispatch("t.sleep", {"seconds": 0}, queue="t")
-    pub = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, {"t": 0.2})
+    clock = FakeClock()  # read after the dispatch: the job's wait starts at zero
+    pub = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, {"t": 0.2}, clock=clock)
     await pub.tick()
-    await asyncio.sleep(0.25)  # let the oldest job's wait pass the 0.2 s threshold
+    clock.advance(0.25)  # the oldest job's wait passes the 0.2 s threshold
     for _ in range(3):
         await pub.tick()
     events = [e for e in await read_events(aclient, "eh") if e["kind"] == "long_wait"]
@@ -134,7 +142,8 @@ async def test_a_long_wait_fires_one_event_per_crossing(redis_url: str, aclient:
     await q.ack("t", "w", [(popped.jobs[0].id, "")])
     await pub.tick()
     await q.dispatch("t.sleep", {"seconds": 1}, queue="t")
-    await asyncio.sleep(0.25)
+    clock.catch_up()
+    clock.advance(0.25)
     await pub.tick()
     events = [e for e in await read_events(aclient, "eh") if e["kind"] == "long_wait"]
     assert len(events) == 2

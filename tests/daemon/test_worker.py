@@ -5,41 +5,22 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from typing import Any
 
 import pytest
-import redis
-from support.procs import Processes, live_workers, wait_until
+from support.dispatch import dispatch as support_dispatch
+from support.inproc import burst, eventually, running
+from support.procs import Processes, live_workers, wait_for_output, wait_until
 
 from evalharness.core.keys import QueueKeys
 
 K = QueueKeys("eh", "t")
 
 
-@pytest.fixture
-def r(redis_url: str) -> Any:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 def dispatch(r: Any, procs: Processes, name: str, payload: Any, *, job_id: str, sink: str = "s", **opts: Any) -> None:
-    """Dispatch through the real queue code, from a short-lived process like a producer."""
-    code = (
-        "import asyncio, json, sys\n"
-        "from evalharness.core.connection import async_client\n"
-        "from evalharness.core.jobs import JobOptions\n"
-        "from evalharness.core.queue import Queue\n"
-        "async def main():\n"
-        "    c = async_client(sys.argv[1])\n"
-        "    await Queue(c, 'eh').dispatch(sys.argv[2], json.loads(sys.argv[3]), queue='t', id=sys.argv[4],\n"
-        "        options=JobOptions(**json.loads(sys.argv[5])), result_to=(sys.argv[6], sys.argv[4], 600))\n"
-        "    await c.aclose()\n"
-        "asyncio.run(main())\n"
-    )
-    done = procs.start("-c", code, procs.env["EVALHARNESS_REDIS_URL"], name, json.dumps(payload), job_id, json.dumps(opts), sink)
-    out, err = done.communicate(timeout=30)
-    assert done.returncode == 0, err
+    """Dispatch through the real queue code, with the job's options given in full."""
+    support_dispatch(procs.env["EVALHARNESS_REDIS_URL"], {"name": name, "payload": payload, "id": job_id, "options": opts}, sink=sink)
 
 
 def result(r: Any, job_id: str, sink: str = "s") -> Any:
@@ -47,12 +28,14 @@ def result(r: Any, job_id: str, sink: str = "s") -> Any:
     return None if raw is None else json.loads(raw)
 
 
-def test_a_job_longer_than_its_lease_is_never_redelivered(r: Any, procs: Processes, redis_url: str) -> None:
-    procs.worker("t", lease=1)
-    procs.worker("t", lease=1)  # a second, idle worker that would take the job if its lease lapsed
-    wait_until(lambda: live_workers(redis_url, "t") == 2, what="two workers")
-    dispatch(r, procs, "t.sleep", {"seconds": 3.5}, job_id="long", timeout=30)
-    outcome = wait_until(lambda: result(r, "long"), deadline=20, what="the long job's result")
+async def test_a_job_longer_than_its_lease_is_never_redelivered(r: Any, procs: Processes, redis_url: str) -> None:
+    async with running(redis_url, lease=1) as first:
+        dispatch(r, procs, "t.sleep", {"seconds": 3.5}, job_id="long", timeout=30)
+        await eventually(lambda: r.zscore(K.reserved, "long"), what="the long job to start")
+        assert r.hget(K.job("long"), "owner") == first.id
+        # a second, idle worker that would take the job if its lease lapsed
+        async with running(redis_url, lease=1):
+            outcome = await eventually(lambda: result(r, "long"), deadline=20, what="the long job's result")
     assert outcome["result"]["attempts"] == 1
     assert int(r.hget(K.stats, "completed") or 0) == 1
     assert int(r.hget(K.stats, "lost") or 0) == 0
@@ -80,6 +63,7 @@ def test_sigterm_lets_running_jobs_finish_then_exits_cleanly(r: Any, procs: Proc
     worker = procs.worker("t", concurrency=5, grace=20)
     wait_until(lambda: r.zcard(K.reserved) == 3, what="three running jobs")
     worker.send_signal(signal.SIGTERM)
+    wait_for_output(worker, "SIGTERM received")
     dispatch(r, procs, "t.sleep", {"seconds": 0.1}, job_id="late", timeout=30)
     assert worker.wait(timeout=20) == 0
     assert all(result(r, f"j{i}")["result"]["attempts"] == 1 for i in range(3))
@@ -100,23 +84,46 @@ def test_jobs_still_running_after_the_grace_period_go_back_to_the_queue(r: Any, 
     assert r.zscore(K.ready, "slow") is not None or r.zscore(K.delayed, "slow") is not None
 
 
-def test_sync_jobs_run_in_threads_without_blocking_each_other(r: Any, procs: Processes, redis_url: str) -> None:
-    procs.worker("t", concurrency=4)
-    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+async def test_sync_jobs_run_in_threads_without_blocking_each_other(r: Any, procs: Processes, redis_url: str) -> None:
     for i in range(4):
         dispatch(r, procs, "t.blocking", {"seconds": 1.0, "n": i}, job_id=f"b{i}", timeout=30)
-    wait_until(lambda: all(result(r, f"b{i}") for i in range(4)), deadline=15, what="four blocking jobs")
-    # all four ran in one process at the same time: they overlapped
+    started = time.monotonic()
+    await burst(redis_url, concurrency=4)
+    took = time.monotonic() - started
+    assert all(result(r, f"b{i}") for i in range(4))
+    # all four ran in one process at the same time: they overlapped (one after another is 4 s)
     assert len({result(r, f"b{i}")["result"]["pid"] for i in range(4)}) == 1
+    assert took < 3.5, took
 
 
-def test_an_unregistered_job_fails_with_a_clear_reason(r: Any, procs: Processes, redis_url: str) -> None:
-    procs.worker("t")
-    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+async def test_an_unregistered_job_fails_with_a_clear_reason(r: Any, procs: Processes, redis_url: str) -> None:
     dispatch(r, procs, "t.nope", {}, job_id="u", timeout=30)
-    outcome = wait_until(lambda: result(r, "u"), what="the failure")
+    await burst(redis_url)
+    outcome = result(r, "u")
     assert outcome["error"]["kind"] == "unknown_job"
     assert "t.nope" in outcome["error"]["message"]
+
+
+async def test_a_burst_worker_waits_for_a_retry_due_later_then_returns(r: Any, procs: Processes, redis_url: str) -> None:
+    # t.resumes fails its first attempt and is retried after a 0.05 s backoff: the delayed retry
+    # is work the burst waits for, and it returns once nothing is ready, delayed or running
+    support_dispatch(redis_url, {"name": "t.resumes", "id": "c"})
+    w = await burst(redis_url)
+    assert result(r, "c")["result"]["attempts"] == 2
+    assert (r.zcard(K.ready), r.zcard(K.delayed), r.zcard(K.reserved)) == (0, 0, 0)
+    assert w.processed == 2
+    # an idle queue: it returns at once, having run nothing
+    assert (await burst(redis_url)).processed == 0
+
+
+def test_evalharness_work_burst_drains_the_queue_and_exits_0(r: Any, procs: Processes, redis_url: str) -> None:
+    for i in range(3):
+        dispatch(r, procs, "t.sleep", {"seconds": 0.1, "n": i}, job_id=f"w{i}", timeout=30)
+    w = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--burst")
+    assert w.wait(timeout=60) == 0
+    assert all(result(r, f"w{i}") for i in range(3))
+    assert r.zcard(K.ready) == 0 and r.zcard(K.reserved) == 0
+    assert live_workers(redis_url, "t") == 0
 
 
 async def test_the_lease_message_is_logged_only_for_a_lease_that_really_lapsed(

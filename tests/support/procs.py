@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,6 +43,32 @@ async def until(predicate: Any, deadline: float = 30.0, what: str = "condition")
         if time.monotonic() > end:
             raise AssertionError(f"{what} not reached within {deadline:g}s")
         await asyncio.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for_output(proc: subprocess.Popen[str], text: str, deadline: float = 10.0) -> str:
+    """Read ``proc``'s stderr until a line containing ``text`` appears (returned), or fail after
+    ``deadline`` seconds.  Lines read are consumed."""
+    assert proc.stderr is not None
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} not written within {deadline:g}s")
 
 
 class Processes:
@@ -85,6 +112,18 @@ class Processes:
             text=True,
             timeout=timeout,
         )
+
+    def cli_here(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """:meth:`cli` without the process: ``main()`` run in this one (support.clihere)."""
+        from .clihere import cli_here
+
+        return cli_here({**self.env, **(env or {})}, self.cwd, *args)
+
+    async def acli_here(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """:meth:`cli_here` from an async test, its event loop running on meanwhile."""
+        from .clihere import acli_here
+
+        return await acli_here({**self.env, **(env or {})}, self.cwd, *args)
 
     def stop_all(self) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left after a few seconds."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evalharness.tui.app import PING_TIMEOUT, describe_failure
+from evalharness.tui.app import PING_TIMEOUT, describe_check_error
 from evalharness.tui.state import (
     SCHEMA,
     ConsoleState,
@@ -111,8 +111,8 @@ def test_details_name_the_target_and_the_mode() -> None:
     ],
     ids=["one-line", "timeout", "url", "quoted-password", "short-password"],
 )
-def test_describe_failure(exc: BaseException, url: str, text: str) -> None:
-    assert describe_failure(exc, url) == text
+def test_describe_check_error(exc: BaseException, url: str, text: str) -> None:
+    assert describe_check_error(exc, url) == text
 
 
 @pytest.mark.parametrize(
