@@ -263,9 +263,13 @@ class Config:
     # SUT adapters' settings), validated; see core/providers/settings.py
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     sut: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [run] (defaults of `evalharness run`: cache, cache_ttl; see core/cache.py) and
+    # [prices."MODEL-PREFIX"] (USD per million tokens; see core/cost.py)
+    run: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, Any] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "run", "prices"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -426,6 +430,11 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
 
     providers = check_provider_tables(data.get("providers", {}), str(path))
     sut_tables = check_sut_tables(data.get("sut", {}), str(path), providers)
+    from .cache import check_run_table
+    from .cost import check_price_tables
+
+    run_table = check_run_table(data.get("run", {}), str(path))
+    prices = check_price_tables(data.get("prices", {}), str(path))
 
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
@@ -479,6 +488,8 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         metrics=metrics,
         providers=providers,
         sut=sut_tables,
+        run=run_table,
+        prices=prices,
     )
 
 

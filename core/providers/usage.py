@@ -26,6 +26,7 @@ class Usage:
     total_tokens: int | None = None
     cost: float | None = None
     calls: int = 0
+    model: str | None = None  # the model that answered, when the SUT says so (prices are per model)
 
     def add(self, other: Usage) -> None:
         for name in (*TOKEN_FIELDS, "cost"):
@@ -33,12 +34,16 @@ class Usage:
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine + theirs)
         self.calls += other.calls
+        if other.model is not None:
+            self.model = other.model
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in TOKEN_FIELDS}
         if self.cost is not None:
             out["cost"] = round(self.cost, 10)
         out["calls"] = self.calls
+        if self.model is not None:
+            out["model"] = self.model
         return out
 
 
