@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from . import report_extras
 from .report import PASS_THRESHOLD, report_ok
 
 Report = Mapping[str, Any]
 
 CSV_COLUMNS: tuple[str, ...] = (
     "run_id", "sample_id", "index", "metric", "score", "passed", "metric_error", "error_kind", "error_message", "attempts", "output",
+    "cost_usd", "cost_source", "cached",
 )
 
 
@@ -113,6 +115,7 @@ def render_markdown(report: Report) -> str:
         out.append(f"> {_md_cell(line, 500)}")
     if report.get("diagnostics"):
         out.append("")
+    out += report_extras.markdown(report, _md_cell)
     failing = [(row, sample_problems(row)) for row in report["samples"]]
     failing = [(row, problems) for row, problems in failing if problems]
     out += [f"## Samples that did not pass ({len(failing)})", ""]
@@ -249,6 +252,7 @@ def render_html(report: Report) -> str:
             f"<td class=n>{stats['count']}</td><td class=n>{stats['errors']}</td></tr>"
         )
     out.append("</table>")
+    out += report_extras.html_sections(report)
     out += ["<h2>Samples</h2>", f'<div class="chart">{_outcome_chart(report)}</div>', "<p></p>"]
     names = list(report["metrics"])
     out.append("<table><tr><th>id</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "<th>result</th><th>output</th></tr>")
@@ -293,6 +297,9 @@ def render_csv(report: Report) -> str:
                 error.get("kind", ""), error.get("message", ""),
                 "" if row.get("attempts") is None else row["attempts"],
                 "" if row.get("output") is None else row["output"],
+                "" if not row.get("cost") or row["cost"].get("usd") is None else repr(float(row["cost"]["usd"])),
+                (row.get("cost") or {}).get("source", ""),
+                "true" if row.get("cached") else "",
             ])
     return buffer.getvalue()
 
@@ -338,10 +345,14 @@ def render_junit(report: Report) -> str:
         if lines:
             body += f"<system-out>{_xml_text(chr(10).join(lines))}</system-out>"
         cases.append(f'    <testcase classname={_attr("evalharness." + name)} name={_attr(row["id"])} time="0">{body}</testcase>')
-    total = len(report["samples"])
-    suite_props = "".join(
-        f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in (("run_id", report["run_id"]), ("sut", report["sut"]), ("mode", report["mode"]))
-    )
+    for problem in report_extras.gate_failures(report):
+        # a failed gate is a failed test, so a CI system shows why the run failed
+        failures += 1
+        cases.append(f'    <testcase classname={_attr("evalharness." + name + ".gates")} name={_attr(problem.split(" ")[0])} time="0">'
+                     f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>')
+    total = len(cases)
+    props = (("run_id", report["run_id"]), ("sut", report["sut"]), ("mode", report["mode"]), *report_extras.junit_properties(report))
+    suite_props = "".join(f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in props)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuites name="evalharness" tests="{total}" failures="{failures}" errors="0" time="{report["duration_seconds"]}">\n'
