@@ -56,6 +56,7 @@ from .cli_extras import (
     check_run_extras,
     decorate,
     exit_code,
+    gate_options,
     prepare,
     render,
     run_extra_options,
@@ -414,21 +415,23 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
+@gate_options
 @click.pass_context
 @handle_errors
-def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
+def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None, **extra: Any) -> None:
     """Rebuild the report of a lazy-parallel run from its outputs in Redis.
 
     RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
     every output that is in Redis now, so after `evalharness batch retry
     run-RUN_ID` (or `failed retry`) has run the failed samples again, it
     scores their new outputs.  A run's record and outputs are kept
-    --result-ttl seconds (a day by default).
+    --result-ttl seconds (a day by default).  --compare NAME, --max-regressions,
+    --fail-under: the gates of `evalharness run`, on the rebuilt report.
 
     \b
     Exit status:
       0    every sample scored
-      1    some samples failed or have no output (yet)
+      1    some samples failed or have no output (yet), or a gate failed
       2    no such run in Redis (unknown id, or expired)
       3    Redis unavailable
     """
@@ -445,11 +448,13 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
 
     record, result = asyncio.run(load())
     scorers = resolve_metrics(record.metrics)
+    extras = check_run_extras(extra, load_config(ctx.find_root().obj.get("config")), [s.name for s in scorers], record.sut, rebuilt=True)
+    prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
     rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
-    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats))
+    raise SystemExit(present(result, record.dataset, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats, extras=extras))
 
 
 # -- work ---------------------------------------------------------------------------------

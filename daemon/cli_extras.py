@@ -36,6 +36,8 @@ _OPTIONS = [
     click.option("--cache/--no-cache", "cache", default=None, help="Reuse the SUT outputs kept in Redis for the same SUT fingerprint and input, and keep the new ones (failures never). Default: [run] cache in the config file, else off. See docs/runs.md."),
     click.option("--cache-ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Seconds a cached output is kept (default: [run] cache_ttl, else 604800 = 7 days)."),
     click.option("--budget-usd", type=float, metavar="USD", help="Stop dispatching once the run's priced spend reaches USD: queued samples are removed, running ones finish, the partial report says 'halted on budget' (exit 1). Prices: [prices.\"MODEL-PREFIX\"] in the config file."),
+]
+_GATE_OPTIONS = [
     click.option("--compare", "compare_name", metavar="NAME", help="Compare per sample and per metric with the baseline NAME (evalharness baseline promote)."),
     click.option("--max-regressions", type=int, metavar="N", help="With --compare: exit 1 when more than N samples regressed."),
     click.option("--confident-only", is_flag=True, help="With --max-regressions: count only regressions larger than the resolution (--compare-epsilon, or what the repetitions resolve)."),
@@ -46,7 +48,15 @@ _OPTIONS = [
 
 
 def run_extra_options(func: F) -> F:
-    for option in reversed(_OPTIONS):
+    """The flags of ``evalharness run``: cache, budget and gates."""
+    for option in reversed([*_OPTIONS, *_GATE_OPTIONS]):
+        func = option(func)
+    return func
+
+
+def gate_options(func: F) -> F:
+    """The gate flags alone, for ``evalharness report RUN_ID``."""
+    for option in reversed(_GATE_OPTIONS):
         func = option(func)
     return func
 
@@ -72,9 +82,10 @@ class RunExtras:
         return self.cache.enabled or self.gates.compare is not None
 
 
-def check_run_extras(extra: Mapping[str, Any], config: Config, metrics: list[str], sut: str | None) -> RunExtras:
-    """Every flag of this module, checked (a bad value names its flag; exit 2, nothing queued)."""
-    settings = cache_settings(config.run, extra.get("cache"), extra.get("cache_ttl"))
+def check_run_extras(extra: Mapping[str, Any], config: Config, metrics: list[str], sut: str | None, *, rebuilt: bool = False) -> RunExtras:
+    """Every flag of this module, checked (a bad value names its flag; exit 2, nothing queued).
+    ``rebuilt``: for a report rebuilt from Redis, which runs nothing (no cache, no budget)."""
+    settings = cache_settings({} if rebuilt else config.run, extra.get("cache"), extra.get("cache_ttl"))
     limit = check_budget(extra.get("budget_usd"))
     gates = check_gates(
         compare=extra.get("compare_name"), max_regressions=extra.get("max_regressions"),
@@ -82,10 +93,10 @@ def check_run_extras(extra: Mapping[str, Any], config: Config, metrics: list[str
         comparison_out=extra.get("comparison_out"), fail_under=tuple(extra.get("fail_under") or ()), metrics=metrics,
     )
     check_output_paths([("--comparison-out", gates.comparison_out)])
-    if sut is None and (settings.enabled and extra.get("cache") or limit is not None):
+    if sut is None and not rebuilt and (settings.enabled and extra.get("cache") or limit is not None):
         flag = "--budget-usd" if limit is not None else "--cache"
         raise click.UsageError(f"{flag} does not apply with --outputs: saved outputs call no SUT")
-    if sut is None:
+    if sut is None or rebuilt:
         settings = CacheSettings(False, settings.ttl)
     return RunExtras(settings, limit, gates, config, sut)
 

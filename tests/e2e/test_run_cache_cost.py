@@ -71,7 +71,8 @@ def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts
     assert calls(marks) == 61 and "cache" not in json.loads((tmp_path / "d.json").read_text())
 
     stats = procs.cli("cache", "stats", "--json")
-    assert stats.returncode == 0, stats.stderr and json.loads(stats.stdout)["entries"] == 30
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["entries"] == 30
     cleared = procs.cli("cache", "clear")
     assert cleared.returncode == 0 and "cleared 30" in cleared.stdout
     assert json.loads(procs.cli("cache", "stats", "--json").stdout)["entries"] == 0

@@ -51,3 +51,10 @@ def flaky_cached(question: object) -> str:
     if "Japan" in str(question) and not Path(os.environ["EH_TEST_FIXED"]).exists():
         raise PermanentError("not fixed yet")
     return respond(str(question))
+
+
+def worse(question: object) -> str:
+    """The example's answers, except a wrong one for every question about a capital."""
+    if "capital" in str(question):
+        return "I do not know"
+    return respond(str(question))
