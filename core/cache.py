@@ -62,13 +62,14 @@ def cache_settings(run_table: Mapping[str, Any], flag: bool | None, ttl_flag: in
     return CacheSettings(enabled, ttl)
 
 
-def cache_digest(sut: str, fingerprint: str | None, sample_input: Any) -> str:
+def cache_digest(sut: str, fingerprint: str | None, sample_input: Any, variant: str | None = None) -> str:
     """sha256 of the SUT, its fingerprint and the input (keys sorted, so the same input in
-    another key order hits)."""
-    body = json.dumps(
-        {"v": CACHE_VERSION, "sut": sut, "fingerprint": fingerprint, "input": sample_input},
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"),
-    )
+    another key order hits).  ``variant`` tells apart outputs that must not be shared although
+    the input is the same, such as the repetitions of one sample (as Inspect AI keys by epoch)."""
+    key: dict[str, Any] = {"v": CACHE_VERSION, "sut": sut, "fingerprint": fingerprint, "input": sample_input}
+    if variant is not None:
+        key["variant"] = variant
+    body = json.dumps(key, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -133,18 +134,29 @@ async def cache_stats(client: aioredis.Redis, prefix: str) -> dict[str, Any]:
     entries = 0
     size = 0
     oldest: float | None = None
+    batch: list[Any] = []
+
+    async def count(names: list[Any]) -> None:
+        nonlocal entries, size, oldest
+        for raw in await client.mget(names):  # one round trip per 500 entries
+            if raw is None:
+                continue  # expired between the scan and the read
+            entries += 1
+            size += len(raw)
+            try:
+                stored = float(json.loads(raw).get("stored_at"))
+            except (ValueError, TypeError, AttributeError):
+                continue
+            if math.isfinite(stored):
+                oldest = stored if oldest is None else min(oldest, stored)
+
     async for key in client.scan_iter(match=keys.cache_pattern, count=500):
-        entries += 1
-        raw = await client.get(key)
-        if raw is None:
-            continue
-        size += len(raw)
-        try:
-            stored = float(json.loads(raw).get("stored_at"))
-        except (ValueError, TypeError, AttributeError):
-            continue
-        if math.isfinite(stored):
-            oldest = stored if oldest is None else min(oldest, stored)
+        batch.append(key)
+        if len(batch) >= 500:
+            await count(batch)
+            batch = []
+    if batch:
+        await count(batch)
     return {"entries": entries, "bytes": size, "oldest_stored_at": oldest}
 
 

@@ -111,6 +111,8 @@ def test_the_cache_key_covers_the_sut_its_fingerprint_and_the_input_in_any_key_o
     assert a != cache_digest("m:f", "sha256:2", {"q": "x", "k": [1, 2]})
     assert a != cache_digest("m:g", "sha256:1", {"q": "x", "k": [1, 2]})
     assert a != cache_digest("m:f", "sha256:1", {"q": "x", "k": [2, 1]})
+    # repetitions of one sample do not share an output
+    assert cache_digest("m:f", "sha256:1", "q", "rep:1") != cache_digest("m:f", "sha256:1", "q", "rep:2") != cache_digest("m:f", "sha256:1", "q")
 
 
 def test_the_progress_line_shows_the_spend_and_the_budget() -> None:
