@@ -295,7 +295,7 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            if workers:
+            if workers and len(prefilled or {}) < len(data.samples):  # a run served whole by the cache needs none
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
