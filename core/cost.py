@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, EvalHarnessError
+from .providers.usage import Usage, collecting_usage
 
 PRICE_KEYS = ("input_per_mtok", "output_per_mtok")
 UNNAMED_MODEL = "(unnamed model)"
@@ -178,17 +179,51 @@ class Budget:
         }
 
 
-def add_cost(report: dict[str, Any], prices: Mapping[str, Price], sut: str | None) -> dict[str, Any] | None:
-    """Price the report's samples in place (``samples[i]["cost"]``) and add ``report["cost"]``;
-    nothing changes in a report without usage, so other reports keep their exact shape."""
+class MeteredScorer:
+    """A scorer whose provider calls (an LLM judge, an embedding model) are gathered per sample id
+    into ``sink``, so the report can price the judges too; everything else is the scorer's."""
+
+    def __init__(self, inner: Any, sink: dict[str, Usage]) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def score(self, output: str, expected: Any, sample: Any) -> Any:
+        # the value is passed on as it is: the report checks that it is a finite number
+        with collecting_usage() as usage:
+            try:
+                return self._inner.score(output, expected, sample)
+            finally:
+                if usage.calls:
+                    self._sink.setdefault(str(sample.id), Usage()).add(usage)
+
+
+def add_cost(
+    report: dict[str, Any], prices: Mapping[str, Price], sut: str | None, judge_usage: Mapping[str, Usage] | None = None
+) -> dict[str, Any] | None:
+    """Price the report's samples in place (``samples[i]["cost"]``, and ``judge_usage`` /
+    ``judge_cost`` for the metrics' own provider calls) and add ``report["cost"]``; nothing changes
+    in a report without usage, so other reports keep their exact shape."""
     rows = report.get("samples") or []
     usages = [row.get("usage") for row in rows]
-    if not any(usages):
+    judged = [judge_usage[str(row["id"])].as_dict() if judge_usage and str(row.get("id")) in judge_usage else None for row in rows]
+    if not any(usages) and not any(judged):
         return None
     model = sut_model(sut)
     costs = [sample_cost(u, prices, model) for u in usages]
     for row, cost in zip(rows, costs, strict=True):
         row["cost"] = cost
     summary = cost_summary(costs, usages)
+    if any(judged):
+        judge_costs = [sample_cost(u, prices) for u in judged]
+        for row, usage, cost in zip(rows, judged, judge_costs, strict=True):
+            row["judge_usage"], row["judge_cost"] = usage, cost
+        judges = cost_summary(judge_costs, judged)
+        summary["sut_usd"] = summary["total_usd"]
+        summary["judges"] = judges
+        summary["total_usd"] = round(summary["total_usd"] + judges["total_usd"], 10)
+        summary["complete"] = summary["complete"] and judges["complete"]
     report["cost"] = summary
     return summary

@@ -365,6 +365,8 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     """Score, print and write the report of a run (JSON and the ``formats``: md, html, csv,
     junit -> file); returns the run's exit code.  ``extra`` marks a rebuilt report, ``additions``
     are more keys of the run's own report (its subset)."""
+    if extras is not None:
+        scorers = extras.metered(scorers)
     report = build_report(
         run_id=result.run_id,
         dataset=data,

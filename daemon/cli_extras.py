@@ -25,8 +25,9 @@ from evalharness.core.baselines import (
 from evalharness.core.cache import CacheSettings, ResponseCache, cache_settings, cache_summary
 from evalharness.core.config import Config
 from evalharness.core.connection import async_client
-from evalharness.core.cost import Budget, add_cost, check_budget, sut_model
+from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, sut_model
 from evalharness.core.datasets import Dataset
+from evalharness.core.providers.usage import Usage
 from evalharness.core.report import write_report
 from evalharness.core.report_formats import check_output_paths
 
@@ -76,6 +77,11 @@ class RunExtras:
     stored: int = 0
     comparison: dict[str, Any] | None = None
     gate_problems: list[str] = field(default_factory=list)
+    judge_usage: dict[str, Usage] = field(default_factory=dict)  # the metrics' provider calls, by sample id
+
+    def metered(self, scorers: Any) -> list[Any]:
+        """The scorers, gathering the usage of their own provider calls (judges, embeddings)."""
+        return [MeteredScorer(s, self.judge_usage) for s in scorers]
 
     @property
     def needs_redis(self) -> bool:
@@ -144,7 +150,7 @@ def store_outputs(extras: RunExtras, url: str, prefix: str, outcomes: Any, finge
 
 def decorate(extras: RunExtras, report: dict[str, Any], data: Dataset | None = None) -> None:
     """Add cost, cache, budget and comparison to the report (additively) and check the gates."""
-    add_cost(report, extras.config.prices, extras.sut)
+    add_cost(report, extras.config.prices, extras.sut, extras.judge_usage)
     if extras.cache.enabled:
         for row in report["samples"]:
             if row["index"] in extras.prefilled:

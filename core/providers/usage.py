@@ -64,6 +64,8 @@ def parse_usage(body: Mapping[str, Any]) -> Usage:
             setattr(usage, name, _whole(raw.get(name)))
         if usage.total_tokens is None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if isinstance(body.get("model"), str) and body["model"]:
+        usage.model = body["model"]  # the model that answered prices the call (core/cost.py)
     cost = raw.get("cost") if isinstance(raw, Mapping) and "cost" in raw else body.get("cost")
     if not isinstance(cost, bool) and isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0:
         usage.cost = float(cost)

@@ -210,3 +210,37 @@ def test_the_gates() -> None:
         args.update(kwargs)
         with pytest.raises(ConfigError, match=words):
             check_gates(**args)
+
+
+class _Judge:
+    """A judge metric whose provider call reports usage, as the provider client does."""
+
+    name = "judge"
+    metric = "llm-as-judge"
+    arguments: dict[str, Any] = {}
+
+    def score(self, output: str, expected: Any, sample: Sample) -> Any:
+        from evalharness.core.providers.usage import Usage, record_usage
+
+        record_usage(Usage(prompt_tokens=2000, completion_tokens=0, calls=1, model="gpt-4o"))
+        return True if sample.id == "bad" else 1.0
+
+
+def test_judge_calls_are_priced_apart_from_the_sut_and_a_wrapped_scorer_still_checks_its_values() -> None:
+    from evalharness.core.cost import MeteredScorer, add_cost
+    from evalharness.core.providers.usage import Usage
+    from evalharness.core.report import SampleOutcome, build_report
+
+    samples = (Sample("a", "q", "x", {}, 1), Sample("bad", "q2", "x", {}, 2))
+    data = Dataset(Path("d.jsonl"), "d", samples)
+    sink: dict[str, Usage] = {}
+    outcomes = [SampleOutcome(i, s, "x", None, 1, {"prompt_tokens": 1000, "completion_tokens": 0, "calls": 1}) for i, s in enumerate(samples)]
+    report = build_report(run_id="r", dataset=data, sut="openai:gpt-4o-mini", mode="serial", options={}, started_at=0, finished_at=1,
+                          outcomes=outcomes, scorers=[MeteredScorer(_Judge(), sink)])  # type: ignore[list-item]
+    assert report["metrics"]["judge"]["metric"] == "llm-as-judge"
+    assert report["samples"][1]["metric_errors"]["judge"]["kind"] == "invalid-score"  # True is not a score
+    cost = add_cost(report, PRICES, "openai:gpt-4o-mini", sink)
+    assert cost is not None
+    assert cost["sut_usd"] == pytest.approx(2 * 0.00015) and cost["judges"]["derived_usd"] == pytest.approx(2 * 0.005)
+    assert cost["total_usd"] == pytest.approx(2 * 0.00015 + 2 * 0.005)
+    assert report["samples"][0]["judge_cost"] == {"usd": 0.005, "source": "derived", "model": "gpt-4o"}
