@@ -188,3 +188,34 @@ def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(procs: Pr
     (tmp_path / "evalharness.toml").write_text("[run]\ncache = 'yes'\n")
     bad = procs.cli(*base)
     assert bad.returncode == 2 and "table [run]: key 'cache' must be true or false" in bad.stderr
+
+
+@pytest.mark.slow
+def test_an_openai_sut_hits_the_cache_until_its_parameters_change_and_reported_cost_is_kept(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    from support.openai_stub import OpenAIStub
+
+    key = "sk-cache-test-never-stored"
+    rows = [{"id": f"s{i}", "input": f"answer{i}", "expected_output": f"answer{i}"} for i in range(5)]
+    data = tmp_path / "simple.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with OpenAIStub(api_key=key, cost_per_token=0.001) as stub:
+        env = {"OPENAI_BASE_URL": stub.base_url, "OPENAI_API_KEY": key}
+        args = ("run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--batch", "serial", "--cache", "--quiet")
+        (tmp_path / "evalharness.toml").write_text('[sut.openai]\nsystem_prompt = "One word."\n')
+        first = procs.cli(*args, "--json", "a.json", env=env)
+        assert first.returncode == 0, first.stderr
+        assert len(stub.seen("/v1/chat/completions")) == 5
+        again = procs.cli(*args, "--json", "b.json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert len(stub.seen("/v1/chat/completions")) == 5  # every output came from the cache
+        a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+        assert b["cache"]["hits"] == 5
+        # the provider's reported cost and the model that answered travel with the cached output
+        assert b["cost"]["reported_usd"] == pytest.approx(a["cost"]["reported_usd"]) and a["cost"]["reported_usd"] > 0
+        assert all(s["usage"]["model"] == "m1" for s in b["samples"])
+        # another system prompt is another SUT: every sample misses
+        (tmp_path / "evalharness.toml").write_text('[sut.openai]\nsystem_prompt = "Be exact."\n')
+        changed = procs.cli(*args, "--json", "c.json", env=env)
+        assert changed.returncode == 0, changed.stderr
+        assert len(stub.seen("/v1/chat/completions")) == 10
+        assert json.loads((tmp_path / "c.json").read_text())["cache"]["hits"] == 0
