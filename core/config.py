@@ -265,9 +265,13 @@ class Config:
     sut: dict[str, dict[str, Any]] = field(default_factory=dict)
     # [profiles.NAME] tables: named sets of run options (see core/profiles.py), values checked
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [run] (defaults of `evalharness run`: cache, cache_ttl; see core/cache.py) and
+    # [prices."MODEL-PREFIX"] (USD per million tokens; see core/cost.py)
+    run: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, Any] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "profiles"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "profiles", "run", "prices"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -431,6 +435,11 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
     from .profiles import check_profile_tables
 
     profiles = check_profile_tables(data.get("profiles", {}), str(path))
+    from .cache import check_run_table
+    from .cost import check_price_tables
+
+    run_table = check_run_table(data.get("run", {}), str(path))
+    prices = check_price_tables(data.get("prices", {}), str(path))
 
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
@@ -485,6 +494,8 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         providers=providers,
         sut=sut_tables,
         profiles=profiles,
+        run=run_table,
+        prices=prices,
     )
 
 

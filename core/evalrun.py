@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from .batches import Batches
 from .connection import REDIS_ERRORS
+from .cost import Budget
 from .datasets import Dataset, Sample
 from .errors import EvalHarnessError, InfrastructureError, SutError
 from .evaljobs import DEFAULT_EVAL_QUEUE, SAMPLE_JOB, SUT_MISMATCH
@@ -208,9 +209,13 @@ async def run_serial(
     options: RunOptions,
     progress: Progress | None = None,
     interrupt: Interrupt | None = None,
+    prefilled: Mapping[int, dict[str, Any]] | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run every sample in this process, one at a time, with the same timeout, tries, backoff
-    and rate-limit semantics a worker applies."""
+    and rate-limit semantics a worker applies.  ``prefilled`` outcomes (cached outputs, as the
+    result store holds them) are taken as they are; with a ``budget`` the run stops calling the
+    SUT once the spend reaches it."""
     code = load_sut_code(sut)
     func = code.func
     started = time.time()
@@ -222,6 +227,15 @@ async def run_serial(
     if interrupt is not None:
         interrupt.bind()
     for index, sample in enumerate(dataset.samples):
+        if prefilled and index in prefilled:
+            outcomes.append(outcome_of(index, sample, prefilled[index], True))
+            if progress:
+                progress(index + 1, len(dataset.samples))
+            continue
+        if budget is not None and budget.exhausted:
+            budget.halted = True
+            outcomes += _budget_never_ran(dataset, index, budget, diagnostics, prefilled or {})
+            break
         if interrupt is not None and interrupt.requested:
             outcomes += _serial_interrupted(dataset, index, interrupt, diagnostics, running=None)
             stopped_by = interrupt.signal
@@ -243,6 +257,8 @@ async def run_serial(
             break
         output, error, attempts = done
         outcomes.append(SampleOutcome(index, sample, output, error, attempts, usage.as_dict() if usage.calls else None))
+        if budget is not None and output is not None:
+            budget.observe({"result": {"usage": usage.as_dict() if usage.calls else None}})
         if progress:
             progress(index + 1, len(dataset.samples))
     if interrupt is not None:
@@ -250,6 +266,23 @@ async def run_serial(
     return RunResult(
         run_id, outcomes, started, time.time(), diagnostics, interrupted=stopped_by, sut_fingerprint=code.fingerprint
     )
+
+
+def _budget_never_ran(
+    dataset: Dataset, index: int, budget: Budget, diagnostics: list[str], prefilled: Mapping[int, dict[str, Any]]
+) -> list[SampleOutcome]:
+    """The samples a serial run did not call the SUT for because the budget was spent at ``index``
+    (cached ones still come from the cache: they cost nothing)."""
+    out = []
+    never = 0
+    for i in range(index, len(dataset.samples)):
+        if i in prefilled:
+            out.append(outcome_of(i, dataset.samples[i], prefilled[i], True))
+        else:
+            out.append(SampleOutcome(i, dataset.samples[i], None, _error("not_dispatched", f"never ran: halted on budget ({budget.reason(index)})"), 0))
+            never += 1
+    diagnostics.append(f"halted on budget: {budget.reason(index)}; {never} sample(s) never ran")
+    return out
 
 
 def _serial_interrupted(
@@ -356,6 +389,7 @@ class _Collector:
             # a job still queued or running has the same id, so the dispatch merges into it)
             self.results.update(resume.results)
             self.pending = deque(i for i in range(len(dataset.samples)) if i not in self.results)
+        self.budget: Budget | None = None  # counts the spend of each outcome as it arrives
 
     def request(self, index: int) -> JobRequest:
         sample = self.dataset.samples[index]
@@ -404,6 +438,8 @@ class _Collector:
             self.results[index] = value
             self.in_flight.discard(index)
             got += 1
+            if self.budget is not None:
+                self.budget.observe(value)
             error = value.get("error")
             if error and error.get("kind") in ("sut_import", SUT_MISMATCH) and self.stop_dispatching is None:
                 self.stop_dispatching = error.get("message") or "the workers could not import the SUT"
@@ -499,6 +535,8 @@ async def run_lazy_parallel(
     watch: Callable[[str], None] | None = None,
     record_extra: Mapping[str, str] | None = None,
     resume: Continuation | None = None,
+    prefilled: Mapping[int, dict[str, Any]] | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order.
@@ -508,14 +546,18 @@ async def run_lazy_parallel(
 
     ``watch`` is called with the run's batch id once the batch exists (a live progress display
     reads the batch's counts); ``record_extra`` adds fields to the run's record.  ``resume``
-    continues a run whose record exists (core/resume.py) instead of starting one."""
+    continues a run whose record exists (core/resume.py) instead of starting one.
+
+    ``prefilled`` outcomes (cached outputs) are stored in the run's result sink and never
+    dispatched; with a ``budget`` the run stops dispatching once the spend reaches it, removes
+    its queued samples and lets the running ones finish (see :func:`_budget_halt`)."""
     code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
     if interrupt is not None:
         interrupt.bind()
     try:
         return await _lazy_parallel(
             client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint, watch, record_extra,
-            resume,
+            resume, prefilled or {}, budget,
         )
     finally:
         if interrupt is not None:
@@ -535,18 +577,26 @@ async def _lazy_parallel(
     watch: Callable[[str], None] | None = None,
     record_extra: Mapping[str, str] | None = None,
     resume: Continuation | None = None,
+    prefilled: Mapping[int, dict[str, Any]] | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options, fingerprint, resume)
-    if not await _workers_or_coming(c.queue, client, prefix, options.queue):
+    prefilled = {i: v for i, v in (prefilled or {}).items() if 0 <= i < len(dataset.samples) and i not in c.results}
+    c.budget = budget
+    if prefilled:
+        c.results.update(prefilled)
+        c.pending = deque(i for i in c.pending if i not in prefilled)
+    if c.pending and not await _workers_or_coming(c.queue, client, prefix, options.queue):
         raise InfrastructureError(no_worker_message(options.queue))
     batches = Batches(client, prefix, c.queue)
     total = len(dataset.samples)
     if resume is None or resume.new_batch:
-        # The batch declares the whole dataset, so its total and progress are the run's, not what
-        # was dispatched so far, and it cannot finish while samples wait to be dispatched.
+        # The batch declares the whole dataset (less what is cached or already collected), so its
+        # total and progress are the run's, not what was dispatched so far, and it cannot finish
+        # while samples wait to be dispatched.
         await batches.create(
             f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
-            allow_failures=True, total=total if resume is None else len(c.pending),
+            allow_failures=True, total=len(c.pending),
         )
     if watch is not None:
         watch(c.batch_id)
@@ -562,6 +612,15 @@ async def _lazy_parallel(
     else:
         started = resume.started_at
         await store.update(c.run_id, options.result_ttl, state="running", batch=c.batch_id, finished_at=None, interrupted=None, **dict(record_extra or {}))
+    if prefilled:
+        # the sink holds every outcome of the run, so `evalharness report RUN_ID` has the cached ones too
+        sink_key = c.queue.keys(options.queue).results(c.sink)
+        await client.hset(sink_key, mapping={str(i): json.dumps(v) for i, v in prefilled.items()})
+        await client.expire(sink_key, options.result_ttl)
+        if progress:
+            progress(len(c.results), total)
+        if not c.pending:
+            await batches.seal(c.batch_id)
     start_mono = time.monotonic()
     deadline = None if options.batch_timeout is None else start_mono + options.batch_timeout
     dispatch_done_at: float | None = None
@@ -573,6 +632,10 @@ async def _lazy_parallel(
     cancelled = False
     while len(c.results) < total:
         if interrupt is not None and interrupt.requested:
+            break
+        if budget is not None and budget.exhausted and not budget.halted:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await _budget_halt(c, budget, options)
             break
         now = time.monotonic()
         if deadline is not None and now >= deadline:
@@ -714,6 +777,33 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
     finished = record.finished_at if record.finished_at is not None else time.time()
     result = RunResult(record.id, outcomes, record.started_at, finished, diagnostics, record.batch, record.interrupted)
     return record, result
+
+
+async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> None:
+    """The spend reached the budget: dispatch no more, remove the run's queued samples (the batch
+    becomes cancelled, as ``queue clear --batch`` does) and collect what the running ones deliver
+    (they were paid for already), for at most one sample timeout."""
+    from .queue_ops import clear_queue
+
+    budget.halted = True
+    done_before = len(c.results)
+    removed = 0
+    cleared = await clear_queue(c.client, c.queue.prefix, options.queue, c.batch_id, delayed=True)
+    removed = cleared.removed
+    expect = len(c.in_flight) - removed
+    end = time.monotonic() + options.timeout + 1.0
+    while expect > 0 and time.monotonic() < end:
+        expect -= await c.collect(min(0.25, max(0.01, end - time.monotonic())))
+    never = len(c.pending)
+    if expect <= 0:
+        # every sample still in flight is one the clear removed: it never ran
+        never += len(c.in_flight)
+        c.pending.extend(sorted(c.in_flight))
+        c.in_flight.clear()
+    c.diagnostics.append(
+        f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran"
+        + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
+    )
 
 
 async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, options: RunOptions) -> None:

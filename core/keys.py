@@ -154,3 +154,23 @@ class GlobalKeys:
         record stays the source of truth, so a lost message only delays the stop to the next
         regular renewal."""
         return f"{self.prefix}:cancels"
+
+    def cache_entry(self, digest: str) -> str:
+        """STRING (JSON: output, usage, stored_at) of one cached SUT output, by the digest of the
+        SUT's fingerprint and the sample's input (see ``core/cache.py``); expires after the
+        cache's TTL."""
+        return f"{self.prefix}:cache:{digest}"
+
+    @property
+    def cache_pattern(self) -> str:
+        """SCAN pattern of every cache entry (``cache clear``, ``cache stats``)."""
+        return f"{self.prefix}:cache:*"
+
+    def baseline(self, name: str) -> str:
+        """STRING (JSON, ``evalharness.baseline.v1``): a promoted baseline, without expiry."""
+        return f"{self.prefix}:baseline:{name}"
+
+    @property
+    def baselines(self) -> str:
+        """ZSET baseline name -> time (ms) it was promoted."""
+        return f"{self.prefix}:baselines"

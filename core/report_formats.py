@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from . import report_extras
 from .repetitions import summary_lines, unstable_rows
 from .report import PASS_THRESHOLD, report_ok
 
@@ -26,6 +27,7 @@ Report = Mapping[str, Any]
 
 CSV_COLUMNS: tuple[str, ...] = (
     "run_id", "sample_id", "index", "metric", "score", "passed", "metric_error", "error_kind", "error_message", "attempts", "output",
+    "cost_usd", "cost_source", "cached",
 )
 
 
@@ -118,6 +120,7 @@ def render_markdown(report: Report) -> str:
         out.append(f"> {_md_cell(line, 500)}")
     if report.get("diagnostics"):
         out.append("")
+    out += report_extras.markdown(report, _md_cell)
     failing = [(row, sample_problems(row)) for row in report["samples"]]
     failing = [(row, problems) for row, problems in failing if problems]
     out += [f"## Samples that did not pass ({len(failing)})", ""]
@@ -276,6 +279,7 @@ def render_html(report: Report) -> str:
             out.append("<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th><th>95% CI</th></tr>"
                        + "".join(f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
                                  f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>" for i, p, n, r, lo, hi in rows) + "</table>")
+    out += report_extras.html_sections(report)
     out += ["<h2>Samples</h2>", f'<div class="chart">{_outcome_chart(report)}</div>', "<p></p>"]
     names = list(report["metrics"])
     out.append("<table><tr><th>id</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "<th>result</th><th>output</th></tr>")
@@ -313,6 +317,7 @@ def render_csv(report: Report) -> str:
             error = row.get("error") or {}
             scores = row.get("scores") or {}
             metric_errors = row.get("metric_errors") or {}
+            cost = row.get("cost") or sample.get("cost") or {}
             for name in names:
                 score = scores.get(name)
                 merr = metric_errors.get(name)
@@ -324,6 +329,9 @@ def render_csv(report: Report) -> str:
                     error.get("kind", ""), error.get("message", ""),
                     "" if row.get("attempts") is None else row["attempts"],
                     "" if row.get("output") is None else row["output"],
+                    "" if cost.get("usd") is None else repr(float(cost["usd"])),
+                    cost.get("source", ""),
+                    "true" if row.get("cached") else "",
                     *((row["repetition"],) if repeated else ()),
                 ])
     return buffer.getvalue()
@@ -370,10 +378,14 @@ def render_junit(report: Report) -> str:
         if lines:
             body += f"<system-out>{_xml_text(chr(10).join(lines))}</system-out>"
         cases.append(f'    <testcase classname={_attr("evalharness." + name)} name={_attr(row["id"])} time="0">{body}</testcase>')
-    total = len(report["samples"])
-    suite_props = "".join(
-        f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in (("run_id", report["run_id"]), ("sut", report["sut"]), ("mode", report["mode"]))
-    )
+    for problem in report_extras.gate_failures(report):
+        # a failed gate is a failed test, so a CI system shows why the run failed
+        failures += 1
+        cases.append(f'    <testcase classname={_attr("evalharness." + name + ".gates")} name={_attr(problem.split(" ")[0])} time="0">'
+                     f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>')
+    total = len(cases)
+    props = (("run_id", report["run_id"]), ("sut", report["sut"]), ("mode", report["mode"]), *report_extras.junit_properties(report))
+    suite_props = "".join(f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in props)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuites name="evalharness" tests="{total}" failures="{failures}" errors="0" time="{report["duration_seconds"]}">\n'

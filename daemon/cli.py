@@ -53,8 +53,19 @@ from evalharness.core.report import SampleOutcome, build_report, render_report, 
 from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.resume import hold_claim, run_id_of_batch
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
-from evalharness.core.sut import load_sut
+from evalharness.core.sut import load_sut, load_sut_code
 
+from .cli_extras import (
+    RunExtras,
+    check_run_extras,
+    decorate,
+    exit_code,
+    gate_options,
+    prepare,
+    render,
+    run_extra_options,
+    store_outputs,
+)
 from .cli_resume import resume_fields
 from .cli_runopts import OrNone, resolve_run_flags
 from .common import (
@@ -139,9 +150,10 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
+@run_extra_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple[str, ...], mode: str, profile: str | None, repetitions: Any, resume_id: str | None, allow_changes: bool, concurrency: Any, queue: str, timeout: Any, tries: Any, json_path: str | None, workers: Any, batch_timeout: Any, rate_limit: Any, result_ttl: Any, quiet: bool, progress_interval: float, limit: Any, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
+def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple[str, ...], mode: str, profile: str | None, repetitions: Any, resume_id: str | None, allow_changes: bool, concurrency: Any, queue: str, timeout: Any, tries: Any, json_path: str | None, workers: Any, batch_timeout: Any, rate_limit: Any, result_ttl: Any, quiet: bool, progress_interval: float, limit: Any, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None, **extra: Any) -> None:
     """Evaluate DATASET (.jsonl, .yaml, .csv) against a SUT and print the report.
 
     \b
@@ -152,6 +164,10 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     every other column goes to the sample's metadata.
     --outputs FILE scores saved outputs with the metrics: no SUT, no workers.
     Reports: --json, --md, --html, --csv, --junit (any together).
+    --cache reuses the outputs kept for the same SUT and input (7 days);
+    --budget-usd X stops dispatching once the priced spend reaches X;
+    --compare NAME --max-regressions N and --fail-under METRIC=VALUE are
+    gates: the run exits 1 when it fails one (docs/runs.md).
     Progress: a live line on a terminal (done, failed, retrying,
     rate-limited, in flight, rate, ETA); plain lines every
     --progress-interval seconds otherwise; none with --quiet.
@@ -173,7 +189,9 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     \b
     Exit status:
       0    every sample scored
-      1    some samples failed (the report lists them)
+      1    some samples failed (the report lists them), the run halted
+           on its budget, or it failed a gate (--max-regressions,
+           --fail-under)
       2    bad input (dataset, SUT, metric, option, profile, configuration
            file), or a --resume refused (unknown run, the dataset or SUT
            changed, its producer is alive)
@@ -239,10 +257,13 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
     if profile is not None:
         additions["profile"] = resolved.to_json()
+    extras = check_run_extras(extra, config, [s.name for s in scorers], sut)
     if outputs_path:
         result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)
         additions["outputs"] = outputs_info
-        code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions)
+        if extras.needs_redis:
+            prepare(extras, settings_from(ctx).redis_url, settings_from(ctx).prefix, data, None)
+        code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions, extras=extras)
         raise SystemExit(code)
     assert sut is not None
     load_sut(sut)
@@ -250,10 +271,18 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
     record_extra = {"subset": json.dumps(additions["subset"])} if subset else {}
     record_extra.update(resume_fields(dataset, data, sut, subset, metrics, repetitions, profile, json_path, formats, input_col, expected_col))
+    units = expand(data, repetitions)
+    extras.repetitions = repetitions
+    fingerprint = load_sut_code(sut).fingerprint
+    settings = settings_from(ctx) if extras.needs_redis else None
+    # the baseline and the cached outputs are read before anything is dispatched
+    prepare(extras, settings.redis_url if settings else "", settings.prefix if settings else "", units, fingerprint)
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, expand(data, repetitions), sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra)
-        code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions)
+        result = execute(ctx, units, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra, extras=extras)
+        if settings is not None:
+            store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
+        code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras)
     if result.interrupted:
         # The report is written; a SUT thread a signal could not stop must not hold the exit.
         sys.stdout.flush()
@@ -296,20 +325,26 @@ def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, pat
     return RunResult(new_job_id(), outcomes, started, time.time()), info
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None) -> RunResult:
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, extras: RunExtras | None = None) -> RunResult:
     console = Console(stderr=True)
     with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
         progress = shown.done
+        budget = extras.budget if extras is not None else None
+        prefilled = extras.prefilled if extras is not None else None
+        if budget is not None:
+            budget.on_change = lambda spent: shown.update(spent_usd=spent)
+            if budget.limit_usd != float("inf"):
+                shown.update(budget_usd=budget.limit_usd)
         if options.mode == "serial":
-            return asyncio.run(run_serial(data, sut, options, progress, interrupt))
+            return asyncio.run(run_serial(data, sut, options, progress, interrupt, prefilled, budget))
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            if workers:
+            if workers and len(prefilled or {}) < len(data.samples):  # a run served whole by the cache needs none
                 cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume))
+            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume, prefilled, budget))
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
 
@@ -343,7 +378,7 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
             p.wait()
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None, resume: Continuation | None = None) -> RunResult:
+async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, prefilled: Any = None, budget: Any = None) -> RunResult:
     client = async_client(url)
     watch = watcher = None
     if shown is not None:
@@ -360,7 +395,7 @@ async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOpti
         claims.append(asyncio.ensure_future(hold_claim(client, prefix, run_id_of_batch(batch_id), options.result_ttl, release)))
 
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra, resume=resume)
+        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra, resume=resume, prefilled=prefilled, budget=budget)
     finally:
         release.set()
         for claim in claims:
@@ -376,14 +411,16 @@ async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOpti
         await client.aclose()
 
 
-def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None) -> int:
-    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path, formats=formats, additions=additions)
+def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None, extras: RunExtras | None = None) -> int:
+    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path, formats=formats, additions=additions, extras=extras)
 
 
-def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None) -> int:
+def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None, extras: RunExtras | None = None) -> int:
     """Score, print and write the report of a run (JSON and the ``formats``: md, html, csv,
     junit -> file); returns the run's exit code.  ``extra`` marks a rebuilt report, ``additions``
     are more keys of the run's own report (its subset)."""
+    if extras is not None:
+        scorers = extras.metered(scorers)
     fields = {"run_id": result.run_id, "dataset": data, "sut": sut, "mode": mode, "options": options,
               "started_at": result.started_at, "finished_at": result.finished_at, "outcomes": result.outcomes, "scorers": scorers}
     repetitions = int(options.get("repetitions") or 1)
@@ -398,7 +435,11 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     report.update(extra or {})
     if result.sut_fingerprint:
         report["sut_fingerprint"] = result.sut_fingerprint
+    if extras is not None:
+        decorate(extras, report, data)  # cost, cache, budget, comparison and gates (cli_extras.py)
     render_report(report, Console())
+    if extras is not None:
+        render(extras, report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
     if json_path:
@@ -409,7 +450,8 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
     if result.interrupted and extra is None:
         # the run itself was stopped by this signal (a rebuilt report just scores what is there)
         return SIGNAL_EXIT.get(result.interrupted, 130)
-    return 0 if report_ok(report) else 1
+    code = 0 if report_ok(report) else 1
+    return code if extras is None else exit_code(extras, code)
 
 
 # -- report -------------------------------------------------------------------------------
@@ -422,21 +464,23 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
+@gate_options
 @click.pass_context
 @handle_errors
-def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None) -> None:
+def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None, **extra: Any) -> None:
     """Rebuild the report of a lazy-parallel run from its outputs in Redis.
 
     RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
     every output that is in Redis now, so after `evalharness batch retry
     run-RUN_ID` (or `failed retry`) has run the failed samples again, it
     scores their new outputs.  A run's record and outputs are kept
-    --result-ttl seconds (a day by default).
+    --result-ttl seconds (a day by default).  --compare NAME, --max-regressions,
+    --fail-under: the gates of `evalharness run`, on the rebuilt report.
 
     \b
     Exit status:
       0    every sample scored
-      1    some samples failed or have no output (yet)
+      1    some samples failed or have no output (yet), or a gate failed
       2    no such run in Redis (unknown id, or expired)
       3    Redis unavailable
     """
@@ -453,6 +497,8 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
 
     record, result = asyncio.run(load())
     scorers = resolve_metrics(record.metrics)
+    extras = check_run_extras(extra, load_config(ctx.find_root().obj.get("config")), [s.name for s in scorers], record.sut, rebuilt=True)
+    prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
     rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
@@ -460,7 +506,7 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
     reps = int(record.extra.get("repetitions") or 1)
     # a repeated run's record holds every execution; the report has a row per sample
     data = record.dataset if reps == 1 else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
-    raise SystemExit(present(result, data, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats))
+    raise SystemExit(present(result, data, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats, extras=extras))
 
 
 # -- work ---------------------------------------------------------------------------------
@@ -635,7 +681,9 @@ def server_status(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
+    from .cli_baseline import baseline
     from .cli_batch import batch
+    from .cli_cache import cache
     from .cli_config import config
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
@@ -646,6 +694,8 @@ def _register_groups() -> None:
     from .cli_status import metrics, status
 
     cli.add_command(batch)
+    cli.add_command(baseline)
+    cli.add_command(cache)
     cli.add_command(config)
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)

@@ -35,6 +35,8 @@ class Counts:
     in_flight: int | None = None  # dispatched, no outcome yet
     retrying: int | None = None  # retries on the run's queue since the run started
     rate_limited: int | None = None  # rate-limit (429) releases on the run's queue since then
+    spent_usd: float | None = None  # the run's priced spend so far (None: nothing priced yet)
+    budget_usd: float | None = None  # --budget-usd, shown next to the spend
 
 
 def _duration(seconds: float) -> str:
@@ -57,7 +59,7 @@ def rate_and_eta(done: int, total: int, elapsed: float) -> tuple[float | None, f
 
 
 def progress_line(label: str, counts: Counts, elapsed: float) -> str:
-    """``capitals: 40/200 done · 2 failed · 1 retrying · 3 rate-limited · 10 in flight · 12.3/s · ETA 13s``"""
+    """``capitals: 40/200 done · 2 failed · 1 retrying · 3 rate-limited · 10 in flight · $0.0420 spent · 12.3/s · ETA 13s``"""
     parts = [f"{label}: {counts.done}/{counts.total} done"]
     for value, word in (
         (counts.failed, "failed"),
@@ -67,6 +69,9 @@ def progress_line(label: str, counts: Counts, elapsed: float) -> str:
     ):
         if value is not None:
             parts.append(f"{value} {word}")
+    if counts.spent_usd is not None or counts.budget_usd is not None:
+        spent = f"${counts.spent_usd or 0.0:.4f}"
+        parts.append(f"{spent} of ${counts.budget_usd:.4f}" if counts.budget_usd is not None else f"{spent} spent")
     rate, eta = rate_and_eta(counts.done, counts.total, elapsed)
     parts.append("–/s" if rate is None else f"{rate:.1f}/s")
     parts.append(f"elapsed {_duration(elapsed)}")

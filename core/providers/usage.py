@@ -26,6 +26,7 @@ class Usage:
     total_tokens: int | None = None
     cost: float | None = None
     calls: int = 0
+    model: str | None = None  # the model that answered, when the SUT says so (prices are per model)
 
     def add(self, other: Usage) -> None:
         for name in (*TOKEN_FIELDS, "cost"):
@@ -33,12 +34,16 @@ class Usage:
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine + theirs)
         self.calls += other.calls
+        if other.model is not None:
+            self.model = other.model
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in TOKEN_FIELDS}
         if self.cost is not None:
             out["cost"] = round(self.cost, 10)
         out["calls"] = self.calls
+        if self.model is not None:
+            out["model"] = self.model
         return out
 
 
@@ -59,6 +64,8 @@ def parse_usage(body: Mapping[str, Any]) -> Usage:
             setattr(usage, name, _whole(raw.get(name)))
         if usage.total_tokens is None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    if isinstance(body.get("model"), str) and body["model"]:
+        usage.model = body["model"]  # the model that answered prices the call (core/cost.py)
     cost = raw.get("cost") if isinstance(raw, Mapping) and "cost" in raw else body.get("cost")
     if not isinstance(cost, bool) and isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0:
         usage.cost = float(cost)

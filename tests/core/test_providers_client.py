@@ -36,7 +36,7 @@ async def test_a_chat_completion_returns_the_content_and_records_usage(client: O
         reply = await client.chat([{"role": "user", "content": "Paris is the answer"}], params={"max_tokens": 5}, idempotency_key="job-1")
     assert reply.content == "Paris is the answer"
     assert reply.usage.prompt_tokens == 4 and reply.usage.completion_tokens == 4 and reply.usage.total_tokens == 8
-    assert usage.as_dict() == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8, "cost": 0.008, "calls": 1}
+    assert usage.as_dict() == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8, "cost": 0.008, "calls": 1, "model": "m1"}
     (seen,) = stub.seen("/v1/chat/completions")
     # the provider's params and the call's are both passed through; the job's key deduplicates
     assert seen.body["temperature"] == 0 and seen.body["max_tokens"] == 5 and seen.body["model"] == "m1"
