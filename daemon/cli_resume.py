@@ -32,7 +32,7 @@ from evalharness.core.runs import RunRecord, RunStore, dataset_fingerprint
 from evalharness.core.scorers import resolve_metrics
 from evalharness.core.sut import load_sut_code
 
-from .common import fail, settings_from
+from .common import exit_with_error, settings_from
 
 # flags that choose what a run is: a resumed run keeps the ones it started with
 _FIXED = {
@@ -293,7 +293,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     rid = run_id.removeprefix("run-")
     rows = asyncio.run(_summaries(settings.redis_url, settings.prefix, [rid], 1))
     if not rows:
-        fail(EvalHarnessError(f"no run {rid!r} in Redis: the id is unknown, or its record expired"))
+        exit_with_error(EvalHarnessError(f"no run {rid!r} in Redis: the id is unknown, or its record expired"))
     row = rows[0]
     if as_json:
         click.echo(json.dumps(row, indent=2))
