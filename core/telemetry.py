@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from .adaptive import read_limiters
 from .keys import GlobalKeys, QueueKeys
 from .queue import known_queues, pipe_queue_state
 
@@ -237,6 +238,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         },
         "queues": rows,
         "masters": masters,
+        "limiters": await read_limiters(client, prefix, now),
     }
 
 
