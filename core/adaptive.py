@@ -154,12 +154,16 @@ def clamp(state: AdaptiveState, params: AdaptiveParams) -> AdaptiveState:
     return replace(state, limit=max(params.floor * MILLI, min(params.ceiling * MILLI, state.limit)))
 
 
-def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_ms: int, granted_ms: int) -> tuple[AdaptiveState, bool]:
+def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_ms: int, granted_ms: int,
+               in_use: int) -> tuple[AdaptiveState, bool]:
     """The state after a slot granted at ``granted_ms`` is given back at ``now_ms`` with
     ``outcome`` (:data:`OK`, :data:`THROTTLED`, or :data:`NEUTRAL` for an error that says nothing
-    about load), and whether the limit was lowered.
+    about load), and whether the limit was lowered.  ``in_use``: the slots in flight just after
+    this one was granted.
 
-    * a success counts; after ``increase_after`` successes in a row (default: as many as the
+    * a success counts when the limit was full as it started (``in_use`` >= the limit): calls
+      that never reached the limit say nothing about a higher one, and a limit raised by them
+      would overshoot at the next burst; after ``increase_after`` successes in a row (default: as many as the
       current limit) the limit rises by one slot, up to the ceiling.  One slot below the level at
       which it was last throttled it needs ``probe_slowdown`` times as many;
     * a 429 multiplies the limit by ``decrease`` (not below the floor) — unless the last decrease
@@ -167,7 +171,7 @@ def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_m
       that caused it): one burst of 429s lowers the limit once.  Any 429 resets the successes."""
     state = clamp(state, params)
     if outcome == OK:
-        ok = state.ok + 1
+        ok = state.ok + (1 if in_use >= state.allowed else 0)
         need = params.increase_after if params.increase_after > 0 else max(1, state.allowed)
         if state.throttled_at > 0 and state.allowed == state.throttled_at - 1:
             need *= params.probe_slowdown
@@ -221,11 +225,13 @@ class AdaptiveClient:
             self._indexed.add(field)
         return Grant(bool(granted), at_ms, allowed, in_flight)
 
-    async def release(self, name: str, scope: str, member: str, params: AdaptiveParams, outcome: str, granted_ms: int,
+    async def release(self, name: str, scope: str, member: str, params: AdaptiveParams, outcome: str, grant: Grant,
                       *, now_ms: int | None = None) -> tuple[int, int, bool]:
-        """Give the slot back and feed ``outcome`` to the limit; returns (allowed, in flight, lowered)."""
+        """Give the slot of ``grant`` back and feed ``outcome`` to the limit; returns (allowed,
+        in flight, lowered)."""
         k = self.keys(name, scope)
-        raw = await self.script(keys=[k.slots, k.adaptive], args=self._args("release", member, params, outcome, granted_ms, now_ms))
+        args = [*self._args("release", member, params, outcome, grant.at_ms, now_ms), grant.in_flight]
+        raw = await self.script(keys=[k.slots, k.adaptive], args=args)
         allowed, in_flight, lowered = (int(x) for x in raw)
         if lowered:
             log.info("adaptive limiter %s (%s): 429, limit lowered to %d", name, scope, allowed)
@@ -314,7 +320,7 @@ async def slot(name: str, scope: str, params: AdaptiveParams | None, *, shown: s
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
         try:
-            await backend.release(name, scope, member, params, outcome, grant.at_ms)
+            await backend.release(name, scope, member, params, outcome, grant)
         except Exception as exc:  # the lease lapses and the slot frees itself
             log.warning("adaptive limiter %s (%s): could not give a slot back (%s)", shown or name, scope, exc)
 

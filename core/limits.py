@@ -27,7 +27,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .adaptive import NEUTRAL, OK, THROTTLED, AdaptiveClient, AdaptiveParams, jittered
+from .adaptive import NEUTRAL, OK, THROTTLED, AdaptiveClient, AdaptiveParams, Grant, jittered
 from .config import validate_name
 from .errors import ConfigError
 from .jobs import Job
@@ -141,7 +141,7 @@ class LimiterClient:
         self.prefix = prefix
         self.scripts = scripts or Scripts(client)
         self.adaptive = AdaptiveClient(client, prefix)
-        self._granted: dict[tuple[str, str], int] = {}  # (job id, limiter) -> ms its adaptive slot was granted
+        self._granted: dict[tuple[str, str], Grant] = {}  # (job id, limiter) -> its adaptive slot
 
     async def acquire(self, job: Job, names: tuple[str, ...]) -> tuple[float, list[tuple[Limiter, str]]]:
         """Try every limiter of ``job``; returns (0, held concurrency slots) when all granted, or
@@ -162,7 +162,7 @@ class LimiterClient:
                 if not grant.granted:
                     await self.release(job, held)
                     return jittered(lim.retry_after), []
-                self._granted[(job.id, lim.name)] = grant.at_ms
+                self._granted[(job.id, lim.name)] = grant
                 held.append((lim, scope))
                 continue
             if lim.kind == "concurrency":
@@ -200,8 +200,10 @@ class LimiterClient:
         plain = [(lim, key) for lim, key in held if lim.adaptive is None]
         for lim, scope in held:
             if lim.adaptive is not None:
-                granted = self._granted.pop((job.id, lim.name), 0)
-                await self.adaptive.release(lim.name, scope, job.id, lim.adaptive, _adaptive_outcome(outcome), granted)
+                # a slot renewed after a restart of this worker has no grant: it teaches nothing
+                grant = self._granted.pop((job.id, lim.name), None)
+                outcome_seen = _adaptive_outcome(outcome) if grant else NEUTRAL
+                await self.adaptive.release(lim.name, scope, job.id, lim.adaptive, outcome_seen, grant or Grant(False, 0, 0, 0))
         if plain:
             async with self.client.pipeline(transaction=False) as pipe:
                 for _lim, key in plain:

@@ -9,6 +9,8 @@
 -- ARGV[6..12] floor, ceiling, start (slots), decrease (factor), cooldown ms, increase_after
 --         (successes per +1 slot; 0 = the current limit), probe_slowdown
 -- ARGV[13] ms the state is kept after its last use   ARGV[14] now in ms, for tests ("" = TIME)
+-- ARGV[15] release: slots in flight just after the released one was granted (a success counts
+--         towards a raise only when the limit was what bounded the calls, not a lack of demand)
 -- The limit is kept in thousandths of a slot, so both sides compute with whole numbers.
 -- acquire returns {granted 0/1, now ms, allowed, in flight, new state 0/1};
 -- release returns {allowed, in flight, decreased 0/1}; renew returns 1.
@@ -86,9 +88,10 @@ if prev then
   local m, o, t, d = string.match(prev, '^(%d+) (%d+) (%d+) (%d+)$')
   if m and tonumber(m) == minute then b_ok, b_thr, b_dec = tonumber(o), tonumber(t), tonumber(d) end
 end
+local in_use = tonumber(ARGV[15]) or 0
 if outcome == 'ok' then
-  ok = ok + 1
   b_ok = b_ok + 1
+  if in_use >= allowed then ok = ok + 1 end
   local need = inc_after
   if need <= 0 then need = math.max(1, allowed) end
   -- one step below the level that was throttled last: probe it slowly

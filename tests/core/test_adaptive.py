@@ -24,6 +24,7 @@ from evalharness.core.adaptive import (
     AdaptiveClient,
     AdaptiveParams,
     AdaptiveState,
+    Grant,
     initial_state,
     on_release,
     parse_adaptive,
@@ -46,43 +47,52 @@ def s(limit: float, ok: int = 0, last: int = 0, at: int = 0) -> AdaptiveState:
 
 
 def test_a_429_halves_the_limit_and_remembers_the_level_it_hit() -> None:
-    state, lowered = on_release(s(8, ok=3), P, THROTTLED, now_ms=10_000, granted_ms=9_900)
+    state, lowered = on_release(s(8, ok=3), P, THROTTLED, now_ms=10_000, granted_ms=9_900, in_use=99)
     assert lowered and state == s(4, ok=0, last=10_000, at=8)
     assert state.allowed == 4
 
 
 def test_a_429_never_goes_below_the_floor() -> None:
-    state, lowered = on_release(s(3), P, THROTTLED, now_ms=10_000, granted_ms=9_000)
+    state, lowered = on_release(s(3), P, THROTTLED, now_ms=10_000, granted_ms=9_000, in_use=99)
     assert lowered and state.limit == 2000
 
 
 def test_one_burst_of_429s_lowers_the_limit_once() -> None:
-    first, _ = on_release(s(16), P, THROTTLED, now_ms=10_000, granted_ms=9_950)
+    first, _ = on_release(s(16), P, THROTTLED, now_ms=10_000, granted_ms=9_950, in_use=99)
     # within the cooldown: no second decrease
-    again, lowered = on_release(first, P, THROTTLED, now_ms=10_500, granted_ms=10_200)
+    again, lowered = on_release(first, P, THROTTLED, now_ms=10_500, granted_ms=10_200, in_use=99)
     assert not lowered and again.limit == 8000
     # after the cooldown, but the call was granted before the decrease: an echo of the same burst
-    echo, lowered = on_release(first, P, THROTTLED, now_ms=12_000, granted_ms=9_990)
+    echo, lowered = on_release(first, P, THROTTLED, now_ms=12_000, granted_ms=9_990, in_use=99)
     assert not lowered and echo.limit == 8000
     # after the cooldown, granted after the decrease: a new signal
-    new, lowered = on_release(first, P, THROTTLED, now_ms=12_000, granted_ms=10_001)
+    new, lowered = on_release(first, P, THROTTLED, now_ms=12_000, granted_ms=10_001, in_use=99)
     assert lowered and new.limit == 4000
 
 
 def test_successes_raise_the_limit_one_slot_per_window() -> None:
     state = s(5)
     for i in range(4):
-        state, _ = on_release(state, P, OK, now_ms=1000 + i, granted_ms=1000)
+        state, _ = on_release(state, P, OK, now_ms=1000 + i, granted_ms=1000, in_use=99)
         assert state.limit == 5000 and state.ok == i + 1
-    state, _ = on_release(state, P, OK, now_ms=2000, granted_ms=1000)
+    state, _ = on_release(state, P, OK, now_ms=2000, granted_ms=1000, in_use=99)
     assert state.limit == 6000 and state.ok == 0
     # a fixed increase_after instead of the current limit
-    state, _ = on_release(s(5, ok=1), AdaptiveParams(increase_after=2, ceiling=64), OK, now_ms=0, granted_ms=0)
+    state, _ = on_release(s(5, ok=1), AdaptiveParams(increase_after=2, ceiling=64), OK, now_ms=0, granted_ms=0, in_use=99)
     assert state.limit == 6000
 
 
+def test_successes_below_a_full_limit_do_not_raise_it() -> None:
+    # 3 calls in flight under a limit of 8: the limit was not what bounded them
+    state = s(8, ok=7)
+    state, _ = on_release(state, P, OK, now_ms=5, granted_ms=1, in_use=3)
+    assert state == s(8, ok=7)
+    state, _ = on_release(state, P, OK, now_ms=5, granted_ms=1, in_use=8)
+    assert state == s(9)
+
+
 def test_a_429_resets_the_success_streak_even_when_it_does_not_lower() -> None:
-    state, lowered = on_release(s(8, ok=7, last=10_000, at=16), P, THROTTLED, now_ms=10_100, granted_ms=10_050)
+    state, lowered = on_release(s(8, ok=7, last=10_000, at=16), P, THROTTLED, now_ms=10_100, granted_ms=10_050, in_use=99)
     assert not lowered and state == s(8, ok=0, last=10_000, at=16)
 
 
@@ -90,28 +100,28 @@ def test_just_below_the_throttled_level_it_probes_slowly() -> None:
     # at 9 after being throttled at 10: 4 x 9 successes before trying 10 again
     state = s(9, at=10, last=1)
     for i in range(9 * 4 - 1):
-        state, _ = on_release(state, P, OK, now_ms=10 + i, granted_ms=5)
+        state, _ = on_release(state, P, OK, now_ms=10 + i, granted_ms=5, in_use=99)
     assert state.limit == 9000
-    state, _ = on_release(state, P, OK, now_ms=100, granted_ms=5)
+    state, _ = on_release(state, P, OK, now_ms=100, granted_ms=5, in_use=99)
     assert state.limit == 10_000
     # above the throttled level the pace is normal again
-    state, _ = on_release(s(10, at=10, last=1, ok=9), P, OK, now_ms=100, granted_ms=5)
+    state, _ = on_release(s(10, at=10, last=1, ok=9), P, OK, now_ms=100, granted_ms=5, in_use=99)
     assert state.limit == 11_000
 
 
 def test_the_ceiling_holds_and_other_errors_teach_nothing() -> None:
-    state, _ = on_release(s(20, ok=19), P, OK, now_ms=0, granted_ms=0)
+    state, _ = on_release(s(20, ok=19), P, OK, now_ms=0, granted_ms=0, in_use=99)
     assert state.limit == 20_000 and state.ok == 0
     unchanged = s(7, ok=3, last=5, at=9)
-    assert on_release(unchanged, P, NEUTRAL, now_ms=99, granted_ms=0) == (unchanged, False)
+    assert on_release(unchanged, P, NEUTRAL, now_ms=99, granted_ms=0, in_use=99) == (unchanged, False)
     # a stored limit outside the caller's bounds is brought inside them first
-    assert on_release(s(50), P, NEUTRAL, now_ms=0, granted_ms=0)[0].limit == 20_000
+    assert on_release(s(50), P, NEUTRAL, now_ms=0, granted_ms=0, in_use=99)[0].limit == 20_000
     assert initial_state(P) == s(8)
 
 
 def test_an_uneven_factor_keeps_whole_thousandths() -> None:
     params = AdaptiveParams(floor=1, ceiling=64, start=7, decrease=0.7)
-    state, _ = on_release(s(7), params, THROTTLED, now_ms=1, granted_ms=1)
+    state, _ = on_release(s(7), params, THROTTLED, now_ms=1, granted_ms=1, in_use=99)
     assert state.limit == 4900 and state.allowed == 4
 
 
@@ -177,9 +187,11 @@ async def test_the_script_takes_the_same_decisions_as_the_pure_function(aclient:
             outcome = rnd.choices((OK, THROTTLED, NEUTRAL), weights=(8, 2, 1))[0]
             granted_at = now - rnd.choice((0, 0, 2000))  # some calls were granted long before
             now += rnd.choice((1, 10, 200))
-            allowed, in_flight, lowered = await client.release(name, "_", f"m{step}", params, outcome, granted_at, now_ms=now)
+            in_use = rnd.choice((1, state.allowed - 1, state.allowed, state.allowed + 3))  # limit full or not
+            allowed, in_flight, lowered = await client.release(name, "_", f"m{step}", params, outcome,
+                                                               Grant(True, granted_at, grant.allowed, in_use), now_ms=now)
             before = state
-            state, expect_lowered = on_release(state, params, outcome, now, granted_at)
+            state, expect_lowered = on_release(state, params, outcome, now, granted_at, in_use)
             assert await client.state(name, "_") == state, f"step {step}: {outcome} from {before}"
             assert (allowed, in_flight, lowered) == (state.allowed, 0, expect_lowered)
             lowered_any |= lowered
@@ -208,7 +220,7 @@ async def test_every_worker_sees_one_limit(aclient: Any, redis_url: str) -> None
         a, b = AdaptiveClient(aclient, "eh"), AdaptiveClient(other, "eh")
         params = AdaptiveParams(floor=1, ceiling=8, start=4, cooldown=0)
         g = await a.acquire("shared", "k", "x", params)
-        await a.release("shared", "k", "x", params, THROTTLED, g.at_ms)
+        await a.release("shared", "k", "x", params, THROTTLED, g)
         held = [await b.acquire("shared", "k", f"y{i}", params) for i in range(3)]
         assert [h.granted for h in held] == [True, True, False]  # b obeys the limit a lowered
     finally:
@@ -230,9 +242,10 @@ async def test_a_provider_call_in_a_slot_feeds_the_limit(aclient: Any) -> None:
     with pytest.raises(RateLimited):
         async with slot(PROVIDER_LIMITER, "scope", params, client=client):
             raise RateLimited(1.0, "429")
-    # the two successes raised it to 3; the 429 halved that
+    # of the two successes only the one that filled the limit counted (2 needed to raise it); the
+    # 429 halved the limit
     after = await client.state(PROVIDER_LIMITER, "scope")
-    assert after is not None and (after.limit, after.ok, after.throttled_at) == (1500, 0, 3)
+    assert after is not None and (after.limit, after.ok, after.throttled_at) == (1000, 0, 2)
     with pytest.raises(ValueError):
         async with slot(PROVIDER_LIMITER, "scope", params, client=client):
             raise ValueError("a 500 says nothing of load")
