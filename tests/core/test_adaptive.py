@@ -331,3 +331,34 @@ async def _only_member(aclient: Any) -> str:
 async def _deadline_moved(aclient: Any, first: float) -> bool:
     scores = await aclient.zrange(LimiterKeys("eh", "@provider", "crash").slots, 0, -1, withscores=True)
     return bool(scores) and scores[0][1] > first
+
+
+async def test_the_adapters_and_the_client_call_through_the_adaptive_limit(aclient: Any) -> None:
+    from types import SimpleNamespace
+
+    from support.openai_stub import OpenAIStub
+
+    from evalharness.core.adaptive import bind
+    from evalharness.core.providers.adapters import adapter
+    from evalharness.core.providers.client import OpenAIClient
+    from evalharness.core.providers.settings import ProviderSettings
+
+    bind(aclient, "eh")
+    with OpenAIStub(latency=(0.3, 0.3)) as stub:
+        # [sut.http] adaptive: a 429 from the service lowers its limit
+        config = SimpleNamespace(sut={"http": {"adaptive": {"start": 4, "cooldown": 0}}}, providers={}, path=None)
+        call, _ = adapter(f"http:{stub.root}/answer", config)
+        stub.plan("429")
+        with pytest.raises(RateLimited):
+            await call("hello")
+        assert await call("hello") == "hello"
+        http_state = await AdaptiveClient(aclient, "eh").state(PROVIDER_LIMITER, provider_scope(f"{stub.root}/answer", None))
+        assert http_state is not None and http_state.limit == 2000 and http_state.throttled_at == 4
+        # a provider allowing one call at once: the second concurrent chat is refused before any request
+        settings = ProviderSettings(base_url=stub.base_url, model="m", adaptive=AdaptiveParams(floor=1, ceiling=4, start=1))
+        client = OpenAIClient(settings)
+        before = len(stub.seen("/v1/chat/completions"))
+        outcomes = await asyncio.gather(*(client.chat([{"role": "user", "content": "hi"}]) for _ in range(2)), return_exceptions=True)
+        assert sum(isinstance(o, RateLimited) for o in outcomes) == 1
+        assert "adaptive limiter openai" in str(next(o for o in outcomes if isinstance(o, RateLimited)))
+        assert len(stub.seen("/v1/chat/completions")) == before + 1
