@@ -161,9 +161,10 @@ def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_m
     about load), and whether the limit was lowered.  ``in_use``: the slots in flight just after
     this one was granted.
 
-    * a success counts when the limit was full as it started (``in_use`` >= the limit): calls
-      that never reached the limit say nothing about a higher one, and a limit raised by them
-      would overshoot at the next burst; after ``increase_after`` successes in a row (default: as many as the
+    * a success counts when the limit was full as it started (``in_use`` >= the limit) and it
+      started after the last decrease: calls that never reached the limit say nothing about a
+      higher one (a limit raised by them would overshoot at the next burst), and calls started
+      under the limit before the decrease would undo it; after ``increase_after`` successes in a row (default: as many as the
       current limit) the limit rises by one slot, up to the ceiling.  One slot below the level at
       which it was last throttled it needs ``probe_slowdown`` times as many;
     * a 429 multiplies the limit by ``decrease`` (not below the floor) — unless the last decrease
@@ -171,7 +172,8 @@ def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_m
       that caused it): one burst of 429s lowers the limit once.  Any 429 resets the successes."""
     state = clamp(state, params)
     if outcome == OK:
-        ok = state.ok + (1 if in_use >= state.allowed else 0)
+        counts = in_use >= state.allowed and granted_ms >= state.last_decrease
+        ok = state.ok + (1 if counts else 0)
         need = params.increase_after if params.increase_after > 0 else max(1, state.allowed)
         if state.throttled_at > 0 and state.allowed == state.throttled_at - 1:
             need *= params.probe_slowdown

@@ -10,7 +10,8 @@
 --         (successes per +1 slot; 0 = the current limit), probe_slowdown
 -- ARGV[13] ms the state is kept after its last use   ARGV[14] now in ms, for tests ("" = TIME)
 -- ARGV[15] release: slots in flight just after the released one was granted (a success counts
---         towards a raise only when the limit was what bounded the calls, not a lack of demand)
+--         towards a raise only when the limit was what bounded the calls, not a lack of demand,
+--         and only when it was granted after the last decrease)
 -- The limit is kept in thousandths of a slot, so both sides compute with whole numbers.
 -- acquire returns {granted 0/1, now ms, allowed, in flight, new state 0/1};
 -- release returns {allowed, in flight, decreased 0/1}; renew returns 1.
@@ -91,7 +92,7 @@ end
 local in_use = tonumber(ARGV[15]) or 0
 if outcome == 'ok' then
   b_ok = b_ok + 1
-  if in_use >= allowed then ok = ok + 1 end
+  if in_use >= allowed and granted_at >= last then ok = ok + 1 end
   local need = inc_after
   if need <= 0 then need = math.max(1, allowed) end
   -- one step below the level that was throttled last: probe it slowly

@@ -91,6 +91,14 @@ def test_successes_below_a_full_limit_do_not_raise_it() -> None:
     assert state == s(9)
 
 
+def test_successes_of_calls_started_before_the_last_decrease_do_not_undo_it() -> None:
+    lowered = s(4, last=10_000, at=8)
+    state, _ = on_release(lowered, P, OK, now_ms=10_050, granted_ms=9_000, in_use=8)
+    assert state == lowered
+    state, _ = on_release(lowered, P, OK, now_ms=10_050, granted_ms=10_000, in_use=4)
+    assert state.ok == 1
+
+
 def test_a_429_resets_the_success_streak_even_when_it_does_not_lower() -> None:
     state, lowered = on_release(s(8, ok=7, last=10_000, at=16), P, THROTTLED, now_ms=10_100, granted_ms=10_050, in_use=99)
     assert not lowered and state == s(8, ok=0, last=10_000, at=16)
@@ -362,3 +370,18 @@ async def test_the_adapters_and_the_client_call_through_the_adaptive_limit(aclie
         assert sum(isinstance(o, RateLimited) for o in outcomes) == 1
         assert "adaptive limiter openai" in str(next(o for o in outcomes if isinstance(o, RateLimited)))
         assert len(stub.seen("/v1/chat/completions")) == before + 1
+
+
+def test_the_documented_defaults_are_the_programs() -> None:
+    import re
+    from dataclasses import fields
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text()
+    section = page[page.index("## Adaptive concurrency"):]
+    rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| `([^`]+)`", section, re.M))
+    defaults = AdaptiveParams()
+    for f in fields(AdaptiveParams):
+        if f.name == "key":
+            continue
+        assert f.name in rows, f"providers.md does not document {f.name}"
+        assert float(rows[f.name]) == float(getattr(defaults, f.name)), f.name
