@@ -18,7 +18,7 @@ from evalharness.core.adaptive import PROVIDER_LIMITER, provider_scope
 from evalharness.core.keys import LimiterKeys
 
 QUOTA = 10
-SAMPLES = 300
+SAMPLES = 240
 
 
 @pytest.mark.slow
@@ -40,6 +40,7 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
             run = procs.start("-m", "evalharness.daemon.cli", "--config", str(conf), "run", str(data), "--sut", "openai:m1",
                               "--metric", "exact-match", "--workers", "4", "--concurrency", "16", "--tries", "1",
                               "--timeout", "10", "--json", "out.json", env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "sk-stub"})
+            launched = time.monotonic()
             # sample the shared limit while the run goes on (a sampling cadence, not a wait)
             samples: list[tuple[float, int]] = []
             deadline = time.monotonic() + 180
@@ -81,5 +82,5 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
         assert shown["limit"] <= QUOTA + 1 and shown["floor"] == 1 and shown["ceiling"] == 64
         assert shown["throttled_1h"] == len(throttled) and shown["decreases_1h"] >= 1
         assert shown["ok_1h"] == SAMPLES and shown["in_flight"] == 0
-        print(f"\nsettled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, {len(late)} of {len(after)} after settling; "
+        print(f"\nfirst call {first - launched:.1f}s after the launch, the calls took {calls[-1].at - first:.1f}s; settled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, {len(late)} of {len(after)} after settling; "
               f"limit now {shown['limit']}, {shown['decreases_1h']} decrease(s)")
