@@ -228,16 +228,26 @@ class AdaptiveClient:
         return Grant(bool(granted), at_ms, allowed, in_flight)
 
     async def release(self, name: str, scope: str, member: str, params: AdaptiveParams, outcome: str, grant: Grant,
-                      *, now_ms: int | None = None) -> tuple[int, int, bool]:
+                      *, now_ms: int | None = None, shown: str | None = None) -> tuple[int, int, bool]:
         """Give the slot of ``grant`` back and feed ``outcome`` to the limit; returns (allowed,
-        in flight, lowered)."""
+        in flight, lowered).  A decrease is also a ``limiter_lowered`` event."""
         k = self.keys(name, scope)
         args = [*self._args("release", member, params, outcome, grant.at_ms, now_ms), grant.in_flight]
         raw = await self.script(keys=[k.slots, k.adaptive], args=args)
-        allowed, in_flight, lowered = (int(x) for x in raw)
+        allowed, in_flight, lowered, before = (int(x) for x in raw)
         if lowered:
-            log.info("adaptive limiter %s (%s): 429, limit lowered to %d", name, scope, allowed)
+            await self._lowered(shown or name, scope, allowed, before)
         return allowed, in_flight, bool(lowered)
+
+    async def _lowered(self, shown: str, scope: str, allowed: int, before: int) -> None:
+        from .telemetry import EVENTS_MAXLEN, events_key  # telemetry reads this module
+
+        message = f"adaptive limiter {shown} ({scope}): a 429, limit lowered from {before} to {allowed}"
+        log.info("%s", message)
+        fields = {"kind": "limiter_lowered", "limiter": shown, "key": scope, "limit": str(allowed),
+                  "message": message, "at": f"{time.time():.3f}"}
+        with contextlib.suppress(Exception):  # an event is worth less than the call that caused it
+            await self.client.xadd(events_key(self.prefix), fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
 
     async def renew(self, name: str, scope: str, member: str, params: AdaptiveParams, client: Any = None,
                     *, now_ms: int | None = None) -> Any:
@@ -322,7 +332,7 @@ async def slot(name: str, scope: str, params: AdaptiveParams | None, *, shown: s
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
         try:
-            await backend.release(name, scope, member, params, outcome, grant)
+            await backend.release(name, scope, member, params, outcome, grant, shown=shown)
         except Exception as exc:  # the lease lapses and the slot frees itself
             log.warning("adaptive limiter %s (%s): could not give a slot back (%s)", shown or name, scope, exc)
 

@@ -14,7 +14,7 @@
 --         and only when it was granted after the last decrease)
 -- The limit is kept in thousandths of a slot, so both sides compute with whole numbers.
 -- acquire returns {granted 0/1, now ms, allowed, in flight, new state 0/1};
--- release returns {allowed, in flight, decreased 0/1}; renew returns 1.
+-- release returns {allowed, in flight, decreased 0/1, the level last throttled}; renew returns 1.
 local slots, state = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local hold = tonumber(ARGV[3])
@@ -116,4 +116,4 @@ redis.call('HSET', state, 'limit', limit, 'ok', ok, 'last_decrease', last, 'thro
   'floor', floor_m / 1000, 'ceiling', ceil_m / 1000,
   field, string.format('%d %d %d %d', minute, b_ok, b_thr, b_dec))
 redis.call('PEXPIRE', state, ttl)
-return {math.floor(limit / 1000), redis.call('ZCOUNT', slots, now, '+inf'), decreased}
+return {math.floor(limit / 1000), redis.call('ZCOUNT', slots, now, '+inf'), decreased, at}

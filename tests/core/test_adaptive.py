@@ -35,6 +35,7 @@ from evalharness.core.adaptive import (
 from evalharness.core.errors import ConfigError
 from evalharness.core.jobs import RateLimited
 from evalharness.core.keys import LimiterKeys
+from evalharness.core.telemetry import read_events
 
 P = AdaptiveParams(floor=2, ceiling=20, start=8, decrease=0.5, cooldown=1.0)
 
@@ -248,7 +249,7 @@ async def test_a_provider_call_in_a_slot_feeds_the_limit(aclient: Any) -> None:
     assert refused.value.retry_after is not None and 0.05 <= refused.value.retry_after <= 0.15
     assert "1 of 2" not in str(refused.value) and "2 of 2" in str(refused.value)
     with pytest.raises(RateLimited):
-        async with slot(PROVIDER_LIMITER, "scope", params, client=client):
+        async with slot(PROVIDER_LIMITER, "scope", params, shown="openai", client=client):
             raise RateLimited(1.0, "429")
     # of the two successes only the one that filled the limit counted (2 needed to raise it); the
     # 429 halved the limit
@@ -261,6 +262,9 @@ async def test_a_provider_call_in_a_slot_feeds_the_limit(aclient: Any) -> None:
     # unconfigured, or no Redis bound in this process: no limit at all
     async with slot(PROVIDER_LIMITER, "scope", None, client=client) as none:
         assert none is None
+    events = [e for e in await read_events(aclient, "eh") if e["kind"] == "limiter_lowered"]
+    assert [(e["limiter"], e["key"], e["limit"]) for e in events] == [("openai", "scope", "1")]
+    assert events[0]["message"] == "adaptive limiter openai (scope): a 429, limit lowered from 2 to 1"
     snapshot = await read_limiters(aclient, "eh")
     assert snapshot == [{
         "name": "openai", "key": "scope", "kind": "adaptive", "limit": 1, "floor": 1, "ceiling": 4, "in_flight": 0,
