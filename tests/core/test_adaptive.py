@@ -389,3 +389,28 @@ def test_the_documented_defaults_are_the_programs() -> None:
             continue
         assert f.name in rows, f"providers.md does not document {f.name}"
         assert float(rows[f.name]) == float(getattr(defaults, f.name)), f.name
+
+
+async def test_a_jobs_adaptive_slot_is_renewed_with_its_lease_and_its_outcome_teaches_the_limit(aclient: Any) -> None:
+    from evalharness.core.jobs import Job, JobOptions
+    from evalharness.core.limits import LimiterClient, adaptive_limiter
+
+    lim = adaptive_limiter("renewed", floor=1, ceiling=4, start=2, hold=30, cooldown=0)
+    limiters = LimiterClient(aclient, "eh")
+    jobs = [Job(id=f"job{i}", name="x", payload=None, queue="t", options=JobOptions(limiters=("renewed",)), enqueued_at=0.0) for i in range(3)]
+    wait, held = await limiters.acquire(jobs[0], ("renewed",))
+    assert wait == 0 and held == [(lim, "_")]
+    wait2, held2 = await limiters.acquire(jobs[1], ("renewed",))
+    assert wait2 == 0
+    refused, none = await limiters.acquire(jobs[2], ("renewed",))
+    assert 0 < refused and none == []
+    slots = LimiterKeys("eh", "renewed", "_").slots
+    before = await aclient.zscore(slots, "job0")
+    await aclient.zadd(slots, {"job0": before - 20_000})  # as if its last renewal were 20 s old
+    await limiters.renew([(jobs[0], held), (jobs[1], held2)])
+    assert await aclient.zscore(slots, "job0") >= before
+    await limiters.release(jobs[1], held2, "ok")  # filled the limit: counts towards a raise
+    await limiters.release(jobs[0], held, "rate_limited")
+    state = await limiters.adaptive.state("renewed", "_")
+    assert state is not None and (state.allowed, state.throttled_at) == (1, 2)
+    assert await aclient.zcard(slots) == 0
