@@ -366,11 +366,14 @@ def _hour_counts(state: Mapping[str, str], now: float) -> dict[str, int]:
     return out
 
 
-async def read_limiters(client: aioredis.Redis, prefix: str, now: float | None = None) -> list[dict[str, Any]]:
+async def read_limiters(client: aioredis.Redis, prefix: str, now: float | None = None,
+                        index: Mapping[Any, Any] | None = None) -> list[dict[str, Any]]:
     """The ``limiters`` of the telemetry snapshot: one entry per adaptive limiter key in use,
-    sorted by name and key.  Entries whose state expired (unused for 24 h) are dropped."""
+    sorted by name and key.  Entries whose state expired (unused for 24 h) are dropped.
+    ``index``: the ``{prefix}:limiters`` hash when the caller already read it."""
     now = time.time() if now is None else now
-    index = await client.hgetall(adaptive_index(prefix))
+    if index is None:
+        index = await client.hgetall(adaptive_index(prefix))
     if not index:
         return []
     entries: list[tuple[str, dict[str, Any]]] = []
