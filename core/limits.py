@@ -31,6 +31,7 @@ from .adaptive import NEUTRAL, OK, THROTTLED, AdaptiveClient, AdaptiveParams, Gr
 from .config import validate_name
 from .errors import ConfigError
 from .jobs import Job
+from .keys import LimiterKeys
 from .scripts import Scripts
 
 KeyFunc = Callable[[Job], Any]
@@ -59,7 +60,7 @@ class Limiter:
         return "_" if value is None or value == "" else str(value)
 
     def redis_key(self, prefix: str, scope: str) -> str:
-        return f"{prefix}:limit:{{{self.name}:{scope}}}"
+        return LimiterKeys(prefix, self.name, scope).slots
 
 
 LIMITERS: dict[str, Limiter] = {}
