@@ -2,11 +2,12 @@
 
 The names most programs need are importable from here::
 
-    from evalharness.core import job, RateLimited, PermanentError, limiter, concurrency_limiter
+    from evalharness.core import job, RateLimited, PermanentError, limiter, concurrency_limiter,
+        adaptive_limiter
 """
 
 from .jobs import JobCancelled, JobContext, JobOptions, PermanentError, RateLimited, job
-from .limits import concurrency_limiter, limiter
+from .limits import adaptive_limiter, concurrency_limiter, limiter
 
 __all__ = [
     "JobCancelled",
@@ -14,6 +15,7 @@ __all__ = [
     "JobOptions",
     "PermanentError",
     "RateLimited",
+    "adaptive_limiter",
     "concurrency_limiter",
     "job",
     "limiter",

@@ -174,3 +174,30 @@ class GlobalKeys:
     def baselines(self) -> str:
         """ZSET baseline name -> time (ms) it was promoted."""
         return f"{self.prefix}:baselines"
+
+@dataclass(frozen=True, slots=True)
+class LimiterKeys:
+    """The keys of one named limiter for one scope (a tenant, a provider key...), under their own
+    hash tag so that its scripts touch one Cluster slot."""
+
+    prefix: str
+    name: str
+    scope: str
+
+    @property
+    def slots(self) -> str:
+        """ZSET: the limiter's grants (rate) or held slots (concurrency, adaptive: member -> lease
+        deadline ms).  The same name ``core/limits.py`` has always used."""
+        return f"{self.prefix}:limit:{{{self.name}:{self.scope}}}"
+
+    @property
+    def adaptive(self) -> str:
+        """HASH: an adaptive limiter's state (limit in thousandths of a slot, successes since the
+        last change, last decrease, the level last throttled) and its per-minute counters."""
+        return self.slots + ":adaptive"
+
+
+def adaptive_index(prefix: str) -> str:
+    """HASH "<name>:<scope>" -> JSON (name, key, bounds) of every adaptive limiter in use, for
+    telemetry to find them; entries whose state expired are dropped by the reader."""
+    return f"{prefix}:limiters"

@@ -16,7 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .keys import GlobalKeys, QueueKeys
+from .adaptive import read_limiters
+from .keys import GlobalKeys, QueueKeys, adaptive_index
 from .queue import QUEUE_STATE_READS, known_queues, pipe_queue_state
 
 SCHEMA = "evalharness.telemetry.v1"
@@ -124,6 +125,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     async with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(g.workers)
         pipe.hgetall(masters_key(prefix))
+        pipe.hgetall(adaptive_index(prefix))
         for q in queues:
             k = QueueKeys(prefix, q)
             pipe_queue_state(pipe, k, now_ms)
@@ -131,7 +133,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 pipe.hgetall(minute_key(k, m))
             pipe.exists(k.paused)
         replies = await pipe.execute()
-    workers_raw, masters_raw = replies[0], replies[1]
+    workers_raw, masters_raw, limiter_index = replies[0], replies[1], replies[2]
     workers: dict[str, dict[str, Any]] = {}
     for wid, raw in workers_raw.items():
         try:
@@ -147,7 +149,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     processes_total: set[str] = set()
     max_wait: dict[str, Any] = {"queue": None, "seconds": None}
     for i, q in enumerate(queues):
-        r = replies[2 + i * per_queue : 2 + (i + 1) * per_queue]
+        r = replies[3 + i * per_queue : 3 + (i + 1) * per_queue]  # after workers, masters, limiters
         ready, delayed, reserved, failed, oldest, live, counters = r[:QUEUE_STATE_READS]
         minutes = r[QUEUE_STATE_READS : QUEUE_STATE_READS + MINUTES_READ]  # minute-60 .. minute
         paused = bool(r[QUEUE_STATE_READS + MINUTES_READ])
@@ -238,6 +240,8 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         },
         "queues": rows,
         "masters": masters,
+        # one more round trip only when some adaptive limiter is in use
+        "limiters": await read_limiters(client, prefix, now, limiter_index),
     }
 
 

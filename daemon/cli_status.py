@@ -142,7 +142,18 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
         parts.append(
             Text(f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} ago) {sups}", style="dim")
         )
+    for lim in snapshot.get("limiters", []):
+        parts.append(Text(limiter_line(lim), style="dim"))
     return Group(*parts)
+
+
+def limiter_line(lim: dict[str, Any]) -> str:
+    """One adaptive limiter: its limit now, its bounds, the calls holding slots and its past hour."""
+    return (
+        f"limiter {lim['name']} ({lim['key']}): limit {lim['limit']} ({lim['floor']}–{lim['ceiling']}), "
+        f"{lim['in_flight']} in flight, {format_count(lim.get('throttled_1h', 0))} throttled 1h, "
+        f"{format_count(lim.get('decreases_1h', 0))} decrease(s) 1h"
+    )
 
 
 @click.command()
@@ -157,6 +168,9 @@ def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> N
     stores now: failed for good in the last 7 days, not retried or forgotten), failed (total).
     Queue names are shown whole, a paused queue's followed by "(paused)" (evalharness pause
     --queue); a narrow terminal leaves out the least needed columns first.
+
+    Adaptive limiters in use follow, one line each: the limit now, its floor and ceiling,
+    the calls holding a slot, and the 429s and decreases of the past hour.
 
     Exit status (without --watch): 0 running, 1 paused, 2 inactive (no daemon and no worker).
     """
@@ -233,6 +247,19 @@ class SnapshotCollector:
         for q in snap["queues"]:
             paused.add_metric([q["name"]], 1.0 if q.get("paused") else 0.0)
         yield paused
+        limiters = snap.get("limiters", [])
+        for field, name, doc in (
+            ("limit", "evalharness_limiter_limit", "Calls an adaptive limiter allows in flight now"),
+            ("in_flight", "evalharness_limiter_in_flight", "Calls holding a slot of the limiter"),
+            ("floor", "evalharness_limiter_floor", "The fewest slots the limiter goes down to"),
+            ("ceiling", "evalharness_limiter_ceiling", "The most slots the limiter goes up to"),
+            ("throttled_1h", "evalharness_limiter_throttled_past_hour", "Calls answered 429 in the last hour"),
+            ("decreases_1h", "evalharness_limiter_decreases_past_hour", "Times the limit was lowered in the last hour"),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=["name", "key", "kind"])
+            for lim in limiters:
+                g.add_metric([str(lim["name"]), str(lim["key"]), str(lim["kind"])], float(lim.get(field) or 0))
+            yield g
         up = GaugeMetricFamily("evalharness_masters", "Live evalharnessd masters")
         up.add_metric([], float(snap["overview"]["masters"]))
         yield up

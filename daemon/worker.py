@@ -28,6 +28,7 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from evalharness.core.adaptive import bind as bind_adaptive
 from evalharness.core.connection import REDIS_ERRORS, async_client, sync_client
 from evalharness.core.errors import ConfigError
 from evalharness.core.evaljobs import SAMPLE_JOB
@@ -265,6 +266,8 @@ class Worker:
         self.stop_event.set()
 
     async def run(self) -> int:
+        # provider calls of this process's jobs share the adaptive limits kept in this Redis
+        bind_adaptive(self.client, self.prefix)
         loops = {
             "flush": asyncio.create_task(self._flush_loop(), name="flush"),
             "renew": asyncio.create_task(self._renew_loop(), name="renew"),
@@ -525,7 +528,8 @@ class Worker:
             ctx.settling = True  # from here on an operator's cancel must not interrupt the bookkeeping
             if ctx.held:
                 with contextlib.suppress(*REDIS_ERRORS):
-                    await self.limiters.release(job, ctx.held)
+                    # the outcome teaches adaptive limiters: a success, or a 429 (rate_limited)
+                    await self.limiters.release(job, ctx.held, outcome)
                 ctx.held = []
         if ctx.cancel_requested and outcome != Outcome.CANCELLED:
             # cancel wins over whatever the attempt did after it was asked to stop

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import adaptive as adaptive_limits
 from ..errors import ConfigError, SutError
 from ..jobs import PermanentError
 from .client import OpenAIClient, ProviderError, excerpt, json_body, post_json
@@ -85,6 +86,7 @@ class HttpSut:
     url: str
     timeout: float
     api_key_env: str | None
+    adaptive: adaptive_limits.AdaptiveParams | None = None  # [sut.http] adaptive
 
     async def __call__(self, sample_input: Any, idempotency_key: str | None = None) -> str:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -94,7 +96,9 @@ class HttpSut:
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         what = f"SUT http:{self.url}"
-        response = await post_json(self.url, {"input": sample_input}, seconds=self.timeout, headers=headers, secret=key, what=what)
+        scope = adaptive_limits.provider_scope(self.url, self.api_key_env, self.adaptive.key if self.adaptive else None)
+        async with adaptive_limits.slot(adaptive_limits.PROVIDER_LIMITER, scope, self.adaptive, shown="http"):
+            response = await post_json(self.url, {"input": sample_input}, seconds=self.timeout, headers=headers, secret=key, what=what)
         if "json" not in response.headers.get("content-type", ""):
             record_usage(parse_usage({}))
             return response.text
@@ -136,5 +140,6 @@ def adapter(spec: str, config: Any) -> tuple[Any, str]:
     if not url.startswith(("http://", "https://")):
         raise SutError(f"SUT {spec!r}: expected http:URL with an http:// or https:// URL (for example http:http://localhost:8080/answer)")
     table = dict(sut_tables.get("http", {}))
-    func2 = HttpSut(url, float(table.get("timeout", DEFAULT_TIMEOUT)), table.get("api_key_env"))
+    limits = adaptive_limits.parse_adaptive(table["adaptive"], "table [sut.http]") if "adaptive" in table else None
+    func2 = HttpSut(url, float(table.get("timeout", DEFAULT_TIMEOUT)), table.get("api_key_env"), limits)
     return func2.__call__, _fingerprint(f"http:{url}", {"url": url})

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from .. import adaptive
 from ..jobs import PermanentError, RateLimited, _retry_after
 from .settings import ProviderSettings
 from .usage import Usage, parse_usage, record_usage
@@ -178,7 +179,10 @@ class OpenAIClient:
     async def _post(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> Any:
         key = self.settings.api_key()
         url = f"{self.settings.base_url}/{path}"
-        response = await post_json(url, body, seconds=self.settings.timeout, headers=self._headers(key, idempotency_key), secret=key, what=self._what)
+        s = self.settings
+        scope = adaptive.provider_scope(s.base_url, s.api_key_env, s.adaptive.key if s.adaptive else None)
+        async with adaptive.slot(adaptive.PROVIDER_LIMITER, scope, s.adaptive, shown=s.name):
+            response = await post_json(url, body, seconds=s.timeout, headers=self._headers(key, idempotency_key), secret=key, what=self._what)
         data = json_body(response, self._what, key)
         if not isinstance(data, dict):
             raise ProviderError(f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(redact(response.text, key))}")

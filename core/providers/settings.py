@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..adaptive import AdaptiveParams, parse_adaptive
 from ..errors import ConfigError
 
 ENV_BASE_URL = "OPENAI_BASE_URL"
@@ -22,9 +23,9 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
 
 # key -> what its TOML value must be
-PROVIDER_KEYS = {"base_url": "str", "model": "str", "api_key_env": "str", "timeout": "number", "params": "table"}
+PROVIDER_KEYS = {"base_url": "str", "model": "str", "api_key_env": "str", "timeout": "number", "params": "table", "adaptive": "adaptive"}
 OPENAI_SUT_KEYS = {"provider": "str", "system_prompt": "str", "params": "table"}
-HTTP_SUT_KEYS = {"timeout": "number", "api_key_env": "str"}
+HTTP_SUT_KEYS = {"timeout": "number", "api_key_env": "str", "adaptive": "adaptive"}
 SUT_TABLES = {"openai": OPENAI_SUT_KEYS, "http": HTTP_SUT_KEYS}
 
 
@@ -39,6 +40,7 @@ class ProviderSettings:
     api_key_env: str = ENV_API_KEY
     timeout: float = DEFAULT_TIMEOUT
     params: dict[str, Any] = field(default_factory=dict)
+    adaptive: AdaptiveParams | None = None  # shared adaptive concurrency (core/adaptive.py), when configured
 
     def api_key(self) -> str | None:
         """The key, read now from ``api_key_env``; ``None`` when the variable is unset or empty
@@ -70,6 +72,8 @@ def _check(body: Mapping[str, Any], known: Mapping[str, str], where: str) -> dic
             _expect(value, str, at, "a string")
             if not value.strip():
                 raise ConfigError(f"{at}: must not be empty")
+        elif kind == "adaptive":
+            parse_adaptive(value, where)  # validated here, turned into AdaptiveParams where it is used
         elif kind == "number":
             _expect(value, (int, float), at, "a number of seconds")
             if not math.isfinite(value) or value <= 0:
@@ -141,4 +145,5 @@ def resolve_provider(name: str, tables: Mapping[str, Mapping[str, Any]], env: Ma
         api_key_env=table.get("api_key_env", ENV_API_KEY),
         timeout=table.get("timeout", DEFAULT_TIMEOUT),
         params=dict(table.get("params", {})),
+        adaptive=parse_adaptive(table["adaptive"], f"table [providers.{name}]") if "adaptive" in table else None,
     )

@@ -21,6 +21,10 @@ Behaviours: ``ok``, ``429`` (with ``Retry-After``), ``500``, ``503-retry-after``
 answer until the stub stops), ``cut`` (the connection closes mid-answer), ``malformed`` (200 with
 a body that is not JSON), ``401``, ``404``.  With ``api_key`` set, a request without
 ``Authorization: Bearer <api_key>`` gets 401, quoting the key it was sent (as some servers do).
+
+With ``max_concurrent`` set, the stub serves that many requests at once, like a provider's
+concurrency quota: a request that would be one more gets ``429`` with ``Retry-After`` at once
+(without the latency), and ``peak`` records the most it ever served together.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Seen:
     headers: dict[str, str]
     body: Any
     behaviour: str
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -57,6 +62,8 @@ class OpenAIStub:
     models: set[str] | None = None  # None: any model exists
     cost_per_token: float | None = None
     seed: int = 0
+    max_concurrent: int | None = None
+    peak: int = 0
     requests: list[Seen] = field(default_factory=list)
     by_behaviour: Counter[str] = field(default_factory=Counter)
 
@@ -64,6 +71,7 @@ class OpenAIStub:
         self._lock = threading.Lock()
         self._plan: list[str] = []
         self._once: set[str] = set()
+        self._serving = 0
         self._rnd = random.Random(self.seed)
         self._stop = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -130,7 +138,13 @@ class OpenAIStub:
                 behaviour = "401"
             if behaviour == "ok" and self.models is not None and isinstance(body, dict) and "model" in body and body["model"] not in self.models:
                 behaviour = "404"
-            self.requests.append(Seen(path, headers, body, behaviour))
+            if behaviour == "ok" and self.max_concurrent is not None:
+                if self._serving >= self.max_concurrent:
+                    behaviour = "429-quota"
+                else:
+                    self._serving += 1
+                    self.peak = max(self.peak, self._serving)
+            self.requests.append(Seen(path, headers, body, behaviour, time.monotonic()))
             self.by_behaviour[behaviour] += 1
             return behaviour, self._rnd.uniform(*self.latency)
 
@@ -174,6 +188,17 @@ class OpenAIStub:
                     return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 behaviour, latency = stub._decide(self.path, headers, body, raw)
+                if behaviour == "429-quota":
+                    self._json(429, {"error": {"message": "Too many concurrent requests", "type": "rate_limit"}}, {"Retry-After": f"{stub.retry_after:g}"})
+                    return
+                try:
+                    self._answer(behaviour, latency, headers, body)
+                finally:
+                    if behaviour == "ok" and stub.max_concurrent is not None:
+                        with stub._lock:
+                            stub._serving -= 1
+
+            def _answer(self, behaviour: str, latency: float, headers: dict[str, str], body: Any) -> None:
                 if behaviour == "hang":
                     stub._stop.wait()
                     self.close_connection = True
