@@ -45,12 +45,15 @@ from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.jobs import new_job_id
+from evalharness.core.judges import judge_scorers
+from evalharness.core.providers.hub import metric_context
 from evalharness.core.queue import Queue
 from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
 from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut
 
+from .cli_judge import prepare_scores, warn_self_judging
 from .common import (
     child_env,
     fail,
@@ -195,11 +198,15 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
         raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
     full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
     data, subset = select_samples(full, limit=limit, sample_ids=sample_ids, shuffle=shuffle, seed=seed)
-    scorers = resolve_metrics(metrics, config=config.metrics)
+    scorers = resolve_metrics(metrics, config=config.metrics, context=metric_context(config.providers))
+    self_judging = warn_self_judging(scorers, sut)
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
     if outputs_path:
         result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)
         additions["outputs"] = outputs_info
+        judged = prepare_scores(scorers, result)  # saved outputs have no queue: judged here
+        if judged is not None:
+            additions["judges"] = judged
         code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions)
         raise SystemExit(code)
     assert sut is not None
@@ -209,7 +216,8 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
     record_extra = {"subset": json.dumps(additions["subset"])} if subset else None
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra)
+        result = execute(ctx, data, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra, scorers=scorers, additions=additions)
+        result.diagnostics.extend(self_judging)
         code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions)
     if result.interrupted:
         # The report is written; a SUT thread a signal could not stop must not hold the exit.
@@ -253,22 +261,33 @@ def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, pat
     return RunResult(new_job_id(), outcomes, started, time.time()), info
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None) -> RunResult:
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, scorers: Sequence[Any] = (), additions: dict[str, Any] | None = None) -> RunResult:
     console = Console(stderr=True)
     with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
         progress = shown.done
         if options.mode == "serial":
-            return asyncio.run(run_serial(data, sut, options, progress, interrupt))
+            result = asyncio.run(run_serial(data, sut, options, progress, interrupt))
+            _judged(additions, prepare_scores(scorers, result))
+            return result
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             if workers:
-                cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
+                # local workers serve the judge queues too, so judge calls run as jobs on them
+                queues = list(dict.fromkeys([options.queue, *(j.queue for j in judge_scorers(scorers))]))
+                cmd = worker_command(queues, max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra))
+            result = asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra))
+            _judged(additions, prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix, result_ttl=options.result_ttl, budget=options.batch_timeout))
+            return result
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
+
+
+def _judged(additions: dict[str, Any] | None, judged: dict[str, Any] | None) -> None:
+    if additions is not None and judged is not None:
+        additions["judges"] = judged
 
 
 async def _until_stopped(work: Any, interrupt: Interrupt | None) -> None:
@@ -407,8 +426,12 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
             await client.aclose()
 
     record, result = asyncio.run(load())
-    scorers = resolve_metrics(record.metrics)
+    config = load_config(ctx.find_root().obj.get("config"))
+    scorers = resolve_metrics(record.metrics, config=config.metrics, context=metric_context(config.providers))
     rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
+    judged = prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix)
+    if judged is not None:
+        rebuilt["judges"] = judged
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
@@ -591,6 +614,7 @@ def _register_groups() -> None:
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
     from .cli_jobs import job, jobs
+    from .cli_judge import judge
     from .cli_queue import queue
     from .cli_scorers import scorers
     from .cli_status import metrics, status
@@ -600,6 +624,7 @@ def _register_groups() -> None:
     for command in (pause, continue_, terminate, restart, scale, supervisors):
         cli.add_command(command)
     cli.add_command(failed)
+    cli.add_command(judge)
     cli.add_command(scorers)
     cli.add_command(queue)
     cli.add_command(job)

@@ -69,6 +69,7 @@ def import_job_modules(modules: Sequence[str]) -> None:
         sys.path.insert(0, cwd)
     importlib.import_module("evalharness.core.evaljobs")
     importlib.import_module("evalharness.core.batches")
+    importlib.import_module("evalharness.core.judges")
     for mod in modules:
         importlib.import_module(mod)
 
