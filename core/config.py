@@ -263,9 +263,11 @@ class Config:
     # SUT adapters' settings), validated; see core/providers/settings.py
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     sut: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [online]: the online monitor's settings, validated (core/online.py)
+    online: dict[str, Any] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "online"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -426,6 +428,9 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
 
     providers = check_provider_tables(data.get("providers", {}), str(path))
     sut_tables = check_sut_tables(data.get("sut", {}), str(path), providers)
+    from .online import check_online_table
+
+    online = check_online_table(data["online"], str(path)) if "online" in data else {}
 
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
@@ -479,6 +484,7 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         metrics=metrics,
         providers=providers,
         sut=sut_tables,
+        online=online,
     )
 
 

@@ -615,6 +615,7 @@ def _register_groups() -> None:
     from .cli_failed import failed
     from .cli_jobs import job, jobs
     from .cli_judge import judge
+    from .cli_online import online
     from .cli_queue import queue
     from .cli_scorers import scorers
     from .cli_status import metrics, status
@@ -625,6 +626,7 @@ def _register_groups() -> None:
         cli.add_command(command)
     cli.add_command(failed)
     cli.add_command(judge)
+    cli.add_command(online)
     cli.add_command(scorers)
     cli.add_command(queue)
     cli.add_command(job)
