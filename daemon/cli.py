@@ -180,6 +180,12 @@ def run(ctx: click.Context, dataset: str, sut: str | None, metrics: tuple[str, .
                                  the reply's "output" field, or its text body
     A 429 or Retry-After from a provider releases the sample without using a
     try; the report records the tokens and cost the replies carried (usage).
+
+    Judge metrics (llm-as-judge, refusal-quality) ask their judge once the
+    outputs are in, as jobs on the queue `judge` (metric argument queue=):
+    --workers N serves it too; with a daemon give it workers (--queue
+    judge=1), else the calls run in this process.  Embedding metrics fetch
+    their vectors from this process.  See docs/metrics.md.
     """
     # Every mode reads and validates the configuration file the same way, before anything runs,
     # although a serial run needs nothing from it.
