@@ -384,6 +384,20 @@ async def judge_outputs(
     if client is None:
         await _judge_here(work, concurrency, step)
         return step
+    try:
+        await _judge_as_jobs(work, step, client, prefix, run_id, result_ttl, deadline, concurrency, clock)
+    except (aioredis.RedisError, OSError) as exc:
+        # The outputs are collected already: losing Redis now must not lose the report.
+        left = [w for w in work if not isinstance(w[0].verdicts.get((w[1].id, w[2])), Verdict | ScoreError)]
+        step.diagnostics.append(f"Redis failed while judging ({type(exc).__name__}: {exc}): {len(left)} judge call(s) ran in this process")
+        await _judge_here(left, concurrency, step)
+    return step
+
+
+async def _judge_as_jobs(
+    work: list[tuple[JudgeScorer, Sample, str]], step: JudgeStep, client: aioredis.Redis, prefix: str, run_id: str | None,
+    result_ttl: int, deadline: float | None, concurrency: int, clock: Any,
+) -> None:
     from .batches import Batches
     from .queue import JobRequest, Queue
 
@@ -458,4 +472,3 @@ async def judge_outputs(
             scorer.verdicts[sample.id, output] = ScoreError("not-judged", f"{scorer.name}: the judge job did not finish before the run's time ran out")
         with_sink = queue.keys(qname)
         await client.delete(with_sink.results_done(sink))
-    return step

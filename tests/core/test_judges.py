@@ -280,3 +280,18 @@ async def test_embedding_metrics_fetch_in_batches_from_the_stub(stub: OpenAIStub
 
 def test_calibration_case_type_is_exported() -> None:
     assert CalibrationCase.__slots__  # a value type, like the other models
+
+
+async def test_losing_redis_while_judging_falls_back_to_judging_here(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalharness.core.connection import async_client
+
+    scorers = _judge(stub, "llm-as-judge", monkeypatch)
+    pairs = [(sample("a", "q", "Paris"), "Paris"), (sample("b", "q", "Paris"), "Rome")]
+    gone = async_client("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        step = await judge_outputs(scorers, pairs, client=gone, run_id="r1")
+    finally:
+        await gone.aclose()
+    assert step.jobs == 0 and step.in_process == 2
+    assert "Redis failed while judging" in step.diagnostics[0]
+    assert [scorers[0].score(o, s.expected_output, s) for s, o in pairs] == [1.0, 0.0]
