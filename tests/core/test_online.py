@@ -176,3 +176,29 @@ def test_captures_are_judged_by_workers_and_drift_shows_in_status(procs: Process
         trend = procs.cli("online", "trend", "--name", "faq", "--json")
         assert json.loads(trend.stdout)["days"][-1]["total"] == 9
         assert len(stub.seen("/v1/chat/completions")) == 9
+
+
+def test_module_capture_uses_the_configuration_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    config = tmp_path / "evalharness.toml"
+    config.write_text(
+        '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n\n[metrics.llm-as-judge]\nmodel = "judge-m"\nrubric = "be kind"\n\n'
+        '[online]\nname = "shop"\nsampling_rate = 1.0\nqueue = "online-judge"\n'
+    )
+    monkeypatch.setenv("EVALHARNESS_CONFIG", str(config))
+    monkeypatch.setattr(online, "_default", None)
+    try:
+        assert online.capture("Where is my order?", "It ships today.", metadata={"route": "orders"})
+        assert online._default is not None and online._default.flush()
+        assert online.dropped() == 0
+        r = redis.Redis.from_url(redis_url, decode_responses=True)
+        (job_id,) = r.zrange("eh:{q:online-judge}:ready", 0, -1)
+        envelope = json.loads(r.hget(f"eh:{{q:online-judge}}:job:{job_id}", "data"))
+        r.close()
+        payload = envelope["payload"]
+        assert envelope["name"] == "evalharness.online_judge"
+        assert payload["settings"]["name"] == "shop" and payload["judge"]["model"] == "judge-m"
+        assert "Rubric: be kind" in payload["judge"]["messages"][0]["content"] and payload["metadata"] == {"route": "orders"}
+        assert "api_key" not in json.dumps(payload["judge"]["provider"]).replace("api_key_env", "")
+    finally:
+        if online._default is not None:
+            online._default.close()
