@@ -145,6 +145,7 @@ def test_module_capture_never_raises_on_a_broken_configuration(tmp_path: Path, m
     bad.write_text("[online]\nsampling_rate = 7\n")
     monkeypatch.setenv("EVALHARNESS_CONFIG", str(bad))
     monkeypatch.setattr(online, "_default", None)
+    monkeypatch.setattr("evalharness.core.config._explicit_path", None)
     assert online.capture("q", "a") is False
     assert asyncio.run(online.acapture("q", "a")) is False
 
@@ -152,7 +153,8 @@ def test_module_capture_never_raises_on_a_broken_configuration(tmp_path: Path, m
 @pytest.mark.slow
 def test_captures_are_judged_by_workers_and_drift_shows_in_status(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     with OpenAIStub(api_key=KEY, latency=(0.0, 0.01)) as stub:
-        procs.worker("judge", imports=(), env={"OPENAI_API_KEY": KEY})
+        # one job at a time: the scores are recorded in capture order, so the window is known
+        procs.worker("judge", concurrency=1, imports=(), env={"OPENAI_API_KEY": KEY})
         wait_until(lambda: live_workers(redis_url, "judge") == 1, 20, "a judge worker")
         monitor = Monitor(OnlineSettings(name="faq", sampling_rate=1.0, window=5, min_samples=5, threshold=0.8), judge(stub.base_url), redis_url=redis_url)
         try:
@@ -186,6 +188,8 @@ def test_module_capture_uses_the_configuration_file(tmp_path: Path, monkeypatch:
     )
     monkeypatch.setenv("EVALHARNESS_CONFIG", str(config))
     monkeypatch.setattr(online, "_default", None)
+    # a --config another test's command loaded in this process would win over the variable
+    monkeypatch.setattr("evalharness.core.config._explicit_path", None)
     try:
         assert online.capture("Where is my order?", "It ships today.", metadata={"route": "orders"})
         assert online._default is not None and online._default.flush()
