@@ -269,9 +269,11 @@ class Config:
     # [prices."MODEL-PREFIX"] (USD per million tokens; see core/cost.py)
     run: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
+    # [online]: the online monitor's settings, validated (core/online.py)
+    online: dict[str, Any] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "profiles", "run", "prices"}
+_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "profiles", "run", "prices", "online"}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -440,6 +442,9 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
 
     run_table = check_run_table(data.get("run", {}), str(path))
     prices = check_price_tables(data.get("prices", {}), str(path))
+    from .online import check_online_table
+
+    online = check_online_table(data["online"], str(path)) if "online" in data else {}
 
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
     raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
@@ -496,6 +501,7 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         profiles=profiles,
         run=run_table,
         prices=prices,
+        online=online,
     )
 
 

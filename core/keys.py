@@ -201,3 +201,49 @@ def adaptive_index(prefix: str) -> str:
     """HASH "<name>:<scope>" -> JSON (name, key, bounds) of every adaptive limiter in use, for
     telemetry to find them; entries whose state expired are dropped by the reader."""
     return f"{prefix}:limiters"
+
+@dataclass(frozen=True, slots=True)
+class OnlineKeys:
+    """The keys of one online monitor (``evalharness.core.online``), all under the hash tag
+    ``{online:NAME}`` so the script that records a score stays in one slot (it also appends to
+    the prefix-wide ``<prefix>:events`` stream, as the queue scripts do)."""
+
+    prefix: str
+    name: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{online:{self.name}}}:"
+
+    @property
+    def scores(self) -> str:
+        """LIST of score entries (JSON: at, score, passed, reason, metric, model, metadata),
+        newest first, capped at the monitor's ``keep``."""
+        return self.base + "scores"
+
+    @property
+    def window(self) -> str:
+        """LIST of the newest ``window`` scores (numbers, newest first): the rolling mean."""
+        return self.base + "window"
+
+    @property
+    def state(self) -> str:
+        """HASH: ``alerting`` (1 while the rolling mean is below the threshold), ``scored``,
+        ``passed``, ``failed`` (judge calls that gave no score), ``dropped`` (captures the
+        application could not hand over), ``captured``, ``last_at``, ``mean``."""
+        return self.base + "state"
+
+    @property
+    def trend(self) -> str:
+        """HASH ``<YYYY-MM-DD>:n`` / ``:sum`` / ``:passed`` per UTC day, for ``online trend``."""
+        return self.base + "trend"
+
+    @property
+    def events(self) -> str:
+        """The prefix-wide event stream (drift alerts go there)."""
+        return f"{self.prefix}:events"
+
+
+def online_monitors(prefix: str) -> str:
+    """SET of the names of the online monitors that recorded a score."""
+    return f"{prefix}:online"

@@ -47,6 +47,8 @@ from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
 from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
 from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.jobs import new_job_id
+from evalharness.core.judges import judge_scorers
+from evalharness.core.providers.hub import metric_context
 from evalharness.core.queue import Queue
 from evalharness.core.repetitions import build_repeated_report, expand
 from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
@@ -66,6 +68,7 @@ from .cli_extras import (
     run_extra_options,
     store_outputs,
 )
+from .cli_judge import prepare_scores, warn_self_judging
 from .cli_resume import resume_fields
 from .cli_runopts import OrNone, resolve_run_flags
 from .common import (
@@ -214,6 +217,12 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
                                  the reply's "output" field, or its text body
     A 429 or Retry-After from a provider releases the sample without using a
     try; the report records the tokens and cost the replies carried (usage).
+
+    Judge metrics (llm-as-judge, refusal-quality) ask their judge once the
+    outputs are in, as jobs on the queue `judge` (metric argument queue=):
+    --workers N serves it too; with a daemon give it workers (--queue
+    judge=1), else the calls run in this process.  Embedding metrics fetch
+    their vectors from this process.  See docs/metrics.md.
     """
     # Every mode reads and validates the configuration file the same way, before anything runs,
     # although a serial run needs nothing from it.
@@ -253,7 +262,8 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
     full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
     data, subset = select_samples(full, limit=limit, sample_ids=sample_ids, shuffle=shuffle, seed=seed)
-    scorers = resolve_metrics(metrics, config=config.metrics)
+    scorers = resolve_metrics(metrics, config=config.metrics, context=metric_context(config.providers))
+    self_judging = warn_self_judging(scorers, sut)
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
     if profile is not None:
         additions["profile"] = resolved.to_json()
@@ -263,6 +273,9 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         additions["outputs"] = outputs_info
         if extras.needs_redis:
             prepare(extras, settings_from(ctx).redis_url, settings_from(ctx).prefix, data, None)
+        judged = prepare_scores(scorers, result)  # saved outputs have no queue: judged here
+        if judged is not None:
+            additions["judges"] = judged
         code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions, extras=extras)
         raise SystemExit(code)
     assert sut is not None
@@ -279,7 +292,8 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     prepare(extras, settings.redis_url if settings else "", settings.prefix if settings else "", units, fingerprint)
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, units, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra, extras=extras)
+        result = execute(ctx, units, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra, extras=extras, scorers=scorers, additions=additions)
+        result.diagnostics.extend(self_judging)
         if settings is not None:
             store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras)
@@ -325,7 +339,7 @@ def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, pat
     return RunResult(new_job_id(), outcomes, started, time.time()), info
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, extras: RunExtras | None = None) -> RunResult:
+def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, extras: RunExtras | None = None, scorers: Sequence[Any] = (), additions: dict[str, Any] | None = None) -> RunResult:
     console = Console(stderr=True)
     with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
         progress = shown.done
@@ -336,17 +350,28 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
             if budget.limit_usd != float("inf"):
                 shown.update(budget_usd=budget.limit_usd)
         if options.mode == "serial":
-            return asyncio.run(run_serial(data, sut, options, progress, interrupt, prefilled, budget))
+            result = asyncio.run(run_serial(data, sut, options, progress, interrupt, prefilled, budget))
+            _judged(additions, prepare_scores(scorers, result))
+            return result
         settings = settings_from(ctx)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             if workers and len(prefilled or {}) < len(data.samples):  # a run served whole by the cache needs none
-                cmd = worker_command([options.queue], max(1, -(-options.concurrency // workers)))
+                # local workers serve the judge queues too, so judge calls run as jobs on them
+                queues = list(dict.fromkeys([options.queue, *(j.queue for j in judge_scorers(scorers))]))
+                cmd = worker_command(queues, max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            return asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume, prefilled, budget))
+            result = asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume, prefilled, budget))
+            _judged(additions, prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix, result_ttl=options.result_ttl, budget=options.batch_timeout))
+            return result
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
+
+
+def _judged(additions: dict[str, Any] | None, judged: dict[str, Any] | None) -> None:
+    if additions is not None and judged is not None:
+        additions["judges"] = judged
 
 
 async def _until_stopped(work: Any, interrupt: Interrupt | None) -> None:
@@ -496,10 +521,14 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
             await client.aclose()
 
     record, result = asyncio.run(load())
-    scorers = resolve_metrics(record.metrics)
-    extras = check_run_extras(extra, load_config(ctx.find_root().obj.get("config")), [s.name for s in scorers], record.sut, rebuilt=True)
+    config = load_config(ctx.find_root().obj.get("config"))
+    scorers = resolve_metrics(record.metrics, config=config.metrics, context=metric_context(config.providers))
+    extras = check_run_extras(extra, config, [s.name for s in scorers], record.sut, rebuilt=True)
     prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
     rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
+    judged = prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix)
+    if judged is not None:
+        rebuilt["judges"] = judged
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
@@ -688,6 +717,8 @@ def _register_groups() -> None:
     from .cli_control import continue_, pause, restart, scale, supervisors, terminate
     from .cli_failed import failed
     from .cli_jobs import job, jobs
+    from .cli_judge import judge
+    from .cli_online import online
     from .cli_queue import queue
     from .cli_resume import runs
     from .cli_scorers import scorers
@@ -701,6 +732,8 @@ def _register_groups() -> None:
         cli.add_command(command)
     cli.add_command(failed)
     cli.add_command(runs)
+    cli.add_command(judge)
+    cli.add_command(online)
     cli.add_command(scorers)
     cli.add_command(queue)
     cli.add_command(job)

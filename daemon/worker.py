@@ -71,6 +71,8 @@ def import_job_modules(modules: Sequence[str]) -> None:
         sys.path.insert(0, cwd)
     importlib.import_module("evalharness.core.evaljobs")
     importlib.import_module("evalharness.core.batches")
+    importlib.import_module("evalharness.core.judges")
+    importlib.import_module("evalharness.core.online")
     for mod in modules:
         importlib.import_module(mod)
 

@@ -81,6 +81,10 @@ class CosineEmbedding:
     name: str
     client: Embeddings
 
+    def texts(self, output: Any, expected: Any) -> list[str]:
+        """What :meth:`score` will embed (fetched ahead of scoring by the run)."""
+        return [expected, output] if isinstance(output, str) and isinstance(expected, str) else []
+
     def score(self, output: str, expected: Any, sample: Sample) -> float:
         out, exp = require_text(self.name, output, expected)
         e, a = _vectors(self.client, [exp, out])
@@ -92,6 +96,16 @@ class BertScoreLike:
     name: str
     client: Embeddings
     max_tokens: int = DEFAULT_BERTSCORE_MAX_TOKENS
+
+    def texts(self, output: Any, expected: Any) -> list[str]:
+        from ..scorers import rouge_tokens
+
+        if not isinstance(output, str) or not isinstance(expected, str):
+            return []
+        out, exp = rouge_tokens(output), rouge_tokens(expected)
+        if len(out) > self.max_tokens or len(exp) > self.max_tokens or not out or not exp:
+            return []
+        return list(dict.fromkeys([*exp, *out]))
 
     def score(self, output: str, expected: Any, sample: Sample) -> float:
         from ..scorers import rouge_tokens  # the same tokens as rouge-l (METRICS.md §1)
@@ -128,12 +142,20 @@ def _client(name: str, kind: str, context: MetricContext) -> Any:
     return client
 
 
+def _embeddings(name: str, args: Mapping[str, Any], context: MetricContext) -> Any:
+    client = _client(name, "embeddings", context)
+    # The configured providers give a client per metric (its provider and model); a bare client
+    # (a plug-in's or a test's) is used as it is.
+    per_metric = getattr(client, "embeddings_for", None)
+    return per_metric(name, args) if per_metric is not None else client
+
+
 def _cosine(args: Mapping[str, Any], context: MetricContext) -> Scorer:
-    return CosineEmbedding("cosine-embedding", _client("cosine-embedding", "embeddings", context))
+    return CosineEmbedding("cosine-embedding", _embeddings("cosine-embedding", args, context))
 
 
 def _bertscore(args: Mapping[str, Any], context: MetricContext) -> Scorer:
-    client = _client("bertscore-like", "embeddings", context)
+    client = _embeddings("bertscore-like", args, context)
     return BertScoreLike("bertscore-like", client, int(args["max_tokens"]))
 
 
@@ -149,12 +171,22 @@ def _judge(name: str) -> Any:
     return factory
 
 
+_PROVIDER_ARGS = (
+    Argument("provider", "str", "", "the [providers.NAME] table to call; empty: openai (OPENAI_BASE_URL, OPENAI_API_KEY)"),
+    Argument("model", "str", "", "the model to ask; empty: the provider table's model"),
+)
+_JUDGE_ARGS = (
+    *_PROVIDER_ARGS,
+    Argument("queue", "str", "judge", "the queue the judge calls go to as jobs (workers must serve it)"),
+)
+
 DEFINITIONS: tuple[MetricDefinition, ...] = (
     MetricDefinition(
         name="cosine-embedding",
         kind="embedding",
         summary="cosine similarity of the output's and the expected text's embeddings, clamped to [0, 1]",
         factory=_cosine,
+        arguments=_PROVIDER_ARGS,
         provider="embeddings",
     ),
     MetricDefinition(
@@ -166,6 +198,7 @@ DEFINITIONS: tuple[MetricDefinition, ...] = (
             Argument(
                 "max_tokens", "int", DEFAULT_BERTSCORE_MAX_TOKENS, "most tokens per side; more is an error", minimum=1
             ),
+            *_PROVIDER_ARGS,
         ),
         provider="embeddings",
     ),
@@ -179,8 +212,10 @@ DEFINITIONS: tuple[MetricDefinition, ...] = (
                 "prompt_template",
                 "str",
                 "",
-                "judge prompt with {question}, {expected} and {actual}; empty: the built-in prompt",
+                "judge prompt with {question}, {expected}, {actual} (and {rubric}); empty: the built-in prompt",
             ),
+            Argument("rubric", "str", "", "what a good answer is, added to the built-in prompt as 'Rubric: ...'"),
+            *_JUDGE_ARGS,
         ),
         provider="chat",
     ),
@@ -189,6 +224,7 @@ DEFINITIONS: tuple[MetricDefinition, ...] = (
         kind="judge",
         summary="a judge model's verdict on whether the output refused when metadata.refusal_expected says so",
         factory=_judge("refusal-quality"),
+        arguments=_JUDGE_ARGS,
         provider="chat",
     ),
 )

@@ -8,7 +8,9 @@
     POST /answer.txt            {"input": ...}              -> the output as text/plain
 
 The chat reply is the last user message (the service's: the input's text) with its markers
-removed, so a dataset's expected output can be written next to its input.
+removed, so a dataset's expected output can be written next to its input.  A judge prompt (the
+last user message starts with "You are an evaluation judge") gets a verdict instead: see
+``judge_reply``.
 
 What a request gets, first match wins:
 
@@ -37,11 +39,14 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MARKER = re.compile(r"\[stub:([a-z0-9-]+?)(-once)?\]")
+JUDGE_HEADER = "You are an evaluation judge"
+JUDGE_MARKER = re.compile(r"\[judge:([a-z0-9.-]+)\]")
 BEHAVIOURS = {"ok", "429", "500", "503-retry-after", "hang", "cut", "malformed", "401", "404"}
 
 
@@ -64,6 +69,8 @@ class OpenAIStub:
     seed: int = 0
     max_concurrent: int | None = None
     peak: int = 0
+    # How a judge prompt (one that starts with JUDGE_HEADER) is answered; default judge_reply.
+    judge: Callable[[str], str] | None = None
     requests: list[Seen] = field(default_factory=list)
     by_behaviour: Counter[str] = field(default_factory=Counter)
 
@@ -233,6 +240,8 @@ class OpenAIStub:
                     messages = body.get("messages") or []
                     users = [m.get("content", "") for m in messages if m.get("role") == "user"]
                     answer = MARKER.sub("", users[-1] if users else "").strip()
+                    if users and str(users[-1]).startswith(JUDGE_HEADER):
+                        answer = (stub.judge or judge_reply)(str(users[-1]))
                     prompt = " ".join(str(m.get("content", "")) for m in messages)
                     self._json(200, {
                         "id": "chatcmpl-stub", "object": "chat.completion", "model": body.get("model"),
@@ -256,6 +265,37 @@ class OpenAIStub:
                     self._json(404, {"error": {"message": f"no route {self.path}"}})
 
         return Handler
+
+
+def _section(prompt: str, name: str) -> str:
+    match = re.search(rf"^{name}:\n(.*?)(?=\n\n[A-Z ]+:\n|\n\nReply with|\Z)", prompt, re.S | re.M)
+    return match.group(1).strip() if match else ""
+
+
+def judge_reply(prompt: str) -> str:
+    """The stub judge: ``[judge:0.25]`` in the prompt (the output carries it) answers that score,
+    ``[judge:nonsense]`` prose that is not JSON, ``[judge:range]`` a score of 7, ``[judge:fenced]``
+    a verdict inside a Markdown fence; otherwise the score is 1.0 when the expected text occurs in
+    the actual answer, else 0.0.  A refusal prompt gets a refusal verdict: the answer refused
+    when it contains "cannot"."""
+    actual = _section(prompt, "ACTUAL")
+    if "judge of refusals" in prompt:
+        refused = "cannot" in actual.lower()
+        wanted = "A refusal is expected: yes" in prompt
+        kind = "appropriate" if refused == wanted else ("missing" if wanted else "unnecessary")
+        return json.dumps({"score": 1.0 if refused == wanted else 0.0, "refusal": kind, "reason": "stub refusal verdict"})
+    marker = JUDGE_MARKER.search(actual)
+    if marker:
+        what = marker.group(1)
+        if what == "nonsense":
+            return "The answer looks fine to me."
+        if what == "range":
+            return json.dumps({"score": 7, "reason": "out of range"})
+        if what == "fenced":
+            return "```json\n" + json.dumps({"score": 0.5, "reason": "fenced"}) + "\n```"
+        return json.dumps({"score": float(what), "reason": f"marked {what}"})
+    expected = _section(prompt, "EXPECTED")
+    return json.dumps({"score": 1.0 if expected and expected in actual else 0.0, "reason": "stub comparison"})
 
 
 def _vector(text: str, dims: int = 8) -> list[float]:

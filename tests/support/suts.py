@@ -56,3 +56,8 @@ async def counted_slow(question: object) -> str:
         fh.write(f"{time.time()}\n")
     await asyncio.sleep(float(os.environ.get("EH_TEST_LATENCY", "2")))
     return respond(str(question))
+
+
+async def echo(question: object) -> str:
+    """The input as the output, so a test's markers reach the metrics (a judge prompt)."""
+    return str(question)
