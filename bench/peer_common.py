@@ -1,6 +1,6 @@
 """What the peer-comparison drivers share (``bench/peer_*.py``): process-tree CPU from /proc,
 the server's CPU and command counts, round trips counted at the client, freezing workers while
-freezing workers while a queue fills, and the JSON reply each driver prints.  Needs only redis-py, so the drivers of
+draining a full queue, and the JSON reply each driver prints.  Needs only redis-py, so the drivers of
 the other libraries import it from their own virtual environment."""
 
 from __future__ import annotations
@@ -123,7 +123,6 @@ def start(cmd: list[str], env: dict[str, str] | None = None, n: int = PROCESSES)
 
 def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
     pids = tree([p.pid for p in procs])
-    freeze(procs, signal.SIGCONT)
     for p in procs:
         p.terminate()
     for p in procs:
@@ -154,14 +153,15 @@ def wait_idle(procs: Sequence[subprocess.Popen[bytes]], ready: Callable[[], bool
     raise SystemExit("the workers did not settle")
 
 
-def freeze(procs: Sequence[subprocess.Popen[bytes]], sig: int) -> None:
-    """SIGSTOP / SIGCONT settled workers and their children: the queue fills while they cannot
-    run, so the drain measures processing alone, not the dispatch or the workers' start-up."""
-    for pid in tree([p.pid for p in procs]):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+def startup_cpu(launch: Callable[[], list[subprocess.Popen[bytes]]], ready: Callable[[], bool]) -> float:
+    """CPU seconds workers spend starting and settling on an empty queue: taken off the W1
+    figure, whose workers start once the queue is full."""
+    procs = launch()
+    try:
+        wait_idle(procs, ready)
+        return cpu_seconds([p.pid for p in procs])
+    finally:
+        stop(procs)
 
 
 def wait_until(done: Callable[[], bool], within: float, what: str) -> float:
@@ -175,22 +175,32 @@ def wait_until(done: Callable[[], bool], within: float, what: str) -> float:
 
 def drain(
     r: redis.Redis,
-    procs: Sequence[subprocess.Popen[bytes]],
+    launch: Callable[[], list[subprocess.Popen[bytes]]],
     remaining: Callable[[], int],
     total: int,
+    startup: float = 0.0,
     within: float = 900,
 ) -> dict[str, float]:
-    """Thaw frozen workers over a full queue: the rate from the first completion to the last,
-    and the worker and server CPU per job over the same span."""
-    cpu0, srv0 = cpu_seconds([p.pid for p in procs]), server_cpu(r)
-    freeze(procs, signal.SIGCONT)
-    wait_until(lambda: remaining() < total, within, "the first job")
-    t0 = time.perf_counter()
-    left0 = remaining()
-    t1 = wait_until(lambda: remaining() <= 0, within, "the last job")
-    cpu1, srv1 = cpu_seconds([p.pid for p in procs]), server_cpu(r)
+    """Start the workers over a full queue: the rate from the first completion to the last, and
+    the worker CPU (less ``startup``) and the server's CPU per job."""
+    srv0 = server_cpu(r)
+    procs = launch()
+    try:
+        wait_until(lambda: remaining() < total, within, "the first job")
+        t0 = time.perf_counter()
+        left0 = remaining()
+        t1 = wait_until(lambda: remaining() <= 0, within, "the last job")
+        cpu1, srv1 = cpu_seconds([p.pid for p in procs]), server_cpu(r)
+    finally:
+        stop(procs)
     return {"seconds": t1 - t0, "jobs_per_s": max(1, left0) / (t1 - t0),
-            "worker_cpu_ms": (cpu1 - cpu0) * 1000 / total, "redis_cpu_us": (srv1 - srv0) * 1e6 / total}
+            "worker_cpu_ms": max(0.0, cpu1 - startup) * 1000 / total, "redis_cpu_us": (srv1 - srv0) * 1e6 / total}
+
+
+def finish(remaining: Callable[[], int], t0: float, within: float = 900) -> dict[str, float]:
+    """W2: seconds from ``t0`` (the dispatch began, workers idle) until no job is left."""
+    t1 = wait_until(lambda: remaining() <= 0, within, "the last job")
+    return {"seconds": t1 - t0, "ratio": (t1 - t0) / (W2_JOBS * W2_SECONDS / (PROCESSES * W2_CONCURRENCY))}
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:

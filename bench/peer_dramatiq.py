@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -27,15 +26,20 @@ def run(workload: str, url: str) -> dict[str, object]:
     threads = pc.W2_CONCURRENCY if workload == "w2" else pc.CONCURRENCY
     cmd = [sys.executable, "-m", "dramatiq", "peer_dramatiq_jobs", "--processes", str(pc.PROCESSES),
            "--threads", str(threads)]
-    if workload in ("w1", "w2"):
-        n, actor = (pc.W1_JOBS, jobs.noop) if workload == "w1" else (pc.W2_JOBS, jobs.sleep50)
+    if workload == "w1":
+        n = pc.W1_JOBS
+        startup = pc.startup_cpu(lambda: pc.start(cmd, env, n=1), lambda: True)
+        for i in range(n):
+            jobs.noop.send(i)
+        return pc.drain(r, lambda: pc.start(cmd, env, n=1), lambda: int(r.hlen(msgs)), n, startup)
+    if workload == "w2":
         procs = pc.start(cmd, env, n=1)
         try:
             pc.wait_idle(procs, lambda: True)
-            pc.freeze(procs, signal.SIGSTOP)
-            for i in range(n):
-                actor.send(i)
-            return pc.drain(r, procs, lambda: int(r.hlen(msgs)), n)
+            t0 = time.perf_counter()
+            for i in range(pc.W2_JOBS):
+                jobs.sleep50.send(i)
+            return pc.finish(lambda: int(r.hlen(msgs)), t0)
         finally:
             pc.stop(procs)
     if workload == "single":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -40,16 +39,20 @@ async def run(workload: str, url: str) -> dict[str, object]:
         return total - int(r.hget(stats, "completed") or 0)
 
     try:
-        if workload in ("w1", "w2"):
-            n, name, conc = (pc.W1_JOBS, "bench.noop", pc.CONCURRENCY) if workload == "w1" else (
-                pc.W2_JOBS, "bench.sleep50", pc.W2_CONCURRENCY)
-            procs = workers(url, conc)
+        if workload == "w1":
+            n = pc.W1_JOBS
+            ready = lambda: r.zcard(q.keys("bench").workers) >= pc.PROCESSES  # noqa: E731
+            startup = pc.startup_cpu(lambda: workers(url, pc.CONCURRENCY), ready)
+            for start in range(0, n, 5000):
+                await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(start, min(n, start + 5000)))
+            return pc.drain(r, lambda: workers(url, pc.CONCURRENCY), lambda: remaining(n), n, startup)
+        if workload == "w2":
+            procs = workers(url, pc.W2_CONCURRENCY)
             try:
                 pc.wait_idle(procs, lambda: r.zcard(q.keys("bench").workers) >= pc.PROCESSES)
-                pc.freeze(procs, signal.SIGSTOP)
-                for start in range(0, n, 5000):
-                    await q.dispatch_many(JobRequest(name, i, queue="bench") for i in range(start, min(n, start + 5000)))
-                return pc.drain(r, procs, lambda: remaining(n), n)
+                t0 = time.perf_counter()
+                await q.dispatch_many(JobRequest("bench.sleep50", i, queue="bench") for i in range(pc.W2_JOBS))
+                return pc.finish(lambda: remaining(pc.W2_JOBS), t0)
             finally:
                 pc.stop(procs)
         if workload == "single":

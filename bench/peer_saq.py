@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -28,15 +27,20 @@ async def run(workload: str, url: str) -> dict[str, object]:
     env = dict(os.environ, PYTHONPATH=str(HERE), PEERBENCH_URL=url, PEERBENCH_CONCURRENCY=str(conc))
     cmd = [sys.executable, "-m", "saq", "peer_saq_jobs.settings", "--workers", str(pc.PROCESSES), "--quiet"]
     try:
-        if workload in ("w1", "w2"):
-            n, name = (pc.W1_JOBS, "noop") if workload == "w1" else (pc.W2_JOBS, "sleep50")
+        if workload == "w1":
+            n = pc.W1_JOBS
+            startup = pc.startup_cpu(lambda: pc.start(cmd, env, n=1), lambda: True)
+            for start in range(0, n, 1000):
+                await asyncio.gather(*(queue.enqueue("noop", payload=i) for i in range(start, min(n, start + 1000))))
+            return pc.drain(r, lambda: pc.start(cmd, env, n=1), lambda: int(r.zcard(incomplete)), n, startup)
+        if workload == "w2":
             procs = pc.start(cmd, env, n=1)
             try:
                 pc.wait_idle(procs, lambda: True)
-                pc.freeze(procs, signal.SIGSTOP)
-                for start in range(0, n, 1000):
-                    await asyncio.gather(*(queue.enqueue(name, payload=i) for i in range(start, min(n, start + 1000))))
-                return pc.drain(r, procs, lambda: int(r.zcard(incomplete)), n)
+                t0 = time.perf_counter()
+                for start in range(0, pc.W2_JOBS, 1000):
+                    await asyncio.gather(*(queue.enqueue("sleep50", payload=i) for i in range(start, start + 1000)))
+                return pc.finish(lambda: int(r.zcard(incomplete)), t0)
             finally:
                 pc.stop(procs)
         if workload == "single":

@@ -67,3 +67,21 @@ async def test_dispatch_after_the_server_forgot_its_scripts_adds_each_job_once(q
     assert await queue.dispatch("noop", 1, queue="q", id="chosen") == "chosen"  # a chosen id is checked
     stats = await queue.stats("q")
     assert (stats.ready, stats.counters["dispatched"], stats.counters["deduplicated"]) == (1202, 1202, 1)
+
+
+async def test_popping_and_acking_many_jobs_keeps_every_index_exact(queue: Queue, aclient: Any) -> None:
+    # one LPOP for the lane, one ZREM and one ZADD for the indexes, one ZREM and one DEL on ack
+    await queue.dispatch_many(JobRequest("noop", i, queue="q") for i in range(30))
+    popped = (await queue.pop("q", 25, 30, "w")).jobs
+    assert [j.payload for j in popped] == list(range(25))
+    assert all(j.attempts == 1 for j in popped)
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.reserved) == (5, 25)
+    done = [(j.id, "", 1) for j in popped]
+    assert await queue.ack("q", "w", [*done, done[0]]) == [popped[0].id]  # a repeat in one call is stale
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.reserved, stats.counters["completed"]) == (5, 0, 25)
+    assert await aclient.exists(*(queue.keys("q").job(j.id) for j in popped)) == 0
+    rest = (await queue.pop("q", 25, 30, "w")).jobs
+    assert [j.payload for j in rest] == list(range(25, 30))
+    assert await aclient.llen(queue.keys("q").lanes) == 0
