@@ -31,3 +31,21 @@ async def sleep100(ctx: Any, payload: Any) -> float:
     waited = time.time() - ctx.job.enqueued_at
     await asyncio.sleep(0.1)
     return waited
+
+
+@job("bench.sleep50", queue="bench")
+async def sleep50(payload: Any) -> None:
+    await asyncio.sleep(0.05)
+
+
+@job("bench.latency", queue="bench")
+async def latency(ctx: Any, payload: Any) -> None:
+    """Records how long after its dispatch call began it started (the peer comparison's W3)."""
+    started = time.time()
+    await ctx.client.rpush("peerbench:latency", f"{started - float(payload):.6f}")
+
+
+@job("bench.hold", queue="bench", timeout=600)
+async def hold(payload: Any) -> None:
+    """Stays in flight for ``payload`` seconds (the memory figure of a busy worker)."""
+    await asyncio.sleep(float(payload))

@@ -418,12 +418,15 @@ class _Collector:
 
     async def collect(self, wait: float) -> int:
         """Take the outcomes workers pushed (``field<TAB>outcome JSON``): one blocking pop, then
-        whatever else is already there, in the same round trip's worth of work."""
-        item = await self.client.blpop([self.done_key], timeout=max(wait, 0.01))
+        whatever else is already there, in one round trip (one connection runs the two in order,
+        so the LPOP sees what the BLPOP waited for, and more)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.blpop([self.done_key], timeout=max(wait, 0.01))
+            pipe.lpop(self.done_key, 1000)
+            item, more = await pipe.execute()
         if item is None:
             return 0
         entries = [str(item[1])]
-        more = await self.client.lpop(self.done_key, 1000)
         if isinstance(more, list):
             entries += [str(e) for e in more]
         got = 0

@@ -156,9 +156,11 @@ class Queue:
         return ids[0]
 
     async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
-        """Dispatch many jobs in pipelined chunks (one script call per chunk and queue).
-        Returns, in order, the id that represents each request (see :attr:`JobRequest.key`)."""
-        by_queue: dict[str, list[list[Any]]] = {}
+        """Dispatch many jobs in pipelined chunks (one script call per chunk and queue; one round
+        trip in all when they fit one chunk).  Returns, in order, the id that represents each
+        request (see :attr:`JobRequest.key`)."""
+        by_queue: dict[str, list[Any]] = {}
+        counts: dict[str, int] = {}
         order: list[tuple[str, int]] = []
         ids: list[str] = []
         for req in requests:
@@ -167,37 +169,40 @@ class Queue:
                 envelope = job.envelope()
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"payload of job {req.name!r} is not JSON-serialisable: {exc}") from None
-            sink, sink_field, ttl = req.result_to or ("", "", 0)
-            if sink:
-                validate_name("result sink", sink)
-            rows = by_queue.setdefault(queue, [])
-            order.append((queue, len(rows)))
-            rows.append(
-                [job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl,
-                 merge_key or "", int(job.options.unique_for * 1000), job.batch or ""]
-            )
+            rows = by_queue.get(queue)
+            if rows is None:
+                rows = by_queue[queue] = []
+                counts[queue] = 0
+            order.append((queue, counts[queue]))
+            counts[queue] += 1
+            if req.id is None and not delay and req.result_to is None and merge_key is None and job.batch is None:
+                # a plain job: four arguments, nothing for the script to check (see dispatch.lua)
+                rows.append((job.id, envelope, job.lane, ""))
+            else:
+                sink, sink_field, ttl = req.result_to or ("", "", 0)
+                if sink:
+                    validate_name("result sink", sink)
+                rows.append((job.id, envelope, job.lane, "+", int(delay * 1000), sink, sink_field, ttl,
+                             merge_key or "", int(job.options.unique_for * 1000), job.batch or ""))
             ids.append(job.id)
         if not ids:
             return ids
-        calls: list[tuple[str, int]] = []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for queue, rows in by_queue.items():
-                keys = self.keys(queue)
-                for start in range(0, len(rows), DISPATCH_CHUNK):
-                    args: list[Any] = [keys.base]
-                    for row in rows[start : start + DISPATCH_CHUNK]:
-                        args += row
-                    await self.scripts["dispatch"](
-                        keys=[keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues],
-                        args=args,
-                        client=pipe,
-                    )
-                    calls.append((queue, start))
-            replies = await pipe.execute()
+        now_ms = int(time.time() * 1000)
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        which: list[str] = []
+        for queue, rows in by_queue.items():
+            keys = self.keys(queue)
+            script_keys = [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
+            for start in range(0, len(rows), DISPATCH_CHUNK):
+                args: list[Any] = [keys.base, now_ms]
+                for row in rows[start : start + DISPATCH_CHUNK]:
+                    args += row
+                calls.append(("dispatch", script_keys, args))
+                which.append(queue)
+        replies = await self.scripts.run(calls)
         represented: dict[str, list[str]] = {}
-        for (queue, _start), reply in zip(calls, replies, strict=True):
-            if queue:
-                represented.setdefault(queue, []).extend(reply)
+        for queue, reply in zip(which, replies, strict=True):
+            represented.setdefault(queue, []).extend(reply)
         return [represented[queue][pos] for queue, pos in order]
 
     # -- consuming ---------------------------------------------------------------------
@@ -207,15 +212,22 @@ class Queue:
     ) -> PopResult:
         """Claim up to ``count`` ready jobs for ``lease`` seconds (also promotes due delayed jobs
         and re-delivers jobs whose lease lapsed)."""
+        (raw,) = await self.scripts.run([self.pop_call(queue, count, lease, owner, paused=paused, maintenance=maintenance)])
+        return self.parse_pop(raw)
+
+    def pop_call(
+        self, queue: str, count: int, lease: float, owner: str, *, paused: bool = False, maintenance: int = 100
+    ) -> tuple[str, list[str], list[Any]]:
+        """One ``pop_with_lease`` call for :meth:`Scripts.run` (a worker sends it with its acks)."""
         keys = self.keys(queue)
-        raw = await self.scripts["pop_with_lease"](
-            keys=[keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            args=[keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "0"],
+        return (
+            "pop_with_lease",
+            [keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
+            [keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "0"],
         )
-        return self._parse_pop(raw)
 
     @staticmethod
-    def _parse_pop(raw: Sequence[Any]) -> PopResult:
+    def parse_pop(raw: Sequence[Any]) -> PopResult:
         result = PopResult(next_due=None if int(raw[0]) < 0 else int(raw[0]) / 1000.0)
         for i in range(1, len(raw), 8):
             if raw[i + 7]:
@@ -232,22 +244,21 @@ class Queue:
             )
         return result
 
-    async def ack_into(
-        self, pipe: Any, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]], telemetry: bool = True
-    ) -> None:
-        """Queue one ``ack`` of ``done`` = [(job id, result JSON or "", runtime ms)] in ``pipe``."""
+    def ack_call(
+        self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]], telemetry: bool = True
+    ) -> tuple[str, list[str], list[Any]]:
+        """One ``ack`` call for :meth:`Scripts.run` of ``done`` = [(job id, result JSON or "",
+        runtime ms)]."""
         keys = self.keys(queue)
         args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
         for item in done:
             args += (item[0], item[1], item[2] if len(item) > 2 else 0)
-        await self.scripts["ack"](keys=[keys.reserved, keys.stats, keys.lanes, keys.ready, keys.wake], args=args, client=pipe)
+        return "ack", [keys.reserved, keys.stats, keys.lanes, keys.ready, keys.wake], args
 
     async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]]) -> list[str]:
         """Acknowledge finished jobs with their JSON results; returns the ids whose lease was
         no longer ours."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            await self.ack_into(pipe, queue, owner, done)
-            (stale,) = await pipe.execute()
+        (stale,) = await self.scripts.run([self.ack_call(queue, owner, done)])
         return list(stale)
 
     async def results(self, queue: str, sink: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:

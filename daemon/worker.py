@@ -47,7 +47,7 @@ from evalharness.core.jobs import (
     redact_payload,
 )
 from evalharness.core.limits import Limiter, LimiterClient
-from evalharness.core.queue import LeaseUpdate, Queue, parse_renew
+from evalharness.core.queue import LeaseUpdate, PopResult, Queue, parse_renew
 from evalharness.core.scripts import script_source
 from evalharness.core.sut import CountingThreadPool, sync_calls_unfinished
 from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
@@ -217,6 +217,9 @@ class Worker:
         self._contexts: dict[str, RunningJob] = {}
         self._held: dict[str, dict[str, Job]] = {q: {} for q in options.queues}
         self._acks: dict[str, list[tuple[str, str, int]]] = {}
+        # The fetch loop waits for a free slot and sends the acks of the jobs that free one with
+        # its next pop; otherwise the flush loop sends them.
+        self._carry_acks = False
         self._pool = CountingThreadPool(max_workers=options.concurrency, thread_name_prefix="job")
         self._interrupting = False
         self._closing = asyncio.Event()
@@ -339,10 +342,21 @@ class Worker:
     # -- fetching ----------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        try:
+            await self._fetch()
+        finally:
+            self._carry_acks = False
+            if self._acks:
+                self._ack_wanted.set()
+
+    async def _fetch(self) -> None:
         opts = self.options
         wake_keys = [self.queue.keys(q).wake for q in opts.queues]
         backoff = 0.1
         while not self.stop_event.is_set():
+            self._carry_acks = False
+            if self._acks:
+                self._ack_wanted.set()  # the acks of jobs that ended while this loop waited
             reason = self._recycle_reason()
             if reason:
                 self.request_stop(reason=reason)
@@ -356,6 +370,9 @@ class Worker:
                 free = min(free, opts.max_jobs - self.processed - len(self._running))
             if free <= 0:
                 self._slot_free.clear()
+                # The job that frees a slot leaves its ack to the pop this wakes: one round trip
+                # acknowledges it and claims the next job.
+                self._carry_acks = not opts.max_jobs
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._slot_free.wait(), 1.0)
                 continue
@@ -365,7 +382,7 @@ class Worker:
                 got = 0
                 next_due: float | None = None
                 for q in opts.queues:
-                    result = await self.queue.pop(q, free - got, opts.lease, self.id)
+                    result = await self._ack_and_pop(q, free - got)
                     for job in result.jobs:
                         self._start(job, job.id in result.cancelled)
                     got += len(result.jobs)
@@ -373,10 +390,12 @@ class Worker:
                         next_due = result.next_due if next_due is None else min(next_due, result.next_due)
                     if got >= free:
                         break
-                if got == 0:
-                    if opts.burst and not self._running and next_due is None:
+                if got < free:
+                    if got == 0 and opts.burst and not self._running and next_due is None:
                         log.info("worker %s: burst done, no job ready, delayed or running", self.id)
                         return
+                    # Every queue gave less than asked, so none has a job ready: wait for a wake
+                    # token (a dispatch pushes one) rather than asking again at once.
                     wait = opts.poll if next_due is None else min(opts.poll, max(next_due, 0.005))
                     if opts.burst and self._running:
                         wait = min(wait, BURST_RECHECK)
@@ -388,6 +407,25 @@ class Worker:
                 log.warning("worker %s: redis unavailable (%s); retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _ack_and_pop(self, queue: str, count: int) -> PopResult:
+        """Pop up to ``count`` jobs of ``queue``, sending the acks waiting to go in the same round
+        trip (one pipeline: the acks first, then the pop)."""
+        batch = self._take_acks()
+        call = self.queue.pop_call(queue, count, self.options.lease, self.id)
+        if not batch:
+            (raw,) = await self.queue.scripts.run([call])
+            return self.queue.parse_pop(raw)
+        try:
+            replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
+        except REDIS_ERRORS:
+            self._untake_acks(batch)
+            raise
+        *acked, raw = replies
+        self._acks_sent(batch, acked)
+        if isinstance(raw, Exception):
+            raise raw
+        return self.queue.parse_pop(raw)
 
     async def _reclaim_unknown(self) -> None:
         """Give back, without using a try, jobs reserved in our name that we do not hold: the
@@ -541,7 +579,8 @@ class Worker:
             self.processed += 1
             runtime_ms = int((time.monotonic() - ctx.started) * 1000)
             self._acks.setdefault(job.queue, []).append((job.id, encoded, runtime_ms))
-            self._ack_wanted.set()
+            if not self._carry_acks:
+                self._ack_wanted.set()
             return
         await self._settle(job, spec, ctx, outcome, exc, retry_after, permanent)
 
@@ -721,32 +760,44 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), seconds)
 
-    async def _flush(self) -> None:
+    def _take_acks(self) -> dict[str, list[tuple[str, str, int]]]:
         batch, self._acks = self._acks, {}
+        return batch
+
+    def _untake_acks(self, batch: dict[str, list[tuple[str, str, int]]]) -> None:
+        """Acks that could not be sent go first in the next batch."""
+        for q, done in batch.items():
+            self._acks.setdefault(q, [])[:0] = done
+
+    def _ack_calls(self, batch: dict[str, list[tuple[str, str, int]]]) -> list[tuple[str, list[str], list[Any]]]:
+        return [self.queue.ack_call(q, self.id, done, self.options.telemetry) for q, done in batch.items()]
+
+    def _acks_sent(self, batch: dict[str, list[tuple[str, str, int]]], replies: Sequence[Any]) -> None:
+        for (q, done), stale in zip(batch.items(), replies, strict=True):
+            if isinstance(stale, Exception):
+                # not a connection error: the script refused them; the leases lapse and the jobs
+                # are re-delivered, as for a worker that died
+                log.error("worker %s: acknowledging %d job(s) on %s failed: %s", self.id, len(done), q, stale)
+            elif stale:
+                log.warning("worker %s: %d job(s) on %s finished after losing their lease", self.id, len(stale), q)
+            held = self._held[q]
+            for job_id, *_ in done:
+                held.pop(job_id, None)
+
+    async def _flush(self) -> None:
+        batch = self._take_acks()
         if not batch:
             return
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                order = []
-                for q, done in batch.items():
-                    await self.queue.ack_into(pipe, q, self.id, done, self.options.telemetry)
-                    order.append(q)
-                replies = await pipe.execute()
+            replies = await self.queue.scripts.run(self._ack_calls(batch), raise_on_error=False)
         except REDIS_ERRORS as exc:
             log.warning("worker %s: could not acknowledge %d job(s) (%s); retrying", self.id, sum(map(len, batch.values())), exc)
-            for q, done in batch.items():
-                self._acks.setdefault(q, [])[:0] = done
+            self._untake_acks(batch)
             if not self._closing.is_set():
                 await self._pause(0.2)
                 self._ack_wanted.set()
             return
-        for q, stale in zip(order, replies, strict=True):
-            if stale:
-                log.warning("worker %s: %d job(s) on %s finished after losing their lease", self.id, len(stale), q)
-        for q, done in batch.items():
-            held = self._held[q]
-            for job_id, *_ in done:
-                held.pop(job_id, None)
+        self._acks_sent(batch, replies)
 
     async def _final_flush(self) -> None:
         deadline = time.monotonic() + 5.0
@@ -790,12 +841,12 @@ class Worker:
         queues = [(q, self._lease_updates(held)) for q, held in self._held.items() if held]
         if not queues:
             return
+        calls = []
+        for q, updates in queues:
+            call = self.queue.renew_call(q, self.id, updates, self.options.lease)
+            calls.append(("renew", call["keys"], call["args"]))
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for q, updates in queues:
-                    call = self.queue.renew_call(q, self.id, updates, self.options.lease)
-                    await self.queue.scripts["renew"](keys=call["keys"], args=call["args"], client=pipe)
-                replies = await pipe.execute()
+            replies = await self.queue.scripts.run(calls)
         except REDIS_ERRORS as exc:
             log.warning("worker %s: lease renewal failed (%s)", self.id, exc)
             # what this renewal carried goes with the next one, unless the job reported again

@@ -13,12 +13,16 @@ local stale = {}
 local done = 0
 local mk, rt_sum, rt_max, rt_min = nil, 0, 0, nil
 local buckets = {}
+local finished, records, seen = {}, {}, {}  -- removed in one ZREM and one DEL after the loop
 local bounds = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000}
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = base .. 'job:' .. id
   local rec = redis.call('HMGET', jk, 'owner', 'sink', 'sink_field', 'sink_ttl', 'unique', 'unique_for', 'batch')
-  if rec[1] == owner then
+  -- a second ack of one job in the same call finds it gone, as it would had the first one
+  -- deleted it at once (the record goes after the loop)
+  if rec[1] == owner and not seen[id] then
+    seen[id] = true
     if rec[2] then
       local rk = base .. 'results:' .. rec[2]
       local result = ARGV[i + 1]
@@ -43,9 +47,9 @@ for i = 4, #ARGV, 3 do
         end
       end
     end
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('DEL', jk)
     done = done + 1
+    finished[done] = id
+    records[done] = jk
     if rec[7] then
       b_not_running(base, rec[7], id)
       b_job_done(base, KEYS[3], KEYS[4], KEYS[5], rec[7], id, true)
@@ -73,6 +77,12 @@ for i = 4, #ARGV, 3 do
   end
 end
 if done > 0 then
+  -- in slices: unpack has a limit on how many values it spreads
+  for i = 1, done, 1000 do
+    local j = math.min(i + 999, done)
+    redis.call('ZREM', KEYS[1], unpack(finished, i, j))
+    redis.call('DEL', unpack(records, i, j))
+  end
   redis.call('HINCRBY', KEYS[2], 'completed', done)
   if telemetry then
     local t = redis.call('TIME')

@@ -2,23 +2,39 @@
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] wake  KEYS[5] stats
 -- KEYS[6] the known-queues set ("<prefix>:queues")
 -- ARGV[1] key base of the queue ("<prefix>:{q:<queue>}:")
--- then for each job: id, envelope JSON, lane, delay ms, result sink ("" for none), sink field,
--- sink ttl s, merge key ("" when the job is not unique: it is never merged with another),
--- unique-for ms (how long the key still dedupes after the job completed; 0 = only while it is
--- pending or running), batch id ("" for none)
+-- ARGV[2] the producer's clock in ms: the enqueue and ready time of jobs ready at once (so a
+--         plain dispatch reads no clock here); delayed jobs are timed by the server's clock,
+--         the one pop_with_lease compares their due time with
+-- then for each job: id, envelope JSON, lane, and "" for a plain job (a fresh id, ready at once,
+-- no sink, not unique, no batch: nothing more to check) or "+" followed by seven more: delay ms,
+-- result sink ("" for none), sink field, sink ttl s, merge key ("" when the job is not unique: it
+-- is never merged with another), unique-for ms (how long the key still dedupes after the job
+-- completed; 0 = only while it is pending or running), batch id ("" for none).  An extended job
+-- is checked against an existing job of the same id (a caller-chosen id may repeat).
+-- A plain dispatch to a lane with jobs already waiting is one HSET, RPUSH, ZADD and HINCRBY.
 -- Returns, per job, the id of the job that represents it: its own id when added, or the id of
 -- the pending/running job (or the job completed within its unique-for window) it duplicates.
 local base = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local added, ready = 0, 0
+local now = tonumber(ARGV[2])
+local server_now = nil
+local added = 0
+local woken = false
 local out = {}
-for i = 2, #ARGV, 10 do
-  local id, data, lane, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local ukey, ufor = ARGV[i + 7], ARGV[i + 8]
+local i = 3
+while i <= #ARGV do
+  local id, data, lane = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local extended = ARGV[i + 3] ~= ''
+  local delay, sink, sfield, sttl, ukey, ufor, bid = 0, '', '', '', '', '', ''
+  if extended then
+    delay, sink, sfield, sttl = tonumber(ARGV[i + 4]), ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+    ukey, ufor, bid = ARGV[i + 8], ARGV[i + 9], ARGV[i + 10]
+    i = i + 11
+  else
+    i = i + 4
+  end
   local jk = base .. 'job:' .. id
   local dup = false
-  if redis.call('EXISTS', jk) == 1 then
+  if extended and redis.call('EXISTS', jk) == 1 then
     dup = id
   elseif ukey ~= '' then
     local uk = base .. 'unique:' .. ukey
@@ -40,12 +56,30 @@ for i = 2, #ARGV, 10 do
   else
     out[#out + 1] = id
     added = added + 1
-    redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now,
-      'attempts', 0, 'releases', 0, 'exceptions', 0, 'lost', 0)
+    if delay > 0 then
+      if not server_now then
+        local t = redis.call('TIME')
+        server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      end
+      redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
+        'exceptions', 0, 'lost', 0, 'state', 'delayed')
+      redis.call('ZADD', KEYS[3], server_now + delay, id)
+    else
+      redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
+        'exceptions', 0, 'lost', 0, 'state', 'ready', 'ready_at', now)
+      if redis.call('RPUSH', base .. 'lane:' .. lane, id) == 1 then
+        redis.call('RPUSH', KEYS[1], lane)
+        -- The lane was empty: an idle worker may be blocked on the wake list.  Jobs added to a
+        -- lane that already waits find a worker that is busy (it pops again when a slot frees)
+        -- or one already woken (the one that takes the token passes the word on while work
+        -- remains, see pop_with_lease.lua).  The pop that empties the queue clears the tokens.
+        woken = true
+      end
+      redis.call('ZADD', KEYS[2], now, id)
+    end
     if ukey ~= '' then
       redis.call('HSET', jk, 'unique', ukey, 'unique_for', ufor)
     end
-    local bid = ARGV[i + 9]
     if bid ~= '' then
       local bk = base .. 'batch:' .. bid
       redis.call('HSET', jk, 'batch', bid)
@@ -63,29 +97,20 @@ for i = 2, #ARGV, 10 do
         redis.call('HDEL', bk, 'finished_at')
       end
     end
-    if ARGV[i + 4] ~= '' then
-      redis.call('HSET', jk, 'sink', ARGV[i + 4], 'sink_field', ARGV[i + 5], 'sink_ttl', ARGV[i + 6])
-    end
-    if delay > 0 then
-      redis.call('HSET', jk, 'state', 'delayed')
-      redis.call('ZADD', KEYS[3], now + delay, id)
-    else
-      redis.call('HSET', jk, 'state', 'ready', 'ready_at', now)
-      if redis.call('RPUSH', base .. 'lane:' .. lane, id) == 1 then
-        redis.call('RPUSH', KEYS[1], lane)
-      end
-      redis.call('ZADD', KEYS[2], now, id)
-      ready = ready + 1
+    if sink ~= '' then
+      redis.call('HSET', jk, 'sink', sink, 'sink_field', sfield, 'sink_ttl', sttl)
     end
   end
 end
 if added > 0 then
-  redis.call('HINCRBY', KEYS[5], 'dispatched', added)
   -- Listed in the same script that adds its jobs: a queue forgotten a moment before (see
-  -- forget_queue.lua) is listed again, and one with jobs is never left out.
-  redis.call('SADD', KEYS[6], string.match(base, '{q:(.+)}:$'))
+  -- forget_queue.lua, which deletes the counters with the listing) is listed again, and one with
+  -- jobs is never left out.  Counters that already counted a dispatch mean it is listed.
+  if redis.call('HINCRBY', KEYS[5], 'dispatched', added) == added then
+    redis.call('SADD', KEYS[6], string.match(base, '{q:(.+)}:$'))
+  end
 end
-if ready > 0 and redis.call('LLEN', KEYS[4]) < 16 then
+if woken then
   -- One token per call: the worker that takes it passes the word on while work remains.
   redis.call('RPUSH', KEYS[4], '1')
 end

@@ -68,21 +68,48 @@ end
 local out = {-1}
 local got = 0
 if ARGV[6] ~= '1' and not queue_paused then
+  -- One lane (the common case: plain jobs, or one batch) gives all it can in one LPOP; several
+  -- are served round-robin, one job per lane per turn.
+  local single = redis.call('LLEN', KEYS[1]) == 1
+  local taken = {}  -- every id popped, for one ZREM of the ready index
+  local leases = {}  -- score/id pairs, for one ZADD of the reserved index
+  local deadline = now + lease
   while got < count do
-    local lane = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
-    if not lane then
-      break
+    local lane, ids
+    if single then
+      lane = redis.call('LINDEX', KEYS[1], 0)
+      if not lane then
+        break
+      end
+      local lk = base .. 'lane:' .. lane
+      ids = redis.call('LPOP', lk, count - got)
+      if redis.call('LLEN', lk) == 0 then
+        redis.call('LREM', KEYS[1], 0, lane)
+      end
+      if not ids then
+        ids = {}
+      end
+    else
+      lane = redis.call('LMOVE', KEYS[1], KEYS[1], 'LEFT', 'RIGHT')
+      if not lane then
+        break
+      end
+      local lk = base .. 'lane:' .. lane
+      local id = redis.call('LPOP', lk)
+      if redis.call('LLEN', lk) == 0 then
+        -- The lane just rotated to the tail; drop it while it is empty.
+        redis.call('RPOP', KEYS[1])
+      end
+      ids = {id}
+      if not id then
+        ids = {}
+      end
     end
-    local lk = base .. 'lane:' .. lane
-    local id = redis.call('LPOP', lk)
-    if redis.call('LLEN', lk) == 0 then
-      -- The lane just rotated to the tail; drop it while it is empty.
-      redis.call('RPOP', KEYS[1])
-    end
-    if id then
-      redis.call('ZREM', KEYS[2], id)
+    for _, id in ipairs(ids) do
+      taken[#taken + 1] = id
       local jk = base .. 'job:' .. id
-      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch', 'cancel')
+      local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch', 'cancel', 'attempts',
+        'progress', 'timeout')
       local skip = false
       if rec[1] and rec[5] then
         local bk = base .. 'batch:' .. rec[5]
@@ -102,13 +129,16 @@ if ARGV[6] ~= '1' and not queue_paused then
         end
       end
       if rec[1] and not skip then
-        local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+        local attempts = tonumber(rec[7] or '0') + 1
         -- renewed_at and lease_ms let a reader tell an overdue renewal; progress and the
         -- worker-reported timeout belong to one attempt
         redis.call('HSET', jk, 'state', 'reserved', 'owner', owner, 'started_at', now, 'renewed_at', now,
-          'lease_ms', lease)
-        redis.call('HDEL', jk, 'progress', 'progress_note', 'timeout')
-        redis.call('ZADD', KEYS[4], now + lease, id)
+          'lease_ms', lease, 'attempts', attempts)
+        if rec[8] or rec[9] then
+          redis.call('HDEL', jk, 'progress', 'progress_note', 'timeout')
+        end
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
         if rec[5] then
           b_running(base, rec[5], id)
         end
@@ -123,6 +153,13 @@ if ARGV[6] ~= '1' and not queue_paused then
         got = got + 1
       end
     end
+  end
+  -- in slices: unpack has a limit on how many values it spreads
+  for i = 1, #taken, 1000 do
+    redis.call('ZREM', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
+  end
+  for i = 1, #leases, 2000 do
+    redis.call('ZADD', KEYS[4], unpack(leases, i, math.min(i + 1999, #leases)))
   end
   if redis.call('ZCARD', KEYS[2]) == 0 then
     redis.call('DEL', KEYS[5])

@@ -1,0 +1,87 @@
+"""What one dispatch costs the server: a single dispatch is one round trip of at most five
+commands, and a dispatch still works, once per job, after the server forgot its scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio.connection as aconn
+
+from evalharness.core.queue import JobRequest, Queue
+
+
+@pytest.fixture
+def queue(aclient: Any) -> Queue:
+    return Queue(aclient, prefix="t")
+
+
+async def commands(client: Any) -> int:
+    stats = await client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+
+
+@pytest.fixture
+def sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Requests the asyncio clients send (a pipeline is one): the round trips."""
+    sent: list[int] = []
+    original = aconn.AbstractConnection.send_packed_command
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(1)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(aconn.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+async def test_a_single_dispatch_is_one_round_trip_of_at_most_five_commands(queue: Queue, aclient: Any, sends: list[int]) -> None:
+    await queue.dispatch("noop", 0, queue="q")  # the queue is listed, its lane waits, the script is loaded
+    before = await commands(aclient)
+    sends.clear()
+    await queue.dispatch("noop", 1, queue="q")
+    assert len(sends) == 1
+    assert await commands(aclient) - before <= 5
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.counters["dispatched"]) == (2, 2)
+    assert "q" in await queue.known_queues()
+
+
+async def test_a_dispatch_to_an_empty_lane_leaves_one_wake_token(queue: Queue, aclient: Any) -> None:
+    keys = queue.keys("q")
+    await queue.dispatch("noop", 0, queue="q")
+    await queue.dispatch("noop", 1, queue="q")  # the lane waits already: no second token
+    assert await aclient.llen(keys.wake) == 1
+    popped = await queue.pop("q", 10, 30, "w")
+    assert len(popped.jobs) == 2
+    assert await aclient.llen(keys.wake) == 0  # the pop that emptied the queue took the tokens
+
+
+async def test_dispatch_after_the_server_forgot_its_scripts_adds_each_job_once(queue: Queue, aclient: Any) -> None:
+    await queue.dispatch("noop", 0, queue="q")
+    await aclient.script_flush()
+    ids = await queue.dispatch_many(JobRequest("noop", i, queue="q") for i in range(1200))  # three chunks, pipelined
+    assert len(set(ids)) == 1200
+    await aclient.script_flush()
+    await queue.dispatch("noop", 1, queue="q", id="chosen")
+    assert await queue.dispatch("noop", 1, queue="q", id="chosen") == "chosen"  # a chosen id is checked
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.counters["dispatched"], stats.counters["deduplicated"]) == (1202, 1202, 1)
+
+
+async def test_popping_and_acking_many_jobs_keeps_every_index_exact(queue: Queue, aclient: Any) -> None:
+    # one LPOP for the lane, one ZREM and one ZADD for the indexes, one ZREM and one DEL on ack
+    await queue.dispatch_many(JobRequest("noop", i, queue="q") for i in range(30))
+    popped = (await queue.pop("q", 25, 30, "w")).jobs
+    assert [j.payload for j in popped] == list(range(25))
+    assert all(j.attempts == 1 for j in popped)
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.reserved) == (5, 25)
+    done = [(j.id, "", 1) for j in popped]
+    assert await queue.ack("q", "w", [*done, done[0]]) == [popped[0].id]  # a repeat in one call is stale
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.reserved, stats.counters["completed"]) == (5, 0, 25)
+    assert await aclient.exists(*(queue.keys("q").job(j.id) for j in popped)) == 0
+    rest = (await queue.pop("q", 25, 30, "w")).jobs
+    assert [j.payload for j in rest] == list(range(25, 30))
+    assert await aclient.llen(queue.keys("q").lanes) == 0

@@ -1,0 +1,71 @@
+"""The worker's hot path on a real Redis: an idle worker is woken by a dispatch (not by its
+poll), and its acks travel with its next pop in one round trip, with no script check."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis
+from support.procs import Processes, live_workers, wait_until
+
+from evalharness.core.connection import async_client
+from evalharness.core.keys import QueueKeys
+from evalharness.core.queue import JobRequest, Queue
+
+K = QueueKeys("eh", "t")
+
+
+@pytest.fixture
+def r(redis_url: str) -> Any:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def dispatch(url: str, n: int, *, one_by_one: bool = False) -> None:
+    async def main() -> None:
+        client = async_client(url)
+        q = Queue(client, "eh")
+        if one_by_one:
+            for i in range(n):
+                await q.dispatch("t.noop", i, queue="t")
+        else:
+            await q.dispatch_many(JobRequest("t.noop", i, queue="t") for i in range(n))
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def completed(r: Any) -> int:
+    return int(r.hget(K.stats, "completed") or 0)
+
+
+def script_checks(r: Any) -> int:
+    return int(r.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0))
+
+
+def test_an_idle_worker_starts_each_dispatched_job_without_waiting_for_its_poll(r: Any, procs: Processes, redis_url: str) -> None:
+    # a 60 s poll: only the wake token a dispatch leaves can start these jobs within the deadlines
+    procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--concurrency", "1", "--sleep", "60",
+                "--import", "support.testjobs")
+    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+    for n in range(1, 4):
+        dispatch(redis_url, 1)
+        wait_until(lambda n=n: completed(r) == n, deadline=5, what=f"job {n} done")
+    dispatch(redis_url, 5, one_by_one=True)  # into a lane that waits already: one token, passed on
+    wait_until(lambda: completed(r) == 8, deadline=5, what="all eight jobs done")
+
+
+@pytest.mark.slow
+def test_a_busy_worker_acknowledges_with_its_pops_and_never_checks_its_scripts(r: Any, procs: Processes, redis_url: str) -> None:
+    procs.worker("t", concurrency=10)
+    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+    before = script_checks(r)
+    dispatch(redis_url, 2000)
+    wait_until(lambda: completed(r) == 2000, deadline=60, what="2,000 jobs done")
+    assert r.zcard(K.reserved) == 0
+    assert int(r.hget(K.stats, "lost") or 0) == 0
+    # redis-py pipelines that hold a script check it exists first: one more round trip per ack
+    assert script_checks(r) == before
