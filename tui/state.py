@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +29,10 @@ SCHEMA = "evalharness.telemetry.v1"
 
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
 """The schema of the per-minute history entries; entries of any other are left out."""
+
+HISTORY_FIELDS = ("ready", "reserved", "oldest_wait", "processes", "completed", "failed", "timeouts",
+                  "rate_limited", "runtime_p50", "runtime_p95")
+"""The per-queue numbers of a history entry the console draws."""
 
 HISTORY_MINUTES = 60
 """How many minutes of history the console reads and draws at most."""
@@ -71,6 +75,33 @@ class QueueStats:
     failed_per_minute: float | None = None
     runtime_p50: float | None = None
     runtime_p95: float | None = None
+    runtime_max: float | None = None
+    paused: bool = False
+    busy: int | None = None
+    long_wait: float | None = None
+    """The queue's long-wait threshold (seconds): Oldest is red past it."""
+    timeouts_past_hour: int | None = None
+    retries_past_hour: int | None = None
+    releases_past_hour: int | None = None
+    """Jobs released by a 429 (rate limited) in the past hour."""
+    failed_past_hour: int | None = None
+
+    @property
+    def long_waiting(self) -> bool:
+        return self.oldest_wait is not None and self.long_wait is not None and self.oldest_wait > self.long_wait
+
+
+@dataclass(frozen=True, slots=True)
+class Limiter:
+    """One rate or concurrency limiter of the snapshot (``limiters``), as the Workload pane shows it."""
+
+    name: str
+    key: str
+    kind: str
+    limit: float | None
+    floor: float | None
+    ceiling: float | None
+    in_flight: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +117,8 @@ class Totals:
     masters: int | None = None
     max_wait_queue: str | None = None
     max_wait: float | None = None
+    timeouts_past_hour: int | None = None
+    busy: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +128,21 @@ class Snapshot:
     at: float | None
     totals: Totals
     queues: tuple[QueueStats, ...]
+    limiters: tuple[Limiter, ...] = ()
+    """The engine's limiters, where the snapshot has them (older daemons do not)."""
+
+    def queue(self, name: str | None) -> QueueStats | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+    @property
+    def in_flight(self) -> int | None:
+        known = [q.reserved for q in self.queues if q.reserved is not None]
+        return sum(known) if known else None
+
+    @property
+    def backlog(self) -> int | None:
+        known = [q.ready for q in self.queues if q.ready is not None]
+        return sum(known) if known else None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Snapshot:
@@ -125,12 +173,38 @@ class Snapshot:
             masters=_count(overview, "masters", "overview."),
             max_wait_queue=_text(max_wait, "queue", "overview.max_wait."),
             max_wait=_number(max_wait, "seconds", "overview.max_wait."),
+            timeouts_past_hour=_count(overview, "timeouts_past_hour", "overview."),
+            busy=_count(overview, "busy", "overview."),
         )
         raw_queues = data.get("queues") or []
         if not isinstance(raw_queues, list):
             raise TelemetryError("telemetry field 'queues' is not a list")
         queues = tuple(_queue(row, i) for i, row in enumerate(raw_queues))
-        return cls(at=_number(data, "at"), totals=totals, queues=queues)
+        return cls(at=_number(data, "at"), totals=totals, queues=queues, limiters=_limiters(data.get("limiters")))
+
+
+def _limiters(raw: object) -> tuple[Limiter, ...]:
+    """The snapshot's limiters; a snapshot without them (or with a row the console cannot read)
+    loses only that part, never the snapshot."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for row in raw:
+        if not isinstance(row, Mapping):
+            continue
+        try:
+            out.append(Limiter(
+                name=_text(row, "name") or "",
+                key=_text(row, "key") or "",
+                kind=_text(row, "kind") or "",
+                limit=_number(row, "limit"),
+                floor=_number(row, "floor"),
+                ceiling=_number(row, "ceiling"),
+                in_flight=_count(row, "in_flight"),
+            ))
+        except TelemetryError:
+            continue
+    return tuple(out)
 
 
 def _queue(row: object, index: int) -> QueueStats:
@@ -141,6 +215,8 @@ def _queue(row: object, index: int) -> QueueStats:
     if name is None:
         raise TelemetryError(f"telemetry field '{where}name' is missing")
     runtime = _mapping(row, "runtime", where)
+    hour = _mapping(row, "past_hour", where)
+    paused = row.get("paused")
     return QueueStats(
         name=name,
         ready=_count(row, "ready", where),
@@ -153,6 +229,14 @@ def _queue(row: object, index: int) -> QueueStats:
         failed_per_minute=_number(row, "failed_per_minute", where),
         runtime_p50=_number(runtime, "p50", where + "runtime."),
         runtime_p95=_number(runtime, "p95", where + "runtime."),
+        runtime_max=_number(runtime, "max", where + "runtime."),
+        paused=paused is True,
+        busy=_count(row, "busy", where),
+        long_wait=_number(row, "long_wait", where),
+        timeouts_past_hour=_count(hour, "timeouts", where + "past_hour."),
+        retries_past_hour=_count(hour, "retries", where + "past_hour."),
+        releases_past_hour=_count(hour, "rate_limited", where + "past_hour."),
+        failed_past_hour=_count(hour, "failed", where + "past_hour."),
     )
 
 
@@ -196,6 +280,21 @@ class HistoryEntry:
     minute: int
     jobs_per_minute: float | None
     ready: Mapping[str, int | None]
+    queues: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    """Every number recorded per queue (ready, reserved, oldest_wait, processes, completed, failed,
+    timeouts, rate_limited, runtime_p50, runtime_p95), by queue."""
+
+    def total(self, key: str) -> float | None:
+        """``key`` summed over the queues; None when no queue recorded it."""
+        known = [v for q in self.queues.values() if (v := q.get(key)) is not None]
+        return sum(known) if known else None
+
+    def largest(self, key: str) -> float | None:
+        known = [v for q in self.queues.values() if (v := q.get(key)) is not None]
+        return max(known) if known else None
+
+    def of(self, queue: str, key: str) -> float | None:
+        return self.queues.get(queue, {}).get(key)
 
     @classmethod
     def from_dict(cls, data: object) -> HistoryEntry:
@@ -209,11 +308,15 @@ class HistoryEntry:
             raise TelemetryError("history field 'minute' is missing")
         queues = _mapping(data, "queues")
         ready: dict[str, int | None] = {}
+        numbers: dict[str, dict[str, float | None]] = {}
         for name, row in queues.items():
             if not isinstance(row, Mapping):
                 raise TelemetryError(f"history field 'queues.{name}' is not an object")
             ready[str(name)] = _count(row, "ready", f"queues.{name}.")
-        return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready)
+            numbers[str(name)] = {
+                k: _number(row, k, f"queues.{name}.") for k in HISTORY_FIELDS if k in row
+            }
+        return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready, queues=numbers)
 
 
 def read_history_entries(entries: object) -> tuple[HistoryEntry, ...]:

@@ -162,7 +162,7 @@ def test_the_contract_example_reads_as_typed_values(example: dict[str, Any]) -> 
     evals, default = snapshot.queues
     assert evals == QueueStats(
         name="evals", ready=240, delayed=3, reserved=40, oldest_wait=12.4, est_clear=31.0, processes=4,
-        jobs_per_minute=380.0, failed_per_minute=4.0, runtime_p50=0.21, runtime_p95=0.48,
+        jobs_per_minute=380.0, failed_per_minute=4.0, runtime_p50=0.21, runtime_p95=0.48, runtime_max=2.9,
     )
     assert default.oldest_wait is None and default.runtime_p50 is None and default.runtime_p95 is None
 
