@@ -18,7 +18,7 @@ from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, bat
 from .evaljobs import SAMPLE_JOB
 from .keys import GlobalKeys, QueueKeys
 from .queue import FAILED_RETENTION_MS, Queue
-from .telemetry import EVENTS_MAXLEN, MASTER_STALE, events_key, masters_key
+from .telemetry import EVENTS_MAXLEN, MASTER_STALE, events_key, masters_key, read_events
 
 PAGE_SIZE = 50
 TEXT_SCAN_LIMIT = 1_000  # failed jobs a free-text filter reads at most (after the facet indexes)
@@ -1042,6 +1042,10 @@ class Admin:
         from .queue_ops import QueueOps
 
         return await QueueOps(self.client, self.prefix).clear(queue)
+
+    async def events(self, count: int = 20) -> list[dict[str, Any]]:
+        """The newest ``count`` events of the events stream, newest first."""
+        return await read_events(self.client, self.prefix, count)
 
     # masters and supervisors -------------------------------------------------
     async def masters(self, now: float | None = None) -> list[MasterRow]:

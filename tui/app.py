@@ -300,6 +300,7 @@ class ConsoleApp(App[None]):
                                   retry=Retry(NoBackoff(), 0))
             self.admin = Admin(client, self.state.prefix)
         self._redraw()
+        self._overview.fetch()
         self.set_interval(TICK_INTERVAL, self._tick)
         self.set_interval(REFETCH_INTERVAL, self._refetch_visible)
         if self._feed_enabled:
@@ -517,6 +518,8 @@ class ConsoleApp(App[None]):
         hidden, nor while a dialog is open over it."""
         if not self.is_running or isinstance(self.screen, ModalScreen):
             return
+        if self.mode_shown == "overview" and self.screen is self.screen_stack[0]:
+            self._overview.fetch()
         view = self._views.get(self.mode_shown)
         if view is not None and view.is_mounted and self.screen is self.screen_stack[0]:
             view.fetch()
@@ -563,6 +566,7 @@ class ConsoleApp(App[None]):
             view.fetch()
         elif mode == "overview":
             self._overview.query_one("#queues").focus()
+            self._overview.fetch()
 
     def on_key(self, event: events.Key) -> None:
         # A mode not built yet still answers its key with what it will show, without being

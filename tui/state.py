@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -456,18 +456,18 @@ class Column:
 
 
 WORKLOAD_COLUMNS: tuple[Column, ...] = (
-    Column("ready", "Ready", 8, lambda q: format_count(q.ready)),
-    Column("delayed", "Delayed", 8, lambda q: format_count(q.delayed), wide_only=True),
-    Column("running", "Running", 7, lambda q: format_count(q.reserved)),
+    Column("ready", "Backlog", 7, lambda q: format_count(q.ready)),
+    Column("running", "Run", 5, lambda q: format_count(q.reserved)),
+    Column("delayed", "Delay", 5, lambda q: format_count(q.delayed)),
     Column("oldest", "Oldest", 7, lambda q: format_duration(q.oldest_wait)),
     Column("clear", "Est.clear", 9, lambda q: format_est_clear(q.ready, q.est_clear)),
     Column("procs", "Procs", 5, lambda q: format_count(q.processes)),
     Column("jpm", "Jobs/min", 8, lambda q: format_rate(q.jobs_per_minute)),
     Column("fpm", "Fail/min", 8, lambda q: format_rate(q.failed_per_minute), wide_only=True),
-    Column("p50", "p50", 7, lambda q: format_duration(q.runtime_p50), wide_only=True),
     Column("p95", "p95", 7, lambda q: format_duration(q.runtime_p95), wide_only=True),
 )
-"""The workload table after the Queue column. "Oldest" is measured, "Est.clear" estimated."""
+"""The Overview's queue table after the Queue column. "Oldest" is measured, "Est.clear" estimated;
+Workload (``tui/views/workload.py``) has every column."""
 
 
 def workload_columns(wide: bool) -> tuple[Column, ...]:
@@ -487,29 +487,56 @@ def status_level(status: str) -> Level:
     return Level.ERROR
 
 
-def overview_tiles(snapshot: Snapshot | None) -> list[Tile]:
-    """The overview strip; every value reads "—" until a snapshot has arrived."""
-    totals = snapshot.totals if snapshot is not None else None
-    if totals is None:
-        return [
-            Tile("jpm", "Jobs/min", NULL),
-            Tile("hour", "Past hour", NULL),
-            Tile("failed", "Failed 1h", NULL),
-            Tile("status", "Status", NULL),
-            Tile("procs", "Processes", NULL),
-            Tile("wait", "Max wait", NULL),
-        ]
-    wait = format_duration(totals.max_wait)
-    if totals.max_wait is not None and totals.max_wait_queue:
-        wait = f"{wait} · {totals.max_wait_queue}"
-    return [
-        Tile("jpm", "Jobs/min", format_rate(totals.jobs_per_minute)),
-        Tile("hour", "Past hour", format_count(totals.jobs_past_hour)),
-        Tile("failed", "Failed 1h", format_count(totals.failed_past_hour)),
-        Tile("status", "Status", totals.status, status_level(totals.status)),
-        Tile("procs", "Processes", format_count(totals.processes)),
-        Tile("wait", "Max wait", wait),
-    ]
+TILES: tuple[tuple[str, str], ...] = (
+    ("jpm", "Jobs/min"),
+    ("inflight", "In-flight"),
+    ("backlog", "Backlog"),
+    ("wait", "Oldest wait"),
+    ("failed", "Failed 1h"),
+    ("timeouts", "Timeouts 1h"),
+    ("procs", "Procs busy/all"),
+    ("batches", "Batches run·⚠"),
+)
+"""The eight tiles of the Overview, by key and label."""
+
+
+def overview_tiles(snapshot: Snapshot | None, batches: Sequence[Any] | None = None,
+                   finished_with_failures: int | None = None) -> list[Tile]:
+    """The Overview's tiles; a value reads "—" until its snapshot (or, for Batches, its page) has
+    arrived. ``batches`` are the active batches, ``finished_with_failures`` how many of the
+    finished ones have failures."""
+    values = dict.fromkeys((key for key, _ in TILES), NULL)
+    levels: dict[str, Level | None] = {}
+    if snapshot is not None:
+        totals = snapshot.totals
+        wait = format_duration(totals.max_wait)
+        if totals.max_wait is not None and totals.max_wait_queue:
+            wait = f"{wait} · {totals.max_wait_queue}"
+            late = snapshot.queue(totals.max_wait_queue)
+            if late is not None and late.long_waiting:
+                levels["wait"] = Level.ERROR
+        busy = NULL if totals.busy is None else format_count(totals.busy)
+        values.update(
+            jpm=format_rate(totals.jobs_per_minute),
+            inflight=format_count(snapshot.in_flight),
+            backlog=format_count(snapshot.backlog),
+            wait=wait,
+            failed=format_count(totals.failed_past_hour),
+            timeouts=format_count(totals.timeouts_past_hour),
+            procs=f"{busy}/{format_count(totals.processes)}" if totals.busy is not None else format_count(totals.processes),
+        )
+        if totals.failed_past_hour:
+            levels["failed"] = Level.WARNING
+        if totals.timeouts_past_hour:
+            levels["timeouts"] = Level.WARNING
+    if batches is not None:
+        running = sum(1 for b in batches if getattr(b, "state", "") == "running")
+        text = format_count(running)
+        if finished_with_failures:
+            text += f" · ⚠ {format_count(finished_with_failures)}"
+            levels["batches"] = Level.WARNING
+        values["batches"] = text
+    return [Tile(key, label, values[key], levels.get(key)) for key, label in TILES]
 
 
 # --- the console's state ----------------------------------------------------------------------

@@ -161,6 +161,26 @@ def masters() -> list[MasterRow]:
     ]
 
 
+def events() -> list[dict[str, Any]]:
+    """The newest events, newest first, as the events stream holds them."""
+    rows = [
+        ("job_failed", "judge", "judge_sample 8f2c1d… failed: TimeoutError: job exceeded its 60s limit", 14),
+        ("long_wait", "sut-anthropic", "oldest job on sut-anthropic has waited 1h 03m", 40),
+        ("queue_paused", "sut-anthropic", "paused queue sut-anthropic: 1,890 ready jobs stay queued; 38 running finish", 95),
+        ("scale", "judge", "supervisor judge-pool: pool judge 14 -> 16 process(es)", 130),
+        ("job_retried", "sut-openai-gpt-4o-mini", "call_sut 3b9e0a… retried after 429 Too Many Requests", 200),
+        ("batch_finished", "judge", "run-41 finished with 12 failures", 410),
+        ("worker_lost", "sut-anthropic", "gpu-03-c09: no heartbeat for 40s", 600),
+        ("batch_created", "judge", "run-42: 2,000 jobs", 1_840),
+    ]
+    out = []
+    for i, (kind, queue, message, age) in enumerate(rows * 3):
+        at = NOW - age - (i // len(rows)) * 2_000
+        out.append({"id": f"{int(at * 1000)}-{i}", "kind": kind, "queue": queue, "subject": queue,
+                    "message": message, "at": f"{at:.3f}"})
+    return out
+
+
 def traceback_for(row: FailedRow) -> str:
     return TRACEBACK if row.kind != "rate_limited" else TRACEBACK.replace(
         "httpx.ReadTimeout: timed out after 60.0s waiting for the judge model",
@@ -374,6 +394,10 @@ class FakeAdmin(Admin):
     async def clear_queue(self, queue: str) -> ActionResult:
         self._check("clear_queue", queue)
         return ActionResult("clear_queue", queue, True, f"cleared queue {queue}: removed 12,480 ready jobs", removed=12_480)
+
+    async def events(self, count: int = 20) -> list[dict[str, Any]]:
+        self._check("events", count)
+        return events()[:count]
 
     # masters
     async def masters(self, now: float | None = None) -> list[MasterRow]:
