@@ -128,8 +128,9 @@ class QueueDetailScreen(Gated, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("t", "next_tab", "Next tab"),
-        Binding("pagedown", "page(1)", "Next page", show=False),
-        Binding("pageup", "page(-1)", "Previous page", show=False),
+        # above the table's own pageup/pagedown: its rows are one fetched page, these fetch the next
+        Binding("pagedown", "page(1)", "Next page", show=False, priority=True),
+        Binding("pageup", "page(-1)", "Previous page", show=False, priority=True),
         Binding("enter", "open", "Job", show=False),
         Binding("p", "pause", "Pause/continue"),
         Binding("X", "clear", "Clear queue"),
