@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
@@ -249,6 +249,16 @@ class OverviewView(Vertical):
             with Vertical(id="overview-right"):
                 yield Static("Batches in progress", classes="overview-section", markup=False)
                 yield Static("", id="overview-batches", markup=False)
+
+    @on(DataTable.RowSelected, "#queues")
+    async def _open_queue(self, event: DataTable.RowSelected) -> None:
+        """``enter`` on a queue: Workload, with that queue highlighted."""
+        name = event.row_key.value
+        app: Any = self.app
+        await app.action_show_mode("workload")
+        table = app._views["workload"].table
+        if name in table.keys:
+            table.move_cursor(row=table.get_row_index(name), animate=False)
 
     # --- pages ---------------------------------------------------------------------------------
 

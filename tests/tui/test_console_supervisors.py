@@ -146,3 +146,17 @@ async def test_read_only_hides_every_action_of_workload_and_supervisors(
         await open_supervisors(pilot, wait)
         actions = {b.binding.action for b in app.screen.active_bindings.values()}
         assert not actions & {"pause", "scale_up", "scale_down", "scale_reset", "restart", "terminate"}
+
+
+async def test_enter_on_an_overview_queue_opens_workload_on_it(make_app: MakeApp, wait: Wait,
+                                                                busy: dict[str, Any]) -> None:
+    app = make_app(admin=FakeAdmin())
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(ConnectionChecked.connected(NOW))
+        app.post_message(TelemetryReceived.from_dict(copy.deepcopy(busy)))
+        await wait(pilot, lambda: app.drawn_snapshot is not None, "the snapshot")
+        await pilot.press("down", "down")  # sut-anthropic, judge, sut-openai-gpt-4o-mini
+        await pilot.press("enter")
+        workload: WorkloadView = app._views["workload"]
+        await wait(pilot, lambda: app.mode_shown == "workload" and bool(workload.table.keys), "Workload")
+        assert workload.table.cursor_key == "sut-openai-gpt-4o-mini"
