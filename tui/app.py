@@ -511,7 +511,8 @@ class ConsoleApp(App[None]):
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
             elif self.mode_shown in ("running", "workload", "supervisors") and self.screen is self.screen_stack[0]:
-                self._views[self.mode_shown].draw()
+                view = self._views[self.mode_shown]
+                getattr(view, "tick", view.draw)()
 
     def _refetch_visible(self) -> None:
         """Every few seconds, the page on screen is fetched again; nothing is fetched for what is

@@ -46,7 +46,8 @@ async def overview_ready(pilot: Pilot[None], wait: Wait) -> None:
 async def workload(pilot: Pilot[None], wait: Wait) -> None:
     app: Any = pilot.app
     await pilot.press("2")
-    await wait(pilot, lambda: len(app._views["workload"].table.keys) == 8, "the workload rows")
+    view = app._views["workload"]
+    await wait(pilot, lambda: len(view.table.keys) == 8 and view._pane is not None, "the workload rows and pane")
 
 
 async def supervisors(pilot: Pilot[None], wait: Wait) -> None:

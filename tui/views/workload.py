@@ -9,8 +9,9 @@ engine. Oldest ticks every second from the snapshot's value with the console's c
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from textual import on
@@ -59,6 +60,8 @@ COLUMNS: tuple[Col, ...] = (
 """The Workload table. "Oldest" is measured, "Clear" estimated; "Fail" is the past hour's."""
 
 WIDE_QUEUE = 18
+TICK_SKIP = 0.9
+"""Seconds since the last draw under which the 1 s tick draws nothing."""
 TREND_MINUTES = 20
 PAUSED_MARK = "‖ "
 
@@ -101,11 +104,17 @@ def queue_series(history: Sequence[HistoryEntry], queue: str, key: str) -> list[
     return minute_series(tuple(history), lambda e: e.of(queue, key))
 
 
-def workload_cells(queue: QueueStats, since: float, history: Sequence[HistoryEntry] = ()) -> dict[str, Cell]:
+def trend_text(history: Sequence[HistoryEntry], queue: str) -> str:
+    return sparkline(queue_series(history, queue, "jobs")[-TREND_MINUTES:]) if history else ""
+
+
+def workload_cells(queue: QueueStats, since: float, history: Sequence[HistoryEntry] = (),
+                   trend: str | None = None) -> dict[str, Cell]:
     oldest = oldest_now(queue, since)
     late = oldest is not None and queue.long_wait is not None and oldest > queue.long_wait
     name = (PAUSED_MARK if queue.paused else "") + queue.name
-    trend = sparkline(queue_series(history, queue.name, "jobs")[-TREND_MINUTES:]) if history else ""
+    if trend is None:
+        trend = trend_text(history, queue.name)
     return {
         "queue": Cell(name, "yellow" if queue.paused else ""),
         "ready": Cell(format_count(queue.ready), right=True),
@@ -262,6 +271,16 @@ class WorkloadModel:
     snapshot: Snapshot | None = None
     received_at: float | None = None
     history: tuple[HistoryEntry, ...] = ()
+    _trends: dict[str, str] = field(default_factory=dict)
+    _trends_of: object = None
+
+    def trend(self, queue: str) -> str:
+        """The queue's trend sparkline, worked out once per history read (once a minute), not per draw."""
+        if self._trends_of is not self.history:
+            self._trends, self._trends_of = {}, self.history
+        if queue not in self._trends:
+            self._trends[queue] = trend_text(self.history, queue)
+        return self._trends[queue]
 
     @property
     def queues(self) -> tuple[QueueStats, ...]:
@@ -272,8 +291,7 @@ class WorkloadModel:
 
     def table_rows(self, now: float, wide: bool) -> list[Row]:
         since = 0.0 if self.received_at is None else now - self.received_at
-        history = self.history if wide else ()
-        return [(q.name, workload_cells(q, since, history)) for q in self.queues]
+        return [(q.name, workload_cells(q, since, trend=self.trend(q.name) if wide else "")) for q in self.queues]
 
     def title(self) -> str:
         if self.snapshot is None:
@@ -298,6 +316,9 @@ class WorkloadView(Gated, Vertical):
         self.model = WorkloadModel()
         self.error: str | None = None
         self._pane: tuple[str, str] | None = None
+        self._drawn_at = float("-inf")
+        self._history_lines: tuple[object, ...] = ()
+        self._history_text: list[str] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="list-bar"):
@@ -319,7 +340,14 @@ class WorkloadView(Gated, Vertical):
     def fetch(self) -> None:
         """Nothing to fetch: the rows are the telemetry's (the app redraws on each snapshot)."""
 
+    def tick(self) -> None:
+        """The 1 s tick moves Oldest on; a snapshot drawn since did that already (both come about
+        once a second: drawing for each would draw the table twice a second)."""
+        if time.monotonic() - self._drawn_at >= TICK_SKIP:
+            self.draw()
+
     def draw(self) -> None:
+        self._drawn_at = time.monotonic()
         app: Any = self.app
         state = app.state
         self.model.snapshot = state.snapshot
@@ -337,11 +365,21 @@ class WorkloadView(Gated, Vertical):
     def _draw_pane(self) -> None:
         app: Any = self.app
         queue = self.highlighted
-        width = max(20, self.query_one("#workload-queue", Static).content_size.width or 76)
-        lines = [stats_line(queue, width), *spark_lines(queue, self.model.history, width)]
-        if app.wide and app.size.height >= 36:
+        pane = self.query_one("#workload-queue", Static)
+        if not pane.content_size.width:
+            # just shown, not laid out yet: the lines are fitted to the pane once it has a width
+            self.call_after_refresh(self._draw_pane)
+            return
+        width = max(20, pane.content_size.width)
+        tall = bool(app.wide and app.size.height >= 36)
+        key = (self.model.history, queue.name if queue else None, width, tall)
+        if key != self._history_lines:
+            # the history changes once a minute: its lines are not worked out again every second
+            sparks = spark_lines(queue, self.model.history, width)
             # the plot shows the wait over the whole hour: the one-line wait is not repeated
-            lines = lines[:2] + plot_lines(queue, self.model.history, width - 2)
+            self._history_text = sparks[:1] + plot_lines(queue, self.model.history, width - 2) if tall else sparks
+            self._history_lines = key
+        lines = [stats_line(queue, width), *self._history_text]
         text = "\n".join(lines)
         limiters = self.model.snapshot.limiters if self.model.snapshot is not None else ()
         side = "\n".join(["Limiters", *limiter_lines(limiters, queue.name if queue else None)]) if app.wide else ""
