@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
 from .evaljobs import SAMPLE_JOB
 from .jobs import JobStatus
-from .keys import QueueKeys
+from .keys import GlobalKeys, QueueKeys
 from .queue import FAILED_RETENTION_MS, Queue
-from .telemetry import EVENTS_MAXLEN, events_key
+from .telemetry import EVENTS_MAXLEN, MASTER_STALE, events_key, masters_key, read_events
 
 PAGE_SIZE = 50
 TEXT_SCAN_LIMIT = 1_000  # failed jobs a free-text filter reads at most (after the facet indexes)
@@ -192,6 +192,134 @@ class BatchRow:
 class BatchDetail:
     row: BatchRow
     failed_jobs: tuple[FailedRow, ...]
+
+
+QUEUE_TABS = ("ready", "delayed", "running", "failed")
+"""The job lists of one queue (Queue detail's tabs), each an index ordered by time."""
+
+COMMAND_TTL = 300
+"""Seconds a command waits in a master's control list (for a master that is restarting)."""
+
+
+@dataclass(frozen=True)
+class QueueJobRow:
+    """One job of a queue's list, without its payload (that is read only for its detail)."""
+
+    id: str
+    name: str
+    batch: str | None
+    at: float | None  # ready since / due at / lease deadline / failed at (epoch seconds)
+    attempts: int
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueJobPage:
+    queue: str
+    tab: str
+    offset: int
+    total: int  # jobs in the whole list, not only this page
+    rows: tuple[QueueJobRow, ...]
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A job's record as the detail shows it: its fields and its payload as JSON text."""
+
+    id: str
+    queue: str
+    name: str
+    fields: tuple[tuple[str, str], ...]
+    payload: str
+
+
+@dataclass(frozen=True)
+class SupervisorRow:
+    name: str
+    status: str  # running | paused | inactive (configured, no master runs it)
+    queues: tuple[str, ...]
+    processes: int
+    busy: int | None
+    per_queue: dict[str, int]
+    targets: dict[str, int]
+    overrides: dict[str, int]
+    balance: str
+    min_processes: int | None
+    max_processes: int | None
+    memory_mb: float | None = None  # summed over its workers' heartbeats
+    jobs_done: int | None = None
+    last_balance: dict[str, Any] | None = None  # {"pool", "from", "to", "at"}
+
+
+@dataclass(frozen=True)
+class MasterRow:
+    name: str
+    host: str
+    pid: int
+    status: str  # running | paused | stopping | lost (silent past its TTL)
+    heartbeat_at: float | None
+    ttl: float
+    environment: str
+    started_at: float | None
+    grace: float | None
+    supervisors: tuple[SupervisorRow, ...]
+
+    @property
+    def lost(self) -> bool:
+        return self.status == "lost"
+
+
+def _opt_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+
+
+def master_row(raw: dict[str, Any], workers: Sequence[dict[str, Any]], now: float, ttl: float = MASTER_STALE) -> MasterRow:
+    """A master's heartbeat as a row, its supervisors' memory and jobs done summed from the
+    heartbeats of the workers whose pids it reports (on its host); silent past ``ttl``: lost."""
+    host = str(raw.get("host") or "")
+    beat = raw.get("heartbeat_at")
+    heartbeat_at = float(beat) if isinstance(beat, int | float) else None
+    by_pid = {int(w["pid"]): w for w in workers if str(w.get("host") or "") == host and isinstance(w.get("pid"), int)}
+    sups = []
+    for sup in raw.get("supervisors") or []:
+        if not isinstance(sup, dict):
+            continue
+        pids = [p for p in sup.get("pids") or [] if isinstance(p, int)]
+        mine = [by_pid[p] for p in pids if p in by_pid]
+        memory = sum(float(w.get("rss_mb") or 0.0) for w in mine) if any("rss_mb" in w for w in mine) else None
+        done = sum(int(w.get("processed") or 0) for w in mine) if mine else None
+        busy = sum(1 for w in mine if int(w.get("running") or 0) > 0) if mine else None
+        sups.append(SupervisorRow(
+            name=str(sup.get("name") or ""),
+            status=str(sup.get("status") or "running"),
+            queues=tuple(str(q) for q in sup.get("queues") or ()),
+            processes=int(sup.get("processes") or 0),
+            busy=busy,
+            per_queue={str(k): int(v) for k, v in (sup.get("per_queue") or {}).items()},
+            targets={str(k): int(v) for k, v in (sup.get("targets") or {}).items()},
+            overrides={str(k): int(v) for k, v in (sup.get("overrides") or {}).items()},
+            balance=str(sup.get("balance") or "off"),
+            min_processes=_opt_int(sup.get("min_processes")),
+            max_processes=_opt_int(sup.get("max_processes")),
+            memory_mb=memory,
+            jobs_done=done,
+            last_balance=sup.get("last_balance") if isinstance(sup.get("last_balance"), dict) else None,
+        ))
+    lost = heartbeat_at is None or now - heartbeat_at > ttl
+    started = raw.get("started_at")
+    grace = raw.get("grace")
+    return MasterRow(
+        name=str(raw.get("name") or ""),
+        host=host,
+        pid=int(raw.get("pid") or 0),
+        status="lost" if lost else str(raw.get("status") or "running"),
+        heartbeat_at=heartbeat_at,
+        ttl=ttl,
+        environment=str(raw.get("environment") or ""),
+        started_at=float(started) if isinstance(started, int | float) else None,
+        grace=float(grace) if isinstance(grace, int | float) else None,
+        supervisors=tuple(sups),
+    )
 
 
 def _ms(value: Any) -> float | None:
@@ -852,6 +980,121 @@ class Admin:
         if reply.what == "missing":
             return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
         return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+
+    # one queue: its job lists, pause and clear -------------------------------
+    async def queue_jobs(self, queue: str, tab: str, offset: int = 0, count: int = PAGE_SIZE) -> QueueJobPage:
+        """One page of a queue's ready, delayed, running or failed jobs, oldest first; rows carry
+        no payload."""
+        if tab not in QUEUE_TABS:
+            raise ValueError(f"unknown job list {tab!r}: use {', '.join(QUEUE_TABS)}")
+        keys = self._keys(queue)
+        index = {"ready": keys.ready, "delayed": keys.delayed, "running": keys.reserved, "failed": keys.failed}[tab]
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(index)
+            pipe.zrange(index, offset, offset + count - 1, withscores=True)
+            total, items = await pipe.execute()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id, _ in items:
+                pipe.hmget(keys.job(str(job_id)), "data", "batch", "attempts", "owner")
+            recs = await pipe.execute() if items else []
+        rows = []
+        for (job_id, score), rec in zip(items, recs, strict=True):
+            env = _loads(rec[0]) or {}
+            rows.append(QueueJobRow(
+                id=str(job_id),
+                name=str(env.get("name") or "") if isinstance(env, dict) else "",
+                batch=rec[1] or (env.get("batch") if isinstance(env, dict) else None) or None,
+                at=float(score) / 1000.0,
+                attempts=_int(rec[2]),
+                worker=worker_of(rec[3]) if tab == "running" and rec[3] else None,
+            ))
+        return QueueJobPage(queue, tab, offset, int(total), tuple(rows))
+
+    async def job_detail(self, queue: str, job_id: str) -> JobDetail | None:
+        """A job's record with its payload (pretty JSON), or None once it is gone."""
+        rec: Any = await self.client.hgetall(self._keys(queue).job(job_id))
+        if not rec:
+            return None
+        env = _loads(rec.get("data")) or {}
+        if not isinstance(env, dict):
+            env = {}
+        payload = json.dumps(env.get("payload"), indent=2, ensure_ascii=False, default=str)
+        fields = [("id", job_id), ("queue", queue)]
+        for key in ("batch", "attempts", "owner", "started_at", "timeout", "renewals", "releases"):
+            if rec.get(key):
+                fields.append((key, str(rec[key])))
+        for key in ("tries", "timeout", "tags", "tenant", "lane"):
+            if env.get(key) not in (None, "", []):
+                fields.append((f"job {key}", str(env[key])))
+        return JobDetail(job_id, queue, str(env.get("name") or ""), tuple(fields), payload)
+
+    async def pause_queue(self, queue: str, by: str = "console") -> ActionResult:
+        from .queue_ops import QueueOps  # queue_ops builds on ActionResult, defined here
+
+        return await QueueOps(self.client, self.prefix).pause(queue, by)
+
+    async def continue_queue(self, queue: str, by: str = "console") -> ActionResult:
+        from .queue_ops import QueueOps
+
+        return await QueueOps(self.client, self.prefix).resume(queue, by)
+
+    async def clear_queue(self, queue: str) -> ActionResult:
+        """Remove the queue's ready jobs (running and delayed ones stay)."""
+        from .queue_ops import QueueOps
+
+        return await QueueOps(self.client, self.prefix).clear(queue)
+
+    async def events(self, count: int = 20) -> list[dict[str, Any]]:
+        """The newest ``count`` events of the events stream, newest first."""
+        return await read_events(self.client, self.prefix, count)
+
+    # masters and supervisors -------------------------------------------------
+    async def masters(self, now: float | None = None) -> list[MasterRow]:
+        """Every master in the heartbeat hash, a silent one as lost (the daemon forgets it after
+        ``MASTER_FORGET``), with its supervisors' memory and jobs done from their workers."""
+        now = time.time() if now is None else now
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(masters_key(self.prefix))
+            pipe.hgetall(self.queue.globals.workers)
+            masters_raw, workers_raw = await pipe.execute()
+        workers = [w for w in (_loads(raw) for raw in workers_raw.values()) if isinstance(w, dict)]
+        rows = []
+        for raw in masters_raw.values():
+            info = _loads(raw)
+            if isinstance(info, dict):
+                rows.append(master_row(info, workers, now))
+        return sorted(rows, key=lambda m: m.name)
+
+    async def master_command(self, master: str, action: str, supervisor: str | None = None, **extra: Any) -> ActionResult:
+        """Send one command (pause, continue, restart, terminate, scale) to a master's control list;
+        the master acts on it within a second."""
+        info: Any = await self.client.hget(masters_key(self.prefix), master)
+        if info is None:
+            return ActionResult(action, master, False, f"No master {master} on this Redis: nothing sent", skipped=1)
+        cmd = json.dumps({"action": action, "supervisor": supervisor, "from": "console", "at": time.time(), **extra})
+        key = GlobalKeys(self.prefix).control(master)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, cmd)
+            pipe.expire(key, COMMAND_TTL)
+            await pipe.execute()
+        target = f"{master}/{supervisor}" if supervisor else master
+        what = {
+            "pause": f"Paused {'supervisor ' + supervisor if supervisor else 'master ' + master}: its workers finish their jobs and take no more",
+            "continue": f"Continued {'supervisor ' + supervisor if supervisor else 'master ' + master}: its workers take jobs again",
+            "restart": f"Restarting the workers of {master}: each finishes its jobs, then a new one takes its place",
+            "terminate": f"Terminating {master}: its workers finish their jobs, then it exits",
+        }.get(action)
+        if action == "scale":
+            n = extra.get("processes")
+            what = (f"Scaled {supervisor} {extra.get('queue')} on {master} to {n} process{'' if n == 1 else 'es'} (override)"
+                    if n is not None else f"Dropped the override of {supervisor} {extra.get('queue')} on {master}: balancing again")
+        result = ActionResult(action, target, True, what or f"{action}: sent to {master}")
+        await self._event(f"master_{action}", result, master=master)
+        return result
+
+    async def scale(self, master: str, supervisor: str, queue: str, processes: int | None) -> ActionResult:
+        """A temporary fixed size for one pool (``None``: back to the balancer)."""
+        return await self.master_command(master, "scale", supervisor, queue=queue, processes=processes)
 
 
 def rate_per_minute(rec: dict[str, str], now: float) -> float | None:

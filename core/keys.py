@@ -127,6 +127,10 @@ class GlobalKeys:
         batches, no workers) and its dispatched counter then; it is forgotten after a retention."""
         return f"{self.prefix}:queues:idle"
 
+    def control(self, master: str) -> str:
+        """LIST of JSON commands for one master (pause, continue, terminate, restart, scale)."""
+        return f"{self.prefix}:control:{master}"
+
     @property
     def workers(self) -> str:
         """HASH worker id -> JSON description (host, pid, queues, concurrency, heartbeat)."""

@@ -27,6 +27,7 @@ HISTORY_CAP = 1_440  # one entry per minute: 24 hours
 RUNTIME_WINDOW_MINUTES = 5
 MINUTES_READ = 61  # per queue, the current minute and the 60 before it: the past hour, whole
 MASTER_STALE = 15.0  # seconds without a heartbeat before a master counts as gone
+MASTER_FORGET = 600.0  # a master silent this long is dropped from the masters hash (until then: "lost")
 # Upper bounds (ms) of the runtime histogram buckets kept by ack.lua; bucket 17 is "above".
 BUCKET_BOUNDS_MS: tuple[int, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000)
 
@@ -147,6 +148,8 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     failed_hour = 0
     failed_7d = 0
     processes_total: set[str] = set()
+    busy_total: set[str] = set()
+    timeouts_hour = 0
     max_wait: dict[str, Any] = {"queue": None, "seconds": None}
     for i, q in enumerate(queues):
         r = replies[3 + i * per_queue : 3 + (i + 1) * per_queue]  # after workers, masters, limiters
@@ -161,6 +164,9 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         oldest_wait = max(0.0, (now_ms - float(oldest[0][1])) / 1000.0) if oldest else None
         live_ids = [str(w) for w in live]
         processes_total.update(live_ids)
+        # a process running a job of any of its queues counts as busy on each of them
+        busy = sum(1 for w in live_ids if int(workers.get(w, {}).get("running", 0) or 0) > 0)
+        busy_total.update(w for w in live_ids if int(workers.get(w, {}).get("running", 0) or 0) > 0)
         slots = sum(int(workers.get(w, {}).get("concurrency", 1)) for w in live_ids)
         mean_rt = window["rt_sum"] / window["completed"] / 1000.0 if window["completed"] else None
         if ready == 0:
@@ -182,6 +188,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 "oldest_wait": oldest_wait,
                 "est_clear": est_clear,
                 "processes": len(live_ids),
+                "busy": busy,
                 "slots": slots,
                 "jobs_per_minute": done_pm + failed_pm,
                 "completed_per_minute": done_pm,
@@ -201,12 +208,19 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 "rate_limited": c.get("released", 0),
                 "lost": c.get("lost", 0),
                 "dispatched": c.get("dispatched", 0),
-                "past_hour": {"completed": hour["completed"], "failed": hour["failed"]},
+                "past_hour": {
+                    "completed": hour["completed"],
+                    "failed": hour["failed"],
+                    "timeouts": hour["timeouts"],
+                    "retries": hour["retries"],
+                    "rate_limited": hour["rate_limited"],
+                },
             }
         )
         total_jpm += done_pm + failed_pm
         past_hour += hour["completed"] + hour["failed"]
         failed_hour += hour["failed"]
+        timeouts_hour += hour["timeouts"]
         failed_7d += failed
     masters = []
     for raw in masters_raw.values():
@@ -234,7 +248,9 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
             "jobs_past_hour": past_hour,
             "failed_past_hour": failed_hour,
             "failed_past_7_days": failed_7d,
+            "timeouts_past_hour": timeouts_hour,
             "processes": len(processes_total),
+            "busy": len(busy_total),
             "masters": len(masters),
             "max_wait": max_wait,
         },
@@ -274,7 +290,14 @@ async def closed_minute(client: aioredis.Redis, prefix: str, queues: Sequence[st
     out = {}
     for q, row in zip(queues, rows, strict=True):
         s = _minute_stats([row])
-        out[q] = {"completed": s["completed"], "failed": s["failed"], "runtime_p95": runtime_quantile(s, 0.95)}
+        out[q] = {
+            "completed": s["completed"],
+            "failed": s["failed"],
+            "timeouts": s["timeouts"],
+            "rate_limited": s["rate_limited"],
+            "runtime_p50": runtime_quantile(s, 0.50),
+            "runtime_p95": runtime_quantile(s, 0.95),
+        }
     return out
 
 

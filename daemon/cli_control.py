@@ -190,7 +190,8 @@ def scale(ctx: click.Context, supervisor: str, queue: str, processes: int | None
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def supervisors(ctx: click.Context, as_json: bool) -> None:
-    """Every master and supervisor on this Redis: pid, status, queues, processes, balance."""
+    """Every master and supervisor on this Redis: pid, status, queues, processes, balance, and the
+    pool sizes fixed by `evalharness scale` (override)."""
     settings = settings_from(ctx)
     masters = asyncio.run(_masters(settings.redis_url, settings.prefix))
     if as_json:
@@ -200,11 +201,14 @@ def supervisors(ctx: click.Context, as_json: bool) -> None:
         click.echo("no evalharnessd running on this Redis")
         raise SystemExit(2)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("master", "supervisor", "pid", "status", "queues", "processes", "balance"):
+    for col in ("master", "supervisor", "pid", "status", "queues", "processes", "balance", "override"):
         table.add_column(col, no_wrap=col != "queues")
     for m in masters:
         for s in m.get("supervisors", []):
             per = s.get("per_queue") or {}
             procs = ", ".join(f"{q}={n}" for q, n in per.items()) if per else str(s.get("processes", 0))
-            table.add_row(m["name"], s["name"], str(m["pid"]), s.get("status", m["status"]), ",".join(s["queues"]), procs, str(s.get("balance", "off")))
+            # a pool `evalharness scale` (or the console's +/-) fixed: "judge=6", until --reset
+            overrides = ", ".join(f"{q}={n}" for q, n in (s.get("overrides") or {}).items())
+            table.add_row(m["name"], s["name"], str(m["pid"]), s.get("status", m["status"]), ",".join(s["queues"]), procs,
+                          str(s.get("balance", "off")), overrides)
     Console().print(table)

@@ -36,6 +36,7 @@ from evalharness.core.config import (
 from evalharness.core.connection import REDIS_ERRORS, async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION
+from evalharness.core.keys import GlobalKeys
 from evalharness.core.telemetry import collect_snapshot
 
 from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
@@ -128,6 +129,7 @@ class MasterOptions:
     reload: Callable[[], list[SupervisorConfig]] | None = None
     queue_retention: float = DEFAULT_QUEUE_RETENTION
     watch_modules: bool = False  # --reload: restart workers when a module they imported changes
+    environment: str = ""  # which [environments.NAME] of the config runs here
 
 
 class Master:
@@ -151,11 +153,14 @@ class Master:
         if options.watch_modules:
             self.env = {**options.env, ENV_REPORT_MODULES: "1"}
         self.started_at = time.time()
+        self.environment = options.environment
         self.stopping = asyncio.Event()
         self.force = False
         self.client: Any = None
         self.publisher: Publisher | None = None
         self.paused: set[str] = set()  # supervisor names
+        # supervisor -> its latest pool size change, for the console ("+2 judge 14s ago")
+        self.last_balance: dict[str, dict[str, Any]] = {}
         self.supervisors: list[SupervisorConfig] = []
         self.pools: list[Pool] = []
         self._configure(supervisors)
@@ -291,6 +296,9 @@ class Master:
                     "max_processes": sup.max_processes,
                     "concurrency": sup.concurrency,
                     "status": "paused" if sup.name in self.paused else "running",
+                    # the console joins these with the workers' heartbeats for memory and jobs done
+                    "pids": [s.proc.pid for p in self.pools if p.supervisor is sup for s in p.live if s.alive and s.proc is not None],
+                    "last_balance": self.last_balance.get(sup.name),
                 }
             )
         if self.stopping.is_set():
@@ -299,7 +307,8 @@ class Master:
             status = "paused"
         else:
             status = "running"
-        return {"host": socket.gethostname(), "pid": os.getpid(), "status": status, "started_at": self.started_at, "supervisors": sups}
+        return {"host": socket.gethostname(), "pid": os.getpid(), "status": status, "started_at": self.started_at,
+                "grace": self.grace, "environment": self.environment, "supervisors": sups}
 
     def _new_slot(self, pool: Pool) -> Slot:
         sup = pool.supervisor
@@ -393,6 +402,7 @@ class Master:
                     pp = replace(pp, target=pool.override)
                 if pp.target != pool.target:
                     log.info("supervisor %s: pool %s %d -> %d process(es)", sup.name, pool.name, pool.target, pp.target)
+                    self.last_balance[sup.name] = {"pool": pool.name, "from": pool.target, "to": pp.target, "at": time.time()}
                     pool.target = pp.target
                     pool.changed_at = now
 
@@ -554,7 +564,7 @@ def supervisor_worker_args(sup: SupervisorConfig) -> tuple[str, ...]:
 
 def control_key(prefix: str, master: str) -> str:
     """LIST of JSON commands for one master (pause, continue, terminate, restart, scale)."""
-    return f"{prefix}:control:{master}"
+    return GlobalKeys(prefix).control(master)
 
 
 def parse_long_waits(flags: tuple[str, ...]) -> tuple[float, dict[str, float]]:
@@ -654,7 +664,7 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         env, settings.imports, grace, lease, worker_args,
         redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
         default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
-        watch_modules=reload_modules,
+        watch_modules=reload_modules, environment=config.environment,
     ))
 
     async def main() -> int:

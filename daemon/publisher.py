@@ -21,6 +21,7 @@ from evalharness.core.format import format_duration
 from evalharness.core.telemetry import (
     EVENTS_MAXLEN,
     HISTORY_CAP,
+    MASTER_FORGET,
     channel,
     closed_minute,
     collect_snapshot,
@@ -120,6 +121,9 @@ class Publisher:
         if not listeners and not leader:
             return
         snapshot = await collect_snapshot(self.client, self.prefix, now)
+        for q in snapshot["queues"]:
+            # the console draws Oldest red past this; only the daemon knows the thresholds
+            q["long_wait"] = self.long_wait_for(q["name"])
         self.last_snapshot = snapshot
         if listeners:
             await self.client.publish(channel(self.prefix), json.dumps(snapshot))
@@ -160,9 +164,20 @@ class Publisher:
                 await self.client.hdel(state_key, q["name"])
 
     async def _forget_dead_masters(self, snapshot: dict[str, Any]) -> None:
+        """A master that stopped cleanly removed itself; one silent past its TTL stays listed (the
+        console shows it as lost) until MASTER_FORGET has passed."""
         alive = {m["name"] for m in snapshot["masters"]}
-        names = await self.client.hkeys(masters_key(self.prefix))
-        dead = [n for n in names if n not in alive and n != self.name]
+        entries = await self.client.hgetall(masters_key(self.prefix))
+        dead = []
+        for name, raw in entries.items():
+            if name in alive or name == self.name:
+                continue
+            try:
+                beat = float(json.loads(raw).get("heartbeat_at", 0))
+            except (ValueError, TypeError, AttributeError):
+                beat = 0.0
+            if snapshot["at"] - beat > MASTER_FORGET:
+                dead.append(name)
         if dead:
             await self.client.hdel(masters_key(self.prefix), *dead)
 

@@ -934,6 +934,7 @@ class Worker:
                 info["running"] = len(self._running)
                 info["paused"] = self.paused
                 info["processed"] = self.processed
+                info["rss_mb"] = round(_rss_mb(), 1)  # memory, as the console shows it per supervisor
                 async with self.client.pipeline(transaction=False) as pipe:
                     for q in self.options.queues:
                         keys = self.queue.keys(q)

@@ -57,6 +57,8 @@ from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
 from .views.failed import FailedView
 from .views.running import RunningView
+from .views.supervisors import SupervisorsView
+from .views.workload import WorkloadView
 
 CollectSnapshot = Callable[[Redis, str], Awaitable[Mapping[str, Any]]]
 ReadHistory = Callable[[Redis, str, int], Awaitable[list[Any]]]
@@ -99,7 +101,7 @@ MODES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-BUILT = frozenset({"overview", "batches", "failed", "running"})
+BUILT = frozenset({"overview", "workload", "supervisors", "batches", "failed", "running"})
 """The modes whose screen exists; only these are offered in the key panel and the palette."""
 
 
@@ -261,7 +263,11 @@ class ConsoleApp(App[None]):
         self._status = Static(self.state.status_text(), id="status", markup=False)
         self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
         self._overview = OverviewView(id="overview")
-        self._views: dict[str, BatchesView | FailedView | RunningView] = {
+        self.configured_supervisors: tuple[str, ...] = ()
+        """The supervisors the configuration file names: those no master runs show as inactive."""
+        self._views: dict[str, Any] = {
+            "workload": WorkloadView(id="workload"),
+            "supervisors": SupervisorsView(id="supervisors"),
             "batches": BatchesView(id="batches"),
             "failed": FailedView(id="failed"),
             "running": RunningView(id="running"),
@@ -294,6 +300,7 @@ class ConsoleApp(App[None]):
                                   retry=Retry(NoBackoff(), 0))
             self.admin = Admin(client, self.state.prefix)
         self._redraw()
+        self._overview.fetch()
         self.set_interval(TICK_INTERVAL, self._tick)
         self.set_interval(REFETCH_INTERVAL, self._refetch_visible)
         if self._feed_enabled:
@@ -479,10 +486,12 @@ class ConsoleApp(App[None]):
                 self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
                 self.drawn_snapshot = self.state.snapshot
                 self.drawn_history = self.state.history
-            elif self.mode_shown == "running":
-                # Its colours follow the queues' p95 in the snapshot.
-                self._views["running"].draw()
+            elif self.mode_shown in ("running", "workload"):
+                # Workload is the snapshot's rows; Running's colours follow the queues' p95 in it.
+                if self._views[self.mode_shown].is_mounted:
+                    self._views[self.mode_shown].draw()
                 self.drawn_snapshot = self.state.snapshot
+                self.drawn_history = self.state.history
 
     def _draw_status(self, now: float) -> None:
         status = self._status
@@ -501,14 +510,17 @@ class ConsoleApp(App[None]):
             self._draw_status(now)
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
-            elif self.mode_shown == "running" and self.screen is self.screen_stack[0]:
-                self._views["running"].draw()
+            elif self.mode_shown in ("running", "workload", "supervisors") and self.screen is self.screen_stack[0]:
+                view = self._views[self.mode_shown]
+                getattr(view, "tick", view.draw)()
 
     def _refetch_visible(self) -> None:
         """Every few seconds, the page on screen is fetched again; nothing is fetched for what is
         hidden, nor while a dialog is open over it."""
         if not self.is_running or isinstance(self.screen, ModalScreen):
             return
+        if self.mode_shown == "overview" and self.screen is self.screen_stack[0]:
+            self._overview.fetch()
         view = self._views.get(self.mode_shown)
         if view is not None and view.is_mounted and self.screen is self.screen_stack[0]:
             view.fetch()
@@ -555,6 +567,7 @@ class ConsoleApp(App[None]):
             view.fetch()
         elif mode == "overview":
             self._overview.query_one("#queues").focus()
+            self._overview.fetch()
 
     def on_key(self, event: events.Key) -> None:
         # A mode not built yet still answers its key with what it will show, without being
@@ -620,6 +633,7 @@ def main(redis_url: str | None, prefix: str | None, config_path: str | None, rea
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
     app = ConsoleApp(settings.redis_url, settings.prefix, read_only=read_only)
+    app.configured_supervisors = tuple(s.name for s in config.supervisors)
     app.run()
     if app.return_code:
         raise SystemExit(app.return_code)

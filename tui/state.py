@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -29,6 +29,10 @@ SCHEMA = "evalharness.telemetry.v1"
 
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
 """The schema of the per-minute history entries; entries of any other are left out."""
+
+HISTORY_FIELDS = ("ready", "reserved", "oldest_wait", "processes", "completed", "failed", "timeouts",
+                  "rate_limited", "runtime_p50", "runtime_p95")
+"""The per-queue numbers of a history entry the console draws."""
 
 HISTORY_MINUTES = 60
 """How many minutes of history the console reads and draws at most."""
@@ -71,6 +75,33 @@ class QueueStats:
     failed_per_minute: float | None = None
     runtime_p50: float | None = None
     runtime_p95: float | None = None
+    runtime_max: float | None = None
+    paused: bool = False
+    busy: int | None = None
+    long_wait: float | None = None
+    """The queue's long-wait threshold (seconds): Oldest is red past it."""
+    timeouts_past_hour: int | None = None
+    retries_past_hour: int | None = None
+    releases_past_hour: int | None = None
+    """Jobs released by a 429 (rate limited) in the past hour."""
+    failed_past_hour: int | None = None
+
+    @property
+    def long_waiting(self) -> bool:
+        return self.oldest_wait is not None and self.long_wait is not None and self.oldest_wait > self.long_wait
+
+
+@dataclass(frozen=True, slots=True)
+class Limiter:
+    """One rate or concurrency limiter of the snapshot (``limiters``), as the Workload pane shows it."""
+
+    name: str
+    key: str
+    kind: str
+    limit: float | None
+    floor: float | None
+    ceiling: float | None
+    in_flight: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +117,8 @@ class Totals:
     masters: int | None = None
     max_wait_queue: str | None = None
     max_wait: float | None = None
+    timeouts_past_hour: int | None = None
+    busy: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +128,21 @@ class Snapshot:
     at: float | None
     totals: Totals
     queues: tuple[QueueStats, ...]
+    limiters: tuple[Limiter, ...] = ()
+    """The engine's limiters, where the snapshot has them (older daemons do not)."""
+
+    def queue(self, name: str | None) -> QueueStats | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+    @property
+    def in_flight(self) -> int | None:
+        known = [q.reserved for q in self.queues if q.reserved is not None]
+        return sum(known) if known else None
+
+    @property
+    def backlog(self) -> int | None:
+        known = [q.ready for q in self.queues if q.ready is not None]
+        return sum(known) if known else None
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Snapshot:
@@ -125,12 +173,38 @@ class Snapshot:
             masters=_count(overview, "masters", "overview."),
             max_wait_queue=_text(max_wait, "queue", "overview.max_wait."),
             max_wait=_number(max_wait, "seconds", "overview.max_wait."),
+            timeouts_past_hour=_count(overview, "timeouts_past_hour", "overview."),
+            busy=_count(overview, "busy", "overview."),
         )
         raw_queues = data.get("queues") or []
         if not isinstance(raw_queues, list):
             raise TelemetryError("telemetry field 'queues' is not a list")
         queues = tuple(_queue(row, i) for i, row in enumerate(raw_queues))
-        return cls(at=_number(data, "at"), totals=totals, queues=queues)
+        return cls(at=_number(data, "at"), totals=totals, queues=queues, limiters=_limiters(data.get("limiters")))
+
+
+def _limiters(raw: object) -> tuple[Limiter, ...]:
+    """The snapshot's limiters; a snapshot without them (or with a row the console cannot read)
+    loses only that part, never the snapshot."""
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for row in raw:
+        if not isinstance(row, Mapping):
+            continue
+        try:
+            out.append(Limiter(
+                name=_text(row, "name") or "",
+                key=_text(row, "key") or "",
+                kind=_text(row, "kind") or "",
+                limit=_number(row, "limit"),
+                floor=_number(row, "floor"),
+                ceiling=_number(row, "ceiling"),
+                in_flight=_count(row, "in_flight"),
+            ))
+        except TelemetryError:
+            continue
+    return tuple(out)
 
 
 def _queue(row: object, index: int) -> QueueStats:
@@ -141,6 +215,8 @@ def _queue(row: object, index: int) -> QueueStats:
     if name is None:
         raise TelemetryError(f"telemetry field '{where}name' is missing")
     runtime = _mapping(row, "runtime", where)
+    hour = _mapping(row, "past_hour", where)
+    paused = row.get("paused")
     return QueueStats(
         name=name,
         ready=_count(row, "ready", where),
@@ -153,6 +229,14 @@ def _queue(row: object, index: int) -> QueueStats:
         failed_per_minute=_number(row, "failed_per_minute", where),
         runtime_p50=_number(runtime, "p50", where + "runtime."),
         runtime_p95=_number(runtime, "p95", where + "runtime."),
+        runtime_max=_number(runtime, "max", where + "runtime."),
+        paused=paused is True,
+        busy=_count(row, "busy", where),
+        long_wait=_number(row, "long_wait", where),
+        timeouts_past_hour=_count(hour, "timeouts", where + "past_hour."),
+        retries_past_hour=_count(hour, "retries", where + "past_hour."),
+        releases_past_hour=_count(hour, "rate_limited", where + "past_hour."),
+        failed_past_hour=_count(hour, "failed", where + "past_hour."),
     )
 
 
@@ -196,6 +280,21 @@ class HistoryEntry:
     minute: int
     jobs_per_minute: float | None
     ready: Mapping[str, int | None]
+    queues: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    """Every number recorded per queue (ready, reserved, oldest_wait, processes, completed, failed,
+    timeouts, rate_limited, runtime_p50, runtime_p95), by queue."""
+
+    def total(self, key: str) -> float | None:
+        """``key`` summed over the queues; None when no queue recorded it."""
+        known = [v for q in self.queues.values() if (v := q.get(key)) is not None]
+        return sum(known) if known else None
+
+    def largest(self, key: str) -> float | None:
+        known = [v for q in self.queues.values() if (v := q.get(key)) is not None]
+        return max(known) if known else None
+
+    def of(self, queue: str, key: str) -> float | None:
+        return self.queues.get(queue, {}).get(key)
 
     @classmethod
     def from_dict(cls, data: object) -> HistoryEntry:
@@ -209,11 +308,15 @@ class HistoryEntry:
             raise TelemetryError("history field 'minute' is missing")
         queues = _mapping(data, "queues")
         ready: dict[str, int | None] = {}
+        numbers: dict[str, dict[str, float | None]] = {}
         for name, row in queues.items():
             if not isinstance(row, Mapping):
                 raise TelemetryError(f"history field 'queues.{name}' is not an object")
             ready[str(name)] = _count(row, "ready", f"queues.{name}.")
-        return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready)
+            numbers[str(name)] = {
+                k: _number(row, k, f"queues.{name}.") for k in HISTORY_FIELDS if k in row
+            }
+        return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready, queues=numbers)
 
 
 def read_history_entries(entries: object) -> tuple[HistoryEntry, ...]:
@@ -353,18 +456,18 @@ class Column:
 
 
 WORKLOAD_COLUMNS: tuple[Column, ...] = (
-    Column("ready", "Ready", 8, lambda q: format_count(q.ready)),
-    Column("delayed", "Delayed", 8, lambda q: format_count(q.delayed), wide_only=True),
-    Column("running", "Running", 7, lambda q: format_count(q.reserved)),
+    Column("ready", "Backlog", 7, lambda q: format_count(q.ready)),
+    Column("running", "Run", 5, lambda q: format_count(q.reserved)),
+    Column("delayed", "Delay", 5, lambda q: format_count(q.delayed)),
     Column("oldest", "Oldest", 7, lambda q: format_duration(q.oldest_wait)),
     Column("clear", "Est.clear", 9, lambda q: format_est_clear(q.ready, q.est_clear)),
     Column("procs", "Procs", 5, lambda q: format_count(q.processes)),
     Column("jpm", "Jobs/min", 8, lambda q: format_rate(q.jobs_per_minute)),
     Column("fpm", "Fail/min", 8, lambda q: format_rate(q.failed_per_minute), wide_only=True),
-    Column("p50", "p50", 7, lambda q: format_duration(q.runtime_p50), wide_only=True),
     Column("p95", "p95", 7, lambda q: format_duration(q.runtime_p95), wide_only=True),
 )
-"""The workload table after the Queue column. "Oldest" is measured, "Est.clear" estimated."""
+"""The Overview's queue table after the Queue column. "Oldest" is measured, "Est.clear" estimated;
+Workload (``tui/views/workload.py``) has every column."""
 
 
 def workload_columns(wide: bool) -> tuple[Column, ...]:
@@ -384,29 +487,56 @@ def status_level(status: str) -> Level:
     return Level.ERROR
 
 
-def overview_tiles(snapshot: Snapshot | None) -> list[Tile]:
-    """The overview strip; every value reads "—" until a snapshot has arrived."""
-    totals = snapshot.totals if snapshot is not None else None
-    if totals is None:
-        return [
-            Tile("jpm", "Jobs/min", NULL),
-            Tile("hour", "Past hour", NULL),
-            Tile("failed", "Failed 1h", NULL),
-            Tile("status", "Status", NULL),
-            Tile("procs", "Processes", NULL),
-            Tile("wait", "Max wait", NULL),
-        ]
-    wait = format_duration(totals.max_wait)
-    if totals.max_wait is not None and totals.max_wait_queue:
-        wait = f"{wait} · {totals.max_wait_queue}"
-    return [
-        Tile("jpm", "Jobs/min", format_rate(totals.jobs_per_minute)),
-        Tile("hour", "Past hour", format_count(totals.jobs_past_hour)),
-        Tile("failed", "Failed 1h", format_count(totals.failed_past_hour)),
-        Tile("status", "Status", totals.status, status_level(totals.status)),
-        Tile("procs", "Processes", format_count(totals.processes)),
-        Tile("wait", "Max wait", wait),
-    ]
+TILES: tuple[tuple[str, str], ...] = (
+    ("jpm", "Jobs/min"),
+    ("inflight", "In-flight"),
+    ("backlog", "Backlog"),
+    ("wait", "Oldest wait"),
+    ("failed", "Failed 1h"),
+    ("timeouts", "Timeouts 1h"),
+    ("procs", "Procs busy/all"),
+    ("batches", "Batches run·⚠"),
+)
+"""The eight tiles of the Overview, by key and label."""
+
+
+def overview_tiles(snapshot: Snapshot | None, batches: Sequence[Any] | None = None,
+                   finished_with_failures: int | None = None) -> list[Tile]:
+    """The Overview's tiles; a value reads "—" until its snapshot (or, for Batches, its page) has
+    arrived. ``batches`` are the active batches, ``finished_with_failures`` how many of the
+    finished ones have failures."""
+    values = dict.fromkeys((key for key, _ in TILES), NULL)
+    levels: dict[str, Level | None] = {}
+    if snapshot is not None:
+        totals = snapshot.totals
+        wait = format_duration(totals.max_wait)
+        if totals.max_wait is not None and totals.max_wait_queue:
+            wait = f"{wait} · {totals.max_wait_queue}"
+            late = snapshot.queue(totals.max_wait_queue)
+            if late is not None and late.long_waiting:
+                levels["wait"] = Level.ERROR
+        busy = NULL if totals.busy is None else format_count(totals.busy)
+        values.update(
+            jpm=format_rate(totals.jobs_per_minute),
+            inflight=format_count(snapshot.in_flight),
+            backlog=format_count(snapshot.backlog),
+            wait=wait,
+            failed=format_count(totals.failed_past_hour),
+            timeouts=format_count(totals.timeouts_past_hour),
+            procs=f"{busy}/{format_count(totals.processes)}" if totals.busy is not None else format_count(totals.processes),
+        )
+        if totals.failed_past_hour:
+            levels["failed"] = Level.WARNING
+        if totals.timeouts_past_hour:
+            levels["timeouts"] = Level.WARNING
+    if batches is not None:
+        running = sum(1 for b in batches if getattr(b, "state", "") == "running")
+        text = format_count(running)
+        if finished_with_failures:
+            text += f" · ⚠ {format_count(finished_with_failures)}"
+            levels["batches"] = Level.WARNING
+        values["batches"] = text
+    return [Tile(key, label, values[key], levels.get(key)) for key, label in TILES]
 
 
 # --- the console's state ----------------------------------------------------------------------

@@ -65,7 +65,8 @@ async def test_the_snapshot_agrees_exactly_with_a_known_workload(procs: Processe
     (q,) = snap["queues"]
     assert q["ready"] == 100 and q["reserved"] == 0 and q["delayed"] == 0
     assert q["completed"] == 175 and q["failed"] == 25 and q["timeouts"] == 5
-    assert q["past_hour"] == {"completed": 175, "failed": 25}
+    assert q["past_hour"] == {"completed": 175, "failed": 25, "timeouts": 5, "retries": 0, "rate_limited": 0}
+    assert snap["overview"]["timeouts_past_hour"] == 5
     assert snap["overview"]["jobs_past_hour"] == 200
     assert snap["overview"]["failed_past_7_days"] == 25
     assert snap["overview"]["max_wait"]["queue"] == "t" and snap["overview"]["max_wait"]["seconds"] > 0

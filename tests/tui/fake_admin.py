@@ -21,7 +21,12 @@ from evalharness.core.admin import (
     FailedGroup,
     FailedPage,
     FailedRow,
+    JobDetail,
+    MasterRow,
+    QueueJobPage,
+    QueueJobRow,
     RunningRow,
+    SupervisorRow,
 )
 
 NOW = 1_700_000_000.0
@@ -134,6 +139,48 @@ def running_rows() -> list[RunningRow]:
     ]
 
 
+def masters() -> list[MasterRow]:
+    """Two live masters (one supervisor with two pools, one paused) and one silent for 40 s."""
+    judge = SupervisorRow(
+        "judge-pool", "running", ("judge", "sut-openai-gpt-4o-mini"), 28, 26,
+        {"judge": 16, "sut-openai-gpt-4o-mini": 12}, {"judge": 16, "sut-openai-gpt-4o-mini": 12}, {},
+        "auto", 2, 40, memory_mb=5_210.0, jobs_done=81_220,
+        last_balance={"pool": "judge", "from": 14, "to": 16, "at": NOW - 14})
+    evals = SupervisorRow("evals-pool", "paused", ("evals",), 4, 0, {"evals": 4}, {"evals": 4}, {}, "off", 4, 4,
+                          memory_mb=610.0, jobs_done=22_004)
+    embed = SupervisorRow("embed-pool", "running", ("embeddings",), 6, 6, {"embeddings": 6}, {"embeddings": 6}, {},
+                          "auto", 1, 8, memory_mb=1_480.0, jobs_done=9_600,
+                          last_balance={"pool": "embeddings", "from": 8, "to": 6, "at": NOW - 300})
+    sut = SupervisorRow("sut-pool", "running", ("sut-anthropic",), 10, 0, {"sut-anthropic": 10},
+                        {"sut-anthropic": 10}, {}, "auto", 1, 12)
+    return [
+        MasterRow("gpu-01-a3f", "gpu-01", 4121, "running", NOW - 1, 15.0, "production", NOW - 90_000, 90.0,
+                  (judge, evals)),
+        MasterRow("gpu-02-7b1", "gpu-02", 3310, "running", NOW - 0.4, 15.0, "production", NOW - 7_260, 90.0, (embed,)),
+        MasterRow("gpu-03-c09", "gpu-03", 2988, "lost", NOW - 40, 15.0, "production", NOW - 20_000, 90.0, (sut,)),
+    ]
+
+
+def events() -> list[dict[str, Any]]:
+    """The newest events, newest first, as the events stream holds them."""
+    rows = [
+        ("job_failed", "judge", "judge_sample 8f2c1d… failed: TimeoutError: job exceeded its 60s limit", 14),
+        ("long_wait", "sut-anthropic", "oldest job on sut-anthropic has waited 1h 03m", 40),
+        ("queue_paused", "sut-anthropic", "paused queue sut-anthropic: 1,890 ready jobs stay queued; 38 running finish", 95),
+        ("scale", "judge", "supervisor judge-pool: pool judge 14 -> 16 process(es)", 130),
+        ("job_retried", "sut-openai-gpt-4o-mini", "call_sut 3b9e0a… retried after 429 Too Many Requests", 200),
+        ("batch_finished", "judge", "run-41 finished with 12 failures", 410),
+        ("worker_lost", "sut-anthropic", "gpu-03-c09: no heartbeat for 40s", 600),
+        ("batch_created", "judge", "run-42: 2,000 jobs", 1_840),
+    ]
+    out = []
+    for i, (kind, queue, message, age) in enumerate(rows * 3):
+        at = NOW - age - (i // len(rows)) * 2_000
+        out.append({"id": f"{int(at * 1000)}-{i}", "kind": kind, "queue": queue, "subject": queue,
+                    "message": message, "at": f"{at:.3f}"})
+    return out
+
+
 def traceback_for(row: FailedRow) -> str:
     return TRACEBACK if row.kind != "rate_limited" else TRACEBACK.replace(
         "httpx.ReadTimeout: timed out after 60.0s waiting for the judge model",
@@ -153,6 +200,10 @@ class FakeAdmin(Admin):
         self.failed_rows = failed_rows() if failed is None else failed
         self.running_rows = running_rows() if running is None else running
         self.huge = huge
+        self.master_rows = masters()
+        self.commands: list[dict[str, Any]] = []
+        """Every master command sent, as the control list would hold it."""
+        self.paused_queues: set[str] = set()
         self.down = False
         self.calls: list[tuple[str, Any]] = []
 
@@ -310,3 +361,72 @@ class FakeAdmin(Admin):
             return ActionResult("cancel_job", job_id, False, f"Job {job_id[:8]} is no longer running", skipped=1)
         self.running_rows[self.running_rows.index(row)] = replace(row, cancel_requested=True)
         return ActionResult("cancel_job", job_id, True, f"Told {row.name} {job_id[:8]} to stop", told_to_stop=1)
+
+    # one queue
+    async def queue_jobs(self, queue: str, tab: str, offset: int = 0, count: int = 50) -> QueueJobPage:
+        self._check("queue_jobs", (queue, tab, offset))
+        total = {"ready": 132, "delayed": 3, "running": 7, "failed": 10}[tab]
+        rows = []
+        for i in range(offset, min(total, offset + count)):
+            at = {"ready": NOW - 185 + i, "delayed": NOW + 30 + i * 60, "running": NOW + 20 - i,
+                  "failed": NOW - 600 - i * 30}[tab]
+            rows.append(QueueJobRow(f"9f2c1d7e5a3b{tab[0]}{i:03d}", "judge_sample", "run-42" if i % 3 else "nightly-rag-eval",
+                                    at, 1 + i % 3, f"gpu-01:{4200 + i}" if tab == "running" else None))
+        return QueueJobPage(queue, tab, offset, total, tuple(rows))
+
+    async def job_detail(self, queue: str, job_id: str) -> JobDetail | None:
+        self._check("job_detail", job_id)
+        payload = '{\n  "sample": {"question": "What is the capital of France?", "expected": "Paris"},\n  "model": "judge-large"\n}'
+        return JobDetail(job_id, queue, "judge_sample",
+                         (("id", job_id), ("queue", queue), ("batch", "run-42"), ("attempts", "1"),
+                          ("job tries", "3"), ("job timeout", "60")), payload)
+
+    async def pause_queue(self, queue: str, by: str = "console") -> ActionResult:
+        self._check("pause_queue", queue)
+        self.paused_queues.add(queue)
+        return ActionResult("pause_queue", queue, True, f"paused queue {queue}: 12,480 ready jobs stay queued; 64 running finish")
+
+    async def continue_queue(self, queue: str, by: str = "console") -> ActionResult:
+        self._check("continue_queue", queue)
+        self.paused_queues.discard(queue)
+        return ActionResult("continue_queue", queue, True, f"continued queue {queue}: 1,890 ready jobs can start")
+
+    async def clear_queue(self, queue: str) -> ActionResult:
+        self._check("clear_queue", queue)
+        return ActionResult("clear_queue", queue, True, f"cleared queue {queue}: removed 12,480 ready jobs", removed=12_480)
+
+    async def events(self, count: int = 20) -> list[dict[str, Any]]:
+        self._check("events", count)
+        return events()[:count]
+
+    # masters
+    async def masters(self, now: float | None = None) -> list[MasterRow]:
+        self._check("masters")
+        return list(self.master_rows)
+
+    async def master_command(self, master: str, action: str, supervisor: str | None = None, **extra: Any) -> ActionResult:
+        self._check("master_command", (master, action, supervisor))
+        self.commands.append({"master": master, "action": action, "supervisor": supervisor, **extra})
+        if action == "scale":
+            n = extra.get("processes")
+            rows = []
+            for m in self.master_rows:
+                sups = []
+                for s in m.supervisors:
+                    if m.name == master and s.name == supervisor:
+                        overrides = dict(s.overrides)
+                        if n is None:
+                            overrides.pop(extra["queue"], None)
+                        else:
+                            overrides[extra["queue"]] = n
+                        s = replace(s, overrides=overrides)
+                    sups.append(s)
+                rows.append(replace(m, supervisors=tuple(sups)))
+            self.master_rows = rows
+            text = (f"Scaled {supervisor} {extra.get('queue')} on {master} to {n} processes (override)" if n is not None
+                    else f"Dropped the override of {supervisor} {extra.get('queue')} on {master}: balancing again")
+            return ActionResult("scale", f"{master}/{supervisor}", True, text)
+        return ActionResult(action, master, True, f"{action}: sent to {master}")
+
+    async def scale(self, master: str, supervisor: str, queue: str, processes: int | None) -> ActionResult:
+        return await self.master_command(master, "scale", supervisor, queue=queue, processes=processes)

@@ -54,7 +54,7 @@ async def test_a_published_snapshot_reaches_the_screen(
         await wait_until_subscribed(aclient)
         await aclient.publish(CHANNEL, json.dumps(example))
         await wait(pilot, lambda: shows(app, "jpm", "412") and ready_of(app, "evals") == "240", "the published numbers")
-        assert shows(app, "hour", "18,234") and shows(app, "wait", "12.4s · evals")
+        assert shows(app, "backlog", "240") and shows(app, "wait", "12.4s · evals")
         assert str(app.query_one("#status", Static).content).startswith("● running · redis ok · ")
 
 
@@ -98,7 +98,8 @@ async def test_the_engine_snapshot_of_an_empty_redis(make_app: MakeApp, wait: Wa
     app = make_app(redis_url, feed=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait(pilot, lambda: app.drawn_snapshot is not None, "the first snapshot")
-        assert shows(app, "status", "inactive")
+        assert str(app.query_one("#status").content).startswith("● inactive")
+        assert shows(app, "backlog", "—") and shows(app, "procs", "0/0")
         assert app.query_one("#queues", DataTable).row_count == 0
 
 

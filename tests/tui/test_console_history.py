@@ -1,5 +1,5 @@
 """The recorded per-minute history on the Overview: a console that starts late shows it at once,
-as a sparkline of jobs per minute (and, where there is room, of the busiest backlog)."""
+as each tile's sparkline of the past hour (jobs per minute, backlog, in flight, oldest wait…)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from evalharness.tui import app as console
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, HistoryReceived
-from evalharness.tui.overview import HistorySpark
+from evalharness.tui.overview import TileSpark
 from evalharness.tui.state import (
     HISTORY_SCHEMA,
     SPARK_BLOCKS,
@@ -54,8 +54,8 @@ FIVE = [
 ]
 
 
-def spark(app: ConsoleApp, which: str) -> HistorySpark:
-    return app.query_one(f"#history-{which}", HistorySpark)
+def spark(app: ConsoleApp, which: str) -> TileSpark:
+    return app.query_one(f"#spark-{which}", TileSpark)
 
 
 def shown(app: ConsoleApp, which: str) -> str:
@@ -101,20 +101,17 @@ def test_the_busiest_queue_has_the_largest_backlog_now() -> None:
 async def test_recorded_history_shows_as_a_five_minute_series(make_app: MakeApp, send: Send) -> None:
     app = make_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        assert shown(app, "jobs") == "Jobs/min  no history yet"
+        assert spark(app, "jpm").render().plain == "no history yet"
         await send(pilot, ConnectionChecked.connected(NOW), HistoryReceived.from_entries(FIVE))
-        line = spark(app, "jobs").line
-        assert line.points == 5 and len(line.spark) == 5
-        assert line.spark == sparkline([12, 30, 25, 40, 18])
-        assert shown(app, "jobs") == f"Jobs/min, last 5 min  {line.spark}  min 12 · max 40"
-        backlog = spark(app, "backlog")
-        assert backlog.display
-        assert shown(app, "backlog") == f"Backlog of judge, last 5 min  {sparkline([3, 9, 30, 55, 80])}  min 3 · max 80"
+        assert spark(app, "jpm").values == [12, 30, 25, 40, 18]
+        assert spark(app, "jpm").render().plain == sparkline([12, 30, 25, 40, 18])
+        # the backlog tile sums every queue's backlog, minute by minute
+        assert spark(app, "backlog").values == [43, 44, 50, 65, 85]
+        assert spark(app, "procs").values == [2, 2, 2, 2, 2]
 
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
-        assert not backlog.display  # no room at 80 columns: jobs per minute alone
-        assert shown(app, "jobs").startswith("Jobs/min, last 5 min  ")
+        assert spark(app, "jpm").spark == sparkline([12, 30, 25, 40, 18])
 
 
 async def test_an_empty_history_says_so(make_app: MakeApp, send: Send) -> None:
@@ -122,38 +119,35 @@ async def test_an_empty_history_says_so(make_app: MakeApp, send: Send) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await send(pilot, ConnectionChecked.connected(NOW), HistoryReceived.from_entries([]))
         assert app.state.history == ()
-        assert shown(app, "jobs") == "Jobs/min  no history yet"
+        assert spark(app, "jpm").render().plain == "no history yet"
 
 
 async def test_a_late_console_shows_the_history_recorded_in_redis(
     make_app: MakeApp, wait: Wait, redis_url: str, aclient: Redis
 ) -> None:
-    pytest.importorskip("evalharness.core.telemetry")
     await aclient.rpush("eh:telemetry:history", *(json.dumps(e) for e in FIVE))
     app = make_app(redis_url, feed=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait(pilot, lambda: spark(app, "jobs").line.points == 5, "the 5-minute history")
-        assert shown(app, "jobs").startswith("Jobs/min, last 5 min  ")
-        assert shown(app, "jobs").endswith("min 12 · max 40")
-        assert spark(app, "backlog").line.title == "Backlog of judge, last 5 min"
+        await wait(pilot, lambda: len(spark(app, "jpm").values) == 5, "the 5-minute history")
+        assert spark(app, "jpm").values == [12, 30, 25, 40, 18]
+        assert spark(app, "backlog").values == [43, 44, 50, 65, 85]
 
 
 async def test_the_history_is_read_again_every_interval(
     make_app: MakeApp, wait: Wait, redis_url: str, aclient: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("evalharness.core.telemetry")
     monkeypatch.setattr(console, "HISTORY_INTERVAL", 0.2)
     monkeypatch.setattr(console, "PING_INTERVAL", 0.1)
     await aclient.rpush("eh:telemetry:history", *(json.dumps(e) for e in FIVE[:3]))
     app = make_app(redis_url, feed=True)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait(pilot, lambda: spark(app, "jobs").line.points == 3, "the 3-minute history")
+        await wait(pilot, lambda: len(spark(app, "jpm").values) == 3, "the 3-minute history")
         await aclient.rpush("eh:telemetry:history", *(json.dumps(e) for e in FIVE[3:]))
-        await wait(pilot, lambda: spark(app, "jobs").line.points == 5, "the minutes recorded since")
+        await wait(pilot, lambda: len(spark(app, "jpm").values) == 5, "the minutes recorded since")
     assert await aclient.llen("eh:telemetry:history") == 5  # the console appends nothing
 
 
-async def test_at_80x24_the_history_leaves_room_for_six_queues(
+async def test_at_80x24_the_tiles_leave_room_for_five_queues_and_the_events(
     make_app: MakeApp, send: Send, busy: dict[str, Any], busy_history: list[dict[str, Any]]
 ) -> None:
     app = make_app()
@@ -165,7 +159,8 @@ async def test_at_80x24_the_history_leaves_room_for_six_queues(
             HistoryReceived.from_entries(busy_history),
         )
         table = app.query_one("#queues")
-        assert table.size.height - 1 >= 6  # below the header row
-        line = spark(app, "jobs").line
-        assert len(line.text) <= spark(app, "jobs").content_size.width
-        assert 1 < line.points < 60 and line.title == f"Jobs/min, last {line.points} min"
+        assert table.size.height - 1 == 5  # below the header row
+        assert app.query_one("#overview-events").size.height >= 3
+        jobs = spark(app, "jpm")
+        assert 1 < len(jobs.values) <= jobs.content_size.width
+        assert len(jobs.spark) == len(jobs.values)

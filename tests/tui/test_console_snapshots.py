@@ -82,6 +82,6 @@ def test_connecting_read_only(snap_compare, make_app: MakeApp) -> None:
 def test_a_mode_not_built_yet(snap_compare, make_app: MakeApp, send: Send) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await send(pilot, ConnectionChecked.connected(NOW))
-        await pilot.press("2")
+        await pilot.press("7")
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -162,7 +163,7 @@ def test_the_contract_example_reads_as_typed_values(example: dict[str, Any]) -> 
     evals, default = snapshot.queues
     assert evals == QueueStats(
         name="evals", ready=240, delayed=3, reserved=40, oldest_wait=12.4, est_clear=31.0, processes=4,
-        jobs_per_minute=380.0, failed_per_minute=4.0, runtime_p50=0.21, runtime_p95=0.48,
+        jobs_per_minute=380.0, failed_per_minute=4.0, runtime_p50=0.21, runtime_p95=0.48, runtime_max=2.9,
     )
     assert default.oldest_wait is None and default.runtime_p50 is None and default.runtime_p95 is None
 
@@ -202,26 +203,38 @@ def test_not_json_is_a_telemetry_error() -> None:
         Snapshot.from_json("[1]")
 
 
-def test_the_strip_shows_totals_and_the_queue_that_waits_longest(example: dict[str, Any]) -> None:
+def test_the_tiles_show_totals_and_the_queue_that_waits_longest(example: dict[str, Any]) -> None:
     tiles = {t.key: (t.label, t.value, t.level) for t in overview_tiles(Snapshot.from_dict(example))}
     assert tiles == {
         "jpm": ("Jobs/min", "412", None),
-        "hour": ("Past hour", "18,234", None),
-        "failed": ("Failed 1h", "12", None),
-        "status": ("Status", "running", Level.OK),
-        "procs": ("Processes", "6", None),
-        "wait": ("Max wait", "12.4s · evals", None),
+        "inflight": ("In-flight", "40", None),
+        "backlog": ("Backlog", "240", None),
+        "wait": ("Oldest wait", "12.4s · evals", None),
+        "failed": ("Failed 1h", "12", Level.WARNING),
+        "timeouts": ("Timeouts 1h", "—", None),  # an older daemon does not count them
+        "procs": ("Procs busy/all", "6", None),
+        "batches": ("Batches run·⚠", "—", None),  # a page, not the snapshot: not read yet
     }
     assert {t.value for t in overview_tiles(None)} == {"—"}
 
 
-@pytest.mark.parametrize(("status", "level"), [("paused", Level.WARNING), ("inactive", Level.ERROR)])
-def test_the_status_tile_is_coloured_by_the_masters_status(
-    example: dict[str, Any], status: str, level: Level
-) -> None:
-    example["overview"]["status"] = status
-    tile = next(t for t in overview_tiles(Snapshot.from_dict(example)) if t.key == "status")
-    assert (tile.value, tile.level) == (status, level)
+def test_busy_processes_timeouts_and_batches_read_as_specified(example: dict[str, Any]) -> None:
+    example["overview"].update(busy=4, timeouts_past_hour=3)
+    running = SimpleNamespace(state="running")
+    tiles = {t.key: (t.value, t.level) for t in overview_tiles(Snapshot.from_dict(example), [running, running], 1)}
+    assert tiles["procs"] == ("4/6", None)
+    assert tiles["timeouts"] == ("3", Level.WARNING)
+    assert tiles["batches"] == ("2 · ⚠ 1", Level.WARNING)
+    assert overview_tiles(Snapshot.from_dict(example), [running], 0)[-1].value == "1"
+
+
+def test_the_oldest_wait_tile_is_red_past_its_queues_threshold(example: dict[str, Any]) -> None:
+    example["queues"][0]["long_wait"] = 10.0
+    tile = next(t for t in overview_tiles(Snapshot.from_dict(example)) if t.key == "wait")
+    assert tile.level is Level.ERROR
+    example["queues"][0]["long_wait"] = 60.0
+    tile = next(t for t in overview_tiles(Snapshot.from_dict(example)) if t.key == "wait")
+    assert tile.level is None
 
 
 def test_no_wait_anywhere_shows_a_dash_and_no_queue(example: dict[str, Any]) -> None:
@@ -233,20 +246,21 @@ def test_no_wait_anywhere_shows_a_dash_and_no_queue(example: dict[str, Any]) -> 
 def test_workload_cells_at_80_and_at_160_columns(example: dict[str, Any]) -> None:
     evals, default = Snapshot.from_dict(example).queues
     assert queue_cells(evals, wide=False) == {
-        "ready": "240", "running": "40", "oldest": "12.4s", "clear": "31.0s", "procs": "4", "jpm": "380",
+        "ready": "240", "running": "40", "delayed": "3", "oldest": "12.4s", "clear": "31.0s", "procs": "4",
+        "jpm": "380",
     }
     assert queue_cells(evals, wide=True) == {
         "ready": "240", "delayed": "3", "running": "40", "oldest": "12.4s", "clear": "31.0s", "procs": "4",
-        "jpm": "380", "fpm": "4", "p50": "0.21s", "p95": "0.48s",
+        "jpm": "380", "fpm": "4", "p95": "0.48s",
     }
     # Nothing ready: no oldest wait and nothing to clear; no runtimes yet.
     assert queue_cells(default, wide=True) == {
         "ready": "0", "delayed": "0", "running": "0", "oldest": "—", "clear": "—", "procs": "2",
-        "jpm": "32", "fpm": "0", "p50": "—", "p95": "—",
+        "jpm": "32", "fpm": "0", "p95": "—",
     }
     narrow, wide = workload_columns(False), workload_columns(True)
-    assert [c.label for c in narrow] == ["Ready", "Running", "Oldest", "Est.clear", "Procs", "Jobs/min"]
-    assert {c.label for c in wide} - {c.label for c in narrow} == {"Delayed", "Fail/min", "p50", "p95"}
+    assert [c.label for c in narrow] == ["Backlog", "Run", "Delay", "Oldest", "Est.clear", "Procs", "Jobs/min"]
+    assert {c.label for c in wide} - {c.label for c in narrow} == {"Fail/min", "p95"}
 
 
 def test_every_cell_fits_its_column(busy: dict[str, Any]) -> None:
