@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
 from .evaljobs import SAMPLE_JOB
 from .keys import QueueKeys
+from .lookup import Found, lookup
 from .queue import FAILED_RETENTION_MS, Queue
-from .telemetry import EVENTS_MAXLEN, events_key
+from .telemetry import EVENTS_MAXLEN, HISTORY_CAP, events_key, read_events_after, read_history
 
 PAGE_SIZE = 50
 TEXT_SCAN_LIMIT = 1_000  # failed jobs a free-text filter reads at most (after the facet indexes)
@@ -851,6 +852,23 @@ class Admin:
         if reply.what == "missing":
             return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
         return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+
+    # the console's reads beyond pages ----------------------------------------
+    async def batch(self, batch_id: str) -> BatchRow | None:
+        """One batch's row by its whole id, or None."""
+        return await self._batch(batch_id)
+
+    async def events(self, after: str | None = None, count: int = 1_000) -> list[dict[str, Any]]:
+        """Events oldest first: the newest ``count``, or those after the event id ``after``."""
+        return await read_events_after(self.client, self.prefix, after, count)
+
+    async def history(self, minutes: int = HISTORY_CAP) -> list[dict[str, Any]]:
+        """The recorded per-minute history, oldest first (at most 24 h)."""
+        return await read_history(self.client, self.prefix, minutes)
+
+    async def lookup(self, text: str, limit: int = 20) -> list[Found]:
+        """Batches, jobs, queues and masters matching ``text`` (core/lookup.py)."""
+        return await lookup(self.client, self.prefix, text, limit)
 
 
 def rate_per_minute(rec: dict[str, str], now: float) -> float | None:

@@ -55,7 +55,11 @@ from .state import (
 from .views.actions import ActionDone
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
+from .views.events import EventsView
 from .views.failed import FailedView
+from .views.frame import FrameMixin
+from .views.graphs import GraphsView
+from .views.palette import GoToProvider
 from .views.running import RunningView
 
 CollectSnapshot = Callable[[Redis, str], Awaitable[Mapping[str, Any]]]
@@ -99,7 +103,7 @@ MODES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-BUILT = frozenset({"overview", "batches", "failed", "running"})
+BUILT = frozenset({"overview", "batches", "failed", "running", "graphs", "events"})
 """The modes whose screen exists; only these are offered in the key panel and the palette."""
 
 
@@ -206,17 +210,19 @@ def _as_dict(data: object) -> object:
     return data
 
 
-class ConsoleApp(App[None]):
+class ConsoleApp(FrameMixin, App[None]):
     """The console: the feed worker fetches, messages carry, handlers update the state, a throttled
     redraw renders it."""
 
     CSS_PATH = "app.tcss"
     TITLE = "evalharness console"
+    COMMANDS = App.COMMANDS | {GoToProvider}
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (WIDE_AT, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?"),
+        *FrameMixin.FRAME_BINDINGS,
         *(
             Binding(key, f"show_mode('{mode_id(name)}')", name, show=False)
             for key, _, name, _ in built_modes()
@@ -261,11 +267,16 @@ class ConsoleApp(App[None]):
         self._status = Static(self.state.status_text(), id="status", markup=False)
         self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
         self._overview = OverviewView(id="overview")
-        self._views: dict[str, BatchesView | FailedView | RunningView] = {
+        self._views: dict[str, Any] = {
             "batches": BatchesView(id="batches"),
             "failed": FailedView(id="failed"),
             "running": RunningView(id="running"),
+            "graphs": GraphsView(id="graphs"),
+            "events": EventsView(id="events"),
         }
+        self.frozen = False
+        """``space``: live updates are held (the lists count what is new) until pressed again."""
+        self._frozen_mark = Static("", id="frozen", markup=False)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -273,6 +284,7 @@ class ConsoleApp(App[None]):
             yield self._modes_short
             yield self._modes_full
             yield Static(" │ ", id="separator", markup=False)
+            yield self._frozen_mark
             yield self._status
         with self._switcher:
             # The acting screens are mounted the first time they are shown: a console left on the
@@ -475,6 +487,9 @@ class ConsoleApp(App[None]):
         now = self._clock()
         with self.batch_update():
             self._draw_status(now)
+            self.draw_frame(now)
+            if self.frozen:
+                return  # the screen holds still; the top bar alone moves
             if self.mode_shown == "overview":
                 self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
                 self.drawn_snapshot = self.state.snapshot
@@ -482,6 +497,9 @@ class ConsoleApp(App[None]):
             elif self.mode_shown == "running":
                 # Its colours follow the queues' p95 in the snapshot.
                 self._views["running"].draw()
+                self.drawn_snapshot = self.state.snapshot
+            elif self.mode_shown == "graphs" and self._views["graphs"].is_mounted:
+                self._views["graphs"].draw()  # its last point is the live snapshot
                 self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
@@ -499,6 +517,9 @@ class ConsoleApp(App[None]):
         now = self._clock()
         with self.batch_update():
             self._draw_status(now)
+            self.draw_frame(now)
+            if self.frozen:
+                return
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
             elif self.mode_shown == "running" and self.screen is self.screen_stack[0]:
@@ -576,6 +597,7 @@ class ConsoleApp(App[None]):
         yield from super().get_system_commands(screen)
         for key, _, name, what in built_modes():
             yield SystemCommand(f"Show {name} ({key})", what, partial(self.action_show_mode, mode_id(name)))
+        yield from self.frame_commands()
         # Every action the screen offers now, and only those: what read-only or the highlighted
         # row hides from the keys is not in the palette either.
         seen: set[str] = set()

@@ -194,9 +194,10 @@ async def test_palette_and_key_panel_offer_only_built_screens_and_their_actions(
     app = make_app(admin=FakeAdmin())
     async with app.run_test(size=(80, 24)) as pilot:
         shows = [c.title for c in app.get_system_commands(app.screen) if c.title.startswith("Show ")]
-        assert shows == ["Show Overview (1)", "Show Batches (4)", "Show Failed (5)", "Show Running (6)"]
+        assert shows == ["Show Overview (1)", "Show Batches (4)", "Show Failed (5)", "Show Running (6)",
+                         "Show Graphs (7)", "Show Events (8)"]
         keys = {b.binding.key for b in app.screen.active_bindings.values()}
-        assert {"1", "4", "5", "6"} <= keys and not {"2", "3", "7", "8"} & keys
+        assert {"1", "4", "5", "6", "7", "8"} <= keys and not {"2", "3"} & keys
         await open_list(pilot, "4")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Batches: Cancel batch (c)" in titles and "Batches: Retry failed (R)" in titles
