@@ -43,6 +43,7 @@ from evalharness.core.telemetry import channel as telemetry_channel
 from evalharness.core.telemetry import collect_snapshot, read_history
 
 from .overview import OverviewView
+from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
 from .state import (
     HISTORY_MINUTES,
     ConsoleState,
@@ -633,7 +634,15 @@ Exit codes:
 @click.option("--prefix", metavar="NAME", help="Key prefix (default: $EVALHARNESS_PREFIX, the config file, or 'eh').")
 @click.option("--config", "config_path", metavar="FILE", help="Configuration file (default: $EVALHARNESS_CONFIG or ./evalharness.toml).")
 @click.option("--read-only", is_flag=True, help="Hide every action that changes anything.")
-def main(redis_url: str | None, prefix: str | None, config_path: str | None, read_only: bool) -> None:
+@click.option("--serve", "serve_web", is_flag=True,
+              help="Serve the console to a web browser instead (one console per open page).")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, metavar="ADDR",
+              help="With --serve: the address to listen on. Anything but loopback prints a warning: "
+                   "whoever opens the page has the console's full control unless --read-only.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+              help="With --serve: the port to listen on.")
+def main(redis_url: str | None, prefix: str | None, config_path: str | None, read_only: bool,
+         serve_web: bool, host: str, port: int) -> None:
     """Watch evalharness live: queues, workers, batches, failures and events."""
     try:
         config = load_config(config_path)
@@ -641,6 +650,12 @@ def main(redis_url: str | None, prefix: str | None, config_path: str | None, rea
     except EvalHarnessError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
+    if serve_web:
+        serve(settings.redis_url, settings.prefix, host=host, port=port, read_only=read_only)
+        return
+    if host != DEFAULT_HOST or port != DEFAULT_PORT:
+        click.echo("error: --host and --port go with --serve", err=True)
+        raise SystemExit(2)
     app = ConsoleApp(settings.redis_url, settings.prefix, read_only=read_only)
     app.run()
     if app.return_code:
