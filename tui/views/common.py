@@ -190,6 +190,7 @@ class KeyedTable(DataTable[Text]):
         self.held_new = 0
         """Rows in what is held that are not on screen: the "N new" of a frozen list."""
         self._given: tuple[tuple[Col, ...], list[Row]] | None = None
+        self._sources: dict[str, Mapping[str, Cell]] = {}
 
     @property
     def cursor_key(self) -> str | None:
@@ -310,6 +311,7 @@ class KeyedTable(DataTable[Text]):
             self._columns_shown = columns
             self._cells.clear()
             self._firsts.clear()
+            self._sources.clear()
             if self.sort_by is not None:
                 self._mark_sorted()
         keys = [key for key, _ in rows]
@@ -318,8 +320,13 @@ class KeyedTable(DataTable[Text]):
             self.remove_row(gone)
             del self._cells[gone]
             del self._firsts[gone]
+            self._sources.pop(gone, None)
         first = columns[0].key if columns else ""
+        sources = self._sources
         for key, cells in rows:
+            if sources.get(key) is cells:
+                continue  # the very cells drawn last time (a list that caches rows that never change)
+            sources[key] = cells
             shown = self._cells.get(key)
             if shown is None:
                 rendered = [cells.get(c.key, Cell("")).render() for c in columns]

@@ -146,7 +146,7 @@ class Event:
             "queue": Cell(self.get("queue") or NULL),
             "subject": Cell(self.subject() or NULL),
             "worker": Cell(self.get("worker") or self.supervisor or NULL),
-            "batch": Cell(self.batch or NULL),
+            "batch": Cell(short_id(self.batch, 16) if self.batch else NULL),
             "message": Cell(self.get("message")),
         }
 
@@ -159,6 +159,7 @@ class EventsModel:
     kind: int = 0
     error: str | None = None
     fetched: bool = False
+    _cells: dict[str, dict[str, Cell]] = field(default_factory=dict, repr=False)
 
     @property
     def last_id(self) -> str | None:
@@ -186,7 +187,18 @@ class EventsModel:
         return next((e for e in reversed(self.events) if e.id == key), None)
 
     def table_rows(self) -> list[Row]:
-        return [(e.id, e.cells()) for e in self.rows]
+        # An event never changes once written: its cells are made once.
+        cells = self._cells
+        if len(cells) > 2 * CAP:
+            keep = {e.id for e in self.events}
+            self._cells = cells = {k: v for k, v in cells.items() if k in keep}
+        out = []
+        for e in self.rows:
+            row = cells.get(e.id)
+            if row is None:
+                row = cells[e.id] = e.cells()
+            out.append((e.id, row))
+        return out
 
     def chips(self) -> str:
         return " ".join(f"[{name}]" if i == self.kind else name for i, (name, _) in enumerate(KINDS))

@@ -48,7 +48,7 @@ class FrameMixin:
         if app.state.connected is False and app.state.snapshot is not None:
             stale = app.state.stale_for(now)
         mark: Static = app._frozen_mark
-        set_text(mark, frame_mark(app.frozen, held, stale))
+        set_text(mark, frame_mark(app.frozen, held, stale), layout=True)  # its width follows its text
         mark.set_class(app.frozen, "-frozen")
         mark.set_class(stale is not None, "-stale")
         app._switcher.set_class(stale is not None, "-stale")
