@@ -54,7 +54,7 @@ def event_columns(wide: bool, width: int) -> tuple[Col, ...]:
     table never scrolls sideways."""
     cols = columns_for(COLUMNS, wide)
     fixed = sum((c.width or 0) + 2 for c in cols if c.key != "message")
-    message = max(12, width - fixed - 2 - 2)  # its own padding, the scrollbar
+    message = max(12, width - fixed - 2 - 2 - 1)  # its own padding, the scrollbar, a spare column
     return tuple(replace(c, width=message) if c.key == "message" else c for c in cols)
 
 KINDS: tuple[tuple[str, Callable[[str], bool]], ...] = (
@@ -292,7 +292,9 @@ class EventsView(Vertical):
         table = self.table
         follow = self.following
         before = set(table.keys)
-        table.show(event_columns(bool(app.wide), self.size.width or app.size.width), self.model.table_rows())
+        # Before its first layout the view has no width: the screen's less the body's padding.
+        width = self.size.width or app.size.width - (4 if app.wide else 2)
+        table.show(event_columns(bool(app.wide), width), self.model.table_rows())
         if table.held is None:
             if follow and table.row_count:
                 table.move_cursor(row=table.row_count - 1, animate=False)
