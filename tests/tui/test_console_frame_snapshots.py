@@ -46,7 +46,13 @@ async def open_graphs(pilot: Pilot[None], wait: Wait) -> None:
 async def open_events(pilot: Pilot[None], wait: Wait) -> None:
     app: Any = pilot.app
     await pilot.press("8")
-    await wait(pilot, lambda: app._views["events"].table.row_count == 40, "the events")
+    table = app._views["events"].table
+    await wait(pilot, lambda: table.row_count == 40, "the events")
+    # Following the tail scrolls after the next refresh: the picture waits for it.
+    await wait(pilot, lambda: table.max_scroll_y > 0 and table.scroll_y >= table.max_scroll_y
+               if table.size.height < 40 else True, "the tail in view")
+    await wait(pilot, lambda: not app.animator.is_being_animated(table, "scroll_y"), "the scroll to end")
+    await pilot.wait_for_scheduled_animations()
 
 
 @pytest.mark.parametrize("size", SIZES)

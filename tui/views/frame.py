@@ -68,7 +68,8 @@ class FrameMixin:
                 events.draw()
         else:
             app._redraw()
-        app.notify("Frozen: space resumes live updates" if app.frozen else "Live again", timeout=2)
+        # No toast: the top bar's ❄ says it for as long as it lasts, and a timed toast would make
+        # the frozen screen itself change.
 
     def frame_commands(self) -> Iterable[SystemCommand]:
         """The frame's own keys in the palette (the App's bindings are not listed from the screen)."""
