@@ -18,8 +18,18 @@ from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, bat
 from .evaljobs import SAMPLE_JOB
 from .jobs import JobStatus
 from .keys import GlobalKeys, QueueKeys
+from .lookup import Found, lookup
 from .queue import FAILED_RETENTION_MS, Queue
-from .telemetry import EVENTS_MAXLEN, MASTER_STALE, events_key, masters_key, read_events
+from .telemetry import (
+    EVENTS_MAXLEN,
+    HISTORY_CAP,
+    MASTER_STALE,
+    events_key,
+    masters_key,
+    read_events,
+    read_events_after,
+    read_history,
+)
 
 PAGE_SIZE = 50
 TEXT_SCAN_LIMIT = 1_000  # failed jobs a free-text filter reads at most (after the facet indexes)
@@ -1044,7 +1054,7 @@ class Admin:
 
         return await QueueOps(self.client, self.prefix).clear(queue)
 
-    async def events(self, count: int = 20) -> list[dict[str, Any]]:
+    async def recent_events(self, count: int = 20) -> list[dict[str, Any]]:
         """The newest ``count`` events of the events stream, newest first."""
         return await read_events(self.client, self.prefix, count)
 
@@ -1095,6 +1105,22 @@ class Admin:
     async def scale(self, master: str, supervisor: str, queue: str, processes: int | None) -> ActionResult:
         """A temporary fixed size for one pool (``None``: back to the balancer)."""
         return await self.master_command(master, "scale", supervisor, queue=queue, processes=processes)
+    # the console's reads beyond pages ----------------------------------------
+    async def batch(self, batch_id: str) -> BatchRow | None:
+        """One batch's row by its whole id, or None."""
+        return await self._batch(batch_id)
+
+    async def events(self, after: str | None = None, count: int = 1_000) -> list[dict[str, Any]]:
+        """Events oldest first: the newest ``count``, or those after the event id ``after``."""
+        return await read_events_after(self.client, self.prefix, after, count)
+
+    async def history(self, minutes: int = HISTORY_CAP) -> list[dict[str, Any]]:
+        """The recorded per-minute history, oldest first (at most 24 h)."""
+        return await read_history(self.client, self.prefix, minutes)
+
+    async def lookup(self, text: str, limit: int = 20) -> list[Found]:
+        """Batches, jobs, queues and masters matching ``text`` (core/lookup.py)."""
+        return await lookup(self.client, self.prefix, text, limit)
 
 
 def rate_per_minute(rec: dict[str, str], now: float) -> float | None:

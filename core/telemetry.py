@@ -272,9 +272,12 @@ def history_entry(snapshot: dict[str, Any], closed: dict[str, dict[str, Any]]) -
         "queues": {
             q["name"]: {
                 "ready": q["ready"],
+                "delayed": q.get("delayed"),
                 "reserved": q["reserved"],
                 "oldest_wait": q["oldest_wait"],
+                "est_clear": q.get("est_clear"),
                 "processes": q["processes"],
+                "slots": q.get("slots"),
                 **closed.get(q["name"], {"completed": 0, "failed": 0, "runtime_p95": None}),
             }
             for q in snapshot["queues"]
@@ -317,3 +320,17 @@ async def read_events(client: aioredis.Redis, prefix: str, count: int = 100) -> 
     """The newest ``count`` events, newest first."""
     raw: Any = await client.xrevrange(events_key(prefix), count=count)
     return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}} for eid, fields in raw or []]
+
+
+async def read_events_after(client: aioredis.Redis, prefix: str, after: str | None = None,
+                            count: int = 1_000) -> list[dict[str, Any]]:
+    """Events oldest first: the newest ``count`` when ``after`` is None, else at most ``count`` of
+    those added after the stream id ``after`` (a console following the stream reads only what is
+    new). Each has its stream id as ``event_id``: an event's own ``id`` field is the job's."""
+    if after is None:
+        raw: Any = await client.xrevrange(events_key(prefix), count=count)
+        raw = list(raw or [])[::-1]
+    else:
+        raw = await client.xrange(events_key(prefix), min=f"({after}", count=count)
+    return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}, "event_id": str(eid)}
+            for eid, fields in raw or []]

@@ -3,9 +3,8 @@
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
 none is published) and reads the recorded per-minute history on connecting and once a minute; its
 messages update a :class:`~evalharness.tui.state.ConsoleState`, which the screen draws at most a
-few times a second. Batches, Failed and Running now (``tui/views``) fetch pages through the
-engine's :class:`~evalharness.core.admin.Admin` and act through it; the modes not built yet say
-what they will show.
+few times a second. The other screens (``tui/views``) fetch pages through the engine's
+:class:`~evalharness.core.admin.Admin` and act through it.
 """
 
 from __future__ import annotations
@@ -25,10 +24,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
@@ -43,6 +42,7 @@ from evalharness.core.telemetry import channel as telemetry_channel
 from evalharness.core.telemetry import collect_snapshot, read_history
 
 from .overview import OverviewView
+from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
 from .state import (
     HISTORY_MINUTES,
     ConsoleState,
@@ -55,7 +55,11 @@ from .state import (
 from .views.actions import ActionDone
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
+from .views.events import EventsView
 from .views.failed import FailedView
+from .views.frame import FrameMixin
+from .views.graphs import GraphsView
+from .views.palette import GoToProvider
 from .views.running import RunningView
 from .views.supervisors import SupervisorsView
 from .views.workload import WorkloadView
@@ -101,7 +105,7 @@ MODES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-BUILT = frozenset({"overview", "workload", "supervisors", "batches", "failed", "running"})
+BUILT = frozenset({"overview", "workload", "supervisors", "batches", "failed", "running", "graphs", "events"})
 """The modes whose screen exists; only these are offered in the key panel and the palette."""
 
 
@@ -208,17 +212,19 @@ def _as_dict(data: object) -> object:
     return data
 
 
-class ConsoleApp(App[None]):
+class ConsoleApp(FrameMixin, App[None]):
     """The console: the feed worker fetches, messages carry, handlers update the state, a throttled
     redraw renders it."""
 
     CSS_PATH = "app.tcss"
     TITLE = "evalharness console"
+    COMMANDS = App.COMMANDS | {GoToProvider}
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-narrow"), (WIDE_AT, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?"),
+        *FrameMixin.FRAME_BINDINGS,
         *(
             Binding(key, f"show_mode('{mode_id(name)}')", name, show=False)
             for key, _, name, _ in built_modes()
@@ -271,7 +277,12 @@ class ConsoleApp(App[None]):
             "batches": BatchesView(id="batches"),
             "failed": FailedView(id="failed"),
             "running": RunningView(id="running"),
+            "graphs": GraphsView(id="graphs"),
+            "events": EventsView(id="events"),
         }
+        self.frozen = False
+        """``space``: live updates are held (the lists count what is new) until pressed again."""
+        self._frozen_mark = Static("", id="frozen", markup=False)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -279,18 +290,12 @@ class ConsoleApp(App[None]):
             yield self._modes_short
             yield self._modes_full
             yield Static(" │ ", id="separator", markup=False)
+            yield self._frozen_mark
             yield self._status
         with self._switcher:
             # The acting screens are mounted the first time they are shown: a console left on the
             # Overview never builds them.
             yield self._overview
-            for key, _, name, what in MODES:
-                if mode_id(name) in BUILT:
-                    continue
-                with Vertical(id=mode_id(name), classes="placeholder"):
-                    yield Static(f"{key} {name}", classes="placeholder-title", markup=False)
-                    yield Static(f"Will show {what}.", markup=False)
-                    yield Static("Not built yet: press 1 for the Overview.", classes="placeholder-note", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -482,6 +487,9 @@ class ConsoleApp(App[None]):
         now = self._clock()
         with self.batch_update():
             self._draw_status(now)
+            self.draw_frame(now)
+            if self.frozen:
+                return  # the screen holds still; the top bar alone moves
             if self.mode_shown == "overview":
                 self._overview.draw(self.state, now, wide=self.size.width >= WIDE_AT)
                 self.drawn_snapshot = self.state.snapshot
@@ -492,6 +500,9 @@ class ConsoleApp(App[None]):
                     self._views[self.mode_shown].draw()
                 self.drawn_snapshot = self.state.snapshot
                 self.drawn_history = self.state.history
+            elif self.mode_shown == "graphs" and self._views["graphs"].is_mounted:
+                self._views["graphs"].draw()  # its last point is the live snapshot
+                self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
         status = self._status
@@ -508,6 +519,9 @@ class ConsoleApp(App[None]):
         now = self._clock()
         with self.batch_update():
             self._draw_status(now)
+            self.draw_frame(now)
+            if self.frozen:
+                return
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
             elif self.mode_shown in ("running", "workload", "supervisors") and self.screen is self.screen_stack[0]:
@@ -569,14 +583,6 @@ class ConsoleApp(App[None]):
             self._overview.query_one("#queues").focus()
             self._overview.fetch()
 
-    def on_key(self, event: events.Key) -> None:
-        # A mode not built yet still answers its key with what it will show, without being
-        # offered in the key panel or the palette.
-        for key, _, name, _ in MODES:
-            if event.key == key and mode_id(name) not in BUILT and self.screen is self.screen_stack[0]:
-                event.stop()
-                self.call_later(self.action_show_mode, mode_id(name))
-
     def action_toggle_keys(self) -> None:
         try:
             self.screen.query_one(HelpPanel)
@@ -589,6 +595,7 @@ class ConsoleApp(App[None]):
         yield from super().get_system_commands(screen)
         for key, _, name, what in built_modes():
             yield SystemCommand(f"Show {name} ({key})", what, partial(self.action_show_mode, mode_id(name)))
+        yield from self.frame_commands()
         # Every action the screen offers now, and only those: what read-only or the highlighted
         # row hides from the keys is not in the palette either.
         seen: set[str] = set()
@@ -624,7 +631,15 @@ Exit codes:
 @click.option("--prefix", metavar="NAME", help="Key prefix (default: $EVALHARNESS_PREFIX, the config file, or 'eh').")
 @click.option("--config", "config_path", metavar="FILE", help="Configuration file (default: $EVALHARNESS_CONFIG or ./evalharness.toml).")
 @click.option("--read-only", is_flag=True, help="Hide every action that changes anything.")
-def main(redis_url: str | None, prefix: str | None, config_path: str | None, read_only: bool) -> None:
+@click.option("--serve", "serve_web", is_flag=True,
+              help="Serve the console to a web browser instead (one console per open page).")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, metavar="ADDR",
+              help="With --serve: the address to listen on. Anything but loopback prints a warning: "
+                   "whoever opens the page has the console's full control unless --read-only.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+              help="With --serve: the port to listen on.")
+def main(redis_url: str | None, prefix: str | None, config_path: str | None, read_only: bool,
+         serve_web: bool, host: str, port: int) -> None:
     """Watch evalharness live: queues, workers, batches, failures and events."""
     try:
         config = load_config(config_path)
@@ -632,6 +647,12 @@ def main(redis_url: str | None, prefix: str | None, config_path: str | None, rea
     except EvalHarnessError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None
+    if serve_web:
+        serve(settings.redis_url, settings.prefix, host=host, port=port, read_only=read_only)
+        return
+    if host != DEFAULT_HOST or port != DEFAULT_PORT:
+        click.echo("error: --host and --port go with --serve", err=True)
+        raise SystemExit(2)
     app = ConsoleApp(settings.redis_url, settings.prefix, read_only=read_only)
     app.configured_supervisors = tuple(s.name for s in config.supervisors)
     app.run()

@@ -256,9 +256,7 @@ class OverviewView(Vertical):
         name = event.row_key.value
         app: Any = self.app
         await app.action_show_mode("workload")
-        table = app._views["workload"].table
-        if name in table.keys:
-            table.move_cursor(row=table.get_row_index(name), animate=False)
+        app._views["workload"].select_queue(name)
 
     # --- pages ---------------------------------------------------------------------------------
 
@@ -272,7 +270,7 @@ class OverviewView(Vertical):
         app: Any = self.app
         admin = app.admin
         try:
-            events = await admin.events(EVENTS_WIDE if wide else EVENTS_NARROW)
+            events = await admin.recent_events(EVENTS_WIDE if wide else EVENTS_NARROW)
             active = await admin.batches_page("active")
             failed = await admin.batches_page("failed")
             masters = await admin.masters() if wide else self.masters

@@ -181,6 +181,82 @@ def events() -> list[dict[str, Any]]:
     return out
 
 
+def _busy_queues() -> list[dict[str, Any]]:
+    import json
+    from pathlib import Path
+
+    data: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "telemetry-busy.json").read_text())
+    queues: list[dict[str, Any]] = data["queues"]
+    return queues
+
+
+QUEUES = tuple(q["name"] for q in _busy_queues())
+
+
+def day_history(minutes: int = 1_440, *, end: float = NOW) -> list[dict[str, Any]]:
+    """A day of per-minute history entries for the busy snapshot's queues, ending the minute
+    before ``end`` near the snapshot's values: slow waves over the day, a little jitter."""
+    import math
+
+    last = int(end // 60) - 1
+    busy = _busy_queues()
+    out = []
+    for m in range(last - minutes + 1, last + 1):
+        t = (m - last) / 60.0  # hours before now (negative)
+        queues: dict[str, dict[str, Any]] = {}
+        for n, q in enumerate(busy):
+            f = 0.7 + 0.3 * math.cos(t / (2.0 + n)) + 0.04 * ((m * (n + 3)) % 7 - 3) / 3
+
+            def scaled(v: Any, f: float = f) -> Any:
+                return None if v is None else (int(v * f) if isinstance(v, int) else round(v * f, 2))
+
+            runtime = q.get("runtime") or {}
+            queues[q["name"]] = {
+                "ready": scaled(q["ready"]), "delayed": scaled(q.get("delayed")), "reserved": q["reserved"],
+                "oldest_wait": scaled(q["oldest_wait"]), "est_clear": scaled(q["est_clear"]),
+                "processes": q["processes"], "completed": int((q.get("completed_per_minute") or 0) * f),
+                "failed": int(round((q.get("failed_per_minute") or 0) * f)),
+                "rate_limited": int(3 * (q.get("failed_per_minute") or 0) * f),
+                "runtime_p50": scaled(runtime.get("p50")), "runtime_p95": scaled(runtime.get("p95")),
+            }
+        out.append({"schema": "evalharness.telemetry.history.v1", "at": (m + 1) * 60.0, "minute": m,
+                    "jobs_per_minute": sum(q["completed"] + q["failed"] for q in queues.values()), "queues": queues})
+    return out
+
+
+def event_rows(count: int = 40) -> list[dict[str, str]]:
+    """The stream's newest events, oldest first, one every 15 s up to ``NOW``."""
+    failed = failed_rows()
+    kinds: list[dict[str, str]] = []
+    for i in range(count):
+        at = NOW - (count - 1 - i) * 15
+        job = failed[i % len(failed)]
+        pick = i % 8
+        if pick in (0, 3):
+            e = {"kind": "job_failed", "queue": job.queue, "job": job.name, "id": job.id,
+                 "message": f"{job.exception}: {job.message}", "worker": job.worker or ""}
+        elif pick == 1:
+            e = {"kind": "job_timed_out", "queue": "judge", "job": "judge_sample", "id": failed[0].id,
+                 "message": "TimeoutError: job exceeded its 60s limit", "worker": "gpu-01:4101"}
+        elif pick == 2:
+            b = batches()[i % 3]
+            e = {"kind": "batch_created", "batch": b.id, "name": b.name, "queue": b.queue, "message": f"{b.total:,} jobs"}
+        elif pick == 4:
+            e = {"kind": "long_wait", "queue": "sut-anthropic", "message": "oldest job on sut-anthropic has waited 1h 03m"}
+        elif pick == 5:
+            b = batches()[3]
+            e = {"kind": "batch_finished", "batch": b.id, "name": b.name, "queue": b.queue, "state": b.state,
+                 "message": "finished with 12 failed"}
+        elif pick == 6:
+            e = {"kind": "worker_crash_loop", "supervisor": "gpu-01-judge", "queue": "judge",
+                 "message": "a worker of gpu-01-judge crashed 3 times in a row (last exit code 1)"}
+        else:
+            e = {"kind": "failed_retried", "subject": failed[4].id, "id": failed[4].id, "queue": "judge",
+                 "message": f"Retried {failed[4].id[:8]}: queued again"}
+        kinds.append({"at": f"{at:.3f}", **e, "event_id": f"{int(at * 1000)}-{i}"})
+    return kinds
+
+
 def traceback_for(row: FailedRow) -> str:
     return TRACEBACK if row.kind != "rate_limited" else TRACEBACK.replace(
         "httpx.ReadTimeout: timed out after 60.0s waiting for the judge model",
@@ -205,6 +281,8 @@ class FakeAdmin(Admin):
         """Every master command sent, as the control list would hold it."""
         self.paused_queues: set[str] = set()
         self.down = False
+        self.event_rows = event_rows()
+        self.history_rows = day_history()
         self.calls: list[tuple[str, Any]] = []
 
     def _check(self, name: str, arg: Any = None) -> None:
@@ -395,8 +473,8 @@ class FakeAdmin(Admin):
         self._check("clear_queue", queue)
         return ActionResult("clear_queue", queue, True, f"cleared queue {queue}: removed 12,480 ready jobs", removed=12_480)
 
-    async def events(self, count: int = 20) -> list[dict[str, Any]]:
-        self._check("events", count)
+    async def recent_events(self, count: int = 20) -> list[dict[str, Any]]:
+        self._check("recent_events", count)
         return events()[:count]
 
     # masters
@@ -430,3 +508,31 @@ class FakeAdmin(Admin):
 
     async def scale(self, master: str, supervisor: str, queue: str, processes: int | None) -> ActionResult:
         return await self.master_command(master, "scale", supervisor, queue=queue, processes=processes)
+    # the console's other reads
+    async def batch(self, batch_id: str) -> BatchRow | None:
+        self._check("batch", batch_id)
+        return self._find_batch(batch_id)
+
+    async def events(self, after: str | None = None, count: int = 1_000) -> list[dict[str, Any]]:
+        self._check("events", after)
+        rows = self.event_rows
+        if after is not None:
+            ids = [r["event_id"] for r in rows]
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+        return [dict(r) for r in rows[-count:]] if after is None else [dict(r) for r in rows[:count]]
+
+    async def history(self, minutes: int = 1_440) -> list[dict[str, Any]]:
+        self._check("history", minutes)
+        return self.history_rows[-minutes:]
+
+    async def lookup(self, text: str, limit: int = 20) -> list[Any]:
+        from evalharness.core.lookup import Found
+
+        self._check("lookup", text)
+        needle = text.lower()
+        found: list[Found] = [Found("queue", q, q) for q in QUEUES if needle in q]
+        found += [Found("batch", b.id, b.name or b.id, b.queue) for b in self.batch_rows
+                  if b.id.startswith(text) or needle in (b.name or "").lower()]
+        found += [Found("job", r.id, r.id, r.queue, "failed") for r in self.failed_rows if r.id.startswith(text)]
+        found += [Found("job", r.id, r.id, r.queue, "running") for r in self.running_rows if r.id.startswith(text)]
+        return found[:limit]

@@ -77,11 +77,3 @@ def test_connected_before_any_telemetry(snap_compare, make_app: MakeApp, send: S
 def test_connecting_read_only(snap_compare, make_app: MakeApp) -> None:
     """Before the first check, and with actions hidden: the status says so and the panel says read-only."""
     assert snap_compare(make_app(read_only=True), terminal_size=(80, 24))
-
-
-def test_a_mode_not_built_yet(snap_compare, make_app: MakeApp, send: Send) -> None:
-    async def run_before(pilot: Pilot[None]) -> None:
-        await send(pilot, ConnectionChecked.connected(NOW))
-        await pilot.press("7")
-
-    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run_before)

@@ -7,6 +7,7 @@ Everything above the widgets is plain values, so the view-models are testable wi
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,12 +15,14 @@ from typing import Any, ClassVar
 
 from rich.segment import Segment
 from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from ..state import NULL, format_count, format_seconds
 
@@ -98,6 +101,28 @@ def text_bar(fraction: float, cells: int = 10) -> str:
     return "█" * full + "░" * (cells - full) + f" {int(fraction * 100):3d}%"
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|ms|m|s)\b")
+_UNITS = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_NUMBER = re.compile(r"^[-+]?\d[\d,]*(?:\.\d+)?[kKM]?")
+
+
+def sort_value(text: str) -> tuple[int, float, str]:
+    """How a cell sorts: durations ("3m 05s") and numbers ("1,234", "2.1k", "70%") by value,
+    "—" (unknown) first, anything else by its text."""
+    text = text.strip()
+    if not text or text == NULL:
+        return (0, 0.0, "")
+    parts = _DURATION.findall(text)
+    if parts and _DURATION.sub("", text).strip() == "":
+        return (1, sum(float(v) * _UNITS[u] for v, u in parts), "")
+    number = _NUMBER.match(text.replace("█", "").replace("░", "").strip())
+    if number:
+        raw = number.group(0).replace(",", "")
+        scale = {"k": 1e3, "K": 1e3, "M": 1e6}.get(raw[-1], 1.0)
+        return (1, float(raw.rstrip("kKM")) * scale, "")
+    return (2, 0.0, text.lower())
+
+
 def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{format_count(n)} {word if n == 1 else (words or word + 's')}"
 
@@ -141,6 +166,13 @@ class KeyedTable(DataTable[Text]):
     KeyedTable { height: 1fr; }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "sort", "Sort", show=False),
+        Binding("S", "reverse", "Reverse sort", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("y", "copy", "Copy id", show=False),
+    ]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", cell_padding=1, zebra_stripes=False)
         self._columns_shown: tuple[Col, ...] = ()
@@ -148,6 +180,17 @@ class KeyedTable(DataTable[Text]):
         self._firsts: dict[str, Text] = {}
         self.updates = 0
         """Cells written since the table was made (a measure of how much a redraw touched)."""
+        self.sort_by: str | None = None
+        """The column ``s`` sorts by (None: the order the page came in)."""
+        self.sort_reverse = False
+        self.filter_text = ""
+        """Rows shown only when one of their cells contains this (for lists without their own filter)."""
+        self.held: tuple[tuple[Col, ...], list[Row]] | None = None
+        """What arrived while the console is frozen, drawn when it thaws."""
+        self.held_new = 0
+        """Rows in what is held that are not on screen: the "N new" of a frozen list."""
+        self._given: tuple[tuple[Col, ...], list[Row]] | None = None
+        self._sources: dict[str, Mapping[str, Cell]] = {}
 
     @property
     def cursor_key(self) -> str | None:
@@ -161,8 +204,105 @@ class KeyedTable(DataTable[Text]):
         return [str(row.key.value) for row in self.ordered_rows]
 
     def show(self, columns: Sequence[Col], rows: Iterable[Row]) -> None:
+        """Show ``rows`` in ``columns``; while the console is frozen they are held instead, and
+        counted, so nothing moves under the reader's eyes."""
+        columns, rows = tuple(columns), list(rows)
+        app: Any = self.app if self.is_attached else None
+        if app is not None and getattr(app, "frozen", False):
+            self.held = (columns, rows)
+            shown = set(self._cells)
+            self.held_new = sum(1 for key, _ in rows if key not in shown)
+            return
+        self.held, self.held_new = None, 0
+        self._given = (columns, rows)
+        self._show(columns, self._arranged(columns, rows))
+
+    def thaw(self) -> None:
+        """Draw what was held while frozen."""
+        if self.held is not None:
+            columns, rows = self.held
+            self.show(columns, rows)
+
+    def _arranged(self, columns: tuple[Col, ...], rows: list[Row]) -> list[Row]:
+        """The rows filtered by :attr:`filter_text` and sorted by :attr:`sort_by`."""
+        if self.filter_text:
+            needle = self.filter_text.lower()
+            rows = [r for r in rows if any(needle in c.text.lower() for c in r[1].values())]
+        if self.sort_by is not None and any(c.key == self.sort_by for c in columns):
+            key = self.sort_by
+            # Stable: rows that tie keep the page's order, so a sort never shuffles equal rows.
+            rows = sorted(rows, key=lambda r: sort_value(r[1].get(key, Cell("")).text), reverse=self.sort_reverse)
+        return rows
+
+    def _reshow(self) -> None:
+        if self._given is not None:
+            self._show(*(self._given[0], self._arranged(*self._given)))
+        self._mark_sorted()
+
+    def _mark_sorted(self) -> None:
+        for col in self._columns_shown:
+            column = self.columns.get(ColumnKey(col.key))
+            if column is None:
+                continue
+            arrow = (" ▼" if self.sort_reverse else " ▲") if col.key == self.sort_by else ""
+            column.label = Text(col.label + arrow, justify="right" if col.right else "left")
+        self._require_update_dimensions = True
+        self.refresh()
+
+    def sortable(self) -> list[str]:
+        return [c.key for c in self._columns_shown]
+
+    def action_sort(self) -> None:
+        """Cycle the sort column: each column in turn, then the page's own order."""
+        keys = self.sortable()
+        if not keys:
+            return
+        if self.sort_by not in keys:
+            self.sort_by = keys[0]
+        else:
+            i = keys.index(self.sort_by) + 1
+            self.sort_by = keys[i] if i < len(keys) else None
+        self._reshow()
+
+    def action_reverse(self) -> None:
+        if self.sort_by is None and self.sortable():
+            self.sort_by = self.sortable()[0]
+        self.sort_reverse = not self.sort_reverse
+        self._reshow()
+
+    def _owner_has(self, action: str) -> bool:
+        """Whether a screen or view above the table handles ``action`` itself."""
+        node = self.parent
+        while node is not None:
+            if callable(getattr(node, f"action_{action}", None)):
+                return True
+            node = node.parent
+        return False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("filter", "copy") and self._owner_has(action):
+            return False  # the view's own filter (server side) or copy (the whole id) answers
+        if action == "copy":
+            return self.cursor_key is not None or None
+        return True
+
+    @work(group="dialog", exit_on_error=False)
+    async def action_filter(self) -> None:
+        from .dialogs import FilterDialog
+
+        text = await self.app.push_screen_wait(FilterDialog(self.filter_text, what="rows"))
+        if text is not None:
+            self.filter_text = text
+            self._reshow()
+
+    def action_copy(self) -> None:
+        key = self.cursor_key
+        if key is not None:
+            self.app.copy_to_clipboard(str(key))
+            self.app.notify(f"Copied {key}", timeout=3, markup=False)
+
+    def _show(self, columns: tuple[Col, ...], rows: list[Row]) -> None:
         cursor = self.cursor_key
-        columns = tuple(columns)
         if columns != self._columns_shown:
             self.clear(columns=True)
             for col in columns:
@@ -171,15 +311,22 @@ class KeyedTable(DataTable[Text]):
             self._columns_shown = columns
             self._cells.clear()
             self._firsts.clear()
-        rows = list(rows)
+            self._sources.clear()
+            if self.sort_by is not None:
+                self._mark_sorted()
         keys = [key for key, _ in rows]
         wanted = set(keys)
         for gone in [k for k in self._cells if k not in wanted]:
             self.remove_row(gone)
             del self._cells[gone]
             del self._firsts[gone]
+            self._sources.pop(gone, None)
         first = columns[0].key if columns else ""
+        sources = self._sources
         for key, cells in rows:
+            if sources.get(key) is cells:
+                continue  # the very cells drawn last time (a list that caches rows that never change)
+            sources[key] = cells
             shown = self._cells.get(key)
             if shown is None:
                 rendered = [cells.get(c.key, Cell("")).render() for c in columns]

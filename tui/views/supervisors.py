@@ -308,6 +308,14 @@ class SupervisorsView(Gated, Vertical):
     def highlighted(self) -> Line | None:
         return self.model.find(self.table.cursor_key)
 
+    def select_name(self, name: str) -> None:
+        """Put the cursor on master ``name`` (the palette's way in); its rows may come with the
+        next fetch, so a name not listed yet leaves the cursor where it is."""
+        table = self.table
+        key = f"m:{name}"
+        if key in table.keys:
+            table.move_cursor(row=table.get_row_index(key), animate=False)
+
     def fetch(self) -> None:
         app: Any = self.app
         if app.admin is not None:

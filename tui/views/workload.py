@@ -337,6 +337,12 @@ class WorkloadView(Gated, Vertical):
     def highlighted(self) -> QueueStats | None:
         return self.model.find(self.table.cursor_key)
 
+    def select_queue(self, name: str) -> None:
+        """Put the cursor on queue ``name`` (the palette's and the Overview's way in)."""
+        table = self.table
+        if name in table.keys:
+            table.move_cursor(row=table.get_row_index(name), animate=False)
+
     def fetch(self) -> None:
         """Nothing to fetch: the rows are the telemetry's (the app redraws on each snapshot)."""
 
