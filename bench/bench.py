@@ -36,7 +36,7 @@ def env(url: str) -> dict[str, str]:
 
 
 def start_workers(url: str, queue: str, n: int, concurrency: int, telemetry: bool = True) -> list[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "work", "--queue", queue,
+    cmd = [sys.executable, "-m", "evalharness.daemon.worker", "--queue", queue,
            "--concurrency", str(concurrency), "--import", "benchjobs", "--telemetry" if telemetry else "--no-telemetry"]
     return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
 

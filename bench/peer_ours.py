@@ -23,7 +23,7 @@ PREFIX = "bench"
 def workers(url: str, concurrency: int) -> list:  # type: ignore[type-arg]
     env = dict(os.environ, EVALHARNESS_REDIS_URL=url, EVALHARNESS_PREFIX=PREFIX)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "work", "--queue", "bench", "--concurrency", str(concurrency),
+    cmd = [sys.executable, "-m", "evalharness.daemon.worker", "--queue", "bench", "--concurrency", str(concurrency),
            "--import", "benchjobs"]
     return pc.start(cmd, env)
 
@@ -104,7 +104,7 @@ async def memory(url: str, r: redis.Redis, q: Queue) -> dict[str, object]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     daemon = pc.start([sys.executable, "-m", "evalharness.daemon.master", "--queue", "idle=1", "--log-level", "warning"], env, 1)
     console = pc.start([sys.executable, "-c", soak.CONSOLE, url, PREFIX], env, 1)
-    busy = pc.start([sys.executable, "-m", "evalharness.daemon.cli", "work", "--queue", "bench", "--concurrency", "1000", "--grace", "1",
+    busy = pc.start([sys.executable, "-m", "evalharness.daemon.worker", "--queue", "bench", "--concurrency", "1000", "--grace", "1",
                      "--import", "benchjobs"], env, 1)
     try:
         (worker,) = soak.wait_for("the daemon's worker", lambda: soak.children_of(daemon[0].pid), 60)

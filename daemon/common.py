@@ -4,7 +4,6 @@ turned into messages and exit codes, and starting local worker processes."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import subprocess
 import sys
@@ -20,16 +19,7 @@ from evalharness.core.connection import async_client
 from evalharness.core.errors import EvalHarnessError, InfrastructureError
 from evalharness.core.queue import Queue
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-ENV_LOG_LEVEL = "EVALHARNESS_LOG_LEVEL"
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr at ``level``; child processes (workers) inherit it through the environment."""
-    os.environ[ENV_LOG_LEVEL] = level
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr)
+from .logs import ENV_LOG_LEVEL, LOG_FORMAT, setup_logging  # noqa: F401  (the CLI's names for them)
 
 
 def settings_from(ctx: click.Context, imports: tuple[str, ...] = ()) -> Settings:
@@ -55,7 +45,8 @@ def child_env(settings: Settings) -> dict[str, str]:
 def worker_command(
     queues: Sequence[str], concurrency: int, imports: Sequence[str] = (), extra: Sequence[str] = ()
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "work", "--concurrency", str(concurrency)]
+    # the thin entry: a worker process imports no CLI, report or scorer code (faster to start, smaller)
+    cmd = [sys.executable, "-m", "evalharness.daemon.worker", "--concurrency", str(concurrency)]
     for q in queues:
         cmd += ["--queue", q]
     for mod in imports:

@@ -125,7 +125,7 @@ def run_worker_alive(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
         return False
-    return b"evalharness.daemon.cli" in cmdline and b"work" in cmdline and state != "Z"
+    return b"evalharness.daemon.worker" in cmdline and state != "Z"
 
 
 class ReplyDropper:

@@ -1,0 +1,44 @@
+"""The thin worker entry (``python -m evalharness.daemon.worker``) the daemon and ``run --workers``
+start: the flags of ``evalharness work``, none of the CLI's weight."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from evalharness.daemon.cli import cli
+from evalharness.daemon.worker import entry_parser
+
+PROBE = """
+import json, sys
+from evalharness.daemon import worker
+try:
+    worker.main(["--queue", "bad name!"])
+except SystemExit as exc:
+    print(json.dumps({"code": exc.code, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_entry_takes_exactly_the_flags_of_evalharness_work_and_the_connection_flags() -> None:
+    work = cli.commands["work"]
+    click_flags = {o for p in work.params for o in (*p.opts, *p.secondary_opts)} - {"--help"}
+    group_flags = {"--redis-url", "--prefix", "--config", "--log-level"}
+    entry_flags = {o for a in entry_parser()._actions for o in a.option_strings} - {"-h", "--help"}
+    assert entry_flags == click_flags | group_flags
+
+
+def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_queue() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    out = json.loads(done.stdout)
+    assert out["code"] == 2 and "queue" in done.stderr and "bad name!" in done.stderr
+    heavy = [m for m in out["modules"] if m.split(".")[0] in ("click", "rich", "textual", "httpx")
+             or m.startswith(("evalharness.daemon.cli", "evalharness.core.report", "evalharness.core.scorers",
+                              "evalharness.core.metrics", "evalharness.core.evalrun", "evalharness.tui"))]
+    assert heavy == []
+
+
+def test_a_bad_flag_value_exits_2_naming_the_flag() -> None:
+    done = subprocess.run([sys.executable, "-m", "evalharness.daemon.worker", "--queue", "q", "--concurrency", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--concurrency" in done.stderr and "below 1" in done.stderr
