@@ -39,7 +39,7 @@ _FIXED = {
     "metrics": "--metric", "mode": "--batch", "profile": "--profile", "repetitions": "--repetitions", "queue": "--queue",
     "timeout": "--timeout", "tries": "--tries", "result_ttl": "--result-ttl", "limit": "--limit", "sample_ids": "--sample",
     "shuffle": "--shuffle", "seed": "--seed", "input_col": "--input-col", "expected_col": "--expected-col",
-    "outputs_path": "--outputs",
+    "outputs_path": "--outputs", "cache": "--cache/--no-cache", "cache_ttl": "--cache-ttl", "budget_usd": "--budget-usd",
 }
 # flags a resume may change: how fast the rest runs, where the reports go
 _OVERRIDABLE = {"concurrency": "concurrency", "rate_limit": "rate_limit", "batch_timeout": "batch_timeout"}
@@ -110,7 +110,11 @@ def _current_data(record: RunRecord, args: Mapping[str, Any], dataset: str | Non
 
 def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str | None, allow_changes: bool,
                json_path: str | None, formats: dict[str, str | None]) -> None:
+    from evalharness.core.cache import CacheSettings
+    from evalharness.core.providers.hub import metric_context
+
     from .cli import SIGNAL_EXIT, catching_signals, execute, finish  # the run command's own machinery
+    from .cli_extras import check_run_extras, prepare
 
     fixed = [flag for param, flag in _FIXED.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
     if fixed:
@@ -154,7 +158,13 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
         batch_timeout=overrides["batch_timeout"] if "batch_timeout" in overrides else saved.get("batch_timeout"),
         rate_limit=overrides["rate_limit"] if "rate_limit" in overrides else saved.get("rate_limit"), repetitions=reps,
     ).validate()
-    scorers = resolve_metrics(tuple(args.get("metrics") or record.metrics), config=config.metrics)
+    scorers = resolve_metrics(tuple(args.get("metrics") or record.metrics), config=config.metrics, context=metric_context(config.providers))
+    # the gates (--compare, --max-regressions, --fail-under, --comparison-out) judge the resumed
+    # run's report as they would the whole run's; the cache and the budget are the first run's
+    extras = check_run_extras(ctx.params, config, [s.name for s in scorers], record.sut)
+    extras.cache = CacheSettings(False, extras.cache.ttl)
+    extras.repetitions = reps
+    prepare(extras, settings.redis_url, settings.prefix, units, fingerprint)
     json_path = json_path or args.get("json")
     stored = args.get("formats") or {}
     formats = {k: v or stored.get(k) for k, v in formats.items()} if not any(formats.values()) else formats
@@ -183,15 +193,15 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
         if record.state != "finished":
             # the workers finished what its dead producer had dispatched: the run is complete now
             asyncio.run(_mark_finished(settings.redis_url, settings.prefix, record, result.finished_at, extra))
-        raise SystemExit(finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions))
+        raise SystemExit(finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras))
     from evalharness.core.evalrun import Interrupt
 
     interrupt = Interrupt()
     with catching_signals(interrupt):
         result = execute(ctx, units, record.sut, options, workers=workers, quiet=bool(ctx.params.get("quiet")), interrupt=interrupt,
                          metrics=[s.name for s in scorers], progress_interval=float(ctx.params.get("progress_interval") or 2.0),
-                         record_extra=extra, resume=p.continuation)
-        code = finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions)
+                         record_extra=extra, resume=p.continuation, extras=extras, scorers=scorers, additions=additions)
+        code = finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras)
     if result.interrupted:
         sys.stdout.flush()
         sys.stderr.flush()

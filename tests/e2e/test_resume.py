@@ -136,9 +136,12 @@ def test_samples_still_running_at_the_kill_are_collected_not_run_again(procs: Pr
     wait_until(lambda: len(calls(tmp_path)) >= 20, deadline=120, what="the second wave to start")
     producer.send_signal(signal.SIGKILL)
     producer.wait(timeout=30)
-    done = procs.cli("run", "--resume", rid, "--quiet", env=env, timeout=180)
-    assert done.returncode == 0, done.stderr
+    # the gates judge the resumed run's report as they would the whole run's: a threshold no mean
+    # reaches fails the resumed run, with the report written
+    done = procs.cli("run", "--resume", rid, "--quiet", "--fail-under", "exact-match=1.5", env=env, timeout=180)
+    assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
+    assert report["gates"]["passed"] is False and "--fail-under" in " ".join(report["gates"]["failures"])
     resumed = report["resumed"][0]
     assert resumed["collected"] == 10 and resumed["live"] == 10 and resumed["dispatched"] == 0, resumed
     assert report["scored_samples"] == 20 and [s["output"] for s in report["samples"]] == [respond(str(row["input"])) for row in rows]
@@ -183,6 +186,8 @@ def test_resume_of_an_unknown_run_or_with_fixed_flags_exits_2(procs: Processes, 
     assert out.returncode == 2 and "no run '0123abc' in Redis" in out.stderr
     out = procs.cli("run", "--resume", "0123abc", "--metric", "contains", "--repetitions", "2")
     assert out.returncode == 2 and "--metric, --repetitions do(es) not apply with --resume" in out.stderr
+    out = procs.cli("run", "--resume", "0123abc", "--budget-usd", "5", "--cache")
+    assert out.returncode == 2 and "--cache/--no-cache, --budget-usd do(es) not apply with --resume" in out.stderr
     out = procs.cli("run", "x.jsonl", "--sut", "m:f", "--metric", "contains", "--allow-changes")
     assert out.returncode == 2 and "--allow-changes only applies with --resume" in out.stderr
     out = procs.cli("runs", "show", "0123abc")
