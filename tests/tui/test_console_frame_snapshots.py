@@ -47,12 +47,21 @@ async def open_events(pilot: Pilot[None], wait: Wait) -> None:
     app: Any = pilot.app
     await pilot.press("8")
     table = app._views["events"].table
-    await wait(pilot, lambda: table.row_count == 40, "the events")
-    # Following the tail scrolls after the next refresh: the picture waits for it.
-    await wait(pilot, lambda: table.max_scroll_y > 0 and table.scroll_y >= table.max_scroll_y
-               if table.size.height < 40 else True, "the tail in view")
-    await wait(pilot, lambda: not app.animator.is_being_animated(table, "scroll_y"), "the scroll to end")
+    # all rows in, the cursor on the newest and the table scrolled to it (the tail followed), no
+    # scroll still animating, and the scrollbar drawn for that
+    await wait(pilot, lambda: table.row_count == 40 and table.cursor_row == 39 and table.scroll_y == table.max_scroll_y
+               and not app.animator.is_being_animated(table, "scroll_y") and scrollbar_settled(table),
+               "the events, the tail followed")
     await pilot.wait_for_scheduled_animations()
+
+
+def scrollbar_settled(table: Any) -> bool:
+    """The scrollbar draws the table as it is now: its size and position follow the rows (they
+    catch up on a later layout, so a picture taken before shows the thumb where it was)."""
+    if not table.show_vertical_scrollbar:
+        return True
+    bar = table.vertical_scrollbar
+    return bool(bar.window_virtual_size == table.virtual_size.height and round(bar.position) == round(table.scroll_y))
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -117,7 +126,7 @@ def test_events_scrolled_up_with_new_ones(snap_compare, make_app: MakeApp, wait:
                                      "kind": "long_wait", "queue": "judge", "message": f"oldest job on judge has waited {4 + i}m"})
         view = app._views["events"]
         view.fetch()
-        await wait(pilot, lambda: view.unseen == 3, "the new events")
+        await wait(pilot, lambda: view.unseen == 3 and scrollbar_settled(view.table), "the new events")
 
     assert shoot(snap_compare, app, size, busy, steps)
 
