@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from support.dispatch import dispatch
-from support.inproc import burst, eventually, make_worker, running
-from support.procs import Processes, live_workers, wait_until
+from support.inproc import burst, make_worker, running
+from support.procs import Processes, live_workers, until, wait_until
 
 from evalharness.core.examples.provider import ProviderConfig, SimulatedProvider
 from evalharness.core.keys import QueueKeys
@@ -37,7 +37,7 @@ def all_results(r: Any, fields: list[str], deadline: float = 20) -> list[Any]:
 
 
 async def all_results_soon(r: Any, fields: list[str], deadline: float = 20) -> list[Any]:
-    return list(await eventually(lambda: _all_in(r, fields), deadline, f"results of {fields[:3]}..."))
+    return list(await until(lambda: _all_in(r, fields), deadline, f"results of {fields[:3]}..."))
 
 
 def start_workers(procs: Processes, redis_url: str, n: int = 1, **kw: Any) -> list[Any]:
@@ -137,7 +137,7 @@ async def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_w
         (outcome,) = await all_results_soon(r, ["slow"])
         assert outcome["error"]["kind"] == "timeout" and "0.5s" in outcome["error"]["message"]
         # the failed hook runs right after the failure is recorded
-        await eventually(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
+        await until(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
         assert json.loads(hook.read_text()) == {"type": "TimeoutError", "kind": "timeout", "partial": {"step": "before the wait"}}
         assert not w.stop_event.is_set() and w.exit_code == 0
         dispatch(redis_url, {"name": "t.sleep", "id": "after", "payload": {"seconds": 0}})

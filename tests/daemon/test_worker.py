@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from support.dispatch import dispatch as support_dispatch
-from support.inproc import burst, eventually, running
-from support.procs import Processes, live_workers, wait_for_output, wait_until
+from support.inproc import burst, running
+from support.procs import Processes, live_workers, until, wait_for_output, wait_until
 
 from evalharness.core.keys import QueueKeys
 
@@ -31,11 +31,11 @@ def result(r: Any, job_id: str, sink: str = "s") -> Any:
 async def test_a_job_longer_than_its_lease_is_never_redelivered(r: Any, procs: Processes, redis_url: str) -> None:
     async with running(redis_url, lease=1) as first:
         dispatch(r, procs, "t.sleep", {"seconds": 3.5}, job_id="long", timeout=30)
-        await eventually(lambda: r.zscore(K.reserved, "long"), what="the long job to start")
+        await until(lambda: r.zscore(K.reserved, "long"), what="the long job to start")
         assert r.hget(K.job("long"), "owner") == first.id
         # a second, idle worker that would take the job if its lease lapsed
         async with running(redis_url, lease=1):
-            outcome = await eventually(lambda: result(r, "long"), deadline=20, what="the long job's result")
+            outcome = await until(lambda: result(r, "long"), deadline=20, what="the long job's result")
     assert outcome["result"]["attempts"] == 1
     assert int(r.hget(K.stats, "completed") or 0) == 1
     assert int(r.hget(K.stats, "lost") or 0) == 0

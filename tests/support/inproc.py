@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,18 +37,6 @@ async def running(url: str, *queues: str, **options: Any) -> AsyncIterator[Worke
     finally:
         worker.request_stop()
         await asyncio.wait_for(task, 30)
-
-
-async def eventually(predicate: Any, deadline: float = 30.0, what: str = "condition") -> Any:
-    """Poll a sync ``predicate`` (a quick Redis read) without holding up the worker on this loop."""
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {deadline:g}s")
-        await asyncio.sleep(0.02)
 
 
 class Workers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import select
 import signal
@@ -33,11 +34,14 @@ def wait_until(predicate: Callable[[], object], deadline: float = 10.0, what: st
 
 
 async def until(predicate: Any, deadline: float = 30.0, what: str = "condition") -> Any:
-    """The async form of :func:`wait_until`: await ``predicate`` until it returns something
-    truthy, or fail after ``deadline`` seconds."""
+    """The async form of :func:`wait_until`: call ``predicate`` (a coroutine function, or a quick
+    sync read such as a Redis call) until it returns something truthy, or fail after ``deadline``
+    seconds; the loop stays free for an in-process worker in between."""
     end = time.monotonic() + deadline
     while True:
-        value = await predicate()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > end:
