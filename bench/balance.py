@@ -53,7 +53,17 @@ async def live(client, queues: tuple[str, ...]) -> int:  # type: ignore[no-untyp
 def start_daemon(url: str, config_path: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, EVALHARNESS_REDIS_URL=url, EVALHARNESS_PREFIX=PREFIX, PYTHONPATH=str(HERE))
     return subprocess.Popen(
-        [sys.executable, "-m", "evalharness.daemon.master", "--config", config_path, "--import", "benchjobs", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "evalharness.daemon.master",
+            "--config",
+            config_path,
+            "--import",
+            "benchjobs",
+            "--log-level",
+            "warning",
+        ],
         env=env,
     )
 
@@ -110,9 +120,15 @@ async def main() -> None:
     auto = await burst(args.url, AUTO, "auto")
     fixed = await burst(args.url, FIXED, "fixed")
     print("burst of 2,000 x 100 ms jobs on two queues (1,500 + 500), concurrency 5 per process")
-    print(f"  auto/time 1..4 processes   p95 wait {auto[0]:6.2f} s   process-seconds {auto[1]:7.1f}   wall {auto[2]:5.1f} s")
-    print(f"  fixed 4 processes          p95 wait {fixed[0]:6.2f} s   process-seconds {fixed[1]:7.1f}   wall {fixed[2]:5.1f} s")
-    print(f"  auto/fixed                 p95 wait {auto[0] / fixed[0]:6.2f}x   process-seconds {auto[1] / fixed[1]:6.2f}x")
+    print(
+        f"  auto/time 1..4 processes   p95 wait {auto[0]:6.2f} s   process-seconds {auto[1]:7.1f}   wall {auto[2]:5.1f} s"
+    )
+    print(
+        f"  fixed 4 processes          p95 wait {fixed[0]:6.2f} s   process-seconds {fixed[1]:7.1f}   wall {fixed[2]:5.1f} s"
+    )
+    print(
+        f"  auto/fixed                 p95 wait {auto[0] / fixed[0]:6.2f}x   process-seconds {auto[1] / fixed[1]:6.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,21 @@ def env(url: str) -> dict[str, str]:
     return e
 
 
-def start_workers(url: str, queue: str, n: int, concurrency: int, telemetry: bool = True) -> list[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "evalharness.daemon.worker", "--queue", queue,
-           "--concurrency", str(concurrency), "--import", "benchjobs", "--telemetry" if telemetry else "--no-telemetry"]
+def start_workers(
+    url: str, queue: str, n: int, concurrency: int, telemetry: bool = True
+) -> list[subprocess.Popen[bytes]]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "evalharness.daemon.worker",
+        "--queue",
+        queue,
+        "--concurrency",
+        str(concurrency),
+        "--import",
+        "benchjobs",
+        "--telemetry" if telemetry else "--no-telemetry",
+    ]
     return [subprocess.Popen(cmd, env=env(url)) for _ in range(n)]
 
 
@@ -82,7 +94,9 @@ async def throughput_ours(url: str, jobs: int, concurrency: int, telemetry: bool
         await wait_workers(q, "bench", 2)
         t0 = time.perf_counter()
         for start in range(0, jobs, 5000):
-            await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(start, min(jobs, start + 5000)))
+            await q.dispatch_many(
+                JobRequest("bench.noop", i, queue="bench") for i in range(start, min(jobs, start + 5000))
+            )
         await wait_count(client, q.keys("bench").stats, "completed", jobs)
         return jobs / (time.perf_counter() - t0)
     finally:
@@ -145,7 +159,9 @@ async def lazy_parallel(url: str, samples: int, concurrency: int) -> float:
     workers = start_workers(url, "evals", 2, concurrency // 2)
     try:
         await wait_workers(q, "evals", 2)
-        data = Dataset(Path("bench"), "bench", tuple(Sample(f"s{i}", f"q{i}", f"q{i}", {}, i + 1) for i in range(samples)))
+        data = Dataset(
+            Path("bench"), "bench", tuple(Sample(f"s{i}", f"q{i}", f"q{i}", {}, i + 1) for i in range(samples))
+        )
         opts = RunOptions(concurrency=concurrency, queue="evals", timeout=30).validate()
         t0 = time.perf_counter()
         result = await run_lazy_parallel(client, PREFIX, data, "benchjobs:sut_50ms", opts)

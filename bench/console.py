@@ -51,15 +51,26 @@ async def populate(url: str, active: int, finished: int) -> None:
     batches = Batches(client, PREFIX, queue)
     try:
         for start in range(0, finished, 50):
-            await asyncio.gather(*(batches.create(f"done-{i}", [JobRequest("noop", {"i": i})], queue=QUEUE,
-                                                  batch_id=f"done-{i}") for i in range(start, min(finished, start + 50))))
+            await asyncio.gather(
+                *(
+                    batches.create(f"done-{i}", [JobRequest("noop", {"i": i})], queue=QUEUE, batch_id=f"done-{i}")
+                    for i in range(start, min(finished, start + 50))
+                )
+            )
             jobs = (await queue.pop(QUEUE, 50, 300, OWNER)).jobs
             await queue.ack(QUEUE, OWNER, [(j.id, "") for j in jobs])
         for start in range(0, active, 50):
-            await asyncio.gather(*(batches.create(f"run-{i}", [JobRequest("noop", {"i": i, "n": n})
-                                                                for n in range(JOBS_PER_ACTIVE)],
-                                                  queue=QUEUE, batch_id=f"run-{i}")
-                                   for i in range(start, min(active, start + 50))))
+            await asyncio.gather(
+                *(
+                    batches.create(
+                        f"run-{i}",
+                        [JobRequest("noop", {"i": i, "n": n}) for n in range(JOBS_PER_ACTIVE)],
+                        queue=QUEUE,
+                        batch_id=f"run-{i}",
+                    )
+                    for i in range(start, min(active, start + 50))
+                )
+            )
         for _ in range(0, active, 100):
             await queue.pop(QUEUE, 100, 300, OWNER)
     finally:
@@ -86,16 +97,32 @@ def recorded_history(queues: int, now: float, minutes: int = 1_440) -> list[str]
     out = []
     for m in range(last - minutes + 1, last + 1):
         f = 0.7 + 0.3 * math.cos((m - last) / 120.0)
-        out.append(json.dumps({
-            "schema": "evalharness.telemetry.history.v1", "at": (m + 1) * 60.0, "minute": m,
-            "jobs_per_minute": sum(int((q.get("jobs_per_minute") or 0) * f) for q in rows),
-            "queues": {q["name"]: {"ready": int(q["ready"] * f), "delayed": q.get("delayed"), "reserved": q["reserved"],
-                                   "oldest_wait": q["oldest_wait"], "est_clear": q["est_clear"],
-                                   "processes": q["processes"], "completed": int((q.get("completed_per_minute") or 0) * f),
-                                   "failed": int(q.get("failed_per_minute") or 0), "rate_limited": 3,
-                                   "runtime_p50": q["runtime"]["p50"], "runtime_p95": q["runtime"]["p95"]}
-                       for q in rows},
-        }))
+        out.append(
+            json.dumps(
+                {
+                    "schema": "evalharness.telemetry.history.v1",
+                    "at": (m + 1) * 60.0,
+                    "minute": m,
+                    "jobs_per_minute": sum(int((q.get("jobs_per_minute") or 0) * f) for q in rows),
+                    "queues": {
+                        q["name"]: {
+                            "ready": int(q["ready"] * f),
+                            "delayed": q.get("delayed"),
+                            "reserved": q["reserved"],
+                            "oldest_wait": q["oldest_wait"],
+                            "est_clear": q["est_clear"],
+                            "processes": q["processes"],
+                            "completed": int((q.get("completed_per_minute") or 0) * f),
+                            "failed": int(q.get("failed_per_minute") or 0),
+                            "rate_limited": 3,
+                            "runtime_p50": q["runtime"]["p50"],
+                            "runtime_p95": q["runtime"]["p95"],
+                        }
+                        for q in rows
+                    },
+                }
+            )
+        )
     return out
 
 
@@ -118,10 +145,19 @@ async def publish(url: str, prefix: str, queues: int) -> None:
         snapshot["prefix"] = prefix
         await client.publish(channel(prefix), json.dumps(snapshot))
         if n % 2 == 0:
-            await client.xadd(events_key(prefix), {"kind": "job_failed", "queue": snapshot["queues"][n % queues]["name"],
-                                                   "job": "judge_sample", "id": f"bench-{n}",
-                                                   "message": "TimeoutError: job exceeded its 60s limit",
-                                                   "at": f"{time.time():.3f}"}, maxlen=10_000, approximate=True)
+            await client.xadd(
+                events_key(prefix),
+                {
+                    "kind": "job_failed",
+                    "queue": snapshot["queues"][n % queues]["name"],
+                    "job": "judge_sample",
+                    "id": f"bench-{n}",
+                    "message": "TimeoutError: job exceeded its 60s limit",
+                    "at": f"{time.time():.3f}",
+                },
+                maxlen=10_000,
+                approximate=True,
+            )
         n += 1
         await asyncio.sleep(1.0)
 
@@ -215,9 +251,13 @@ def main() -> None:
     parser.add_argument("--finished", type=int, default=10_000)
     parser.add_argument("--queues", type=int, default=20, help="queues in the published snapshot (default 20)")
     parser.add_argument("--screens", default="1,4,7,8", help="the screens to watch, by key (default 1,4,7,8)")
-    parser.add_argument("--pages", choices=("engine", "memory", "both"), default="engine",
-                        help="where the Batches page comes from: the engine (the whole cost), memory (the "
-                             "console's drawing alone), or both, one after the other")
+    parser.add_argument(
+        "--pages",
+        choices=("engine", "memory", "both"),
+        default="engine",
+        help="where the Batches page comes from: the engine (the whole cost), memory (the "
+        "console's drawing alone), or both, one after the other",
+    )
     parser.add_argument("--churn", metavar="PREFIX", help=argparse.SUPPRESS)
     parser.add_argument("--publish", metavar="PREFIX", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -234,28 +274,41 @@ def main() -> None:
     started = time.monotonic()
     asyncio.run(populate(args.url, args.active, args.finished))
     asyncio.run(record_history(args.url, args.queues))
-    print(f"console bench: {args.active:,} active and {args.finished:,} finished batches, {args.queues} queues "
-          f"published at 1 Hz, 24 h of history (set up in {time.monotonic() - started:.0f}s); "
-          f"160x48, each screen for {args.seconds:g}s")
-    helpers = [subprocess.Popen([sys.executable, __file__, "--url", args.url, "--churn", PREFIX]),
-               subprocess.Popen([sys.executable, __file__, "--url", args.url, "--publish", PREFIX,
-                                 "--queues", str(args.queues)])]
+    print(
+        f"console bench: {args.active:,} active and {args.finished:,} finished batches, {args.queues} queues "
+        f"published at 1 Hz, 24 h of history (set up in {time.monotonic() - started:.0f}s); "
+        f"160x48, each screen for {args.seconds:g}s"
+    )
+    helpers = [
+        subprocess.Popen([sys.executable, __file__, "--url", args.url, "--churn", PREFIX]),
+        subprocess.Popen(
+            [sys.executable, __file__, "--url", args.url, "--publish", PREFIX, "--queues", str(args.queues)]
+        ),
+    ]
     worst = 0.0
     try:
         for key in screens:
-            runs = ("engine", "memory") if key == "4" and args.pages == "both" else (args.pages if key == "4" else "engine",)
+            runs = (
+                ("engine", "memory")
+                if key == "4" and args.pages == "both"
+                else (args.pages if key == "4" else "engine",)
+            )
             for pages in runs:
                 ratio, first_paint = asyncio.run(measure(args.url, args.seconds, pages, key))
                 worst = max(worst, ratio)
                 verdict = "within" if ratio <= TARGET else "OVER"
                 what = SCREENS[key] + (" (pages from memory)" if pages == "memory" else "")
-                print(f"console CPU, {what}: {ratio:.3f} s per wall second ({verdict} the {TARGET:.2f} target); "
-                      f"first paint {first_paint:.2f}s")
+                print(
+                    f"console CPU, {what}: {ratio:.3f} s per wall second ({verdict} the {TARGET:.2f} target); "
+                    f"first paint {first_paint:.2f}s"
+                )
     finally:
         for helper in helpers:
             helper.terminate()
             helper.wait(timeout=10)
-    print(f"worst screen: {worst:.3f} s per wall second ({'within' if worst <= TARGET else 'OVER'} the {TARGET:.2f} target)")
+    print(
+        f"worst screen: {worst:.3f} s per wall second ({'within' if worst <= TARGET else 'OVER'} the {TARGET:.2f} target)"
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,10 @@ def main() -> None:
     for mode in ("overview", "workload", "supervisors"):
         ratio = asyncio.run(measure(mode, args.seconds, args.queues, (cols, rows)))
         verdict = "ok" if ratio <= TARGET else "OVER"
-        print(f"console {mode:<11} {args.queues} queues at 1 Hz, {args.size}: {ratio:.3f} CPU s per wall s "
-              f"(target <= {TARGET:.2f}) {verdict}")
+        print(
+            f"console {mode:<11} {args.queues} queues at 1 Hz, {args.size}: {ratio:.3f} CPU s per wall s "
+            f"(target <= {TARGET:.2f}) {verdict}"
+        )
 
 
 if __name__ == "__main__":

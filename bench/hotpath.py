@@ -92,7 +92,9 @@ async def main() -> None:
     t0 = time.perf_counter()
     prof.enable()
     for start in range(0, args.jobs, 5000):
-        await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(start, min(args.jobs, start + 5000)))
+        await q.dispatch_many(
+            JobRequest("bench.noop", i, queue="bench") for i in range(start, min(args.jobs, start + 5000))
+        )
     prof.disable()
     wall = time.perf_counter() - t0
     cmds = delta(before, await commandstats(client))
@@ -103,8 +105,22 @@ async def main() -> None:
 
     out = Path(tempfile.mkdtemp()) / "worker.prof"
     before = await commandstats(client)
-    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "evalharness.daemon.cli", "work", "--queue", "bench",
-           "--concurrency", "10", "--import", "benchjobs"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cProfile",
+        "-o",
+        str(out),
+        "-m",
+        "evalharness.daemon.cli",
+        "work",
+        "--queue",
+        "bench",
+        "--concurrency",
+        "10",
+        "--import",
+        "benchjobs",
+    ]
     worker = start_worker(cmd, args.url)
     t0 = time.perf_counter()
     deadline = time.monotonic() + 300

@@ -98,12 +98,14 @@ class RoundTrips:
             original = cls.send_packed_command
 
             if cls is aconn.AbstractConnection:
+
                 async def wrapped_async(self: Any, *a: Any, _orig: Any = original, **kw: Any) -> Any:
                     counter.count += 1
                     return await _orig(self, *a, **kw)
 
                 cls.send_packed_command = wrapped_async  # type: ignore[method-assign]
             else:
+
                 def wrapped(self: Any, *a: Any, _orig: Any = original, **kw: Any) -> Any:
                     counter.count += 1
                     return _orig(self, *a, **kw)
@@ -193,8 +195,12 @@ def drain(
         cpu1, srv1 = cpu_seconds([p.pid for p in procs]), server_cpu(r)
     finally:
         stop(procs)
-    return {"seconds": t1 - t0, "jobs_per_s": max(1, left0) / (t1 - t0),
-            "worker_cpu_ms": max(0.0, cpu1 - startup) * 1000 / total, "redis_cpu_us": (srv1 - srv0) * 1e6 / total}
+    return {
+        "seconds": t1 - t0,
+        "jobs_per_s": max(1, left0) / (t1 - t0),
+        "worker_cpu_ms": max(0.0, cpu1 - startup) * 1000 / total,
+        "redis_cpu_us": (srv1 - srv0) * 1e6 / total,
+    }
 
 
 def finish(remaining: Callable[[], int], t0: float, within: float = 900) -> dict[str, float]:

@@ -24,8 +24,16 @@ def run(workload: str, url: str) -> dict[str, object]:
     msgs = "dramatiq:default.msgs"
     env = dict(os.environ, PYTHONPATH=str(HERE))
     threads = pc.W2_CONCURRENCY if workload == "w2" else pc.CONCURRENCY
-    cmd = [sys.executable, "-m", "dramatiq", "peer_dramatiq_jobs", "--processes", str(pc.PROCESSES),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "peer_dramatiq_jobs",
+        "--processes",
+        str(pc.PROCESSES),
+        "--threads",
+        str(threads),
+    ]
     if workload == "w1":
         n = pc.W1_JOBS
         startup = pc.startup_cpu(lambda: pc.start(cmd, env, n=1), lambda: True)
@@ -53,8 +61,11 @@ def run(workload: str, url: str) -> dict[str, object]:
         t0 = time.perf_counter()
         for i in range(pc.SINGLE_JOBS):
             jobs.noop.send(i)
-        return {"jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0), "commands": commands,
-                "round_trips": trips.count / 200}
+        return {
+            "jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0),
+            "commands": commands,
+            "round_trips": trips.count / 200,
+        }
     if workload == "bulk":
         return {}  # Dramatiq has no bulk enqueue
     if workload == "w3":

@@ -23,8 +23,17 @@ PREFIX = "bench"
 def workers(url: str, concurrency: int) -> list:  # type: ignore[type-arg]
     env = dict(os.environ, EVALHARNESS_REDIS_URL=url, EVALHARNESS_PREFIX=PREFIX)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", "evalharness.daemon.worker", "--queue", "bench", "--concurrency", str(concurrency),
-           "--import", "benchjobs"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "evalharness.daemon.worker",
+        "--queue",
+        "bench",
+        "--concurrency",
+        str(concurrency),
+        "--import",
+        "benchjobs",
+    ]
     return pc.start(cmd, env)
 
 
@@ -44,7 +53,9 @@ async def run(workload: str, url: str) -> dict[str, object]:
             ready = lambda: r.zcard(q.keys("bench").workers) >= pc.PROCESSES  # noqa: E731
             startup = pc.startup_cpu(lambda: workers(url, pc.CONCURRENCY), ready)
             for start in range(0, n, 5000):
-                await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(start, min(n, start + 5000)))
+                await q.dispatch_many(
+                    JobRequest("bench.noop", i, queue="bench") for i in range(start, min(n, start + 5000))
+                )
             return pc.drain(r, lambda: workers(url, pc.CONCURRENCY), lambda: remaining(n), n, startup)
         if workload == "w2":
             procs = workers(url, pc.W2_CONCURRENCY)
@@ -66,8 +77,11 @@ async def run(workload: str, url: str) -> dict[str, object]:
             t0 = time.perf_counter()
             for i in range(pc.SINGLE_JOBS):
                 await q.dispatch("bench.noop", i, queue="bench")
-            return {"jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0), "commands": commands,
-                    "round_trips": trips.count / 200}
+            return {
+                "jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0),
+                "commands": commands,
+                "round_trips": trips.count / 200,
+            }
         if workload == "bulk":
             t0 = time.perf_counter()
             await q.dispatch_many(JobRequest("bench.noop", i, queue="bench") for i in range(pc.BULK_JOBS))
@@ -102,10 +116,27 @@ async def memory(url: str, r: redis.Redis, q: Queue) -> dict[str, object]:
 
     env = dict(os.environ, EVALHARNESS_REDIS_URL=url, EVALHARNESS_PREFIX=PREFIX, EVALHARNESS_LOG_LEVEL="warning")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
-    daemon = pc.start([sys.executable, "-m", "evalharness.daemon.master", "--queue", "idle=1", "--log-level", "warning"], env, 1)
+    daemon = pc.start(
+        [sys.executable, "-m", "evalharness.daemon.master", "--queue", "idle=1", "--log-level", "warning"], env, 1
+    )
     console = pc.start([sys.executable, "-c", soak.CONSOLE, url, PREFIX], env, 1)
-    busy = pc.start([sys.executable, "-m", "evalharness.daemon.worker", "--queue", "bench", "--concurrency", "1000", "--grace", "1",
-                     "--import", "benchjobs"], env, 1)
+    busy = pc.start(
+        [
+            sys.executable,
+            "-m",
+            "evalharness.daemon.worker",
+            "--queue",
+            "bench",
+            "--concurrency",
+            "1000",
+            "--grace",
+            "1",
+            "--import",
+            "benchjobs",
+        ],
+        env,
+        1,
+    )
     try:
         (worker,) = soak.wait_for("the daemon's worker", lambda: soak.children_of(daemon[0].pid), 60)
         pc.wait_until(lambda: r.zcard(q.keys("bench").workers) >= 1, 60, "the busy worker")
@@ -113,8 +144,12 @@ async def memory(url: str, r: redis.Redis, q: Queue) -> dict[str, object]:
         pc.wait_until(lambda: r.zcard(q.keys("bench").reserved) >= 1000, 120, "1,000 jobs in flight")
         pc.wait_idle(daemon + console, lambda: True)
         mb = 1 / 1024
-        return {"idle_worker_mb": (soak.rss_kb(worker) or 0) * mb, "busy_worker_mb": (soak.rss_kb(busy[0].pid) or 0) * mb,
-                "daemon_mb": (soak.rss_kb(daemon[0].pid) or 0) * mb, "console_mb": (soak.rss_kb(console[0].pid) or 0) * mb}
+        return {
+            "idle_worker_mb": (soak.rss_kb(worker) or 0) * mb,
+            "busy_worker_mb": (soak.rss_kb(busy[0].pid) or 0) * mb,
+            "daemon_mb": (soak.rss_kb(daemon[0].pid) or 0) * mb,
+            "console_mb": (soak.rss_kb(console[0].pid) or 0) * mb,
+        }
     finally:
         for group in (busy, console, daemon):
             pc.stop(group)

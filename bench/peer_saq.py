@@ -54,8 +54,11 @@ async def run(workload: str, url: str) -> dict[str, object]:
             t0 = time.perf_counter()
             for i in range(pc.SINGLE_JOBS):
                 await queue.enqueue("noop", payload=i)
-            return {"jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0), "commands": commands,
-                    "round_trips": trips.count / 200}
+            return {
+                "jobs_per_s": pc.SINGLE_JOBS / (time.perf_counter() - t0),
+                "commands": commands,
+                "round_trips": trips.count / 200,
+            }
         if workload == "bulk":
             # SAQ has no bulk enqueue: its own Queue.map enqueues concurrently like this
             t0 = time.perf_counter()

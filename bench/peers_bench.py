@@ -38,8 +38,12 @@ ROWS = (
     ("W3 dispatch → start p99 (ms)", "w3", "p99_ms", False, "{:.2f}"),
     ("eval run 2,000 × 50 ms, concurrency 40: wall ÷ ideal", "eval", "ratio", False, "{:.3f}"),
 )
-MEMORY = (("RSS of an idle worker (MB)", "idle_worker_mb"), ("RSS of a worker with 1,000 jobs in flight (MB)", "busy_worker_mb"),
-          ("RSS of the daemon (MB)", "daemon_mb"), ("RSS of the console (MB)", "console_mb"))
+MEMORY = (
+    ("RSS of an idle worker (MB)", "idle_worker_mb"),
+    ("RSS of a worker with 1,000 jobs in flight (MB)", "busy_worker_mb"),
+    ("RSS of the daemon (MB)", "daemon_mb"),
+    ("RSS of the console (MB)", "console_mb"),
+)
 
 
 def checkout(ref: str) -> str:
@@ -56,7 +60,9 @@ def checkout(ref: str) -> str:
     return str(tree / "path")
 
 
-def run(system: str, workload: str, url: str, peers_python: str, before_path: str | None, env_extra: dict[str, str]) -> dict[str, float]:
+def run(
+    system: str, workload: str, url: str, peers_python: str, before_path: str | None, env_extra: dict[str, str]
+) -> dict[str, float]:
     env = dict(os.environ, **env_extra)
     if system in ("ours", "before"):
         cmd = [sys.executable, str(HERE / "peer_ours.py"), workload, "--url", url]
@@ -88,37 +94,59 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rnd in range(rounds):
         for workload in WORKLOADS + ("eval",):
-            order = systems[rnd % len(systems):] + systems[: rnd % len(systems)]  # interleaved
+            order = systems[rnd % len(systems) :] + systems[: rnd % len(systems)]  # interleaved
             for system in order:
                 if workload == "eval" and system not in ("ours", "before"):
                     continue
                 print(f"round {rnd + 1}/{rounds}: {workload} {system}", file=sys.stderr, flush=True)
-                results.setdefault((system, workload), []).append(run(system, workload, args.url, args.peers_python, before_path, env_extra))
-    mem = {s: run(s, "memory", args.url, args.peers_python, before_path, env_extra) for s in systems if s in ("ours", "before")}
+                results.setdefault((system, workload), []).append(
+                    run(system, workload, args.url, args.peers_python, before_path, env_extra)
+                )
+    mem = {
+        s: run(s, "memory", args.url, args.peers_python, before_path, env_extra)
+        for s in systems
+        if s in ("ours", "before")
+    }
 
     def median(system: str, workload: str, metric: str) -> float | None:
         values = [r[metric] for r in results.get((system, workload), []) if metric in r]
         return statistics.median(values) if values else None
 
-    names = {"ours": "evalharness", "before": f"evalharness {args.before}", "dramatiq": "Dramatiq 2.2", "saq": "SAQ 0.26"}
+    names = {
+        "ours": "evalharness",
+        "before": f"evalharness {args.before}",
+        "dramatiq": "Dramatiq 2.2",
+        "saq": "SAQ 0.26",
+    }
     header = ["workload", *(names[s] for s in systems), "ours ÷ best peer"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for label, workload, metric, higher, fmt in ROWS:
         label = label.replace("20,000", f"{int(env_extra.get('PEERBENCH_W1_JOBS', 20000)):,}").replace(
-            "500 jobs", f"{int(env_extra.get('PEERBENCH_W3_JOBS', 500))} jobs")
+            "500 jobs", f"{int(env_extra.get('PEERBENCH_W3_JOBS', 500))} jobs"
+        )
         values = {s: median(s, workload, metric) for s in systems}
         peers = [v for s, v in values.items() if s in ("dramatiq", "saq") and v is not None]
         best = (max(peers) if higher else min(peers)) if peers else None
         ours = values["ours"]
         ratio = f"{ours / best:.2f}" if ours is not None and best else "—"
-        lines.append("| " + " | ".join([label, *("—" if values[s] is None else fmt.format(values[s]) for s in systems), ratio]) + " |")
+        lines.append(
+            "| "
+            + " | ".join([label, *("—" if values[s] is None else fmt.format(values[s]) for s in systems), ratio])
+            + " |"
+        )
     for label, metric in MEMORY:
-        lines.append("| " + " | ".join([label, *(f"{mem[s][metric]:.1f}" if s in mem else "—" for s in systems), "—"]) + " |")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f}; median of {rounds} interleaved round(s)")
+        lines.append(
+            "| " + " | ".join([label, *(f"{mem[s][metric]:.1f}" if s in mem else "—" for s in systems), "—"]) + " |"
+        )
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}; median of {rounds} interleaved round(s)"
+    )
     print("\n".join(lines))
     if args.json:
-        Path(args.json).write_text(json.dumps({f"{s}/{w}": v for (s, w), v in results.items()} | {"memory": mem}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({f"{s}/{w}": v for (s, w), v in results.items()} | {"memory": mem}, indent=1)
+        )
 
 
 if __name__ == "__main__":

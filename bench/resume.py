@@ -84,7 +84,12 @@ async def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.jsonl"
-        data.write_text("".join(json.dumps({"id": f"s{i}", "input": f"q{i}", "expected_output": f"q{i}"}) + "\n" for i in range(args.samples)))
+        data.write_text(
+            "".join(
+                json.dumps({"id": f"s{i}", "input": f"q{i}", "expected_output": f"q{i}"}) + "\n"
+                for i in range(args.samples)
+            )
+        )
         plain, resumed, at_kill = [], [], []
         for _ in range(args.repeat):
             plain.append((await one(args.url, data, args.samples, args.concurrency, None))[0])
@@ -94,9 +99,13 @@ async def main() -> None:
     plain.sort()
     resumed.sort()
     mid_plain, mid_resumed = plain[len(plain) // 2], resumed[len(resumed) // 2]
-    print(f"resume after a kill at half way: {args.samples} samples x 50 ms SUT, concurrency {args.concurrency}, 2 worker processes")
-    print(f"  uninterrupted {mid_plain:.2f} s   killed + resumed {mid_resumed:.2f} s   (median of {args.repeat}; "
-          f"{min(at_kill)}-{max(at_kill)} samples done at the kill; start-up of each command included)")
+    print(
+        f"resume after a kill at half way: {args.samples} samples x 50 ms SUT, concurrency {args.concurrency}, 2 worker processes"
+    )
+    print(
+        f"  uninterrupted {mid_plain:.2f} s   killed + resumed {mid_resumed:.2f} s   (median of {args.repeat}; "
+        f"{min(at_kill)}-{max(at_kill)} samples done at the kill; start-up of each command included)"
+    )
     print(f"  ratio {mid_resumed / mid_plain:.3f}")
 
 

@@ -73,24 +73,39 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds before the baseline sample (default 20)")
     args = parser.parse_args()
 
-    env = {**os.environ, "EVALHARNESS_REDIS_URL": args.url, "EVALHARNESS_PREFIX": args.prefix, "EVALHARNESS_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "EVALHARNESS_REDIS_URL": args.url,
+        "EVALHARNESS_PREFIX": args.prefix,
+        "EVALHARNESS_LOG_LEVEL": "warning",
+    }
     master = subprocess.Popen(
         [sys.executable, "-m", "evalharness.daemon.master", "--queue", "soak-idle=1", "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     console = subprocess.Popen(
-        [sys.executable, "-c", CONSOLE, args.url, args.prefix], env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-c", CONSOLE, args.url, args.prefix],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         (worker,) = wait_for("the daemon's worker", lambda: children_of(master.pid), 60)
         redis = sync_client(args.url)
         # the console is live once it listens: the daemon then publishes a snapshot every second
-        wait_for("the console's telemetry subscription", lambda: redis.pubsub_numsub(channel(args.prefix))[0][1] >= 1, 60)
+        wait_for(
+            "the console's telemetry subscription", lambda: redis.pubsub_numsub(channel(args.prefix))[0][1] >= 1, 60
+        )
         redis.close()
         procs = {"evalharnessd": master.pid, "worker": worker, "console": console.pid}
-        print(f"soak: idle daemon pid {master.pid}, its worker pid {worker}, console pid {console.pid} (headless 80x24)")
-        print(f"soak: {args.duration:g}s, a sample every {args.every:g}s after {args.warmup:g}s of warm-up; VmRSS in kB")
+        print(
+            f"soak: idle daemon pid {master.pid}, its worker pid {worker}, console pid {console.pid} (headless 80x24)"
+        )
+        print(
+            f"soak: {args.duration:g}s, a sample every {args.every:g}s after {args.warmup:g}s of warm-up; VmRSS in kB"
+        )
         time.sleep(args.warmup)
         start = time.monotonic()
         baseline: dict[str, int] = {}

@@ -67,9 +67,13 @@ class AdaptiveParams:
         if self.ceiling < self.floor:
             raise ConfigError(f"{where} key 'ceiling': must be >= floor ({self.floor}), got {self.ceiling!r}")
         if not self.floor <= self.start <= self.ceiling:
-            raise ConfigError(f"{where} key 'start': must be between floor ({self.floor}) and ceiling ({self.ceiling}), got {self.start!r}")
+            raise ConfigError(
+                f"{where} key 'start': must be between floor ({self.floor}) and ceiling ({self.ceiling}), got {self.start!r}"
+            )
         if not 0 < self.decrease < 1:
-            raise ConfigError(f"{where} key 'decrease': must be a factor between 0 and 1 (exclusive), got {self.decrease!r}")
+            raise ConfigError(
+                f"{where} key 'decrease': must be a factor between 0 and 1 (exclusive), got {self.decrease!r}"
+            )
         if self.cooldown < 0:
             raise ConfigError(f"{where} key 'cooldown': must be a number of seconds >= 0, got {self.cooldown!r}")
         if self.increase_after < 0:
@@ -84,16 +88,32 @@ class AdaptiveParams:
 
     def script_args(self) -> list[Any]:
         """ARGV[6..13] of ``adaptive.lua``."""
-        return [self.floor, self.ceiling, self.start, repr(float(self.decrease)), int(self.cooldown * 1000),
-                self.increase_after, self.probe_slowdown, int(STATE_TTL * 1000)]
+        return [
+            self.floor,
+            self.ceiling,
+            self.start,
+            repr(float(self.decrease)),
+            int(self.cooldown * 1000),
+            self.increase_after,
+            self.probe_slowdown,
+            int(STATE_TTL * 1000),
+        ]
 
 
 # config key -> (type check, what it must be)
 _WHOLE = "a whole number"
 _SECONDS = "a number of seconds"
 CONFIG_KEYS: dict[str, str] = {
-    "floor": _WHOLE, "ceiling": _WHOLE, "start": _WHOLE, "increase_after": _WHOLE, "probe_slowdown": _WHOLE,
-    "decrease": "a number", "cooldown": _SECONDS, "hold": _SECONDS, "retry_after": _SECONDS, "key": "a string",
+    "floor": _WHOLE,
+    "ceiling": _WHOLE,
+    "start": _WHOLE,
+    "increase_after": _WHOLE,
+    "probe_slowdown": _WHOLE,
+    "decrease": "a number",
+    "cooldown": _SECONDS,
+    "hold": _SECONDS,
+    "retry_after": _SECONDS,
+    "key": "a string",
 }
 
 
@@ -154,8 +174,9 @@ def clamp(state: AdaptiveState, params: AdaptiveParams) -> AdaptiveState:
     return replace(state, limit=max(params.floor * MILLI, min(params.ceiling * MILLI, state.limit)))
 
 
-def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_ms: int, granted_ms: int,
-               in_use: int) -> tuple[AdaptiveState, bool]:
+def on_release(
+    state: AdaptiveState, params: AdaptiveParams, outcome: str, now_ms: int, granted_ms: int, in_use: int
+) -> tuple[AdaptiveState, bool]:
     """The state after a slot granted at ``granted_ms`` is given back at ``now_ms`` with
     ``outcome`` (:data:`OK`, :data:`THROTTLED`, or :data:`NEUTRAL` for an error that says nothing
     about load), and whether the limit was lowered.  ``in_use``: the slots in flight just after
@@ -184,7 +205,9 @@ def on_release(state: AdaptiveState, params: AdaptiveParams, outcome: str, now_m
         return replace(state, limit=limit, ok=ok), False
     if outcome == THROTTLED:
         cooldown_ms = int(params.cooldown * 1000)
-        if state.last_decrease == 0 or (now_ms - state.last_decrease >= cooldown_ms and granted_ms >= state.last_decrease):
+        if state.last_decrease == 0 or (
+            now_ms - state.last_decrease >= cooldown_ms and granted_ms >= state.last_decrease
+        ):
             lowered = max(params.floor * MILLI, math.floor(state.limit * float(params.decrease)))
             return AdaptiveState(limit=lowered, ok=0, last_decrease=now_ms, throttled_at=state.allowed), True
         return replace(state, ok=0), False
@@ -214,21 +237,48 @@ class AdaptiveClient:
     def keys(self, name: str, scope: str) -> LimiterKeys:
         return LimiterKeys(self.prefix, name, scope)
 
-    async def acquire(self, name: str, scope: str, member: str, params: AdaptiveParams, *, shown: str | None = None,
-                      now_ms: int | None = None) -> Grant:
+    async def acquire(
+        self,
+        name: str,
+        scope: str,
+        member: str,
+        params: AdaptiveParams,
+        *,
+        shown: str | None = None,
+        now_ms: int | None = None,
+    ) -> Grant:
         k = self.keys(name, scope)
-        raw = await self.script(keys=[k.slots, k.adaptive], args=self._args("acquire", member, params, NEUTRAL, 0, now_ms))
+        raw = await self.script(
+            keys=[k.slots, k.adaptive], args=self._args("acquire", member, params, NEUTRAL, 0, now_ms)
+        )
         granted, at_ms, allowed, in_flight, fresh = (int(x) for x in raw)
         field = f"{name}:{scope}"
         if fresh or field not in self._indexed:
-            entry = {"name": shown or name, "limiter": name, "key": scope, "kind": "adaptive",
-                     "floor": params.floor, "ceiling": params.ceiling, "start": params.start}
+            entry = {
+                "name": shown or name,
+                "limiter": name,
+                "key": scope,
+                "kind": "adaptive",
+                "floor": params.floor,
+                "ceiling": params.ceiling,
+                "start": params.start,
+            }
             await self.client.hset(adaptive_index(self.prefix), field, json.dumps(entry))
             self._indexed.add(field)
         return Grant(bool(granted), at_ms, allowed, in_flight)
 
-    async def release(self, name: str, scope: str, member: str, params: AdaptiveParams, outcome: str, grant: Grant,
-                      *, now_ms: int | None = None, shown: str | None = None) -> tuple[int, int, bool]:
+    async def release(
+        self,
+        name: str,
+        scope: str,
+        member: str,
+        params: AdaptiveParams,
+        outcome: str,
+        grant: Grant,
+        *,
+        now_ms: int | None = None,
+        shown: str | None = None,
+    ) -> tuple[int, int, bool]:
         """Give the slot of ``grant`` back and feed ``outcome`` to the limit; returns (allowed,
         in flight, lowered).  A decrease is also a ``limiter_lowered`` event."""
         k = self.keys(name, scope)
@@ -244,19 +294,45 @@ class AdaptiveClient:
 
         message = f"adaptive limiter {shown} ({scope}): a 429, limit lowered from {before} to {allowed}"
         log.info("%s", message)
-        fields = {"kind": "limiter_lowered", "limiter": shown, "key": scope, "limit": str(allowed),
-                  "message": message, "at": f"{time.time():.3f}"}
+        fields = {
+            "kind": "limiter_lowered",
+            "limiter": shown,
+            "key": scope,
+            "limit": str(allowed),
+            "message": message,
+            "at": f"{time.time():.3f}",
+        }
         with contextlib.suppress(Exception):  # an event is worth less than the call that caused it
             await self.client.xadd(events_key(self.prefix), fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
 
-    async def renew(self, name: str, scope: str, member: str, params: AdaptiveParams, client: Any = None,
-                    *, now_ms: int | None = None) -> Any:
+    async def renew(
+        self,
+        name: str,
+        scope: str,
+        member: str,
+        params: AdaptiveParams,
+        client: Any = None,
+        *,
+        now_ms: int | None = None,
+    ) -> Any:
         k = self.keys(name, scope)
-        return await self.script(keys=[k.slots, k.adaptive], args=self._args("renew", member, params, NEUTRAL, 0, now_ms), client=client)
+        return await self.script(
+            keys=[k.slots, k.adaptive], args=self._args("renew", member, params, NEUTRAL, 0, now_ms), client=client
+        )
 
     @staticmethod
-    def _args(op: str, member: str, params: AdaptiveParams, outcome: str, granted_ms: int, now_ms: int | None) -> list[Any]:
-        return [op, member, int(params.hold * 1000), outcome, granted_ms, *params.script_args(), "" if now_ms is None else now_ms]
+    def _args(
+        op: str, member: str, params: AdaptiveParams, outcome: str, granted_ms: int, now_ms: int | None
+    ) -> list[Any]:
+        return [
+            op,
+            member,
+            int(params.hold * 1000),
+            outcome,
+            granted_ms,
+            *params.script_args(),
+            "" if now_ms is None else now_ms,
+        ]
 
     async def state(self, name: str, scope: str) -> AdaptiveState | None:
         raw = await self.client.hmget(self.keys(name, scope).adaptive, ["limit", "ok", "last_decrease", "throttled_at"])
@@ -301,8 +377,14 @@ def jittered(seconds: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def slot(name: str, scope: str, params: AdaptiveParams | None, *, shown: str | None = None,
-               client: AdaptiveClient | None = None) -> AsyncIterator[Grant | None]:
+async def slot(
+    name: str,
+    scope: str,
+    params: AdaptiveParams | None,
+    *,
+    shown: str | None = None,
+    client: AdaptiveClient | None = None,
+) -> AsyncIterator[Grant | None]:
     """Hold one slot of the adaptive limiter ``name`` for ``scope`` around a call.
 
     No slot free: raises :class:`RateLimited` (the job is released, no try used).  Leaving the
@@ -317,9 +399,14 @@ async def slot(name: str, scope: str, params: AdaptiveParams | None, *, shown: s
     grant = await backend.acquire(name, scope, member, params, shown=shown)
     if not grant.granted:
         wait = jittered(params.retry_after)
-        raise RateLimited(wait, f"adaptive limiter {shown or name} ({scope}): {grant.in_flight} of {grant.allowed} "
-                                f"call(s) in flight, none free; trying again in {wait:.2f}s")
-    renewer = asyncio.create_task(_renew_while_held(backend, name, scope, member, params), name=f"adaptive-renew:{member}")
+        raise RateLimited(
+            wait,
+            f"adaptive limiter {shown or name} ({scope}): {grant.in_flight} of {grant.allowed} "
+            f"call(s) in flight, none free; trying again in {wait:.2f}s",
+        )
+    renewer = asyncio.create_task(
+        _renew_while_held(backend, name, scope, member, params), name=f"adaptive-renew:{member}"
+    )
     outcome = NEUTRAL
     try:
         yield grant
@@ -337,7 +424,9 @@ async def slot(name: str, scope: str, params: AdaptiveParams | None, *, shown: s
             log.warning("adaptive limiter %s (%s): could not give a slot back (%s)", shown or name, scope, exc)
 
 
-async def _renew_while_held(backend: AdaptiveClient, name: str, scope: str, member: str, params: AdaptiveParams) -> None:
+async def _renew_while_held(
+    backend: AdaptiveClient, name: str, scope: str, member: str, params: AdaptiveParams
+) -> None:
     while True:
         await asyncio.sleep(params.hold / 3)
         try:
@@ -366,8 +455,9 @@ def _hour_counts(state: Mapping[str, str], now: float) -> dict[str, int]:
     return out
 
 
-async def read_limiters(client: aioredis.Redis, prefix: str, now: float | None = None,
-                        index: Mapping[Any, Any] | None = None) -> list[dict[str, Any]]:
+async def read_limiters(
+    client: aioredis.Redis, prefix: str, now: float | None = None, index: Mapping[Any, Any] | None = None
+) -> list[dict[str, Any]]:
     """The ``limiters`` of the telemetry snapshot: one entry per adaptive limiter key in use,
     sorted by name and key.  Entries whose state expired (unused for 24 h) are dropped.
     ``index``: the ``{prefix}:limiters`` hash when the caller already read it."""
@@ -398,17 +488,19 @@ async def read_limiters(client: aioredis.Redis, prefix: str, now: float | None =
             continue
         state = {str(k): str(v) for k, v in state.items()}
         last = int(float(state.get("last_decrease", 0) or 0))
-        out.append({
-            "name": e.get("name"),
-            "key": e.get("key"),
-            "kind": "adaptive",
-            "limit": int(float(state.get("limit", 0))) // MILLI,
-            "floor": int(float(state.get("floor", e.get("floor", 1)))),
-            "ceiling": int(float(state.get("ceiling", e.get("ceiling", 1)))),
-            "in_flight": int(in_flight),
-            **_hour_counts(state, now),
-            "last_decrease_at": last / 1000.0 if last else None,
-        })
+        out.append(
+            {
+                "name": e.get("name"),
+                "key": e.get("key"),
+                "kind": "adaptive",
+                "limit": int(float(state.get("limit", 0))) // MILLI,
+                "floor": int(float(state.get("floor", e.get("floor", 1)))),
+                "ceiling": int(float(state.get("ceiling", e.get("ceiling", 1)))),
+                "in_flight": int(in_flight),
+                **_hour_counts(state, now),
+                "last_decrease_at": last / 1000.0 if last else None,
+            }
+        )
     if gone:
         with contextlib.suppress(Exception):
             await client.hdel(adaptive_index(prefix), *gone)

@@ -83,8 +83,7 @@ class FailedFilter:
         """``"queue:judge batch:run-42 exc:Timeout name:x free text"`` -> FailedFilter."""
         facets: dict[str, str] = {}
         words: list[str] = []
-        aliases = {"queue": "queue", "batch": "batch", "exc": "exception", "exception": "exception",
-                   "name": "name"}
+        aliases = {"queue": "queue", "batch": "batch", "exc": "exception", "exception": "exception", "name": "name"}
         for word in expr.split():
             key, sep, value = word.partition(":")
             if sep and key in aliases and value:
@@ -94,8 +93,11 @@ class FailedFilter:
         return cls(text=" ".join(words) or None, **facets)
 
     def describe(self) -> str:
-        parts = [f"{k}:{v}" for k, v in (("queue", self.queue), ("batch", self.batch),
-                                          ("exc", self.exception), ("name", self.name)) if v]
+        parts = [
+            f"{k}:{v}"
+            for k, v in (("queue", self.queue), ("batch", self.batch), ("exc", self.exception), ("name", self.name))
+            if v
+        ]
         if self.text:
             parts.append(self.text)
         return " ".join(parts)
@@ -283,7 +285,9 @@ def _opt_int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
 
 
-def master_row(raw: dict[str, Any], workers: Sequence[dict[str, Any]], now: float, ttl: float = MASTER_STALE) -> MasterRow:
+def master_row(
+    raw: dict[str, Any], workers: Sequence[dict[str, Any]], now: float, ttl: float = MASTER_STALE
+) -> MasterRow:
     """A master's heartbeat as a row, its supervisors' memory and jobs done summed from the
     heartbeats of the workers whose pids it reports (on its host); silent past ``ttl``: lost."""
     host = str(raw.get("host") or "")
@@ -299,22 +303,24 @@ def master_row(raw: dict[str, Any], workers: Sequence[dict[str, Any]], now: floa
         memory = sum(float(w.get("rss_mb") or 0.0) for w in mine) if any("rss_mb" in w for w in mine) else None
         done = sum(int(w.get("processed") or 0) for w in mine) if mine else None
         busy = sum(1 for w in mine if int(w.get("running") or 0) > 0) if mine else None
-        sups.append(SupervisorRow(
-            name=str(sup.get("name") or ""),
-            status=str(sup.get("status") or "running"),
-            queues=tuple(str(q) for q in sup.get("queues") or ()),
-            processes=int(sup.get("processes") or 0),
-            busy=busy,
-            per_queue={str(k): int(v) for k, v in (sup.get("per_queue") or {}).items()},
-            targets={str(k): int(v) for k, v in (sup.get("targets") or {}).items()},
-            overrides={str(k): int(v) for k, v in (sup.get("overrides") or {}).items()},
-            balance=str(sup.get("balance") or "off"),
-            min_processes=_opt_int(sup.get("min_processes")),
-            max_processes=_opt_int(sup.get("max_processes")),
-            memory_mb=memory,
-            jobs_done=done,
-            last_balance=sup.get("last_balance") if isinstance(sup.get("last_balance"), dict) else None,
-        ))
+        sups.append(
+            SupervisorRow(
+                name=str(sup.get("name") or ""),
+                status=str(sup.get("status") or "running"),
+                queues=tuple(str(q) for q in sup.get("queues") or ()),
+                processes=int(sup.get("processes") or 0),
+                busy=busy,
+                per_queue={str(k): int(v) for k, v in (sup.get("per_queue") or {}).items()},
+                targets={str(k): int(v) for k, v in (sup.get("targets") or {}).items()},
+                overrides={str(k): int(v) for k, v in (sup.get("overrides") or {}).items()},
+                balance=str(sup.get("balance") or "off"),
+                min_processes=_opt_int(sup.get("min_processes")),
+                max_processes=_opt_int(sup.get("max_processes")),
+                memory_mb=memory,
+                jobs_done=done,
+                last_balance=sup.get("last_balance") if isinstance(sup.get("last_balance"), dict) else None,
+            )
+        )
     lost = heartbeat_at is None or now - heartbeat_at > ttl
     started = raw.get("started_at")
     grace = raw.get("grace")
@@ -394,7 +400,19 @@ def _sample(env: dict[str, Any]) -> int | None:
     return None
 
 
-FAILED_FIELDS = ("data", "failure", "attempts", "releases", "failed_at", "started_at", "retried_by", "batch", "f_name", "f_exc", "state")
+FAILED_FIELDS = (
+    "data",
+    "failure",
+    "attempts",
+    "releases",
+    "failed_at",
+    "started_at",
+    "retried_by",
+    "batch",
+    "f_name",
+    "f_exc",
+    "state",
+)
 
 
 def _failed_row(queue: str, job_id: str, rec: Sequence[Any]) -> FailedRow:
@@ -500,7 +518,9 @@ class Admin:
         return rows
 
     @staticmethod
-    def _batch_row(bid: str, queue: str, rec: dict[str, str], running: int, removed: int, now: float | None = None) -> BatchRow:
+    def _batch_row(
+        bid: str, queue: str, rec: dict[str, str], running: int, removed: int, now: float | None = None
+    ) -> BatchRow:
         state = rec.get("state", "pending")
         failed = _int(rec.get("failed"))
         processed = _int(rec.get("processed"))
@@ -593,7 +613,9 @@ class Admin:
                     for bid, _ in chunk:
                         pipe.hget(batch_key(keys, str(bid)), "state")
                     states = await pipe.execute()
-                active = {str(bid): created for (bid, created), st in zip(chunk, states, strict=True) if st in ACTIVE_STATES}
+                active = {
+                    str(bid): created for (bid, created), st in zip(chunk, states, strict=True) if st in ACTIVE_STATES
+                }
                 if active:
                     await self.client.zadd(active_batches_key(keys), active, nx=True)
             await self.client.set(marker, "1")
@@ -631,14 +653,19 @@ class Admin:
         out = await self.batches.cancel_ex(batch_id)
         if not out.changed:
             state = out.previous_state.replace("_", " ")
-            return ActionResult("cancel_batch", batch_id, False, f"{batch_id} already {state}: nothing changed", skipped=1)
+            return ActionResult(
+                "cancel_batch", batch_id, False, f"{batch_id} already {state}: nothing changed", skipped=1
+            )
         # the batch_cancel script wrote the batch_cancelled event with these numbers
         if out.told_to_stop:
             await self._wake_workers(batch_id)
         return ActionResult(
-            "cancel_batch", batch_id, True,
+            "cancel_batch",
+            batch_id,
+            True,
             f"Cancelled {batch_id}: removed {_plural(out.removed, 'queued job')}, {out.told_to_stop:,} running told to stop",
-            removed=out.removed, told_to_stop=out.told_to_stop,
+            removed=out.removed,
+            told_to_stop=out.told_to_stop,
         )
 
     async def retry_batch(self, batch_id: str) -> ActionResult:
@@ -646,9 +673,13 @@ class Admin:
             return ActionResult("retry_batch", batch_id, False, f"No batch {batch_id}: nothing changed")
         n = await self.batches.retry(batch_id)
         if n == 0:
-            return ActionResult("retry_batch", batch_id, False, f"{batch_id} has no failed or cancelled jobs to retry: nothing changed")
+            return ActionResult(
+                "retry_batch", batch_id, False, f"{batch_id} has no failed or cancelled jobs to retry: nothing changed"
+            )
         # the batch_retry script wrote the batch_retried event
-        return ActionResult("retry_batch", batch_id, True, f"Retrying {batch_id}: {_plural(n, 'job')} queued again", retried=n)
+        return ActionResult(
+            "retry_batch", batch_id, True, f"Retrying {batch_id}: {_plural(n, 'job')} queued again", retried=n
+        )
 
     # failed jobs -------------------------------------------------------------
     async def _filter_queues(self, flt: FailedFilter) -> list[str]:
@@ -660,11 +691,15 @@ class Admin:
             return [] if flt.queue and flt.queue != str(owner) else [str(owner)]
         return await self._queues(flt.queue)
 
-    async def _match_queue(self, queue: str, flt: FailedFilter, limit: int | None) -> tuple[int, list[tuple[float, str]]]:
+    async def _match_queue(
+        self, queue: str, flt: FailedFilter, limit: int | None
+    ) -> tuple[int, list[tuple[float, str]]]:
         """(how many failed jobs of ``queue`` match, the newest ``limit`` of them (all: None))."""
         keys = self._keys(queue)
         cutoff = int(time.time() * 1000) - FAILED_RETENTION_MS
-        facets = [keys.failed_index(f, v) for f, v in (("batch", flt.batch), ("name", flt.name), ("exc", flt.exception)) if v]
+        facets = [
+            keys.failed_index(f, v) for f, v in (("batch", flt.batch), ("name", flt.name), ("exc", flt.exception)) if v
+        ]
         sets = facets or [keys.failed]
         if len(sets) == 1 and not flt.text:
             total = int(await self.client.zcount(sets[0], cutoff, "+inf"))
@@ -685,7 +720,9 @@ class Admin:
         text = (flt.text or "").lower()
         start = 0
         while True:
-            got = await self.client.zrevrangebyscore(smallest, "+inf", cutoff, start=start, num=SCAN_CHUNK, withscores=True)
+            got = await self.client.zrevrangebyscore(
+                smallest, "+inf", cutoff, start=start, num=SCAN_CHUNK, withscores=True
+            )
             if not got:
                 break
             start += len(got)
@@ -707,7 +744,9 @@ class Admin:
                 break
         return len(matched), matched if limit is None else matched[:limit]
 
-    async def _text_match(self, keys: QueueKeys, candidates: list[tuple[float, str]], text: str) -> list[tuple[float, str]]:
+    async def _text_match(
+        self, keys: QueueKeys, candidates: list[tuple[float, str]], text: str
+    ) -> list[tuple[float, str]]:
         if not candidates:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
@@ -717,8 +756,15 @@ class Admin:
         out = []
         for cand, rec in zip(candidates, recs, strict=True):
             failure = _loads(rec[2]) or {}
-            hay = " ".join((cand[1], str(rec[0] or ""), str(rec[1] or ""), str(failure.get("message") or ""),
-                            " ".join(str(t) for t in failure.get("tags") or ()))).lower()
+            hay = " ".join(
+                (
+                    cand[1],
+                    str(rec[0] or ""),
+                    str(rec[1] or ""),
+                    str(failure.get("message") or ""),
+                    " ".join(str(t) for t in failure.get("tags") or ()),
+                )
+            ).lower()
             if text in hay:
                 out.append(cand)
         return out
@@ -742,7 +788,9 @@ class Admin:
             for _, q, job_id in items:
                 pipe.hmget(self._keys(q).job(job_id), *FAILED_FIELDS)
             recs = await pipe.execute()
-        rows = [_failed_row(q, job_id, rec) for (_, q, job_id), rec in zip(items, recs, strict=True) if rec[0] is not None]
+        rows = [
+            _failed_row(q, job_id, rec) for (_, q, job_id), rec in zip(items, recs, strict=True) if rec[0] is not None
+        ]
         retried = [r for r in rows if r.retried_by]
         if not retried:
             return rows
@@ -753,8 +801,9 @@ class Admin:
         state_of = {r.id: (s or "completed or gone") for r, s in zip(retried, states, strict=True)}
         return [_with_retry_state(r, state_of.get(r.id)) for r in rows]
 
-    async def failed_page(self, flt: FailedFilter = FailedFilter(), offset: int = 0,
-                          count: int = PAGE_SIZE) -> FailedPage:
+    async def failed_page(
+        self, flt: FailedFilter = FailedFilter(), offset: int = 0, count: int = PAGE_SIZE
+    ) -> FailedPage:
         """Newest first."""
         total, items = await self._matching(flt, offset + count)
         return FailedPage(total=total, offset=offset, rows=tuple(await self._rows(items[offset : offset + count])))
@@ -767,7 +816,9 @@ class Admin:
         values: set[str] = set()
         cutoff = int(time.time() * 1000) - FAILED_RETENTION_MS
         for q in queues:
-            values.update(str(v) for v in await self.client.zrangebyscore(self._keys(q).failed_values("exc"), cutoff, "+inf"))
+            values.update(
+                str(v) for v in await self.client.zrangebyscore(self._keys(q).failed_values("exc"), cutoff, "+inf")
+            )
         if flt.exception:
             values &= {flt.exception}
         groups = []
@@ -850,9 +901,23 @@ class Admin:
         if q is not None:
             rec: Any = await self.client.hmget(self._keys(q).job(job_id), "state", "retried_by")
             if rec[0] == JobStatus.RETRIED:
-                return ActionResult(action, job_id, False, f"{job_id} was already retried as {rec[1]}: nothing changed", skipped=1)
-            return ActionResult(action, job_id, False, f"{job_id} is not in the failed store (it is {rec[0] or 'queued'}): nothing changed", skipped=1)
-        return ActionResult(action, job_id, False, f"No failed job {job_id} (forgotten, expired or never failed): nothing changed", skipped=1)
+                return ActionResult(
+                    action, job_id, False, f"{job_id} was already retried as {rec[1]}: nothing changed", skipped=1
+                )
+            return ActionResult(
+                action,
+                job_id,
+                False,
+                f"{job_id} is not in the failed store (it is {rec[0] or 'queued'}): nothing changed",
+                skipped=1,
+            )
+        return ActionResult(
+            action,
+            job_id,
+            False,
+            f"No failed job {job_id} (forgotten, expired or never failed): nothing changed",
+            skipped=1,
+        )
 
     async def retry_failed(self, job_id: str, queue: str | None = None) -> ActionResult:
         q = await self._find_job(job_id, queue, failed_only=True)
@@ -861,7 +926,9 @@ class Admin:
         new_id = await self.queue.retry_failed(q, job_id)
         if new_id is None:
             return await self._gone("retry_failed", job_id, queue)
-        result = ActionResult("retry_failed", job_id, True, f"Retried {job_id}: queued again as {new_id}", retried=1, new_ids=(new_id,))
+        result = ActionResult(
+            "retry_failed", job_id, True, f"Retried {job_id}: queued again as {new_id}", retried=1, new_ids=(new_id,)
+        )
         await self._event("failed_retried", result, queue=q, id=job_id, count="1")
         return result
 
@@ -891,12 +958,18 @@ class Admin:
                 else:
                     retried.append(new)
         if not retried:
-            msg = f"No failed jobs matching {target} to retry" if not skipped else f"Retried none of the jobs matching {target}: {skipped:,} already retried or forgotten"
+            msg = (
+                f"No failed jobs matching {target} to retry"
+                if not skipped
+                else f"Retried none of the jobs matching {target}: {skipped:,} already retried or forgotten"
+            )
             return ActionResult("retry_matching", target, False, msg, skipped=skipped)
         msg = f"Retried {_plural(len(retried), 'failed job')} matching {target}"
         if skipped:
             msg += f" ({skipped:,} skipped: already retried or forgotten)"
-        result = ActionResult("retry_matching", target, True, msg, retried=len(retried), skipped=skipped, new_ids=tuple(retried))
+        result = ActionResult(
+            "retry_matching", target, True, msg, retried=len(retried), skipped=skipped, new_ids=tuple(retried)
+        )
         await self._event("failed_retried", result, count=str(len(retried)))
         return result
 
@@ -909,7 +982,9 @@ class Admin:
             forgotten += len(done)
             skipped += len(ids) - len(done)
         if not forgotten:
-            return ActionResult("forget_matching", target, False, f"No failed jobs matching {target} to forget", skipped=skipped)
+            return ActionResult(
+                "forget_matching", target, False, f"No failed jobs matching {target} to forget", skipped=skipped
+            )
         msg = f"Forgot {_plural(forgotten, 'failed job')} matching {target}"
         if skipped:
             msg += f" ({skipped:,} skipped: already retried or forgotten)"
@@ -918,8 +993,21 @@ class Admin:
         return result
 
     # running jobs ------------------------------------------------------------
-    RUNNING_FIELDS = ("data", "owner", "started_at", "attempts", "releases", "renewed_at", "lease_ms",
-                      "progress", "progress_note", "cancel", "batch", "timeout", "renewals")
+    RUNNING_FIELDS = (
+        "data",
+        "owner",
+        "started_at",
+        "attempts",
+        "releases",
+        "renewed_at",
+        "lease_ms",
+        "progress",
+        "progress_note",
+        "cancel",
+        "batch",
+        "timeout",
+        "renewals",
+    )
 
     async def running(self, queue: str | None = None) -> list[RunningRow]:
         """Every leased job, longest-running first."""
@@ -944,52 +1032,76 @@ class Admin:
                     continue
                 env = _loads(rec[0]) or {}
                 timeout = float(rec[11]) if rec[11] else _timeout(env)
-                rows.append(RunningRow(
-                    id=str(job_id),
-                    name=str(env.get("name") or ""),
-                    queue=q,
-                    batch=rec[10] or None,
-                    worker=worker_of(rec[1]),
-                    started_at=_ms(rec[2]),
-                    attempt=_int(rec[3]),
-                    tries=_tries(env),
-                    timeout=timeout or None,
-                    lease_deadline=float(deadline) / 1000.0,
-                    renewed_at=_ms(rec[5]),
-                    lease_seconds=(_int(rec[6]) / 1000.0) or None,
-                    progress=float(rec[7]) if rec[7] else None,
-                    progress_note=rec[8] or None,
-                    sample=_sample(env),
-                    releases=_int(rec[4]),
-                    cancel_requested=bool(rec[9]),
-                    renewals=_int(rec[12]),
-                    cancel_grace=graces.get(str(rec[1] or "")),
-                ))
+                rows.append(
+                    RunningRow(
+                        id=str(job_id),
+                        name=str(env.get("name") or ""),
+                        queue=q,
+                        batch=rec[10] or None,
+                        worker=worker_of(rec[1]),
+                        started_at=_ms(rec[2]),
+                        attempt=_int(rec[3]),
+                        tries=_tries(env),
+                        timeout=timeout or None,
+                        lease_deadline=float(deadline) / 1000.0,
+                        renewed_at=_ms(rec[5]),
+                        lease_seconds=(_int(rec[6]) / 1000.0) or None,
+                        progress=float(rec[7]) if rec[7] else None,
+                        progress_note=rec[8] or None,
+                        sample=_sample(env),
+                        releases=_int(rec[4]),
+                        cancel_requested=bool(rec[9]),
+                        renewals=_int(rec[12]),
+                        cancel_grace=graces.get(str(rec[1] or "")),
+                    )
+                )
         rows.sort(key=lambda r: (r.started_at if r.started_at is not None else float("inf"), r.id))
         return rows
 
     async def cancel_job(self, job_id: str, queue: str | None = None) -> ActionResult:
         q = await self._find_job(job_id, queue)
         if q is None:
-            return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
+            return ActionResult(
+                "cancel_job",
+                job_id,
+                False,
+                f"No job {job_id} (it completed, was forgotten or expired): nothing changed",
+                skipped=1,
+            )
         reply = await self.queue.cancel_job(q, job_id)
         if reply.what == "told":
             await self._wake_workers(job_id)
             owner: Any = await self.client.hget(self._keys(q).job(job_id), "owner")
-            result = ActionResult("cancel_job", job_id, True,
-                                  f"Cancelled {job_id}: its worker {worker_of(owner)} is told to stop at its next lease renewal",
-                                  told_to_stop=1)
+            result = ActionResult(
+                "cancel_job",
+                job_id,
+                True,
+                f"Cancelled {job_id}: its worker {worker_of(owner)} is told to stop at its next lease renewal",
+                told_to_stop=1,
+            )
             await self._event("job_cancel_requested", result, queue=q, id=job_id)
             return result
         if reply.what == "removed":
-            result = ActionResult("cancel_job", job_id, True, f"Cancelled {job_id}: removed from the queue before it started", removed=1)
+            result = ActionResult(
+                "cancel_job", job_id, True, f"Cancelled {job_id}: removed from the queue before it started", removed=1
+            )
             await self._event("job_cancelled", result, queue=q, id=job_id)
             return result
         if reply.what == "already":
-            return ActionResult("cancel_job", job_id, False, f"{job_id} was already told to stop: nothing changed", skipped=1)
+            return ActionResult(
+                "cancel_job", job_id, False, f"{job_id} was already told to stop: nothing changed", skipped=1
+            )
         if reply.what == "missing":
-            return ActionResult("cancel_job", job_id, False, f"No job {job_id} (it completed, was forgotten or expired): nothing changed", skipped=1)
-        return ActionResult("cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1)
+            return ActionResult(
+                "cancel_job",
+                job_id,
+                False,
+                f"No job {job_id} (it completed, was forgotten or expired): nothing changed",
+                skipped=1,
+            )
+        return ActionResult(
+            "cancel_job", job_id, False, f"{job_id} already finished ({reply.state}): nothing changed", skipped=1
+        )
 
     # one queue: its job lists, pause and clear -------------------------------
     async def queue_jobs(self, queue: str, tab: str, offset: int = 0, count: int = PAGE_SIZE) -> QueueJobPage:
@@ -1010,14 +1122,16 @@ class Admin:
         rows = []
         for (job_id, score), rec in zip(items, recs, strict=True):
             env = _loads(rec[0]) or {}
-            rows.append(QueueJobRow(
-                id=str(job_id),
-                name=str(env.get("name") or "") if isinstance(env, dict) else "",
-                batch=rec[1] or (env.get("batch") if isinstance(env, dict) else None) or None,
-                at=float(score) / 1000.0,
-                attempts=_int(rec[2]),
-                worker=worker_of(rec[3]) if tab == "running" and rec[3] else None,
-            ))
+            rows.append(
+                QueueJobRow(
+                    id=str(job_id),
+                    name=str(env.get("name") or "") if isinstance(env, dict) else "",
+                    batch=rec[1] or (env.get("batch") if isinstance(env, dict) else None) or None,
+                    at=float(score) / 1000.0,
+                    attempts=_int(rec[2]),
+                    worker=worker_of(rec[3]) if tab == "running" and rec[3] else None,
+                )
+            )
         return QueueJobPage(queue, tab, offset, int(total), tuple(rows))
 
     async def job_detail(self, queue: str, job_id: str) -> JobDetail | None:
@@ -1075,7 +1189,9 @@ class Admin:
                 rows.append(master_row(info, workers, now))
         return sorted(rows, key=lambda m: m.name)
 
-    async def master_command(self, master: str, action: str, supervisor: str | None = None, **extra: Any) -> ActionResult:
+    async def master_command(
+        self, master: str, action: str, supervisor: str | None = None, **extra: Any
+    ) -> ActionResult:
         """Send one command (pause, continue, restart, terminate, scale) to a master's control list;
         the master acts on it within a second."""
         info: Any = await self.client.hget(masters_key(self.prefix), master)
@@ -1096,8 +1212,11 @@ class Admin:
         }.get(action)
         if action == "scale":
             n = extra.get("processes")
-            what = (f"Scaled {supervisor} {extra.get('queue')} on {master} to {n} process{'' if n == 1 else 'es'} (override)"
-                    if n is not None else f"Dropped the override of {supervisor} {extra.get('queue')} on {master}: balancing again")
+            what = (
+                f"Scaled {supervisor} {extra.get('queue')} on {master} to {n} process{'' if n == 1 else 'es'} (override)"
+                if n is not None
+                else f"Dropped the override of {supervisor} {extra.get('queue')} on {master}: balancing again"
+            )
         result = ActionResult(action, target, True, what or f"{action}: sent to {master}")
         await self._event(f"master_{action}", result, master=master)
         return result
@@ -1105,6 +1224,7 @@ class Admin:
     async def scale(self, master: str, supervisor: str, queue: str, processes: int | None) -> ActionResult:
         """A temporary fixed size for one pool (``None``: back to the balancer)."""
         return await self.master_command(master, "scale", supervisor, queue=queue, processes=processes)
+
     # the console's reads beyond pages ----------------------------------------
     async def batch(self, batch_id: str) -> BatchRow | None:
         """One batch's row by its whole id, or None."""

@@ -48,7 +48,11 @@ def _canon(value: Any) -> Any:
 def row_hash(sample: Sample) -> str:
     """sha256 of the sample's input and expected output (not its id, not its metadata), so a
     renamed row still joins and an edited one does not."""
-    body = json.dumps({"input": _canon(sample.input), "expected": _canon(sample.expected_output)}, ensure_ascii=False, separators=(",", ":"))
+    body = json.dumps(
+        {"input": _canon(sample.input), "expected": _canon(sample.expected_output)},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -115,7 +119,10 @@ def summarise_report(report: Mapping[str, Any], dataset: Dataset | None = None) 
         sample = by_id.get(str(row.get("id")))
         rows.append(row_summary(row, metrics, row_hash(sample) if sample is not None else None))
     return {
-        "metrics": {name: {k: stats.get(k) for k in ("mean", "pass_rate", "stddev", "count")} for name, stats in (report.get("metrics") or {}).items()},
+        "metrics": {
+            name: {k: stats.get(k) for k in ("mean", "pass_rate", "stddev", "count")}
+            for name, stats in (report.get("metrics") or {}).items()
+        },
         "rows": rows,
         "summary": {
             "macro_f1": report.get("macro_f1"),
@@ -127,7 +134,9 @@ def summarise_report(report: Mapping[str, Any], dataset: Dataset | None = None) 
     }
 
 
-def baseline_document(name: str, report: Mapping[str, Any], dataset: Dataset | None = None, now: float | None = None) -> dict[str, Any]:
+def baseline_document(
+    name: str, report: Mapping[str, Any], dataset: Dataset | None = None, now: float | None = None
+) -> dict[str, Any]:
     """The ``evalharness.baseline.v1`` document of ``report`` promoted as ``name``."""
     data = report.get("dataset") or {}
     return {
@@ -195,15 +204,24 @@ class BaselineStore:
         for name in await self.names():
             doc = await self.get(name)
             if doc is not None:
-                out.append({
-                    "name": name, "run_id": doc.get("run_id"), "dataset": (doc.get("dataset") or {}).get("name"),
-                    "samples": len(doc["rows"]), "promoted_at": doc.get("promoted_at"),
-                    "macro_f1": (doc.get("summary") or {}).get("macro_f1"),
-                })
+                out.append(
+                    {
+                        "name": name,
+                        "run_id": doc.get("run_id"),
+                        "dataset": (doc.get("dataset") or {}).get("name"),
+                        "samples": len(doc["rows"]),
+                        "promoted_at": doc.get("promoted_at"),
+                        "macro_f1": (doc.get("summary") or {}).get("macro_f1"),
+                    }
+                )
         return out
 
     async def drop(self, name: str) -> bool:
-        return bool(await self._drop(keys=[self.keys.baseline(validate_name("baseline name", name)), self.keys.baselines], args=[name]))
+        return bool(
+            await self._drop(
+                keys=[self.keys.baseline(validate_name("baseline name", name)), self.keys.baselines], args=[name]
+            )
+        )
 
 
 # -- comparison -------------------------------------------------------------------------------
@@ -257,10 +275,13 @@ def _rate_delta(pb: int, nb: int, pa: int, na: int) -> dict[str, Any]:
     la, ua = wilson_interval(pa, na)
     d = ra - rb
     return {
-        "before": rb, "after": ra, "delta": d,
+        "before": rb,
+        "after": ra,
+        "delta": d,
         "low": d - math.sqrt((ra - la) ** 2 + (ub - rb) ** 2),
         "high": d + math.sqrt((ua - ra) ** 2 + (rb - lb) ** 2),
-        "before_ci": {"low": lb, "high": ub}, "after_ci": {"low": la, "high": ua},
+        "before_ci": {"low": lb, "high": ub},
+        "after_ci": {"low": la, "high": ua},
     }
 
 
@@ -285,7 +306,13 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
     rows_a, rows_b = list(current["rows"]), list(baseline["rows"])
     by_hash = all(r.get("row_hash") for r in rows_a + rows_b)
     key = "row_hash" if by_hash else "id"
-    warnings = [] if by_hash else ["rows joined by sample id: the baseline (or this run) has no content hashes, so a renamed row reads as removed and added"]
+    warnings = (
+        []
+        if by_hash
+        else [
+            "rows joined by sample id: the baseline (or this run) has no content hashes, so a renamed row reads as removed and added"
+        ]
+    )
     before = {str(r[key]): r for r in rows_b}
     after = {str(r[key]): r for r in rows_a}
     if epsilon is not None:
@@ -293,7 +320,20 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
     else:
         r, statistical = run_resolution(rows_a), True
     out_rows: list[dict[str, Any]] = []
-    counts = dict.fromkeys(("regressed", "regressed_confident", "newly_failing", "improved", "improved_confident", "stable", "added", "removed", "compared"), 0)
+    counts = dict.fromkeys(
+        (
+            "regressed",
+            "regressed_confident",
+            "newly_failing",
+            "improved",
+            "improved_confident",
+            "stable",
+            "added",
+            "removed",
+            "compared",
+        ),
+        0,
+    )
     for k, a in after.items():
         b = before.get(k)
         if b is None:
@@ -314,14 +354,24 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
                 was, now = (_mean(old) or 0.0) >= PASS_THRESHOLD, (_mean(values) or 0.0) >= PASS_THRESHOLD
                 if was != now:
                     flips[m] = "pass→fail" if was else "fail→pass"
-        out_rows.append({
-            "sample_id": a["id"], "baseline_id": b["id"], "status": status, "confident": confident, "newly_failing": newly,
-            "pass_rate_before": b["pass_rate"], "pass_rate_after": a["pass_rate"],
-            "pass_rate_delta": float(a["pass_rate"]) - float(b["pass_rate"]),
-            "score_before": b.get("score_mean"), "score_after": a.get("score_mean"),
-            "score_delta": None if a.get("score_mean") is None or b.get("score_mean") is None else float(a["score_mean"]) - float(b["score_mean"]),
-            "flips": flips,
-        })
+        out_rows.append(
+            {
+                "sample_id": a["id"],
+                "baseline_id": b["id"],
+                "status": status,
+                "confident": confident,
+                "newly_failing": newly,
+                "pass_rate_before": b["pass_rate"],
+                "pass_rate_after": a["pass_rate"],
+                "pass_rate_delta": float(a["pass_rate"]) - float(b["pass_rate"]),
+                "score_before": b.get("score_mean"),
+                "score_after": a.get("score_mean"),
+                "score_delta": None
+                if a.get("score_mean") is None or b.get("score_mean") is None
+                else float(a["score_mean"]) - float(b["score_mean"]),
+                "flips": flips,
+            }
+        )
     for k, b in before.items():
         if k not in after:
             counts["removed"] += 1
@@ -341,10 +391,21 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
         }
     mf_a, mf_b = macro_f1(current.get("metrics") or {}), (baseline.get("summary") or {}).get("macro_f1")
     order = {"regressed": 0, "improved": 1, "added": 2, "removed": 3, "stable": 4}
-    out_rows.sort(key=lambda row: (order[row["status"]], not row["confident"], row.get("pass_rate_delta") or 0.0, str(row["sample_id"])))
+    out_rows.sort(
+        key=lambda row: (
+            order[row["status"]],
+            not row["confident"],
+            row.get("pass_rate_delta") or 0.0,
+            str(row["sample_id"]),
+        )
+    )
     return {
         "schema_version": COMPARISON_SCHEMA,
-        "baseline": {"name": baseline.get("name"), "run_id": baseline.get("run_id"), "promoted_at": baseline.get("promoted_at")},
+        "baseline": {
+            "name": baseline.get("name"),
+            "run_id": baseline.get("run_id"),
+            "promoted_at": baseline.get("promoted_at"),
+        },
         "joined_by": key,
         "resolution": r,
         "resolution_is_statistical": statistical,
@@ -390,19 +451,31 @@ def parse_fail_under(specs: Sequence[str], metrics: Sequence[str]) -> tuple[tupl
         if not math.isfinite(threshold):
             raise ConfigError(f"--fail-under {spec!r}: the threshold must be a finite number")
         if name not in metrics:
-            raise ConfigError(f"--fail-under {spec!r}: the run has no metric {name!r} (its metrics: {', '.join(metrics)})")
+            raise ConfigError(
+                f"--fail-under {spec!r}: the run has no metric {name!r} (its metrics: {', '.join(metrics)})"
+            )
         out.append((name, threshold))
     return tuple(out)
 
 
 def check_gates(
-    *, compare: str | None, max_regressions: int | None, confident_only: bool, epsilon: float | None,
-    comparison_out: str | None, fail_under: Sequence[str], metrics: Sequence[str],
+    *,
+    compare: str | None,
+    max_regressions: int | None,
+    confident_only: bool,
+    epsilon: float | None,
+    comparison_out: str | None,
+    fail_under: Sequence[str],
+    metrics: Sequence[str],
 ) -> Gates:
     """The gate flags, validated together (a flag that needs --compare names it)."""
     if compare is None:
-        for flag, given in (("--max-regressions", max_regressions is not None), ("--confident-only", confident_only),
-                            ("--compare-epsilon", epsilon is not None), ("--comparison-out", comparison_out is not None)):
+        for flag, given in (
+            ("--max-regressions", max_regressions is not None),
+            ("--confident-only", confident_only),
+            ("--compare-epsilon", epsilon is not None),
+            ("--comparison-out", comparison_out is not None),
+        ):
             if given:
                 raise ConfigError(f"{flag} needs --compare NAME (the baseline to compare with)")
     else:
@@ -411,7 +484,9 @@ def check_gates(
         raise ConfigError(f"--max-regressions must be >= 0, got {max_regressions}")
     if epsilon is not None and not (0 <= epsilon <= 1):
         raise ConfigError(f"--compare-epsilon must be between 0 and 1 (a pass-rate difference), got {epsilon:g}")
-    return Gates(compare, max_regressions, confident_only, epsilon, comparison_out, parse_fail_under(fail_under, metrics))
+    return Gates(
+        compare, max_regressions, confident_only, epsilon, comparison_out, parse_fail_under(fail_under, metrics)
+    )
 
 
 def gate_failures(report: Mapping[str, Any], comparison: Mapping[str, Any] | None, gates: Gates) -> list[str]:
@@ -429,8 +504,10 @@ def gate_failures(report: Mapping[str, Any], comparison: Mapping[str, Any] | Non
             what = "confidently " if gates.confident_only else ""
             note = ""
             if not gates.confident_only and c["regressed"]:
-                note = (f"; {c['regressed_confident']} of {c['regressed']} exceed the resolution of "
-                        f"{comparison['resolution'] * 100:.1f} points, the rest are within sampling noise")
+                note = (
+                    f"; {c['regressed_confident']} of {c['regressed']} exceed the resolution of "
+                    f"{comparison['resolution'] * 100:.1f} points, the rest are within sampling noise"
+                )
             problems.append(
                 f"{counted} {what}regressed sample(s) against baseline {comparison['baseline']['name']!r} "
                 f"(allowed: {gates.max_regressions}){note}"
@@ -467,7 +544,9 @@ def comparison_lines(comparison: Mapping[str, Any]) -> list[str]:
             f"score {score}   {row['status']}{' (confident)' if row['confident'] else ''}"
         )
     if len(changed) > _SHOWN_ROWS:
-        lines.append(f"  … and {len(changed) - _SHOWN_ROWS} more. Write the full comparison with --comparison-out FILE.")
+        lines.append(
+            f"  … and {len(changed) - _SHOWN_ROWS} more. Write the full comparison with --comparison-out FILE."
+        )
     for w in comparison.get("warnings") or []:
         lines.append(f"  note: {w}")
     return lines

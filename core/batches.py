@@ -180,7 +180,9 @@ def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[s
         tenant=rec.get("tenant") or None,
         callbacks={s: json.loads(rec[f"cb:{s}"]) for s in STAGES if rec.get(f"cb:{s}")},
         declared=declared,
-        dispatched=int(rec.get("dispatched") or rec.get("total") or 0) if declared is not None else int(rec.get("total", 0)),
+        dispatched=int(rec.get("dispatched") or rec.get("total") or 0)
+        if declared is not None
+        else int(rec.get("total", 0)),
         undispatched=left,
     )
 
@@ -240,7 +242,13 @@ class Batches:
         if total is not None:
             fields["declared"] = total
             fields["dispatched"] = 0
-        for stage, names in (("before", before), ("progress", progress), ("then", then), ("catch", catch), ("finally", finally_)):
+        for stage, names in (
+            ("before", before),
+            ("progress", progress),
+            ("then", then),
+            ("catch", catch),
+            ("finally", finally_),
+        ):
             if names:
                 fields[f"cb:{stage}"] = json.dumps(list(names))
         async with self.client.pipeline(transaction=True) as pipe:
@@ -252,7 +260,9 @@ class Batches:
             pipe.sadd(self.queue.globals.queues, queue)
             await pipe.execute()
         if before:
-            await self.queue.dispatch(CALLBACK_JOB, {"batch": bid, "stage": "before", "queue": queue}, queue=queue, lane="_cb")
+            await self.queue.dispatch(
+                CALLBACK_JOB, {"batch": bid, "stage": "before", "queue": queue}, queue=queue, lane="_cb"
+            )
         await self.add(bid, jobs, queue=queue)
         await self.client.xadd(
             f"{self.prefix}:events",
@@ -328,7 +338,9 @@ class Batches:
         once the dispatched ones are done; returns how many declared jobs were never dispatched."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        left = int(await self.queue.scripts["batch_seal"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id]))
+        left = int(
+            await self.queue.scripts["batch_seal"](keys=[keys.lanes, keys.ready, keys.wake], args=[keys.base, batch_id])
+        )
         if left < 0:
             raise EvalHarnessError(f"no batch {batch_id!r}")
         return left
@@ -337,7 +349,11 @@ class Batches:
         """Queue the failed (and cancelled) jobs again; returns how many."""
         queue = await self.queue_of(batch_id)
         keys = self.queue.keys(queue)
-        n = int(await self.queue.scripts["batch_retry"](keys=[keys.lanes, keys.ready, keys.wake, keys.failed], args=[keys.base, batch_id]))
+        n = int(
+            await self.queue.scripts["batch_retry"](
+                keys=[keys.lanes, keys.ready, keys.wake, keys.failed], args=[keys.base, batch_id]
+            )
+        )
         if n < 0:
             raise EvalHarnessError(f"no batch {batch_id!r}")
         return n
@@ -352,8 +368,12 @@ class Batches:
             if b.finished and done_at is not None and done_at < cutoff:
                 keys = self.queue.keys(b.queue)
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.delete(batch_key(keys, b.id), batch_key(keys, b.id) + ":failed", batch_key(keys, b.id) + ":cancelled",
-                                batch_key(keys, b.id) + ":running")
+                    pipe.delete(
+                        batch_key(keys, b.id),
+                        batch_key(keys, b.id) + ":failed",
+                        batch_key(keys, b.id) + ":cancelled",
+                        batch_key(keys, b.id) + ":running",
+                    )
                     pipe.zrem(batches_key(keys), b.id)
                     pipe.zrem(active_batches_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)

@@ -76,7 +76,15 @@ def cache_digest(sut: str, fingerprint: str | None, sample_input: Any, variant: 
 class ResponseCache:
     """Reads and writes the cached outputs of one SUT (one fingerprint)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, sut: str, fingerprint: str | None, ttl: int = DEFAULT_CACHE_TTL, repetitions: int = 1) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        sut: str,
+        fingerprint: str | None,
+        ttl: int = DEFAULT_CACHE_TTL,
+        repetitions: int = 1,
+    ) -> None:
         self.client = client
         # a repeated run executes each sample ``repetitions`` times in a row (unit u is repetition
         # u % repetitions): each repetition keeps its own entry, or the cache would make them agree
@@ -107,13 +115,20 @@ class ResponseCache:
                 continue  # an unreadable entry is a miss; the fresh output overwrites it
             if not isinstance(output, str):
                 continue
-            result: dict[str, Any] = {"output": output, "attempts": 0, "cached": True, "sut_fingerprint": self.fingerprint}
+            result: dict[str, Any] = {
+                "output": output,
+                "attempts": 0,
+                "cached": True,
+                "sut_fingerprint": self.fingerprint,
+            }
             if entry.get("usage"):
                 result["usage"] = entry["usage"]
             hits[index] = {"result": result}
         return hits
 
-    async def store(self, outcomes: Sequence[SampleOutcome], skip: Mapping[int, Any] = {}, now: float | None = None) -> int:
+    async def store(
+        self, outcomes: Sequence[SampleOutcome], skip: Mapping[int, Any] = {}, now: float | None = None
+    ) -> int:
         """Keep the outputs of ``outcomes`` (never their failures), except those of ``skip`` (the
         cached ones, whose TTL is not renewed by being read); returns how many were written."""
         stamp = time.time() if now is None else now
@@ -181,4 +196,10 @@ async def cache_clear(client: aioredis.Redis, prefix: str) -> int:
 
 def cache_summary(settings: CacheSettings, total: int, hits: int, stored: int) -> dict[str, Any]:
     """The report's ``cache`` block."""
-    return {"enabled": settings.enabled, "ttl_seconds": settings.ttl, "hits": hits, "misses": total - hits, "stored": stored}
+    return {
+        "enabled": settings.enabled,
+        "ttl_seconds": settings.ttl,
+        "hits": hits,
+        "misses": total - hits,
+        "stored": stored,
+    }

@@ -38,7 +38,7 @@ def _label(value: Any, where: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _LABELS:
         return _LABELS[value.strip().lower()]
-    raise DatasetError(f"{where}: key 'human': expected \"pass\" or \"fail\", got {value!r}")
+    raise DatasetError(f'{where}: key \'human\': expected "pass" or "fail", got {value!r}')
 
 
 def load_cases(path: Path) -> list[CalibrationCase]:
@@ -66,7 +66,7 @@ def load_cases(path: Path) -> list[CalibrationCase]:
             raise DatasetError(f"{where}: key 'output': expected the output text")
         label_key = next((k for k in ("human", "human_label", "human_verdict") if k in row), None)
         if label_key is None:
-            raise DatasetError(f"{where}: key 'human' is missing (\"pass\" or \"fail\")")
+            raise DatasetError(f'{where}: key \'human\' is missing ("pass" or "fail")')
         human = _label(row[label_key], where)
         if "input" not in row:
             raise DatasetError(f"{where}: key 'input' is missing")
@@ -140,14 +140,21 @@ class Calibration:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "n": self.n, "agreement": self.agreement, "confusion": dict(self.confusion), "kappa": self.kappa,
-            "length_bias": self.length_bias, "errors": list(self.errors), "rows": list(self.rows),
+            "n": self.n,
+            "agreement": self.agreement,
+            "confusion": dict(self.confusion),
+            "kappa": self.kappa,
+            "length_bias": self.length_bias,
+            "errors": list(self.errors),
+            "rows": list(self.rows),
         }
 
 
 def calibrate(cases: Sequence[CalibrationCase], scorer: Scorer, *, pass_threshold: float = 0.5) -> Calibration:
     """Score each case with ``scorer`` (a judge whose verdicts are in already) and compare."""
-    confusion = dict.fromkeys(("true_pass", "true_fail", "false_pass", "false_fail", "unscored_pass", "unscored_fail"), 0)
+    confusion = dict.fromkeys(
+        ("true_pass", "true_fail", "false_pass", "false_fail", "unscored_pass", "unscored_fail"), 0
+    )
     matches = 0
     pairs: list[tuple[bool, bool]] = []
     lengths: list[float] = []
@@ -160,7 +167,9 @@ def calibrate(cases: Sequence[CalibrationCase], scorer: Scorer, *, pass_threshol
         except ScoreError as exc:
             confusion["unscored_pass" if case.human_pass else "unscored_fail"] += 1
             errors.append({"id": case.sample.id, "kind": exc.kind, "message": exc.message})
-            rows.append({"id": case.sample.id, "human": "pass" if case.human_pass else "fail", "score": None, "judge": None})
+            rows.append(
+                {"id": case.sample.id, "human": "pass" if case.human_pass else "fail", "score": None, "judge": None}
+            )
             continue
         judge_pass = score >= pass_threshold
         if judge_pass == case.human_pass:
@@ -170,9 +179,21 @@ def calibrate(cases: Sequence[CalibrationCase], scorer: Scorer, *, pass_threshol
         pairs.append((case.human_pass, judge_pass))
         lengths.append(float(len(case.output)))
         scores.append(score)
-        rows.append({"id": case.sample.id, "human": "pass" if case.human_pass else "fail", "score": score, "judge": "pass" if judge_pass else "fail"})
+        rows.append(
+            {
+                "id": case.sample.id,
+                "human": "pass" if case.human_pass else "fail",
+                "score": score,
+                "judge": "pass" if judge_pass else "fail",
+            }
+        )
     n = len(cases)
     return Calibration(
-        n=n, agreement=matches / n if n else 0.0, confusion=confusion, kappa=cohen_kappa(pairs),
-        length_bias=spearman(lengths, scores), errors=errors, rows=rows,
+        n=n,
+        agreement=matches / n if n else 0.0,
+        confusion=confusion,
+        kappa=cohen_kappa(pairs),
+        length_bias=spearman(lengths, scores),
+        errors=errors,
+        rows=rows,
     )

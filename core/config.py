@@ -222,7 +222,9 @@ class SupervisorConfig:
                 )
         elif processes is not UNSET and high is not UNSET and processes != high:
             raise FieldError(
-                self.name, "processes", f"is shorthand for max_processes: give one of them, not both ({processes} and {high})"
+                self.name,
+                "processes",
+                f"is shorthand for max_processes: give one of them, not both ({processes} and {high})",
             )
         elif high is UNSET:
             high = processes
@@ -273,7 +275,22 @@ class Config:
     online: dict[str, Any] = field(default_factory=dict)
 
 
-_TOP_KEYS = {"redis_url", "prefix", "state_dir", "imports", "supervisors", "environment", "environments", "metrics", "providers", "sut", "profiles", "run", "prices", "online"}
+_TOP_KEYS = {
+    "redis_url",
+    "prefix",
+    "state_dir",
+    "imports",
+    "supervisors",
+    "environment",
+    "environments",
+    "metrics",
+    "providers",
+    "sut",
+    "profiles",
+    "run",
+    "prices",
+    "online",
+}
 _ENV_KEYS = {"supervisors"}
 # key -> what its TOML value must be
 _SUP_KEYS = {
@@ -447,7 +464,9 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
     online = check_online_table(data["online"], str(path)) if "online" in data else {}
 
     shared = _supervisor_tables(data.get("supervisors", {}), f"{path}: table [supervisors]")
-    raw_envs = _expect(data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables")
+    raw_envs = _expect(
+        data.get("environments", {}), dict, f"{path}: table [environments]", "a table of environment tables"
+    )
     env_tables: dict[str, dict[str, tuple[dict[str, Any], str]]] = {}
     for env_name, env_body in raw_envs.items():
         where = f"{path}: table [environments.{env_name}]"
@@ -459,7 +478,9 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
         for key in env_body:
             if key not in _ENV_KEYS:
                 raise _unknown(key, _ENV_KEYS, where)
-        env_tables[env_name] = _supervisor_tables(env_body.get("supervisors", {}), f"{path}: table [environments.{env_name}.supervisors]")
+        env_tables[env_name] = _supervisor_tables(
+            env_body.get("supervisors", {}), f"{path}: table [environments.{env_name}.supervisors]"
+        )
 
     # shared supervisors run in every environment, so each must be valid on its own
     base = tuple(_build(name, values, dict.fromkeys(values, label), label) for name, (values, label) in shared.items())
@@ -485,7 +506,9 @@ def parse_config(data: dict[str, Any], path: Path, environment: str | None = Non
     chosen, source = resolve_environment(environment, in_file)
     if chosen not in resolved and source is not None and (resolved or source.startswith("the file")):
         defined = ", ".join(sorted(resolved)) or "none"
-        raise ConfigError(f"{path}: environment {chosen!r} (from {source}) is not defined in the file (defined: {defined})")
+        raise ConfigError(
+            f"{path}: environment {chosen!r} (from {source}) is not defined in the file (defined: {defined})"
+        )
     return Config(
         path=path,
         redis_url=redis_url,

@@ -30,7 +30,7 @@ def check_price_tables(raw: Any, path: str) -> dict[str, Price]:
     """``[prices."gpt-4o"] input_per_mtok = 2.5, output_per_mtok = 10`` -> {prefix: Price}; an
     error names the file, the table and the key."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: table [prices] must be a table of [prices.\"MODEL-PREFIX\"] tables")
+        raise ConfigError(f'{path}: table [prices] must be a table of [prices."MODEL-PREFIX"] tables')
     prices: dict[str, Price] = {}
     for prefix, body in raw.items():
         where = f'{path}: table [prices."{prefix}"]'
@@ -78,7 +78,9 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def sample_cost(usage: Mapping[str, Any] | None, prices: Mapping[str, Price], default_model: str | None = None) -> dict[str, Any] | None:
+def sample_cost(
+    usage: Mapping[str, Any] | None, prices: Mapping[str, Price], default_model: str | None = None
+) -> dict[str, Any] | None:
     """One sample's cost: ``{"usd", "source": reported|derived|unpriced, "model"}``, None when it
     has no usage.  A reported cost wins over one derived from tokens."""
     if not usage:
@@ -107,7 +109,10 @@ def cost_summary(costs: Sequence[dict[str, Any] | None], usages: Sequence[Mappin
         source = cost["source"]
         counts[source] += 1
         model = cost.get("model") or UNNAMED_MODEL
-        entry = per_model.setdefault(model, {"model": model, "samples": 0, "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0, "priced": True})
+        entry = per_model.setdefault(
+            model,
+            {"model": model, "samples": 0, "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0, "priced": True},
+        )
         entry["samples"] += 1
         for name in ("prompt_tokens", "completion_tokens"):
             value = _number((usage or {}).get(name))
@@ -208,7 +213,10 @@ def add_cost(
     in a report without usage, so other reports keep their exact shape."""
     rows = report.get("samples") or []
     usages = [row.get("usage") for row in rows]
-    judged = [judge_usage[str(row["id"])].as_dict() if judge_usage and str(row.get("id")) in judge_usage else None for row in rows]
+    judged = [
+        judge_usage[str(row["id"])].as_dict() if judge_usage and str(row.get("id")) in judge_usage else None
+        for row in rows
+    ]
     if not any(usages) and not any(judged):
         return None
     model = sut_model(sut)

@@ -146,9 +146,7 @@ def _unknown_key_message(key: str, allowed: tuple[str, ...]) -> str:
     return f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
 
 
-def _check_keys(
-    keys: Iterable[str], line_of: Callable[[str], int], fail: Callable[[int, str], NoReturn]
-) -> None:
+def _check_keys(keys: Iterable[str], line_of: Callable[[str], int], fail: Callable[[int, str], NoReturn]) -> None:
     present = set(keys)
     # Unknown keys first: a typo such as ``expected`` would otherwise be reported as a missing key.
     if not _SAMPLE_KEY_SET.issuperset(present):
@@ -314,9 +312,7 @@ class _YamlReader:
                 name_key, name_node = pairs["name"]
                 value = self._value(name_node)
                 if not isinstance(value, str) or not value.strip():
-                    self._fail(
-                        _line(name_key), f"key 'name' must be a non-empty string, got {_kind(value, 'mapping')}"
-                    )
+                    self._fail(_line(name_key), f"key 'name' must be a non-empty string, got {_kind(value, 'mapping')}")
                 name = value
             samples_key, node = pairs["samples"]
             if not (isinstance(node, SequenceNode) and node.tag == _TAG + "seq"):
@@ -416,9 +412,7 @@ class _YamlReader:
                     continue
                 key = self._key(key_node)
                 if key in explicit:
-                    self._fail(
-                        _line(key_node), f"duplicate key {key!r} (first at line {_line(explicit[key][0])})"
-                    )
+                    self._fail(_line(key_node), f"duplicate key {key!r} (first at line {_line(explicit[key][0])})")
                 explicit[key] = (key_node, value_node)
             return {**merged, **explicit} if merged else explicit
         finally:
@@ -506,19 +500,29 @@ def _load_csv(p: Path, text: str, input_col: str, expected_col: str) -> tuple[Sa
         if header is None:
             header, header_line = _csv_header(row, start, fail), start
             missing = [
-                (col, flag) for col, flag in ((input_col, "--input-col"), (expected_col, "--expected-col"))
+                (col, flag)
+                for col, flag in ((input_col, "--input-col"), (expected_col, "--expected-col"))
                 if col not in header
             ]
             if missing:
                 col, flag = missing[0]
-                fail(start, f"missing column {col!r} (choose the column with {flag}); the header has: {', '.join(header)}")
+                fail(
+                    start,
+                    f"missing column {col!r} (choose the column with {flag}); the header has: {', '.join(header)}",
+                )
             continue
         if len(row) != len(header):
             if len(row) < len(header):
-                absent = ", ".join(repr(c) for c in header[len(row):])
-                fail(start, f"row has {len(row)} field(s), the header (line {header_line}) has {len(header)}: missing {absent}")
-            fail(start, f"row has {len(row)} fields, the header (line {header_line}) has {len(header)}: "
-                        f"unexpected field {len(header) + 1} after {header[-1]!r}")
+                absent = ", ".join(repr(c) for c in header[len(row) :])
+                fail(
+                    start,
+                    f"row has {len(row)} field(s), the header (line {header_line}) has {len(header)}: missing {absent}",
+                )
+            fail(
+                start,
+                f"row has {len(row)} fields, the header (line {header_line}) has {len(header)}: "
+                f"unexpected field {len(header) + 1} after {header[-1]!r}",
+            )
         fields = dict(zip(header, row, strict=True))
         if ID_COLUMN in fields:
             sample_id = fields[ID_COLUMN]
@@ -532,7 +536,15 @@ def _load_csv(p: Path, text: str, input_col: str, expected_col: str) -> tuple[Sa
             fail(start, f"duplicate id {sample_id!r} (first at line {first_line[sample_id]})")
         first_line[sample_id] = start
         metadata = {k: v for k, v in fields.items() if k not in (ID_COLUMN, input_col, expected_col)}
-        samples.append(Sample(id=sample_id, input=fields[input_col], expected_output=fields[expected_col], metadata=metadata, line=start))
+        samples.append(
+            Sample(
+                id=sample_id,
+                input=fields[input_col],
+                expected_output=fields[expected_col],
+                metadata=metadata,
+                line=start,
+            )
+        )
     if header is None:
         fail(1, "no header row: a CSV dataset starts with a row of column names")
     if not samples:
@@ -613,7 +625,9 @@ def select_samples(
         random.Random(seed).shuffle(positions)
     if limit is not None:
         positions = positions[:limit]
-    subset = Subset(positions=tuple(positions), of=len(dataset.samples), limit=limit, sample_ids=ids, shuffle=shuffle, seed=seed)
+    subset = Subset(
+        positions=tuple(positions), of=len(dataset.samples), limit=limit, sample_ids=ids, shuffle=shuffle, seed=seed
+    )
     picked = Dataset(path=dataset.path, name=dataset.name, samples=tuple(dataset.samples[i] for i in positions))
     return picked, subset
 
@@ -669,7 +683,10 @@ def load_outputs(path: str | Path, dataset: Dataset) -> dict[int, str]:
         if not isinstance(row["output"], str):
             fail(number, f"key 'output' must be a string, got {_kind(row['output'], 'object')}")
         if position in first_line:
-            fail(number, f"a second output for sample {dataset.samples[position].id!r} (first at line {first_line[position]})")
+            fail(
+                number,
+                f"a second output for sample {dataset.samples[position].id!r} (first at line {first_line[position]})",
+            )
         first_line[position] = number
         outputs[position] = row["output"]
     if not outputs:

@@ -159,9 +159,7 @@ def choose_binary(
     wins unless it is a downgrade; otherwise the recorded binary is kept (unless it was replaced in
     place by an older build); a directory without a record takes the first candidate.
     """
-    move_away = (
-        f"or move the state directory {state_dir} away (its data stays in it) to start afresh"
-    )
+    move_away = f"or move the state directory {state_dir} away (its data stays in it) to start afresh"
     if explicit is not None:
         if recorded is not None and is_downgrade(recorded, explicit):
             raise ServerDowngradeError(
@@ -402,17 +400,28 @@ class EmbeddedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         args = [
             binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--pidfile", str(self.pid_path),
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", str(self.log_path),
-            "--protected-mode", "yes",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--pidfile",
+            str(self.pid_path),
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.log_path),
+            "--protected-mode",
+            "yes",
         ]
         with open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(

@@ -279,7 +279,15 @@ def _budget_never_ran(
         if i in prefilled:
             out.append(outcome_of(i, dataset.samples[i], prefilled[i], True))
         else:
-            out.append(SampleOutcome(i, dataset.samples[i], None, _error("not_dispatched", f"never ran: halted on budget ({budget.reason(index)})"), 0))
+            out.append(
+                SampleOutcome(
+                    i,
+                    dataset.samples[i],
+                    None,
+                    _error("not_dispatched", f"never ran: halted on budget ({budget.reason(index)})"),
+                    0,
+                )
+            )
             never += 1
     diagnostics.append(f"halted on budget: {budget.reason(index)}; {never} sample(s) never ran")
     return out
@@ -308,7 +316,9 @@ def _serial_interrupted(
 async def _serial_sample(
     func: Any, sample_input: Any, options: RunOptions, key: str
 ) -> tuple[str | None, dict[str, Any] | None, int]:
-    job = Job(id="serial", name=SAMPLE_JOB, payload=None, queue="", options=options.job_options, enqueued_at=time.time())
+    job = Job(
+        id="serial", name=SAMPLE_JOB, payload=None, queue="", options=options.job_options, enqueued_at=time.time()
+    )
     attempts = releases = 0
     while True:
         attempts += 1
@@ -361,8 +371,14 @@ class _Collector:
     outcomes from the run's result sink as workers acknowledge them."""
 
     def __init__(
-        self, client: aioredis.Redis, prefix: str, dataset: Dataset, sut: str, options: RunOptions,
-        sut_fingerprint: str | None = None, resume: Continuation | None = None,
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        dataset: Dataset,
+        sut: str,
+        options: RunOptions,
+        sut_fingerprint: str | None = None,
+        resume: Continuation | None = None,
     ) -> None:
         self.client = client
         self.queue = Queue(client, prefix)
@@ -395,7 +411,13 @@ class _Collector:
         sample = self.dataset.samples[index]
         return JobRequest(
             SAMPLE_JOB,
-            {"sut": self.sut, "sut_fingerprint": self.sut_fingerprint, "input": sample.input, "sample_id": sample.id, "index": index},
+            {
+                "sut": self.sut,
+                "sut_fingerprint": self.sut_fingerprint,
+                "input": sample.input,
+                "sample_id": sample.id,
+                "index": index,
+            },
             queue=self.options.queue,
             options=self.job_options,
             id=f"{self.run_id}-{index}{self.fresh.get(index, '')}",
@@ -468,7 +490,9 @@ class _Collector:
         ]
 
 
-def outcome_of(index: int, sample: Sample, value: dict[str, Any] | None, dispatched: bool, why: str = "the run stopped") -> SampleOutcome:
+def outcome_of(
+    index: int, sample: Sample, value: dict[str, Any] | None, dispatched: bool, why: str = "the run stopped"
+) -> SampleOutcome:
     """One sample's outcome from what its job stored in the run's result sink (None: nothing)."""
     if value is None:
         if dispatched:
@@ -494,7 +518,9 @@ async def _workers_or_coming(queue: Queue, client: aioredis.Redis, prefix: str, 
         return True
     if not await _master_supervises(client, prefix, name):
         return False
-    log.info("no worker is serving queue %r yet; evalharnessd supervises it, waiting up to %gs", name, WORKERS_COMING_WAIT)
+    log.info(
+        "no worker is serving queue %r yet; evalharnessd supervises it, waiting up to %gs", name, WORKERS_COMING_WAIT
+    )
     end = time.monotonic() + WORKERS_COMING_WAIT
     while time.monotonic() < end:
         await asyncio.sleep(0.2)
@@ -559,8 +585,20 @@ async def run_lazy_parallel(
         interrupt.bind()
     try:
         return await _lazy_parallel(
-            client, prefix, dataset, sut, options, progress, interrupt, metrics, code.fingerprint, watch, record_extra,
-            resume, prefilled or {}, budget,
+            client,
+            prefix,
+            dataset,
+            sut,
+            options,
+            progress,
+            interrupt,
+            metrics,
+            code.fingerprint,
+            watch,
+            record_extra,
+            resume,
+            prefilled or {},
+            budget,
         )
     finally:
         if interrupt is not None:
@@ -598,8 +636,12 @@ async def _lazy_parallel(
         # total and progress are the run's, not what was dispatched so far, and it cannot finish
         # while samples wait to be dispatched.
         await batches.create(
-            f"eval {dataset.name} ({sut})", queue=options.queue, tags=(f"run:{c.run_id}",), batch_id=c.batch_id,
-            allow_failures=True, total=len(c.pending),
+            f"eval {dataset.name} ({sut})",
+            queue=options.queue,
+            tags=(f"run:{c.run_id}",),
+            batch_id=c.batch_id,
+            allow_failures=True,
+            total=len(c.pending),
         )
     if watch is not None:
         watch(c.batch_id)
@@ -607,14 +649,35 @@ async def _lazy_parallel(
     if resume is None:
         started = time.time()
         # The run's record lets `evalharness report RUN_ID` rebuild the report from the outputs later.
-        await store.create(RunRecord(
-            id=c.run_id, state="running", dataset=dataset, fingerprint=dataset_fingerprint(dataset), sut=sut,
-            metrics=tuple(metrics), mode=options.mode, options=options.to_json(), queue=options.queue, started_at=started,
-            batch=c.batch_id, sink=c.sink, result_ttl=options.result_ttl, extra=dict(record_extra or {}),
-        ))
+        await store.create(
+            RunRecord(
+                id=c.run_id,
+                state="running",
+                dataset=dataset,
+                fingerprint=dataset_fingerprint(dataset),
+                sut=sut,
+                metrics=tuple(metrics),
+                mode=options.mode,
+                options=options.to_json(),
+                queue=options.queue,
+                started_at=started,
+                batch=c.batch_id,
+                sink=c.sink,
+                result_ttl=options.result_ttl,
+                extra=dict(record_extra or {}),
+            )
+        )
     else:
         started = resume.started_at
-        await store.update(c.run_id, options.result_ttl, state="running", batch=c.batch_id, finished_at=None, interrupted=None, **dict(record_extra or {}))
+        await store.update(
+            c.run_id,
+            options.result_ttl,
+            state="running",
+            batch=c.batch_id,
+            finished_at=None,
+            interrupted=None,
+            **dict(record_extra or {}),
+        )
     if prefilled:
         # the sink holds every outcome of the run, so `evalharness report RUN_ID` has the cached ones too
         sink_key = c.queue.keys(options.queue).results(c.sink)
@@ -702,7 +765,13 @@ async def _lazy_parallel(
     if interrupt is not None and interrupt.requested and len(c.results) < total:
         await _interrupted(c, batches, interrupt, options)
         result = RunResult(
-            c.run_id, c.outcomes(interrupt.signal), started, time.time(), c.diagnostics, c.batch_id, interrupt.signal,
+            c.run_id,
+            c.outcomes(interrupt.signal),
+            started,
+            time.time(),
+            c.diagnostics,
+            c.batch_id,
+            interrupt.signal,
             sut_fingerprint=c.sut_fingerprint,
         )
         with contextlib.suppress(*REDIS_ERRORS):
@@ -738,8 +807,13 @@ async def _record_end(store: RunStore, c: _Collector, result: RunResult, state: 
     """The run's record says how it ended; the producer's list of arrived outputs goes (the
     outputs themselves stay, for `evalharness report`)."""
     await store.update(
-        c.run_id, c.options.result_ttl, state=state, finished_at=result.finished_at, interrupted=result.interrupted,
-        dispatched=len(c.dataset.samples) - len(c.pending), diagnostics=result.diagnostics,
+        c.run_id,
+        c.options.result_ttl,
+        state=state,
+        finished_at=result.finished_at,
+        interrupted=result.interrupted,
+        dispatched=len(c.dataset.samples) - len(c.pending),
+        diagnostics=result.diagnostics,
     )
     await c.client.delete(c.done_key)
 
@@ -763,7 +837,9 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
     # the batch counts what was dispatched even when the producer died before it could say so
     dispatched = max(record.dispatched, info.dispatched if info is not None else 0)
     if not values and info is not None and info.processed > 0:
-        raise EvalHarnessError(f"the outputs of run {run_id!r} have expired (kept --result-ttl seconds after the last one arrived)")
+        raise EvalHarnessError(
+            f"the outputs of run {run_id!r} have expired (kept --result-ttl seconds after the last one arrived)"
+        )
     diagnostics = []
     if info is not None and info.state in ("pending", "running"):
         diagnostics.append(
@@ -813,7 +889,11 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
     """A signal stopped the run: cancel its batch (queued samples leave the queue, running ones are
     told to stop), give the running ones a moment to report, and say what is missing."""
     name = interrupt.signal
-    log.warning("interrupted by %s: cancelling batch %s and writing the partial report (again to stop at once)", name, c.batch_id)
+    log.warning(
+        "interrupted by %s: cancelling batch %s and writing the partial report (again to stop at once)",
+        name,
+        c.batch_id,
+    )
     removed: int | None = None
     problem = "a second signal came first"
     try:
@@ -861,4 +941,3 @@ def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispa
             f"every sample was dispatched after {dispatch_done_at - start:.1f}s; "
             f"{len(c.in_flight)} were still running or queued when the budget ran out"
         )
-

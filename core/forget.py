@@ -57,7 +57,9 @@ class ForgetOutcome:
             (self.batches, "batch"),
             (self.workers, "live worker"),
         ]
-        return ", ".join(f"{n} {word}{'es' if word == 'batch' and n != 1 else 's' if n != 1 else ''}" for n, word in parts if n)
+        return ", ".join(
+            f"{n} {word}{'es' if word == 'batch' and n != 1 else 's' if n != 1 else ''}" for n, word in parts if n
+        )
 
 
 class QueueForgetter:
@@ -72,8 +74,19 @@ class QueueForgetter:
     def _call(self, queue: str, retention: float) -> dict[str, list[Any]]:
         k = QueueKeys(self.prefix, queue)
         return {
-            "keys": [self.globals.queues, self.globals.queues_idle, k.ready, k.delayed, k.reserved, k.failed,
-                     k.workers, k.batches, k.lanes, k.stats, k.wake],
+            "keys": [
+                self.globals.queues,
+                self.globals.queues_idle,
+                k.ready,
+                k.delayed,
+                k.reserved,
+                k.failed,
+                k.workers,
+                k.batches,
+                k.lanes,
+                k.stats,
+                k.wake,
+            ],
             "args": [queue, int(retention * 1000)],
         }
 
@@ -83,7 +96,12 @@ class QueueForgetter:
         return ForgetOutcome(
             queue=queue,
             use=(QueueUse.IN_USE, QueueUse.IDLE, QueueUse.FORGOTTEN)[state],
-            ready=ready, delayed=delayed, reserved=reserved, failed=failed, workers=workers, batches=batches,
+            ready=ready,
+            delayed=delayed,
+            reserved=reserved,
+            failed=failed,
+            workers=workers,
+            batches=batches,
             idle_since=None if since < 0 else since / 1000.0,
         )
 

@@ -95,7 +95,9 @@ async def failed_job_ids(client: aioredis.Redis, prefix: str, queues: Sequence[s
     return out
 
 
-async def resolve_failed_job(client: aioredis.Redis, prefix: str, text: str, queues: Sequence[str] = ()) -> tuple[str, str]:
+async def resolve_failed_job(
+    client: aioredis.Redis, prefix: str, text: str, queues: Sequence[str] = ()
+) -> tuple[str, str]:
     """(queue, job id) of the failed job that ``text`` (an id or a unique prefix) names."""
     known = await failed_job_ids(client, prefix, queues)
     where = f" on queue(s) {', '.join(queues)}" if queues else ""

@@ -559,7 +559,9 @@ def decide(
         return Decision(Verdict.FAIL, kind=FailureKind.CANCELLED, reason="cancelled by an operator")
     r = random.random() if rnd is None else rnd
     if outcome == Outcome.RATE_LIMITED:
-        delay = retry_after if retry_after is not None else backoff_delay(opts.backoff, job.releases + 1, opts.jitter, r)
+        delay = (
+            retry_after if retry_after is not None else backoff_delay(opts.backoff, job.releases + 1, opts.jitter, r)
+        )
         if opts.retry_until is not None and now + delay > opts.retry_until:
             return Decision(Verdict.FAIL, kind=FailureKind.RATE_LIMITED, reason="still rate-limited at retry_until")
         return Decision(Verdict.RELEASE, delay=delay, rate_limited=True, kind=FailureKind.RATE_LIMITED)

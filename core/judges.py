@@ -114,24 +114,38 @@ def expected_text(expected: Any) -> str:
 
 def llm_prompt(sample: Sample, output: str, template: str = "", rubric: str = "") -> str:
     rubric_line = f"Rubric: {rubric}" if rubric else ""
-    return fill(template or LLM_PROMPT, {
-        "question": question_text(sample.input), "expected": expected_text(sample.expected_output),
-        "actual": output, "rubric": rubric_line,
-    })
+    return fill(
+        template or LLM_PROMPT,
+        {
+            "question": question_text(sample.input),
+            "expected": expected_text(sample.expected_output),
+            "actual": output,
+            "rubric": rubric_line,
+        },
+    )
 
 
 def refusal_prompt(sample: Sample, output: str) -> str:
     expected_refusal = sample.metadata.get("refusal_expected") if isinstance(sample.metadata, Mapping) else None
     if expected_refusal is None:
-        raise ScoreError("missing-metadata", "metadata.refusal_expected is required for refusal-quality (true or false)")
+        raise ScoreError(
+            "missing-metadata", "metadata.refusal_expected is required for refusal-quality (true or false)"
+        )
     if not isinstance(expected_refusal, bool):
-        raise ScoreError("invalid-metadata", f"metadata.refusal_expected must be a boolean; got {json_type(expected_refusal)}")
+        raise ScoreError(
+            "invalid-metadata", f"metadata.refusal_expected must be a boolean; got {json_type(expected_refusal)}"
+        )
     policy = sample.metadata.get("refusal_policy")
-    return fill(REFUSAL_PROMPT, {
-        "question": question_text(sample.input), "expected": expected_text(sample.expected_output), "actual": output,
-        "refusal_expected": "yes" if expected_refusal else "no",
-        "policy": policy if isinstance(policy, str) and policy else "(none given)",
-    })
+    return fill(
+        REFUSAL_PROMPT,
+        {
+            "question": question_text(sample.input),
+            "expected": expected_text(sample.expected_output),
+            "actual": output,
+            "refusal_expected": "yes" if expected_refusal else "no",
+            "policy": policy if isinstance(policy, str) and policy else "(none given)",
+        },
+    )
 
 
 # -- replies (pure) -----------------------------------------------------------------------
@@ -149,7 +163,9 @@ def _object(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         # The reply is not quoted: it may repeat the sample's text, which belongs in the report's
         # sample row, not in every error message.
-        raise JudgeReplyError(f"the judge's reply is not valid JSON ({exc.msg} at character {exc.pos}; {len(text)} characters)") from None
+        raise JudgeReplyError(
+            f"the judge's reply is not valid JSON ({exc.msg} at character {exc.pos}; {len(text)} characters)"
+        ) from None
     if not isinstance(data, dict):
         raise JudgeReplyError(f"the judge's reply is a JSON {json_type(data)}, not an object")
     return data
@@ -186,7 +202,9 @@ def parse_refusal_verdict(text: str) -> Verdict:
     if keys != {"score", "refusal", "reason"}:
         extra, missing = sorted(keys - {"score", "refusal", "reason"}), sorted({"score", "refusal", "reason"} - keys)
         parts = [f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(extra)}" if extra else ""]
-        raise JudgeReplyError(f"the judge's reply must have exactly the keys score, refusal, reason ({'; '.join(p for p in parts if p)})")
+        raise JudgeReplyError(
+            f"the judge's reply must have exactly the keys score, refusal, reason ({'; '.join(p for p in parts if p)})"
+        )
     score = _score(data)
     if data["refusal"] not in REFUSAL_KINDS:
         raise JudgeReplyError(f"the judge's 'refusal' must be one of {', '.join(REFUSAL_KINDS)}")
@@ -204,8 +222,12 @@ PARSERS = {"llm": parse_llm_verdict, "refusal": parse_refusal_verdict}
 def _settings(payload: Mapping[str, Any]) -> ProviderSettings:
     p = payload["provider"]
     return ProviderSettings(
-        name=str(p["name"]), base_url=str(p["base_url"]), model=p.get("model"), api_key_env=str(p["api_key_env"]),
-        timeout=float(p["timeout"]), params=dict(p.get("params") or {}),
+        name=str(p["name"]),
+        base_url=str(p["base_url"]),
+        model=p.get("model"),
+        api_key_env=str(p["api_key_env"]),
+        timeout=float(p["timeout"]),
+        params=dict(p.get("params") or {}),
     )
 
 
@@ -215,7 +237,9 @@ async def ask(payload: Mapping[str, Any], idempotency_key: str | None = None) ->
     reply that is not a verdict: asking again at temperature 0 would get the same reply."""
     client = OpenAIClient(_settings(payload))
     params = {**JUDGE_PARAMS, **client.settings.params}
-    reply = await client.chat(payload["messages"], model=str(payload["model"]), params=params, idempotency_key=idempotency_key)
+    reply = await client.chat(
+        payload["messages"], model=str(payload["model"]), params=params, idempotency_key=idempotency_key
+    )
     try:
         verdict = PARSERS[str(payload["parse"])](reply.content)
     except JudgeReplyError as exc:
@@ -259,8 +283,12 @@ class JudgeScorer:
 
     def payload(self, sample: Sample, output: str) -> dict[str, Any]:
         return {
-            "provider": self.settings.public(), "model": self.model, "parse": self.parse, "metric": self.name,
-            "messages": [{"role": "user", "content": self.prompt(sample, output)}], "sample_id": sample.id,
+            "provider": self.settings.public(),
+            "model": self.model,
+            "parse": self.parse,
+            "metric": self.name,
+            "messages": [{"role": "user", "content": self.prompt(sample, output)}],
+            "sample_id": sample.id,
         }
 
     def score(self, output: str, expected: Any, sample: Sample) -> float:
@@ -294,7 +322,8 @@ def self_judging_warnings(scorers: Sequence[Any], sut: str | None) -> list[str]:
     return [
         f"metric {j.name!r}: the judge model {j.model!r} is the SUT's model; a model grading its own answers "
         "tends to favour them — choose another judge model (model=...)"
-        for j in judge_scorers(scorers) if j.model == sut_model
+        for j in judge_scorers(scorers)
+        if j.model == sut_model
     ]
 
 
@@ -302,9 +331,14 @@ def usage_of(raw: Any) -> Usage:
     """A :class:`Usage` back from its ``as_dict`` form (what a judge job returns)."""
     if not isinstance(raw, Mapping):
         return Usage()
-    tokens = {k: raw.get(k) if isinstance(raw.get(k), int) else None for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    tokens = {
+        k: raw.get(k) if isinstance(raw.get(k), int) else None
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
     cost = raw.get("cost")
-    return Usage(**tokens, cost=float(cost) if isinstance(cost, int | float) else None, calls=int(raw.get("calls") or 1))
+    return Usage(
+        **tokens, cost=float(cost) if isinstance(cost, int | float) else None, calls=int(raw.get("calls") or 1)
+    )
 
 
 def _failure_error(error: Mapping[str, Any]) -> ScoreError:
@@ -339,9 +373,13 @@ async def _judge_here(work: Sequence[tuple[JudgeScorer, Sample, str]], concurren
                 if exc.kind == JUDGE_UNPARSEABLE:
                     scorer.verdicts[sample.id, output] = ScoreError("judge-unparseable", str(exc))
                 else:
-                    scorer.verdicts[sample.id, output] = ScoreError("judge-failed", f"the judge call failed ({exc.kind}): {exc}")
+                    scorer.verdicts[sample.id, output] = ScoreError(
+                        "judge-failed", f"the judge call failed ({exc.kind}): {exc}"
+                    )
                 return
-        scorer.verdicts[sample.id, output] = Verdict(float(value["score"]), str(value.get("reason") or ""), value.get("refusal"))
+        scorer.verdicts[sample.id, output] = Verdict(
+            float(value["score"]), str(value.get("reason") or ""), value.get("refusal")
+        )
         step.usage.add(usage_of(value.get("usage")))
 
     await asyncio.gather(*(one(*w) for w in work))
@@ -389,14 +427,23 @@ async def judge_outputs(
     except (aioredis.RedisError, OSError) as exc:
         # The outputs are collected already: losing Redis now must not lose the report.
         left = [w for w in work if not isinstance(w[0].verdicts.get((w[1].id, w[2])), Verdict | ScoreError)]
-        step.diagnostics.append(f"Redis failed while judging ({type(exc).__name__}: {exc}): {len(left)} judge call(s) ran in this process")
+        step.diagnostics.append(
+            f"Redis failed while judging ({type(exc).__name__}: {exc}): {len(left)} judge call(s) ran in this process"
+        )
         await _judge_here(left, concurrency, step)
     return step
 
 
 async def _judge_as_jobs(
-    work: list[tuple[JudgeScorer, Sample, str]], step: JudgeStep, client: aioredis.Redis, prefix: str, run_id: str | None,
-    result_ttl: int, deadline: float | None, concurrency: int, clock: Any,
+    work: list[tuple[JudgeScorer, Sample, str]],
+    step: JudgeStep,
+    client: aioredis.Redis,
+    prefix: str,
+    run_id: str | None,
+    result_ttl: int,
+    deadline: float | None,
+    concurrency: int,
+    clock: Any,
 ) -> None:
     from .batches import Batches
     from .queue import JobRequest, Queue
@@ -419,16 +466,25 @@ async def _judge_as_jobs(
             continue
         requests = [
             JobRequest(
-                JUDGE_JOB, work[i][0].payload(work[i][1], work[i][2]), queue=qname,
+                JUDGE_JOB,
+                work[i][0].payload(work[i][1], work[i][2]),
+                queue=qname,
                 options=JobOptions(tries=3, timeout=JUDGE_TIMEOUT, backoff=(1.0, 5.0, 30.0)),
-                id=f"{rid}-j{i}", key=f"{rid}-j{i}", result_to=(sink, str(i), result_ttl), tags=(f"run:{rid}",),
+                id=f"{rid}-j{i}",
+                key=f"{rid}-j{i}",
+                result_to=(sink, str(i), result_ttl),
+                tags=(f"run:{rid}",),
             )
             for i in indices
         ]
         batch_id = step.batch if len(by_queue) == 1 else f"{step.batch}-{qname}"
         await Batches(client, prefix, queue).create(
-            f"judge {work[indices[0]][0].name} ({len(indices)} calls)", requests, queue=qname,
-            allow_failures=True, batch_id=batch_id, tags=(f"run:{rid}",),
+            f"judge {work[indices[0]][0].name} ({len(indices)} calls)",
+            requests,
+            queue=qname,
+            allow_failures=True,
+            batch_id=batch_id,
+            tags=(f"run:{rid}",),
         )
         step.jobs += len(indices)
         waiting[qname] = set(indices)
@@ -457,18 +513,26 @@ async def _judge_as_jobs(
                     scorer.verdicts[sample.id, output] = _failure_error(value["error"])
                 else:
                     result = value.get("result") or {}
-                    scorer.verdicts[sample.id, output] = Verdict(float(result["score"]), str(result.get("reason") or ""), result.get("refusal"))
+                    scorer.verdicts[sample.id, output] = Verdict(
+                        float(result["score"]), str(result.get("reason") or ""), result.get("refusal")
+                    )
                     step.usage.add(usage_of(result.get("usage")))
             if left and await queue.live_workers(qname):
                 last_live[qname] = clock()
             elif left and clock() - last_live[qname] > NO_WORKER_PATIENCE:
-                step.diagnostics.append(f"no worker served queue {qname!r} for {NO_WORKER_PATIENCE:g}s: {len(left)} judge call(s) ran in this process")
-                await Batches(client, prefix, queue).cancel(f"{step.batch}" if len(by_queue) == 1 else f"{step.batch}-{qname}")
+                step.diagnostics.append(
+                    f"no worker served queue {qname!r} for {NO_WORKER_PATIENCE:g}s: {len(left)} judge call(s) ran in this process"
+                )
+                await Batches(client, prefix, queue).cancel(
+                    f"{step.batch}" if len(by_queue) == 1 else f"{step.batch}-{qname}"
+                )
                 await _judge_here([work[i] for i in sorted(left)], concurrency, step)
                 left.clear()
     for qname, left in waiting.items():
         for i in left:
             scorer, sample, output = work[i]
-            scorer.verdicts[sample.id, output] = ScoreError("not-judged", f"{scorer.name}: the judge job did not finish before the run's time ran out")
+            scorer.verdicts[sample.id, output] = ScoreError(
+                "not-judged", f"{scorer.name}: the judge job did not finish before the run's time ran out"
+            )
         with_sink = queue.keys(qname)
         await client.delete(with_sink.results_done(sink))

@@ -179,6 +179,7 @@ class GlobalKeys:
         """ZSET baseline name -> time (ms) it was promoted."""
         return f"{self.prefix}:baselines"
 
+
 @dataclass(frozen=True, slots=True)
 class LimiterKeys:
     """The keys of one named limiter for one scope (a tenant, a provider key...), under their own
@@ -205,6 +206,7 @@ def adaptive_index(prefix: str) -> str:
     """HASH "<name>:<scope>" -> JSON (name, key, bounds) of every adaptive limiter in use, for
     telemetry to find them; entries whose state expired are dropped by the reader."""
     return f"{prefix}:limiters"
+
 
 @dataclass(frozen=True, slots=True)
 class OnlineKeys:

@@ -93,7 +93,9 @@ def limiter(
     return lim
 
 
-def concurrency_limiter(name: str, max_running: int, *, key: KeyFunc | None = None, hold: float = 60.0, retry_after: float = 1.0) -> Limiter:
+def concurrency_limiter(
+    name: str, max_running: int, *, key: KeyFunc | None = None, hold: float = 60.0, retry_after: float = 1.0
+) -> Limiter:
     """Register a concurrency limiter: at most ``max_running`` jobs hold a slot at once, per key.
     A slot is held like a lease (renewed while the job runs, freed when it ends or its worker dies)."""
     validate_name("limiter", name)
@@ -204,7 +206,9 @@ class LimiterClient:
                 # a slot renewed after a restart of this worker has no grant: it teaches nothing
                 grant = self._granted.pop((job.id, lim.name), None)
                 outcome_seen = _adaptive_outcome(outcome) if grant else NEUTRAL
-                await self.adaptive.release(lim.name, scope, job.id, lim.adaptive, outcome_seen, grant or Grant(False, 0, 0, 0))
+                await self.adaptive.release(
+                    lim.name, scope, job.id, lim.adaptive, outcome_seen, grant or Grant(False, 0, 0, 0)
+                )
         if plain:
             async with self.client.pipeline(transaction=False) as pipe:
                 for _lim, key in plain:

@@ -80,8 +80,16 @@ class OnlineSettings:
 
 
 _KEYS: dict[str, str] = {
-    "name": "str", "sampling_rate": "float", "metric": "str", "queue": "str", "pass_threshold": "float",
-    "threshold": "float", "window": "int", "min_samples": "int", "hysteresis": "float", "keep": "int",
+    "name": "str",
+    "sampling_rate": "float",
+    "metric": "str",
+    "queue": "str",
+    "pass_threshold": "float",
+    "threshold": "float",
+    "window": "int",
+    "min_samples": "int",
+    "hysteresis": "float",
+    "keep": "int",
     "dispatch_timeout": "float",
 }
 
@@ -144,7 +152,12 @@ def _utc_day(at: float) -> str:
 
 
 async def record_score(
-    client: aioredis.Redis, prefix: str, settings: OnlineSettings, score: float | None, entry: Mapping[str, Any], at: float | None = None
+    client: aioredis.Redis,
+    prefix: str,
+    settings: OnlineSettings,
+    score: float | None,
+    entry: Mapping[str, Any],
+    at: float | None = None,
 ) -> tuple[float | None, int, str]:
     """Record one judged capture (``score`` None: the judge gave none) and apply the drift rule;
     returns (rolling mean or None below ``min_samples``, samples in the window, transition:
@@ -158,8 +171,15 @@ async def record_score(
         keys=[keys.scores, keys.window, keys.state, keys.trend, keys.events, online_monitors(prefix)],
         args=[
             json.dumps({**entry, "score": score, "passed": bool(passed)}, ensure_ascii=False),
-            "" if score is None else repr(float(score)), passed, settings.keep, settings.window, settings.min_samples,
-            repr(settings.threshold), repr(settings.hysteresis), _utc_day(at if at is not None else time.time()), settings.name,
+            "" if score is None else repr(float(score)),
+            passed,
+            settings.keep,
+            settings.window,
+            settings.min_samples,
+            repr(settings.threshold),
+            repr(settings.hysteresis),
+            _utc_day(at if at is not None else time.time()),
+            settings.name,
         ],
     )
     mean_s = mean.decode() if isinstance(mean, bytes) else str(mean)
@@ -174,10 +194,17 @@ def _settings_of(payload: Mapping[str, Any]) -> OnlineSettings:
 
 async def _record_failure(ctx: JobContext, exc: BaseException, failure: dict[str, Any]) -> None:
     payload = ctx.job.payload
-    await record_score(ctx.client, ctx.prefix, _settings_of(payload), None, {
-        "at": payload.get("captured_at"), "error": {"kind": failure.get("kind"), "message": str(failure.get("message") or exc)[:500]},
-        "metadata": payload.get("metadata"),
-    })
+    await record_score(
+        ctx.client,
+        ctx.prefix,
+        _settings_of(payload),
+        None,
+        {
+            "at": payload.get("captured_at"),
+            "error": {"kind": failure.get("kind"), "message": str(failure.get("message") or exc)[:500]},
+            "metadata": payload.get("metadata"),
+        },
+    )
 
 
 @job(ONLINE_JOB, queue="judge", timeout=120.0, tries=3, backoff=(1.0, 5.0, 30.0), on_failure=_record_failure)
@@ -188,7 +215,11 @@ async def judge_capture(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
     from .judges import ask
 
     settings = _settings_of(payload)
-    entry: dict[str, Any] = {"at": payload.get("captured_at"), "metadata": payload.get("metadata"), "metric": payload["judge"].get("metric")}
+    entry: dict[str, Any] = {
+        "at": payload.get("captured_at"),
+        "metadata": payload.get("metadata"),
+        "metric": payload["judge"].get("metric"),
+    }
     try:
         verdict = await ask(payload["judge"], ctx.job.key)
     except PermanentError as exc:
@@ -222,16 +253,21 @@ class Monitor:
     dispatched: int = 0
     dropped: int = 0
     _unreported: int = 0
-    _handoff: stdqueue.Queue[tuple[dict[str, Any], concurrent.futures.Future[bool] | None]] = field(default_factory=lambda: stdqueue.Queue(HANDOFF_SIZE))
+    _handoff: stdqueue.Queue[tuple[dict[str, Any], concurrent.futures.Future[bool] | None]] = field(
+        default_factory=lambda: stdqueue.Queue(HANDOFF_SIZE)
+    )
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _job_payload(self, sample_input: Any, output: Any, metadata: Mapping[str, Any] | None, expected: Any) -> dict[str, Any]:
+    def _job_payload(
+        self, sample_input: Any, output: Any, metadata: Mapping[str, Any] | None, expected: Any
+    ) -> dict[str, Any]:
         sample = Sample("online", sample_input, "" if expected is None else expected, dict(metadata or {}), 0)
         return {
             "settings": {k: getattr(self.settings, k) for k in _KEYS},
             "judge": self.judge.payload(sample, str(output)),
-            "metadata": dict(metadata or {}), "captured_at": time.time(),
+            "metadata": dict(metadata or {}),
+            "captured_at": time.time(),
         }
 
     def _drop(self, n: int = 1) -> None:
@@ -239,7 +275,14 @@ class Monitor:
             self.dropped += n
             self._unreported += n
 
-    def _offer(self, sample_input: Any, output: Any, metadata: Mapping[str, Any] | None, expected: Any, fut: concurrent.futures.Future[bool] | None) -> bool:
+    def _offer(
+        self,
+        sample_input: Any,
+        output: Any,
+        metadata: Mapping[str, Any] | None,
+        expected: Any,
+        fut: concurrent.futures.Future[bool] | None,
+    ) -> bool:
         try:
             if not should_sample(self.settings.sampling_rate, self.draw):
                 return False
@@ -255,12 +298,16 @@ class Monitor:
                 fut.set_result(False)
             return False
 
-    def capture(self, sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None) -> bool:
+    def capture(
+        self, sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None
+    ) -> bool:
         """Sample and hand over; True when the capture was taken for judging (it may still be
         dropped if Redis is down).  Returns at once."""
         return self._offer(sample_input, output, metadata, expected, None)
 
-    async def acapture(self, sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None) -> bool:
+    async def acapture(
+        self, sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None
+    ) -> bool:
         """Sample and dispatch, waiting (without blocking the loop) at most ``dispatch_timeout``
         for the one dispatch; True when the job is queued."""
         fut: concurrent.futures.Future[bool] = concurrent.futures.Future()
@@ -296,7 +343,11 @@ class Monitor:
             ok = False
             try:
                 if client is None:
-                    client = async_client(self._url(), socket_connect_timeout=self.settings.dispatch_timeout, socket_timeout=self.settings.dispatch_timeout)
+                    client = async_client(
+                        self._url(),
+                        socket_connect_timeout=self.settings.dispatch_timeout,
+                        socket_timeout=self.settings.dispatch_timeout,
+                    )
                 q = Queue(client, self.prefix)
                 async with asyncio.timeout(self.settings.dispatch_timeout):
                     await q.dispatch_many([JobRequest(ONLINE_JOB, payload, queue=self.settings.queue)])
@@ -393,7 +444,9 @@ def capture(sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | Non
         return False
 
 
-async def acapture(sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None) -> bool:
+async def acapture(
+    sample_input: Any, output: Any, *, metadata: Mapping[str, Any] | None = None, expected: Any = None
+) -> bool:
     """The async variant: one dispatch, awaited without blocking the loop; never raises."""
     try:
         m = _monitor()
@@ -419,13 +472,21 @@ async def status(client: aioredis.Redis, prefix: str, name: str, recent: int = 1
     pipe.lrange(keys.scores, 0, recent - 1)
     pipe.llen(keys.scores)
     state_raw, recent_raw, kept = await pipe.execute()
-    state = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in state_raw.items()}
+    state = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in state_raw.items()
+    }
     return {
         "monitor": name,
-        "scored": int(state.get("scored", 0)), "passed": int(state.get("passed", 0)), "failed": int(state.get("failed", 0)),
-        "dropped": int(state.get("dropped", 0)), "kept": int(kept),
-        "mean": float(state["mean"]) if state.get("mean") else None, "samples": int(state.get("samples", 0)),
-        "alerting": state.get("alerting") == "1", "alert_at": float(state["alert_at"]) if state.get("alert_at") else None,
+        "scored": int(state.get("scored", 0)),
+        "passed": int(state.get("passed", 0)),
+        "failed": int(state.get("failed", 0)),
+        "dropped": int(state.get("dropped", 0)),
+        "kept": int(kept),
+        "mean": float(state["mean"]) if state.get("mean") else None,
+        "samples": int(state.get("samples", 0)),
+        "alerting": state.get("alerting") == "1",
+        "alert_at": float(state["alert_at"]) if state.get("alert_at") else None,
         "last_at": float(state["last_at"]) if state.get("last_at") else None,
         "recent": [json.loads(e) for e in recent_raw],
     }
@@ -443,12 +504,19 @@ async def trend(client: aioredis.Redis, prefix: str, name: str, days: int = 30) 
     rows = []
     for day in sorted(by_day)[-days:]:
         n = int(by_day[day].get("n", 0))
-        rows.append({
-            "date": day, "total": n, "passed": int(by_day[day].get("passed", 0)),
-            "mean": by_day[day].get("sum", 0.0) / n if n else None, "pass_rate": by_day[day].get("passed", 0) / n if n else None,
-        })
+        rows.append(
+            {
+                "date": day,
+                "total": n,
+                "passed": int(by_day[day].get("passed", 0)),
+                "mean": by_day[day].get("sum", 0.0) / n if n else None,
+                "pass_rate": by_day[day].get("passed", 0) / n if n else None,
+            }
+        )
     return rows
 
 
 async def monitors(client: aioredis.Redis, prefix: str) -> list[str]:
-    return sorted((m.decode() if isinstance(m, bytes) else str(m)) for m in await client.smembers(online_monitors(prefix)))
+    return sorted(
+        (m.decode() if isinstance(m, bytes) else str(m)) for m in await client.smembers(online_monitors(prefix))
+    )

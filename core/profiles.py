@@ -63,15 +63,15 @@ def check_value(name: str, value: Any) -> Any:
     if kind in ("int1", "int0"):
         low = 1 if kind == "int1" else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"expected an integer >= {low} or \"none\", got {value!r}")
+            raise ValueError(f'expected an integer >= {low} or "none", got {value!r}')
         return value
     if kind == "pos":
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"expected a number > 0 or \"none\", got {value!r}")
+            raise ValueError(f'expected a number > 0 or "none", got {value!r}')
         return float(value)
     if kind == "mode":
         if value not in MODES:
-            raise ValueError(f"expected one of {', '.join(MODES)} or \"none\", got {value!r}")
+            raise ValueError(f'expected one of {", ".join(MODES)} or "none", got {value!r}')
         return value
     if kind == "queue":
         if not isinstance(value, str) or not value.strip():
@@ -80,7 +80,7 @@ def check_value(name: str, value: Any) -> Any:
     # metrics: a list of metric specs, or one string of comma-separated specs
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(m, str) and m.strip() for m in items):
-        raise ValueError(f"expected a list of metric names (or \"none\"), got {value!r}")
+        raise ValueError(f'expected a list of metric names (or "none"), got {value!r}')
     return tuple(items)
 
 
@@ -149,12 +149,20 @@ def resolve(
     if profile is not None:
         known = all_profiles(from_file)
         if not profile.strip():
-            raise EvalHarnessError("--profile needs a profile name (built in: ci, smoke, nightly); omit the flag for no profile")
+            raise EvalHarnessError(
+                "--profile needs a profile name (built in: ci, smoke, nightly); omit the flag for no profile"
+            )
         if profile not in known:
             own = sorted(set(from_file) - set(BUILTIN))
             where = f"; in {file_label}: {', '.join(own)}" if own and file_label else ""
-            hint = "" if file_label else " (no configuration file was read: define it in a [profiles.NAME] table of --config)"
-            raise EvalHarnessError(f"--profile {profile!r}: no such profile (built in: {', '.join(sorted(BUILTIN))}{where}){hint}")
+            hint = (
+                ""
+                if file_label
+                else " (no configuration file was read: define it in a [profiles.NAME] table of --config)"
+            )
+            raise EvalHarnessError(
+                f"--profile {profile!r}: no such profile (built in: {', '.join(sorted(BUILTIN))}{where}){hint}"
+            )
         chosen = known[profile]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

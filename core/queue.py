@@ -47,6 +47,7 @@ class JobRequest:
     # Per-dispatch option overrides (tries, timeout, backoff, ...), applied over the job's own.
     overrides: dict[str, Any] = field(default_factory=dict)
 
+
 OPTION_NAMES = frozenset(JobOptions().to_json())
 
 
@@ -128,7 +129,9 @@ class Queue:
         if req.overrides:
             options = options.override(**req.overrides)  # validates them here, at the producer
         job_id = req.id or new_job_id()
-        key, merge_key = job_keys(job_id, req.name, req.payload, options, key=req.key, batch=req.batch, tenant=req.tenant)
+        key, merge_key = job_keys(
+            job_id, req.name, req.payload, options, key=req.key, batch=req.batch, tenant=req.tenant
+        )
         job = Job(
             id=job_id,
             name=req.name,
@@ -182,8 +185,21 @@ class Queue:
                 sink, sink_field, ttl = req.result_to or ("", "", 0)
                 if sink:
                     validate_name("result sink", sink)
-                rows.append((job.id, envelope, job.lane, "+", int(delay * 1000), sink, sink_field, ttl,
-                             merge_key or "", int(job.options.unique_for * 1000), job.batch or ""))
+                rows.append(
+                    (
+                        job.id,
+                        envelope,
+                        job.lane,
+                        "+",
+                        int(delay * 1000),
+                        sink,
+                        sink_field,
+                        ttl,
+                        merge_key or "",
+                        int(job.options.unique_for * 1000),
+                        job.batch or "",
+                    )
+                )
             ids.append(job.id)
         if not ids:
             return ids
@@ -212,7 +228,9 @@ class Queue:
     ) -> PopResult:
         """Claim up to ``count`` ready jobs for ``lease`` seconds (also promotes due delayed jobs
         and re-delivers jobs whose lease lapsed)."""
-        (raw,) = await self.scripts.run([self.pop_call(queue, count, lease, owner, paused=paused, maintenance=maintenance)])
+        (raw,) = await self.scripts.run(
+            [self.pop_call(queue, count, lease, owner, paused=paused, maintenance=maintenance)]
+        )
         return self.parse_pop(raw)
 
     def pop_call(
@@ -284,8 +302,17 @@ class Queue:
         kind = (error or {}).get("kind", "")
         return {
             "keys": [keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            "args": [keys.base, owner, job_id, int(delay * 1000), why, json.dumps(error) if error else "", checkpoint,
-                     "1" if telemetry else "0", kind],
+            "args": [
+                keys.base,
+                owner,
+                job_id,
+                int(delay * 1000),
+                why,
+                json.dumps(error) if error else "",
+                checkpoint,
+                "1" if telemetry else "0",
+                kind,
+            ],
         }
 
     async def release(self, *args: Any, **kwargs: Any) -> bool:
@@ -311,8 +338,19 @@ class Queue:
         name, exc = failure_facets(failure)
         return {
             "keys": [keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
-            "args": [keys.base, owner, job_id, json.dumps(failure), FAILED_RETENTION_MS, "1" if raised else "0", checkpoint,
-                     kind if telemetry else "", name, exc, kind],
+            "args": [
+                keys.base,
+                owner,
+                job_id,
+                json.dumps(failure),
+                FAILED_RETENTION_MS,
+                "1" if raised else "0",
+                checkpoint,
+                kind if telemetry else "",
+                name,
+                exc,
+                kind,
+            ],
         }
 
     async def fail(self, *args: Any, **kwargs: Any) -> bool:

@@ -97,7 +97,10 @@ class QueueOps:
         k = self._keys(queue)
         flag = json.dumps({"at": time.time(), "by": by})
         changed, ready, _delayed, running = (
-            int(v) for v in await self._pause(keys=[k.paused, k.ready, k.delayed, k.reserved, k.wake], args=[action, flag, queue])
+            int(v)
+            for v in await self._pause(
+                keys=[k.paused, k.ready, k.delayed, k.reserved, k.wake], args=[action, flag, queue]
+            )
         )
         paused = action == "pause"
         return ActionResult(
@@ -159,5 +162,7 @@ async def continue_queue(client: aioredis.Redis, prefix: str, queue: str, by: st
     return await QueueOps(client, prefix).resume(queue, by)
 
 
-async def clear_queue(client: aioredis.Redis, prefix: str, queue: str, batch: str | None = None, *, delayed: bool = False) -> ActionResult:
+async def clear_queue(
+    client: aioredis.Redis, prefix: str, queue: str, batch: str | None = None, *, delayed: bool = False
+) -> ActionResult:
     return await QueueOps(client, prefix).clear(queue, batch, delayed=delayed)

@@ -101,7 +101,11 @@ def precision(pass_rates: Sequence[float], passed: int, executions: int, repetit
         f"(95 % Wilson), and a difference of {points} points or more from a run of the same size is beyond noise. "
         f"Per sample, {repetitions} repetitions tell apart pass rates {sample_res * 100:.1f} points apart"
     )
-    summary += "." if sample_res <= TARGET_DELTA else f"; resolving {TARGET_DELTA * 100:g} points per sample needs --repetitions {needed}."
+    summary += (
+        "."
+        if sample_res <= TARGET_DELTA
+        else f"; resolving {TARGET_DELTA * 100:g} points per sample needs --repetitions {needed}."
+    )
     return {
         "confidence": 0.95,
         "repetitions": repetitions,
@@ -136,8 +140,16 @@ def build_repeated_report(
     ``samples[i]["scores"]`` is the mean over repetitions, ``samples[i]["repetitions"]`` holds
     each execution, and the metrics aggregate over every execution."""
     per_rep = fold(outcomes, repetitions, len(dataset.samples))
-    kwargs: dict[str, Any] = {"run_id": run_id, "dataset": dataset, "sut": sut, "mode": mode, "options": options,
-                              "started_at": started_at, "finished_at": finished_at, "scorers": scorers}
+    kwargs: dict[str, Any] = {
+        "run_id": run_id,
+        "dataset": dataset,
+        "sut": sut,
+        "mode": mode,
+        "options": options,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "scorers": scorers,
+    }
     reports = [build_report(outcomes=per_rep[r], **kwargs) for r in range(repetitions)]
     report = reports[0]
     names = [s.name for s in scorers]
@@ -153,7 +165,9 @@ def build_repeated_report(
         reps: list[dict[str, Any]] = []
         per_metric: dict[str, list[float]] = {n: [] for n in names}
         for r, e in enumerate(execs):
-            reps.append({"repetition": r, **{k: e[k] for k in ("output", "scores", "metric_errors", "error", "attempts")}})
+            reps.append(
+                {"repetition": r, **{k: e[k] for k in ("output", "scores", "metric_errors", "error", "attempts")}}
+            )
             if e.get("usage") is not None:
                 reps[-1]["usage"] = e["usage"]
             if e["error"] is not None:
@@ -180,42 +194,57 @@ def build_repeated_report(
         error = None
         if failed:
             first = failed[0]["error"]
-            error = {**first, "message": f"{len(failed)} of {repetitions} repetitions failed; the first: {first['message']}",
-                     "repetitions_failed": len(failed)}
+            error = {
+                **first,
+                "message": f"{len(failed)} of {repetitions} repetitions failed; the first: {first['message']}",
+                "repetitions_failed": len(failed),
+            }
         first_errors: dict[str, Any] = {}
         for e in execs:
             for n, err in e["metric_errors"].items():
                 first_errors.setdefault(n, err)
         attempts = [e["attempts"] for e in execs if e["attempts"] is not None]
-        rows.append({
-            "id": sample.id,
-            "index": index,
-            "output": next((e["output"] for e in execs if e["output"] is not None), None),
-            "scores": {n: _spread(per_metric[n])["mean"] for n in names},
-            "metric_errors": first_errors,
-            "error": error,
-            "attempts": sum(attempts) if attempts else None,
-            "repetitions": reps,
-            "repetition_stats": {
-                "repetitions": repetitions, "passed": passed, "errored": errored, "pass_rate": passed / repetitions,
-                "pass_rate_ci": {"low": low, "high": high, "confidence": 0.95}, "unstable": is_unstable,
-                "metrics": {n: _spread(per_metric[n]) for n in names},
-            },
-        })
+        rows.append(
+            {
+                "id": sample.id,
+                "index": index,
+                "output": next((e["output"] for e in execs if e["output"] is not None), None),
+                "scores": {n: _spread(per_metric[n])["mean"] for n in names},
+                "metric_errors": first_errors,
+                "error": error,
+                "attempts": sum(attempts) if attempts else None,
+                "repetitions": reps,
+                "repetition_stats": {
+                    "repetitions": repetitions,
+                    "passed": passed,
+                    "errored": errored,
+                    "pass_rate": passed / repetitions,
+                    "pass_rate_ci": {"low": low, "high": high, "confidence": 0.95},
+                    "unstable": is_unstable,
+                    "metrics": {n: _spread(per_metric[n]) for n in names},
+                },
+            }
+        )
     metrics = {s.name: _metric_entry(s, values[s.name], metric_errors[s.name]) for s in scorers}
     executions = repetitions * len(dataset.samples)
-    report.update({
-        "scored_samples": scored_samples,
-        "metrics": metrics,
-        "samples": rows,
-        "failures": {"total": sum(kinds.values()), "by_kind": dict(sorted(kinds.items())), "metric_errors": sum(metric_errors.values())},
-        "macro_f1": macro_f1(metrics),
-        "repetitions": repetitions,
-        "total_executions": executions,
-        "scored_executions": scored_executions,
-        "unstable_samples": unstable,
-        "precision": precision(pass_rates, passed_total, executions, repetitions),
-    })
+    report.update(
+        {
+            "scored_samples": scored_samples,
+            "metrics": metrics,
+            "samples": rows,
+            "failures": {
+                "total": sum(kinds.values()),
+                "by_kind": dict(sorted(kinds.items())),
+                "metric_errors": sum(metric_errors.values()),
+            },
+            "macro_f1": macro_f1(metrics),
+            "repetitions": repetitions,
+            "total_executions": executions,
+            "scored_executions": scored_executions,
+            "unstable_samples": unstable,
+            "precision": precision(pass_rates, passed_total, executions, repetitions),
+        }
+    )
     usages = [rep["usage"] for row in rows for rep in row["repetitions"] if rep.get("usage")]
     if any(r.get("usage") for r in reports):
         total = report.get("usage") or {}
@@ -249,11 +278,15 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     ]
     for name, stats in report["metrics"].items():
         mci = stats.get("pass_rate_ci") or {}
-        lines.append(f"{name}: pass rate {_pct(stats['pass_rate'])} over {stats['count']} executions, "
-                     f"95 % CI {_pct(mci.get('low'))} – {_pct(mci.get('high'))}")
+        lines.append(
+            f"{name}: pass rate {_pct(stats['pass_rate'])} over {stats['count']} executions, "
+            f"95 % CI {_pct(mci.get('low'))} – {_pct(mci.get('high'))}"
+        )
     unstable = report.get("unstable_samples") or []
     if unstable:
-        shown = ", ".join(str(i) for i in unstable[:_SHOWN]) + (f" … and {len(unstable) - _SHOWN} more" if len(unstable) > _SHOWN else "")
+        shown = ", ".join(str(i) for i in unstable[:_SHOWN]) + (
+            f" … and {len(unstable) - _SHOWN} more" if len(unstable) > _SHOWN else ""
+        )
         lines.append(f"{len(unstable)} unstable sample(s) (their repetitions disagree on pass/fail): {shown}")
     else:
         lines.append("no unstable sample: every sample's repetitions agree on pass/fail")

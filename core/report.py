@@ -70,7 +70,9 @@ def usage_totals(outcomes: Sequence[SampleOutcome | None]) -> dict[str, Any] | N
         return None
     totals: dict[str, Any] = {"samples": len(reported)}
     for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cost", "calls"):
-        values = [u[name] for u in reported if isinstance(u.get(name), int | float) and not isinstance(u.get(name), bool)]
+        values = [
+            u[name] for u in reported if isinstance(u.get(name), int | float) and not isinstance(u.get(name), bool)
+        ]
         if values or name != "cost":
             totals[name] = round(sum(values), 10) if name == "cost" else (int(sum(values)) if values else None)
     return totals
@@ -382,7 +384,11 @@ def _headline(report: Mapping[str, Any]) -> Text:
 def _unfinished(report: Mapping[str, Any]) -> list[Text]:
     """For an interrupted run: which samples never ran and which were not collected, by id."""
     lines = []
-    for kind, words in (("not_dispatched", "never ran"), ("interrupted", "stopped while running"), ("not_collected", "not collected")):
+    for kind, words in (
+        ("not_dispatched", "never ran"),
+        ("interrupted", "stopped while running"),
+        ("not_collected", "not collected"),
+    ):
         ids = [row["id"] for row in report["samples"] if row["error"] is not None and row["error"]["kind"] == kind]
         if ids:
             shown = ", ".join(_plain(i, 40) for i in ids[:_SHOWN_FAILURES])
@@ -459,9 +465,7 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
             (_plain(row["id"], 60), _plain(row["error"]["kind"], 30), _plain(row["error"]["message"]))
             for row in failed[:_SHOWN_FAILURES]
         ]
-        parts.append(
-            _problem_table("Failed samples", ("id", "kind", "message"), rows, len(failed) - _SHOWN_FAILURES)
-        )
+        parts.append(_problem_table("Failed samples", ("id", "kind", "message"), rows, len(failed) - _SHOWN_FAILURES))
     metric_error_total = failures["metric_errors"]
     if metric_error_total:
         first = itertools.islice(

@@ -26,8 +26,20 @@ from .report import PASS_THRESHOLD, report_ok
 Report = Mapping[str, Any]
 
 CSV_COLUMNS: tuple[str, ...] = (
-    "run_id", "sample_id", "index", "metric", "score", "passed", "metric_error", "error_kind", "error_message", "attempts", "output",
-    "cost_usd", "cost_source", "cached",
+    "run_id",
+    "sample_id",
+    "index",
+    "metric",
+    "score",
+    "passed",
+    "metric_error",
+    "error_kind",
+    "error_message",
+    "attempts",
+    "output",
+    "cost_usd",
+    "cost_source",
+    "cached",
 )
 
 
@@ -59,7 +71,9 @@ def _headline(report: Report) -> str:
         return text + f" — interrupted by {interrupted.get('signal', 'a signal')}"
     if report_ok(report):
         return text + " — all scored"
-    return text + f" — {report['failures']['total']} failed, {report['failures'].get('metric_errors', 0)} metric error(s)"
+    return (
+        text + f" — {report['failures']['total']} failed, {report['failures'].get('metric_errors', 0)} metric error(s)"
+    )
 
 
 def _num(value: float | None) -> str:
@@ -108,7 +122,12 @@ def render_markdown(report: Report) -> str:
     """A Markdown page: headline, run details, metrics, failed samples, every sample's scores."""
     out = [f"# Evaluation report: {_md_cell(report['dataset']['name'])}", "", f"**{_md_cell(_headline(report))}**", ""]
     out += ["| | |", "| --- | --- |"] + [f"| {k} | {_md_cell(v)} |" for k, v in _details(report)] + [""]
-    out += ["## Metrics", "", "| metric | mean | pass rate | p50 | p95 | count | errors |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out += [
+        "## Metrics",
+        "",
+        "| metric | mean | pass rate | p50 | p95 | count | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, stats in report["metrics"].items():
         out.append(
             f"| {_md_cell(name)} | {_num(stats['mean'])} | {_pct(stats['pass_rate'])} | {_num(stats['p50'])} "
@@ -130,12 +149,19 @@ def render_markdown(report: Report) -> str:
     else:
         out.append("Every sample passed every metric.")
     names = list(report["metrics"])
-    out += ["", "## All samples", "", "| id | " + " | ".join(_md_cell(n) for n in names) + " | output |",
-            "| --- | " + " | ".join("---:" for _ in names) + " | --- |"]
+    out += [
+        "",
+        "## All samples",
+        "",
+        "| id | " + " | ".join(_md_cell(n) for n in names) + " | output |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | --- |",
+    ]
     for row in report["samples"]:
         scores = row.get("scores") or {}
         cells = [_num(scores.get(n)) if scores.get(n) is not None else "–" for n in names]
-        shown = row["output"] if row.get("output") is not None else f"({row['error']['kind']})" if row.get("error") else ""
+        shown = (
+            row["output"] if row.get("output") is not None else f"({row['error']['kind']})" if row.get("error") else ""
+        )
         out.append(f"| {_md_cell(row['id'])} | " + " | ".join(cells) + f" | {_md_cell(shown, 120)} |")
     return "\n".join(out) + "\n"
 
@@ -197,18 +223,26 @@ def _bar_chart(report: Report) -> str:
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         x = label_w + bar_w * tick
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 20}" stroke="#e6e8ec"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="11" fill="#6b7280" text-anchor="middle">{int(tick * 100)}%</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - 6}" font-size="11" fill="#6b7280" text-anchor="middle">{int(tick * 100)}%</text>'
+        )
     for i, (name, stats) in enumerate(metrics):
         y = top + i * row_h
         rate, mean = stats.get("pass_rate"), stats.get("mean")
-        parts.append(f'<text x="{label_w - 8}" y="{y + 18}" font-size="13" text-anchor="end" fill="#1d2330">{_e(name)}</text>')
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 18}" font-size="13" text-anchor="end" fill="#1d2330">{_e(name)}</text>'
+        )
         parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{bar_w}" height="20" fill="#eef0f4" rx="3"/>')
         if rate is not None:
             colour = "#16a34a" if rate >= 0.9 else "#d97706" if rate >= PASS_THRESHOLD else "#dc2626"
-            parts.append(f'<rect x="{label_w}" y="{y + 4}" width="{bar_w * rate:.1f}" height="20" fill="{colour}" rx="3"><title>{_e(name)}: pass rate {_pct(rate)}</title></rect>')
+            parts.append(
+                f'<rect x="{label_w}" y="{y + 4}" width="{bar_w * rate:.1f}" height="20" fill="{colour}" rx="3"><title>{_e(name)}: pass rate {_pct(rate)}</title></rect>'
+            )
         if mean is not None:
             x = label_w + bar_w * mean
-            parts.append(f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + 27}" stroke="#1d2330" stroke-width="2"><title>{_e(name)}: mean {_num(mean)}</title></line>')
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + 27}" stroke="#1d2330" stroke-width="2"><title>{_e(name)}: mean {_num(mean)}</title></line>'
+            )
         parts.append(f'<text x="{label_w + bar_w + 8}" y="{y + 18}" font-size="13" fill="#1d2330">{_pct(rate)}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -229,16 +263,22 @@ def _outcome_chart(report: Report) -> str:
     colours = {"passed": "#16a34a", "below threshold": "#d97706", "metric error": "#7c3aed", "failed": "#dc2626"}
     total = max(1, sum(counts.values()))
     width, bar_w = 600, 580
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" viewBox="0 0 {width} 64" role="img" aria-label="sample outcomes">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" viewBox="0 0 {width} 64" role="img" aria-label="sample outcomes">'
+    ]
     x = 10.0
     for kind, n in counts.items():
         if n:
             w = bar_w * n / total
-            parts.append(f'<rect x="{x:.1f}" y="6" width="{w:.1f}" height="22" fill="{colours[kind]}"><title>{kind}: {n}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="6" width="{w:.1f}" height="22" fill="{colours[kind]}"><title>{kind}: {n}</title></rect>'
+            )
             x += w
     lx = 10
     for kind, n in counts.items():
-        parts.append(f'<rect x="{lx}" y="42" width="11" height="11" fill="{colours[kind]}"/><text x="{lx + 15}" y="52" font-size="12" fill="#1d2330">{kind} {n}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="42" width="11" height="11" fill="{colours[kind]}"/><text x="{lx + 15}" y="52" font-size="12" fill="#1d2330">{kind} {n}</text>'
+        )
         lx += 145
     parts.append("</svg>")
     return "".join(parts)
@@ -258,12 +298,18 @@ def render_html(report: Report) -> str:
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1>",
         f'<div class="headline {state}">{_e(_headline(report))}</div>',
-        '<table class="details">' + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in _details(report)) + "</table>",
+        '<table class="details">'
+        + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in _details(report))
+        + "</table>",
     ]
     if report.get("diagnostics"):
         out.append('<ul class="diag">' + "".join(f"<li>{_e(d)}</li>" for d in report["diagnostics"]) + "</ul>")
-    out += ["<h2>Metrics</h2>", f'<div class="chart">{_bar_chart(report)}</div>', "<p></p>",
-            "<table><tr><th>metric</th><th>mean</th><th>pass rate</th><th>p50</th><th>p95</th><th>stddev</th><th>count</th><th>errors</th></tr>"]
+    out += [
+        "<h2>Metrics</h2>",
+        f'<div class="chart">{_bar_chart(report)}</div>',
+        "<p></p>",
+        "<table><tr><th>metric</th><th>mean</th><th>pass rate</th><th>p50</th><th>p95</th><th>stddev</th><th>count</th><th>errors</th></tr>",
+    ]
     for name, stats in report["metrics"].items():
         out.append(
             f"<tr><td>{_e(name)}</td><td class=n>{_num(stats['mean'])}</td><td class=n>{_pct(stats['pass_rate'])}</td>"
@@ -276,26 +322,44 @@ def render_html(report: Report) -> str:
         out += ["<h2>Repetitions</h2>", "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in repeated) + "</ul>"]
         rows = unstable_rows(report)
         if rows:
-            out.append("<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th><th>95% CI</th></tr>"
-                       + "".join(f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
-                                 f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>" for i, p, n, r, lo, hi in rows) + "</table>")
+            out.append(
+                "<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th><th>95% CI</th></tr>"
+                + "".join(
+                    f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
+                    f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>"
+                    for i, p, n, r, lo, hi in rows
+                )
+                + "</table>"
+            )
     out += report_extras.html_sections(report)
     out += ["<h2>Samples</h2>", f'<div class="chart">{_outcome_chart(report)}</div>', "<p></p>"]
     names = list(report["metrics"])
-    out.append("<table><tr><th>id</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "<th>result</th><th>output</th></tr>")
+    out.append(
+        "<table><tr><th>id</th>" + "".join(f"<th>{_e(n)}</th>" for n in names) + "<th>result</th><th>output</th></tr>"
+    )
     for row in report["samples"]:
         problems = sample_problems(row)
         scores = row.get("scores") or {}
         cells = "".join(
             f'<td class="n {"fail" if (scores.get(n) is not None and scores[n] < PASS_THRESHOLD) else ""}">'
-            f'{_num(scores.get(n)) if scores.get(n) is not None else "–"}</td>'
+            f"{_num(scores.get(n)) if scores.get(n) is not None else '–'}</td>"
             for n in names
         )
-        verdict = '<span class="pass">pass</span>' if not problems else f'<span class="fail">{_e("; ".join(problems))}</span>'
+        verdict = (
+            '<span class="pass">pass</span>' if not problems else f'<span class="fail">{_e("; ".join(problems))}</span>'
+        )
         output = row.get("output")
-        shown = _e(output if len(output) <= 300 else output[:299] + "…") if output is not None else '<span class="dim">–</span>'
+        shown = (
+            _e(output if len(output) <= 300 else output[:299] + "…")
+            if output is not None
+            else '<span class="dim">–</span>'
+        )
         out.append(f"<tr><td>{_e(row['id'])}</td>{cells}<td>{verdict}</td><td class=out>{shown}</td></tr>")
-    out += ["</table>", f'<p class="dim">schema {_e(report.get("schema_version", ""))} · run {_e(report["run_id"])}</p>', "</main></body></html>"]
+    out += [
+        "</table>",
+        f'<p class="dim">schema {_e(report.get("schema_version", ""))} · run {_e(report["run_id"])}</p>',
+        "</main></body></html>",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -321,19 +385,25 @@ def render_csv(report: Report) -> str:
             for name in names:
                 score = scores.get(name)
                 merr = metric_errors.get(name)
-                writer.writerow([
-                    report["run_id"], sample["id"], sample["index"], name,
-                    "" if score is None else repr(float(score)),
-                    "" if score is None else str(score >= PASS_THRESHOLD).lower(),
-                    f"{merr.get('kind', '')}: {merr.get('message', '')}" if merr else "",
-                    error.get("kind", ""), error.get("message", ""),
-                    "" if row.get("attempts") is None else row["attempts"],
-                    "" if row.get("output") is None else row["output"],
-                    "" if cost.get("usd") is None else repr(float(cost["usd"])),
-                    cost.get("source", ""),
-                    "true" if row.get("cached") else "",
-                    *((row["repetition"],) if repeated else ()),
-                ])
+                writer.writerow(
+                    [
+                        report["run_id"],
+                        sample["id"],
+                        sample["index"],
+                        name,
+                        "" if score is None else repr(float(score)),
+                        "" if score is None else str(score >= PASS_THRESHOLD).lower(),
+                        f"{merr.get('kind', '')}: {merr.get('message', '')}" if merr else "",
+                        error.get("kind", ""),
+                        error.get("message", ""),
+                        "" if row.get("attempts") is None else row["attempts"],
+                        "" if row.get("output") is None else row["output"],
+                        "" if cost.get("usd") is None else repr(float(cost["usd"])),
+                        cost.get("source", ""),
+                        "true" if row.get("cached") else "",
+                        *((row["repetition"],) if repeated else ()),
+                    ]
+                )
     return buffer.getvalue()
 
 
@@ -368,7 +438,13 @@ def render_junit(report: Report) -> str:
         if problems:
             failures += 1
             error = row.get("error")
-            kind = error.get("kind", "error") if error else "metric_error" if row.get("metric_errors") else "below_threshold"
+            kind = (
+                error.get("kind", "error")
+                if error
+                else "metric_error"
+                if row.get("metric_errors")
+                else "below_threshold"
+            )
             body = f"<failure message={_attr(problems[0])} type={_attr(kind)}>{_xml_text(chr(10).join(problems))}</failure>"
         # scores and output go to system-out: the one free-text place every JUnit reader shows
         scores = row.get("scores") or {}
@@ -377,23 +453,30 @@ def render_junit(report: Report) -> str:
             lines.append(f"output: {row['output']}")
         if lines:
             body += f"<system-out>{_xml_text(chr(10).join(lines))}</system-out>"
-        cases.append(f'    <testcase classname={_attr("evalharness." + name)} name={_attr(row["id"])} time="0">{body}</testcase>')
+        cases.append(
+            f'    <testcase classname={_attr("evalharness." + name)} name={_attr(row["id"])} time="0">{body}</testcase>'
+        )
     for problem in report_extras.gate_failures(report):
         # a failed gate is a failed test, so a CI system shows why the run failed
         failures += 1
-        cases.append(f'    <testcase classname={_attr("evalharness." + name + ".gates")} name={_attr(problem.split(" ")[0])} time="0">'
-                     f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>')
+        cases.append(
+            f'    <testcase classname={_attr("evalharness." + name + ".gates")} name={_attr(problem.split(" ")[0])} time="0">'
+            f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>'
+        )
     total = len(cases)
-    props = (("run_id", report["run_id"]), ("sut", report["sut"]), ("mode", report["mode"]), *report_extras.junit_properties(report))
+    props = (
+        ("run_id", report["run_id"]),
+        ("sut", report["sut"]),
+        ("mode", report["mode"]),
+        *report_extras.junit_properties(report),
+    )
     suite_props = "".join(f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in props)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuites name="evalharness" tests="{total}" failures="{failures}" errors="0" time="{report["duration_seconds"]}">\n'
         f'  <testsuite name={_attr(name)} tests="{total}" failures="{failures}" errors="0" skipped="0" '
         f'time="{report["duration_seconds"]}" timestamp={_attr(str(report["started_at"]).removesuffix("Z"))}>\n'
-        f"    <properties>{suite_props}</properties>\n"
-        + "\n".join(cases)
-        + "\n  </testsuite>\n</testsuites>\n"
+        f"    <properties>{suite_props}</properties>\n" + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n"
     )
 
 

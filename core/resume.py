@@ -55,8 +55,12 @@ class ResumePlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "resumed_at": time.time(), "collected": self.collected, "live": self.live,
-            "dispatched": self.to_dispatch, "batch": self.continuation.batch_id, "notes": list(self.notes),
+            "resumed_at": time.time(),
+            "collected": self.collected,
+            "live": self.live,
+            "dispatched": self.to_dispatch,
+            "batch": self.continuation.batch_id,
+            "notes": list(self.notes),
         }
 
 
@@ -174,7 +178,9 @@ async def plan_resume(
     rid = record.id
     notes: list[str] = []
     if record.mode != "lazy-parallel" or record.sink is None:
-        raise ResumeRefused(f"run {rid!r} ran {record.mode}: only a lazy-parallel run keeps its outputs in Redis and can be resumed")
+        raise ResumeRefused(
+            f"run {rid!r} ran {record.mode}: only a lazy-parallel run keeps its outputs in Redis and can be resumed"
+        )
     holder = await _live_claim(client, GlobalKeys(prefix).run_producer(rid))
     if holder:
         try:
@@ -205,7 +211,9 @@ async def plan_resume(
                 f"now {sut_fingerprint[:19]}…): the finished outputs came from the old code. Restore it, start a new run, "
                 "or pass --allow-changes to score old and new outputs together"
             )
-        notes.append(f"the SUT's code changed since the run started ({then_fp[:19]}… then, {sut_fingerprint[:19]}… now)")
+        notes.append(
+            f"the SUT's code changed since the run started ({then_fp[:19]}… then, {sut_fingerprint[:19]}… now)"
+        )
     queue = Queue(client, prefix)
     keys = queue.keys(record.queue)
     raw = await client.hgetall(keys.results(record.sink))
@@ -236,8 +244,10 @@ async def plan_resume(
     fresh: dict[int, str] = {}
     live = 0
     for n, i in enumerate(missing):
-        mine = states[n * len(suffixes):(n + 1) * len(suffixes)]
-        alive = [sfx for sfx, (state, cancel) in zip(suffixes, mine, strict=True) if state in LIVE_STATES and not cancel]
+        mine = states[n * len(suffixes) : (n + 1) * len(suffixes)]
+        alive = [
+            sfx for sfx, (state, cancel) in zip(suffixes, mine, strict=True) if state in LIVE_STATES and not cancel
+        ]
         if alive and i not in redo:
             live += 1  # the same id: the dispatch merges into that job, whose outcome is collected
             fresh[i] = alive[-1]
@@ -248,6 +258,8 @@ async def plan_resume(
     new_batch = info is None or info.state == "cancelled"
     batch_id = f"run-{rid}.r{rounds}" if new_batch else str(record.batch)
     if new_batch and record.batch:
-        notes.append(f"the run's batch {record.batch} was {'cancelled' if info else 'gone'}: the rest runs in batch {batch_id}")
+        notes.append(
+            f"the run's batch {record.batch} was {'cancelled' if info else 'gone'}: the rest runs in batch {batch_id}"
+        )
     continuation = Continuation(rid, batch_id, new_batch, record.started_at, results, fresh)
     return ResumePlan(record, continuation, len(results), live, len(fresh) - live, rounds, notes)

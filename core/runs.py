@@ -28,10 +28,28 @@ RECORD_VERSION = 1
 # batch cancelled, the workers could not import the SUT); interrupted: a signal stopped it.
 RUN_STATES = ("running", "finished", "stopped", "interrupted")
 _PRUNE_BATCH = 50
-FIELDS = frozenset({
-    "version", "id", "state", "dataset", "samples", "sut", "metrics", "mode", "options", "queue", "batch", "sink",
-    "started_at", "finished_at", "dispatched", "interrupted", "diagnostics", "result_ttl",
-})
+FIELDS = frozenset(
+    {
+        "version",
+        "id",
+        "state",
+        "dataset",
+        "samples",
+        "sut",
+        "metrics",
+        "mode",
+        "options",
+        "queue",
+        "batch",
+        "sink",
+        "started_at",
+        "finished_at",
+        "dispatched",
+        "interrupted",
+        "diagnostics",
+        "result_ttl",
+    }
+)
 
 
 def dataset_fingerprint(dataset: Dataset) -> str:
@@ -73,8 +91,12 @@ class RunRecord:
             "version": str(RECORD_VERSION),
             "id": self.id,
             "state": self.state,
-            "dataset": json.dumps({"name": ds.name, "path": str(ds.path), "samples": len(ds.samples), "fingerprint": self.fingerprint}),
-            "samples": json.dumps([[s.id, s.input, s.expected_output, s.metadata, s.line] for s in ds.samples], ensure_ascii=False),
+            "dataset": json.dumps(
+                {"name": ds.name, "path": str(ds.path), "samples": len(ds.samples), "fingerprint": self.fingerprint}
+            ),
+            "samples": json.dumps(
+                [[s.id, s.input, s.expected_output, s.metadata, s.line] for s in ds.samples], ensure_ascii=False
+            ),
             "sut": self.sut,
             "metrics": json.dumps(list(self.metrics)),
             "mode": self.mode,
@@ -159,7 +181,9 @@ class RunStore:
         try:
             return RunRecord.from_fields({str(k): str(v) for k, v in rec.items()})
         except (KeyError, ValueError, TypeError) as exc:
-            raise EvalHarnessError(f"the record of run {run_id!r} in Redis is damaged ({type(exc).__name__}: {exc})") from None
+            raise EvalHarnessError(
+                f"the record of run {run_id!r} in Redis is damaged ({type(exc).__name__}: {exc})"
+            ) from None
 
     async def _prune(self) -> None:
         """Drop index entries whose record expired, a few of the oldest at a time."""
@@ -173,4 +197,3 @@ class RunStore:
         gone = [rid for rid, there in zip(ids, alive, strict=True) if not there]
         if gone:
             await self.client.zrem(self.keys.runs, *gone)
-

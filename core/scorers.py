@@ -228,7 +228,6 @@ class Regex:
         return 1.0 if parse_delimited_pattern(exp).search(out) is not None else 0.0
 
 
-
 # --- the registry ------------------------------------------------------------------------------
 
 
@@ -257,8 +256,7 @@ _TEXT_DEFINITIONS: tuple[MetricDefinition, ...] = (
 )
 
 _BUILTINS: dict[str, MetricDefinition] = {
-    d.name: d
-    for d in (*_TEXT_DEFINITIONS, *_retrieval.DEFINITIONS, *_offline.DEFINITIONS, *_provider.DEFINITIONS)
+    d.name: d for d in (*_TEXT_DEFINITIONS, *_retrieval.DEFINITIONS, *_offline.DEFINITIONS, *_provider.DEFINITIONS)
 }
 
 METRIC_NAMES: tuple[str, ...] = tuple(sorted(_BUILTINS))
@@ -447,9 +445,7 @@ def parse_metric_specs(entries: Sequence[str]) -> list[MetricSpec]:
                 current = _add_argument(current, rest)
             elif equals >= 0:
                 if current is None:
-                    raise MetricError(
-                        f"argument {part.strip()!r} has no metric before it (write NAME:{part.strip()})"
-                    )
+                    raise MetricError(f"argument {part.strip()!r} has no metric before it (write NAME:{part.strip()})")
                 current = _add_argument(current, part)
                 specs[-1] = current
                 continue
@@ -531,7 +527,9 @@ def _build(definition: MetricDefinition, args: Mapping[str, Any], context: Metri
             f"metric {definition.name!r} ({definition.source}) could not be set up: {type(exc).__name__}: {exc}"
         ) from None
     if not callable(getattr(scorer, "score", None)):
-        raise MetricError(f"metric {definition.name!r} ({definition.source}) built {type(scorer).__name__}, not a scorer")
+        raise MetricError(
+            f"metric {definition.name!r} ({definition.source}) built {type(scorer).__name__}, not a scorer"
+        )
     return scorer
 
 
@@ -571,7 +569,9 @@ def resolve_metrics(
             try:
                 args[key] = arg.check(value)
             except ValueError as exc:
-                raise MetricError(f"metric {spec.name!r} argument {key!r} in the config: expected {exc}, got {value!r}") from None
+                raise MetricError(
+                    f"metric {spec.name!r} argument {key!r} in the config: expected {exc}, got {value!r}"
+                ) from None
         for key, raw in spec.arguments:
             arg = _argument_of(definition, key)
             if arg is None:

@@ -32,8 +32,18 @@ SCRIPT_NAMES = (
 
 # Scripts that change batches share the helper functions in _batch.lua.
 WITH_BATCH_HELPERS = frozenset(
-    {"pop_with_lease", "ack", "fail", "release", "dispatch", "batch_cancel", "batch_retry", "batch_seal",
-     "retry_failed", "cancel_job"}
+    {
+        "pop_with_lease",
+        "ack",
+        "fail",
+        "release",
+        "dispatch",
+        "batch_cancel",
+        "batch_retry",
+        "batch_seal",
+        "retry_failed",
+        "cancel_job",
+    }
 )
 # Scripts that put jobs into the failed store or take them out keep its indexes (_failed.lua).
 WITH_FAILED_HELPERS = frozenset({"fail", "retry_failed", "batch_retry", "cancel_job", "forget_failed", "failed_index"})
@@ -62,7 +72,9 @@ class Scripts:
     def __getitem__(self, name: str) -> AsyncScript:
         return self._scripts[name]
 
-    async def run(self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]], *, raise_on_error: bool = True) -> list[Any]:
+    async def run(
+        self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]], *, raise_on_error: bool = True
+    ) -> list[Any]:
         """Run script calls ``(name, keys, args)`` in order, in one round trip: EVALSHA alone or
         pipelined, without the SCRIPT EXISTS check a redis-py pipeline makes first.  A script the
         server does not know (it restarted, or was flushed) is loaded and only the calls it

@@ -29,7 +29,24 @@ MINUTES_READ = 61  # per queue, the current minute and the 60 before it: the pas
 MASTER_STALE = 15.0  # seconds without a heartbeat before a master counts as gone
 MASTER_FORGET = 600.0  # a master silent this long is dropped from the masters hash (until then: "lost")
 # Upper bounds (ms) of the runtime histogram buckets kept by ack.lua; bucket 17 is "above".
-BUCKET_BOUNDS_MS: tuple[int, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000)
+BUCKET_BOUNDS_MS: tuple[int, ...] = (
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    120000,
+    300000,
+    600000,
+)
 
 
 def channel(prefix: str) -> str:
@@ -52,7 +69,9 @@ def minute_key(keys: QueueKeys, minute: int) -> str:
     return f"{keys.base}m:{minute}"
 
 
-def histogram_quantile(buckets: dict[int, int], q: float, low: float | None = None, high: float | None = None) -> float | None:
+def histogram_quantile(
+    buckets: dict[int, int], q: float, low: float | None = None, high: float | None = None
+) -> float | None:
     """The ``q`` quantile (0..1) in seconds of a bucketed runtime histogram, interpolated
     linearly inside the bucket that holds it, and kept within the observed shortest (``low``)
     and longest (``high``) runtime in seconds when known: a bucket's bound is not a runtime
@@ -80,7 +99,15 @@ def histogram_quantile(buckets: dict[int, int], q: float, low: float | None = No
 
 
 def _minute_stats(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"completed": 0, "failed": 0, "timeouts": 0, "retries": 0, "rate_limited": 0, "rt_sum": 0, "rt_max": 0}
+    out: dict[str, Any] = {
+        "completed": 0,
+        "failed": 0,
+        "timeouts": 0,
+        "retries": 0,
+        "rate_limited": 0,
+        "rt_sum": 0,
+        "rt_max": 0,
+    }
     buckets: dict[int, int] = {}
     rt_min: int | None = None
     for row in rows:
@@ -285,7 +312,9 @@ def history_entry(snapshot: dict[str, Any], closed: dict[str, dict[str, Any]]) -
     }
 
 
-async def closed_minute(client: aioredis.Redis, prefix: str, queues: Sequence[str], minute: int) -> dict[str, dict[str, Any]]:
+async def closed_minute(
+    client: aioredis.Redis, prefix: str, queues: Sequence[str], minute: int
+) -> dict[str, dict[str, Any]]:
     async with client.pipeline(transaction=False) as pipe:
         for q in queues:
             pipe.hgetall(minute_key(QueueKeys(prefix, q), minute))
@@ -322,8 +351,9 @@ async def read_events(client: aioredis.Redis, prefix: str, count: int = 100) -> 
     return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}} for eid, fields in raw or []]
 
 
-async def read_events_after(client: aioredis.Redis, prefix: str, after: str | None = None,
-                            count: int = 1_000) -> list[dict[str, Any]]:
+async def read_events_after(
+    client: aioredis.Redis, prefix: str, after: str | None = None, count: int = 1_000
+) -> list[dict[str, Any]]:
     """Events oldest first: the newest ``count`` when ``after`` is None, else at most ``count`` of
     those added after the stream id ``after`` (a console following the stream reads only what is
     new). Each has its stream id as ``event_id``: an event's own ``id`` field is the job's."""
@@ -332,5 +362,7 @@ async def read_events_after(client: aioredis.Redis, prefix: str, after: str | No
         raw = list(raw or [])[::-1]
     else:
         raw = await client.xrange(events_key(prefix), min=f"({after}", count=count)
-    return [{"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}, "event_id": str(eid)}
-            for eid, fields in raw or []]
+    return [
+        {"id": str(eid), **{str(k): v for k, v in (fields or {}).items()}, "event_id": str(eid)}
+        for eid, fields in raw or []
+    ]

@@ -105,7 +105,9 @@ class QueueDemand:
         runtime = row.get("runtime") or {}
         mean = runtime.get("mean")
         mean = runtime.get("p50") if mean is None else mean
-        return cls(ready=int(row.get("ready") or 0), running=int(row.get("reserved") or 0), mean_runtime=float(mean or 0.0))
+        return cls(
+            ready=int(row.get("ready") or 0), running=int(row.get("reserved") or 0), mean_runtime=float(mean or 0.0)
+        )
 
 
 class Hold(StrEnum):
@@ -206,7 +208,9 @@ def desired_sizes(
         left -= sizes[q]
     budget -= sum(sizes.values())
     if config.balance is Balance.SIMPLE:
-        even = _apportion(budget, free, dict.fromkeys(free, m), dict.fromkeys(free, budget), dict.fromkeys(free, Fraction(1)))
+        even = _apportion(
+            budget, free, dict.fromkeys(free, m), dict.fromkeys(free, budget), dict.fromkeys(free, Fraction(1))
+        )
         sizes.update(even)
     else:
         sizes.update(_auto(config, free, budget, demand, pools))
@@ -253,7 +257,13 @@ def plan(
         stop = min(want, shift[name], pool.idle)
         target[name] -= stop
         if stop < want:
-            held[name] = Hold.COOLDOWN if name in cooling else Hold.BUSY if pool.idle < min(want, shift[name]) else Hold.MAX_SHIFT
+            held[name] = (
+                Hold.COOLDOWN
+                if name in cooling
+                else Hold.BUSY
+                if pool.idle < min(want, shift[name])
+                else Hold.MAX_SHIFT
+            )
 
     excess = sum(target.values()) - top
     for name in reversed(names):
@@ -282,7 +292,9 @@ def plan(
         target[name] += up
         room -= up
         if up < want:
-            held[name] = Hold.MAX_PROCESSES if room < allowed - up else Hold.COOLDOWN if name in cooling else Hold.MAX_SHIFT
+            held[name] = (
+                Hold.MAX_PROCESSES if room < allowed - up else Hold.COOLDOWN if name in cooling else Hold.MAX_SHIFT
+            )
 
     next_at: float | None = None
     for name, pool in state.items():
@@ -345,7 +357,9 @@ def _auto(
     return _apportion(budget, queues, floors, caps, _weights(config, work, demand))
 
 
-def _weights(config: SupervisorConfig, work: Mapping[str, QueueDemand], demand: Mapping[str, QueueDemand]) -> dict[str, Fraction]:
+def _weights(
+    config: SupervisorConfig, work: Mapping[str, QueueDemand], demand: Mapping[str, QueueDemand]
+) -> dict[str, Fraction]:
     if config.auto_scaling_strategy is ScalingStrategy.SIZE:
         return {q: Fraction(d.jobs) for q, d in work.items()}
     # every queue of the supervisor informs the fallback runtime, pinned ones too
@@ -391,7 +405,9 @@ def _apportion(
     whole = {q: math.floor(exact[q]) for q in order}
     left = total - sum(whole.values())
     # the fractions add up to `left`, each below 1: at least `left` queues have one
-    by_remainder = sorted((q for q in order if exact[q] > whole[q]), key=lambda q: (whole[q] - exact[q], order.index(q)))
+    by_remainder = sorted(
+        (q for q in order if exact[q] > whole[q]), key=lambda q: (whole[q] - exact[q], order.index(q))
+    )
     for q in by_remainder[:left]:
         whole[q] += 1
     return whole

@@ -100,10 +100,31 @@ def handle_errors(func: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL (redis://, rediss://, unix://). Env {ENV_REDIS_URL}; default: the embedded server.")
-@click.option("--prefix", envvar=ENV_PREFIX, help=f"Key prefix shared by producers, workers and consoles (default eh). Env {ENV_PREFIX}.")
-@click.option("--config", "config", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help=f"Config file (TOML). Env {ENV_CONFIG}; default ./evalharness.toml when present.")
-@click.option("--log-level", envvar="EVALHARNESS_LOG_LEVEL", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]), help="Env EVALHARNESS_LOG_LEVEL.")
+@click.option(
+    "--redis-url",
+    envvar=ENV_REDIS_URL,
+    help=f"Redis URL (redis://, rediss://, unix://). Env {ENV_REDIS_URL}; default: the embedded server.",
+)
+@click.option(
+    "--prefix",
+    envvar=ENV_PREFIX,
+    help=f"Key prefix shared by producers, workers and consoles (default eh). Env {ENV_PREFIX}.",
+)
+@click.option(
+    "--config",
+    "config",
+    envvar=ENV_CONFIG,
+    type=click.Path(dir_okay=False),
+    help=f"Config file (TOML). Env {ENV_CONFIG}; default ./evalharness.toml when present.",
+)
+@click.option(
+    "--log-level",
+    envvar="EVALHARNESS_LOG_LEVEL",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Env EVALHARNESS_LOG_LEVEL.",
+)
 @click.version_option(package_name="evalharness")
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: str | None, log_level: str) -> None:
@@ -124,39 +145,194 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 
 @cli.command()
 @click.argument("dataset", type=click.Path(dir_okay=False), required=False)
-@click.option("--sut", metavar="MODULE:CALLABLE|openai:MODEL|http:URL", help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.")
-@click.option("--metric", "metrics", multiple=True, metavar="NAME[:ARG=VALUE,...]", help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.")
-@click.option("--batch", "mode", type=click.Choice(["serial", "lazy-parallel", "none"]), default="lazy-parallel", show_default=True, help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.")
-@click.option("--profile", metavar="NAME", help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.")
-@click.option("--repetitions", type=OrNone(click.IntRange(min=1), "N"), default=1, show_default=True, help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.")
-@click.option("--resume", "resume_id", metavar="RUN_ID", help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.")
-@click.option("--allow-changes", is_flag=True, help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).")
-@click.option("--concurrency", type=OrNone(click.IntRange(min=1), "N"), default=10, show_default=True, help="Samples in flight at once (lazy-parallel).")
+@click.option(
+    "--sut",
+    metavar="MODULE:CALLABLE|openai:MODEL|http:URL",
+    help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME[:ARG=VALUE,...]",
+    help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.",
+)
+@click.option(
+    "--batch",
+    "mode",
+    type=click.Choice(["serial", "lazy-parallel", "none"]),
+    default="lazy-parallel",
+    show_default=True,
+    help="serial: in this process, one sample at a time. lazy-parallel: one job per sample on the queue.",
+)
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.",
+)
+@click.option(
+    "--repetitions",
+    type=OrNone(click.IntRange(min=1), "N"),
+    default=1,
+    show_default=True,
+    help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.",
+)
+@click.option(
+    "--allow-changes",
+    is_flag=True,
+    help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).",
+)
+@click.option(
+    "--concurrency",
+    type=OrNone(click.IntRange(min=1), "N"),
+    default=10,
+    show_default=True,
+    help="Samples in flight at once (lazy-parallel).",
+)
 @click.option("--queue", default=DEFAULT_EVAL_QUEUE, show_default=True, help="Queue the sample jobs go to.")
-@click.option("--timeout", type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"), default=60.0, show_default=True, help="Seconds one attempt of one sample may take.")
-@click.option("--tries", type=OrNone(click.IntRange(min=1), "N"), default=3, show_default=True, help="Attempts per sample; 429 releases do not count.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
-@click.option("--workers", type=OrNone(click.IntRange(min=0), "N"), default=0, help="Start N local worker processes for this run (no daemon needed).")
-@click.option("--batch-timeout", type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"), help="Seconds for the whole run (dispatch and collection); missing samples are reported. none: no limit.")
-@click.option("--rate-limit", type=OrNone(click.FloatRange(min=0, min_open=True), "PER_SECOND"), help="Most samples dispatched per second. none: no limit.")
-@click.option("--result-ttl", type=OrNone(click.IntRange(min=1), "SECONDS"), default=86_400, show_default=True, help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).")
+@click.option(
+    "--timeout",
+    type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"),
+    default=60.0,
+    show_default=True,
+    help="Seconds one attempt of one sample may take.",
+)
+@click.option(
+    "--tries",
+    type=OrNone(click.IntRange(min=1), "N"),
+    default=3,
+    show_default=True,
+    help="Attempts per sample; 429 releases do not count.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON report (schema evalharness.report.v1) here.",
+)
+@click.option(
+    "--workers",
+    type=OrNone(click.IntRange(min=0), "N"),
+    default=0,
+    help="Start N local worker processes for this run (no daemon needed).",
+)
+@click.option(
+    "--batch-timeout",
+    type=OrNone(click.FloatRange(min=0, min_open=True), "SECONDS"),
+    help="Seconds for the whole run (dispatch and collection); missing samples are reported. none: no limit.",
+)
+@click.option(
+    "--rate-limit",
+    type=OrNone(click.FloatRange(min=0, min_open=True), "PER_SECOND"),
+    help="Most samples dispatched per second. none: no limit.",
+)
+@click.option(
+    "--result-ttl",
+    type=OrNone(click.IntRange(min=1), "SECONDS"),
+    default=86_400,
+    show_default=True,
+    help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@click.option("--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_PLAIN_INTERVAL, show_default=True, help="Seconds between plain progress lines when stderr is not a terminal.")
-@click.option("--limit", type=OrNone(click.IntRange(min=1), "N"), help="Run only the first N samples (after --sample and --shuffle). none: all.")
-@click.option("--sample", "sample_ids", multiple=True, metavar="ID", help="Run only the sample with this id; repeat for several.")
-@click.option("--shuffle", is_flag=True, help="Run the samples in a shuffled order (the seed is recorded in the report).")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_PLAIN_INTERVAL,
+    show_default=True,
+    help="Seconds between plain progress lines when stderr is not a terminal.",
+)
+@click.option(
+    "--limit",
+    type=OrNone(click.IntRange(min=1), "N"),
+    help="Run only the first N samples (after --sample and --shuffle). none: all.",
+)
+@click.option(
+    "--sample", "sample_ids", multiple=True, metavar="ID", help="Run only the sample with this id; repeat for several."
+)
+@click.option(
+    "--shuffle", is_flag=True, help="Run the samples in a shuffled order (the seed is recorded in the report)."
+)
 @click.option("--seed", type=int, help="Seed of --shuffle: the same seed gives the same order (only with --shuffle).")
 @click.option("--input-col", metavar="COLUMN", help=f"CSV datasets: the input column (default {DEFAULT_INPUT_COLUMN}).")
-@click.option("--expected-col", metavar="COLUMN", help=f"CSV datasets: the expected-output column (default {DEFAULT_EXPECTED_COLUMN}).")
-@click.option("--outputs", "outputs_path", type=click.Path(dir_okay=False), metavar="FILE", help='Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers needed.')
-@click.option("--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
+@click.option(
+    "--expected-col",
+    metavar="COLUMN",
+    help=f"CSV datasets: the expected-output column (default {DEFAULT_EXPECTED_COLUMN}).",
+)
+@click.option(
+    "--outputs",
+    "outputs_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help='Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers needed.',
+)
+@click.option(
+    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML file (no script, no network).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write one CSV row per sample and metric.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write JUnit XML for CI: a testcase per sample.",
+)
 @run_extra_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple[str, ...], mode: str, profile: str | None, repetitions: Any, resume_id: str | None, allow_changes: bool, concurrency: Any, queue: str, timeout: Any, tries: Any, json_path: str | None, workers: Any, batch_timeout: Any, rate_limit: Any, result_ttl: Any, quiet: bool, progress_interval: float, limit: Any, sample_ids: tuple[str, ...], shuffle: bool, seed: int | None, input_col: str | None, expected_col: str | None, outputs_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None, **extra: Any) -> None:
+def run(
+    ctx: click.Context,
+    dataset: str | None,
+    sut: str | None,
+    metrics: tuple[str, ...],
+    mode: str,
+    profile: str | None,
+    repetitions: Any,
+    resume_id: str | None,
+    allow_changes: bool,
+    concurrency: Any,
+    queue: str,
+    timeout: Any,
+    tries: Any,
+    json_path: str | None,
+    workers: Any,
+    batch_timeout: Any,
+    rate_limit: Any,
+    result_ttl: Any,
+    quiet: bool,
+    progress_interval: float,
+    limit: Any,
+    sample_ids: tuple[str, ...],
+    shuffle: bool,
+    seed: int | None,
+    input_col: str | None,
+    expected_col: str | None,
+    outputs_path: str | None,
+    md_path: str | None,
+    html_path: str | None,
+    csv_path: str | None,
+    junit_path: str | None,
+    **extra: Any,
+) -> None:
     """Evaluate DATASET (.jsonl, .yaml, .csv) against a SUT and print the report.
 
     \b
@@ -231,11 +407,15 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         # local workers read the same file (an adapter SUT's settings are in it)
         os.environ[ENV_CONFIG] = str(config.path.resolve())
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
-    check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])
+    check_output_paths(
+        [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
+    )
     if resume_id is not None:
         from .cli_resume import resume_run
 
-        resume_run(ctx, resume_id, dataset=dataset, sut=sut, allow_changes=allow_changes, json_path=json_path, formats=formats)
+        resume_run(
+            ctx, resume_id, dataset=dataset, sut=sut, allow_changes=allow_changes, json_path=json_path, formats=formats
+        )
         return
     if allow_changes:
         raise EvalHarnessError("--allow-changes only applies with --resume RUN_ID")
@@ -247,9 +427,21 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     metrics = v["metrics"]
     if not metrics:
         raise EvalHarnessError("missing option --metric NAME (or a --profile whose metrics key names them)")
-    options = RunOptions(mode=mode, concurrency=v["concurrency"], queue=v["queue"], timeout=v["timeout"], tries=v["tries"], batch_timeout=v["batch_timeout"], rate_limit=v["rate_limit"], result_ttl=v["result_ttl"], repetitions=repetitions).validate()
+    options = RunOptions(
+        mode=mode,
+        concurrency=v["concurrency"],
+        queue=v["queue"],
+        timeout=v["timeout"],
+        tries=v["tries"],
+        batch_timeout=v["batch_timeout"],
+        rate_limit=v["rate_limit"],
+        result_ttl=v["result_ttl"],
+        repetitions=repetitions,
+    ).validate()
     if sut and outputs_path:
-        raise EvalHarnessError("--sut and --outputs exclude each other: --outputs scores saved outputs without calling a SUT")
+        raise EvalHarnessError(
+            "--sut and --outputs exclude each other: --outputs scores saved outputs without calling a SUT"
+        )
     if not sut and not outputs_path:
         raise EvalHarnessError("missing option --sut MODULE:CALLABLE (or --outputs FILE to score saved outputs)")
     if outputs_path:
@@ -257,7 +449,9 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         workers = 0 if resolved.sources["workers"] == "profile" else workers
         repetitions = 1 if resolved.sources["repetitions"] == "profile" else repetitions
         if repetitions > 1:
-            raise EvalHarnessError("--repetitions does not apply with --outputs: a file of saved outputs has one output per sample")
+            raise EvalHarnessError(
+                "--repetitions does not apply with --outputs: a file of saved outputs has one output per sample"
+            )
     if outputs_path and workers:
         raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
     full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
@@ -276,14 +470,29 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
         judged = prepare_scores(scorers, result)  # saved outputs have no queue: judged here
         if judged is not None:
             additions["judges"] = judged
-        code = present(result, data, f"outputs:{outputs_path}", "outputs", {"mode": "outputs", "outputs": outputs_path}, scorers, json_path, formats=formats, additions=additions, extras=extras)
+        code = present(
+            result,
+            data,
+            f"outputs:{outputs_path}",
+            "outputs",
+            {"mode": "outputs", "outputs": outputs_path},
+            scorers,
+            json_path,
+            formats=formats,
+            additions=additions,
+            extras=extras,
+        )
         raise SystemExit(code)
     assert sut is not None
     load_sut(sut)
     if mode == "serial" and workers:
         raise EvalHarnessError("--workers only applies to --batch lazy-parallel")
     record_extra = {"subset": json.dumps(additions["subset"])} if subset else {}
-    record_extra.update(resume_fields(dataset, data, sut, subset, metrics, repetitions, profile, json_path, formats, input_col, expected_col))
+    record_extra.update(
+        resume_fields(
+            dataset, data, sut, subset, metrics, repetitions, profile, json_path, formats, input_col, expected_col
+        )
+    )
     units = expand(data, repetitions)
     extras.repetitions = repetitions
     fingerprint = load_sut_code(sut).fingerprint
@@ -292,11 +501,27 @@ def run(ctx: click.Context, dataset: str | None, sut: str | None, metrics: tuple
     prepare(extras, settings.redis_url if settings else "", settings.prefix if settings else "", units, fingerprint)
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, units, sut, options, workers=workers, quiet=quiet, interrupt=interrupt, metrics=[s.name for s in scorers], progress_interval=progress_interval, record_extra=record_extra, extras=extras, scorers=scorers, additions=additions)
+        result = execute(
+            ctx,
+            units,
+            sut,
+            options,
+            workers=workers,
+            quiet=quiet,
+            interrupt=interrupt,
+            metrics=[s.name for s in scorers],
+            progress_interval=progress_interval,
+            record_extra=record_extra,
+            extras=extras,
+            scorers=scorers,
+            additions=additions,
+        )
         result.diagnostics.extend(self_judging)
         if settings is not None:
             store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
-        code = finish(result, data, sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras)
+        code = finish(
+            result, data, sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras
+        )
     if result.interrupted:
         # The report is written; a SUT thread a signal could not stop must not hold the exit.
         sys.stdout.flush()
@@ -324,7 +549,9 @@ def catching_signals(interrupt: Interrupt) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, path: str) -> tuple[RunResult, dict[str, Any]]:
+def score_saved_outputs(
+    full: Dataset, data: Dataset, subset: Subset | None, path: str
+) -> tuple[RunResult, dict[str, Any]]:
     """The outcomes of ``data`` (``full`` or a subset of it) from a file of saved outputs."""
     started = time.time()
     saved = load_outputs(path, full)
@@ -332,16 +559,36 @@ def score_saved_outputs(full: Dataset, data: Dataset, subset: Subset | None, pat
     outcomes = []
     for index, (position, sample) in enumerate(zip(positions, data.samples, strict=True)):
         output = saved.get(position)
-        error = None if output is not None else {"kind": "no_output", "message": f"{path} has no output for this sample"}
+        error = (
+            None if output is not None else {"kind": "no_output", "message": f"{path} has no output for this sample"}
+        )
         outcomes.append(SampleOutcome(index, sample, output, error, None))
     matched = sum(1 for o in outcomes if o.output is not None)
     info = {"path": path, "lines": len(saved), "matched": matched, "missing": len(outcomes) - matched}
     return RunResult(new_job_id(), outcomes, started, time.time()), info
 
 
-def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, workers: int = 0, quiet: bool = False, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), progress_interval: float = DEFAULT_PLAIN_INTERVAL, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, extras: RunExtras | None = None, scorers: Sequence[Any] = (), additions: dict[str, Any] | None = None) -> RunResult:
+def execute(
+    ctx: click.Context,
+    data: Any,
+    sut: str,
+    options: RunOptions,
+    *,
+    workers: int = 0,
+    quiet: bool = False,
+    interrupt: Interrupt | None = None,
+    metrics: Sequence[str] = (),
+    progress_interval: float = DEFAULT_PLAIN_INTERVAL,
+    record_extra: dict[str, str] | None = None,
+    resume: Continuation | None = None,
+    extras: RunExtras | None = None,
+    scorers: Sequence[Any] = (),
+    additions: dict[str, Any] | None = None,
+) -> RunResult:
     console = Console(stderr=True)
-    with RunProgress(console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
+    with RunProgress(
+        console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval
+    ) as shown:
         progress = shown.done
         budget = extras.budget if extras is not None else None
         prefilled = extras.prefilled if extras is not None else None
@@ -362,8 +609,34 @@ def execute(ctx: click.Context, data: Any, sut: str, options: RunOptions, *, wor
                 cmd = worker_command(queues, max(1, -(-options.concurrency // workers)))
                 procs = [subprocess.Popen(cmd, env=child_env(settings)) for _ in range(workers)]
                 asyncio.run(_until_stopped(wait_for_workers(settings, options.queue, workers, procs), interrupt))
-            result = asyncio.run(_parallel(settings.redis_url, settings.prefix, data, sut, options, progress, interrupt, metrics, shown if shown.enabled else None, record_extra, resume, prefilled, budget))
-            _judged(additions, prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix, result_ttl=options.result_ttl, budget=options.batch_timeout))
+            result = asyncio.run(
+                _parallel(
+                    settings.redis_url,
+                    settings.prefix,
+                    data,
+                    sut,
+                    options,
+                    progress,
+                    interrupt,
+                    metrics,
+                    shown if shown.enabled else None,
+                    record_extra,
+                    resume,
+                    prefilled,
+                    budget,
+                )
+            )
+            _judged(
+                additions,
+                prepare_scores(
+                    scorers,
+                    result,
+                    redis_url=settings.redis_url,
+                    prefix=settings.prefix,
+                    result_ttl=options.result_ttl,
+                    budget=options.batch_timeout,
+                ),
+            )
             return result
         finally:
             _stop_local_workers(procs, options.timeout + 5, interrupt)
@@ -403,7 +676,21 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
             p.wait()
 
 
-async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOptions, progress: Any, interrupt: Interrupt | None = None, metrics: Sequence[str] = (), shown: RunProgress | None = None, record_extra: dict[str, str] | None = None, resume: Continuation | None = None, prefilled: Any = None, budget: Any = None) -> RunResult:
+async def _parallel(
+    url: str,
+    prefix: str,
+    data: Any,
+    sut: str,
+    options: RunOptions,
+    progress: Any,
+    interrupt: Interrupt | None = None,
+    metrics: Sequence[str] = (),
+    shown: RunProgress | None = None,
+    record_extra: dict[str, str] | None = None,
+    resume: Continuation | None = None,
+    prefilled: Any = None,
+    budget: Any = None,
+) -> RunResult:
     client = async_client(url)
     watch = watcher = None
     if shown is not None:
@@ -417,10 +704,26 @@ async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOpti
         if watch is not None:
             watch.batch_id = batch_id
         # while this producer lives, `run --resume` of its run is refused (core/resume.py)
-        claims.append(asyncio.ensure_future(hold_claim(client, prefix, run_id_of_batch(batch_id), options.result_ttl, release)))
+        claims.append(
+            asyncio.ensure_future(hold_claim(client, prefix, run_id_of_batch(batch_id), options.result_ttl, release))
+        )
 
     try:
-        return await run_lazy_parallel(client, prefix, data, sut, options, progress, interrupt, metrics, watch=batch_created, record_extra=record_extra, resume=resume, prefilled=prefilled, budget=budget)
+        return await run_lazy_parallel(
+            client,
+            prefix,
+            data,
+            sut,
+            options,
+            progress,
+            interrupt,
+            metrics,
+            watch=batch_created,
+            record_extra=record_extra,
+            resume=resume,
+            prefilled=prefilled,
+            budget=budget,
+        )
     finally:
         release.set()
         for claim in claims:
@@ -436,18 +739,62 @@ async def _parallel(url: str, prefix: str, data: Any, sut: str, options: RunOpti
         await client.aclose()
 
 
-def finish(result: RunResult, data: Any, sut: str, options: RunOptions, scorers: Any, json_path: str | None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None, extras: RunExtras | None = None) -> int:
-    return present(result, data, sut, options.mode, options.to_json(), scorers, json_path, formats=formats, additions=additions, extras=extras)
+def finish(
+    result: RunResult,
+    data: Any,
+    sut: str,
+    options: RunOptions,
+    scorers: Any,
+    json_path: str | None,
+    *,
+    formats: dict[str, str | None] | None = None,
+    additions: dict[str, Any] | None = None,
+    extras: RunExtras | None = None,
+) -> int:
+    return present(
+        result,
+        data,
+        sut,
+        options.mode,
+        options.to_json(),
+        scorers,
+        json_path,
+        formats=formats,
+        additions=additions,
+        extras=extras,
+    )
 
 
-def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str, Any], scorers: Any, json_path: str | None, extra: dict[str, Any] | None = None, *, formats: dict[str, str | None] | None = None, additions: dict[str, Any] | None = None, extras: RunExtras | None = None) -> int:
+def present(
+    result: RunResult,
+    data: Any,
+    sut: str,
+    mode: str,
+    options: dict[str, Any],
+    scorers: Any,
+    json_path: str | None,
+    extra: dict[str, Any] | None = None,
+    *,
+    formats: dict[str, str | None] | None = None,
+    additions: dict[str, Any] | None = None,
+    extras: RunExtras | None = None,
+) -> int:
     """Score, print and write the report of a run (JSON and the ``formats``: md, html, csv,
     junit -> file); returns the run's exit code.  ``extra`` marks a rebuilt report, ``additions``
     are more keys of the run's own report (its subset)."""
     if extras is not None:
         scorers = extras.metered(scorers)
-    fields = {"run_id": result.run_id, "dataset": data, "sut": sut, "mode": mode, "options": options,
-              "started_at": result.started_at, "finished_at": result.finished_at, "outcomes": result.outcomes, "scorers": scorers}
+    fields = {
+        "run_id": result.run_id,
+        "dataset": data,
+        "sut": sut,
+        "mode": mode,
+        "options": options,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "outcomes": result.outcomes,
+        "scorers": scorers,
+    }
     repetitions = int(options.get("repetitions") or 1)
     report = build_repeated_report(**fields, repetitions=repetitions) if repetitions > 1 else build_report(**fields)
     if result.diagnostics:
@@ -484,15 +831,49 @@ def present(result: RunResult, data: Any, sut: str, mode: str, options: dict[str
 
 @cli.command("report")
 @click.argument("run_id")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the JSON report (schema evalharness.report.v1) here.")
-@click.option("--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as one self-contained HTML file (no script, no network).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write one CSV row per sample and metric.")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write JUnit XML for CI: a testcase per sample.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON report (schema evalharness.report.v1) here.",
+)
+@click.option(
+    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML file (no script, no network).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write one CSV row per sample and metric.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write JUnit XML for CI: a testcase per sample.",
+)
 @gate_options
 @click.pass_context
 @handle_errors
-def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: str | None, html_path: str | None, csv_path: str | None, junit_path: str | None, **extra: Any) -> None:
+def report_cmd(
+    ctx: click.Context,
+    run_id: str,
+    json_path: str | None,
+    md_path: str | None,
+    html_path: str | None,
+    csv_path: str | None,
+    junit_path: str | None,
+    **extra: Any,
+) -> None:
     """Rebuild the report of a lazy-parallel run from its outputs in Redis.
 
     RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
@@ -509,7 +890,9 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
       2    no such run in Redis (unknown id, or expired)
       3    Redis unavailable
     """
-    check_output_paths([("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)])
+    check_output_paths(
+        [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
+    )
     settings = settings_from(ctx)
     rid = run_id.removeprefix("run-")
 
@@ -525,7 +908,10 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
     scorers = resolve_metrics(record.metrics, config=config.metrics, context=metric_context(config.providers))
     extras = check_run_extras(extra, config, [s.name for s in scorers], record.sut, rebuilt=True)
     prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
-    rebuilt: dict[str, Any] = {"rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"), "run_state": record.state}
+    rebuilt: dict[str, Any] = {
+        "rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "run_state": record.state,
+    }
     judged = prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix)
     if judged is not None:
         rebuilt["judges"] = judged
@@ -534,31 +920,121 @@ def report_cmd(ctx: click.Context, run_id: str, json_path: str | None, md_path: 
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
     reps = int(record.extra.get("repetitions") or 1)
     # a repeated run's record holds every execution; the report has a row per sample
-    data = record.dataset if reps == 1 else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
-    raise SystemExit(present(result, data, record.sut, record.mode, record.options, scorers, json_path, rebuilt, formats=formats, extras=extras))
+    data = (
+        record.dataset
+        if reps == 1
+        else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
+    )
+    raise SystemExit(
+        present(
+            result,
+            data,
+            record.sut,
+            record.mode,
+            record.options,
+            scorers,
+            json_path,
+            rebuilt,
+            formats=formats,
+            extras=extras,
+        )
+    )
 
 
 # -- work ---------------------------------------------------------------------------------
 
 
 @cli.command()
-@click.option("--queue", "queues", multiple=True, required=True, help="Queue to serve; repeat for several, highest priority first.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs run at once in this process.")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs; repeat for several.")
-@click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal (renewed every lease/3).")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds in-flight jobs get to finish after SIGTERM.")
-@click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Exit cleanly after this many jobs (0: no limit).")
-@click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Exit cleanly after this many seconds (0: no limit).")
-@click.option("--memory", type=click.FloatRange(min=0), default=0, help="Exit cleanly once resident memory passes this many MB (0: no limit).")
-@click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).")
-@click.option("--telemetry/--no-telemetry", default=True, show_default=True, help="Record per-minute counters and runtime histograms (O(1) per job).")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    required=True,
+    help="Queue to serve; repeat for several, highest priority first.",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs run at once in this process."
+)
+@click.option(
+    "--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs; repeat for several."
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a job's reservation lasts without renewal (renewed every lease/3).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight jobs get to finish after SIGTERM.",
+)
+@click.option(
+    "--max-jobs", type=click.IntRange(min=0), default=0, help="Exit cleanly after this many jobs (0: no limit)."
+)
+@click.option(
+    "--max-time", type=click.FloatRange(min=0), default=0, help="Exit cleanly after this many seconds (0: no limit)."
+)
+@click.option(
+    "--memory",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Exit cleanly once resident memory passes this many MB (0: no limit).",
+)
+@click.option(
+    "--hard-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).",
+)
+@click.option(
+    "--telemetry/--no-telemetry",
+    default=True,
+    show_default=True,
+    help="Record per-minute counters and runtime histograms (O(1) per job).",
+)
 @click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
-@click.option("--sleep", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.")
-@click.option("--cancel-grace", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).")
-@click.option("--burst", is_flag=True, help="Exit (code 0) once no job of its queues is ready, delayed or running here: drain the queues, then stop.")
+@click.option(
+    "--sleep",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.",
+)
+@click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit (code 0) once no job of its queues is ready, delayed or running here: drain the queues, then stop.",
+)
 @click.pass_context
 @handle_errors
-def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], lease: float, grace: float, max_jobs: int, max_time: float, memory: float, hard_timeout: float, telemetry: bool, paused: bool, sleep: float, cancel_grace: float, burst: bool) -> None:
+def work(
+    ctx: click.Context,
+    queues: tuple[str, ...],
+    concurrency: int,
+    imports: tuple[str, ...],
+    lease: float,
+    grace: float,
+    max_jobs: int,
+    max_time: float,
+    memory: float,
+    hard_timeout: float,
+    telemetry: bool,
+    paused: bool,
+    sleep: float,
+    cancel_grace: float,
+    burst: bool,
+) -> None:
     """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
 
     On SIGTERM the worker stops taking jobs, lets running ones finish within
@@ -580,18 +1056,31 @@ def work(ctx: click.Context, queues: tuple[str, ...], concurrency: int, imports:
         validate_name("queue", q)
     settings = settings_from(ctx, imports)
     options = WorkerOptions(
-        queues=queues, concurrency=concurrency, lease=lease, grace=grace, max_jobs=max_jobs,
-        max_time=max_time, memory=memory, hard_timeout=hard_timeout, telemetry=telemetry, poll=sleep,
-        cancel_grace=cancel_grace, burst=burst,
+        queues=queues,
+        concurrency=concurrency,
+        lease=lease,
+        grace=grace,
+        max_jobs=max_jobs,
+        max_time=max_time,
+        memory=memory,
+        hard_timeout=hard_timeout,
+        telemetry=telemetry,
+        poll=sleep,
+        cancel_grace=cancel_grace,
+        burst=burst,
     )
-    raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused)))
+    raise SystemExit(
+        asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused))
+    )
 
 
 # -- demo ---------------------------------------------------------------------------------
 
 
 @cli.command()
-@click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes the daemon starts.")
+@click.option(
+    "--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes the daemon starts."
+)
 @click.option("--concurrency", type=click.IntRange(min=1), default=40, show_default=True, help="Samples in flight.")
 @click.pass_context
 @handle_errors
@@ -608,7 +1097,9 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     config = load_config(obj.get("config"))
     state_dir = resolve_state_dir(config)
     server = EmbeddedServer(state_dir)
-    started_server = not (obj.get("redis_url") or config.redis_url or os.environ.get(ENV_REDIS_URL)) and not server.is_running()
+    started_server = (
+        not (obj.get("redis_url") or config.redis_url or os.environ.get(ENV_REDIS_URL)) and not server.is_running()
+    )
     settings = settings_from(ctx)
     err = Console(stderr=True)
     where = "embedded server in " + str(state_dir) if settings.embedded else redact_url(settings.redis_url)
@@ -618,7 +1109,17 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     os.environ[ENV_PROVIDER_URL] = provider.url
     err.print(f"simulated provider: {provider.url} (latency 50-500 ms, ~3% 429, ~2% 503)")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "evalharness.daemon.master", "--log-level", "warning", "--queue", f"{queue}={processes}", "--concurrency", str(-(-concurrency // processes))],
+        [
+            sys.executable,
+            "-m",
+            "evalharness.daemon.master",
+            "--log-level",
+            "warning",
+            "--queue",
+            f"{queue}={processes}",
+            "--concurrency",
+            str(-(-concurrency // processes)),
+        ],
         env=child_env(settings),
     )
     try:
@@ -626,7 +1127,9 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
         err.print(f"evalharnessd (pid {daemon.pid}) is running {processes} worker processes on queue {queue!r}")
         data = load_dataset(EXAMPLE_DATASET)
         scorers = resolve_metrics(["exact-match", "contains"])
-        options = RunOptions(concurrency=concurrency, queue=queue, timeout=30, tries=3, backoff=(0.5, 1.0, 2.0)).validate()
+        options = RunOptions(
+            concurrency=concurrency, queue=queue, timeout=30, tries=3, backoff=(0.5, 1.0, 2.0)
+        ).validate()
         result = execute(ctx, data, EXAMPLE_HTTP_SUT, options, metrics=[s.name for s in scorers])
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path = reports_dir() / f"demo-{stamp}.json"

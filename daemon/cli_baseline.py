@@ -53,7 +53,12 @@ def baseline() -> None:
 @baseline.command("promote")
 @click.argument("run_id", required=False)
 @click.option("--name", required=True, help="The baseline's name (letters, digits, '_', '-', '.').")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, exists=True), help="Promote this JSON report instead of a run in Redis (rows are joined by sample id).")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Promote this JSON report instead of a run in Redis (rows are joined by sample id).",
+)
 @click.pass_context
 def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str | None) -> None:
     """Promote run RUN_ID (its outputs in Redis, scored again) as baseline NAME.
@@ -85,8 +90,15 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
             config = load_config(obj.get("config"))
             scorers = resolve_metrics(record.metrics, config=config.metrics)
             report = build_report(
-                run_id=record.id, dataset=record.dataset, sut=record.sut, mode=record.mode, options=record.options,
-                started_at=result.started_at, finished_at=result.finished_at, outcomes=result.outcomes, scorers=scorers,
+                run_id=record.id,
+                dataset=record.dataset,
+                sut=record.sut,
+                mode=record.mode,
+                options=record.options,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                outcomes=result.outcomes,
+                scorers=scorers,
             )
             report["sut_fingerprint"] = result.sut_fingerprint
             doc = baseline_document(name, report, record.dataset)
@@ -97,7 +109,9 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
 
     doc = _with_store(ctx, work)
     verb = "replaced" if doc.pop("replaced") else "promoted"
-    click.echo(f"baseline {name!r} {verb}: run {doc.get('run_id')}, {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}")
+    click.echo(
+        f"baseline {name!r} {verb}: run {doc.get('run_id')}, {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}"
+    )
 
 
 @baseline.command("list")
@@ -112,7 +126,9 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     if not rows:
         click.echo("no baselines (promote one with `evalharness baseline promote RUN_ID --name NAME`)")
     for row in rows:
-        click.echo(f"{row['name']:<20} run {row['run_id']}  {row['dataset']}  {row['samples']} sample(s)  promoted {_when(row['promoted_at'])}")
+        click.echo(
+            f"{row['name']:<20} run {row['run_id']}  {row['dataset']}  {row['samples']} sample(s)  promoted {_when(row['promoted_at'])}"
+        )
 
 
 async def _require(store: BaselineStore, name: str) -> dict[str, Any]:
@@ -133,10 +149,14 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"baseline {name}: run {doc.get('run_id')} · sut {doc.get('sut')} · dataset {(doc.get('dataset') or {}).get('name')} · promoted {_when(doc.get('promoted_at'))}")
+    click.echo(
+        f"baseline {name}: run {doc.get('run_id')} · sut {doc.get('sut')} · dataset {(doc.get('dataset') or {}).get('name')} · promoted {_when(doc.get('promoted_at'))}"
+    )
     for metric, stats in doc["metrics"].items():
         mean, rate = stats.get("mean"), stats.get("pass_rate")
-        click.echo(f"  {metric}: mean {'n/a' if mean is None else f'{mean:.4f}'}, pass rate {'n/a' if rate is None else f'{rate * 100:.1f}%'} over {stats.get('count')}")
+        click.echo(
+            f"  {metric}: mean {'n/a' if mean is None else f'{mean:.4f}'}, pass rate {'n/a' if rate is None else f'{rate * 100:.1f}%'} over {stats.get('count')}"
+        )
     click.echo(f"  {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}")
 
 

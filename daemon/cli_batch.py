@@ -101,7 +101,13 @@ def batch_table(rows: list[BatchInfo], short: dict[str, str], width: int) -> Tab
             justify="right" if col in ("done", "failed", "pending") else "left",
         )
     for b in rows:
-        cells = [short.get(b.id, b.id), escape(b.name), f"[{STATE_STYLE.get(b.state, '')}]{b.state}[/]", f"{b.processed:,}/{b.total:,} {b.progress:.0%}", f"{b.failed:,}"]
+        cells = [
+            short.get(b.id, b.id),
+            escape(b.name),
+            f"[{STATE_STYLE.get(b.state, '')}]{b.state}[/]",
+            f"{b.processed:,}/{b.total:,} {b.progress:.0%}",
+            f"{b.failed:,}",
+        ]
         if wide:
             cells += [b.queue, f"{b.pending:,}", _when(b.created_at)]
         table.add_row(*cells)
@@ -175,7 +181,9 @@ def batch_retry(ctx: click.Context, batch_id: str) -> None:
 
 
 @batch.command("prune")
-@click.option("--finished-older-than", "older", default="24h", show_default=True, help="Age of the finish (90s, 15m, 24h, 7d).")
+@click.option(
+    "--finished-older-than", "older", default="24h", show_default=True, help="Age of the finish (90s, 15m, 24h, 7d)."
+)
 @click.pass_context
 def batch_prune(ctx: click.Context, older: str) -> None:
     """Delete the records of batches that finished longer ago than the given age."""

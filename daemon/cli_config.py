@@ -64,7 +64,13 @@ def supervisor_json(sup: SupervisorConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(sup):
         value = getattr(sup, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else str(value) if f.name in ("balance", "auto_scaling_strategy") else value
+        out[f.name] = (
+            list(value)
+            if isinstance(value, tuple)
+            else str(value)
+            if f.name in ("balance", "auto_scaling_strategy")
+            else value
+        )
     out["pools_at_start"] = initial_sizes(sup)
     return out
 
@@ -88,7 +94,9 @@ def profiles_json(config: Config) -> dict[str, Any]:
     file's laid over them (``"none"``: cleared back to the command's default)."""
     out: dict[str, Any] = {}
     for name, values in sorted(all_profiles(config.profiles).items()):
-        origin = "built in" + (", changed in the file" if name in config.profiles else "") if name in BUILTIN else "the file"
+        origin = (
+            "built in" + (", changed in the file" if name in config.profiles else "") if name in BUILTIN else "the file"
+        )
         out[name] = {"from": origin, "values": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
     return out
 
@@ -122,7 +130,9 @@ def render(data: dict[str, Any], console: Console) -> None:
         for col in ("profile", "from", "run options"):
             shown.add_column(col, overflow="fold")
         for name, body in profiles.items():
-            shown.add_row(Text(name), body["from"], Text(" ".join(f"{k}={_show(k, v)}" for k, v in body["values"].items())))
+            shown.add_row(
+                Text(name), body["from"], Text(" ".join(f"{k}={_show(k, v)}" for k, v in body["values"].items()))
+            )
         console.print(shown)
     sups = data["supervisors"]
     if not sups:
@@ -146,7 +156,11 @@ def config() -> None:
 
 @config.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-@click.option("--environment", metavar="NAME", help=f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then production.")
+@click.option(
+    "--environment",
+    metavar="NAME",
+    help=f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then production.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def config_check(ctx: click.Context, file: str | None, environment: str | None, as_json: bool) -> None:

@@ -59,7 +59,15 @@ def _send(ctx: click.Context, action: str, master: str | None, supervisor: str |
             if supervisor:
                 what += f" with a supervisor {supervisor!r}"
             raise EvalHarnessError(f"no running {what} on this Redis (evalharness supervisors lists them)")
-        cmd = json.dumps({"action": action, "supervisor": supervisor, "from": f"{socket.gethostname()}:{os.getpid()}", "at": time.time(), **extra})
+        cmd = json.dumps(
+            {
+                "action": action,
+                "supervisor": supervisor,
+                "from": f"{socket.gethostname()}:{os.getpid()}",
+                "at": time.time(),
+                **extra,
+            }
+        )
         client = async_client(settings.redis_url)
         try:
             async with client.pipeline(transaction=False) as pipe:
@@ -78,12 +86,17 @@ def _send(ctx: click.Context, action: str, master: str | None, supervisor: str |
 master_option = click.option("--master", help="Only this master (default: every master on this Redis).")
 supervisor_option = click.option("--supervisor", help="Only this supervisor.")
 queue_option = click.option(
-    "--queue", "queues", multiple=True, metavar="QUEUE",
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="QUEUE",
     help="Pause/continue this queue, for every worker on every host, instead of masters (repeatable).",
 )
 
 
-def _switch_queues(ctx: click.Context, action: str, queues: tuple[str, ...], master: str | None, supervisor: str | None) -> None:
+def _switch_queues(
+    ctx: click.Context, action: str, queues: tuple[str, ...], master: str | None, supervisor: str | None
+) -> None:
     """Pause or continue queues through their flag keys; prints one line per queue."""
     if master is not None or supervisor is not None:
         raise click.UsageError("--queue pauses a queue everywhere; it does not combine with --master or --supervisor")
@@ -104,7 +117,9 @@ def _switch_queues(ctx: click.Context, action: str, queues: tuple[str, ...], mas
             unknown = [q for q in queues if q not in known and not (action == "continue" and states[q].paused)]
             if unknown:
                 names = ", ".join(known) if known else "none"
-                raise EvalHarnessError(f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was {action}d")
+                raise EvalHarnessError(
+                    f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was {action}d"
+                )
             out = []
             for q in dict.fromkeys(queues):
                 result = await (ops.pause(q, by) if action == "pause" else ops.resume(q, by))
@@ -179,7 +194,9 @@ def restart(ctx: click.Context, master: str | None) -> None:
 @click.option("--reset", is_flag=True, help="Drop the override: the balancer sizes the pool again.")
 @master_option
 @click.pass_context
-def scale(ctx: click.Context, supervisor: str, queue: str, processes: int | None, reset: bool, master: str | None) -> None:
+def scale(
+    ctx: click.Context, supervisor: str, queue: str, processes: int | None, reset: bool, master: str | None
+) -> None:
     """Run PROCESSES workers for QUEUE in SUPERVISOR until --reset or a restart."""
     if (processes is None) != reset:
         raise click.UsageError("give PROCESSES, or --reset")
@@ -209,6 +226,14 @@ def supervisors(ctx: click.Context, as_json: bool) -> None:
             procs = ", ".join(f"{q}={n}" for q, n in per.items()) if per else str(s.get("processes", 0))
             # a pool `evalharness scale` (or the console's +/-) fixed: "judge=6", until --reset
             overrides = ", ".join(f"{q}={n}" for q, n in (s.get("overrides") or {}).items())
-            table.add_row(m["name"], s["name"], str(m["pid"]), s.get("status", m["status"]), ",".join(s["queues"]), procs,
-                          str(s.get("balance", "off")), overrides)
+            table.add_row(
+                m["name"],
+                s["name"],
+                str(m["pid"]),
+                s.get("status", m["status"]),
+                ",".join(s["queues"]),
+                procs,
+                str(s.get("balance", "off")),
+                overrides,
+            )
     Console().print(table)

@@ -34,17 +34,59 @@ from evalharness.core.report_formats import check_output_paths
 F = TypeVar("F", bound=Callable[..., Any])
 
 _OPTIONS = [
-    click.option("--cache/--no-cache", "cache", default=None, help="Reuse the SUT outputs kept in Redis for the same SUT fingerprint and input, and keep the new ones (failures never). Default: [run] cache in the config file, else off. See docs/runs.md."),
-    click.option("--cache-ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Seconds a cached output is kept (default: [run] cache_ttl, else 604800 = 7 days)."),
-    click.option("--budget-usd", type=float, metavar="USD", help="Stop dispatching once the run's priced spend reaches USD: queued samples are removed, running ones finish, the partial report says 'halted on budget' (exit 1). Prices: [prices.\"MODEL-PREFIX\"] in the config file."),
+    click.option(
+        "--cache/--no-cache",
+        "cache",
+        default=None,
+        help="Reuse the SUT outputs kept in Redis for the same SUT fingerprint and input, and keep the new ones (failures never). Default: [run] cache in the config file, else off. See docs/runs.md.",
+    ),
+    click.option(
+        "--cache-ttl",
+        type=click.IntRange(min=1),
+        metavar="SECONDS",
+        help="Seconds a cached output is kept (default: [run] cache_ttl, else 604800 = 7 days).",
+    ),
+    click.option(
+        "--budget-usd",
+        type=float,
+        metavar="USD",
+        help="Stop dispatching once the run's priced spend reaches USD: queued samples are removed, running ones finish, the partial report says 'halted on budget' (exit 1). Prices: [prices.\"MODEL-PREFIX\"] in the config file.",
+    ),
 ]
 _GATE_OPTIONS = [
-    click.option("--compare", "compare_name", metavar="NAME", help="Compare per sample and per metric with the baseline NAME (evalharness baseline promote)."),
-    click.option("--max-regressions", type=int, metavar="N", help="With --compare: exit 1 when more than N samples regressed."),
-    click.option("--confident-only", is_flag=True, help="With --max-regressions: count only regressions larger than the resolution (--compare-epsilon, or what the repetitions resolve)."),
-    click.option("--compare-epsilon", type=float, metavar="E", help="With --compare: the pass-rate or score change (0..1) below which a change is noise."),
-    click.option("--comparison-out", type=click.Path(dir_okay=False), metavar="FILE", help="With --compare: write the comparison (JSON, evalharness.comparison.v1) here."),
-    click.option("--fail-under", "fail_under", multiple=True, metavar="METRIC=VALUE", help="Exit 1 when METRIC's mean is below VALUE; repeat for several metrics."),
+    click.option(
+        "--compare",
+        "compare_name",
+        metavar="NAME",
+        help="Compare per sample and per metric with the baseline NAME (evalharness baseline promote).",
+    ),
+    click.option(
+        "--max-regressions", type=int, metavar="N", help="With --compare: exit 1 when more than N samples regressed."
+    ),
+    click.option(
+        "--confident-only",
+        is_flag=True,
+        help="With --max-regressions: count only regressions larger than the resolution (--compare-epsilon, or what the repetitions resolve).",
+    ),
+    click.option(
+        "--compare-epsilon",
+        type=float,
+        metavar="E",
+        help="With --compare: the pass-rate or score change (0..1) below which a change is noise.",
+    ),
+    click.option(
+        "--comparison-out",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="With --compare: write the comparison (JSON, evalharness.comparison.v1) here.",
+    ),
+    click.option(
+        "--fail-under",
+        "fail_under",
+        multiple=True,
+        metavar="METRIC=VALUE",
+        help="Exit 1 when METRIC's mean is below VALUE; repeat for several metrics.",
+    ),
 ]
 
 
@@ -89,15 +131,21 @@ class RunExtras:
         return self.cache.enabled or self.gates.compare is not None
 
 
-def check_run_extras(extra: Mapping[str, Any], config: Config, metrics: list[str], sut: str | None, *, rebuilt: bool = False) -> RunExtras:
+def check_run_extras(
+    extra: Mapping[str, Any], config: Config, metrics: list[str], sut: str | None, *, rebuilt: bool = False
+) -> RunExtras:
     """Every flag of this module, checked (a bad value names its flag; exit 2, nothing queued).
     ``rebuilt``: for a report rebuilt from Redis, which runs nothing (no cache, no budget)."""
     settings = cache_settings({} if rebuilt else config.run, extra.get("cache"), extra.get("cache_ttl"))
     limit = check_budget(extra.get("budget_usd"))
     gates = check_gates(
-        compare=extra.get("compare_name"), max_regressions=extra.get("max_regressions"),
-        confident_only=bool(extra.get("confident_only")), epsilon=extra.get("compare_epsilon"),
-        comparison_out=extra.get("comparison_out"), fail_under=tuple(extra.get("fail_under") or ()), metrics=metrics,
+        compare=extra.get("compare_name"),
+        max_regressions=extra.get("max_regressions"),
+        confident_only=bool(extra.get("confident_only")),
+        epsilon=extra.get("compare_epsilon"),
+        comparison_out=extra.get("comparison_out"),
+        fail_under=tuple(extra.get("fail_under") or ()),
+        metrics=metrics,
     )
     check_output_paths([("--comparison-out", gates.comparison_out)])
     if sut is None and not rebuilt and (settings.enabled and extra.get("cache") or limit is not None):
@@ -108,7 +156,14 @@ def check_run_extras(extra: Mapping[str, Any], config: Config, metrics: list[str
     return RunExtras(settings, limit, gates, config, sut)
 
 
-def prepare(extras: RunExtras, url: str, prefix: str, data: Dataset, fingerprint: str | None, on_spend: Callable[[float], None] | None = None) -> None:
+def prepare(
+    extras: RunExtras,
+    url: str,
+    prefix: str,
+    data: Dataset,
+    fingerprint: str | None,
+    on_spend: Callable[[float], None] | None = None,
+) -> None:
     """Before dispatch: load the baseline (a missing one is an error now, not after the run) and
     look up the cached outputs."""
     if extras.sut is not None:
@@ -142,7 +197,9 @@ def store_outputs(extras: RunExtras, url: str, prefix: str, outcomes: Any, finge
     async def store() -> int:
         client = async_client(url)
         try:
-            return await ResponseCache(client, prefix, str(extras.sut), fingerprint, extras.cache.ttl, extras.repetitions).store(outcomes, extras.prefilled)
+            return await ResponseCache(
+                client, prefix, str(extras.sut), fingerprint, extras.cache.ttl, extras.repetitions
+            ).store(outcomes, extras.prefilled)
         finally:
             await client.aclose()
 
@@ -162,7 +219,11 @@ def decorate(extras: RunExtras, report: dict[str, Any], data: Dataset | None = N
         completed = sum(1 for row in report["samples"] if row["error"] is None)
         report["budget"] = budget.to_json(completed)
         if budget.halted:
-            never = [row["id"] for row in report["samples"] if row["error"] is not None and row["error"]["kind"] == "not_dispatched"]
+            never = [
+                row["id"]
+                for row in report["samples"]
+                if row["error"] is not None and row["error"]["kind"] == "not_dispatched"
+            ]
             for row in report["samples"]:
                 if row["error"] is not None and row["error"]["kind"] == "not_dispatched":
                     row["error"]["message"] = f"never ran: halted on budget ({budget.reason(completed)})"
@@ -183,7 +244,13 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
     if isinstance(budget, Mapping) and budget.get("halted"):
         never = budget.get("never_ran") or []
         shown = ", ".join(str(i) for i in never[:10]) + (f" … and {len(never) - 10} more" if len(never) > 10 else "")
-        console.print(Text(f"halted on budget: {budget['reason']}; {len(never)} sample(s) never ran" + (f": {shown}" if never else ""), style="bold yellow"))
+        console.print(
+            Text(
+                f"halted on budget: {budget['reason']}; {len(never)} sample(s) never ran"
+                + (f": {shown}" if never else ""),
+                style="bold yellow",
+            )
+        )
     cost = report.get("cost")
     if isinstance(cost, Mapping):
         s = cost["samples"]
@@ -192,10 +259,20 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
             line += f" · budget ${budget['limit_usd']:.4f}"
         console.print(Text(line))
         if not cost["complete"]:
-            console.print(Text(f"  a floor, not a figure: no price for {', '.join(cost['unpriced_models'])}; declare it under [prices.\"MODEL-PREFIX\"]", style="yellow"))
+            console.print(
+                Text(
+                    f'  a floor, not a figure: no price for {", ".join(cost["unpriced_models"])}; declare it under [prices."MODEL-PREFIX"]',
+                    style="yellow",
+                )
+            )
     cache = report.get("cache")
     if isinstance(cache, Mapping):
-        console.print(Text(f"cache: {cache['hits']} cached sample(s) reused, {cache['misses']} run, {cache['stored']} stored (TTL {cache['ttl_seconds']}s)", style="dim"))
+        console.print(
+            Text(
+                f"cache: {cache['hits']} cached sample(s) reused, {cache['misses']} run, {cache['stored']} stored (TTL {cache['ttl_seconds']}s)",
+                style="dim",
+            )
+        )
     comparison = report.get("comparison")
     if isinstance(comparison, Mapping):
         console.print(Text())
@@ -211,4 +288,3 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
 def exit_code(extras: RunExtras, code: int) -> int:
     """A run that passed every sample still exits 1 when it fails a gate."""
     return 1 if code == 0 and extras.gate_problems else code
-

@@ -112,11 +112,17 @@ def facet_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--exception / --batch / --name: exact filters served by the failed-job indexes (no scan)."""
     func = click.option("--name", "job_name", help="Only jobs with this job name (indexed).")(func)
     func = click.option("--batch", "batch_id", help="Only jobs of this batch (indexed).")(func)
-    func = click.option("--exception", "exception", help="Only jobs that failed with this exception class, e.g. TimeoutError (indexed; the failure kind for failures without one, e.g. lost).")(func)
+    func = click.option(
+        "--exception",
+        "exception",
+        help="Only jobs that failed with this exception class, e.g. TimeoutError (indexed; the failure kind for failures without one, e.g. lost).",
+    )(func)
     return func
 
 
-def _facet_filter(queues: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None) -> FailedFilter:
+def _facet_filter(
+    queues: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None
+) -> FailedFilter:
     if len(queues) > 1:
         raise click.UsageError("--exception/--batch/--name/--all-matching take at most one --queue")
     return FailedFilter(queue=queues[0] if queues else None, batch=batch_id, exception=exception, name=job_name)
@@ -150,7 +156,16 @@ def failed() -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 @click.pass_context
-def failed_list(ctx: click.Context, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, limit: int, as_json: bool) -> None:
+def failed_list(
+    ctx: click.Context,
+    queues: tuple[str, ...],
+    tags: tuple[str, ...],
+    exception: str | None,
+    batch_id: str | None,
+    job_name: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List failed jobs, newest first.  --exception, --batch and --name combine (and with
     --queue and --tag)."""
     _check_queues(queues)
@@ -183,7 +198,11 @@ def failed_table(rows: list[dict[str, Any]], short: dict[str, str], width: int) 
     show_name = wide or len(names) > 1
     title = None
     if not (show_queue and show_name):
-        title = "failed " + ("jobs" if show_name else f"{next(iter(names))} jobs") + ("" if show_queue else f" on queue {next(iter(queues))}")
+        title = (
+            "failed "
+            + ("jobs" if show_name else f"{next(iter(names))} jobs")
+            + ("" if show_queue else f" on queue {next(iter(queues))}")
+        )
     table = Table(box=None, header_style="bold", pad_edge=False, title=title, title_justify="left")
     table.add_column("id", no_wrap=True, min_width=max(len(v) for v in short.values()))
     if show_queue:
@@ -208,7 +227,11 @@ def failed_table(rows: list[dict[str, Any]], short: dict[str, str], width: int) 
             cells.append(str(r["name"]))
         if wide:
             cells.append(str(r["kind"]))
-        cells += [message, str(r["attempts"] - r["releases"]), _when(r["failed_at"]) if wide else _when(r["failed_at"])[5:16]]
+        cells += [
+            message,
+            str(r["attempts"] - r["releases"]),
+            _when(r["failed_at"]) if wide else _when(r["failed_at"])[5:16],
+        ]
         table.add_row(*(Text(c) for c in cells))
     return table
 
@@ -231,7 +254,21 @@ def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_jso
         click.echo(json.dumps(rec, indent=2))
         return
     console = Console()
-    for key in ("id", "queue", "name", "kind", "exception_type", "message", "reason", "attempts", "releases", "tags", "batch", "tenant", "retry_of"):
+    for key in (
+        "id",
+        "queue",
+        "name",
+        "kind",
+        "exception_type",
+        "message",
+        "reason",
+        "attempts",
+        "releases",
+        "tags",
+        "batch",
+        "tenant",
+        "retry_of",
+    ):
         console.print(f"[bold]{key:15}[/] {rec[key]}", markup=True, highlight=False)
     console.print(f"[bold]{'failed at':15}[/] {_when(rec['failed_at'])} UTC")
     console.print(f"[bold]{'payload':15}[/] {json.dumps(rec['payload'])}", highlight=False)
@@ -241,9 +278,20 @@ def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_jso
         console.print(rec["traceback"], markup=False, highlight=False)
 
 
-def _act_on_matching(ctx: click.Context, retry: bool, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
+def _act_on_matching(
+    ctx: click.Context,
+    retry: bool,
+    queues: tuple[str, ...],
+    tags: tuple[str, ...],
+    exception: str | None,
+    batch_id: str | None,
+    job_name: str | None,
+    as_json: bool,
+) -> None:
     if tags:
-        raise click.UsageError("--tag is not an index: use --all --tag, or --all-matching with --exception/--batch/--name/--queue")
+        raise click.UsageError(
+            "--tag is not an index: use --all --tag, or --all-matching with --exception/--batch/--name/--queue"
+        )
     flt = _facet_filter(queues, exception, batch_id, job_name)
 
     async def body(q: Queue) -> ActionResult:
@@ -257,13 +305,29 @@ def _act_on_matching(ctx: click.Context, retry: bool, queues: tuple[str, ...], t
 @failed.command("retry")
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed job (with --queue/--tag: those).")
-@click.option("--all-matching", "all_matching", is_flag=True, help="Retry every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.")
+@click.option(
+    "--all-matching",
+    "all_matching",
+    is_flag=True,
+    help="Retry every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.",
+)
 @queue_option
 @tag_option
 @facet_options
 @click.option("--json", "as_json", is_flag=True, help="With --all-matching: print the result as JSON.")
 @click.pass_context
-def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, all_matching: bool, queues: tuple[str, ...], tags: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
+def failed_retry(
+    ctx: click.Context,
+    job_ids: tuple[str, ...],
+    retry_all: bool,
+    all_matching: bool,
+    queues: tuple[str, ...],
+    tags: tuple[str, ...],
+    exception: str | None,
+    batch_id: str | None,
+    job_name: str | None,
+    as_json: bool,
+) -> None:
     """Dispatch failed jobs again under new ids (the new job records which one it retries)."""
     _check_queues(queues)
     if sum((bool(job_ids), retry_all, all_matching)) != 1:
@@ -290,19 +354,35 @@ def failed_retry(ctx: click.Context, job_ids: tuple[str, ...], retry_all: bool, 
 
 @failed.command("forget")
 @click.argument("job_ids", nargs=-1)
-@click.option("--all-matching", "all_matching", is_flag=True, help="Forget every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.")
+@click.option(
+    "--all-matching",
+    "all_matching",
+    is_flag=True,
+    help="Forget every failed job matching --exception/--batch/--name/--queue, through the indexes; prints the count.",
+)
 @queue_option
 @facet_options
 @click.option("--json", "as_json", is_flag=True, help="With --all-matching: print the result as JSON.")
 @click.pass_context
-def failed_forget(ctx: click.Context, job_ids: tuple[str, ...], all_matching: bool, queues: tuple[str, ...], exception: str | None, batch_id: str | None, job_name: str | None, as_json: bool) -> None:
+def failed_forget(
+    ctx: click.Context,
+    job_ids: tuple[str, ...],
+    all_matching: bool,
+    queues: tuple[str, ...],
+    exception: str | None,
+    batch_id: str | None,
+    job_name: str | None,
+    as_json: bool,
+) -> None:
     """Delete failed jobs from the store."""
     _check_queues(queues)
     if bool(job_ids) == all_matching:
         raise click.UsageError("give job ids, or --all-matching")
     if all_matching:
         if not (queues or exception or batch_id or job_name):
-            raise click.UsageError("--all-matching needs --exception, --batch, --name or --queue (`failed flush` deletes everything)")
+            raise click.UsageError(
+                "--all-matching needs --exception, --batch, --name or --queue (`failed flush` deletes everything)"
+            )
         _act_on_matching(ctx, False, queues, (), exception, batch_id, job_name, as_json)
         return
 

@@ -107,27 +107,44 @@ def jobs_running(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     # line, so at 80 columns the ids and the worker, age and progress stay whole.
     shared = {
         col: values.pop()
-        for col, values in (("job", {r.name for r in rows}), ("queue", {r.queue for r in rows}),
-                            ("batch", {r.batch or "-" for r in rows}))
+        for col, values in (
+            ("job", {r.name for r in rows}),
+            ("queue", {r.queue for r in rows}),
+            ("batch", {r.batch or "-" for r in rows}),
+        )
         if len(values) == 1 and len(rows) > 1
     }
     cells = []
     for r in rows:
-        timeout_in = "-" if r.timeout is None or r.started_at is None else f"{max(0.0, r.started_at + r.timeout - now):.0f}s"
-        overdue = r.renewed_at is not None and r.lease_seconds is not None and now - r.renewed_at > r.lease_seconds / 3 * 2
+        timeout_in = (
+            "-" if r.timeout is None or r.started_at is None else f"{max(0.0, r.started_at + r.timeout - now):.0f}s"
+        )
+        overdue = (
+            r.renewed_at is not None and r.lease_seconds is not None and now - r.renewed_at > r.lease_seconds / 3 * 2
+        )
         progress = "-" if r.progress is None else f"{r.progress:.0%} {r.progress_note or ''}".strip()
         if r.cancel_requested:
             progress = f"cancelling · {progress}"
         attempt = f"{r.attempt}/{r.tries}" if r.tries else str(r.attempt)
-        cells.append({
-            "job": Text(r.name), "id": Text(r.id), "queue": Text(r.queue), "batch": Text(r.batch or "-"),
-            "worker": Text(r.worker), "running": Text(_age(now, r.started_at)), "attempt": Text(attempt),
-            "t/o in": Text(timeout_in),
-            "renewed": Text(_age(now, r.renewed_at) + " ago", style="red" if overdue else ""),
-            "progress": Text(progress),
-        })
-    columns = [c for c in ("job", "id", "queue", "batch", "worker", "running", "attempt", "t/o in", "renewed", "progress")
-               if c not in shared]
+        cells.append(
+            {
+                "job": Text(r.name),
+                "id": Text(r.id),
+                "queue": Text(r.queue),
+                "batch": Text(r.batch or "-"),
+                "worker": Text(r.worker),
+                "running": Text(_age(now, r.started_at)),
+                "attempt": Text(attempt),
+                "t/o in": Text(timeout_in),
+                "renewed": Text(_age(now, r.renewed_at) + " ago", style="red" if overdue else ""),
+                "progress": Text(progress),
+            }
+        )
+    columns = [
+        c
+        for c in ("job", "id", "queue", "batch", "worker", "running", "attempt", "t/o in", "renewed", "progress")
+        if c not in shared
+    ]
 
     def width(cols: list[str]) -> int:
         return sum(max(len(c), *(len(row[c].plain) for row in cells)) + 1 for c in cols)
@@ -143,8 +160,12 @@ def jobs_running(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in columns:
         overflow = "fold" if col in ("id", "worker") else "ellipsis"
-        table.add_column(col, no_wrap=col != "progress", overflow=overflow,
-                         min_width=width([col]) - 1 if col in ("id", "worker", "running") else None)
+        table.add_column(
+            col,
+            no_wrap=col != "progress",
+            overflow=overflow,
+            min_width=width([col]) - 1 if col in ("id", "worker", "running") else None,
+        )
     for row in cells:
         table.add_row(*(row[c] for c in columns))
     console.print(table)

@@ -53,7 +53,15 @@ def prepare_scores(
         client = async_client(redis_url) if redis_url else None
         deadline = None if budget is None else time.monotonic() + budget
         try:
-            return await judge_outputs(scorers, pairs, client=client, prefix=prefix, run_id=result.run_id, result_ttl=result_ttl, deadline=deadline)
+            return await judge_outputs(
+                scorers,
+                pairs,
+                client=client,
+                prefix=prefix,
+                run_id=result.run_id,
+                result_ttl=result_ttl,
+                deadline=deadline,
+            )
         finally:
             if client is not None:
                 await client.aclose()
@@ -82,16 +90,57 @@ def judge() -> None:
 
 @judge.command("calibrate")
 @click.argument("cases", type=click.Path(dir_okay=False))
-@click.option("--metric", default="llm-as-judge", show_default=True, metavar="NAME[:ARG=VALUE,...]", help="The judge metric to calibrate, with its arguments (model=..., provider=..., rubric=...).")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="Fail (exit 1) when the judge agrees with the human labels less often than this.")
-@click.option("--pass-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="A judge score at or above this is a pass verdict.")
-@click.option("--length-bias-warn", type=click.FloatRange(0, 1), default=0.4, show_default=True, help="Warn when |Spearman(output length, score)| reaches this.")
-@click.option("--model-under-test", metavar="MODEL", help="The model being evaluated; calibrating a judge that is the same model fails.")
+@click.option(
+    "--metric",
+    default="llm-as-judge",
+    show_default=True,
+    metavar="NAME[:ARG=VALUE,...]",
+    help="The judge metric to calibrate, with its arguments (model=..., provider=..., rubric=...).",
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=0.8,
+    show_default=True,
+    help="Fail (exit 1) when the judge agrees with the human labels less often than this.",
+)
+@click.option(
+    "--pass-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="A judge score at or above this is a pass verdict.",
+)
+@click.option(
+    "--length-bias-warn",
+    type=click.FloatRange(0, 1),
+    default=0.4,
+    show_default=True,
+    help="Warn when |Spearman(output length, score)| reaches this.",
+)
+@click.option(
+    "--model-under-test",
+    metavar="MODEL",
+    help="The model being evaluated; calibrating a judge that is the same model fails.",
+)
 @click.option("--allow-same-model", is_flag=True, help="Allow the judge to be the --model-under-test.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Judge calls in flight.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON here ('-' for stdout).")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON here ('-' for stdout)."
+)
 @click.pass_context
-def judge_calibrate(ctx: click.Context, cases: str, metric: str, min_agreement: float, pass_threshold: float, length_bias_warn: float, model_under_test: str | None, allow_same_model: bool, concurrency: int, json_path: str | None) -> None:
+def judge_calibrate(
+    ctx: click.Context,
+    cases: str,
+    metric: str,
+    min_agreement: float,
+    pass_threshold: float,
+    length_bias_warn: float,
+    model_under_test: str | None,
+    allow_same_model: bool,
+    concurrency: int,
+    json_path: str | None,
+) -> None:
     """Measure how often a judge agrees with human labels.
 
     CASES is a JSONL file, one case a line: {"id", "input", "expected",
@@ -128,21 +177,32 @@ def judge_calibrate(ctx: click.Context, cases: str, metric: str, min_agreement: 
     passed = outcome.agreement >= min_agreement and not failed_same
     warnings = []
     if abs(outcome.length_bias) >= length_bias_warn:
-        warnings.append(f"length bias {outcome.length_bias:+.3f}: the judge's scores follow the output's length (|rho| >= {length_bias_warn:g})")
+        warnings.append(
+            f"length bias {outcome.length_bias:+.3f}: the judge's scores follow the output's length (|rho| >= {length_bias_warn:g})"
+        )
     if same:
         warnings.append(f"the judge model {scorer.model!r} is the model under test")
     doc = {
-        "schema_version": "evalharness.calibration.v1", "metric": metric, "judge_model": scorer.model, "cases": str(cases),
-        **outcome.to_json(), "min_agreement": min_agreement, "pass_threshold": pass_threshold,
-        "model_under_test": model_under_test, "warnings": warnings, "passed": passed,
+        "schema_version": "evalharness.calibration.v1",
+        "metric": metric,
+        "judge_model": scorer.model,
+        "cases": str(cases),
+        **outcome.to_json(),
+        "min_agreement": min_agreement,
+        "pass_threshold": pass_threshold,
+        "model_under_test": model_under_test,
+        "warnings": warnings,
+        "passed": passed,
     }
     if json_path == "-":
         click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         console = Console()
-        console.print(f"judge {scorer.model} ({metric}) on {outcome.n} case(s): agreement {outcome.agreement:.3f}"
-                      f" (min {min_agreement:g}), Cohen's kappa {_num(outcome.kappa)}, length bias {outcome.length_bias:+.3f}",
-                      markup=False)
+        console.print(
+            f"judge {scorer.model} ({metric}) on {outcome.n} case(s): agreement {outcome.agreement:.3f}"
+            f" (min {min_agreement:g}), Cohen's kappa {_num(outcome.kappa)}, length bias {outcome.length_bias:+.3f}",
+            markup=False,
+        )
         table = Table(title="confusion (rows: human, columns: judge)", title_justify="left")
         for header in ("", "judge pass", "judge fail", "no verdict"):
             table.add_column(header)

@@ -31,8 +31,16 @@ def _num(value: float | None) -> str:
 
 
 @online.command("status")
-@click.option("--name", "names", multiple=True, metavar="MONITOR", help="A monitor ([online] name); repeat for several. Default: every monitor that recorded a score.")
-@click.option("--recent", type=click.IntRange(min=0, max=1000), default=5, show_default=True, help="Newest score entries to show.")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="MONITOR",
+    help="A monitor ([online] name); repeat for several. Default: every monitor that recorded a score.",
+)
+@click.option(
+    "--recent", type=click.IntRange(min=0, max=1000), default=5, show_default=True, help="Newest score entries to show."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: {monitors: [...]}.")
 @click.pass_context
 def online_status(ctx: click.Context, names: tuple[str, ...], recent: int, as_json: bool) -> None:
@@ -68,23 +76,54 @@ def online_status(ctx: click.Context, names: tuple[str, ...], recent: int, as_js
         if not rows:
             console.print("no online monitor has recorded a score yet (docs/online.md)")
         table = Table(title="Online monitors", title_justify="left")
-        for header in ("monitor", "mean", "window", "alert", "scored", "passed", "failed", "dropped", "kept", "last score"):
+        for header in (
+            "monitor",
+            "mean",
+            "window",
+            "alert",
+            "scored",
+            "passed",
+            "failed",
+            "dropped",
+            "kept",
+            "last score",
+        ):
             table.add_column(header)
         for r in rows:
-            table.add_row(r["monitor"], _num(r["mean"]), str(r["samples"]), "ALERT" if r["alerting"] else "ok",
-                          str(r["scored"]), str(r["passed"]), str(r["failed"]), str(r["dropped"]), str(r["kept"]), _when(r["last_at"]))
+            table.add_row(
+                r["monitor"],
+                _num(r["mean"]),
+                str(r["samples"]),
+                "ALERT" if r["alerting"] else "ok",
+                str(r["scored"]),
+                str(r["passed"]),
+                str(r["failed"]),
+                str(r["dropped"]),
+                str(r["kept"]),
+                _when(r["last_at"]),
+            )
         if rows:
             console.print(table)
         for r in rows:
             for e in r["recent"]:
-                what = _num(e.get("score")) if e.get("score") is not None else f"no score ({(e.get('error') or {}).get('kind', '?')})"
-                console.print(f"  {r['monitor']}  {_when(e.get('at'))}  {what}  {e.get('reason') or ''}", markup=False, highlight=False)
+                what = (
+                    _num(e.get("score"))
+                    if e.get("score") is not None
+                    else f"no score ({(e.get('error') or {}).get('kind', '?')})"
+                )
+                console.print(
+                    f"  {r['monitor']}  {_when(e.get('at'))}  {what}  {e.get('reason') or ''}",
+                    markup=False,
+                    highlight=False,
+                )
     raise SystemExit(1 if any(r["alerting"] for r in rows) else 0)
 
 
 @online.command("trend")
 @click.option("--name", default="default", show_default=True, metavar="MONITOR", help="The monitor ([online] name).")
-@click.option("--days", type=click.IntRange(min=1, max=365), default=30, show_default=True, help="Most recent days with scores.")
+@click.option(
+    "--days", type=click.IntRange(min=1, max=365), default=30, show_default=True, help="Most recent days with scores."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: {monitor, days: [...]}.")
 @click.pass_context
 def online_trend(ctx: click.Context, name: str, days: int, as_json: bool) -> None:

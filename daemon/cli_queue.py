@@ -64,7 +64,10 @@ def forget(ctx: click.Context, name: str) -> None:
         raise EvalHarnessError(f"no queue named {name!r} (known queues: {known})")
     if outcome.use is QueueUse.FORGOTTEN:
         pruned = outcome.pruned_batches
-        click.echo(f"forgot queue {name}" + (f" (and {pruned} finished batch record{'s' if pruned != 1 else ''})" if pruned else ""))
+        click.echo(
+            f"forgot queue {name}"
+            + (f" (and {pruned} finished batch record{'s' if pruned != 1 else ''})" if pruned else "")
+        )
         return
     click.echo(
         f"error: queue {name!r} is still in use ({outcome.holding()}); nothing was forgotten. "
@@ -77,7 +80,9 @@ def forget(ctx: click.Context, name: str) -> None:
 
 @queue.command()
 @click.argument("name")
-@click.option("--batch", metavar="BATCH", help="Only the ready jobs of this batch (and its delayed ones with --delayed).")
+@click.option(
+    "--batch", metavar="BATCH", help="Only the ready jobs of this batch (and its delayed ones with --delayed)."
+)
 @click.option("--delayed", is_flag=True, help="Also remove delayed jobs (a delay or a retry backoff not yet due).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (required when not on a terminal).")
 @click.pass_context
@@ -119,7 +124,10 @@ def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: 
         raise EvalHarnessError(f"no queue named {name!r} (known queues: {', '.join(known) if known else 'none'})")
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            click.echo(f"error: `queue clear {name}` removes queued jobs; not on a terminal, so give --yes to confirm. Nothing was removed.", err=True)
+            click.echo(
+                f"error: `queue clear {name}` removes queued jobs; not on a terminal, so give --yes to confirm. Nothing was removed.",
+                err=True,
+            )
             raise SystemExit(EXIT_NOT_CONFIRMED)
         what = f"the ready jobs of batch {batch}" if batch else f"{ready} ready job(s)"
         if delayed:

@@ -36,27 +36,57 @@ from .common import exit_with_error, settings_from
 
 # flags that choose what a run is: a resumed run keeps the ones it started with
 _FIXED = {
-    "metrics": "--metric", "mode": "--batch", "profile": "--profile", "repetitions": "--repetitions", "queue": "--queue",
-    "timeout": "--timeout", "tries": "--tries", "result_ttl": "--result-ttl", "limit": "--limit", "sample_ids": "--sample",
-    "shuffle": "--shuffle", "seed": "--seed", "input_col": "--input-col", "expected_col": "--expected-col",
-    "outputs_path": "--outputs", "cache": "--cache/--no-cache", "cache_ttl": "--cache-ttl", "budget_usd": "--budget-usd",
+    "metrics": "--metric",
+    "mode": "--batch",
+    "profile": "--profile",
+    "repetitions": "--repetitions",
+    "queue": "--queue",
+    "timeout": "--timeout",
+    "tries": "--tries",
+    "result_ttl": "--result-ttl",
+    "limit": "--limit",
+    "sample_ids": "--sample",
+    "shuffle": "--shuffle",
+    "seed": "--seed",
+    "input_col": "--input-col",
+    "expected_col": "--expected-col",
+    "outputs_path": "--outputs",
+    "cache": "--cache/--no-cache",
+    "cache_ttl": "--cache-ttl",
+    "budget_usd": "--budget-usd",
 }
 # flags a resume may change: how fast the rest runs, where the reports go
 _OVERRIDABLE = {"concurrency": "concurrency", "rate_limit": "rate_limit", "batch_timeout": "batch_timeout"}
 
 
 def resume_fields(
-    dataset_arg: str, data: Dataset, sut: str, subset: Subset | None, metrics: tuple[str, ...], repetitions: int,
-    profile: str | None, json_path: str | None, formats: Mapping[str, str | None], input_col: str | None, expected_col: str | None,
+    dataset_arg: str,
+    data: Dataset,
+    sut: str,
+    subset: Subset | None,
+    metrics: tuple[str, ...],
+    repetitions: int,
+    profile: str | None,
+    json_path: str | None,
+    formats: Mapping[str, str | None],
+    input_col: str | None,
+    expected_col: str | None,
 ) -> dict[str, str]:
     """Fields of a new run's record that a later `run --resume` needs to check and redo it."""
+
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else None
 
     args = {
-        "dataset": absolute(dataset_arg), "input_col": input_col, "expected_col": expected_col,
-        "subset": subset.to_json() if subset else None, "metrics": list(metrics), "repetitions": repetitions,
-        "profile": profile, "json": absolute(json_path), "formats": {k: absolute(v) for k, v in formats.items()},
+        "dataset": absolute(dataset_arg),
+        "input_col": input_col,
+        "expected_col": expected_col,
+        "subset": subset.to_json() if subset else None,
+        "metrics": list(metrics),
+        "repetitions": repetitions,
+        "profile": profile,
+        "json": absolute(json_path),
+        "formats": {k: absolute(v) for k, v in formats.items()},
     }
     return {
         "sut_fingerprint": load_sut_code(sut).fingerprint or "",
@@ -82,21 +112,35 @@ async def _load(url: str, prefix: str, run_id: str) -> RunRecord:
 async def _mark_finished(url: str, prefix: str, record: RunRecord, at: float, extra: Mapping[str, str]) -> None:
     client = async_client(url)
     try:
-        await RunStore(client, prefix).update(record.id, record.result_ttl, state="finished", finished_at=at, interrupted=None,
-                                              dispatched=len(record.dataset.samples), **dict(extra))
+        await RunStore(client, prefix).update(
+            record.id,
+            record.result_ttl,
+            state="finished",
+            finished_at=at,
+            interrupted=None,
+            dispatched=len(record.dataset.samples),
+            **dict(extra),
+        )
     finally:
         await client.aclose()
 
 
-def _current_data(record: RunRecord, args: Mapping[str, Any], dataset: str | None, reps: int, allow: bool, notes: list[str]) -> Dataset:
+def _current_data(
+    record: RunRecord, args: Mapping[str, Any], dataset: str | None, reps: int, allow: bool, notes: list[str]
+) -> Dataset:
     """The run's samples (before repetition) as the dataset file gives them now; the record's
     own when the file cannot be read and ``allow`` says to go on."""
     path = dataset or args.get("dataset") or str(record.dataset.path)
     subset = args.get("subset") or {}
     try:
         full = load_dataset(path, input_col=args.get("input_col"), expected_col=args.get("expected_col"))
-        data, _ = select_samples(full, limit=subset.get("limit"), sample_ids=subset.get("sample_ids") or (),
-                                 shuffle=bool(subset.get("shuffle")), seed=subset.get("seed"))
+        data, _ = select_samples(
+            full,
+            limit=subset.get("limit"),
+            sample_ids=subset.get("sample_ids") or (),
+            shuffle=bool(subset.get("shuffle")),
+            seed=subset.get("seed"),
+        )
         return data
     except EvalHarnessError as exc:
         if not allow:
@@ -108,8 +152,16 @@ def _current_data(record: RunRecord, args: Mapping[str, Any], dataset: str | Non
         return Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
 
 
-def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str | None, allow_changes: bool,
-               json_path: str | None, formats: dict[str, str | None]) -> None:
+def resume_run(
+    ctx: click.Context,
+    run_id: str,
+    *,
+    dataset: str | None,
+    sut: str | None,
+    allow_changes: bool,
+    json_path: str | None,
+    formats: dict[str, str | None],
+) -> None:
     from evalharness.core.cache import CacheSettings
     from evalharness.core.providers.hub import metric_context
 
@@ -149,16 +201,27 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
         units = record.dataset
         data = Dataset(units.path, units.name, units.samples[::reps])
     saved = dict(record.options)
-    overrides = {name: ctx.params[param] for param, name in _OVERRIDABLE.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE}
+    overrides = {
+        name: ctx.params[param]
+        for param, name in _OVERRIDABLE.items()
+        if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE
+    }
     overrides = {k: (None if isinstance(v, str) and v.lower() == "none" else v) for k, v in overrides.items()}
     options = RunOptions(
-        mode="lazy-parallel", concurrency=int(overrides.get("concurrency") or saved.get("concurrency", 10)), queue=record.queue,
-        timeout=float(saved.get("timeout", 60.0)), tries=int(saved.get("tries", 3)),
-        backoff=tuple(float(b) for b in saved.get("backoff") or (1.0, 5.0, 30.0)), result_ttl=record.result_ttl,
+        mode="lazy-parallel",
+        concurrency=int(overrides.get("concurrency") or saved.get("concurrency", 10)),
+        queue=record.queue,
+        timeout=float(saved.get("timeout", 60.0)),
+        tries=int(saved.get("tries", 3)),
+        backoff=tuple(float(b) for b in saved.get("backoff") or (1.0, 5.0, 30.0)),
+        result_ttl=record.result_ttl,
         batch_timeout=overrides["batch_timeout"] if "batch_timeout" in overrides else saved.get("batch_timeout"),
-        rate_limit=overrides["rate_limit"] if "rate_limit" in overrides else saved.get("rate_limit"), repetitions=reps,
+        rate_limit=overrides["rate_limit"] if "rate_limit" in overrides else saved.get("rate_limit"),
+        repetitions=reps,
     ).validate()
-    scorers = resolve_metrics(tuple(args.get("metrics") or record.metrics), config=config.metrics, context=metric_context(config.providers))
+    scorers = resolve_metrics(
+        tuple(args.get("metrics") or record.metrics), config=config.metrics, context=metric_context(config.providers)
+    )
     # the gates (--compare, --max-regressions, --fail-under, --comparison-out) judge the resumed
     # run's report as they would the whole run's; the cache and the budget are the first run's
     extras = check_run_extras(ctx.params, config, [s.name for s in scorers], record.sut)
@@ -177,7 +240,8 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
         additions["profile"] = {"name": args["profile"]}
     click.echo(
         f"resuming run {rid}: {p.collected} outcome(s) already in Redis, {p.live} still queued or running "
-        f"(collected when they finish), {p.to_dispatch} to dispatch", err=True,
+        f"(collected when they finish), {p.to_dispatch} to dispatch",
+        err=True,
     )
     for note in notes:
         click.echo(f"warning: {note}", err=True)
@@ -189,19 +253,54 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
     if p.collected == len(units.samples):
         # nothing left to run: the report is the run's outputs, scored
         outcomes = [outcome_of(i, s, dict(p.continuation.results[i]), True) for i, s in enumerate(units.samples)]
-        result = RunResult(rid, outcomes, record.started_at, record.finished_at or time.time(), [], record.batch, sut_fingerprint=fingerprint)
+        result = RunResult(
+            rid,
+            outcomes,
+            record.started_at,
+            record.finished_at or time.time(),
+            [],
+            record.batch,
+            sut_fingerprint=fingerprint,
+        )
         if record.state != "finished":
             # the workers finished what its dead producer had dispatched: the run is complete now
             asyncio.run(_mark_finished(settings.redis_url, settings.prefix, record, result.finished_at, extra))
-        raise SystemExit(finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras))
+        raise SystemExit(
+            finish(
+                result,
+                data,
+                record.sut,
+                options,
+                scorers,
+                json_path,
+                formats=formats,
+                additions=additions,
+                extras=extras,
+            )
+        )
     from evalharness.core.evalrun import Interrupt
 
     interrupt = Interrupt()
     with catching_signals(interrupt):
-        result = execute(ctx, units, record.sut, options, workers=workers, quiet=bool(ctx.params.get("quiet")), interrupt=interrupt,
-                         metrics=[s.name for s in scorers], progress_interval=float(ctx.params.get("progress_interval") or 2.0),
-                         record_extra=extra, resume=p.continuation, extras=extras, scorers=scorers, additions=additions)
-        code = finish(result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras)
+        result = execute(
+            ctx,
+            units,
+            record.sut,
+            options,
+            workers=workers,
+            quiet=bool(ctx.params.get("quiet")),
+            interrupt=interrupt,
+            metrics=[s.name for s in scorers],
+            progress_interval=float(ctx.params.get("progress_interval") or 2.0),
+            record_extra=extra,
+            resume=p.continuation,
+            extras=extras,
+            scorers=scorers,
+            additions=additions,
+        )
+        code = finish(
+            result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras
+        )
     if result.interrupted:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -213,7 +312,9 @@ def resume_run(ctx: click.Context, run_id: str, *, dataset: str | None, sut: str
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        None if ts is None else datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
 
 
 async def _summaries(url: str, prefix: str, ids: list[str] | None, limit: int) -> list[dict[str, Any]]:
@@ -235,17 +336,36 @@ async def _summaries(url: str, prefix: str, ids: list[str] | None, limit: int) -
             done = await client.hlen(queue.keys(record.queue).results(record.sink)) if record.sink else 0
             reps = int(record.extra.get("repetitions") or 1)
             args = json.loads(record.extra.get("run_args") or "{}")
-            out.append({
-                "id": rid, "state": effective_state(record.state, bool(claim)), "recorded_state": record.state,
-                "dataset": {"name": record.dataset.name, "path": str(record.dataset.path), "fingerprint": record.fingerprint},
-                "samples": len(record.dataset.samples) // max(1, reps), "repetitions": reps, "units": len(record.dataset.samples),
-                "outcomes": done, "sut": record.sut, "sut_fingerprint": record.extra.get("sut_fingerprint") or None,
-                "metrics": list(args.get("metrics") or record.metrics), "mode": record.mode, "queue": record.queue,
-                "batch": record.batch, "options": record.options, "started_at": _iso(record.started_at),
-                "finished_at": _iso(record.finished_at), "interrupted": record.interrupted, "diagnostics": list(record.diagnostics),
-                "producer": json.loads(claim) if claim else None, "resumes": int(record.extra.get("resumes") or 0),
-                "expires_in": await client.ttl(keys.run(rid)),
-            })
+            out.append(
+                {
+                    "id": rid,
+                    "state": effective_state(record.state, bool(claim)),
+                    "recorded_state": record.state,
+                    "dataset": {
+                        "name": record.dataset.name,
+                        "path": str(record.dataset.path),
+                        "fingerprint": record.fingerprint,
+                    },
+                    "samples": len(record.dataset.samples) // max(1, reps),
+                    "repetitions": reps,
+                    "units": len(record.dataset.samples),
+                    "outcomes": done,
+                    "sut": record.sut,
+                    "sut_fingerprint": record.extra.get("sut_fingerprint") or None,
+                    "metrics": list(args.get("metrics") or record.metrics),
+                    "mode": record.mode,
+                    "queue": record.queue,
+                    "batch": record.batch,
+                    "options": record.options,
+                    "started_at": _iso(record.started_at),
+                    "finished_at": _iso(record.finished_at),
+                    "interrupted": record.interrupted,
+                    "diagnostics": list(record.diagnostics),
+                    "producer": json.loads(claim) if claim else None,
+                    "resumes": int(record.extra.get("resumes") or 0),
+                    "expires_in": await client.ttl(keys.run(rid)),
+                }
+            )
         return out
     finally:
         await client.aclose()
@@ -281,10 +401,18 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
         # the id is what a user copies: never wrapped; names fold instead
         table.add_column(col, no_wrap=col in ("run", "state", "started (UTC)", "done"), overflow="fold")
     for r in rows:
-        style = {"finished": "green", "abandoned": "yellow", "interrupted": "yellow", "stopped": "red"}.get(r["state"], "")
+        style = {"finished": "green", "abandoned": "yellow", "interrupted": "yellow", "stopped": "red"}.get(
+            r["state"], ""
+        )
         started = (r["started_at"] or "")[5:16].replace("T", " ")
-        table.add_row(r["id"], Text(r["state"], style=style), started, Text(r["dataset"]["name"]),
-                      f"{r['outcomes']}/{r['units']}", Text(r["sut"]))
+        table.add_row(
+            r["id"],
+            Text(r["state"], style=style),
+            started,
+            Text(r["dataset"]["name"]),
+            f"{r['outcomes']}/{r['units']}",
+            Text(r["sut"]),
+        )
     Console(highlight=False).print(table)
 
 
@@ -309,14 +437,38 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         click.echo(json.dumps(row, indent=2))
         return
     console = Console(highlight=False)
-    for key in ("id", "state", "started_at", "finished_at", "sut", "sut_fingerprint", "mode", "queue", "batch", "samples",
-                "repetitions", "outcomes", "resumes", "interrupted", "expires_in"):
+    for key in (
+        "id",
+        "state",
+        "started_at",
+        "finished_at",
+        "sut",
+        "sut_fingerprint",
+        "mode",
+        "queue",
+        "batch",
+        "samples",
+        "repetitions",
+        "outcomes",
+        "resumes",
+        "interrupted",
+        "expires_in",
+    ):
         console.print(Text.assemble((f"{key:<16}", "bold"), str(row[key])))
-    console.print(Text.assemble((f"{'dataset':<16}", "bold"), f"{row['dataset']['name']} ({row['dataset']['path']}) {row['dataset']['fingerprint']}"))
+    console.print(
+        Text.assemble(
+            (f"{'dataset':<16}", "bold"),
+            f"{row['dataset']['name']} ({row['dataset']['path']}) {row['dataset']['fingerprint']}",
+        )
+    )
     console.print(Text.assemble((f"{'metrics':<16}", "bold"), ", ".join(row["metrics"])))
     console.print(Text.assemble((f"{'options':<16}", "bold"), json.dumps(row["options"])))
     producer = row["producer"]
-    console.print(Text.assemble((f"{'producer':<16}", "bold"), f"pid {producer['pid']} on {producer['host']}" if producer else "none alive"))
+    console.print(
+        Text.assemble(
+            (f"{'producer':<16}", "bold"), f"pid {producer['pid']} on {producer['host']}" if producer else "none alive"
+        )
+    )
     for line in row["diagnostics"]:
         console.print(Text(f"  {line}", style="dim"))
     if row["state"] in ("abandoned", "interrupted", "stopped"):

@@ -31,9 +31,18 @@ class OrNone(click.ParamType):
 
 # run option -> the click parameter that sets it
 FLAG_PARAMS = {
-    "mode": "mode", "concurrency": "concurrency", "queue": "queue", "timeout": "timeout", "tries": "tries",
-    "batch_timeout": "batch_timeout", "rate_limit": "rate_limit", "result_ttl": "result_ttl",
-    "repetitions": "repetitions", "metrics": "metrics", "limit": "limit", "workers": "workers",
+    "mode": "mode",
+    "concurrency": "concurrency",
+    "queue": "queue",
+    "timeout": "timeout",
+    "tries": "tries",
+    "batch_timeout": "batch_timeout",
+    "rate_limit": "rate_limit",
+    "result_ttl": "result_ttl",
+    "repetitions": "repetitions",
+    "metrics": "metrics",
+    "limit": "limit",
+    "workers": "workers",
 }
 assert set(FLAG_PARAMS) == set(OPTIONS)
 

@@ -131,7 +131,9 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
     for i in shown:
         if i == 0:
             # a queue's name is what tells it apart: never cut it (fold it only if nothing else fits)
-            table.add_column(STATUS_COLUMNS[i].header, justify="left", no_wrap=True, min_width=widths[0], overflow="fold")
+            table.add_column(
+                STATUS_COLUMNS[i].header, justify="left", no_wrap=True, min_width=widths[0], overflow="fold"
+            )
         else:
             table.add_column(STATUS_COLUMNS[i].header, justify="right", no_wrap=True)
     for row in cells:
@@ -140,7 +142,10 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
     for m in snapshot["masters"]:
         sups = ", ".join(f"{s['name']}: {s['processes']} proc" for s in m.get("supervisors", []))
         parts.append(
-            Text(f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} ago) {sups}", style="dim")
+            Text(
+                f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} ago) {sups}",
+                style="dim",
+            )
         )
     for lim in snapshot.get("limiters", []):
         parts.append(Text(limiter_line(lim), style="dim"))
@@ -159,7 +164,9 @@ def limiter_line(lim: dict[str, Any]) -> str:
 @click.command()
 @click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the telemetry snapshot as JSON (one line per refresh with --watch).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the telemetry snapshot as JSON (one line per refresh with --watch)."
+)
 @click.pass_context
 def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> None:
     """Queues, workers and masters at a glance.
@@ -237,13 +244,19 @@ class SnapshotCollector:
             for q in snap["queues"]:
                 c.add_metric([q["name"]], float(q[field]))
             yield c
-        rt = GaugeMetricFamily("evalharness_queue_runtime_seconds", "Runtime quantiles over the last 5 minutes", labels=["queue", "quantile"])
+        rt = GaugeMetricFamily(
+            "evalharness_queue_runtime_seconds",
+            "Runtime quantiles over the last 5 minutes",
+            labels=["queue", "quantile"],
+        )
         for q in snap["queues"]:
             for quant, key in (("0.5", "p50"), ("0.95", "p95"), ("1", "max")):
                 if q["runtime"][key] is not None:
                     rt.add_metric([q["name"], quant], float(q["runtime"][key]))
         yield rt
-        paused = GaugeMetricFamily("evalharness_queue_paused", "1 while the queue is paused (evalharness pause --queue)", labels=["queue"])
+        paused = GaugeMetricFamily(
+            "evalharness_queue_paused", "1 while the queue is paused (evalharness pause --queue)", labels=["queue"]
+        )
         for q in snap["queues"]:
             paused.add_metric([q["name"]], 1.0 if q.get("paused") else 0.0)
         yield paused
@@ -266,8 +279,16 @@ class SnapshotCollector:
 
 
 @click.command()
-@click.option("--serve", "port", type=click.IntRange(min=0, max=65535), required=True, help="Port for the HTTP exposition (0: any free port).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you mean otherwise.")
+@click.option(
+    "--serve",
+    "port",
+    type=click.IntRange(min=0, max=65535),
+    required=True,
+    help="Port for the HTTP exposition (0: any free port).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you mean otherwise."
+)
 @click.pass_context
 def metrics(ctx: click.Context, port: int, host: str) -> None:
     """Serve telemetry as Prometheus metrics on http://HOST:PORT/metrics until Ctrl-C."""

@@ -54,7 +54,9 @@ def worker_command(
     return cmd + list(extra)
 
 
-async def wait_for_workers(settings: Settings, queue: str, count: int, procs: Sequence[subprocess.Popen[Any]] = (), within: float = 30.0) -> None:
+async def wait_for_workers(
+    settings: Settings, queue: str, count: int, procs: Sequence[subprocess.Popen[Any]] = (), within: float = 30.0
+) -> None:
     """Wait until ``count`` workers heartbeat for ``queue``; fail early if a child exits."""
     client = async_client(settings.redis_url)
     try:

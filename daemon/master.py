@@ -76,7 +76,10 @@ class Slot:
     def command(self, paused: bool = False) -> list[str]:
         extra = [*self.extra, "--paused"] if paused else list(self.extra)
         return worker_command(
-            self.queues, self.concurrency, self.imports, ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}", *extra]
+            self.queues,
+            self.concurrency,
+            self.imports,
+            ["--grace", f"{self.grace:g}", "--lease", f"{self.lease:g}", *extra],
         )
 
     @property
@@ -236,7 +239,12 @@ class Master:
         for pool in self.pools:
             if pool.supervisor.name == supervisor and queue in pool.queues:
                 pool.override = n
-                log.info("supervisor %s queue %s: %s", supervisor, queue, "back to balancing" if n is None else f"scaled to {n}")
+                log.info(
+                    "supervisor %s queue %s: %s",
+                    supervisor,
+                    queue,
+                    "back to balancing" if n is None else f"scaled to {n}",
+                )
                 self._wake.set()
                 return True
         return False
@@ -271,7 +279,9 @@ class Master:
             elif action == "restart":
                 self.request_restart()
             elif action == "scale":
-                self.scale(str(sup), str(cmd.get("queue")), None if cmd.get("processes") is None else int(cmd["processes"]))
+                self.scale(
+                    str(sup), str(cmd.get("queue")), None if cmd.get("processes") is None else int(cmd["processes"])
+                )
 
     # -- the pools ------------------------------------------------------------------------
 
@@ -291,13 +301,21 @@ class Master:
                     "processes": sum(per_queue.values()),
                     "per_queue": per_queue,
                     "targets": {p.name: p.target for p in self.pools if p.supervisor is sup},
-                    "overrides": {p.name: p.override for p in self.pools if p.supervisor is sup and p.override is not None},
+                    "overrides": {
+                        p.name: p.override for p in self.pools if p.supervisor is sup and p.override is not None
+                    },
                     "min_processes": sup.min_processes,
                     "max_processes": sup.max_processes,
                     "concurrency": sup.concurrency,
                     "status": "paused" if sup.name in self.paused else "running",
                     # the console joins these with the workers' heartbeats for memory and jobs done
-                    "pids": [s.proc.pid for p in self.pools if p.supervisor is sup for s in p.live if s.alive and s.proc is not None],
+                    "pids": [
+                        s.proc.pid
+                        for p in self.pools
+                        if p.supervisor is sup
+                        for s in p.live
+                        if s.alive and s.proc is not None
+                    ],
                     "last_balance": self.last_balance.get(sup.name),
                 }
             )
@@ -307,12 +325,27 @@ class Master:
             status = "paused"
         else:
             status = "running"
-        return {"host": socket.gethostname(), "pid": os.getpid(), "status": status, "started_at": self.started_at,
-                "grace": self.grace, "environment": self.environment, "supervisors": sups}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "status": status,
+            "started_at": self.started_at,
+            "grace": self.grace,
+            "environment": self.environment,
+            "supervisors": sups,
+        }
 
     def _new_slot(self, pool: Pool) -> Slot:
         sup = pool.supervisor
-        slot = Slot(sup.name, pool.queues, sup.concurrency, self.imports, self.grace, self.lease, self.worker_args + supervisor_worker_args(sup))
+        slot = Slot(
+            sup.name,
+            pool.queues,
+            sup.concurrency,
+            self.imports,
+            self.grace,
+            self.lease,
+            self.worker_args + supervisor_worker_args(sup),
+        )
         pool.slots.append(slot)
         slot.task = asyncio.create_task(self._keep(pool, slot), name=f"slot:{sup.name}:{pool.name}")
         return slot
@@ -387,8 +420,12 @@ class Master:
             for p in pools:
                 alive = [s for s in p.live if s.alive]
                 n_idle = sum(1 for s in alive if s.proc is not None and s.proc.pid in idle)
-                states[p.name] = PoolState(processes=len(p.live), idle=min(n_idle, len(p.live)), changed_at=p.changed_at)
-            demand = {q: QueueDemand.from_telemetry(by_queue[q]) if q in by_queue else QueueDemand() for q in sup.queues}
+                states[p.name] = PoolState(
+                    processes=len(p.live), idle=min(n_idle, len(p.live)), changed_at=p.changed_at
+                )
+            demand = {
+                q: QueueDemand.from_telemetry(by_queue[q]) if q in by_queue else QueueDemand() for q in sup.queues
+            }
             overrides = {p.name: p.override for p in pools if p.override is not None}
             try:
                 result = plan(sup, states, demand, now, overrides)
@@ -402,7 +439,12 @@ class Master:
                     pp = replace(pp, target=pool.override)
                 if pp.target != pool.target:
                     log.info("supervisor %s: pool %s %d -> %d process(es)", sup.name, pool.name, pool.target, pp.target)
-                    self.last_balance[sup.name] = {"pool": pool.name, "from": pool.target, "to": pp.target, "at": time.time()}
+                    self.last_balance[sup.name] = {
+                        "pool": pool.name,
+                        "from": pool.target,
+                        "to": pp.target,
+                        "at": time.time(),
+                    }
                     pool.target = pp.target
                     pool.changed_at = now
 
@@ -410,7 +452,9 @@ class Master:
         log.info("evalharnessd %s: supervisors %s", self.name, ", ".join(s.name for s in self.supervisors))
         log.info(
             "stopping lets in-flight jobs run for up to %.0fs: use systemd TimeoutStopSec=%d or supervisord stopwaitsecs=%d",
-            self.grace, int(self.grace + 15), int(self.grace + 15),
+            self.grace,
+            int(self.grace + 15),
+            int(self.grace + 15),
         )
         client = async_client(self.redis_url) if self.redis_url else None
         self.client = client
@@ -418,7 +462,13 @@ class Master:
         publisher = None
         if client is not None:
             self.publisher = Publisher(
-                client, self.prefix, self.name, self.describe, self.long_waits, self.default_long_wait, self.history_cap,
+                client,
+                self.prefix,
+                self.name,
+                self.describe,
+                self.long_waits,
+                self.default_long_wait,
+                self.history_cap,
                 queue_retention=self.queue_retention,
             )
             publisher = asyncio.create_task(self.publisher.run(publisher_stop), name="telemetry")
@@ -488,13 +538,21 @@ class Master:
             slot.restarts += 1
             (log.info if planned else log.warning)(
                 "supervisor %s: worker pid %d exited with code %s after %.1fs; restarting in %.0fs",
-                slot.supervisor, proc.pid, code, ran, delay,
+                slot.supervisor,
+                proc.pid,
+                code,
+                ran,
+                delay,
             )
             if slot.failures == CRASH_LOOP_AFTER and self.client is not None:
                 with contextlib.suppress(*REDIS_ERRORS):
                     await add_event(
-                        self.client, self.prefix, "worker_crash_loop", supervisor=slot.supervisor,
-                        queue=",".join(slot.queues), message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row (last exit code {code})",
+                        self.client,
+                        self.prefix,
+                        "worker_crash_loop",
+                        supervisor=slot.supervisor,
+                        queue=",".join(slot.queues),
+                        message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row (last exit code {code})",
                     )
             if delay:
                 try:
@@ -541,10 +599,7 @@ def _child_setup(nice: int) -> Callable[[], None]:
 def default_grace(sups: list[SupervisorConfig], hard_timeout: float = 0.0) -> float:
     """Long enough for the longest job to finish: its hard limit when one is set, else the
     larger of the supervisor's timeout and the default job timeout (60 s); plus 30 s."""
-    limits = [
-        float(s.hard_timeout or hard_timeout or max(float(s.timeout or 60), 60.0))
-        for s in sups
-    ]
+    limits = [float(s.hard_timeout or hard_timeout or max(float(s.timeout or 60), 60.0)) for s in sups]
     return max(limits or [60.0]) + 30.0
 
 
@@ -552,7 +607,10 @@ def supervisor_worker_args(sup: SupervisorConfig) -> tuple[str, ...]:
     """A supervisor's own worker limits, given after the daemon-wide flags so they win."""
     args: list[str] = []
     limits: tuple[tuple[float | int, str], ...] = (
-        (sup.memory, "--memory"), (sup.max_jobs, "--max-jobs"), (sup.max_time, "--max-time"), (sup.hard_timeout, "--hard-timeout"),
+        (sup.memory, "--memory"),
+        (sup.max_jobs, "--max-jobs"),
+        (sup.max_time, "--max-time"),
+        (sup.hard_timeout, "--hard-timeout"),
     )
     for value, flag in limits:
         if value:
@@ -578,7 +636,9 @@ def parse_long_waits(flags: tuple[str, ...]) -> tuple[float, dict[str, float]]:
             if sep:
                 validate_name("queue", name)
         except (ValueError, ConfigError):
-            raise ConfigError(f"--long-wait {flag!r}: expected SECONDS or QUEUE=SECONDS, for example evals=30") from None
+            raise ConfigError(
+                f"--long-wait {flag!r}: expected SECONDS or QUEUE=SECONDS, for example evals=30"
+            ) from None
         if sep:
             per_queue[name] = seconds
         else:
@@ -604,25 +664,128 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--queue", "queues", multiple=True, metavar="NAME=PROCESSES", help="Run PROCESSES workers on queue NAME; repeat for several. Overrides the config's supervisors.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs each worker process runs at once (with --queue).")
-@click.option("--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker.")
-@click.option("--grace", type=click.FloatRange(min=0), default=None, help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT. Default: the longest job limit + 30 s, where a supervisor's limit is its hard_timeout, else --hard-timeout, else the larger of its timeout and 60 s (so 90 s with no limits set).")
-@click.option("--max-jobs", type=click.IntRange(min=0), default=0, help="Each worker exits after this many jobs and is replaced (0: no limit).")
-@click.option("--max-time", type=click.FloatRange(min=0), default=0, help="Each worker exits after this many seconds and is replaced (0: no limit).")
-@click.option("--memory", type=click.FloatRange(min=0), default=0, help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).")
-@click.option("--hard-timeout", type=click.FloatRange(min=0), default=0, help="No job may run longer than this, whatever its own timeout (0: off).")
-@click.option("--long-wait", "long_waits", multiple=True, metavar="[QUEUE=]SECONDS", help="Emit a long_wait event when a queue's oldest job waits this long (default 60; QUEUE=SECONDS for one queue).")
-@click.option("--history-minutes", type=click.IntRange(min=1), default=1440, show_default=True, help="Per-minute telemetry history kept in Redis.")
-@click.option("--forget-queues-after", "queue_retention", type=click.FloatRange(min=0), default=DEFAULT_QUEUE_RETENTION, show_default=True, metavar="SECONDS", help="Forget a queue (from status and the console) once it has had no jobs, batches or workers this long; 0: never. `evalharness queue forget` does it at once.")
-@click.option("--lease", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.")
-@click.option("--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME=PROCESSES",
+    help="Run PROCESSES workers on queue NAME; repeat for several. Overrides the config's supervisors.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Jobs each worker process runs at once (with --queue).",
+)
+@click.option(
+    "--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs, imported by every worker."
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT. Default: the longest job limit + 30 s, where a supervisor's limit is its hard_timeout, else --hard-timeout, else the larger of its timeout and 60 s (so 90 s with no limits set).",
+)
+@click.option(
+    "--max-jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Each worker exits after this many jobs and is replaced (0: no limit).",
+)
+@click.option(
+    "--max-time",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Each worker exits after this many seconds and is replaced (0: no limit).",
+)
+@click.option(
+    "--memory",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="A worker over this many MB of resident memory exits after its jobs and is replaced (0: no limit).",
+)
+@click.option(
+    "--hard-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="No job may run longer than this, whatever its own timeout (0: off).",
+)
+@click.option(
+    "--long-wait",
+    "long_waits",
+    multiple=True,
+    metavar="[QUEUE=]SECONDS",
+    help="Emit a long_wait event when a queue's oldest job waits this long (default 60; QUEUE=SECONDS for one queue).",
+)
+@click.option(
+    "--history-minutes",
+    type=click.IntRange(min=1),
+    default=1440,
+    show_default=True,
+    help="Per-minute telemetry history kept in Redis.",
+)
+@click.option(
+    "--forget-queues-after",
+    "queue_retention",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_QUEUE_RETENTION,
+    show_default=True,
+    metavar="SECONDS",
+    help="Forget a queue (from status and the console) once it has had no jobs, batches or workers this long; 0: never. `evalharness queue forget` does it at once.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a job's reservation lasts without renewal; a dead worker's jobs come back after this.",
+)
+@click.option(
+    "--redis-url", envvar=ENV_REDIS_URL, help=f"Redis URL. Env {ENV_REDIS_URL}; default: the embedded server."
+)
 @click.option("--prefix", envvar=ENV_PREFIX, help="Key prefix (default eh).")
-@click.option("--config", "config_path", envvar=ENV_CONFIG, type=click.Path(dir_okay=False), help="Config file (TOML) with [supervisors.NAME] tables.")
-@click.option("--environment", envvar="EVALHARNESS_ENV", help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).")
-@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--reload", "reload_modules", is_flag=True, help="Development: restart the workers gracefully when a module they imported from under the current directory changes (checked every second).")
-def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], grace: float | None, max_jobs: int, max_time: float, memory: float, hard_timeout: float, long_waits: tuple[str, ...], history_minutes: int, queue_retention: float, lease: float, redis_url: str | None, prefix: str | None, config_path: str | None, environment: str | None, log_level: str, reload_modules: bool) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    envvar=ENV_CONFIG,
+    type=click.Path(dir_okay=False),
+    help="Config file (TOML) with [supervisors.NAME] tables.",
+)
+@click.option(
+    "--environment",
+    envvar="EVALHARNESS_ENV",
+    help="Which [environments.NAME] of the config file to run (env EVALHARNESS_ENV; default production).",
+)
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option(
+    "--reload",
+    "reload_modules",
+    is_flag=True,
+    help="Development: restart the workers gracefully when a module they imported from under the current directory changes (checked every second).",
+)
+def cli(
+    queues: tuple[str, ...],
+    concurrency: int,
+    imports: tuple[str, ...],
+    grace: float | None,
+    max_jobs: int,
+    max_time: float,
+    memory: float,
+    hard_timeout: float,
+    long_waits: tuple[str, ...],
+    history_minutes: int,
+    queue_retention: float,
+    lease: float,
+    redis_url: str | None,
+    prefix: str | None,
+    config_path: str | None,
+    environment: str | None,
+    log_level: str,
+    reload_modules: bool,
+) -> None:
     """Start and supervise worker processes until SIGTERM or SIGINT.
 
     \b
@@ -643,7 +806,9 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
         config = load_config(config_path, environment=environment)
         sups = parse_queue_flags(queues, concurrency) if queues else list(config.supervisors)
         if not sups:
-            raise ConfigError("nothing to run: pass --queue NAME=PROCESSES or a config file with [supervisors.NAME] tables")
+            raise ConfigError(
+                "nothing to run: pass --queue NAME=PROCESSES or a config file with [supervisors.NAME] tables"
+            )
         settings = resolve_settings(redis_url, prefix, config, imports)
         default_wait, per_queue = parse_long_waits(long_waits)
         if grace is None:
@@ -651,7 +816,17 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     except EvalHarnessError as exc:
         exit_with_error(exc)
         return
-    worker_args = ("--max-jobs", str(max_jobs), "--max-time", f"{max_time:g}", "--memory", f"{memory:g}", "--hard-timeout", f"{hard_timeout:g}")
+    worker_args = (
+        "--max-jobs",
+        str(max_jobs),
+        "--max-time",
+        f"{max_time:g}",
+        "--memory",
+        f"{memory:g}",
+        "--hard-timeout",
+        f"{hard_timeout:g}",
+    )
+
     def reload() -> list[SupervisorConfig]:
         fresh = load_config(config_path, environment=environment)
         return parse_queue_flags(queues, concurrency) if queues else list(fresh.supervisors)
@@ -660,12 +835,25 @@ def cli(queues: tuple[str, ...], concurrency: int, imports: tuple[str, ...], gra
     if config.path is not None:
         # workers read the same file: an adapter SUT (openai:MODEL) takes its settings from it
         env[ENV_CONFIG] = str(config.path.resolve())
-    master = Master(sups, MasterOptions(
-        env, settings.imports, grace, lease, worker_args,
-        redis_url=settings.redis_url, prefix=settings.prefix, long_waits=per_queue,
-        default_long_wait=default_wait, history_cap=history_minutes, reload=reload, queue_retention=queue_retention,
-        watch_modules=reload_modules, environment=config.environment,
-    ))
+    master = Master(
+        sups,
+        MasterOptions(
+            env,
+            settings.imports,
+            grace,
+            lease,
+            worker_args,
+            redis_url=settings.redis_url,
+            prefix=settings.prefix,
+            long_waits=per_queue,
+            default_long_wait=default_wait,
+            history_cap=history_minutes,
+            reload=reload,
+            queue_retention=queue_retention,
+            watch_modules=reload_modules,
+            environment=config.environment,
+        ),
+    )
 
     async def main() -> int:
         master.install_signal_handlers()

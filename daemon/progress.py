@@ -120,7 +120,9 @@ class RunProgress:
                     self._log_streams.append((handler, handler.setStream(proxy)))
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._live is not None:
             for handler, stream in self._log_streams:
                 handler.setStream(stream)

@@ -101,7 +101,11 @@ class Publisher:
                 backoff = min(backoff * 2, 5.0)
             except redis.exceptions.RedisError as exc:
                 # e.g. an ACL user without the rights this needs: say so, keep trying, never die
-                log.error("telemetry: Redis refused a command (%s: %s); heartbeats and telemetry need it", type(exc).__name__, exc)
+                log.error(
+                    "telemetry: Redis refused a command (%s: %s); heartbeats and telemetry need it",
+                    type(exc).__name__,
+                    exc,
+                )
                 wait = 5.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
@@ -157,8 +161,13 @@ class Publisher:
                 # fires once per crossing: the flag stays until the wait drops below the threshold
                 if await self.client.hsetnx(state_key, q["name"], "1"):
                     await add_event(
-                        self.client, self.prefix, "long_wait", queue=q["name"], seconds=f"{wait:.1f}",
-                        threshold=f"{threshold:g}", message=f"oldest job on {q['name']} has waited {format_duration(wait)}",
+                        self.client,
+                        self.prefix,
+                        "long_wait",
+                        queue=q["name"],
+                        seconds=f"{wait:.1f}",
+                        threshold=f"{threshold:g}",
+                        message=f"oldest job on {q['name']} has waited {format_duration(wait)}",
                     )
             else:
                 await self.client.hdel(state_key, q["name"])
@@ -189,9 +198,14 @@ class Publisher:
             return
         self._next_forget = now + FORGET_EVERY
         unused = [
-            q["name"] for q in snapshot["queues"]
+            q["name"]
+            for q in snapshot["queues"]
             if not (q["ready"] or q["delayed"] or q["reserved"] or q["failed_stored"] or q["processes"])
         ]
         for outcome in await self._forgetter.sweep(unused, self.queue_retention):
             if outcome.use is QueueUse.FORGOTTEN:
-                log.info("telemetry: forgot queue %s (no jobs and no workers for %s)", outcome.queue, format_duration(self.queue_retention))
+                log.info(
+                    "telemetry: forgot queue %s (no jobs and no workers for %s)",
+                    outcome.queue,
+                    format_duration(self.queue_retention),
+                )

@@ -311,7 +311,9 @@ class Worker:
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period; give the rest back to the queue."""
         if self._running:
-            log.info("worker %s: waiting up to %.0fs for %d running job(s)", self.id, self.options.grace, len(self._running))
+            log.info(
+                "worker %s: waiting up to %.0fs for %d running job(s)", self.id, self.options.grace, len(self._running)
+            )
             _, pending = await asyncio.wait(set(self._running.values()), timeout=self.options.grace)
             if pending:
                 await self._interrupt(pending)
@@ -442,7 +444,9 @@ class Worker:
                 owners = await pipe.execute()
             for job_id, owner in zip(unknown, owners, strict=True):
                 if owner == self.id and job_id not in self._held[q]:
-                    log.warning("worker %s: job %s was reserved by a pop whose reply was lost; giving it back", self.id, job_id)
+                    log.warning(
+                        "worker %s: job %s was reserved by a pop whose reply was lost; giving it back", self.id, job_id
+                    )
                     await self.queue.release(q, self.id, job_id, 0, "interrupted", None)
         self._pop_in_doubt = False
 
@@ -528,7 +532,9 @@ class Worker:
                             "so its worker process was replaced"
                         )
                         await self._settle(job, spec, ctx, Outcome.CANCELLED, error, None, True)
-                        await self._replace_process(f"sync job {job.name} {job.id} was cancelled and did not return in time")
+                        await self._replace_process(
+                            f"sync job {job.name} {job.id} was cancelled and did not return in time"
+                        )
                         return
                 ctx.in_thread = False
                 if fut.done():
@@ -536,7 +542,9 @@ class Worker:
                 else:
                     # The thread cannot be stopped: record the timeout, then replace this process.
                     await self._settle(job, spec, ctx, Outcome.TIMEOUT, _timeout_error(job, timeout), None, False)
-                    await self._replace_process(f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled")
+                    await self._replace_process(
+                        f"sync job {job.name} {job.id} ran past its timeout and cannot be cancelled"
+                    )
                     return
             encoded = json.dumps(result) if result is not None else ""
         except asyncio.CancelledError:
@@ -619,7 +627,12 @@ class Worker:
                 error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                 error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
-                    job.queue, self.id, job.id, error, raised=outcome not in (Outcome.LOST, Outcome.CANCELLED), checkpoint=ctx.state_json,
+                    job.queue,
+                    self.id,
+                    job.id,
+                    error,
+                    raised=outcome not in (Outcome.LOST, Outcome.CANCELLED),
+                    checkpoint=ctx.state_json,
                     telemetry=self.options.telemetry,
                 )
                 if owned:
@@ -707,7 +720,11 @@ class Worker:
             now = time.monotonic()
             if now - self._tick < WATCHDOG_MARGIN:
                 continue
-            overdue = [c for c in list(self._contexts.values()) if c.deadline is not None and now > c.deadline + WATCHDOG_MARGIN]
+            overdue = [
+                c
+                for c in list(self._contexts.values())
+                if c.deadline is not None and now > c.deadline + WATCHDOG_MARGIN
+            ]
             if not overdue:
                 continue
             with self._replacing:
@@ -726,17 +743,27 @@ class Worker:
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
                 error["worker"] = self.host_pid
                 if decision.verdict is Verdict.RELEASE:
-                    call = self.queue.release_call(job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry)
+                    call = self.queue.release_call(
+                        job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry
+                    )
                     scripts["release"](**call)
                 else:
                     error["reason"] = decision.reason
                     error["checkpoint"] = ctx.partial
                     spec = REGISTRY.get(job.name)
                     error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
-                    scripts["fail"](**self.queue.fail_call(job.queue, self.id, job.id, error, checkpoint=ctx.state_json, telemetry=telemetry))
+                    scripts["fail"](
+                        **self.queue.fail_call(
+                            job.queue, self.id, job.id, error, checkpoint=ctx.state_json, telemetry=telemetry
+                        )
+                    )
             for ctx in list(self._contexts.values()):
                 if ctx.job.id not in overdue_ids:
-                    scripts["release"](**self.queue.release_call(ctx.job.queue, self.id, ctx.job.id, 0, "interrupted", None, ctx.state_json))
+                    scripts["release"](
+                        **self.queue.release_call(
+                            ctx.job.queue, self.id, ctx.job.id, 0, "interrupted", None, ctx.state_json
+                        )
+                    )
             for q in self.options.queues:
                 client.zrem(self.queue.keys(q).workers, self.id)
             client.hdel(self.queue.globals.workers, self.id)
@@ -791,7 +818,9 @@ class Worker:
         try:
             replies = await self.queue.scripts.run(self._ack_calls(batch), raise_on_error=False)
         except REDIS_ERRORS as exc:
-            log.warning("worker %s: could not acknowledge %d job(s) (%s); retrying", self.id, sum(map(len, batch.values())), exc)
+            log.warning(
+                "worker %s: could not acknowledge %d job(s) (%s); retrying", self.id, sum(map(len, batch.values())), exc
+            )
             self._untake_acks(batch)
             if not self._closing.is_set():
                 await self._pause(0.2)
@@ -820,7 +849,11 @@ class Worker:
             if not ctx.timeout_sent:
                 ctx.timeout_sent = True
                 timeout = self._timeout_for(job) or 0.0
-            out.append(LeaseUpdate(job_id, None if progress is None else progress[0], "" if progress is None else progress[1], timeout))
+            out.append(
+                LeaseUpdate(
+                    job_id, None if progress is None else progress[0], "" if progress is None else progress[1], timeout
+                )
+            )
         return out
 
     def _cancel(self, job_id: str) -> None:
@@ -1018,8 +1051,10 @@ def entry_parser() -> Any:
 
         return parse
 
-    p = argparse.ArgumentParser(prog="python -m evalharness.daemon.worker",
-                                description="A worker process, as `evalharness work` (see its --help).")
+    p = argparse.ArgumentParser(
+        prog="python -m evalharness.daemon.worker",
+        description="A worker process, as `evalharness work` (see its --help).",
+    )
     p.add_argument("--redis-url")
     p.add_argument("--prefix")
     p.add_argument("--config")
@@ -1064,14 +1099,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     options = WorkerOptions(
-        queues=tuple(args.queues), concurrency=args.concurrency, lease=args.lease, grace=args.grace,
-        max_jobs=args.max_jobs, max_time=args.max_time, memory=args.memory, hard_timeout=args.hard_timeout,
-        telemetry=args.telemetry, poll=args.sleep, cancel_grace=args.cancel_grace, burst=args.burst,
+        queues=tuple(args.queues),
+        concurrency=args.concurrency,
+        lease=args.lease,
+        grace=args.grace,
+        max_jobs=args.max_jobs,
+        max_time=args.max_time,
+        memory=args.memory,
+        hard_timeout=args.hard_timeout,
+        telemetry=args.telemetry,
+        poll=args.sleep,
+        cancel_grace=args.cancel_grace,
+        burst=args.burst,
     )
-    raise SystemExit(asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=args.paused)))
+    raise SystemExit(
+        asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=args.paused))
+    )
 
 
-__all__ = ["EXIT_REPLACE", "RunningJob", "Worker", "WorkerOptions", "entry_parser", "import_job_modules", "main", "run_worker"]
+__all__ = [
+    "EXIT_REPLACE",
+    "RunningJob",
+    "Worker",
+    "WorkerOptions",
+    "entry_parser",
+    "import_job_modules",
+    "main",
+    "run_worker",
+]
 
 
 if __name__ == "__main__":

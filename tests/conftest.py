@@ -65,8 +65,6 @@ def child_env(redis_url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-
-
 @pytest.fixture
 async def pool(redis_url: str) -> AsyncIterator[Workers]:
     """Workers run in the test process (support.inproc), stopped when the test ends."""
@@ -82,4 +80,3 @@ def procs(child_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
     p = Processes(child_env, tmp_path)
     yield p
     p.stop_all()
-

@@ -225,10 +225,7 @@ class ConsoleApp(FrameMixin, App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?"),
         *FrameMixin.FRAME_BINDINGS,
-        *(
-            Binding(key, f"show_mode('{mode_id(name)}')", name, show=False)
-            for key, _, name, _ in built_modes()
-        ),
+        *(Binding(key, f"show_mode('{mode_id(name)}')", name, show=False) for key, _, name, _ in built_modes()),
     ]
 
     def __init__(
@@ -301,8 +298,12 @@ class ConsoleApp(FrameMixin, App[None]):
     def on_mount(self) -> None:
         if self.admin is None and self._feed_enabled:
             # Its own connection: a slow page must not hold up the telemetry, nor the reverse.
-            client = async_client(self._redis_url, socket_connect_timeout=PING_TIMEOUT, socket_timeout=POLL_TIMEOUT,
-                                  retry=Retry(NoBackoff(), 0))
+            client = async_client(
+                self._redis_url,
+                socket_connect_timeout=PING_TIMEOUT,
+                socket_timeout=POLL_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
             self.admin = Admin(client, self.state.prefix)
         self._redraw()
         self._overview.fetch()
@@ -415,7 +416,9 @@ class ConsoleApp(FrameMixin, App[None]):
         except (RedisError, OSError):
             raise
         except Exception as exc:  # a history that cannot be read is a telemetry problem, not a lost Redis
-            self.post_message(TelemetryUnreadable(f"reading the history failed: {describe_check_error(exc, self._redis_url)}"))
+            self.post_message(
+                TelemetryUnreadable(f"reading the history failed: {describe_check_error(exc, self._redis_url)}")
+            )
         else:
             self.post_message(message)
 
@@ -608,8 +611,11 @@ class ConsoleApp(FrameMixin, App[None]):
             seen.add(binding.action)
             title = getattr(namespace, "BINDING_GROUP_TITLE", None) or ""
             label = f"{title}: {binding.description}" if title else binding.description
-            yield SystemCommand(f"{label} ({binding.key_display or key})", f"the key {binding.key_display or key}",
-                                partial(self._run_binding, namespace, binding.action))
+            yield SystemCommand(
+                f"{label} ({binding.key_display or key})",
+                f"the key {binding.key_display or key}",
+                partial(self._run_binding, namespace, binding.action),
+            )
 
     def _run_binding(self, namespace: Any, action: str) -> None:
         self.call_later(self.run_action, action, namespace)
@@ -627,19 +633,46 @@ Exit codes:
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_CODES_HELP,
 )
-@click.option("--redis-url", metavar="URL", help="Redis URL (default: $EVALHARNESS_REDIS_URL, the config file, or the embedded server).")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Redis URL (default: $EVALHARNESS_REDIS_URL, the config file, or the embedded server).",
+)
 @click.option("--prefix", metavar="NAME", help="Key prefix (default: $EVALHARNESS_PREFIX, the config file, or 'eh').")
-@click.option("--config", "config_path", metavar="FILE", help="Configuration file (default: $EVALHARNESS_CONFIG or ./evalharness.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Configuration file (default: $EVALHARNESS_CONFIG or ./evalharness.toml).",
+)
 @click.option("--read-only", is_flag=True, help="Hide every action that changes anything.")
-@click.option("--serve", "serve_web", is_flag=True,
-              help="Serve the console to a web browser instead (one console per open page).")
-@click.option("--host", default=DEFAULT_HOST, show_default=True, metavar="ADDR",
-              help="With --serve: the address to listen on. Anything but loopback prints a warning: "
-                   "whoever opens the page has the console's full control unless --read-only.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
-              help="With --serve: the port to listen on.")
-def main(redis_url: str | None, prefix: str | None, config_path: str | None, read_only: bool,
-         serve_web: bool, host: str, port: int) -> None:
+@click.option(
+    "--serve", "serve_web", is_flag=True, help="Serve the console to a web browser instead (one console per open page)."
+)
+@click.option(
+    "--host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    metavar="ADDR",
+    help="With --serve: the address to listen on. Anything but loopback prints a warning: "
+    "whoever opens the page has the console's full control unless --read-only.",
+)
+@click.option(
+    "--port",
+    default=DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="With --serve: the port to listen on.",
+)
+def main(
+    redis_url: str | None,
+    prefix: str | None,
+    config_path: str | None,
+    read_only: bool,
+    serve_web: bool,
+    host: str,
+    port: int,
+) -> None:
     """Watch evalharness live: queues, workers, batches, failures and events."""
     try:
         config = load_config(config_path)

@@ -97,7 +97,7 @@ class TileSpark(Widget):
         if self._series is None or not self._history:
             return []
         values = minute_series(self._history, self._series)[-HISTORY_MINUTES:]
-        return values[-(self.content_size.width or HISTORY_MINUTES):]
+        return values[-(self.content_size.width or HISTORY_MINUTES) :]
 
     @property
     def spark(self) -> str:
@@ -196,8 +196,10 @@ def supervisor_lines(masters: Sequence[MasterRow], now: float) -> list[Text]:
         age = "—" if m.heartbeat_at is None else f"{max(0.0, now - m.heartbeat_at):.0f}s"
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{m.name:<14.14}", style="bold red" if lost else "bold")
-        line.append(f" pid {m.pid:<7} {('lost' if lost else m.status):<8} hb {age:<5} {m.environment}",
-                    style="red" if lost else "")
+        line.append(
+            f" pid {m.pid:<7} {('lost' if lost else m.status):<8} hb {age:<5} {m.environment}",
+            style="red" if lost else "",
+        )
         out.append(line)
         for s in m.supervisors:
             per = " · ".join(f"{q} {n}" + ("*" if q in s.overrides else "") for q, n in s.per_queue.items())
@@ -238,7 +240,9 @@ class OverviewView(Vertical):
                     yield Static("Workload", id="workload-title", markup=False)
                     yield Static("", id="workload-note", markup=False)
                 yield DataTable(id="queues", cursor_type="row", cell_padding=1)
-                yield Static("Supervisors", id="overview-sup-title", classes="overview-section wide-block", markup=False)
+                yield Static(
+                    "Supervisors", id="overview-sup-title", classes="overview-section wide-block", markup=False
+                )
                 yield Static("", id="overview-supervisors", classes="wide-block", markup=False)
                 with Vertical(id="connection", classes="panel") as connection:
                     connection.border_title = "Connection"
@@ -325,7 +329,9 @@ class OverviewView(Vertical):
         return widget
 
     def _draw_tiles(self, snapshot: Snapshot | None) -> None:
-        for tile in overview_tiles(snapshot, self.active_batches if self.fetched else None, self.finished_with_failures):
+        for tile in overview_tiles(
+            snapshot, self.active_batches if self.fetched else None, self.finished_with_failures
+        ):
             shown = (tile.value, tile.level)
             if self._shown_tiles.get(tile.key) == shown:
                 continue
@@ -348,14 +354,21 @@ class OverviewView(Vertical):
             return
         right = max(20, self.query_one("#overview-batches", Static).content_size.width or 40)
         shown = self.active_batches[:BATCHES_WIDE]
-        batches = (Text("\n").join(batch_line(b, right) for b in shown) if shown
-                   else Text("none running" if self.fetched else "loading…", style="dim"))
+        batches = (
+            Text("\n").join(batch_line(b, right) for b in shown)
+            if shown
+            else Text("none running" if self.fetched else "loading…", style="dim")
+        )
         if len(self.active_batches) > BATCHES_WIDE:
             batches.append(f"\n… and {len(self.active_batches) - BATCHES_WIDE} more (4 Batches)", style="dim")
         self._update_text("#overview-batches", batches)
         sups = supervisor_lines(self.masters, now)
-        self._update_text("#overview-supervisors", Text("\n").join(sups) if sups else Text(
-            "no master on this Redis" if self.fetched else "loading…", style="dim"))
+        self._update_text(
+            "#overview-supervisors",
+            Text("\n").join(sups)
+            if sups
+            else Text("no master on this Redis" if self.fetched else "loading…", style="dim"),
+        )
 
     def _draw_connection(self, state: ConsoleState, now: float) -> None:
         details, status_rows = state.details(), state.status_rows(now)

@@ -26,10 +26,14 @@ def exposure_warning(host: str, port: int, read_only: bool) -> str | None:
     if is_loopback(host):
         return None
     if read_only:
-        return (f"warning: serving the console on {host}:{port}: anyone who can reach it sees every queue, "
-                "batch and failed job (read-only: it cannot act)")
-    return (f"warning: serving the console on {host}:{port}: anyone who can open the page has the console's "
-            "full control (cancel, retry, forget, clear); add --read-only to only look")
+        return (
+            f"warning: serving the console on {host}:{port}: anyone who can reach it sees every queue, "
+            "batch and failed job (read-only: it cannot act)"
+        )
+    return (
+        f"warning: serving the console on {host}:{port}: anyone who can open the page has the console's "
+        "full control (cancel, retry, forget, clear); add --read-only to only look"
+    )
 
 
 def console_command(read_only: bool) -> str:

@@ -30,8 +30,18 @@ SCHEMA = "evalharness.telemetry.v1"
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
 """The schema of the per-minute history entries; entries of any other are left out."""
 
-HISTORY_FIELDS = ("ready", "reserved", "oldest_wait", "processes", "completed", "failed", "timeouts",
-                  "rate_limited", "runtime_p50", "runtime_p95")
+HISTORY_FIELDS = (
+    "ready",
+    "reserved",
+    "oldest_wait",
+    "processes",
+    "completed",
+    "failed",
+    "timeouts",
+    "rate_limited",
+    "runtime_p50",
+    "runtime_p95",
+)
 """The per-queue numbers of a history entry the console draws."""
 
 HISTORY_MINUTES = 60
@@ -41,7 +51,6 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 STALE_AFTER = 10.0
 """A snapshot older than this (seconds) while Redis answers means nothing is producing them."""
-
 
 
 class Level(StrEnum):
@@ -193,15 +202,17 @@ def _limiters(raw: object) -> tuple[Limiter, ...]:
         if not isinstance(row, Mapping):
             continue
         try:
-            out.append(Limiter(
-                name=_text(row, "name") or "",
-                key=_text(row, "key") or "",
-                kind=_text(row, "kind") or "",
-                limit=_number(row, "limit"),
-                floor=_number(row, "floor"),
-                ceiling=_number(row, "ceiling"),
-                in_flight=_count(row, "in_flight"),
-            ))
+            out.append(
+                Limiter(
+                    name=_text(row, "name") or "",
+                    key=_text(row, "key") or "",
+                    kind=_text(row, "kind") or "",
+                    limit=_number(row, "limit"),
+                    floor=_number(row, "floor"),
+                    ceiling=_number(row, "ceiling"),
+                    in_flight=_count(row, "in_flight"),
+                )
+            )
         except TelemetryError:
             continue
     return tuple(out)
@@ -313,9 +324,7 @@ class HistoryEntry:
             if not isinstance(row, Mapping):
                 raise TelemetryError(f"history field 'queues.{name}' is not an object")
             ready[str(name)] = _count(row, "ready", f"queues.{name}.")
-            numbers[str(name)] = {
-                k: _number(row, k, f"queues.{name}.") for k in HISTORY_FIELDS if k in row
-            }
+            numbers[str(name)] = {k: _number(row, k, f"queues.{name}.") for k in HISTORY_FIELDS if k in row}
         return cls(minute=minute, jobs_per_minute=_number(data, "jobs_per_minute"), ready=ready, queues=numbers)
 
 
@@ -334,7 +343,9 @@ def read_history_entries(entries: object) -> tuple[HistoryEntry, ...]:
     return tuple(by_minute[m] for m in sorted(by_minute))
 
 
-def minute_series(history: tuple[HistoryEntry, ...], value: Callable[[HistoryEntry], float | None]) -> list[float | None]:
+def minute_series(
+    history: tuple[HistoryEntry, ...], value: Callable[[HistoryEntry], float | None]
+) -> list[float | None]:
     """One value per minute from the first recorded minute to the last (at most
     :data:`HISTORY_MINUTES`); a minute with no entry is None."""
     if not history:
@@ -396,9 +407,7 @@ class HistoryLine:
         return "  ".join(part for part in (self.title, self.spark, self.range) if part)
 
 
-def history_line(
-    name: str, values: list[float | None], width: int, fmt: Callable[[float | None], str]
-) -> HistoryLine:
+def history_line(name: str, values: list[float | None], width: int, fmt: Callable[[float | None], str]) -> HistoryLine:
     """``name``'s line for ``values`` (one a minute, oldest first) in ``width`` columns: the newest
     minutes that fit, their min and max."""
     if not values:
@@ -500,8 +509,9 @@ TILES: tuple[tuple[str, str], ...] = (
 """The eight tiles of the Overview, by key and label."""
 
 
-def overview_tiles(snapshot: Snapshot | None, batches: Sequence[Any] | None = None,
-                   finished_with_failures: int | None = None) -> list[Tile]:
+def overview_tiles(
+    snapshot: Snapshot | None, batches: Sequence[Any] | None = None, finished_with_failures: int | None = None
+) -> list[Tile]:
     """The Overview's tiles; a value reads "—" until its snapshot (or, for Batches, its page) has
     arrived. ``batches`` are the active batches, ``finished_with_failures`` how many of the
     finished ones have failures."""
@@ -523,7 +533,9 @@ def overview_tiles(snapshot: Snapshot | None, batches: Sequence[Any] | None = No
             wait=wait,
             failed=format_count(totals.failed_past_hour),
             timeouts=format_count(totals.timeouts_past_hour),
-            procs=f"{busy}/{format_count(totals.processes)}" if totals.busy is not None else format_count(totals.processes),
+            procs=f"{busy}/{format_count(totals.processes)}"
+            if totals.busy is not None
+            else format_count(totals.processes),
         )
         if totals.failed_past_hour:
             levels["failed"] = Level.WARNING

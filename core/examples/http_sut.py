@@ -23,7 +23,9 @@ class HTTPStatusError(Exception):
         self.headers = headers
 
 
-async def post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+async def post_json(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     """A minimal HTTP/1.1 POST over asyncio streams (cancellable, no extra dependency)."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
@@ -70,6 +72,10 @@ async def answer(question: Any, idempotency_key: str | None = None) -> str:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     status, resp_headers, payload = await post_json(url.rstrip("/") + "/v1/answer", {"question": question}, headers)
     if status != 200:
-        raise HTTPStatusError(status, {"Retry-After": resp_headers.get("retry-after", "")} if "retry-after" in resp_headers else {}, payload)
+        raise HTTPStatusError(
+            status,
+            {"Retry-After": resp_headers.get("retry-after", "")} if "retry-after" in resp_headers else {},
+            payload,
+        )
     result = json.loads(payload)["answer"]
     return str(result)

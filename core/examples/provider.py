@@ -108,7 +108,9 @@ class SimulatedProvider:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, count: bool = True) -> None:
+            def _send(
+                self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, count: bool = True
+            ) -> None:
                 data = json.dumps(body).encode()
                 if count:  # counted before it is sent: a client that has the answer sees it in stats
                     with provider.lock:
@@ -135,7 +137,7 @@ class SimulatedProvider:
                     self._send(400, {"error": "body is not JSON"})
                     return
                 if self.path != "/v1/answer" or not isinstance(body, dict) or "question" not in body:
-                    self._send(400, {"error": "POST /v1/answer with {\"question\": ...}"})
+                    self._send(400, {"error": 'POST /v1/answer with {"question": ...}'})
                     return
                 what = provider._decide(self.headers.get("Idempotency-Key") or "")
                 if what == "hang":

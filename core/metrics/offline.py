@@ -28,9 +28,7 @@ def _quote_normal(text: str) -> str:
 def _citation_list(metric: str, value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
-        raise ScoreError(
-            "invalid-metadata", f"metadata.citations must be a string or a list of strings for {metric}"
-        )
+        raise ScoreError("invalid-metadata", f"metadata.citations must be a string or a list of strings for {metric}")
     wanted: list[str] = []
     for item in items:
         if not isinstance(item, str):
@@ -104,7 +102,9 @@ def _scale(metric: str, value: Any, where: str) -> tuple[str, ...]:
         or any(not isinstance(v, str) or v == "" for v in value)
         or len(set(value)) != len(value)
     ):
-        raise ScoreError("invalid-scale", f"{where} must be a non-empty list of distinct non-empty strings for {metric}")
+        raise ScoreError(
+            "invalid-scale", f"{where} must be a non-empty list of distinct non-empty strings for {metric}"
+        )
     return tuple(value)
 
 
@@ -208,9 +208,7 @@ def parse_trajectory(metric: str, output: Any) -> Trajectory:
         else:
             name, args = None, None
         if not isinstance(name, str) or name == "":
-            raise ScoreError(
-                "invalid-trajectory", f"trajectory tool call {i} needs a non-empty 'name' for {metric}"
-            )
+            raise ScoreError("invalid-trajectory", f"trajectory tool call {i} needs a non-empty 'name' for {metric}")
         # A call written without arguments had none: {} so that an empty expectation matches it.
         calls.append(ToolCall(name, {} if args is None else args))
     approvals = body.get("approvals", [])
@@ -246,8 +244,10 @@ def subset_match(expected: Any, actual: Any) -> bool:
             key in actual and subset_match(value, actual[key]) for key, value in expected.items()
         )
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) >= len(expected) and all(
-            subset_match(value, actual[i]) for i, value in enumerate(expected)
+        return (
+            isinstance(actual, list)
+            and len(actual) >= len(expected)
+            and all(subset_match(value, actual[i]) for i, value in enumerate(expected))
         )
     a, b = _as_number(expected), _as_number(actual)
     if a is not None and b is not None:
@@ -428,7 +428,9 @@ DEFINITIONS: tuple[MetricDefinition, ...] = (
         "1 when the agent took at most max_steps steps",
         _steps_below,
         "max_steps",
-        Argument("max_steps", "int", 0, "step budget when a sample has no metadata.trajectory.max_steps (0: none)", minimum=0),
+        Argument(
+            "max_steps", "int", 0, "step budget when a sample has no metadata.trajectory.max_steps (0: none)", minimum=0
+        ),
     ),
     _trajectory("no-pending-approvals", "1 when no approval is left pending", _no_pending),
     _trajectory(
@@ -436,6 +438,8 @@ DEFINITIONS: tuple[MetricDefinition, ...] = (
         "share of the required approvals that were given",
         _approval_gated,
         "requires_approval",
-        _list_arg("requires_approval", "approvals that must be given (default for metadata.trajectory.requires_approval)"),
+        _list_arg(
+            "requires_approval", "approvals that must be given (default for metadata.trajectory.requires_approval)"
+        ),
     ),
 )

@@ -172,7 +172,9 @@ def _judge(name: str) -> Any:
 
 
 _PROVIDER_ARGS = (
-    Argument("provider", "str", "", "the [providers.NAME] table to call; empty: openai (OPENAI_BASE_URL, OPENAI_API_KEY)"),
+    Argument(
+        "provider", "str", "", "the [providers.NAME] table to call; empty: openai (OPENAI_BASE_URL, OPENAI_API_KEY)"
+    ),
     Argument("model", "str", "", "the model to ask; empty: the provider table's model"),
 )
 _JUDGE_ARGS = (

@@ -35,7 +35,9 @@ HTTP_PREFIX = "http:"
 
 def is_adapter(spec: str) -> bool:
     """Whether ``spec`` names an adapter rather than a ``module:callable``."""
-    return spec.startswith((OPENAI_PREFIX, "http://", "https://")) or (spec.startswith(HTTP_PREFIX) and not spec.startswith("http:/"))
+    return spec.startswith((OPENAI_PREFIX, "http://", "https://")) or (
+        spec.startswith(HTTP_PREFIX) and not spec.startswith("http:/")
+    )
 
 
 def _fingerprint(spec: str, settings: Mapping[str, Any]) -> str:
@@ -61,7 +63,9 @@ class OpenAISut:
         if isinstance(sample_input, Mapping) and isinstance(sample_input.get("messages"), list):
             given = sample_input["messages"]
             if not all(isinstance(m, Mapping) and "role" in m for m in given):
-                raise PermanentError("the sample's input.messages must be a list of {role, content} objects", kind="invalid_input")
+                raise PermanentError(
+                    "the sample's input.messages must be a list of {role, content} objects", kind="invalid_input"
+                )
             has_system = any(m.get("role") == "system" for m in given)
             lead = [{"role": "system", "content": self.system_prompt}] if self.system_prompt and not has_system else []
             return [*lead, *(dict(m) for m in given)]
@@ -72,7 +76,9 @@ class OpenAISut:
 
     async def __call__(self, sample_input: Any, idempotency_key: str | None = None) -> str:
         client = OpenAIClient(self.provider)
-        reply = await client.chat(self.messages(sample_input), model=self.model, params=self.params, idempotency_key=idempotency_key)
+        reply = await client.chat(
+            self.messages(sample_input), model=self.model, params=self.params, idempotency_key=idempotency_key
+        )
         return reply.content
 
     def __repr__(self) -> str:
@@ -98,7 +104,9 @@ class HttpSut:
         what = f"SUT http:{self.url}"
         scope = adaptive_limits.provider_scope(self.url, self.api_key_env, self.adaptive.key if self.adaptive else None)
         async with adaptive_limits.slot(adaptive_limits.PROVIDER_LIMITER, scope, self.adaptive, shown="http"):
-            response = await post_json(self.url, {"input": sample_input}, seconds=self.timeout, headers=headers, secret=key, what=what)
+            response = await post_json(
+                self.url, {"input": sample_input}, seconds=self.timeout, headers=headers, secret=key, what=what
+            )
         if "json" not in response.headers.get("content-type", ""):
             record_usage(parse_usage({}))
             return response.text
@@ -122,7 +130,7 @@ def adapter(spec: str, config: Any) -> tuple[Any, str]:
     providers: Mapping[str, Mapping[str, Any]] = getattr(config, "providers", {}) or {}
     where = f" ({config.path})" if getattr(config, "path", None) else ""
     if spec.startswith(OPENAI_PREFIX):
-        model = spec[len(OPENAI_PREFIX):].strip()
+        model = spec[len(OPENAI_PREFIX) :].strip()
         if not model:
             raise SutError(f"SUT {spec!r}: name the model after 'openai:' (for example openai:gpt-4o-mini)")
         table = dict(sut_tables.get("openai", {}))
@@ -136,9 +144,11 @@ def adapter(spec: str, config: Any) -> tuple[Any, str]:
         shaping = {"model": model, "base_url": provider.base_url, "system_prompt": system_prompt, "params": params}
         # the bound method, not the instance: it is what inspect sees as a coroutine function
         return func.__call__, _fingerprint(spec, shaping)
-    url = spec[len(HTTP_PREFIX):] if spec.startswith(HTTP_PREFIX) and not spec.startswith("http:/") else spec
+    url = spec[len(HTTP_PREFIX) :] if spec.startswith(HTTP_PREFIX) and not spec.startswith("http:/") else spec
     if not url.startswith(("http://", "https://")):
-        raise SutError(f"SUT {spec!r}: expected http:URL with an http:// or https:// URL (for example http:http://localhost:8080/answer)")
+        raise SutError(
+            f"SUT {spec!r}: expected http:URL with an http:// or https:// URL (for example http:http://localhost:8080/answer)"
+        )
     table = dict(sut_tables.get("http", {}))
     limits = adaptive_limits.parse_adaptive(table["adaptive"], "table [sut.http]") if "adaptive" in table else None
     func2 = HttpSut(url, float(table.get("timeout", DEFAULT_TIMEOUT)), table.get("api_key_env"), limits)

@@ -111,9 +111,13 @@ async def post_json(
     except httpx.TimeoutException as exc:
         raise ProviderError(f"{what}: {where} timed out after {seconds:g}s ({type(exc).__name__})") from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise ProviderError(f"{what}: {where}: the connection was cut before a full answer arrived ({type(exc).__name__}: {redact(str(exc), secret) or 'no detail'})") from None
+        raise ProviderError(
+            f"{what}: {where}: the connection was cut before a full answer arrived ({type(exc).__name__}: {redact(str(exc), secret) or 'no detail'})"
+        ) from None
     except httpx.ConnectError as exc:
-        raise ProviderError(f"{what}: {where}: cannot connect ({redact(str(exc), secret) or type(exc).__name__})") from None
+        raise ProviderError(
+            f"{what}: {where}: cannot connect ({redact(str(exc), secret) or type(exc).__name__})"
+        ) from None
     except httpx.HTTPError as exc:
         raise ProviderError(f"{what}: {where} failed: {type(exc).__name__}: {redact(str(exc), secret)}") from None
     status = response.status_code
@@ -173,7 +177,9 @@ class OpenAIClient:
     def _model(self, model: str | None) -> str:
         chosen = model or self.settings.model
         if not chosen:
-            raise PermanentError(f"{self._what}: no model given (set 'model' in [providers.{self.settings.name}])", kind="config")
+            raise PermanentError(
+                f"{self._what}: no model given (set 'model' in [providers.{self.settings.name}])", kind="config"
+            )
         return chosen
 
     async def _post(self, path: str, body: dict[str, Any], idempotency_key: str | None) -> Any:
@@ -182,10 +188,14 @@ class OpenAIClient:
         s = self.settings
         scope = adaptive.provider_scope(s.base_url, s.api_key_env, s.adaptive.key if s.adaptive else None)
         async with adaptive.slot(adaptive.PROVIDER_LIMITER, scope, s.adaptive, shown=s.name):
-            response = await post_json(url, body, seconds=s.timeout, headers=self._headers(key, idempotency_key), secret=key, what=self._what)
+            response = await post_json(
+                url, body, seconds=s.timeout, headers=self._headers(key, idempotency_key), secret=key, what=self._what
+            )
         data = json_body(response, self._what, key)
         if not isinstance(data, dict):
-            raise ProviderError(f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(redact(response.text, key))}")
+            raise ProviderError(
+                f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(redact(response.text, key))}"
+            )
         return data
 
     async def chat(
@@ -208,14 +218,18 @@ class OpenAIClient:
             choice = data["choices"][0]
             content = choice["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise ProviderError(f"{self._what}: the chat reply has no choices[0].message.content: {excerpt(json.dumps(data))}") from None
+            raise ProviderError(
+                f"{self._what}: the chat reply has no choices[0].message.content: {excerpt(json.dumps(data))}"
+            ) from None
         if content is None:
             content = ""
         if not isinstance(content, str):
             raise ProviderError(f"{self._what}: choices[0].message.content is a {type(content).__name__}, not text")
         return ChatReply(content, usage, data.get("model"), choice.get("finish_reason"), data)
 
-    async def embed(self, inputs: Sequence[str], *, model: str | None = None, params: Mapping[str, Any] | None = None) -> EmbeddingReply:
+    async def embed(
+        self, inputs: Sequence[str], *, model: str | None = None, params: Mapping[str, Any] | None = None
+    ) -> EmbeddingReply:
         """Embeddings of ``inputs``, in their order: ``POST {base_url}/embeddings``."""
         body: dict[str, Any] = {**(params or {}), "model": self._model(model), "input": list(inputs)}
         data = await self._post("embeddings", body, None)
@@ -225,7 +239,9 @@ class OpenAIClient:
             items = sorted(data["data"], key=lambda d: d.get("index", 0))
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise ProviderError(f"{self._what}: the embeddings reply has no data[].embedding lists of numbers: {excerpt(json.dumps(data))}") from None
+            raise ProviderError(
+                f"{self._what}: the embeddings reply has no data[].embedding lists of numbers: {excerpt(json.dumps(data))}"
+            ) from None
         if len(vectors) != len(inputs):
             raise ProviderError(f"{self._what}: asked for {len(inputs)} embeddings, the reply has {len(vectors)}")
         return EmbeddingReply(vectors, usage, data.get("model"))

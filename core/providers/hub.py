@@ -59,7 +59,7 @@ class PrefetchEmbeddings:
                     return
             self.vectors.update(zip(chunk, reply.vectors, strict=True))
 
-        await asyncio.gather(*(one(wanted[i:i + EMBED_BATCH]) for i in range(0, len(wanted), EMBED_BATCH)))
+        await asyncio.gather(*(one(wanted[i : i + EMBED_BATCH]) for i in range(0, len(wanted), EMBED_BATCH)))
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         missing = [t for t in texts if t not in self.vectors and t not in self.failures]
@@ -92,7 +92,7 @@ class ProviderHub:
         model = str(args.get("model") or settings.model or "")
         if not model:
             raise MetricError(
-                f"metric {metric!r} needs a model: give it as {metric}:model=NAME, in [metrics.{metric}] model = \"NAME\", "
+                f'metric {metric!r} needs a model: give it as {metric}:model=NAME, in [metrics.{metric}] model = "NAME", '
                 f"or as model in [providers.{name}] (docs/providers.md)"
             )
         return settings, model
@@ -114,7 +114,13 @@ class ProviderHub:
             raise MetricError(f"metric {metric!r} argument 'queue': {exc}") from None
         template = str(args.get("prompt_template") or "")
         return JudgeScorer(
-            metric, "refusal" if metric == "refusal-quality" else "llm", settings, model, queue, template, str(args.get("rubric") or "")
+            metric,
+            "refusal" if metric == "refusal-quality" else "llm",
+            settings,
+            model,
+            queue,
+            template,
+            str(args.get("rubric") or ""),
         )
 
 

@@ -23,7 +23,14 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
 
 # key -> what its TOML value must be
-PROVIDER_KEYS = {"base_url": "str", "model": "str", "api_key_env": "str", "timeout": "number", "params": "table", "adaptive": "adaptive"}
+PROVIDER_KEYS = {
+    "base_url": "str",
+    "model": "str",
+    "api_key_env": "str",
+    "timeout": "number",
+    "params": "table",
+    "adaptive": "adaptive",
+}
 OPENAI_SUT_KEYS = {"provider": "str", "system_prompt": "str", "params": "table"}
 HTTP_SUT_KEYS = {"timeout": "number", "api_key_env": "str", "adaptive": "adaptive"}
 SUT_TABLES = {"openai": OPENAI_SUT_KEYS, "http": HTTP_SUT_KEYS}
@@ -120,11 +127,15 @@ def check_sut_tables(raw: Any, path: str, providers: Mapping[str, Any]) -> dict[
     wanted = out.get("openai", {}).get("provider")
     if wanted is not None and wanted != DEFAULT_PROVIDER and wanted not in providers:
         defined = ", ".join(sorted(providers)) or "none"
-        raise ConfigError(f"{path}: table [sut.openai] key 'provider': no table [providers.{wanted}] (defined: {defined})")
+        raise ConfigError(
+            f"{path}: table [sut.openai] key 'provider': no table [providers.{wanted}] (defined: {defined})"
+        )
     return out
 
 
-def resolve_provider(name: str, tables: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None) -> ProviderSettings:
+def resolve_provider(
+    name: str, tables: Mapping[str, Mapping[str, Any]], env: Mapping[str, str] | None = None
+) -> ProviderSettings:
     """The settings of provider ``name``: its table, over the defaults.  For the default provider
     ``openai`` the conventional variables apply too, with the project's precedence (environment
     over file): ``OPENAI_BASE_URL`` replaces the table's ``base_url``.  Other tables are named
@@ -137,7 +148,9 @@ def resolve_provider(name: str, tables: Mapping[str, Mapping[str, Any]], env: Ma
     if name == DEFAULT_PROVIDER and env.get(ENV_BASE_URL):
         base_url = env[ENV_BASE_URL]
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"environment variable {ENV_BASE_URL}: expected an http:// or https:// URL, got {base_url!r}")
+            raise ConfigError(
+                f"environment variable {ENV_BASE_URL}: expected an http:// or https:// URL, got {base_url!r}"
+            )
     return ProviderSettings(
         name=name,
         base_url=base_url.rstrip("/"),

@@ -79,7 +79,9 @@ def test_successes_raise_the_limit_one_slot_per_window() -> None:
     state, _ = on_release(state, P, OK, now_ms=2000, granted_ms=1000, in_use=99)
     assert state.limit == 6000 and state.ok == 0
     # a fixed increase_after instead of the current limit
-    state, _ = on_release(s(5, ok=1), AdaptiveParams(increase_after=2, ceiling=64), OK, now_ms=0, granted_ms=0, in_use=99)
+    state, _ = on_release(
+        s(5, ok=1), AdaptiveParams(increase_after=2, ceiling=64), OK, now_ms=0, granted_ms=0, in_use=99
+    )
     assert state.limit == 6000
 
 
@@ -101,7 +103,9 @@ def test_successes_of_calls_started_before_the_last_decrease_do_not_undo_it() ->
 
 
 def test_a_429_resets_the_success_streak_even_when_it_does_not_lower() -> None:
-    state, lowered = on_release(s(8, ok=7, last=10_000, at=16), P, THROTTLED, now_ms=10_100, granted_ms=10_050, in_use=99)
+    state, lowered = on_release(
+        s(8, ok=7, last=10_000, at=16), P, THROTTLED, now_ms=10_100, granted_ms=10_050, in_use=99
+    )
     assert not lowered and state == s(8, ok=0, last=10_000, at=16)
 
 
@@ -159,15 +163,19 @@ def test_the_config_file_validates_the_adaptive_table(tmp_path: Path, clean_conf
     from evalharness.core.providers.settings import resolve_provider
 
     good = tmp_path / "good.toml"
-    good.write_text('[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n[providers.openai.adaptive]\nceiling = 12\nstart = 3\n'
-                    '[providers.local]\nbase_url = "http://127.0.0.1:8/v1"\nadaptive = true\n')
+    good.write_text(
+        '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n[providers.openai.adaptive]\nceiling = 12\nstart = 3\n'
+        '[providers.local]\nbase_url = "http://127.0.0.1:8/v1"\nadaptive = true\n'
+    )
     config = load_config(str(good))
     settings = resolve_provider("openai", config.providers, env={})
     assert settings.adaptive == AdaptiveParams(ceiling=12, start=3)
     assert resolve_provider("local", config.providers, env={}).adaptive == AdaptiveParams()
     bad = tmp_path / "bad.toml"
     bad.write_text('[providers.openai.adaptive]\nceiling = "many"\n')
-    with pytest.raises(ConfigError, match=r"bad.toml: table \[providers.openai.adaptive\] key 'ceiling': expected a whole number"):
+    with pytest.raises(
+        ConfigError, match=r"bad.toml: table \[providers.openai.adaptive\] key 'ceiling': expected a whole number"
+    ):
         load_config(str(bad))
 
 
@@ -183,7 +191,10 @@ def test_a_provider_key_is_its_url_and_key_variable_never_the_key() -> None:
 async def test_the_script_takes_the_same_decisions_as_the_pure_function(aclient: Any) -> None:
     rnd = random.Random(16)
     client = AdaptiveClient(aclient, "eh")
-    for params in (P, AdaptiveParams(floor=1, ceiling=64, start=30, decrease=0.7, cooldown=0.25, increase_after=3, probe_slowdown=2)):
+    for params in (
+        P,
+        AdaptiveParams(floor=1, ceiling=64, start=30, decrease=0.7, cooldown=0.25, increase_after=3, probe_slowdown=2),
+    ):
         name = f"agree{params.start}"
         state = initial_state(params)
         now = 1_700_000_000_000
@@ -197,8 +208,9 @@ async def test_the_script_takes_the_same_decisions_as_the_pure_function(aclient:
             granted_at = now - rnd.choice((0, 0, 2000))  # some calls were granted long before
             now += rnd.choice((1, 10, 200))
             in_use = rnd.choice((1, state.allowed - 1, state.allowed, state.allowed + 3))  # limit full or not
-            allowed, in_flight, lowered = await client.release(name, "_", f"m{step}", params, outcome,
-                                                               Grant(True, granted_at, grant.allowed, in_use), now_ms=now)
+            allowed, in_flight, lowered = await client.release(
+                name, "_", f"m{step}", params, outcome, Grant(True, granted_at, grant.allowed, in_use), now_ms=now
+            )
             before = state
             state, expect_lowered = on_release(state, params, outcome, now, granted_at, in_use)
             assert await client.state(name, "_") == state, f"step {step}: {outcome} from {before}"
@@ -266,10 +278,21 @@ async def test_a_provider_call_in_a_slot_feeds_the_limit(aclient: Any) -> None:
     assert [(e["limiter"], e["key"], e["limit"]) for e in events] == [("openai", "scope", "1")]
     assert events[0]["message"] == "adaptive limiter openai (scope): a 429, limit lowered from 2 to 1"
     snapshot = await read_limiters(aclient, "eh")
-    assert snapshot == [{
-        "name": "openai", "key": "scope", "kind": "adaptive", "limit": 1, "floor": 1, "ceiling": 4, "in_flight": 0,
-        "ok_1h": 2, "throttled_1h": 1, "decreases_1h": 1, "last_decrease_at": snapshot[0]["last_decrease_at"],
-    }]
+    assert snapshot == [
+        {
+            "name": "openai",
+            "key": "scope",
+            "kind": "adaptive",
+            "limit": 1,
+            "floor": 1,
+            "ceiling": 4,
+            "in_flight": 0,
+            "ok_1h": 2,
+            "throttled_1h": 1,
+            "decreases_1h": 1,
+            "last_decrease_at": snapshot[0]["last_decrease_at"],
+        }
+    ]
     assert abs(snapshot[0]["last_decrease_at"] - time.time()) < 30
 
 
@@ -281,7 +304,9 @@ async def test_the_snapshot_lists_limiters_and_forgets_expired_ones(aclient: Any
     g = await client.acquire("search", "tenant-a", "j1", params)
     assert g.granted
     snap = await collect_snapshot(aclient, "eh")
-    assert [(x["name"], x["key"], x["limit"], x["in_flight"], x["ceiling"]) for x in snap["limiters"]] == [("search", "tenant-a", 5, 1, 9)]
+    assert [(x["name"], x["key"], x["limit"], x["in_flight"], x["ceiling"]) for x in snap["limiters"]] == [
+        ("search", "tenant-a", 5, 1, 9)
+    ]
     k = LimiterKeys("eh", "search", "tenant-a")
     await aclient.delete(k.adaptive)  # what 24 h unused does
     assert (await collect_snapshot(aclient, "eh"))["limiters"] == []
@@ -308,7 +333,9 @@ SLOT_HOLDER = textwrap.dedent(
 
 @pytest.mark.slow
 async def test_the_slot_of_a_killed_process_comes_back_after_its_lease(aclient: Any, redis_url: str) -> None:
-    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", SLOT_HOLDER, redis_url, stdout=asyncio.subprocess.PIPE)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SLOT_HOLDER, redis_url, stdout=asyncio.subprocess.PIPE
+    )
     try:
         assert holder.stdout is not None
         assert (await asyncio.wait_for(holder.stdout.readline(), 30)).strip() == b"held"
@@ -364,13 +391,19 @@ async def test_the_adapters_and_the_client_call_through_the_adaptive_limit(aclie
         with pytest.raises(RateLimited):
             await call("hello")
         assert await call("hello") == "hello"
-        http_state = await AdaptiveClient(aclient, "eh").state(PROVIDER_LIMITER, provider_scope(f"{stub.root}/answer", None))
+        http_state = await AdaptiveClient(aclient, "eh").state(
+            PROVIDER_LIMITER, provider_scope(f"{stub.root}/answer", None)
+        )
         assert http_state is not None and http_state.limit == 2000 and http_state.throttled_at == 4
         # a provider allowing one call at once: the second concurrent chat is refused before any request
-        settings = ProviderSettings(base_url=stub.base_url, model="m", adaptive=AdaptiveParams(floor=1, ceiling=4, start=1))
+        settings = ProviderSettings(
+            base_url=stub.base_url, model="m", adaptive=AdaptiveParams(floor=1, ceiling=4, start=1)
+        )
         client = OpenAIClient(settings)
         before = len(stub.seen("/v1/chat/completions"))
-        outcomes = await asyncio.gather(*(client.chat([{"role": "user", "content": "hi"}]) for _ in range(2)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(client.chat([{"role": "user", "content": "hi"}]) for _ in range(2)), return_exceptions=True
+        )
         assert sum(isinstance(o, RateLimited) for o in outcomes) == 1
         assert "adaptive limiter openai" in str(next(o for o in outcomes if isinstance(o, RateLimited)))
         assert len(stub.seen("/v1/chat/completions")) == before + 1
@@ -381,7 +414,7 @@ def test_the_documented_defaults_are_the_programs() -> None:
     from dataclasses import fields
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "providers.md").read_text()
-    section = page[page.index("## Adaptive concurrency"):]
+    section = page[page.index("## Adaptive concurrency") :]
     rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| `([^`]+)`", section, re.M))
     defaults = AdaptiveParams()
     for f in fields(AdaptiveParams):
@@ -397,7 +430,10 @@ async def test_a_jobs_adaptive_slot_is_renewed_with_its_lease_and_its_outcome_te
 
     lim = adaptive_limiter("renewed", floor=1, ceiling=4, start=2, hold=30, cooldown=0)
     limiters = LimiterClient(aclient, "eh")
-    jobs = [Job(id=f"job{i}", name="x", payload=None, queue="t", options=JobOptions(limiters=("renewed",)), enqueued_at=0.0) for i in range(3)]
+    jobs = [
+        Job(id=f"job{i}", name="x", payload=None, queue="t", options=JobOptions(limiters=("renewed",)), enqueued_at=0.0)
+        for i in range(3)
+    ]
     wait, held = await limiters.acquire(jobs[0], ("renewed",))
     assert wait == 0 and held == [(lim, "_")]
     wait2, held2 = await limiters.acquire(jobs[1], ("renewed",))

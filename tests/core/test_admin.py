@@ -35,8 +35,14 @@ def admin(aclient: Any) -> Admin:
 async def fail_jobs(queue: Queue, popped: list[Job], exc_of: Any, owner: str = "w") -> None:
     for job in popped:
         exc = exc_of(job)
-        failure = {"kind": "timeout" if exc == "TimeoutError" else "exception", "message": f"{exc} in {job.id}",
-                   "exception_type": exc, "job": job.name, "batch": job.batch, "tags": list(job.tags)}
+        failure = {
+            "kind": "timeout" if exc == "TimeoutError" else "exception",
+            "message": f"{exc} in {job.id}",
+            "exception_type": exc,
+            "job": job.name,
+            "batch": job.batch,
+            "tags": list(job.tags),
+        }
         assert await queue.fail(job.queue, owner, job.id, failure)
 
 
@@ -48,8 +54,15 @@ async def recorded_failures(queue: Queue, batches: Batches, n: int = 120, seed: 
     reqs = []
     for i in range(n):
         q = rnd.choice(("a", "b"))
-        reqs.append(JobRequest(rnd.choice(NAMES), {"i": i}, queue=q, batch=rnd.choice([None, b1 if q == "a" else b2]),
-                               tags=("x",) if i % 3 == 0 else ()))
+        reqs.append(
+            JobRequest(
+                rnd.choice(NAMES),
+                {"i": i},
+                queue=q,
+                batch=rnd.choice([None, b1 if q == "a" else b2]),
+                tags=("x",) if i % 3 == 0 else (),
+            )
+        )
     await queue.dispatch_many(reqs)
     for q in ("a", "b"):
         popped = (await queue.pop(q, n, 30, "w")).jobs
@@ -103,7 +116,9 @@ async def page_ids(admin: Admin, flt: FailedFilter) -> list[str]:
 
 
 @pytest.mark.parametrize("flt", FILTERS, ids=lambda f: f.describe() or "all")
-async def test_filtered_pages_and_counts_equal_a_brute_force_filter_of_the_store(queue: Queue, admin: Admin, aclient: Any, flt: FailedFilter) -> None:
+async def test_filtered_pages_and_counts_equal_a_brute_force_filter_of_the_store(
+    queue: Queue, admin: Admin, aclient: Any, flt: FailedFilter
+) -> None:
     await recorded_failures(queue, Batches(aclient, P, queue))
     expected = await brute_force(queue, flt)
     assert await admin.failed_count(flt) == len(expected)
@@ -168,7 +183,9 @@ async def test_the_one_time_rebuild_indexes_jobs_that_failed_before_the_indexes(
     assert await aclient.exists(queue.keys("a").failed_indexed)
 
 
-async def test_cancel_a_queued_job_records_it_cancelled_and_acting_again_changes_nothing(queue: Queue, admin: Admin, aclient: Any) -> None:
+async def test_cancel_a_queued_job_records_it_cancelled_and_acting_again_changes_nothing(
+    queue: Queue, admin: Admin, aclient: Any
+) -> None:
     job_id = await queue.dispatch("judge", {"n": 1}, queue="a")
     later = await queue.dispatch("judge", {"n": 2}, queue="a", delay=60)
     result = await admin.cancel_job(job_id)
@@ -243,13 +260,23 @@ def test_the_batch_rate_counts_the_last_sixty_seconds() -> None:
     assert rate_per_minute({}, 0) is None
 
 
-async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(queue: Queue, admin: Admin, aclient: Any) -> None:
-    await Batches(aclient, P, queue).create("b", [JobRequest("judge", {"n": 1, "secret": "s"})], queue="a", batch_id="b")
+async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(
+    queue: Queue, admin: Admin, aclient: Any
+) -> None:
+    await Batches(aclient, P, queue).create(
+        "b", [JobRequest("judge", {"n": 1, "secret": "s"})], queue="a", batch_id="b"
+    )
     (job,) = (await queue.pop("a", 1, 30, "gpu-1:77:ab")).jobs
     await queue.checkpoint("a", "gpu-1:77:ab", job.id, json.dumps({"tokens": 812}))
-    failure = {"kind": "exception", "message": "judge said no", "exception_type": "ValueError", "job": "judge",
-               "traceback": "Traceback (most recent call last):\n" + "  line\n" * 5000 + "ValueError: judge said no\n",
-               "payload": {"n": 1, "secret": "***"}, "worker": "gpu-1:77"}
+    failure = {
+        "kind": "exception",
+        "message": "judge said no",
+        "exception_type": "ValueError",
+        "job": "judge",
+        "traceback": "Traceback (most recent call last):\n" + "  line\n" * 5000 + "ValueError: judge said no\n",
+        "payload": {"n": 1, "secret": "***"},
+        "worker": "gpu-1:77",
+    }
     assert await queue.fail("a", "gpu-1:77:ab", job.id, failure)
     (row,) = (await admin.batch_detail("b")).failed_jobs  # type: ignore[union-attr]
     assert (row.id, row.exception, row.worker, row.batch, row.attempts) == (job.id, "ValueError", "gpu-1:77", "b", 1)
@@ -264,7 +291,9 @@ async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(qu
     assert await admin.failed_detail("nope") is None
 
 
-async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopening(queue: Queue, admin: Admin, aclient: Any) -> None:
+async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopening(
+    queue: Queue, admin: Admin, aclient: Any
+) -> None:
     from evalharness.core.batches import active_batches_key
 
     batches = Batches(aclient, P, queue)
@@ -272,7 +301,9 @@ async def test_the_active_list_reads_only_unfinished_batches_and_follows_reopeni
     old = await batches.create("old", [JobRequest("judge", {"n": 0})], queue="a", batch_id="old")
     # as a batch created before the active index existed
     await aclient.zrem(active_batches_key(keys), old)
-    live = await batches.create("live", [JobRequest("judge", {"n": 1})], queue="a", batch_id="live", allow_failures=True)
+    live = await batches.create(
+        "live", [JobRequest("judge", {"n": 1})], queue="a", batch_id="live", allow_failures=True
+    )
     assert {b.id for b in await admin.batches_page("active")} == {old, live}  # the one-time rebuild found "old"
     for job in (await queue.pop("a", 10, 30, "w:1:x")).jobs:
         if job.batch == live:
@@ -302,17 +333,29 @@ async def test_a_cancel_pending_when_its_worker_died_travels_with_the_redelivery
     assert [j.id for j in again.jobs] == [job_id] and again.cancelled == {job_id}
 
 
-async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_forget_cancel(queue: Queue, admin: Admin, aclient: Any) -> None:
+async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_forget_cancel(
+    queue: Queue, admin: Admin, aclient: Any
+) -> None:
     rnd = random.Random(11)
     batches = Batches(aclient, P, queue)
     await batches.create("b1", [], queue="a", batch_id="b1", allow_failures=True)
-    checks = [FailedFilter(queue="a"), FailedFilter(batch="b1"), FailedFilter(exception="ValueError"),
-              FailedFilter(exception="JobCancelled"), FailedFilter(name="judge", batch="b1")]
+    checks = [
+        FailedFilter(queue="a"),
+        FailedFilter(batch="b1"),
+        FailedFilter(exception="ValueError"),
+        FailedFilter(exception="JobCancelled"),
+        FailedFilter(name="judge", batch="b1"),
+    ]
     for step in range(40):
         op = rnd.choice(("fail", "fail", "retry", "forget", "cancel", "batch_retry", "redo"))
         failed = await queue.failed_ids("a")
         if op == "fail":
-            await queue.dispatch_many([JobRequest(rnd.choice(NAMES), {"s": step, "k": k}, queue="a", batch=rnd.choice([None, "b1"])) for k in range(3)])
+            await queue.dispatch_many(
+                [
+                    JobRequest(rnd.choice(NAMES), {"s": step, "k": k}, queue="a", batch=rnd.choice([None, "b1"]))
+                    for k in range(3)
+                ]
+            )
             await fail_jobs(queue, (await queue.pop("a", 3, 30, "w")).jobs, lambda j: rnd.choice(EXCEPTIONS))
         elif op == "retry" and failed:
             await admin.retry_failed(rnd.choice(failed))
@@ -330,5 +373,7 @@ async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_fo
             if expected is None:
                 ids = await queue.failed_ids("a")
                 recs = [await queue.job_record("a", i) for i in ids]
-                expected = [i for i, r in zip(ids, recs, strict=True) if json.loads(r["failure"])["kind"] == "cancelled"]
+                expected = [
+                    i for i, r in zip(ids, recs, strict=True) if json.loads(r["failure"])["kind"] == "cancelled"
+                ]
             assert sorted(await page_ids(admin, flt)) == sorted(expected), (step, op, flt)

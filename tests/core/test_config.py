@@ -38,7 +38,12 @@ def write_config(path: Path, text: str) -> Path:
     ids=["flag-beats-all", "env-beats-file", "file", "flag-beats-file", "flag", "env", "embedded"],
 )
 def test_the_redis_url_comes_from_flag_then_env_then_file_then_the_embedded_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str | None, env: str | None, in_file: str | None, expected: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str | None,
+    env: str | None,
+    in_file: str | None,
+    expected: str,
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("EVALHARNESS_STATE_DIR", str(state))
@@ -178,7 +183,9 @@ CONFIG_ERRORS = [
 
 
 @pytest.mark.parametrize(("text", "fragments"), [pytest.param(t, f, id=i) for i, t, f in CONFIG_ERRORS])
-def test_config_file_errors_name_the_file_the_table_and_the_key(tmp_path: Path, text: str, fragments: list[str]) -> None:
+def test_config_file_errors_name_the_file_the_table_and_the_key(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
     path = write_config(tmp_path / "evalharness.toml", text)
     with pytest.raises(ConfigError) as err:
         load_config(path)

@@ -141,7 +141,9 @@ def test_defaults_are_filled_in(tmp_path: Path) -> None:
         ('queues = ["a", "b"]\nbalance = "auto"\nmin_processes = 3\n', (6, 3, 6)),
     ],
 )
-def test_process_counts_are_derived_from_what_is_given(tmp_path: Path, body: str, expected: tuple[int, int, int]) -> None:
+def test_process_counts_are_derived_from_what_is_given(
+    tmp_path: Path, body: str, expected: tuple[int, int, int]
+) -> None:
     (sup,) = load_config(write(tmp_path, "[supervisors.s]\n" + body)).supervisors
     assert (sup.processes, sup.min_processes, sup.max_processes) == expected
 
@@ -177,7 +179,12 @@ def test_an_environment_overrides_shared_supervisors_key_by_key_and_adds_its_own
     assert (evals.balance, evals.timeout, evals.hard_timeout, evals.tries) == (Balance.AUTO, 240.0, 300.0, 5)
     assert evals.backoff == (30.0, 60.0, 120.0)
     # from the environment
-    assert (evals.min_processes, evals.max_processes, evals.balance_max_shift, evals.balance_cooldown) == (2, 16, 3, 8.0)
+    assert (evals.min_processes, evals.max_processes, evals.balance_max_shift, evals.balance_cooldown) == (
+        2,
+        16,
+        3,
+        8.0,
+    )
     assert (judge.processes, judge.concurrency) == (4, 5)
     assert (reports.balance, reports.processes) == (Balance.SIMPLE, 1)
 
@@ -189,7 +196,9 @@ def test_shared_supervisors_run_in_every_environment(tmp_path: Path) -> None:
     assert judge.processes == 1
 
 
-def test_the_environment_comes_from_flag_then_env_then_the_file_then_production(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_comes_from_flag_then_env_then_the_file_then_production(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     text = 'environment = "local"\n' + TWO_ENVIRONMENTS
     path = write(tmp_path, text)
     assert load_config(path).environment == "local"
@@ -200,7 +209,9 @@ def test_the_environment_comes_from_flag_then_env_then_the_file_then_production(
     assert load_config(write(tmp_path, TWO_ENVIRONMENTS, "plain.toml")).environment == "production"
 
 
-def test_without_environments_the_supervisors_apply_to_any_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_environments_the_supervisors_apply_to_any_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, '[supervisors.evals]\nqueues = ["evals"]\nprocesses = 2\n')
     monkeypatch.setenv("EVALHARNESS_ENV", "staging")
     config = load_config(path)
@@ -281,7 +292,11 @@ ERRORS = [
     # unknown keys, with a hint
     ("camel-case", SUP + "maxProcesses = 4\n", [T, "unknown key 'maxProcesses'", "did you mean 'max_processes'"]),
     ("typo", SUP + "balanse = 'auto'\n", [T, "unknown key 'balanse'", "did you mean 'balance'"]),
-    ("env-unknown-key", "[environments.production]\nredis_url = 'x'\n", ["[environments.production]", "unknown key 'redis_url'"]),
+    (
+        "env-unknown-key",
+        "[environments.production]\nredis_url = 'x'\n",
+        ["[environments.production]", "unknown key 'redis_url'"],
+    ),
     ("env-sup-unknown-key", ENV_SUP + "proceses = 2\n", [ET, "unknown key 'proceses'"]),
     # wrong types
     ("balance-bool", SUP + "balance = false\n", [T, "'balance'", "string"]),
@@ -329,18 +344,34 @@ ERRORS = [
         [T, "'min_processes'", "(the default)", "max_processes 2"],
     ),
     ("off-min-over-max", SUP + "min_processes = 3\nmax_processes = 2\n", [T, "'min_processes'", "max_processes 2"]),
-    ("timeout-not-below-hard", SUP + "timeout = 300\nhard_timeout = 300\n", [T, "'timeout'", "not below hard_timeout 300"]),
+    (
+        "timeout-not-below-hard",
+        SUP + "timeout = 300\nhard_timeout = 300\n",
+        [T, "'timeout'", "not below hard_timeout 300"],
+    ),
     ("no-timeout-with-hard", SUP + "timeout = 0\nhard_timeout = 300\n", [T, "'timeout'", "no timeout"]),
-    ("processes-with-auto", SUP + "balance = 'auto'\nprocesses = 4\n", [T, "'processes'", "min_processes", "max_processes"]),
+    (
+        "processes-with-auto",
+        SUP + "balance = 'auto'\nprocesses = 4\n",
+        [T, "'processes'", "min_processes", "max_processes"],
+    ),
     ("processes-and-max", SUP + "processes = 4\nmax_processes = 6\n", [T, "'processes'", "not both"]),
     ("duplicate-queue", SUP + "queues = ['a', 'b', 'a']\n", [T, "'queues'", "'a' more than once"]),
     # tables
     ("environments-not-table", "environments = 3\n", ["[environments]", "table"]),
     ("environment-not-table", "[environments]\nproduction = 3\n", ["[environments.production]", "table"]),
-    ("env-supervisors-not-table", "[environments.production]\nsupervisors = 3\n", ["[environments.production.supervisors]", "table"]),
+    (
+        "env-supervisors-not-table",
+        "[environments.production]\nsupervisors = 3\n",
+        ["[environments.production.supervisors]", "table"],
+    ),
     ("env-supervisor-not-table", "[environments.production.supervisors]\nevals = 3\n", [ET, "table"]),
     ("environment-name", '[environments."prod env"]\n', ["[environments.prod env]", "'prod env'"]),
-    ("env-supervisor-name", '[environments.production.supervisors."a b"]\n', ["[environments.production.supervisors.a b]", "'a b'"]),
+    (
+        "env-supervisor-name",
+        '[environments.production.supervisors."a b"]\n',
+        ["[environments.production.supervisors.a b]", "'a b'"],
+    ),
     ("environment-key-type", "environment = 1\n", ["'environment'", "string"]),
     ("environment-key-name", "environment = 'a:b'\n", ["'environment'", "'a:b'"]),
     ("env-supervisor-bad-value", ENV_SUP + "balance = 'smart'\n", [ET, "'balance'", "'smart'"]),

@@ -56,9 +56,34 @@ async def test_events_read_whole_then_only_what_is_new(aclient: Any, admin: Admi
 
 
 def test_history_entries_carry_what_the_graphs_plot() -> None:
-    snapshot = {"at": 1_700_000_040.0, "queues": [{"name": "judge", "ready": 5, "delayed": 2, "reserved": 3,
-                                                    "oldest_wait": 4.5, "est_clear": 9.0, "processes": 2, "slots": 8}]}
+    snapshot = {
+        "at": 1_700_000_040.0,
+        "queues": [
+            {
+                "name": "judge",
+                "ready": 5,
+                "delayed": 2,
+                "reserved": 3,
+                "oldest_wait": 4.5,
+                "est_clear": 9.0,
+                "processes": 2,
+                "slots": 8,
+            }
+        ],
+    }
     closed = {"judge": {"completed": 30, "failed": 1, "rate_limited": 7, "runtime_p50": 0.4, "runtime_p95": 1.2}}
     row = history_entry(snapshot, closed)["queues"]["judge"]
-    assert row == {"ready": 5, "delayed": 2, "reserved": 3, "oldest_wait": 4.5, "est_clear": 9.0, "processes": 2,
-                   "slots": 8, "completed": 30, "failed": 1, "rate_limited": 7, "runtime_p50": 0.4, "runtime_p95": 1.2}
+    assert row == {
+        "ready": 5,
+        "delayed": 2,
+        "reserved": 3,
+        "oldest_wait": 4.5,
+        "est_clear": 9.0,
+        "processes": 2,
+        "slots": 8,
+        "completed": 30,
+        "failed": 1,
+        "rate_limited": 7,
+        "runtime_p50": 0.4,
+        "runtime_p95": 1.2,
+    }

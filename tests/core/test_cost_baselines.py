@@ -48,9 +48,17 @@ def test_prices_by_the_longest_model_prefix(model: str | None, want: str | None)
 
 def test_a_reported_cost_wins_then_tokens_are_priced_else_the_usage_is_unpriced() -> None:
     tokens = {"prompt_tokens": 1_000_000, "completion_tokens": 100_000, "model": "gpt-4o-mini"}
-    assert sample_cost(tokens, PRICES) == {"usd": pytest.approx(0.15 + 0.06), "source": "derived", "model": "gpt-4o-mini"}
+    assert sample_cost(tokens, PRICES) == {
+        "usd": pytest.approx(0.15 + 0.06),
+        "source": "derived",
+        "model": "gpt-4o-mini",
+    }
     assert sample_cost({**tokens, "cost": 0.5}, PRICES)["source"] == "reported"
-    assert sample_cost({**tokens, "model": "mystery"}, PRICES) == {"usd": None, "source": "unpriced", "model": "mystery"}
+    assert sample_cost({**tokens, "model": "mystery"}, PRICES) == {
+        "usd": None,
+        "source": "unpriced",
+        "model": "mystery",
+    }
     # the SUT's model (openai:MODEL) prices usage that names none
     assert sample_cost({"prompt_tokens": 10, "completion_tokens": 0}, PRICES, "gpt-4o")["source"] == "derived"
     assert sample_cost(None, PRICES) is None
@@ -87,7 +95,9 @@ def test_the_budget_is_exhausted_when_the_spend_reaches_the_limit_and_unpriced_n
 
 
 def test_price_tables_and_the_run_table_name_the_key_that_is_wrong() -> None:
-    assert check_price_tables({"GPT-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}, "f.toml") == {"gpt-4o": Price(2.5, 10.0)}
+    assert check_price_tables({"GPT-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}, "f.toml") == {
+        "gpt-4o": Price(2.5, 10.0)
+    }
     for raw, words in (
         ({"x": {"input_per_mtok": 1}}, "f.toml: table [prices.\"x\"]: key 'output_per_mtok' is missing"),
         ({"x": {"input_per_mtok": -1, "output_per_mtok": 1}}, "key 'input_per_mtok' must be a number >= 0"),
@@ -112,7 +122,11 @@ def test_the_cache_key_covers_the_sut_its_fingerprint_and_the_input_in_any_key_o
     assert a != cache_digest("m:g", "sha256:1", {"q": "x", "k": [1, 2]})
     assert a != cache_digest("m:f", "sha256:1", {"q": "x", "k": [2, 1]})
     # repetitions of one sample do not share an output
-    assert cache_digest("m:f", "sha256:1", "q", "rep:1") != cache_digest("m:f", "sha256:1", "q", "rep:2") != cache_digest("m:f", "sha256:1", "q")
+    assert (
+        cache_digest("m:f", "sha256:1", "q", "rep:1")
+        != cache_digest("m:f", "sha256:1", "q", "rep:2")
+        != cache_digest("m:f", "sha256:1", "q")
+    )
 
 
 def test_the_progress_line_shows_the_spend_and_the_budget() -> None:
@@ -124,18 +138,31 @@ def test_the_progress_line_shows_the_spend_and_the_budget() -> None:
 # -- baselines ------------------------------------------------------------------------------
 
 
-def _report(scores: dict[str, float | None], errors: frozenset[str] = frozenset(), reps: dict[str, list[float]] | None = None) -> dict[str, Any]:
+def _report(
+    scores: dict[str, float | None], errors: frozenset[str] = frozenset(), reps: dict[str, list[float]] | None = None
+) -> dict[str, Any]:
     rows = []
     for i, (sid, score) in enumerate(scores.items()):
-        row: dict[str, Any] = {"id": sid, "index": i, "scores": {"m": score}, "error": {"kind": "exception"} if sid in errors else None}
+        row: dict[str, Any] = {
+            "id": sid,
+            "index": i,
+            "scores": {"m": score},
+            "error": {"kind": "exception"} if sid in errors else None,
+        }
         if reps and sid in reps:
             row["repetitions"] = [{"output": "x", "scores": {"m": v}} for v in reps[sid]]
             row["scores"] = {"m": sum(reps[sid]) / len(reps[sid])}
         rows.append(row)
     values = [s for s in scores.values() if s is not None]
     mean = sum(values) / len(values) if values else None
-    return {"run_id": "r", "metrics": {"m": {"mean": mean, "pass_rate": None, "count": len(values)}}, "samples": rows,
-            "dataset": {"name": "d"}, "macro_f1": None, "failures": {"total": len(errors)}}
+    return {
+        "run_id": "r",
+        "metrics": {"m": {"mean": mean, "pass_rate": None, "count": len(values)}},
+        "samples": rows,
+        "dataset": {"name": "d"},
+        "macro_f1": None,
+        "failures": {"total": len(errors)},
+    }
 
 
 def test_a_flip_from_pass_to_fail_is_a_regression_confident_only_beyond_epsilon() -> None:
@@ -144,12 +171,26 @@ def test_a_flip_from_pass_to_fail_is_a_regression_confident_only_beyond_epsilon(
     cmp = compare(after, before)
     status = {r["sample_id"]: (r["status"], r["confident"]) for r in cmp["rows"]}
     # one execution per sample: the resolution is 1.0, nothing is confident
-    assert cmp["resolution"] == 1.0 and status == {"a": ("regressed", False), "b": ("stable", False), "c": ("improved", False), "d": ("stable", False)}
+    assert cmp["resolution"] == 1.0 and status == {
+        "a": ("regressed", False),
+        "b": ("stable", False),
+        "c": ("improved", False),
+        "d": ("stable", False),
+    }
     cmp = compare(after, before, epsilon=0.05)
     status = {r["sample_id"]: (r["status"], r["confident"]) for r in cmp["rows"]}
     # d still passes, but its score fell by 0.1 > epsilon: a confident regression
-    assert status == {"a": ("regressed", True), "b": ("stable", False), "c": ("improved", True), "d": ("regressed", True)}
-    assert cmp["counts"]["regressed"] == 2 and cmp["counts"]["regressed_confident"] == 2 and cmp["counts"]["newly_failing"] == 1
+    assert status == {
+        "a": ("regressed", True),
+        "b": ("stable", False),
+        "c": ("improved", True),
+        "d": ("regressed", True),
+    }
+    assert (
+        cmp["counts"]["regressed"] == 2
+        and cmp["counts"]["regressed_confident"] == 2
+        and cmp["counts"]["newly_failing"] == 1
+    )
     assert cmp["metrics"]["m"]["pass_to_fail"] == 1 and cmp["metrics"]["m"]["fail_to_pass"] == 1
     assert cmp["joined_by"] == "id" and cmp["warnings"]
 
@@ -161,8 +202,14 @@ def test_rows_join_by_content_hash_so_a_renamed_sample_still_compares() -> None:
     after = summarise_report(_report({"new-id": 0.0, "fresh": 1.0}), ds_after)
     cmp = compare(after, before)
     assert cmp["joined_by"] == "row_hash" and not cmp["warnings"]
-    assert {(r["sample_id"], r["status"]) for r in cmp["rows"]} == {("new-id", "regressed"), ("fresh", "added"), ("gone", "removed")}
-    assert row_hash(Sample("x", {"b": 1, "a": 2}, "e", {}, 1)) == row_hash(Sample("y", {"a": 2, "b": 1}, "e", {"t": 1}, 9))
+    assert {(r["sample_id"], r["status"]) for r in cmp["rows"]} == {
+        ("new-id", "regressed"),
+        ("fresh", "added"),
+        ("gone", "removed"),
+    }
+    assert row_hash(Sample("x", {"b": 1, "a": 2}, "e", {}, 1)) == row_hash(
+        Sample("y", {"a": 2, "b": 1}, "e", {"t": 1}, 9)
+    )
 
 
 def test_repetitions_give_pass_rates_a_resolution_and_wilson_intervals() -> None:
@@ -170,10 +217,14 @@ def test_repetitions_give_pass_rates_a_resolution_and_wilson_intervals() -> None
     reps_after = {"a": [1.0] * 3 + [0.0] * 7, "b": [1.0] * 5 + [0.0] * 5}
     before = baseline_document("main", _report({"a": 1.0, "b": 0.5}, reps=reps_before))
     after = summarise_report(_report({"a": 0.3, "b": 0.5}, reps=reps_after))
-    assert row_summary(_report({"a": 1.0}, reps={"a": [1.0, 0.0, 1.0]})["samples"][0], ["m"])["pass_rate"] == pytest.approx(2 / 3)
+    assert row_summary(_report({"a": 1.0}, reps={"a": [1.0, 0.0, 1.0]})["samples"][0], ["m"])[
+        "pass_rate"
+    ] == pytest.approx(2 / 3)
     cmp = compare(after, before)
     # within-row variance (0.21 + 0.25) / 2 over 10 executions
-    assert cmp["resolution"] == pytest.approx(resolution(0.23, 10)) and cmp["resolution"] == pytest.approx(1.959963984540054 * math.sqrt(0.046))
+    assert cmp["resolution"] == pytest.approx(resolution(0.23, 10)) and cmp["resolution"] == pytest.approx(
+        1.959963984540054 * math.sqrt(0.046)
+    )
     a = next(r for r in cmp["rows"] if r["sample_id"] == "a")
     assert a["status"] == "regressed" and a["confident"] and a["pass_rate_delta"] == pytest.approx(-0.7)
     rate = cmp["metrics"]["m"]["pass_rate"]
@@ -191,13 +242,31 @@ def test_newcombe_interval_of_equal_rates_straddles_zero() -> None:
 
 
 def test_the_gates() -> None:
-    gates = check_gates(compare="main", max_regressions=1, confident_only=False, epsilon=None, comparison_out=None, fail_under=("m=0.8",), metrics=["m"])
+    gates = check_gates(
+        compare="main",
+        max_regressions=1,
+        confident_only=False,
+        epsilon=None,
+        comparison_out=None,
+        fail_under=("m=0.8",),
+        metrics=["m"],
+    )
     report = {"metrics": {"m": {"mean": 0.75}}}
     comparison = {"counts": {"regressed": 2, "regressed_confident": 1}, "resolution": 0.1, "baseline": {"name": "main"}}
     problems = gate_failures(report, comparison, gates)
     assert problems[0] == "m mean 0.7500 is below the minimum 0.8000 (--fail-under)"
-    assert problems[1].startswith("2 regressed sample(s) against baseline 'main' (allowed: 1); 1 of 2 exceed the resolution of 10.0 points")
-    confident = check_gates(compare="main", max_regressions=1, confident_only=True, epsilon=None, comparison_out=None, fail_under=(), metrics=["m"])
+    assert problems[1].startswith(
+        "2 regressed sample(s) against baseline 'main' (allowed: 1); 1 of 2 exceed the resolution of 10.0 points"
+    )
+    confident = check_gates(
+        compare="main",
+        max_regressions=1,
+        confident_only=True,
+        epsilon=None,
+        comparison_out=None,
+        fail_under=(),
+        metrics=["m"],
+    )
     assert gate_failures(report, comparison, confident) == []
     for kwargs, words in (
         ({"compare": None, "confident_only": True}, "--confident-only needs --compare"),
@@ -206,7 +275,15 @@ def test_the_gates() -> None:
         ({"compare": "main", "fail_under": ("m=",)}, "is not a number"),
         ({"compare": "main", "fail_under": ("m=inf",)}, "finite"),
     ):
-        args: dict[str, Any] = {"compare": None, "max_regressions": None, "confident_only": False, "epsilon": None, "comparison_out": None, "fail_under": (), "metrics": ["m"]}
+        args: dict[str, Any] = {
+            "compare": None,
+            "max_regressions": None,
+            "confident_only": False,
+            "epsilon": None,
+            "comparison_out": None,
+            "fail_under": (),
+            "metrics": ["m"],
+        }
         args.update(kwargs)
         with pytest.raises(ConfigError, match=words):
             check_gates(**args)
@@ -234,9 +311,21 @@ def test_judge_calls_are_priced_apart_from_the_sut_and_a_wrapped_scorer_still_ch
     samples = (Sample("a", "q", "x", {}, 1), Sample("bad", "q2", "x", {}, 2))
     data = Dataset(Path("d.jsonl"), "d", samples)
     sink: dict[str, Usage] = {}
-    outcomes = [SampleOutcome(i, s, "x", None, 1, {"prompt_tokens": 1000, "completion_tokens": 0, "calls": 1}) for i, s in enumerate(samples)]
-    report = build_report(run_id="r", dataset=data, sut="openai:gpt-4o-mini", mode="serial", options={}, started_at=0, finished_at=1,
-                          outcomes=outcomes, scorers=[MeteredScorer(_Judge(), sink)])  # type: ignore[list-item]
+    outcomes = [
+        SampleOutcome(i, s, "x", None, 1, {"prompt_tokens": 1000, "completion_tokens": 0, "calls": 1})
+        for i, s in enumerate(samples)
+    ]
+    report = build_report(
+        run_id="r",
+        dataset=data,
+        sut="openai:gpt-4o-mini",
+        mode="serial",
+        options={},
+        started_at=0,
+        finished_at=1,
+        outcomes=outcomes,
+        scorers=[MeteredScorer(_Judge(), sink)],
+    )  # type: ignore[list-item]
     assert report["metrics"]["judge"]["metric"] == "llm-as-judge"
     assert report["samples"][1]["metric_errors"]["judge"]["kind"] == "invalid-score"  # True is not a score
     cost = add_cost(report, PRICES, "openai:gpt-4o-mini", sink)

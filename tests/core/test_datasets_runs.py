@@ -26,7 +26,12 @@ def jsonl(tmp_path: Path, n: int) -> Dataset:
 
 
 def test_csv_default_columns_id_and_metadata(tmp_path: Path) -> None:
-    data = load_dataset(write(tmp_path / "qa.csv", 'id,input,expected_output,topic\nq1,"Capital of France?",Paris,geo\n\nq2,"two\nlines",4,"math, easy"\n'))
+    data = load_dataset(
+        write(
+            tmp_path / "qa.csv",
+            'id,input,expected_output,topic\nq1,"Capital of France?",Paris,geo\n\nq2,"two\nlines",4,"math, easy"\n',
+        )
+    )
     assert data.name == "qa"
     assert [(s.id, s.input, s.expected_output, s.metadata, s.line) for s in data.samples] == [
         ("q1", "Capital of France?", "Paris", {"topic": "geo"}, 2),
@@ -35,8 +40,13 @@ def test_csv_default_columns_id_and_metadata(tmp_path: Path) -> None:
 
 
 def test_csv_named_columns_and_row_numbers_as_ids(tmp_path: Path) -> None:
-    data = load_dataset(write(tmp_path / "qa.csv", "question,answer\nA?,a\nB?,b\n"), input_col="question", expected_col="answer")
-    assert [(s.id, s.input, s.expected_output, s.metadata) for s in data.samples] == [("1", "A?", "a", {}), ("2", "B?", "b", {})]
+    data = load_dataset(
+        write(tmp_path / "qa.csv", "question,answer\nA?,a\nB?,b\n"), input_col="question", expected_col="answer"
+    )
+    assert [(s.id, s.input, s.expected_output, s.metadata) for s in data.samples] == [
+        ("1", "A?", "a", {}),
+        ("2", "B?", "b", {}),
+    ]
 
 
 def test_csv_bom_and_crlf(tmp_path: Path) -> None:
@@ -53,7 +63,7 @@ def test_csv_bom_and_crlf(tmp_path: Path) -> None:
         ("input,answer\na,b\n", {}, ":1:", ["missing column 'expected_output'", "--expected-col"]),
         ("input,expected_output\na,b\nc\n", {}, ":3:", ["1 field(s)", "missing 'expected_output'"]),
         ("input,expected_output\na,b\nc,d,e\n", {}, ":3:", ["3 fields", "after 'expected_output'"]),
-        ("input,expected_output\na,b\n\"c,d\n", {}, ":3:", ["invalid CSV"]),
+        ('input,expected_output\na,b\n"c,d\n', {}, ":3:", ["invalid CSV"]),
         ("id,input,expected_output\nx,a,b\nx,c,d\n", {}, ":3:", ["duplicate id 'x' (first at line 2)"]),
         ("id,input,expected_output\n ,a,b\n", {}, ":2:", ["field 'id' is empty"]),
         ("input,expected_output\n,b\n", {}, ":2:", ["field 'input'", "empty"]),
@@ -62,7 +72,9 @@ def test_csv_bom_and_crlf(tmp_path: Path) -> None:
         ("", {}, ":1:", ["no header row"]),
     ],
 )
-def test_csv_errors_name_the_file_line_and_field(tmp_path: Path, text: str, kwargs: dict[str, str], where: str, words: list[str]) -> None:
+def test_csv_errors_name_the_file_line_and_field(
+    tmp_path: Path, text: str, kwargs: dict[str, str], where: str, words: list[str]
+) -> None:
     p = write(tmp_path / "bad.csv", text)
     with pytest.raises(DatasetError) as err:
         load_dataset(p, **kwargs)
@@ -94,7 +106,14 @@ def test_sample_ids_keep_file_order_then_limit(tmp_path: Path) -> None:
     picked, subset = select_samples(data, sample_ids=["s7", "s2", "s5", "s2"], limit=2)
     assert [s.id for s in picked.samples] == ["s2", "s5"]
     assert subset is not None and subset.positions == (2, 5)
-    assert subset.to_json() == {"of": 10, "samples": 2, "limit": 2, "sample_ids": ["s7", "s2", "s5"], "shuffle": False, "seed": None}
+    assert subset.to_json() == {
+        "of": 10,
+        "samples": 2,
+        "limit": 2,
+        "sample_ids": ["s7", "s2", "s5"],
+        "shuffle": False,
+        "seed": None,
+    }
 
 
 def test_shuffle_with_a_seed_is_deterministic_and_a_permutation(tmp_path: Path) -> None:
@@ -148,7 +167,11 @@ def test_outputs_by_id_or_index(tmp_path: Path) -> None:
         ('{"id": "s0", "output": 3}\n', 1, ["key 'output' must be a string, got integer"]),
         ('{"id": "s0"}\n', 1, ["missing key 'output'"]),
         ('{"output": "a"}\n', 1, ["exactly one of the keys 'id' and 'index'"]),
-        ('{"id": "s1", "output": "a"}\n{"index": 1, "output": "b"}\n', 2, ["second output for sample 's1' (first at line 1)"]),
+        (
+            '{"id": "s1", "output": "a"}\n{"index": 1, "output": "b"}\n',
+            2,
+            ["second output for sample 's1' (first at line 1)"],
+        ),
         ('{"id": "s1", "output": "a"\n', 1, ["invalid JSON"]),
         ("[1]\n", 1, ["expected a JSON object"]),
     ],

@@ -35,7 +35,9 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
-async def test_a_single_dispatch_is_one_round_trip_of_at_most_five_commands(queue: Queue, aclient: Any, sends: list[int]) -> None:
+async def test_a_single_dispatch_is_one_round_trip_of_at_most_five_commands(
+    queue: Queue, aclient: Any, sends: list[int]
+) -> None:
     await queue.dispatch("noop", 0, queue="q")  # the queue is listed, its lane waits, the script is loaded
     before = await commands(aclient)
     sends.clear()

@@ -128,7 +128,9 @@ def test_programs_starting_together_share_one_server(server: EmbeddedServer, tmp
         "print(s.pid())\n"
     )
     starters = [
-        subprocess.Popen([sys.executable, "-c", code, str(server.state_dir), str(go)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(server.state_dir), str(go)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(3)
     ]
     try:
@@ -159,7 +161,9 @@ def stale_socket(path: Path) -> None:
     [
         pytest.param(None, id="dead-process"),
         pytest.param(["sleep", "60"], id="unrelated-process"),
-        pytest.param([sys.executable, "-c", "import time; time.sleep(60)", "api-server"], id="unrelated-process-named-server"),
+        pytest.param(
+            [sys.executable, "-c", "import time; time.sleep(60)", "api-server"], id="unrelated-process-named-server"
+        ),
     ],
 )
 def test_a_stale_pid_file_and_socket_are_cleaned_and_a_new_server_starts(
@@ -325,13 +329,17 @@ def test_the_two_test_binaries_are_real_servers_of_different_versions() -> None:
     assert (redis_62.name, redis_62.version_tuple[:2]) == ("redis", (6, 2))
 
 
-def test_a_new_state_dir_takes_the_bundled_binary_before_one_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_state_dir_takes_the_bundled_binary_before_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
     monkeypatch.setenv("PATH", path_with(tmp_path, older_binary()))
     assert find_server_binary() == bundled_binary()
 
 
-def test_a_server_binary_on_path_is_found_when_the_package_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_binary_on_path_is_found_when_the_package_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bin_dir = path_with(tmp_path, bundled_binary())
     hide_bundled_binary(tmp_path, monkeypatch)
     monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
@@ -372,7 +380,15 @@ def test_data_written_by_valkey_stays_on_valkey_when_an_older_redis_comes_first(
     with pytest.raises(ServerDowngradeError) as err:
         server.ensure()
     message = str(err.value)
-    for part in (ENV_SERVER_BINARY, older_binary(), "6.2", valkey, "8.1", "move the state directory", str(server.state_dir)):
+    for part in (
+        ENV_SERVER_BINARY,
+        older_binary(),
+        "6.2",
+        valkey,
+        "8.1",
+        "move the state directory",
+        str(server.state_dir),
+    ):
         assert part in message
     assert servers_on(server.socket_path) == []
     assert json.loads(server.record_path.read_text())["path"] == valkey
@@ -385,7 +401,9 @@ def test_data_written_by_valkey_stays_on_valkey_when_an_older_redis_comes_first(
     c.close()
 
 
-def test_a_dir_written_by_an_older_server_keeps_it_until_told_to_move_up(server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dir_written_by_an_older_server_keeps_it_until_told_to_move_up(
+    server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(ENV_SERVER_BINARY, older_binary())
     url = server.ensure()
     assert served_by(url) == ("redis", probe_binary(older_binary()).version)
@@ -445,8 +463,13 @@ def test_a_dir_without_a_record_is_not_handed_to_a_server_that_would_start_it_em
     assert server.recorded_binary() == probe_binary(bundled_binary())
 
 
-@pytest.mark.parametrize("content", ["{not json", json.dumps({"path": "/x"}), json.dumps({"path": "/x", "name": "redis", "version": "seven"})])
-def test_an_unreadable_record_is_a_clear_error(server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, content: str) -> None:
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", json.dumps({"path": "/x"}), json.dumps({"path": "/x", "name": "redis", "version": "seven"})],
+)
+def test_an_unreadable_record_is_a_clear_error(
+    server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
     monkeypatch.delenv(ENV_SERVER_BINARY, raising=False)
     server.state_dir.mkdir(parents=True)
     server.record_path.write_text(content)
@@ -496,7 +519,9 @@ def test_choose_binary(
             assert "move the state directory /state away" in str(err.value)
 
 
-def test_a_missing_binary_named_in_the_environment_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_binary_named_in_the_environment_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     missing = tmp_path / "nowhere" / "redis-server"
     monkeypatch.setenv(ENV_SERVER_BINARY, str(missing))
     with pytest.raises(InfrastructureError) as err:
@@ -537,7 +562,9 @@ def test_a_server_that_cannot_read_the_data_format_fails_with_what_to_do(
     c.set("kept", "yes")
     c.bgrewriteaof()  # puts the data in the RDB base file
     wait_until(
-        lambda: (lambda p: p["aof_rewrite_in_progress"] == 0 and p["aof_rewrite_scheduled"] == 0)(c.info("persistence")),
+        lambda: (lambda p: p["aof_rewrite_in_progress"] == 0 and p["aof_rewrite_scheduled"] == 0)(
+            c.info("persistence")
+        ),
         what="the append-only rewrite",
     )
     c.close()

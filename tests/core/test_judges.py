@@ -148,18 +148,29 @@ def test_calibrate_counts_agreement_confusion_and_unscored_cases(tmp_path: Path)
     judge = JudgeScorer("llm-as-judge", "llm", None, "m")  # type: ignore[arg-type]
     for c in cases:
         judge.verdicts[c.sample.id, c.output] = (
-            ScoreError("judge-unparseable", "bad") if c.sample.id == "err" else parse_llm_verdict(json.dumps({"score": scores[c.sample.id]}))
+            ScoreError("judge-unparseable", "bad")
+            if c.sample.id == "err"
+            else parse_llm_verdict(json.dumps({"score": scores[c.sample.id]}))
         )
     result = calibrate(cases, judge)
     assert result.n == 5 and result.agreement == pytest.approx(2 / 5)
-    assert result.confusion == {"true_pass": 1, "true_fail": 1, "false_pass": 1, "false_fail": 1, "unscored_pass": 1, "unscored_fail": 0}
+    assert result.confusion == {
+        "true_pass": 1,
+        "true_fail": 1,
+        "false_pass": 1,
+        "false_fail": 1,
+        "unscored_pass": 1,
+        "unscored_fail": 0,
+    }
     assert result.errors == [{"id": "err", "kind": "judge-unparseable", "message": "bad"}]
     assert result.length_bias == pytest.approx(spearmanr([5, 12, 16, 1], [0.9, 0.1, 0.5, 0.49]).statistic)
 
 
 def test_calibration_cases_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
-    path.write_text('{"id": "a", "input": "q", "output": "o", "human": "pass"}\n{"id": "b", "input": "q", "output": "o", "human": "maybe"}\n')
+    path.write_text(
+        '{"id": "a", "input": "q", "output": "o", "human": "pass"}\n{"id": "b", "input": "q", "output": "o", "human": "maybe"}\n'
+    )
     with pytest.raises(DatasetError, match=r"c\.jsonl:2: key 'human'"):
         load_cases(path)
 
@@ -176,9 +187,18 @@ def test_a_configured_judge_needs_a_model_and_a_known_provider() -> None:
     with pytest.raises(MetricError, match="argument 'queue'"):
         resolve_metrics(["llm-as-judge:model=m,queue=a b"], context=context)
     tables = {"local": {"base_url": "http://127.0.0.1:9/v1", "model": "judge-7b"}}
-    scorers = resolve_metrics(["llm-as-judge:provider=local,rubric=strict", "refusal-quality:model=r1"], config={"llm-as-judge": {"queue": "grading"}}, context=metric_context(tables, {}))
+    scorers = resolve_metrics(
+        ["llm-as-judge:provider=local,rubric=strict", "refusal-quality:model=r1"],
+        config={"llm-as-judge": {"queue": "grading"}},
+        context=metric_context(tables, {}),
+    )
     a, b = judge_scorers(scorers)
-    assert (a.model, a.queue, a.rubric, a.settings.base_url) == ("judge-7b", "grading", "strict", "http://127.0.0.1:9/v1")
+    assert (a.model, a.queue, a.rubric, a.settings.base_url) == (
+        "judge-7b",
+        "grading",
+        "strict",
+        "http://127.0.0.1:9/v1",
+    )
     assert (b.model, b.parse, b.queue) == ("r1", "refusal", "judge")
     assert self_judging_warnings(scorers, "openai:r1") == [
         "metric 'refusal-quality': the judge model 'r1' is the SUT's model; a model grading its own answers tends to favour them — choose another judge model (model=...)"
@@ -203,7 +223,9 @@ def _judge(stub: OpenAIStub, spec: str, monkeypatch: pytest.MonkeyPatch, timeout
     return resolve_metrics([spec], context=metric_context(tables, {}))
 
 
-async def test_in_process_judging_scores_each_pair_or_records_why_not(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_in_process_judging_scores_each_pair_or_records_why_not(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scorers = _judge(stub, "llm-as-judge", monkeypatch, timeout=0.5)
     pairs = [
         (sample("ok", "Capital of France?", "Paris"), "It is Paris."),
@@ -230,16 +252,31 @@ async def test_in_process_judging_scores_each_pair_or_records_why_not(stub: Open
         except ScoreError as exc:
             return exc.kind, exc.message
 
-    assert [outcome(s) for s in ("ok", "wrong", "marked", "fenced", "limited", "flaky", "cut", "malformed")] == [1.0, 0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 1.0]
+    assert [outcome(s) for s in ("ok", "wrong", "marked", "fenced", "limited", "flaky", "cut", "malformed")] == [
+        1.0,
+        0.0,
+        0.25,
+        0.5,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ]
     assert outcome("nonsense")[0] == "judge-unparseable" and "not valid JSON" in outcome("nonsense")[1]
     assert outcome("range")[0] == "judge-unparseable" and "out-of-range" in outcome("range")[1]
-    assert outcome("down")[0] == "judge-failed" and "answered 500" in outcome("down")[1] and "after 3 tries" in outcome("down")[1]
+    assert (
+        outcome("down")[0] == "judge-failed"
+        and "answered 500" in outcome("down")[1]
+        and "after 3 tries" in outcome("down")[1]
+    )
     assert outcome("hang")[0] == "judge-failed" and "timed out" in outcome("hang")[1]
     assert outcome("rejected")[0] == "judge-failed" and "provider_rejected" in outcome("rejected")[1]
     assert stub.by_behaviour["429"] == 1
     assert step.in_process == len(pairs) and step.jobs == 0
     sent = stub.seen("/v1/chat/completions")[0].body
-    assert sent["model"] == "judge-m" and sent["temperature"] == 0 and sent["response_format"] == {"type": "json_object"}
+    assert (
+        sent["model"] == "judge-m" and sent["temperature"] == 0 and sent["response_format"] == {"type": "json_object"}
+    )
 
 
 async def test_refusal_quality_against_the_stub(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,7 +296,9 @@ async def test_refusal_quality_against_the_stub(stub: OpenAIStub, monkeypatch: p
     assert len(stub.seen("/v1/chat/completions")) == 2  # the sample without metadata was never sent
 
 
-async def test_embedding_metrics_fetch_in_batches_from_the_stub(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_embedding_metrics_fetch_in_batches_from_the_stub(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     tables = {"openai": {"base_url": stub.base_url, "model": "emb-m"}}
     scorers = resolve_metrics(["cosine-embedding", "bertscore-like"], context=metric_context(tables, {}))
@@ -282,7 +321,9 @@ def test_calibration_case_type_is_exported() -> None:
     assert CalibrationCase.__slots__  # a value type, like the other models
 
 
-async def test_losing_redis_while_judging_falls_back_to_judging_here(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_losing_redis_while_judging_falls_back_to_judging_here(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from evalharness.core.connection import async_client
 
     scorers = _judge(stub, "llm-as-judge", monkeypatch)

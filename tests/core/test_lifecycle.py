@@ -58,18 +58,31 @@ def test_every_job_state_the_scripts_write_is_a_job_status_and_each_status_is_wr
 
 
 def test_terminal_states() -> None:
-    assert {s for s in JobStatus if s.terminal} == TERMINAL_STATES == {
-        JobStatus.FAILED,
-        JobStatus.RETRIED,
-        JobStatus.CANCELLED,
-    }
+    assert (
+        {s for s in JobStatus if s.terminal}
+        == TERMINAL_STATES
+        == {
+            JobStatus.FAILED,
+            JobStatus.RETRIED,
+            JobStatus.CANCELLED,
+        }
+    )
     assert not JobStatus.RESERVED.terminal
 
 
 def _job(attempts: int = 1, releases: int = 0, exceptions: int = 0, **opts: object) -> Job:
     options = JobOptions().override(**opts)
-    return Job(id="j", name="n", payload=None, queue="q", options=options, enqueued_at=0.0,
-               attempts=attempts, releases=releases, exceptions=exceptions)
+    return Job(
+        id="j",
+        name="n",
+        payload=None,
+        queue="q",
+        options=options,
+        enqueued_at=0.0,
+        attempts=attempts,
+        releases=releases,
+        exceptions=exceptions,
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,8 +91,13 @@ def _job(attempts: int = 1, releases: int = 0, exceptions: int = 0, **opts: obje
         (_job(1, tries=3), Outcome.DELIVERED, Verdict.RUN, "", ""),
         (_job(3, tries=3), Outcome.DELIVERED, Verdict.RUN, "", ""),
         # the pop counted a 4th attempt of a 3-try job: the 3rd one's lease lapsed
-        (_job(4, tries=3), Outcome.DELIVERED, Verdict.FAIL, FailureKind.LOST,
-         "its worker stopped (lease lapsed) on the last allowed attempt (3 tries)"),
+        (
+            _job(4, tries=3),
+            Outcome.DELIVERED,
+            Verdict.FAIL,
+            FailureKind.LOST,
+            "its worker stopped (lease lapsed) on the last allowed attempt (3 tries)",
+        ),
         # releases used no try
         (_job(4, releases=2, tries=3), Outcome.DELIVERED, Verdict.RUN, "", ""),
         (_job(9, tries=0), Outcome.DELIVERED, Verdict.RUN, "", ""),
@@ -88,8 +106,13 @@ def _job(attempts: int = 1, releases: int = 0, exceptions: int = 0, **opts: obje
         (_job(1, tries=3), Outcome.EXCEPTION, Verdict.RELEASE, FailureKind.EXCEPTION, ""),
         (_job(3, tries=3), Outcome.EXCEPTION, Verdict.FAIL, FailureKind.EXCEPTION, "tries exhausted (3/3)"),
         (_job(1, tries=3), Outcome.TIMEOUT, Verdict.RELEASE, FailureKind.TIMEOUT, ""),
-        (_job(2, exceptions=1, tries=5, max_exceptions=2), Outcome.EXCEPTION, Verdict.FAIL,
-         FailureKind.EXCEPTION, "max_exceptions reached (2)"),
+        (
+            _job(2, exceptions=1, tries=5, max_exceptions=2),
+            Outcome.EXCEPTION,
+            Verdict.FAIL,
+            FailureKind.EXCEPTION,
+            "max_exceptions reached (2)",
+        ),
         (_job(2, exceptions=1, tries=5, max_exceptions=2), Outcome.LOST, Verdict.RELEASE, FailureKind.LOST, ""),
         (_job(1), Outcome.RATE_LIMITED, Verdict.RELEASE, FailureKind.RATE_LIMITED, ""),
     ],

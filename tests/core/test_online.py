@@ -59,12 +59,19 @@ def test_online_table_errors_name_the_key() -> None:
 
 async def test_drift_alert_fires_once_per_crossing_with_hysteresis(aclient: Any) -> None:
     settings = OnlineSettings(name="shop", window=4, min_samples=3, threshold=0.75, hysteresis=0.125, keep=6)
-    scores = [1, 1, 1, 0.25,   # mean 0.8125: above the threshold
-              0.25,            # 0.625: drift
-              1, 1,            # still below: no second alert
-              1,               # 0.8125: above the threshold, under threshold + hysteresis: still alerting
-              1,               # 1.0: recovered
-              0.25, 0.25]      # 0.625: a new crossing, a new alert
+    scores = [
+        1,
+        1,
+        1,
+        0.25,  # mean 0.8125: above the threshold
+        0.25,  # 0.625: drift
+        1,
+        1,  # still below: no second alert
+        1,  # 0.8125: above the threshold, under threshold + hysteresis: still alerting
+        1,  # 1.0: recovered
+        0.25,
+        0.25,
+    ]  # 0.625: a new crossing, a new alert
     transitions = [(await record_score(aclient, "eh", settings, s, {"at": time.time()}))[2] for s in scores]
     assert {i: t for i, t in enumerate(transitions) if t} == {4: "drift", 8: "recovered", 10: "drift"}
     events = [fields for _, fields in await aclient.xrange("eh:events")]
@@ -84,7 +91,9 @@ async def test_drift_alert_fires_once_per_crossing_with_hysteresis(aclient: Any)
 async def test_the_script_applies_the_same_rule_as_drift_transition(aclient: Any) -> None:
     rng = random.Random(11)
     for trial in range(5):
-        settings = OnlineSettings(name=f"m{trial}", window=rng.randint(2, 8), min_samples=2, threshold=0.5, hysteresis=0.25)
+        settings = OnlineSettings(
+            name=f"m{trial}", window=rng.randint(2, 8), min_samples=2, threshold=0.5, hysteresis=0.25
+        )
         window: list[float] = []
         alerting = False
         for _ in range(60):
@@ -151,12 +160,18 @@ def test_module_capture_never_raises_on_a_broken_configuration(tmp_path: Path, m
 
 
 @pytest.mark.slow
-def test_captures_are_judged_by_workers_and_drift_shows_in_status(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_captures_are_judged_by_workers_and_drift_shows_in_status(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     with OpenAIStub(api_key=KEY, latency=(0.0, 0.01)) as stub:
         # one job at a time: the scores are recorded in capture order, so the window is known
         procs.worker("judge", concurrency=1, imports=(), env={"OPENAI_API_KEY": KEY})
         wait_until(lambda: live_workers(redis_url, "judge") == 1, 20, "a judge worker")
-        monitor = Monitor(OnlineSettings(name="faq", sampling_rate=1.0, window=5, min_samples=5, threshold=0.8), judge(stub.base_url), redis_url=redis_url)
+        monitor = Monitor(
+            OnlineSettings(name="faq", sampling_rate=1.0, window=5, min_samples=5, threshold=0.8),
+            judge(stub.base_url),
+            redis_url=redis_url,
+        )
         try:
             for i in range(5):
                 assert monitor.capture(f"q{i}", "fine [judge:1.0]", metadata={"i": i})
@@ -180,7 +195,9 @@ def test_captures_are_judged_by_workers_and_drift_shows_in_status(procs: Process
         assert len(stub.seen("/v1/chat/completions")) == 9
 
 
-def test_module_capture_uses_the_configuration_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+def test_module_capture_uses_the_configuration_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
     config = tmp_path / "evalharness.toml"
     config.write_text(
         '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n\n[metrics.llm-as-judge]\nmodel = "judge-m"\nrubric = "be kind"\n\n'
@@ -201,7 +218,9 @@ def test_module_capture_uses_the_configuration_file(tmp_path: Path, monkeypatch:
         payload = envelope["payload"]
         assert envelope["name"] == "evalharness.online_judge"
         assert payload["settings"]["name"] == "shop" and payload["judge"]["model"] == "judge-m"
-        assert "Rubric: be kind" in payload["judge"]["messages"][0]["content"] and payload["metadata"] == {"route": "orders"}
+        assert "Rubric: be kind" in payload["judge"]["messages"][0]["content"] and payload["metadata"] == {
+            "route": "orders"
+        }
         assert "api_key" not in json.dumps(payload["judge"]["provider"]).replace("api_key_env", "")
     finally:
         if online._default is not None:

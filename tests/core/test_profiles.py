@@ -42,7 +42,9 @@ def test_a_queue_may_be_called_none() -> None:
 
 
 def test_the_file_overrides_builtins_key_by_key_and_adds_its_own() -> None:
-    from_file = check_profile_tables({"nightly": {"concurrency": 8}, "mine": {"metrics": ["exact-match", "contains"], "repetitions": 2}}, "f.toml")
+    from_file = check_profile_tables(
+        {"nightly": {"concurrency": 8}, "mine": {"metrics": ["exact-match", "contains"], "repetitions": 2}}, "f.toml"
+    )
     merged = all_profiles(from_file)
     assert merged["nightly"] == {**BUILTIN["nightly"], "concurrency": 8}
     got = resolve("mine", from_file, {"metrics": ()}, set())
@@ -58,11 +60,26 @@ def test_an_unknown_profile_names_the_flag_and_the_profiles_there_are() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("[profiles.fast]\nconcurency = 3\n", "{path}: table [profiles.fast]: unknown key 'concurency'; did you mean 'concurrency'?"),
-        ("[profiles.fast]\nconcurrency = 0\n", "{path}: table [profiles.fast]: key 'concurrency': expected an integer >= 1 or \"none\", got 0"),
-        ("[profiles.fast]\ntimeout = \"soon\"\n", "{path}: table [profiles.fast]: key 'timeout': expected a number > 0 or \"none\", got 'soon'"),
-        ("[profiles.fast]\nmode = \"parallel\"\n", "{path}: table [profiles.fast]: key 'mode': expected one of serial, lazy-parallel or \"none\", got 'parallel'"),
-        ("[profiles.fast]\nmetrics = []\n", "{path}: table [profiles.fast]: key 'metrics': expected a list of metric names (or \"none\"), got []"),
+        (
+            "[profiles.fast]\nconcurency = 3\n",
+            "{path}: table [profiles.fast]: unknown key 'concurency'; did you mean 'concurrency'?",
+        ),
+        (
+            "[profiles.fast]\nconcurrency = 0\n",
+            "{path}: table [profiles.fast]: key 'concurrency': expected an integer >= 1 or \"none\", got 0",
+        ),
+        (
+            '[profiles.fast]\ntimeout = "soon"\n',
+            "{path}: table [profiles.fast]: key 'timeout': expected a number > 0 or \"none\", got 'soon'",
+        ),
+        (
+            '[profiles.fast]\nmode = "parallel"\n',
+            "{path}: table [profiles.fast]: key 'mode': expected one of serial, lazy-parallel or \"none\", got 'parallel'",
+        ),
+        (
+            "[profiles.fast]\nmetrics = []\n",
+            "{path}: table [profiles.fast]: key 'metrics': expected a list of metric names (or \"none\"), got []",
+        ),
         ("[profiles]\nfast = 3\n", "{path}: table [profiles.fast]: expected a table of run options, got int 3"),
     ],
 )

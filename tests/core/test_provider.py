@@ -51,12 +51,20 @@ def start_provider(providers: list[SimulatedProvider]) -> Start:
     return start
 
 
-async def ask(provider: SimulatedProvider, question: str = "What is 2 + 2?", key: str | None = None, within: float = 5.0) -> tuple[int, dict[str, str], str]:
+async def ask(
+    provider: SimulatedProvider, question: str = "What is 2 + 2?", key: str | None = None, within: float = 5.0
+) -> tuple[int, dict[str, str], str]:
     headers = {"Idempotency-Key": key} if key else {}
     return await asyncio.wait_for(post_json(provider.url + "/v1/answer", {"question": question}, headers), within)
 
 
-def raw_request(provider: SimulatedProvider, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+def raw_request(
+    provider: SimulatedProvider,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     host, port = provider.server.server_address[:2]
     conn = http.client.HTTPConnection(str(host), int(port), timeout=5)
     try:
@@ -79,7 +87,9 @@ async def test_a_question_gets_200_with_the_simulated_models_answer(start_provid
         assert (status, json.loads(body)["answer"]) == (200, respond(question))
 
 
-async def test_fail_first_gives_429_with_retry_after_for_the_first_n_calls_of_a_key_then_200(start_provider: Start) -> None:
+async def test_fail_first_gives_429_with_retry_after_for_the_first_n_calls_of_a_key_then_200(
+    start_provider: Start,
+) -> None:
     provider = start_provider(fail_first={"k1": 3}, retry_after=1.5)
     for _ in range(3):
         status, headers, _ = await ask(provider, key="k1")
@@ -230,18 +240,25 @@ def test_a_malformed_request_gets_400_and_is_not_counted_as_a_question(start_pro
     # none of them used up the key's 429: the next well-formed call gets it
     assert provider.stats()["requests"] == 0 and provider.stats()["keys"] == {}
     assert raw_request(provider, "POST", "/v1/answer", b'{"question": "What is 2 + 2?"}', key)[0] == 429
-    assert raw_request(provider, "POST", "/v1/answer", b'{"question": "What is 2 + 2?"}', key) == (200, {"answer": "The answer is 4."})
+    assert raw_request(provider, "POST", "/v1/answer", b'{"question": "What is 2 + 2?"}', key) == (
+        200,
+        {"answer": "The answer is 4."},
+    )
 
 
 async def test_answer_returns_the_text(start_provider: Start, monkeypatch: pytest.MonkeyPatch) -> None:
     provider = start_provider()
     monkeypatch.setenv(ENV_PROVIDER_URL, provider.url + "/")
     assert await asyncio.wait_for(answer("What is 2 + 2?"), 5) == "The answer is 4."
-    assert await asyncio.wait_for(answer("What is the capital of Peru?", "run-1-3"), 5) == respond("What is the capital of Peru?")
+    assert await asyncio.wait_for(answer("What is the capital of Peru?", "run-1-3"), 5) == respond(
+        "What is the capital of Peru?"
+    )
     assert provider.stats()["keys"] == {"run-1-3": 1}
 
 
-async def test_answer_raises_a_429_the_worker_reads_as_a_rate_limit_with_its_retry_after(start_provider: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answer_raises_a_429_the_worker_reads_as_a_rate_limit_with_its_retry_after(
+    start_provider: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider = start_provider(fail_first={"run-1-0": 1}, retry_after=2.0)
     monkeypatch.setenv(ENV_PROVIDER_URL, provider.url)
     with pytest.raises(HTTPStatusError) as caught:
@@ -254,7 +271,9 @@ async def test_answer_raises_a_429_the_worker_reads_as_a_rate_limit_with_its_ret
     assert await asyncio.wait_for(answer("What is 2 + 2?", "run-1-0"), 5) == "The answer is 4."
 
 
-async def test_answer_raises_a_503_the_worker_treats_as_an_ordinary_error(start_provider: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answer_raises_a_503_the_worker_treats_as_an_ordinary_error(
+    start_provider: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider = start_provider(errors=1.0)
     monkeypatch.setenv(ENV_PROVIDER_URL, provider.url)
     with pytest.raises(HTTPStatusError) as caught:
@@ -264,7 +283,9 @@ async def test_answer_raises_a_503_the_worker_treats_as_an_ordinary_error(start_
     assert rate_limit_signal(caught.value) == (False, None)
 
 
-async def test_answer_from_a_hanging_provider_can_be_timed_out(start_provider: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answer_from_a_hanging_provider_can_be_timed_out(
+    start_provider: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider = start_provider(hang=1.0)
     monkeypatch.setenv(ENV_PROVIDER_URL, provider.url)
     with pytest.raises(TimeoutError):
@@ -272,7 +293,9 @@ async def test_answer_from_a_hanging_provider_can_be_timed_out(start_provider: S
 
 
 @pytest.mark.parametrize("value", [None, ""])
-async def test_answer_without_a_provider_url_says_which_variable_to_set(value: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answer_without_a_provider_url_says_which_variable_to_set(
+    value: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if value is None:
         monkeypatch.delenv(ENV_PROVIDER_URL, raising=False)
     else:
@@ -281,7 +304,9 @@ async def test_answer_without_a_provider_url_says_which_variable_to_set(value: s
         await answer("What is 2 + 2?")
 
 
-async def test_answer_from_a_stopped_provider_is_a_connection_error(start_provider: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_answer_from_a_stopped_provider_is_a_connection_error(
+    start_provider: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider = start_provider()
     monkeypatch.setenv(ENV_PROVIDER_URL, provider.url)
     provider.stop()

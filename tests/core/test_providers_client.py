@@ -28,15 +28,33 @@ def stub() -> Iterator[OpenAIStub]:
 @pytest.fixture
 def client(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> OpenAIClient:
     monkeypatch.setenv("STUB_KEY", KEY)
-    return OpenAIClient(ProviderSettings(name="stub", base_url=stub.base_url, model="m1", api_key_env="STUB_KEY", timeout=2.0, params={"temperature": 0}))
+    return OpenAIClient(
+        ProviderSettings(
+            name="stub",
+            base_url=stub.base_url,
+            model="m1",
+            api_key_env="STUB_KEY",
+            timeout=2.0,
+            params={"temperature": 0},
+        )
+    )
 
 
 async def test_a_chat_completion_returns_the_content_and_records_usage(client: OpenAIClient, stub: OpenAIStub) -> None:
     with collecting_usage() as usage:
-        reply = await client.chat([{"role": "user", "content": "Paris is the answer"}], params={"max_tokens": 5}, idempotency_key="job-1")
+        reply = await client.chat(
+            [{"role": "user", "content": "Paris is the answer"}], params={"max_tokens": 5}, idempotency_key="job-1"
+        )
     assert reply.content == "Paris is the answer"
     assert reply.usage.prompt_tokens == 4 and reply.usage.completion_tokens == 4 and reply.usage.total_tokens == 8
-    assert usage.as_dict() == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8, "cost": 0.008, "calls": 1, "model": "m1"}
+    assert usage.as_dict() == {
+        "prompt_tokens": 4,
+        "completion_tokens": 4,
+        "total_tokens": 8,
+        "cost": 0.008,
+        "calls": 1,
+        "model": "m1",
+    }
     (seen,) = stub.seen("/v1/chat/completions")
     # the provider's params and the call's are both passed through; the job's key deduplicates
     assert seen.body["temperature"] == 0 and seen.body["max_tokens"] == 5 and seen.body["model"] == "m1"
@@ -96,10 +114,14 @@ async def test_malformed_json_is_an_exception_quoting_the_body(client: OpenAICli
         await client.chat([{"role": "user", "content": "hi"}])
 
 
-async def test_a_bad_key_is_permanent_and_the_key_never_shows(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_bad_key_is_permanent_and_the_key_never_shows(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     wrong = "sk-wrong-key-that-must-not-leak"
     monkeypatch.setenv("STUB_KEY", wrong)
-    client = OpenAIClient(ProviderSettings(name="stub", base_url=stub.base_url, model="m1", api_key_env="STUB_KEY", timeout=2.0))
+    client = OpenAIClient(
+        ProviderSettings(name="stub", base_url=stub.base_url, model="m1", api_key_env="STUB_KEY", timeout=2.0)
+    )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ProviderRejected) as caught:
         await client.chat([{"role": "user", "content": "hi"}])
@@ -130,9 +152,16 @@ def test_usage_takes_what_a_reply_reports_and_ignores_nonsense() -> None:
     gateway = parse_usage({"usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "cost": 0.5}})
     assert gateway.cost == 0.5
     assert parse_usage({"usage": {"total_tokens": 4}, "cost": 0.25}).cost == 0.25
-    odd = parse_usage({"usage": {"prompt_tokens": True, "completion_tokens": -1, "total_tokens": "7", "cost": float("nan")}})
+    odd = parse_usage(
+        {"usage": {"prompt_tokens": True, "completion_tokens": -1, "total_tokens": "7", "cost": float("nan")}}
+    )
     assert (odd.prompt_tokens, odd.completion_tokens, odd.total_tokens, odd.cost) == (None, None, None, None)
-    assert parse_usage({}).as_dict() == {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 1}
+    assert parse_usage({}).as_dict() == {
+        "prompt_tokens": None,
+        "completion_tokens": None,
+        "total_tokens": None,
+        "calls": 1,
+    }
     total = Usage()
     total.add(parse_usage({"usage": {"prompt_tokens": 2, "completion_tokens": 1}}))
     total.add(parse_usage({}))

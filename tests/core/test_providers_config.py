@@ -44,7 +44,9 @@ def write_config(text: str) -> Path:
 
 def test_provider_tables_are_validated_naming_file_table_and_key() -> None:
     path = write_config('[providers.local]\nbase_url = "localhost:8000"\n')
-    with pytest.raises(ConfigError, match=r"evalharness.toml: table \[providers.local\] key 'base_url': expected an http"):
+    with pytest.raises(
+        ConfigError, match=r"evalharness.toml: table \[providers.local\] key 'base_url': expected an http"
+    ):
         load_config()
     write_config("[providers.local]\ntimeout = -1\n")
     with pytest.raises(ConfigError, match=r"\[providers.local\] key 'timeout': must be a number of seconds > 0"):
@@ -55,7 +57,7 @@ def test_provider_tables_are_validated_naming_file_table_and_key() -> None:
     write_config('[sut.openai]\nprovider = "missing"\n')
     with pytest.raises(ConfigError, match=r"\[sut.openai\] key 'provider': no table \[providers.missing\]"):
         load_config()
-    write_config('[sut.grpc]\nx = 1\n')
+    write_config("[sut.grpc]\nx = 1\n")
     with pytest.raises(ConfigError, match=r"unknown key 'grpc'"):
         load_config()
     assert path.exists()
@@ -94,17 +96,30 @@ def test_a_bad_adapter_spec_is_a_sut_error() -> None:
         load_sut_code("http:localhost:8080")
 
 
-async def test_openai_adapter_sends_system_prompt_params_and_key(stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_openai_adapter_sends_system_prompt_params_and_key(
+    stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-adapter")
-    write_config('[providers.openai.params]\ntemperature = 0.5\n[sut.openai]\nsystem_prompt = "Answer in one word."\n[sut.openai.params]\nmax_tokens = 8\n')
+    write_config(
+        '[providers.openai.params]\ntemperature = 0.5\n[sut.openai]\nsystem_prompt = "Answer in one word."\n[sut.openai.params]\nmax_tokens = 8\n'
+    )
     func = load_sut_code("openai:m1").func
     with collecting_usage() as usage:
         assert await call_sut(func, "Paris", "run-1-0") == "Paris"
-        messages = {"messages": [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "Rome"}]}
+        messages = {
+            "messages": [
+                {"role": "user", "content": "earlier"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "Rome"},
+            ]
+        }
         assert await call_sut(func, messages, "run-1-1") == "Rome"
     first, second = stub.seen("/v1/chat/completions")
-    assert first.body["messages"] == [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Paris"}]
+    assert first.body["messages"] == [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Paris"},
+    ]
     assert first.body["temperature"] == 0.5 and first.body["max_tokens"] == 8 and first.body["model"] == "m1"
     assert first.headers["idempotency-key"] == "run-1-0" and first.headers["authorization"] == "Bearer sk-adapter"
     assert [m["role"] for m in second.body["messages"]] == ["system", "user", "assistant", "user"]

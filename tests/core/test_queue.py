@@ -168,8 +168,13 @@ async def test_a_unique_registered_job_merges_identical_dispatches(queue: Queue)
         return None
 
     try:
-        ids = await queue.dispatch_many([JobRequest("t.unique_probe", {"a": 1}), JobRequest("t.unique_probe", {"a": 1}),
-                                         JobRequest("t.unique_probe", {"a": 2})])
+        ids = await queue.dispatch_many(
+            [
+                JobRequest("t.unique_probe", {"a": 1}),
+                JobRequest("t.unique_probe", {"a": 1}),
+                JobRequest("t.unique_probe", {"a": 2}),
+            ]
+        )
     finally:
         REGISTRY.pop("t.unique_probe", None)
     assert ids[0] == ids[1] != ids[2]

@@ -46,8 +46,16 @@ def outcomes(reps: int = 3) -> list[SampleOutcome]:
 
 def report(reps: int = 3) -> dict:
     return build_repeated_report(
-        run_id="r1", dataset=DS, sut="m:f", mode="lazy-parallel", options={"repetitions": reps}, started_at=1.0,
-        finished_at=2.0, outcomes=outcomes(reps), scorers=resolve_metrics(["exact-match", "contains"]), repetitions=reps,
+        run_id="r1",
+        dataset=DS,
+        sut="m:f",
+        mode="lazy-parallel",
+        options={"repetitions": reps},
+        started_at=1.0,
+        finished_at=2.0,
+        outcomes=outcomes(reps),
+        scorers=resolve_metrics(["exact-match", "contains"]),
+        repetitions=reps,
     )
 
 
@@ -115,7 +123,12 @@ def test_the_precision_the_run_resolves() -> None:
 
 @pytest.mark.parametrize(
     ("variance", "n", "want"),
-    [(0.0, 1, 1.0), (0.0, 30, 0.1), (0.25, 200, 1.959963984540054 * math.sqrt(0.5 / 200)), (0.5, 2, 1.0)],  # capped at 1
+    [
+        (0.0, 1, 1.0),
+        (0.0, 30, 0.1),
+        (0.25, 200, 1.959963984540054 * math.sqrt(0.5 / 200)),
+        (0.5, 2, 1.0),
+    ],  # capped at 1
 )
 def test_resolution_rule_of_three_and_normal_approximation(variance: float, n: int, want: float) -> None:
     assert resolution(variance, n) == pytest.approx(want)
@@ -141,7 +154,10 @@ def test_the_terminal_and_the_pages_show_the_repetitions() -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv(r))))
     assert len(rows) == 3 * 3 * 2  # sample × repetition × metric
     assert [(x["sample_id"], x["repetition"], x["score"]) for x in rows if x["metric"] == "exact-match"][3:6] == [
-        ("b", "0", "1.0"), ("b", "1", "0.0"), ("b", "2", "1.0")]
+        ("b", "0", "1.0"),
+        ("b", "1", "0.0"),
+        ("b", "2", "1.0"),
+    ]
     junit = render_junit(r)
     assert "unstable: passed 2 of 3 repetitions" in junit
 
@@ -149,8 +165,16 @@ def test_the_terminal_and_the_pages_show_the_repetitions() -> None:
 def test_a_plain_run_keeps_its_csv_columns() -> None:
     from evalharness.core.report import build_report
 
-    plain = build_report(run_id="r", dataset=DS, sut="m:f", mode="serial", options={}, started_at=1.0, finished_at=2.0,
-                         outcomes=[SampleOutcome(i, s, "yes", None, 1) for i, s in enumerate(DS.samples)],
-                         scorers=resolve_metrics(["exact-match"]))
+    plain = build_report(
+        run_id="r",
+        dataset=DS,
+        sut="m:f",
+        mode="serial",
+        options={},
+        started_at=1.0,
+        finished_at=2.0,
+        outcomes=[SampleOutcome(i, s, "yes", None, 1) for i, s in enumerate(DS.samples)],
+        scorers=resolve_metrics(["exact-match"]),
+    )
     assert "repetition" not in render_csv(plain).splitlines()[0]
     assert "repetitions" not in plain

@@ -495,24 +495,64 @@ def test_usage_is_reported_per_sample_and_in_total_only_when_a_provider_reported
     plain = report_for(ds, [ok(ds, 0, "a"), ok(ds, 1, "b"), ok(ds, 2, "c")])
     assert "usage" not in plain and all("usage" not in row for row in plain["samples"])
     outcomes = [
-        SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1}),
-        SampleOutcome(1, ds.samples[1], "b", None, 2, {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "calls": 1}),
+        SampleOutcome(
+            0,
+            ds.samples[0],
+            "a",
+            None,
+            1,
+            {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1},
+        ),
+        SampleOutcome(
+            1, ds.samples[1], "b", None, 2, {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7, "calls": 1}
+        ),
         failed(ds, 2, "exception", "provider answered 500"),
     ]
     report = report_for(ds, outcomes)
-    assert report["usage"] == {"samples": 2, "prompt_tokens": 8, "completion_tokens": 3, "total_tokens": 11, "cost": 0.25, "calls": 2}
+    assert report["usage"] == {
+        "samples": 2,
+        "prompt_tokens": 8,
+        "completion_tokens": 3,
+        "total_tokens": 11,
+        "cost": 0.25,
+        "calls": 2,
+    }
     assert [row["usage"] for row in report["samples"]] == [outcomes[0].usage, outcomes[1].usage, None]
     assert json.loads(json.dumps(report, allow_nan=False)) == report
 
 
 def test_the_rendered_report_shows_the_usage_when_there_is_one() -> None:
     ds = make_dataset("a")
-    report = report_for(ds, [SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1})])
+    report = report_for(
+        ds,
+        [
+            SampleOutcome(
+                0,
+                ds.samples[0],
+                "a",
+                None,
+                1,
+                {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.25, "calls": 1},
+            )
+        ],
+    )
     buffer = io.StringIO()
     render_report(report, Console(file=buffer, width=200))
     assert "4 tokens over 1 provider call(s), cost 0.25" in buffer.getvalue()
 
-    report = report_for(ds, [SampleOutcome(0, ds.samples[0], "a", None, 1, {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 2})])
+    report = report_for(
+        ds,
+        [
+            SampleOutcome(
+                0,
+                ds.samples[0],
+                "a",
+                None,
+                1,
+                {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None, "calls": 2},
+            )
+        ],
+    )
     buffer = io.StringIO()
     render_report(report, Console(file=buffer, width=200))
     assert "2 provider call(s), no token counts reported" in buffer.getvalue()

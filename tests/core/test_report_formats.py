@@ -42,12 +42,21 @@ def sample_report() -> dict[str, Any]:
         ("slow", "x", None, {"kind": "timeout", "message": "the SUT call exceeded the timeout of 60s"}),
         ('<script>alert("x")</script>|a', "a|b", 'a|b <img src="https://example.com/t.png">\x07', None),
     ]
-    samples = tuple(Sample(id=i, input=f"q {i}", expected_output=e, metadata={}, line=n + 1) for n, (i, e, _, _) in enumerate(rows))
+    samples = tuple(
+        Sample(id=i, input=f"q {i}", expected_output=e, metadata={}, line=n + 1) for n, (i, e, _, _) in enumerate(rows)
+    )
     data = Dataset(path=Path("data/capitals.jsonl"), name="capitals", samples=samples)
     outcomes = [SampleOutcome(n, samples[n], out, err, 3 if err else 1) for n, (_, _, out, err) in enumerate(rows)]
     report = build_report(
-        run_id="01JD3Q8ZK7", dataset=data, sut="mybot.sut:answer", mode="lazy-parallel", options={"mode": "lazy-parallel"},
-        started_at=STARTED, finished_at=STARTED + 61.5, outcomes=outcomes, scorers=resolve_metrics(["exact-match", "contains"]),
+        run_id="01JD3Q8ZK7",
+        dataset=data,
+        sut="mybot.sut:answer",
+        mode="lazy-parallel",
+        options={"mode": "lazy-parallel"},
+        started_at=STARTED,
+        finished_at=STARTED + 61.5,
+        outcomes=outcomes,
+        scorers=resolve_metrics(["exact-match", "contains"]),
     )
     report["subset"] = {"of": 40, "samples": 5, "limit": 5, "sample_ids": None, "shuffle": True, "seed": 7}
     report["diagnostics"] = ["1 sample timed out"]
@@ -90,7 +99,13 @@ def test_junit_has_a_testcase_per_sample_and_fails_the_right_ones() -> None:
     suite = root.find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["capital-fr", "capital-de", "empty-expected", "slow", '<script>alert("x")</script>|a']
+    assert [c.get("name") for c in cases] == [
+        "capital-fr",
+        "capital-de",
+        "empty-expected",
+        "slow",
+        '<script>alert("x")</script>|a',
+    ]
     failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
     assert set(failed) == {"capital-de", "empty-expected", "slow", '<script>alert("x")</script>|a'}
     assert failed["slow"] is not None and failed["slow"].get("type") == "timeout"
@@ -112,7 +127,14 @@ def test_html_is_self_contained() -> None:
     tags.feed(page)
     assert {"html", "head", "body", "style", "svg", "table", "rect", "text"} <= {t for t, _ in tags.seen}
     assert tags.seen.count(("svg", "")) == 2
-    urls = [(t, a) for t, attrs in tags.attrs for a, v in attrs if a in ("src", "href", "xlink:href", "action", "srcset", "poster", "data") or "://" in (v or "") and a != "xmlns"]
+    urls = [
+        (t, a)
+        for t, attrs in tags.attrs
+        for a, v in attrs
+        if a in ("src", "href", "xlink:href", "action", "srcset", "poster", "data")
+        or "://" in (v or "")
+        and a != "xmlns"
+    ]
     assert urls == []
     assert "url(" not in page and "@import" not in page
     assert "\x07" not in page
@@ -130,7 +152,10 @@ class Tags(HTMLParser):
 
 
 def test_write_formats_writes_each_asked_file(tmp_path: Path) -> None:
-    written = write_formats(sample_report(), {"md": str(tmp_path / "a" / "r.md"), "html": None, "csv": str(tmp_path / "r.csv"), "junit": None})
+    written = write_formats(
+        sample_report(),
+        {"md": str(tmp_path / "a" / "r.md"), "html": None, "csv": str(tmp_path / "r.csv"), "junit": None},
+    )
     assert [fmt for fmt, _ in written] == ["md", "csv"]
     assert (tmp_path / "a" / "r.md").read_text().startswith("# Evaluation report")
     assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "a").glob(".*.tmp"))
@@ -184,17 +209,25 @@ def proxy() -> Iterator[LoopbackProxy]:
     p.close()
 
 
-def open_in_chromium(binary: str, page: Path, profile: Path, proxy: LoopbackProxy, *action: str) -> subprocess.CompletedProcess[str]:
+def open_in_chromium(
+    binary: str, page: Path, profile: Path, proxy: LoopbackProxy, *action: str
+) -> subprocess.CompletedProcess[str]:
     cmd = chromium_command(
-        binary, profile,
-        f"--proxy-server=http://127.0.0.1:{proxy.port}", "--proxy-bypass-list=<-loopback>",
-        "--window-size=1200,1500", *action, page.as_uri(),
+        binary,
+        profile,
+        f"--proxy-server=http://127.0.0.1:{proxy.port}",
+        "--proxy-bypass-list=<-loopback>",
+        "--window-size=1200,1500",
+        *action,
+        page.as_uri(),
     )
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
 @pytest.mark.slow
-def test_the_html_report_renders_in_chromium_without_any_request(chromium: str, proxy: LoopbackProxy, tmp_path: Path) -> None:
+def test_the_html_report_renders_in_chromium_without_any_request(
+    chromium: str, proxy: LoopbackProxy, tmp_path: Path
+) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_html(sample_report()), encoding="utf-8")
     shot = tmp_path / "report.png"

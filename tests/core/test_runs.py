@@ -11,15 +11,26 @@ from evalharness.core.runs import FIELDS, RunRecord, RunStore, dataset_fingerpri
 
 
 def dataset(*inputs: Any, name: str = "qa", path: str = "data/qa.jsonl") -> Dataset:
-    samples = tuple(Sample(id=f"s{i}", input=x, expected_output="y", metadata={"n": i}, line=i + 1) for i, x in enumerate(inputs))
+    samples = tuple(
+        Sample(id=f"s{i}", input=x, expected_output="y", metadata={"n": i}, line=i + 1) for i, x in enumerate(inputs)
+    )
     return Dataset(path=Path(path), name=name, samples=samples)
 
 
 def record(ds: Dataset, **overrides: Any) -> RunRecord:
     values: dict[str, Any] = dict(
-        id="01run", state="running", dataset=ds, fingerprint=dataset_fingerprint(ds), sut="mybot:answer",
-        metrics=("exact-match", "contains"), mode="lazy-parallel", options={"concurrency": 4, "tries": 3},
-        queue="evals", started_at=1_700_000_000.25, batch="run-01run", sink="run-01run",
+        id="01run",
+        state="running",
+        dataset=ds,
+        fingerprint=dataset_fingerprint(ds),
+        sut="mybot:answer",
+        metrics=("exact-match", "contains"),
+        mode="lazy-parallel",
+        options={"concurrency": 4, "tries": 3},
+        queue="evals",
+        started_at=1_700_000_000.25,
+        batch="run-01run",
+        sink="run-01run",
     )
     values.update(overrides)
     return RunRecord(**values)
@@ -27,7 +38,9 @@ def record(ds: Dataset, **overrides: Any) -> RunRecord:
 
 def test_the_fingerprint_follows_the_samples_not_the_file() -> None:
     a = dataset("q1", {"question": "q2", "ctx": [1, 2]})
-    assert dataset_fingerprint(a) == dataset_fingerprint(dataset("q1", {"ctx": [1, 2], "question": "q2"}, name="other", path="x.yaml"))
+    assert dataset_fingerprint(a) == dataset_fingerprint(
+        dataset("q1", {"ctx": [1, 2], "question": "q2"}, name="other", path="x.yaml")
+    )
     assert dataset_fingerprint(a) != dataset_fingerprint(dataset("q1", {"question": "q2", "ctx": [2, 1]}))
     assert dataset_fingerprint(a) != dataset_fingerprint(dataset({"question": "q2", "ctx": [1, 2]}, "q1"))
     assert dataset_fingerprint(a).startswith("sha256:")
@@ -35,7 +48,9 @@ def test_the_fingerprint_follows_the_samples_not_the_file() -> None:
 
 def test_a_record_round_trips_and_keeps_fields_it_does_not_know() -> None:
     ds = dataset("q1", {"question": "q2"}, "Ünïcode")
-    rec = record(ds, state="interrupted", finished_at=1_700_000_060.5, dispatched=2, interrupted="SIGINT", diagnostics=("d1",))
+    rec = record(
+        ds, state="interrupted", finished_at=1_700_000_060.5, dispatched=2, interrupted="SIGINT", diagnostics=("d1",)
+    )
     fields = rec.fields()
     assert set(fields) == FIELDS and all(isinstance(v, str) for v in fields.values())
     fields["resume_from"] = "2"  # a field a later format adds

@@ -234,9 +234,7 @@ def test_rouge_l_agrees_with_an_independent_lcs_on_random_token_lists() -> None:
         out = [rng.choice(vocabulary) for _ in range(rng.randint(0, 40))]
         exp = [rng.choice(vocabulary) for _ in range(rng.randint(0, 40))]
         output, expected = " ".join(out), ", ".join(exp)
-        assert score("rouge-l", output, expected) == pytest.approx(
-            _rouge_reference(output, expected), abs=1e-12
-        )
+        assert score("rouge-l", output, expected) == pytest.approx(_rouge_reference(output, expected), abs=1e-12)
 
 
 def test_rouge_l_is_fast_enough_at_the_cap() -> None:

@@ -69,7 +69,14 @@ def test_citation_evidence_needs_the_marker_and_a_normalised_quote() -> None:
 
 @pytest.mark.parametrize(
     "evidence",
-    [[], "x", [{"quote": "q"}], [{"citation": "[a]"}], [{"citation": "[a]", "quotes": []}], [{"citation": "[a]", "quote": " "}]],
+    [
+        [],
+        "x",
+        [{"quote": "q"}],
+        [{"citation": "[a]"}],
+        [{"citation": "[a]", "quotes": []}],
+        [{"citation": "[a]", "quote": " "}],
+    ],
 )
 def test_bad_citation_evidence_is_an_error(evidence: Any) -> None:
     assert error("citation-groundedness", "[a] q", citation_evidence=evidence).kind == "invalid-metadata"
@@ -115,7 +122,9 @@ def test_answer_containment_normalises_whitespace_and_case() -> None:
 
 
 def test_answer_containment_ignores_entries_without_text_and_duplicates() -> None:
-    out = json.dumps(["a", {"id": "a", "text": "the answer"}, {"id": "b", "text": "   "}, {"id": "c", "text": "answer"}])
+    out = json.dumps(
+        ["a", {"id": "a", "text": "the answer"}, {"id": "b", "text": "   "}, {"id": "c", "text": "answer"}]
+    )
     # 'a' keeps its first occurrence (no text); 'b' is blank; 'c' holds the span at rank 3
     assert score("answer-containment-at-k:k=2", out, "answer") == 0.0
     assert score("answer-containment-at-k:k=3", out, "answer") == 1.0

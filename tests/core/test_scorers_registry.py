@@ -62,8 +62,14 @@ def metric_error(*specs: str, config: dict[str, dict[str, Any]] | None = None) -
         ),
         (["ordinal-distance:scale=a|b|c"], [MetricSpec("ordinal-distance", (("scale", "a|b|c"),))]),
         # a ':' after the '=' belongs to the value
-        (["llm-as-judge:prompt_template=Rate: {actual}"], [MetricSpec("llm-as-judge", (("prompt_template", "Rate: {actual}"),))]),
-        (["rouge-l", "rouge-l", "rouge-l:max_tokens=5", "rouge-l:max_tokens=5"], [MetricSpec("rouge-l"), MetricSpec("rouge-l", (("max_tokens", "5"),))]),
+        (
+            ["llm-as-judge:prompt_template=Rate: {actual}"],
+            [MetricSpec("llm-as-judge", (("prompt_template", "Rate: {actual}"),))],
+        ),
+        (
+            ["rouge-l", "rouge-l", "rouge-l:max_tokens=5", "rouge-l:max_tokens=5"],
+            [MetricSpec("rouge-l"), MetricSpec("rouge-l", (("max_tokens", "5"),))],
+        ),
     ],
 )
 def test_parse_metric_specs(entries: list[str], specs: list[MetricSpec]) -> None:
@@ -113,7 +119,9 @@ def test_unknown_arguments_name_the_metric_and_suggest() -> None:
         "metric 'retrieval-ndcg-at-k' has no argument 'kk' (did you mean 'k'?); its arguments: k"
     )
     assert metric_error("exact-match:k=3") == "metric 'exact-match' takes no arguments, got 'k'"
-    assert metric_error("retrieval-mrr:k=3") == "metric 'retrieval-mrr' takes no arguments, got 'k'"  # MRR reads the whole list
+    assert (
+        metric_error("retrieval-mrr:k=3") == "metric 'retrieval-mrr' takes no arguments, got 'k'"
+    )  # MRR reads the whole list
 
 
 def test_a_bad_argument_in_a_later_metric_stops_all() -> None:
@@ -165,14 +173,29 @@ case_sensitive = true
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[metrics.retrieval-ndcg-at-k]\nk = 0\n", "table [metrics.retrieval-ndcg-at-k] key 'k': expected a positive integer, got 0"),
-        ("[metrics.retrieval-ndcg-at-k]\nk = '5'\n", "table [metrics.retrieval-ndcg-at-k] key 'k': expected a positive integer, got '5'"),
-        ("[metrics.retrieval-ndcg-at-k]\nkk = 5\n", "table [metrics.retrieval-ndcg-at-k] key 'kk': metric 'retrieval-ndcg-at-k' has no argument 'kk' (did you mean 'k'?)"),
+        (
+            "[metrics.retrieval-ndcg-at-k]\nk = 0\n",
+            "table [metrics.retrieval-ndcg-at-k] key 'k': expected a positive integer, got 0",
+        ),
+        (
+            "[metrics.retrieval-ndcg-at-k]\nk = '5'\n",
+            "table [metrics.retrieval-ndcg-at-k] key 'k': expected a positive integer, got '5'",
+        ),
+        (
+            "[metrics.retrieval-ndcg-at-k]\nkk = 5\n",
+            "table [metrics.retrieval-ndcg-at-k] key 'kk': metric 'retrieval-ndcg-at-k' has no argument 'kk' (did you mean 'k'?)",
+        ),
         ("[metrics.ndcg]\nk = 5\n", "table [metrics] key 'ndcg': unknown metric"),
         ("[metrics]\nrouge-l = 3\n", "table [metrics] key 'rouge-l': expected a table of the metric's arguments"),
         ("metrics = 3\n", "key 'metrics': expected a table of [metrics.NAME] tables"),
-        ("[metrics.ordinal-distance]\nscale = ['a', 'a']\n", "key 'scale': expected a list of distinct non-empty strings"),
-        ("[metrics.answer-containment-at-k]\ncase_sensitive = 1\n", "key 'case_sensitive': expected true or false, got 1"),
+        (
+            "[metrics.ordinal-distance]\nscale = ['a', 'a']\n",
+            "key 'scale': expected a list of distinct non-empty strings",
+        ),
+        (
+            "[metrics.answer-containment-at-k]\ncase_sensitive = 1\n",
+            "key 'case_sensitive': expected true or false, got 1",
+        ),
     ],
 )
 def test_config_errors_name_file_table_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -298,14 +321,30 @@ def test_run_with_metric_arguments_plugins_and_config(procs: Processes, tmp_path
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "evalharness.toml").write_text("[metrics.retrieval-recall-at-k]\nk = 2\n")
     done = procs.cli(
-        "run", str(data), "--sut", "support.metrics_plugin:retrieve", "--batch", "serial", "--json", "r.json",
-        "--metric", "retrieval-ndcg-at-k:k=5,retrieval-mrr", "--metric", "retrieval-recall-at-k",
-        "--metric", "length-ratio:target=100",
+        "run",
+        str(data),
+        "--sut",
+        "support.metrics_plugin:retrieve",
+        "--batch",
+        "serial",
+        "--json",
+        "r.json",
+        "--metric",
+        "retrieval-ndcg-at-k:k=5,retrieval-mrr",
+        "--metric",
+        "retrieval-recall-at-k",
+        "--metric",
+        "length-ratio:target=100",
         env=plugin_env(procs, root),
     )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert list(report["metrics"]) == ["retrieval-ndcg-at-k:k=5", "retrieval-mrr", "retrieval-recall-at-k", "length-ratio:target=100"]
+    assert list(report["metrics"]) == [
+        "retrieval-ndcg-at-k:k=5",
+        "retrieval-mrr",
+        "retrieval-recall-at-k",
+        "length-ratio:target=100",
+    ]
     fr, it = report["samples"]
     assert fr["scores"]["retrieval-mrr"] == 0.5
     assert fr["scores"]["retrieval-recall-at-k"] == 0.5  # k = 2 from the config file
@@ -321,13 +360,21 @@ def test_run_with_metric_arguments_plugins_and_config(procs: Processes, tmp_path
 @pytest.mark.parametrize(
     ("metric", "needle"),
     [
-        ("retrieval-ndcg-at-k:k=0", "error: metric 'retrieval-ndcg-at-k' argument 'k': expected a positive integer, got '0'"),
+        (
+            "retrieval-ndcg-at-k:k=0",
+            "error: metric 'retrieval-ndcg-at-k' argument 'k': expected a positive integer, got '0'",
+        ),
         ("retrieval-ndcg-at-k:depth=3", "error: metric 'retrieval-ndcg-at-k' has no argument 'depth'"),
-        ("llm-as-judge", "error: metric 'llm-as-judge' needs a judge model provider (chat completions) and none is configured"),
+        (
+            "llm-as-judge",
+            "error: metric 'llm-as-judge' needs a judge model provider (chat completions) and none is configured",
+        ),
         ("cosine-embedding", "error: metric 'cosine-embedding' needs an embeddings provider and none is configured"),
     ],
 )
-def test_run_refuses_bad_metrics_before_dispatching(procs: Processes, tmp_path: Path, redis_url: str, metric: str, needle: str) -> None:
+def test_run_refuses_bad_metrics_before_dispatching(
+    procs: Processes, tmp_path: Path, redis_url: str, metric: str, needle: str
+) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": "a", "input": "q", "expected_output": ["d1"]}\n')
     done = procs.cli("run", str(data), "--sut", "support.metrics_plugin:retrieve", "--metric", metric)
@@ -340,9 +387,14 @@ def test_run_refuses_a_bad_metrics_table_in_the_config_file(procs: Processes, tm
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": "a", "input": "q", "expected_output": ["d1"]}\n')
     (tmp_path / "evalharness.toml").write_text("[metrics.retrieval-hit-at-k]\nk = -1\n")
-    done = procs.cli("run", str(data), "--sut", "support.metrics_plugin:retrieve", "--metric", "exact-match", "--batch", "serial")
+    done = procs.cli(
+        "run", str(data), "--sut", "support.metrics_plugin:retrieve", "--metric", "exact-match", "--batch", "serial"
+    )
     assert done.returncode == 2
-    assert "evalharness.toml: table [metrics.retrieval-hit-at-k] key 'k': expected a positive integer, got -1" in done.stderr
+    assert (
+        "evalharness.toml: table [metrics.retrieval-hit-at-k] key 'k': expected a positive integer, got -1"
+        in done.stderr
+    )
 
 
 def test_the_report_records_each_metrics_arguments_as_json() -> None:
@@ -352,7 +404,13 @@ def test_the_report_records_each_metrics_arguments_as_json() -> None:
     row = sample("b")
     data = Dataset(path=Path("d.jsonl"), name="d", samples=(row,))
     report = build_report(
-        run_id="r", dataset=data, sut="m:f", mode="serial", options={}, started_at=0.0, finished_at=1.0,
+        run_id="r",
+        dataset=data,
+        sut="m:f",
+        mode="serial",
+        options={},
+        started_at=0.0,
+        finished_at=1.0,
         outcomes=[SampleOutcome(0, row, "a", None, 1)],
         scorers=resolve_metrics(["ordinal-distance:scale=a|b|c", "rouge-l"]),
     )

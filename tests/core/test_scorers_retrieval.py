@@ -152,9 +152,7 @@ def test_bad_output_is_an_invalid_output_error(output: str, needle: str) -> None
     assert needle in err.message
 
 
-@pytest.mark.parametrize(
-    "expected", [[3, 9], ["a", ""], {"a": -1}, {"a": "1"}, {"a": True}, 42, None, "a", '{"a": 1}']
-)
+@pytest.mark.parametrize("expected", [[3, 9], ["a", ""], {"a": -1}, {"a": "1"}, {"a": True}, 42, None, "a", '{"a": 1}'])
 def test_bad_expected_is_an_invalid_expected_error(expected: Any) -> None:
     assert error("retrieval-ndcg-at-k", '["a"]', expected).kind == "invalid-expected"
 

@@ -46,7 +46,9 @@ def fingerprint_of(loader: SutLoader, path: str) -> str:
     return loader.load(path).fingerprint
 
 
-def test_the_same_source_in_two_places_has_the_same_fingerprint_and_other_source_another(tmp_path: Path, modname: str) -> None:
+def test_the_same_source_in_two_places_has_the_same_fingerprint_and_other_source_another(
+    tmp_path: Path, modname: str
+) -> None:
     a = write(tmp_path / "a" / f"{modname}.py", "def answer(x):\n    return x\n")
     b = write(tmp_path / "b" / f"{modname}.py", "def answer(x):\n    return x\n")
     c = write(tmp_path / "c" / f"{modname}.py", "def answer(x):\n    return x.upper()\n")
@@ -98,7 +100,9 @@ def test_a_declared_fingerprint_wins_over_the_source(tmp_path: Path, modname: st
     assert fingerprint_of(SutLoader(), f"{modname}:answer") == "declared:model-v7"
 
 
-def test_an_edit_of_the_same_size_at_once_is_imported_and_old_versions_stay_loaded(tmp_path: Path, modname: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_edit_of_the_same_size_at_once_is_imported_and_old_versions_stay_loaded(
+    tmp_path: Path, modname: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the first import leaves a .pyc, as usual
     sut = write(tmp_path / f"{modname}.py", "def answer(x):\n    return 'aaaa'\n")
     loader = SutLoader()

@@ -33,7 +33,9 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
 
 
 @pytest.mark.slow
-async def test_workers_share_the_adaptive_limit_and_a_429_lowers_it_without_using_a_try(procs: Processes, aclient: Any, redis_url: str) -> None:
+async def test_workers_share_the_adaptive_limit_and_a_429_lowers_it_without_using_a_try(
+    procs: Processes, aclient: Any, redis_url: str
+) -> None:
     procs.worker("t", concurrency=10, imports=("support.adaptive_jobs",))
     procs.worker("t", concurrency=10, imports=("support.adaptive_jobs",))
 
@@ -88,4 +90,7 @@ async def test_status_lists_each_adaptive_limiter(aclient: Any) -> None:
     console.print(render(snap, 160))
     out = console.file
     assert isinstance(out, io.StringIO)
-    assert "limiter example (https://api.example/v1 $EXAMPLE_KEY): limit 6 (2–32), 1 in flight, 0 throttled 1h, 0 decrease(s) 1h" in out.getvalue()
+    assert (
+        "limiter example (https://api.example/v1 $EXAMPLE_KEY): limit 6 (2–32), 1 in flight, 0 throttled 1h, 0 decrease(s) 1h"
+        in out.getvalue()
+    )

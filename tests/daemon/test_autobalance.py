@@ -37,7 +37,9 @@ def per_queue(r: Any) -> dict[str, int]:
 def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_url: str, tmp_path: Path) -> None:
     cfg = tmp_path / "evalharness.toml"
     cfg.write_text(CONFIG)
-    d = procs.start("-m", "evalharness.daemon.master", "--config", str(cfg), "--import", "support.testjobs", "--log-level", "info")
+    d = procs.start(
+        "-m", "evalharness.daemon.master", "--config", str(cfg), "--import", "support.testjobs", "--log-level", "info"
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: per_queue(r) == {"a": 1, "b": 1}, deadline=20, what="one process per queue at the start")
     samples: list[dict[str, int]] = []
@@ -51,11 +53,20 @@ def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_u
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        dispatch(redis_url, *({"name": "t.sleep", "payload": {"seconds": 1, "n": i}} for i in range(40)), queue="a", sink=None)
+        dispatch(
+            redis_url,
+            *({"name": "t.sleep", "payload": {"seconds": 1, "n": i}} for i in range(40)),
+            queue="a",
+            sink=None,
+        )
         # max 4 minus b's minimum of 1: queue a grows to 3, one process per cooldown
         wait_until(lambda: per_queue(r)["a"] == 3, deadline=15, what="three processes on the busy queue")
         # drained: back to the minimum
-        wait_until(lambda: r.zcard("eh:{q:a}:ready") == 0 and r.zcard("eh:{q:a}:reserved") == 0, deadline=40, what="the backlog to drain")
+        wait_until(
+            lambda: r.zcard("eh:{q:a}:ready") == 0 and r.zcard("eh:{q:a}:reserved") == 0,
+            deadline=40,
+            what="the backlog to drain",
+        )
         wait_until(lambda: per_queue(r) == {"a": 1, "b": 1}, deadline=20, what="back to one process per queue")
     finally:
         stop.set()
@@ -70,14 +81,17 @@ def test_a_backlog_draws_processes_and_gives_them_back(procs: Processes, redis_u
     r.close()
 
 
-
 def test_a_supervisors_own_worker_limits_apply(procs: Processes, redis_url: str, tmp_path: Path) -> None:
     cfg = tmp_path / "evalharness.toml"
     cfg.write_text('[supervisors.llm]\nqueues = ["a"]\nprocesses = 1\nmax_jobs = 2\nconcurrency = 1\n')
     d = procs.start("-m", "evalharness.daemon.master", "--config", str(cfg), "--import", "support.testjobs")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: per_queue(r)["a"] == 1, deadline=20, what="the worker")
-    dispatch(redis_url, *({"name": "t.sleep", "payload": {"seconds": 0, "n": i}, "field": str(i)} for i in range(6)), queue="a")
+    dispatch(
+        redis_url,
+        *({"name": "t.sleep", "payload": {"seconds": 0, "n": i}, "field": str(i)} for i in range(6)),
+        queue="a",
+    )
     wait_until(lambda: r.hlen("eh:{q:a}:results:s") == 6, deadline=30, what="six jobs")
     # max_jobs = 2 from the supervisor's table: three workers in turn served the six jobs
     pids = {json.loads(v)["result"]["pid"] for v in r.hvals("eh:{q:a}:results:s")}

@@ -98,7 +98,9 @@ def test_auto_time_is_proportional_to_backlog_times_mean_runtime() -> None:
     # same backlog, b's jobs take three times as long: b needs three times the processes
     assert desired_sizes(config, {"a": ready(10, 1.0), "b": ready(10, 3.0)}) == {"a": 2, "b": 6}
     # by size the same demand is an even split
-    assert desired_sizes(sup("a", "b", min_processes=0, max_processes=8), {"a": ready(10, 1.0), "b": ready(10, 3.0)}) == {"a": 4, "b": 4}
+    assert desired_sizes(
+        sup("a", "b", min_processes=0, max_processes=8), {"a": ready(10, 1.0), "b": ready(10, 3.0)}
+    ) == {"a": 4, "b": 4}
 
 
 def test_auto_time_uses_the_other_queues_mean_runtime_for_a_queue_without_one() -> None:
@@ -117,7 +119,10 @@ def test_running_jobs_count_as_demand() -> None:
     demand = {"a": QueueDemand(ready=0, running=8), "b": ready(8)}
     assert desired_sizes(config, demand) == {"a": 4, "b": 4}
     timed = sup("a", "b", auto_scaling_strategy="time", min_processes=0, max_processes=8)
-    assert desired_sizes(timed, {"a": QueueDemand(running=8, mean_runtime=60.0), "b": ready(8, 20.0)}) == {"a": 6, "b": 2}
+    assert desired_sizes(timed, {"a": QueueDemand(running=8, mean_runtime=60.0), "b": ready(8, 20.0)}) == {
+        "a": 6,
+        "b": 2,
+    }
 
 
 def test_a_pool_busy_with_long_jobs_is_not_shrunk_to_its_minimum() -> None:
@@ -435,7 +440,9 @@ def test_a_plan_says_what_to_start_and_stop() -> None:
 # --- invariants over many random inputs ------------------------------------------------------------
 
 
-def random_case(rng: random.Random) -> tuple[SupervisorConfig, dict[str, PoolState], dict[str, QueueDemand], float, dict[str, int]]:
+def random_case(
+    rng: random.Random,
+) -> tuple[SupervisorConfig, dict[str, PoolState], dict[str, QueueDemand], float, dict[str, int]]:
     n = rng.randint(1, 5)
     queues = tuple(f"q{i}" for i in range(n))
     balance = rng.choice(["off", "simple", "auto", "auto", "auto"])
@@ -472,7 +479,13 @@ def random_case(rng: random.Random) -> tuple[SupervisorConfig, dict[str, PoolSta
     return config, pools, demand, now, overrides
 
 
-def check_invariants(config: SupervisorConfig, pools: dict[str, PoolState], demand: dict[str, QueueDemand], now: float, overrides: dict[str, int]) -> Plan:
+def check_invariants(
+    config: SupervisorConfig,
+    pools: dict[str, PoolState],
+    demand: dict[str, QueueDemand],
+    now: float,
+    overrides: dict[str, int],
+) -> Plan:
     result = plan(config, pools, demand, now, overrides)
     m, top = config.min_processes, config.max_processes
     assert [p.name for p in result.pools] == list(pool_queues(config))
@@ -528,7 +541,9 @@ def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_si
             if not result.changes and all(p.held is None for p in result.pools):
                 break
             state = {
-                p.name: PoolState(p.target, p.target, now if p.target != p.current else state.get(p.name, PoolState()).changed_at)
+                p.name: PoolState(
+                    p.target, p.target, now if p.target != p.current else state.get(p.name, PoolState()).changed_at
+                )
                 for p in result.pools
             }
             now += max(config.balance_cooldown, 0.5)

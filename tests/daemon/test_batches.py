@@ -36,10 +36,16 @@ async def results(aclient: Any, fields: list[str]) -> list[Any]:
 
 
 @pytest.mark.slow
-async def test_a_small_batch_dispatched_after_a_large_one_starts_at_once(procs: Processes, pool: Workers, aclient: Any) -> None:
+async def test_a_small_batch_dispatched_after_a_large_one_starts_at_once(
+    procs: Processes, pool: Workers, aclient: Any
+) -> None:
     batches = Batches(aclient)
-    a = await batches.create("A", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"a{i}") for i in range(1000)], queue="t")
-    await batches.create("B", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"b{i}") for i in range(5)], queue="t")
+    a = await batches.create(
+        "A", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"a{i}") for i in range(1000)], queue="t"
+    )
+    await batches.create(
+        "B", [sink(JobRequest("t.span", {"seconds": 0.1, "n": i}), f"b{i}") for i in range(5)], queue="t"
+    )
     await workers(pool, 2, concurrency=2)
     b_results = await until(lambda: _all(aclient, [f"b{i}" for i in range(5)]), what="batch B")
 
@@ -59,11 +65,15 @@ async def _all(aclient: Any, fields: list[str]) -> list[Any]:
     return got if all(g is not None for g in got) else []
 
 
-async def test_cancel_removes_every_queued_job_and_runs_finally_once(procs: Processes, pool: Workers, aclient: Any) -> None:
+async def test_cancel_removes_every_queued_job_and_runs_finally_once(
+    procs: Processes, pool: Workers, aclient: Any
+) -> None:
     batches = Batches(aclient)
     q = Queue(aclient)
     await q.dispatch("t.span", {"seconds": 0, "plain": True}, queue="t")
-    bid = await batches.create("big", [JobRequest("t.span", {"n": i}) for i in range(1000)], queue="t", finally_=["t.finally"], then=["t.then"])
+    bid = await batches.create(
+        "big", [JobRequest("t.span", {"n": i}) for i in range(1000)], queue="t", finally_=["t.finally"], then=["t.then"]
+    )
     assert (await batches.info(bid)).pending == 1000  # type: ignore[union-attr]
     removed = await batches.cancel(bid)
     assert removed == 1000
@@ -85,11 +95,15 @@ async def _drained(aclient: Any) -> bool:
     return await aclient.zcard(K.ready) == 0 and await aclient.zcard(K.reserved) == 0
 
 
-async def test_allowed_failures_finish_with_failures_then_succeed_after_retry(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_allowed_failures_finish_with_failures_then_succeed_after_retry(
+    procs: Processes, pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     flag = tmp_path / "flag"
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": i, "fail": i % 4 == 0, "flag": str(flag)}) for i in range(12)]
-    bid = await batches.create("tolerant", jobs, queue="t", allow_failures=True, then=["t.then"], catch=["t.catch"], finally_=["t.finally"])
+    bid = await batches.create(
+        "tolerant", jobs, queue="t", allow_failures=True, then=["t.then"], catch=["t.catch"], finally_=["t.finally"]
+    )
     await workers(pool, 2)
 
     async def state() -> str:
@@ -125,7 +139,9 @@ async def _count(aclient: Any, stage: str, n: int = 1) -> bool:
     return sum(c.startswith(stage + ":") for c in await callbacks(aclient)) >= n
 
 
-async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_a_failure_without_allowed_failures_cancels_the_rest(
+    procs: Processes, pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": 0, "fail": True, "flag": str(tmp_path / "never")})]
     jobs += [JobRequest("t.span", {"seconds": 0.05, "n": i}) for i in range(300)]
@@ -146,10 +162,14 @@ async def test_a_failure_without_allowed_failures_cancels_the_rest(procs: Proces
 
 
 @pytest.mark.slow
-async def test_callbacks_run_exactly_once_under_concurrent_completion(procs: Processes, pool: Workers, aclient: Any) -> None:
+async def test_callbacks_run_exactly_once_under_concurrent_completion(
+    procs: Processes, pool: Workers, aclient: Any
+) -> None:
     batches = Batches(aclient)
     jobs = [JobRequest("t.span", {"n": i}) for i in range(2000)]
-    bid = await batches.create("stress", jobs, queue="t", then=["t.then"], finally_=["t.finally"], progress=["t.progress"], before=["t.before"])
+    bid = await batches.create(
+        "stress", jobs, queue="t", then=["t.then"], finally_=["t.finally"], progress=["t.progress"], before=["t.before"]
+    )
     await workers(pool, 4, concurrency=20)
 
     async def done() -> bool:
@@ -186,18 +206,18 @@ async def test_jobs_added_to_a_running_batch_count(procs: Processes, pool: Worke
 async def test_the_batch_cli(procs: Processes, pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     bid = await batches.create("cli", [JobRequest("t.span", {"n": i}) for i in range(4)], queue="t")
-    listed = (await procs.acli_here("batch", "list", "--json"))
+    listed = await procs.acli_here("batch", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert row["id"] == bid and row["state"] == "pending" and row["total"] == 4
-    shown = (await procs.acli_here("batch", "show", bid))
+    shown = await procs.acli_here("batch", "show", bid)
     assert shown.returncode == 0 and "pending" in shown.stdout
-    cancelled = (await procs.acli_here("batch", "cancel", bid))
+    cancelled = await procs.acli_here("batch", "cancel", bid)
     assert cancelled.returncode == 0 and "removed 4 queued jobs, 0 running told to stop" in cancelled.stdout
-    retried = (await procs.acli_here("batch", "retry", bid))
+    retried = await procs.acli_here("batch", "retry", bid)
     assert retried.returncode == 0 and "retrying 4 job(s)" in retried.stdout
     assert (await procs.acli_here("batch", "show", "nope")).returncode == 2
-    table = (await procs.acli_here("batch", "list"))
+    table = await procs.acli_here("batch", "list")
     assert "cli" in table.stdout and "running" in table.stdout
     await workers(pool, 1)
 
@@ -212,7 +232,9 @@ async def test_the_batch_cli(procs: Processes, pool: Workers, aclient: Any) -> N
     assert (await procs.acli_here("batch", "prune", "--finished-older-than", "soon")).returncode == 2
 
 
-async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(
+    procs: Processes, pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     flag = tmp_path / "flag"
     batches = Batches(aclient)
     jobs = [JobRequest("t.maybe_fail", {"n": i, "fail": i == 0, "flag": str(flag)}) for i in range(3)]
@@ -225,16 +247,20 @@ async def test_retrying_a_batch_job_from_the_failed_store_updates_its_batch(proc
 
     await until(lambda: state_is("finished_with_failures"), what="the failure")
     flag.write_text("")
-    retried = (await procs.acli_here("failed", "retry", "--all"))
+    retried = await procs.acli_here("failed", "retry", "--all")
     assert retried.returncode == 0, retried.stderr
     await until(lambda: state_is("succeeded"), what="success after the retry")
     info = await batches.info(bid)
     assert info is not None and (info.total, info.processed, info.failed, info.pending) == (3, 3, 0, 0)
 
 
-async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_until_every_job_came(procs: Processes, pool: Workers, aclient: Any) -> None:
+async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_until_every_job_came(
+    procs: Processes, pool: Workers, aclient: Any
+) -> None:
     batches = Batches(aclient)
-    bid = await batches.create("declared", [JobRequest("t.span", {"n": i}) for i in range(2)], queue="t", total=6, then=["t.then"])
+    bid = await batches.create(
+        "declared", [JobRequest("t.span", {"n": i}) for i in range(2)], queue="t", total=6, then=["t.then"]
+    )
     info = await batches.info(bid)
     assert info is not None and (info.total, info.dispatched, info.undispatched, info.pending) == (6, 2, 4, 6)
     await workers(pool, 1)
@@ -267,10 +293,14 @@ async def test_a_declared_total_counts_from_the_start_and_holds_the_batch_open_u
     assert info is not None and info.total == 7 and info.dispatched == 7
 
 
-async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_without_the_missing_jobs(procs: Processes, pool: Workers, aclient: Any) -> None:
+async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_without_the_missing_jobs(
+    procs: Processes, pool: Workers, aclient: Any
+) -> None:
     batches = Batches(aclient)
     sealed = await batches.create("sealed", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
-    cancelled = await batches.create("cancelled", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
+    cancelled = await batches.create(
+        "cancelled", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10
+    )
     retried = await batches.create("retried", [JobRequest("t.span", {"n": i}) for i in range(3)], queue="t", total=10)
     assert await batches.cancel(retried) == 3
     assert await batches.retry(retried) == 3  # the cancelled jobs run again; the 7 never dispatched do not come
@@ -287,6 +317,6 @@ async def test_a_sealed_or_cancelled_batch_with_a_declared_total_finishes_withou
     assert b.processed == 3 and b.undispatched == 0
     c = await batches.info(retried)
     assert c is not None and c.state == "succeeded" and c.finished and (c.processed, c.total) == (3, 10)
-    shown = (await procs.acli_here("batch", "show", "--json", sealed))
+    shown = await procs.acli_here("batch", "show", "--json", sealed)
     row = json.loads(shown.stdout)
     assert (row["total"], row["declared"], row["dispatched"], row["state"]) == (10, 10, 3, "succeeded")

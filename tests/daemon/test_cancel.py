@@ -30,8 +30,21 @@ LEASE = 3.0  # renewals every second
 
 def start_worker(procs: Processes, concurrency: int = 10, cancel_grace: float = 10.0, lease: float = LEASE) -> Any:
     return procs.start(
-        "-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--queue", "t", "--import", "support.testjobs",
-        "--concurrency", str(concurrency), "--lease", str(lease), "--cancel-grace", str(cancel_grace),
+        "-m",
+        "evalharness.daemon.cli",
+        "--log-level",
+        "info",
+        "work",
+        "--queue",
+        "t",
+        "--import",
+        "support.testjobs",
+        "--concurrency",
+        str(concurrency),
+        "--lease",
+        str(lease),
+        "--cancel-grace",
+        str(cancel_grace),
     )
 
 
@@ -60,7 +73,9 @@ async def running_json(procs: Processes) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoint(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoint(
+    procs: Processes, pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     worker = in_process(pool)
     path = tmp_path / "calls.txt"
     job_id = await Queue(aclient).dispatch("t.cancellable", {"calls": str(path)}, queue="t")
@@ -111,7 +126,9 @@ async def test_cancel_a_running_async_job_records_it_cancelled_with_its_checkpoi
 
 
 @pytest.mark.slow
-async def test_a_cancelled_blocking_job_that_returns_in_the_grace_is_recorded_cancelled(pool: Workers, aclient: Any) -> None:
+async def test_a_cancelled_blocking_job_that_returns_in_the_grace_is_recorded_cancelled(
+    pool: Workers, aclient: Any
+) -> None:
     worker = in_process(pool, cancel_grace=30)
     job_id = await Queue(aclient).dispatch("t.sync_cancellable", {"seconds": 3}, queue="t")
     await until(lambda: aclient.zscore(K.reserved, job_id), what="the job to run")
@@ -160,12 +177,19 @@ async def _both_running(aclient: Any, *ids: str) -> bool:
 
 
 @pytest.mark.slow
-async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_match(procs: Processes, pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_match(
+    procs: Processes, pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     in_process(pool, concurrency=5)
     path = tmp_path / "calls.txt"
     batches = Batches(aclient)
-    bid = await batches.create("run", [JobRequest("t.cancellable", {"calls": str(path), "n": i}) for i in range(30)],
-                               queue="t", batch_id="run-42", allow_failures=False)
+    bid = await batches.create(
+        "run",
+        [JobRequest("t.cancellable", {"calls": str(path), "n": i}) for i in range(30)],
+        queue="t",
+        batch_id="run-42",
+        allow_failures=False,
+    )
 
     async def five_running() -> bool:
         return await aclient.zcard(K.reserved) == 5 and len({i for i, _ in calls(path)}) == 5
@@ -200,7 +224,9 @@ async def test_batch_cancel_stops_the_sut_within_a_renewal_interval_and_counts_m
 
 
 @pytest.mark.slow
-async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(pool: Workers, aclient: Any, tmp_path: Path) -> None:
+async def test_a_cancel_reaches_the_worker_sooner_than_its_next_renewal(
+    pool: Workers, aclient: Any, tmp_path: Path
+) -> None:
     # lease 60: the regular renewal comes every 20 s; the cancel channel makes the worker renew now
     worker = in_process(pool, lease=60)
     await subscribed(aclient, worker)

@@ -16,11 +16,19 @@ from evalharness.core.queue import JobRequest, Queue
 async def record(aclient: Any) -> None:
     q = Queue(aclient)
     await Batches(aclient).create("nightly", [], queue="t", batch_id="nightly", allow_failures=True)
-    reqs = [JobRequest("judge" if i % 2 else "answer", {"i": i}, queue="t", batch="nightly" if i < 6 else None) for i in range(10)]
+    reqs = [
+        JobRequest("judge" if i % 2 else "answer", {"i": i}, queue="t", batch="nightly" if i < 6 else None)
+        for i in range(10)
+    ]
     await q.dispatch_many(reqs)
     for job in (await q.pop("t", 10, 30, "w:1:x")).jobs:
         exc = "TimeoutError" if job.payload["i"] % 3 == 0 else "ValueError"
-        await q.fail("t", "w:1:x", job.id, {"kind": "exception", "message": f"boom {job.payload['i']}", "exception_type": exc, "job": job.name})
+        await q.fail(
+            "t",
+            "w:1:x",
+            job.id,
+            {"kind": "exception", "message": f"boom {job.payload['i']}", "exception_type": exc, "job": job.name},
+        )
 
 
 def lines(out: Any) -> list[dict[str, Any]]:
@@ -34,7 +42,9 @@ async def test_failed_list_filters_and_retry_all_matching_prints_the_count(procs
     assert sorted(r["payload"]["i"] for r in rows) == [0, 3, 6, 9]
     rows = lines(procs.cli_here("failed", "list", "--json", "--batch", "nightly", "--name", "judge"))
     assert sorted(r["payload"]["i"] for r in rows) == [1, 3, 5]
-    rows = lines(procs.cli_here("failed", "list", "--json", "--exception", "ValueError", "--batch", "nightly", "--limit", "3"))
+    rows = lines(
+        procs.cli_here("failed", "list", "--json", "--exception", "ValueError", "--batch", "nightly", "--limit", "3")
+    )
     assert [r["payload"]["i"] for r in rows] == [5, 4, 2]  # newest first
     out = procs.cli_here("failed", "retry", "--all-matching", "--exception", "TimeoutError", "--name", "judge")
     assert out.returncode == 0 and out.stdout.strip() == "Retried 2 failed jobs matching exc:TimeoutError name:judge"

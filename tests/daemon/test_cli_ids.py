@@ -23,10 +23,16 @@ NARROW = {"COLUMNS": "80"}
 async def fail_jobs(queue: Queue, name: str, n: int, ids: list[str] | None = None) -> list[str]:
     """``n`` jobs dispatched together (their ids share the millisecond they were made in), failed."""
     given = ids or [None] * n
-    ids = await queue.dispatch_many([JobRequest("evalharness.sample", {"i": i}, queue=name, id=given[i]) for i in range(n)])
+    ids = await queue.dispatch_many(
+        [JobRequest("evalharness.sample", {"i": i}, queue=name, id=given[i]) for i in range(n)]
+    )
     for j in (await queue.pop(name, n, 30, "w1")).jobs:
         sample = j.payload["i"]
-        failure = {"kind": "exception", "exception_type": "ValueError", "message": f"expected 'Paris', got 'Lyon' for sample {sample}"}
+        failure = {
+            "kind": "exception",
+            "exception_type": "ValueError",
+            "message": f"expected 'Paris', got 'Lyon' for sample {sample}",
+        }
         assert await queue.fail(name, "w1", j.id, failure)
     return ids
 
@@ -48,7 +54,9 @@ def column_text(out: str, header: str, next_header: str) -> dict[str, str]:
 
 async def test_failed_list_at_80_columns_tells_ids_apart_and_keeps_the_message(aclient: Any, procs: Processes) -> None:
     ids = await fail_jobs(Queue(aclient, "eh"), "evals", 5)
-    assert len({i[:12] for i in ids}) < 5, "ids made together share their head, which is why cutting the tail hides them"
+    assert len({i[:12] for i in ids}) < 5, (
+        "ids made together share their head, which is why cutting the tail hides them"
+    )
     done = procs.cli_here("failed", "list", env=NARROW)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -64,16 +72,26 @@ async def test_failed_list_at_80_columns_tells_ids_apart_and_keeps_the_message(a
     assert shown == {f"ValueError: expected 'Paris', got 'Lyon' for sample {i}" for i in range(5)}
 
 
-async def test_a_listed_prefix_works_for_show_retry_and_forget_and_an_ambiguous_one_is_refused(aclient: Any, procs: Processes) -> None:
+async def test_a_listed_prefix_works_for_show_retry_and_forget_and_an_ambiguous_one_is_refused(
+    aclient: Any, procs: Processes
+) -> None:
     # as made in one millisecond, the time part (12 characters) and more shared
-    ids = await fail_jobs(Queue(aclient, "eh"), "evals", 3, ["01a233a68ee36de144c01c20094f", "01a233a68ee36de1ffc01c20095a", "01a233a68ee36de1ee001c20096b"])
+    ids = await fail_jobs(
+        Queue(aclient, "eh"),
+        "evals",
+        3,
+        ["01a233a68ee36de144c01c20094f", "01a233a68ee36de1ffc01c20095a", "01a233a68ee36de1ee001c20096b"],
+    )
     short = abbreviate(ids)
     first, second, third = (short[i] for i in ids)
     assert first == "01a233a68ee36de14"
 
     ambiguous = procs.cli_here("failed", "show", "01a233a68ee36de1")
     assert ambiguous.returncode == 2
-    assert "'01a233a68ee36de1' is the start of 3 failed job ids" in ambiguous.stderr and "give more characters" in ambiguous.stderr
+    assert (
+        "'01a233a68ee36de1' is the start of 3 failed job ids" in ambiguous.stderr
+        and "give more characters" in ambiguous.stderr
+    )
     assert all(job_id in ambiguous.stderr for job_id in ids)
 
     shown = procs.cli_here("failed", "show", first)
@@ -96,10 +114,22 @@ def test_the_failed_table_keeps_ids_and_message_at_80_columns_with_several_queue
     now = int(datetime(2026, 12, 1, 23, 0, tzinfo=UTC).timestamp() * 1000)
     ids = ["01a233a68ee36de144c01c20094f", "01a233a68ee36de144c01c20095a", "01a233a68ee36de144c01c20096b"]
     rows = [
-        {"id": job_id, "queue": queue, "name": name, "kind": "timeout" if i == 2 else "exception",
-         "exception_type": None if i == 2 else "ConnectionError", "message": f"upstream said no to request {i}",
-         "attempts": 3, "releases": 0, "failed_at": now}
-        for i, (job_id, queue, name) in enumerate(zip(ids, ["evals", "judge", "evals"], ["evalharness.sample", "summarise", "evalharness.sample"], strict=True))
+        {
+            "id": job_id,
+            "queue": queue,
+            "name": name,
+            "kind": "timeout" if i == 2 else "exception",
+            "exception_type": None if i == 2 else "ConnectionError",
+            "message": f"upstream said no to request {i}",
+            "attempts": 3,
+            "releases": 0,
+            "failed_at": now,
+        }
+        for i, (job_id, queue, name) in enumerate(
+            zip(
+                ids, ["evals", "judge", "evals"], ["evalharness.sample", "summarise", "evalharness.sample"], strict=True
+            )
+        )
     ]
     console = Console(width=80, record=True, file=io.StringIO())
     console.print(failed_table(rows, abbreviate(ids), 80))
@@ -117,7 +147,12 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
     # eval runs' batches: "run-" and a job id; runs started together share the time part
     given = ["run-01a233a68ee36de144c01c20094f", "run-01a233a68ee3aa0144c01c20095a", "run-01a233a68ee3ab0144c01c20096b"]
     made = [
-        await batches.create(f"nightly summaries of the support tickets, part {i}", [JobRequest("noop", {"part": i})], queue="evals", batch_id=bid)
+        await batches.create(
+            f"nightly summaries of the support tickets, part {i}",
+            [JobRequest("noop", {"part": i})],
+            queue="evals",
+            batch_id=bid,
+        )
         for i, bid in enumerate(given)
     ]
     short = abbreviate(made)
@@ -133,7 +168,9 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
     assert shown.returncode == 0, shown.stderr
     assert re.search(rf"^id\s+{made[0]}$", shown.stdout, re.M)
     cancelled = procs.cli_here("batch", "cancel", short[made[1]])
-    assert cancelled.returncode == 0 and cancelled.stdout.startswith(f"Cancelled {made[1]}: removed 1 queued job, 0 running told to stop")
+    assert cancelled.returncode == 0 and cancelled.stdout.startswith(
+        f"Cancelled {made[1]}: removed 1 queued job, 0 running told to stop"
+    )
     retried = procs.cli_here("batch", "retry", short[made[1]])
     assert retried.returncode == 0 and f"of {made[1]}" in retried.stdout
     too_short = procs.cli_here("batch", "show", "run")
@@ -147,8 +184,17 @@ async def test_batch_list_at_80_columns_and_batch_commands_take_a_prefix(aclient
 
 def test_a_failure_without_a_message_shows_its_kind() -> None:
     rows = [
-        {"id": job_id, "queue": "evals", "name": "evalharness.sample", "kind": "timeout", "exception_type": None,
-         "message": message, "attempts": 1, "releases": 0, "failed_at": 0}
+        {
+            "id": job_id,
+            "queue": "evals",
+            "name": "evalharness.sample",
+            "kind": "timeout",
+            "exception_type": None,
+            "message": message,
+            "attempts": 1,
+            "releases": 0,
+            "failed_at": 0,
+        }
         for job_id, message in (("01a233a68ee36de144c01c20094f", None), ("01a233a68ee36de144c01c20095a", "  \n"))
     ]
     console = Console(width=80, record=True, file=io.StringIO())

@@ -16,11 +16,28 @@ from evalharness.tui.state import QueueStats, Snapshot, workload_columns
 
 def queue_row(name: str, **changes: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "name": name, "ready": 1_240, "delayed": 3, "reserved": 40, "oldest_wait": 12.4, "est_clear": 31.0,
-        "processes": 4, "slots": 80, "jobs_per_minute": 380.0, "completed_per_minute": 376.0, "failed_per_minute": 4.0,
+        "name": name,
+        "ready": 1_240,
+        "delayed": 3,
+        "reserved": 40,
+        "oldest_wait": 12.4,
+        "est_clear": 31.0,
+        "processes": 4,
+        "slots": 80,
+        "jobs_per_minute": 380.0,
+        "completed_per_minute": 376.0,
+        "failed_per_minute": 4.0,
         "runtime": {"mean": 0.24, "p50": 0.21, "p95": 0.48, "max": 2.9},
-        "completed": 10_234, "failed": 43, "failed_total": 43, "failed_stored": 2, "timeouts": 2, "retries": 30,
-        "rate_limited": 55, "lost": 0, "dispatched": 10_560, "past_hour": {"completed": 9_000, "failed": 7},
+        "completed": 10_234,
+        "failed": 43,
+        "failed_total": 43,
+        "failed_stored": 2,
+        "timeouts": 2,
+        "retries": 30,
+        "rate_limited": 55,
+        "lost": 0,
+        "dispatched": 10_560,
+        "past_hour": {"completed": 9_000, "failed": 7},
     }
     row.update(changes)
     return row
@@ -28,14 +45,29 @@ def queue_row(name: str, **changes: Any) -> dict[str, Any]:
 
 def snapshot(*queues: dict[str, Any]) -> dict[str, Any]:
     return {
-        "schema": "evalharness.telemetry.v1", "at": 1795430000.0, "prefix": "eh",
+        "schema": "evalharness.telemetry.v1",
+        "at": 1795430000.0,
+        "prefix": "eh",
         "overview": {
-            "status": "running", "jobs_per_minute": 412.0, "jobs_past_hour": 18_234, "failed_past_hour": 7,
-            "failed_past_7_days": 2, "processes": 6, "masters": 1, "max_wait": {"queue": queues[0]["name"], "seconds": 12.4},
+            "status": "running",
+            "jobs_per_minute": 412.0,
+            "jobs_past_hour": 18_234,
+            "failed_past_hour": 7,
+            "failed_past_7_days": 2,
+            "processes": 6,
+            "masters": 1,
+            "max_wait": {"queue": queues[0]["name"], "seconds": 12.4},
         },
         "queues": list(queues),
-        "masters": [{"name": "vm-1a2b", "pid": 4242, "status": "running", "heartbeat_age": 0.8,
-                     "supervisors": [{"name": "llm", "processes": 4}]}],
+        "masters": [
+            {
+                "name": "vm-1a2b",
+                "pid": 4242,
+                "status": "running",
+                "heartbeat_age": 0.8,
+                "supervisors": [{"name": "llm", "processes": 4}],
+            }
+        ],
     }
 
 
@@ -83,8 +115,12 @@ def test_every_failed_count_is_named_by_its_window() -> None:
 @pytest.mark.parametrize(
     ("ready", "est_clear", "p95"), [(0, 0.0, None), (5, 0.5, 0.48), (1_240, 31.0, 4.2), (3, None, 75.0)]
 )
-def test_status_and_the_console_show_a_value_the_same_way(ready: int, est_clear: float | None, p95: float | None) -> None:
-    row = queue_row("evals", ready=ready, est_clear=est_clear, runtime={"mean": None, "p50": None, "p95": p95, "max": None})
+def test_status_and_the_console_show_a_value_the_same_way(
+    ready: int, est_clear: float | None, p95: float | None
+) -> None:
+    row = queue_row(
+        "evals", ready=ready, est_clear=est_clear, runtime={"mean": None, "p50": None, "p95": p95, "max": None}
+    )
     snap = snapshot(row)
     console = {c.key: c.cell for c in workload_columns(wide=True)}
     queue: QueueStats = Snapshot.from_dict(copy.deepcopy(snap)).queues[0]

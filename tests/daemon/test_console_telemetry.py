@@ -19,22 +19,44 @@ from evalharness.daemon.publisher import Publisher
 
 
 def beat(name: str, host: str, pid: int, at: float, pids: list[int]) -> str:
-    return json.dumps({
-        "name": name, "host": host, "pid": pid, "status": "running", "heartbeat_at": at, "started_at": at - 100,
-        "grace": 90.0, "environment": "staging",
-        "supervisors": [{"name": "s", "queues": ["q"], "processes": len(pids), "per_queue": {"q": len(pids)},
-                         "targets": {"q": len(pids)}, "overrides": {"q": 3}, "balance": "auto", "pids": pids,
-                         "min_processes": 1, "max_processes": 4,
-                         "last_balance": {"pool": "q", "from": 1, "to": 2, "at": at - 5}}],
-    })
+    return json.dumps(
+        {
+            "name": name,
+            "host": host,
+            "pid": pid,
+            "status": "running",
+            "heartbeat_at": at,
+            "started_at": at - 100,
+            "grace": 90.0,
+            "environment": "staging",
+            "supervisors": [
+                {
+                    "name": "s",
+                    "queues": ["q"],
+                    "processes": len(pids),
+                    "per_queue": {"q": len(pids)},
+                    "targets": {"q": len(pids)},
+                    "overrides": {"q": 3},
+                    "balance": "auto",
+                    "pids": pids,
+                    "min_processes": 1,
+                    "max_processes": 4,
+                    "last_balance": {"pool": "q", "from": 1, "to": 2, "at": at - 5},
+                }
+            ],
+        }
+    )
 
 
 async def test_masters_read_lost_ones_and_join_their_workers(aclient: Any) -> None:
     now = time.time()
-    await aclient.hset(masters_key("eh"), mapping={
-        "a": beat("a", "h1", 10, now - 1, [11, 12]),
-        "b": beat("b", "h2", 20, now - MASTER_STALE - 25, [21]),
-    })
+    await aclient.hset(
+        masters_key("eh"),
+        mapping={
+            "a": beat("a", "h1", 10, now - 1, [11, 12]),
+            "b": beat("b", "h2", 20, now - MASTER_STALE - 25, [21]),
+        },
+    )
     workers = {
         "w11": {"host": "h1", "pid": 11, "rss_mb": 100.5, "processed": 40, "running": 1},
         "w12": {"host": "h1", "pid": 12, "rss_mb": 50.0, "processed": 2, "running": 0},
@@ -51,11 +73,14 @@ async def test_masters_read_lost_ones_and_join_their_workers(aclient: Any) -> No
 
 async def test_the_leader_keeps_a_silent_master_listed_until_it_is_forgotten(aclient: Any) -> None:
     now = time.time()
-    await aclient.hset(masters_key("eh"), mapping={
-        "me": beat("me", "h", 1, now, []),
-        "lost": beat("lost", "h", 2, now - 60, []),
-        "gone": beat("gone", "h", 3, now - MASTER_FORGET - 1, []),
-    })
+    await aclient.hset(
+        masters_key("eh"),
+        mapping={
+            "me": beat("me", "h", 1, now, []),
+            "lost": beat("lost", "h", 2, now - 60, []),
+            "gone": beat("gone", "h", 3, now - MASTER_FORGET - 1, []),
+        },
+    )
     publisher = Publisher(aclient, "eh", "me", lambda: {})
     await publisher._forget_dead_masters({"at": now, "masters": [{"name": "me"}]})
     assert sorted(await aclient.hkeys(masters_key("eh"))) == ["lost", "me"]
@@ -78,11 +103,24 @@ async def test_a_queues_busy_processes_and_past_hour_counts(aclient: Any) -> Non
 
 @pytest.mark.slow
 def test_a_real_daemon_publishes_what_the_supervisors_screen_shows(procs: Processes, redis_url: str) -> None:
-    procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs",
-                "--grace", "42", "--long-wait", "t=7", "--log-level", "warning")
+    procs.start(
+        "-m",
+        "evalharness.daemon.master",
+        "--queue",
+        "t=1",
+        "--import",
+        "support.testjobs",
+        "--grace",
+        "42",
+        "--long-wait",
+        "t=7",
+        "--log-level",
+        "warning",
+    )
     wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=30, what="the worker")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
+
         def described() -> Any:
             masters = [json.loads(v) for v in r.hvals("eh:masters")]
             return masters if masters and masters[0]["supervisors"][0]["pids"] else None

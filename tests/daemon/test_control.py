@@ -20,6 +20,7 @@ K = QueueKeys("eh", "t")
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
     dispatch_jobs(procs.env["EVALHARNESS_REDIS_URL"], *jobs)
 
+
 def daemon(procs: Processes, redis_url: str, *args: str, workers: int = 1) -> Any:
     d = procs.start("-m", "evalharness.daemon.master", "--import", "support.testjobs", *args)
     wait_until(lambda: live_workers(redis_url, "t") >= workers, deadline=20, what="the daemon's workers")
@@ -72,7 +73,9 @@ def test_sigusr2_pauses_and_sigcont_continues(procs: Processes, redis_url: str, 
 
 
 @pytest.mark.slow
-def test_sigterm_during_twenty_running_jobs_loses_none_and_exits_within_the_grace(procs: Processes, redis_url: str, r: Any) -> None:
+def test_sigterm_during_twenty_running_jobs_loses_none_and_exits_within_the_grace(
+    procs: Processes, redis_url: str, r: Any
+) -> None:
     d = daemon(procs, redis_url, "--queue", "t=2", "--concurrency", "10", "--grace", "20", workers=2)
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 2, "n": i}, "id": f"j{i}"} for i in range(20)])
     wait_until(lambda: r.zcard(K.reserved) == 20, what="20 running jobs")

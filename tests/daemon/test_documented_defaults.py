@@ -17,8 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_default_grace_is_the_longest_job_limit_plus_30_seconds() -> None:
     assert default_grace(parse_queue_flags(("evals=2",), 10)) == 90
     assert default_grace(parse_queue_flags(("evals=2",), 10), hard_timeout=300) == 330
-    assert default_grace([SupervisorConfig(name="long", queues=("a",), timeout=200), SupervisorConfig(name="short", queues=("b",), timeout=5)]) == 230
-    assert default_grace([SupervisorConfig(name="capped", queues=("c",), timeout=100, hard_timeout=120)], hard_timeout=600) == 150
+    assert (
+        default_grace(
+            [
+                SupervisorConfig(name="long", queues=("a",), timeout=200),
+                SupervisorConfig(name="short", queues=("b",), timeout=5),
+            ]
+        )
+        == 230
+    )
+    assert (
+        default_grace([SupervisorConfig(name="capped", queues=("c",), timeout=100, hard_timeout=120)], hard_timeout=600)
+        == 150
+    )
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,9 @@ async def test_a_job_rate_limited_five_times_succeeds_with_three_tries_and_one_t
 
 
 async def test_http_429_with_retry_after_releases_without_using_tries(r: Any, redis_url: str) -> None:
-    with SimulatedProvider(ProviderConfig(latency=(0.0, 0.0), rate_limit=0, errors=0, retry_after=0.1, fail_first={"k1": 4})) as provider:
+    with SimulatedProvider(
+        ProviderConfig(latency=(0.0, 0.0), rate_limit=0, errors=0, retry_after=0.1, fail_first={"k1": 4})
+    ) as provider:
         dispatch(redis_url, {"name": "t.http", "id": "h", "payload": {"url": provider.url, "key": "k1"}})
         await burst(redis_url)
         (outcome,) = results(r, "h")
@@ -75,7 +77,9 @@ def window_max(times: list[float], width: float = 1.0) -> int:
     return best
 
 
-async def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per_second(r: Any, redis_url: str) -> None:
+async def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_start_per_second(
+    r: Any, redis_url: str
+) -> None:
     ids = dispatch(redis_url, *({"name": "t.limited", "id": f"l{i}", "payload": i} for i in range(35)))
     # two workers, each its own Redis connections and limiter client: they share only Redis
     await asyncio.gather(burst(redis_url, concurrency=20), burst(redis_url, concurrency=20))
@@ -89,8 +93,12 @@ async def test_a_rate_limiter_shared_by_two_workers_never_lets_more_than_ten_sta
 
 async def test_a_limiter_keyed_by_tenant_does_not_let_one_tenant_throttle_another(r: Any, redis_url: str) -> None:
     async with running(redis_url, concurrency=20):
-        ids_a = dispatch(redis_url, *({"name": "t.tenant_limited", "id": f"a{i}", "payload": i, "tenant": "A"} for i in range(6)))
-        ids_b = dispatch(redis_url, *({"name": "t.tenant_limited", "id": f"b{i}", "payload": i, "tenant": "B"} for i in range(3)))
+        ids_a = dispatch(
+            redis_url, *({"name": "t.tenant_limited", "id": f"a{i}", "payload": i, "tenant": "A"} for i in range(6))
+        )
+        ids_b = dispatch(
+            redis_url, *({"name": "t.tenant_limited", "id": f"b{i}", "payload": i, "tenant": "B"} for i in range(3))
+        )
         await all_results_soon(r, ids_b)  # B is served although A is over its limit
         done_a = [x for x in results(r, *ids_a) if x is not None]
         assert len(done_a) == 3
@@ -111,11 +119,16 @@ async def test_a_concurrency_limiter_caps_running_jobs_across_workers(r: Any, re
 
 
 @pytest.mark.slow
-def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_finishes_elsewhere(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_finishes_elsewhere(
+    r: Any, procs: Processes, redis_url: str, tmp_path: Path
+) -> None:
     hook = tmp_path / "hook.jsonl"
     (a,) = start_workers(procs, redis_url, 1, concurrency=2)
-    dispatch(redis_url, {"name": "t.stuck", "id": "stuck", "payload": {"hook_file": str(hook)}},
-             {"name": "t.sleep", "id": "neighbour", "payload": {"seconds": 2.0}})
+    dispatch(
+        redis_url,
+        {"name": "t.stuck", "id": "stuck", "payload": {"hook_file": str(hook)}},
+        {"name": "t.sleep", "id": "neighbour", "payload": {"seconds": 2.0}},
+    )
     wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running on the first worker")
     procs.worker("t")  # somewhere for the neighbour to go
     assert a.wait(timeout=20) == 70  # the first worker replaced itself
@@ -130,7 +143,9 @@ def test_a_blocking_job_past_its_timeout_is_killed_recorded_and_its_neighbour_fi
     assert calls == [{"type": "TimeoutError", "kind": "timeout", "partial": {"step": 1}}]
 
 
-async def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_worker_lives_on(r: Any, redis_url: str, tmp_path: Path) -> None:
+async def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_worker_lives_on(
+    r: Any, redis_url: str, tmp_path: Path
+) -> None:
     hook = tmp_path / "hook.jsonl"
     async with running(redis_url) as w:
         dispatch(redis_url, {"name": "t.slow_async", "id": "slow", "payload": {"hook_file": str(hook)}})
@@ -138,7 +153,11 @@ async def test_an_async_job_past_its_timeout_is_cancelled_and_recorded_and_the_w
         assert outcome["error"]["kind"] == "timeout" and "0.5s" in outcome["error"]["message"]
         # the failed hook runs right after the failure is recorded
         await until(lambda: hook.exists() and hook.read_text().endswith("\n"), what="the failed hook")
-        assert json.loads(hook.read_text()) == {"type": "TimeoutError", "kind": "timeout", "partial": {"step": "before the wait"}}
+        assert json.loads(hook.read_text()) == {
+            "type": "TimeoutError",
+            "kind": "timeout",
+            "partial": {"step": "before the wait"},
+        }
         assert not w.stop_event.is_set() and w.exit_code == 0
         dispatch(redis_url, {"name": "t.sleep", "id": "after", "payload": {"seconds": 0}})
         await all_results_soon(r, ["after"])
@@ -168,7 +187,9 @@ async def test_two_identical_dispatches_both_run(r: Any, redis_url: str, tmp_pat
     assert int(r.hget(K.stats, "completed")) == 4
 
 
-async def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution(r: Any, redis_url: str, tmp_path: Path) -> None:
+async def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution(
+    r: Any, redis_url: str, tmp_path: Path
+) -> None:
     runs = tmp_path / "runs.txt"
     payload = {"file": str(runs)}
     unique = {"unique": True}
@@ -188,7 +209,12 @@ async def test_a_unique_dispatch_while_the_first_is_pending_yields_one_execution
 
 async def test_unique_for_keeps_deduplicating_after_completion(r: Any, redis_url: str, tmp_path: Path) -> None:
     runs = tmp_path / "runs.txt"
-    job = {"name": "t.counted", "payload": {"file": str(runs)}, "key": "report-2026-11", "overrides": {"unique_for": 60}}
+    job = {
+        "name": "t.counted",
+        "payload": {"file": str(runs)},
+        "key": "report-2026-11",
+        "overrides": {"unique_for": 60},
+    }
     (first,) = dispatch(redis_url, {**job, "field": "u1"})
     await burst(redis_url)
     assert _all_in(r, ["u1"])
@@ -204,7 +230,9 @@ def cli_json_lines(procs: Processes, *args: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-async def test_the_failed_store_keeps_everything_and_retry_records_which_job_retried_which(r: Any, procs: Processes, redis_url: str, tmp_path: Path) -> None:
+async def test_the_failed_store_keeps_everything_and_retry_records_which_job_retried_which(
+    r: Any, procs: Processes, redis_url: str, tmp_path: Path
+) -> None:
     flag = tmp_path / "flag"
     dispatch(redis_url, {"name": "t.needs_flag", "id": "f1", "payload": {"flag": str(flag), "secret": "sk-live-123"}})
     await burst(redis_url)
@@ -243,7 +271,9 @@ async def test_failed_forget_and_flush(r: Any, procs: Processes, redis_url: str)
 
 
 async def test_a_worker_recycles_after_max_jobs_once_its_jobs_are_done(r: Any, redis_url: str) -> None:
-    ids = dispatch(redis_url, *({"name": "t.sleep", "id": f"m{i}", "payload": {"seconds": 0.2, "n": i}} for i in range(5)))
+    ids = dispatch(
+        redis_url, *({"name": "t.sleep", "id": f"m{i}", "payload": {"seconds": 0.2, "n": i}} for i in range(5))
+    )
     w = make_worker(redis_url, max_jobs=3, concurrency=2)
     assert await asyncio.wait_for(w.run(), 20) == 0
     assert w.stop_reason == "--max-jobs 3 reached"
@@ -272,9 +302,13 @@ def test_sigterm_still_gives_back_a_rate_limited_release_cleanly(r: Any, procs: 
 
 
 @pytest.mark.slow
-def test_a_job_that_blocks_the_event_loop_is_recorded_as_timed_out_by_the_watchdog(r: Any, procs: Processes, redis_url: str) -> None:
+def test_a_job_that_blocks_the_event_loop_is_recorded_as_timed_out_by_the_watchdog(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
     (w,) = start_workers(procs, redis_url, 1, concurrency=2)
-    dispatch(redis_url, {"name": "t.blocks_loop", "id": "blk"}, {"name": "t.sleep", "id": "next", "payload": {"seconds": 30}})
+    dispatch(
+        redis_url, {"name": "t.blocks_loop", "id": "blk"}, {"name": "t.sleep", "id": "next", "payload": {"seconds": 30}}
+    )
     wait_until(lambda: r.zcard(K.reserved) == 2, what="both jobs running")
     # the loop is stuck: only the watchdog thread can act, 5 s past the 1 s timeout
     assert w.wait(timeout=20) == 70

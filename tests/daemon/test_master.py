@@ -202,7 +202,9 @@ def test_stopping_lets_in_flight_jobs_finish_then_the_master_exits_0(
     assert live_workers(redis_url, "t") == 0
 
 
-def test_a_second_sigint_kills_the_workers_at_once_and_the_job_is_not_lost(daemons: Daemons, r: Any, redis_url: str) -> None:
+def test_a_second_sigint_kills_the_workers_at_once_and_the_job_is_not_lost(
+    daemons: Daemons, r: Any, redis_url: str
+) -> None:
     d = daemons.start("--queue", "t=1", "--grace", "60")
     wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=20, what="the worker")
     dispatch(redis_url, "t.sleep", {"seconds": 60}, "long")
@@ -218,7 +220,9 @@ def test_a_second_sigint_kills_the_workers_at_once_and_the_job_is_not_lost(daemo
     assert r.zscore(K.reserved, "long") is not None
 
 
-def test_supervisors_come_from_the_config_file_without_queue_flags(daemons: Daemons, procs: Processes, redis_url: str) -> None:
+def test_supervisors_come_from_the_config_file_without_queue_flags(
+    daemons: Daemons, procs: Processes, redis_url: str
+) -> None:
     (procs.cwd / "evalharness.toml").write_text(
         'imports = ["support.testjobs"]\n\n[supervisors.tests]\nqueues = ["t"]\nprocesses = 2\nconcurrency = 3\n'
     )
@@ -254,7 +258,7 @@ def test_nothing_to_run_exits_2(procs: Processes) -> None:
 
 def test_a_bad_config_file_exits_2_naming_the_file_and_key(procs: Processes) -> None:
     config = procs.cwd / "evalharness.toml"
-    config.write_text("[supervisors.tests]\nqueues = [\"t\"]\nprocesses = -2\n")
+    config.write_text('[supervisors.tests]\nqueues = ["t"]\nprocesses = -2\n')
     done = run_master(procs)
     assert done.returncode == 2
     assert str(config) in done.stderr and "[supervisors.tests]" in done.stderr and "'processes'" in done.stderr

@@ -43,7 +43,10 @@ def test_handle_errors_keeps_the_wrapped_commands_identity() -> None:
 
     wrapped = handle_errors(show_things)
     assert (wrapped.__name__, wrapped.__qualname__, wrapped.__doc__, wrapped.__module__) == (
-        show_things.__name__, show_things.__qualname__, show_things.__doc__, show_things.__module__,
+        show_things.__name__,
+        show_things.__qualname__,
+        show_things.__doc__,
+        show_things.__module__,
     )
     assert wrapped.__wrapped__ is show_things  # type: ignore[attr-defined]
     assert wrapped(3) == 3

@@ -157,19 +157,29 @@ async def test_a_dispatch_racing_a_forget_never_loses_its_queue(aclient: Any, re
         await producer_client.aclose()
 
 
-async def test_the_telemetry_leader_forgets_unused_queues_after_its_retention(aclient: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_telemetry_leader_forgets_unused_queues_after_its_retention(
+    aclient: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(publisher_module, "FORGET_EVERY", 0.0)
     q = Queue(aclient, "eh")
     await use_once(q, "nuq")
     await q.dispatch("noop", None, queue="busy")
-    pub = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, queue_retention=0.3)
+    pub = Publisher(
+        aclient,
+        "eh",
+        "m1",
+        lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []},
+        queue_retention=0.3,
+    )
     end = time.monotonic() + 10
     while "nuq" in await known_queues(aclient, "eh"):
         assert time.monotonic() < end, "the leader never forgot the unused queue"
         await pub.tick()
         await asyncio.sleep(0.05)
     assert await known_queues(aclient, "eh") == ["busy"]
-    never = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, queue_retention=0)
+    never = Publisher(
+        aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, queue_retention=0
+    )
     await use_once(q, "kept")
     for _ in range(5):
         await never.tick()

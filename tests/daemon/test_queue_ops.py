@@ -192,7 +192,9 @@ async def test_clearing_keeps_batch_callbacks_and_an_unknown_batch_is_an_error(a
     from evalharness.core.errors import EvalHarnessError
 
     q = Queue(aclient, "eh")
-    await q.dispatch("evalharness.batch_callback", {"batch": "x", "stage": "then", "queue": "pq"}, queue="pq", lane="_cb")
+    await q.dispatch(
+        "evalharness.batch_callback", {"batch": "x", "stage": "then", "queue": "pq"}, queue="pq", lane="_cb"
+    )
     await q.dispatch("t.noop", 1, queue="pq")
     ops = QueueOps(aclient, "eh")
     with pytest.raises(EvalHarnessError, match="no batch 'nope' on queue 'pq'"):
@@ -226,7 +228,19 @@ async def test_telemetry_and_status_show_a_paused_queue(aclient: Any) -> None:
 
 def worker(procs: Processes, *queues: str, sleep: float = 4.0) -> Any:
     """A worker whose idle wait is long (4 s): anything it does sooner, it was woken for."""
-    args = ["-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--concurrency", "4", "--sleep", str(sleep), "--import", "support.testjobs"]
+    args = [
+        "-m",
+        "evalharness.daemon.cli",
+        "--log-level",
+        "info",
+        "work",
+        "--concurrency",
+        "4",
+        "--sleep",
+        str(sleep),
+        "--import",
+        "support.testjobs",
+    ]
     for q in queues:
         args += ["--queue", q]
     return procs.start(*args)
@@ -238,7 +252,10 @@ def dispatch(url: str, queue: str, n: int, file: Path, delay: float | None = Non
     async def main() -> None:
         client = async_client(url)
         try:
-            reqs = [JobRequest("t.counted", {"file": str(file), "n": i, "at": time.time()}, queue=queue, delay=delay or 0.0) for i in range(n)]
+            reqs = [
+                JobRequest("t.counted", {"file": str(file), "n": i, "at": time.time()}, queue=queue, delay=delay or 0.0)
+                for i in range(n)
+            ]
             await Queue(client, "eh").dispatch_many(reqs)
         finally:
             await client.aclose()
@@ -267,7 +284,11 @@ def pop_cycles_pass(r: Any, url: str, queue: str, file: Path, cycles: int) -> No
     for _ in range(cycles):
         ready = int(r.zcard(k.ready))
         dispatch(url, queue, 1, file, delay=0.05)
-        wait_until(lambda ready=ready: int(r.zcard(k.delayed)) == 0 and int(r.zcard(k.ready)) == ready + 1, 20, "a pop cycle on the paused queue")
+        wait_until(
+            lambda ready=ready: int(r.zcard(k.delayed)) == 0 and int(r.zcard(k.ready)) == ready + 1,
+            20,
+            "a pop cycle on the paused queue",
+        )
 
 
 def script_calls(r: Any) -> int:
@@ -275,7 +296,9 @@ def script_calls(r: Any) -> int:
 
 
 @pytest.mark.slow
-def test_workers_take_no_job_of_a_paused_queue_and_start_promptly_on_continue(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
+def test_workers_take_no_job_of_a_paused_queue_and_start_promptly_on_continue(
+    procs: Processes, r: Any, redis_url: str, tmp_path: Path
+) -> None:
     done_pq, done_other = tmp_path / "pq", tmp_path / "other"
     dispatch(redis_url, "pq", 1, done_pq)
     out = procs.cli_here("pause", "--queue", "pq")
@@ -402,7 +425,10 @@ def test_queue_clear_on_the_command_line(procs: Processes, r: Any, redis_url: st
     out = procs.cli_here("queue", "clear", "pq", "--yes", "--delayed")
     assert out.stdout == "cleared queue pq: removed 0 ready jobs and 1 delayed job\n"
     assert int(r.zcard(K.delayed)) == 0
-    assert [e["message"] for e in events_of(r, "queue_cleared")] == ["cleared 3 queued job(s)", "cleared 1 queued job(s)"]
+    assert [e["message"] for e in events_of(r, "queue_cleared")] == [
+        "cleared 3 queued job(s)",
+        "cleared 1 queued job(s)",
+    ]
     assert "--batch" in procs.cli_here("queue", "clear", "--help").stdout
 
 
@@ -415,7 +441,12 @@ def answer_on_a_terminal(procs: Processes, answer: str, *args: str) -> tuple[int
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "evalharness.daemon.cli", *args],
-        env=procs.env, cwd=procs.cwd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        env=procs.env,
+        cwd=procs.cwd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
     )
     os.close(slave)
     seen = b""

@@ -15,7 +15,9 @@ import pytest
 from evalharness.daemon.reload import ModuleFiles, ModuleWatcher, changed_files
 
 
-def test_a_worker_reports_the_modules_it_imported_from_under_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_reports_the_modules_it_imported_from_under_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "ehreload_mine.py").write_text("X = 1\n")
     venv = tmp_path / ".venv" / "lib" / "site-packages"
     venv.mkdir(parents=True)
@@ -48,12 +50,15 @@ async def test_the_watcher_restarts_once_per_change_of_its_own_workers_files(acl
     theirs.write_text("B = 1\n")
     seen = {str(mine): mine.stat().st_mtime_ns}
     host = socket.gethostname()
-    await aclient.hset("eh:workers", mapping={
-        "w1": json.dumps({"host": host, "pid": 101, "modules": seen}),
-        # another master's worker, and a worker on another host: not this watcher's business
-        "w2": json.dumps({"host": host, "pid": 202, "modules": {str(theirs): 1}}),
-        "w3": json.dumps({"host": "elsewhere", "pid": 101, "modules": {str(theirs): 1}}),
-    })
+    await aclient.hset(
+        "eh:workers",
+        mapping={
+            "w1": json.dumps({"host": host, "pid": 101, "modules": seen}),
+            # another master's worker, and a worker on another host: not this watcher's business
+            "w2": json.dumps({"host": host, "pid": 202, "modules": {str(theirs): 1}}),
+            "w3": json.dumps({"host": "elsewhere", "pid": 101, "modules": {str(theirs): 1}}),
+        },
+    )
     restarts: list[int] = []
     watcher = ModuleWatcher(aclient, "eh", lambda: {101}, lambda: restarts.append(1))
     assert await watcher.check() == [] and restarts == []

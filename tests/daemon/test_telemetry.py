@@ -45,6 +45,7 @@ class FakeClock:
 def dispatch(procs: Processes, jobs: list[dict[str, Any]]) -> None:
     dispatch_jobs(procs.env["EVALHARNESS_REDIS_URL"], *jobs, sink=None)
 
+
 def status_json(procs: Processes) -> tuple[int, dict[str, Any]]:
     done = procs.cli("status", "--json")
     return done.returncode, json.loads(done.stdout)
@@ -114,7 +115,10 @@ def test_the_daemon_publishes_while_someone_listens_and_keeps_history(procs: Pro
     before = r.lrange(history_key("eh"), 0, -1)
     again = procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs")
     wait_until(lambda: live_workers(redis_url, "t") == 1, deadline=20, what="the worker again")
-    wait_until(lambda: r.hget("eh:masters", r.hkeys("eh:masters")[0]) if r.hkeys("eh:masters") else None, what="the master heartbeat")
+    wait_until(
+        lambda: r.hget("eh:masters", r.hkeys("eh:masters")[0]) if r.hkeys("eh:masters") else None,
+        what="the master heartbeat",
+    )
     after = r.lrange(history_key("eh"), 0, -1)
     assert after[: len(before)] == before
     minutes = [json.loads(x)["minute"] for x in after]
@@ -131,7 +135,14 @@ async def test_a_long_wait_fires_one_event_per_crossing(redis_url: str, aclient:
     q = Queue(aclient, "eh")
     await q.dispatch("t.sleep", {"seconds": 0}, queue="t")
     clock = FakeClock()  # read after the dispatch: the job's wait starts at zero
-    pub = Publisher(aclient, "eh", "m1", lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []}, {"t": 0.2}, clock=clock)
+    pub = Publisher(
+        aclient,
+        "eh",
+        "m1",
+        lambda: {"host": "h", "pid": 1, "status": "running", "supervisors": []},
+        {"t": 0.2},
+        clock=clock,
+    )
     await pub.tick()
     clock.advance(0.25)  # the oldest job's wait passes the 0.2 s threshold
     for _ in range(3):

@@ -20,7 +20,9 @@ K = QueueKeys("eh", "t")
 
 def dispatch(r: Any, procs: Processes, name: str, payload: Any, *, job_id: str, sink: str = "s", **opts: Any) -> None:
     """Dispatch through the real queue code, with the job's options given in full."""
-    support_dispatch(procs.env["EVALHARNESS_REDIS_URL"], {"name": name, "payload": payload, "id": job_id, "options": opts}, sink=sink)
+    support_dispatch(
+        procs.env["EVALHARNESS_REDIS_URL"], {"name": name, "payload": payload, "id": job_id, "options": opts}, sink=sink
+    )
 
 
 def result(r: Any, job_id: str, sink: str = "s") -> Any:
@@ -73,7 +75,9 @@ def test_sigterm_lets_running_jobs_finish_then_exits_cleanly(r: Any, procs: Proc
     assert live_workers(redis_url, "t") == 0
 
 
-def test_jobs_still_running_after_the_grace_period_go_back_to_the_queue(r: Any, procs: Processes, redis_url: str) -> None:
+def test_jobs_still_running_after_the_grace_period_go_back_to_the_queue(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
     worker = procs.worker("t", grace=0.5)
     wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
     dispatch(r, procs, "t.sleep", {"seconds": 30}, job_id="slow", timeout=60)
@@ -104,7 +108,9 @@ async def test_an_unregistered_job_fails_with_a_clear_reason(r: Any, procs: Proc
     assert "t.nope" in outcome["error"]["message"]
 
 
-async def test_a_burst_worker_waits_for_a_retry_due_later_then_returns(r: Any, procs: Processes, redis_url: str) -> None:
+async def test_a_burst_worker_waits_for_a_retry_due_later_then_returns(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
     # t.resumes fails its first attempt and is retried after a 0.05 s backoff: the delayed retry
     # is work the burst waits for, and it returns once nothing is ready, delayed or running
     support_dispatch(redis_url, {"name": "t.resumes", "id": "c"})

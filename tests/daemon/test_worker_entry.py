@@ -32,13 +32,29 @@ def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_qu
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
     out = json.loads(done.stdout)
     assert out["code"] == 2 and "queue" in done.stderr and "bad name!" in done.stderr
-    heavy = [m for m in out["modules"] if m.split(".")[0] in ("click", "rich", "textual", "httpx")
-             or m.startswith(("evalharness.daemon.cli", "evalharness.core.report", "evalharness.core.scorers",
-                              "evalharness.core.metrics", "evalharness.core.evalrun", "evalharness.tui"))]
+    heavy = [
+        m
+        for m in out["modules"]
+        if m.split(".")[0] in ("click", "rich", "textual", "httpx")
+        or m.startswith(
+            (
+                "evalharness.daemon.cli",
+                "evalharness.core.report",
+                "evalharness.core.scorers",
+                "evalharness.core.metrics",
+                "evalharness.core.evalrun",
+                "evalharness.tui",
+            )
+        )
+    ]
     assert heavy == []
 
 
 def test_a_bad_flag_value_exits_2_naming_the_flag() -> None:
-    done = subprocess.run([sys.executable, "-m", "evalharness.daemon.worker", "--queue", "q", "--concurrency", "0"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "evalharness.daemon.worker", "--queue", "q", "--concurrency", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "--concurrency" in done.stderr and "below 1" in done.stderr

@@ -46,10 +46,23 @@ def script_checks(r: Any) -> int:
     return int(r.info("commandstats").get("cmdstat_script|exists", {}).get("calls", 0))
 
 
-def test_an_idle_worker_starts_each_dispatched_job_without_waiting_for_its_poll(r: Any, procs: Processes, redis_url: str) -> None:
+def test_an_idle_worker_starts_each_dispatched_job_without_waiting_for_its_poll(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
     # a 60 s poll: only the wake token a dispatch leaves can start these jobs within the deadlines
-    procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--concurrency", "1", "--sleep", "60",
-                "--import", "support.testjobs")
+    procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "work",
+        "--queue",
+        "t",
+        "--concurrency",
+        "1",
+        "--sleep",
+        "60",
+        "--import",
+        "support.testjobs",
+    )
     wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
     for n in range(1, 4):
         dispatch(redis_url, 1)
@@ -59,7 +72,9 @@ def test_an_idle_worker_starts_each_dispatched_job_without_waiting_for_its_poll(
 
 
 @pytest.mark.slow
-def test_a_busy_worker_acknowledges_with_its_pops_and_never_checks_its_scripts(r: Any, procs: Processes, redis_url: str) -> None:
+def test_a_busy_worker_acknowledges_with_its_pops_and_never_checks_its_scripts(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
     procs.worker("t", concurrency=10)
     wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
     before = script_checks(r)

@@ -22,7 +22,9 @@ SAMPLES = 240
 
 
 @pytest.mark.slow
-def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_quota(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_quota(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     # calls long enough that a loaded test machine's own delays stay small beside them, as a real
     # provider's seconds-long calls do
     with OpenAIStub(max_concurrent=QUOTA, latency=(0.4, 0.6), retry_after=0.05) as stub:
@@ -33,13 +35,38 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
             "[providers.openai.adaptive]\nfloor = 1\nceiling = 64\nstart = 16\ncooldown = 0.2\nretry_after = 0.2\n"
         )
         data = tmp_path / "data.jsonl"
-        data.write_text("".join(json.dumps({"id": f"s{i}", "input": f"answer {i}", "expected_output": f"answer {i}"}) + "\n" for i in range(SAMPLES)))
+        data.write_text(
+            "".join(
+                json.dumps({"id": f"s{i}", "input": f"answer {i}", "expected_output": f"answer {i}"}) + "\n"
+                for i in range(SAMPLES)
+            )
+        )
         state_key = LimiterKeys("eh", PROVIDER_LIMITER, provider_scope(stub.base_url, "OPENAI_API_KEY")).adaptive
         r = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            run = procs.start("-m", "evalharness.daemon.cli", "--config", str(conf), "run", str(data), "--sut", "openai:m1",
-                              "--metric", "exact-match", "--workers", "4", "--concurrency", "16", "--tries", "1",
-                              "--timeout", "10", "--json", "out.json", env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "sk-stub"})
+            run = procs.start(
+                "-m",
+                "evalharness.daemon.cli",
+                "--config",
+                str(conf),
+                "run",
+                str(data),
+                "--sut",
+                "openai:m1",
+                "--metric",
+                "exact-match",
+                "--workers",
+                "4",
+                "--concurrency",
+                "16",
+                "--tries",
+                "1",
+                "--timeout",
+                "10",
+                "--json",
+                "out.json",
+                env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": "sk-stub"},
+            )
             launched = time.monotonic()
             # sample the shared limit while the run goes on (a sampling cadence, not a wait)
             samples: list[tuple[float, int]] = []
@@ -82,5 +109,7 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
         assert shown["limit"] <= QUOTA + 1 and shown["floor"] == 1 and shown["ceiling"] == 64
         assert shown["throttled_1h"] == len(throttled) and shown["decreases_1h"] >= 1
         assert shown["ok_1h"] == SAMPLES and shown["in_flight"] == 0
-        print(f"\nfirst call {first - launched:.1f}s after the launch, the calls took {calls[-1].at - first:.1f}s; settled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, {len(late)} of {len(after)} after settling; "
-              f"limit now {shown['limit']}, {shown['decreases_1h']} decrease(s)")
+        print(
+            f"\nfirst call {first - launched:.1f}s after the launch, the calls took {calls[-1].at - first:.1f}s; settled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, {len(late)} of {len(after)} after settling; "
+            f"limit now {shown['limit']}, {shown['decreases_1h']} decrease(s)"
+        )

@@ -23,9 +23,23 @@ def dataset(tmp_path: Path, n: int = 30) -> Path:
 
 
 @pytest.mark.slow
-def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path)
-    good = procs.cli("run", str(data), "--sut", "support.suts:steady_sync", "--metric", "exact-match", "--workers", "1", "--quiet", "--json", "a.json")
+    good = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:steady_sync",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--quiet",
+        "--json",
+        "a.json",
+    )
     assert good.returncode == 0, good.stderr
     a = json.loads((tmp_path / "a.json").read_text())
     promoted = procs.cli("baseline", "promote", a["run_id"], "--name", "main")
@@ -39,10 +53,36 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(pro
         r.close()
 
     # the worse SUT answers every capital question wrongly: those that passed before regress
-    expected = sorted(s["id"] for s in a["samples"] if s["scores"]["exact-match"] == 1.0 and s["id"] in ("q010", "q020", "q030"))
+    expected = sorted(
+        s["id"] for s in a["samples"] if s["scores"]["exact-match"] == 1.0 and s["id"] in ("q010", "q020", "q030")
+    )
     assert expected, "the dataset must have a capital question that passed"
-    worse = ("run", str(data), "--sut", "support.paid_suts:worse", "--metric", "exact-match", "--batch", "serial", "--quiet", "--compare", "main")
-    gated = procs.cli(*worse, "--max-regressions", "0", "--comparison-out", "cmp.json", "--json", "b.json", "--junit", "b.xml", "--md", "b.md")
+    worse = (
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:worse",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--compare",
+        "main",
+    )
+    gated = procs.cli(
+        *worse,
+        "--max-regressions",
+        "0",
+        "--comparison-out",
+        "cmp.json",
+        "--json",
+        "b.json",
+        "--junit",
+        "b.xml",
+        "--md",
+        "b.md",
+    )
     assert gated.returncode == 1, gated.stderr  # every sample scored, but the gate failed
     cmp = json.loads((tmp_path / "cmp.json").read_text())
     assert cmp["schema_version"] == "evalharness.comparison.v1" and cmp["joined_by"] == "row_hash"
@@ -50,7 +90,11 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(pro
     assert cmp["counts"]["added"] == cmp["counts"]["removed"] == 0
     regressed = sorted(row["sample_id"] for row in cmp["rows"] if row["status"] == "regressed")
     assert regressed == expected
-    assert all(row["flips"] == {"exact-match": "pass→fail"} and row["newly_failing"] for row in cmp["rows"] if row["status"] == "regressed")
+    assert all(
+        row["flips"] == {"exact-match": "pass→fail"} and row["newly_failing"]
+        for row in cmp["rows"]
+        if row["status"] == "regressed"
+    )
     em = cmp["metrics"]["exact-match"]
     assert em["pass_to_fail"] == len(expected) and em["mean"]["delta"] == pytest.approx(-len(expected) / 30)
     assert em["mean"]["low"] < em["mean"]["delta"] < em["mean"]["high"]
@@ -74,7 +118,9 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(pro
     assert with_epsilon.returncode == 1 and "confidently regressed" in with_epsilon.stdout
 
     # the rebuilt report of the good run compares with its own baseline: nothing changed
-    same = procs.cli("report", a["run_id"], "--compare", "main", "--max-regressions", "0", "--comparison-out", "same.json")
+    same = procs.cli(
+        "report", a["run_id"], "--compare", "main", "--max-regressions", "0", "--comparison-out", "same.json"
+    )
     assert same.returncode == 0, same.stdout + same.stderr
     assert json.loads((tmp_path / "same.json").read_text())["counts"]["stable"] == 30
 
@@ -82,7 +128,19 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(pro
 @pytest.mark.slow
 def test_fail_under_is_a_plain_threshold_on_a_metric_mean(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 20)
-    base = ("run", str(data), "--sut", "support.suts:steady_sync", "--metric", "exact-match,contains", "--batch", "serial", "--quiet", "--json", "r.json")
+    base = (
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:steady_sync",
+        "--metric",
+        "exact-match,contains",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--json",
+        "r.json",
+    )
     low = procs.cli(*base, "--fail-under", "exact-match=0.1", "--fail-under", "contains=0.1")
     assert low.returncode == 0, low.stdout + low.stderr
     assert "gates passed" in low.stdout
@@ -90,12 +148,27 @@ def test_fail_under_is_a_plain_threshold_on_a_metric_mean(procs: Processes, tmp_
     assert high.returncode == 1
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failures"]["total"] == 0 and report["gates"]["passed"] is False
-    assert report["gates"]["failures"][0].startswith("exact-match mean ") and "below the minimum 0.9990" in report["gates"]["failures"][0]
+    assert (
+        report["gates"]["failures"][0].startswith("exact-match mean ")
+        and "below the minimum 0.9990" in report["gates"]["failures"][0]
+    )
 
 
 def test_baselines_export_import_show_and_clear(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 5)
-    run = procs.cli("run", str(data), "--sut", "support.suts:steady_sync", "--metric", "exact-match", "--batch", "serial", "--quiet", "--json", "r.json")
+    run = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:steady_sync",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--json",
+        "r.json",
+    )
     assert run.returncode == 0, run.stderr
     # a serial run keeps no outputs in Redis: its JSON report is promoted
     assert procs.cli("baseline", "promote", "--report", "r.json", "--name", "nightly").returncode == 0
@@ -112,10 +185,28 @@ def test_baselines_export_import_show_and_clear(procs: Processes, tmp_path: Path
     assert missing.returncode == 2 and "no baseline named 'nightly'" in missing.stderr
     imported = procs.cli("baseline", "import", "nightly.json", "--name", "restored")
     assert imported.returncode == 0, imported.stderr
-    compared = procs.cli("run", str(data), "--sut", "support.suts:steady_sync", "--metric", "exact-match", "--batch", "serial", "--quiet", "--compare", "restored", "--max-regressions", "0", "--comparison-out", "c.json")
+    compared = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:steady_sync",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--compare",
+        "restored",
+        "--max-regressions",
+        "0",
+        "--comparison-out",
+        "c.json",
+    )
     assert compared.returncode == 0, compared.stdout + compared.stderr
     c = json.loads((tmp_path / "c.json").read_text())
-    assert c["joined_by"] == "id" and c["counts"]["stable"] == 5 and c["warnings"]  # a report file has no content hashes
+    assert (
+        c["joined_by"] == "id" and c["counts"]["stable"] == 5 and c["warnings"]
+    )  # a report file has no content hashes
     (tmp_path / "bad.json").write_text('{"schema_version": "something else"}')
     bad = procs.cli("baseline", "import", "bad.json")
     assert bad.returncode == 2 and "bad.json is not a baseline" in bad.stderr

@@ -18,17 +18,34 @@ LEASE = 3.0
 
 
 @pytest.mark.slow
-def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     calls = tmp_path / "calls.txt"
     # the SUT runs in the daemon's worker: it logs each call there and would take 30 s to answer
     env = {"EH_TEST_CALLS": str(calls), "EH_TEST_LATENCY": "30"}
-    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "evals=1", "--concurrency", "5", "--lease", str(LEASE), env=env)
+    daemon = procs.start(
+        "-m", "evalharness.daemon.master", "--queue", "evals=1", "--concurrency", "5", "--lease", str(LEASE), env=env
+    )
     wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=30, what="the worker")
     rows = [json.loads(line) for line in EXAMPLE_DATASET.read_text().splitlines()[:40]]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:counted_slow", "--metric", "exact-match",
-                      "--concurrency", "10", "--json", "out.json", "--quiet")
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:counted_slow",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "10",
+        "--json",
+        "out.json",
+        "--quiet",
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 5, deadline=30, what="five SUT calls")
     (batch_id,) = [b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")]

@@ -30,26 +30,83 @@ def small_dataset(tmp_path: Path, n: int = 30) -> Path:
 
 def test_serial_and_lazy_parallel_give_the_same_scores(procs: Processes, tmp_path: Path) -> None:
     data = small_dataset(tmp_path, 40)
-    serial = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--metric", "contains", "--batch", "serial", "--json", "serial.json")
+    serial = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--metric",
+        "contains",
+        "--batch",
+        "serial",
+        "--json",
+        "serial.json",
+    )
     assert serial.returncode == 0, serial.stderr
-    parallel = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--metric", "contains", "--workers", "2", "--concurrency", "8", "--json", "parallel.json")
+    parallel = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--metric",
+        "contains",
+        "--workers",
+        "2",
+        "--concurrency",
+        "8",
+        "--json",
+        "parallel.json",
+    )
     assert parallel.returncode == 0, parallel.stderr
     a = json.loads((tmp_path / "serial.json").read_text())
     b = json.loads((tmp_path / "parallel.json").read_text())
     assert a["schema_version"] == b["schema_version"] == "evalharness.report.v1"
     assert a["metrics"] == b["metrics"]
-    assert [(s["id"], s["output"], s["scores"]) for s in a["samples"]] == [(s["id"], s["output"], s["scores"]) for s in b["samples"]]
+    assert [(s["id"], s["output"], s["scores"]) for s in a["samples"]] == [
+        (s["id"], s["output"], s["scores"]) for s in b["samples"]
+    ]
     assert [s["id"] for s in b["samples"]] == [json.loads(line)["id"] for line in data.read_text().splitlines()]
     assert b["failures"]["total"] == 0 and b["scored_samples"] == 40
     assert "exact-match" in parallel.stdout
 
 
 @pytest.mark.slow
-def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(procs: Processes, tmp_path: Path, redis_url: str) -> None:
-    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "evals=2", "--concurrency", "10", "--lease", "1.5", "--log-level", "info")
+def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
+    daemon = procs.start(
+        "-m",
+        "evalharness.daemon.master",
+        "--queue",
+        "evals=2",
+        "--concurrency",
+        "10",
+        "--lease",
+        "1.5",
+        "--log-level",
+        "info",
+    )
     wait_until(lambda: live_workers(redis_url, "evals") == 2, deadline=20, what="two workers")
     data = small_dataset(tmp_path, 120)
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "20", "--json", "out.json", env={"EH_TEST_LATENCY": "0.2,0.4"})
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "20",
+        "--json",
+        "out.json",
+        env={"EH_TEST_LATENCY": "0.2,0.4"},
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     # kill one worker while it holds jobs
     wait_until(lambda: r.zcard("eh:{q:evals}:reserved") >= 10, what="jobs in flight")
@@ -73,7 +130,9 @@ def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(pro
 
 
 def test_a_malformed_dataset_row_names_the_file_and_line(procs: Processes, tmp_path: Path) -> None:
-    data = write(tmp_path / "bad.jsonl", '{"id": "a", "input": "x", "expected_output": "y"}\n{"id": "b", "input": "x"\n')
+    data = write(
+        tmp_path / "bad.jsonl", '{"id": "a", "input": "x", "expected_output": "y"}\n{"id": "b", "input": "x"\n'
+    )
     done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match")
     assert done.returncode == 2
     assert f"{data}:2" in done.stderr
@@ -96,25 +155,50 @@ def test_an_unknown_metric_is_a_clear_error(procs: Processes, tmp_path: Path) ->
     assert "exact-macth" in done.stderr and "exact-match" in done.stderr
 
 
-def test_a_lazy_parallel_run_without_workers_fails_at_once_saying_how_to_start_one(procs: Processes, tmp_path: Path) -> None:
+def test_a_lazy_parallel_run_without_workers_fails_at_once_saying_how_to_start_one(
+    procs: Processes, tmp_path: Path
+) -> None:
     data = small_dataset(tmp_path, 3)
     done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", timeout=20)
     assert done.returncode == 3
     assert "evalharness work --queue evals" in done.stderr and "--workers" in done.stderr
 
 
-def test_a_sut_the_workers_cannot_import_fails_the_run_with_that_message(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_sut_the_workers_cannot_import_fails_the_run_with_that_message(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     procs.worker("evals", env={"EH_BREAK_IMPORT": "1"}, imports=())
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 50)
-    done = procs.cli("run", str(data), "--sut", "support.worker_only_broken:answer", "--metric", "exact-match", "--concurrency", "5", timeout=30)
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.worker_only_broken:answer",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "5",
+        timeout=30,
+    )
     assert done.returncode == 2, done.stderr
     assert "secret_sdk" in done.stderr and "PYTHONPATH" in done.stderr
 
 
 def test_failed_samples_are_reported_and_the_exit_code_says_so(procs: Processes, tmp_path: Path) -> None:
     data = small_dataset(tmp_path, 3)
-    done = procs.cli("run", str(data), "--sut", "support.suts:not_text", "--metric", "exact-match", "--batch", "serial", "--json", "r.json")
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:not_text",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--json",
+        "r.json",
+    )
     assert done.returncode == 1
     report: dict[str, Any] = json.loads((tmp_path / "r.json").read_text())
     assert report["failures"]["total"] == 3
@@ -123,13 +207,41 @@ def test_failed_samples_are_reported_and_the_exit_code_says_so(procs: Processes,
 
 
 @pytest.mark.parametrize("mode", ["serial", "lazy-parallel"])
-def test_every_mode_refuses_a_missing_or_invalid_configuration_file(procs: Processes, tmp_path: Path, mode: str) -> None:
+def test_every_mode_refuses_a_missing_or_invalid_configuration_file(
+    procs: Processes, tmp_path: Path, mode: str
+) -> None:
     data = small_dataset(tmp_path, 3)
-    done = procs.cli("--config", "nonexist.toml", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", mode, "--json", "r.json")
+    done = procs.cli(
+        "--config",
+        "nonexist.toml",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--batch",
+        mode,
+        "--json",
+        "r.json",
+    )
     assert done.returncode == 2, done.stderr
     assert "nonexist.toml: configuration file not found" in done.stderr
     bad = write(tmp_path / "bad.toml", "prefx = 'x'\n")
-    done = procs.cli("--config", str(bad), "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", mode, "--json", "r.json")
+    done = procs.cli(
+        "--config",
+        str(bad),
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--batch",
+        mode,
+        "--json",
+        "r.json",
+    )
     assert done.returncode == 2, done.stderr
     assert "bad.toml" in done.stderr and "prefx" in done.stderr
     assert not (tmp_path / "r.json").exists()
@@ -145,7 +257,9 @@ def test_a_runs_batch_counts_the_whole_dataset_from_the_start(procs: Processes, 
     procs.worker("evals", concurrency=2, env={"EH_TEST_LATENCY": "0.2,0.3"})
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 60)
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2")
+    run = procs.start(
+        "-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2"
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: int(_run_batch(r).get("processed", 0)) >= 4, deadline=30, what="four samples done")
     shown = procs.cli("batch", "list", "--json")
@@ -157,7 +271,13 @@ def test_a_runs_batch_counts_the_whole_dataset_from_the_start(procs: Processes, 
     assert run.returncode == 0, err
     shown = procs.cli("batch", "show", "--json", row["id"])
     info = json.loads(shown.stdout)
-    assert (info["state"], info["total"], info["processed"], info["dispatched"], info["progress"]) == ("succeeded", 60, 60, 60, 1.0)
+    assert (info["state"], info["total"], info["processed"], info["dispatched"], info["progress"]) == (
+        "succeeded",
+        60,
+        60,
+        60,
+        1.0,
+    )
     r.close()
 
 
@@ -166,7 +286,20 @@ def test_a_run_stopped_by_its_batch_timeout_seals_its_batch(procs: Processes, tm
     procs.worker("evals", concurrency=2, env={"EH_TEST_LATENCY": "0.2,0.3"})
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 40)
-    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2", "--batch-timeout", "1.5", "--json", "r.json")
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "2",
+        "--batch-timeout",
+        "1.5",
+        "--json",
+        "r.json",
+    )
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failures"]["by_kind"].get("not_dispatched", 0) > 0
@@ -180,16 +313,33 @@ def test_a_run_stopped_by_its_batch_timeout_seals_its_batch(procs: Processes, tm
 
 def _batch_jobs_queued(r: redis.Redis, bid: str, queue: str = "evals") -> int:
     ready = r.zrange(f"eh:{{q:{queue}}}:ready", 0, -1)
-    return sum(1 for j in ready if j.startswith(bid.removeprefix("run-") + "-")) + r.llen(f"eh:{{q:{queue}}}:lane:{bid}")
+    return sum(1 for j in ready if j.startswith(bid.removeprefix("run-") + "-")) + r.llen(
+        f"eh:{{q:{queue}}}:lane:{bid}"
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(procs: Processes, tmp_path: Path, redis_url: str, sig: signal.Signals, code: int) -> None:
+def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(
+    procs: Processes, tmp_path: Path, redis_url: str, sig: signal.Signals, code: int
+) -> None:
     procs.worker("evals", concurrency=4, env={"EH_TEST_LATENCY": "0.2,0.4"})
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 200)
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "8", "--json", "r.json")
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "8",
+        "--json",
+        "r.json",
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: int(_run_batch(r).get("processed", 0)) >= 6, deadline=30, what="six samples done")
     bid = _run_batch(r)["id"]
@@ -226,11 +376,27 @@ def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(procs: Pr
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_report(procs: Processes, tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_report(
+    procs: Processes, tmp_path: Path
+) -> None:
     data = small_dataset(tmp_path, 50)
     marks = tmp_path / "marks"
     marks.touch()
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:marking", "--metric", "exact-match", "--batch", "serial", "--json", "r.json", env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.5"})
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:marking",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--json",
+        "r.json",
+        env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.5"},
+    )
     wait_until(lambda: len(marks.read_text().splitlines()) >= 3, deadline=30, what="three SUT calls")
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=10)
@@ -247,7 +413,9 @@ def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_re
     unscored = [s for s in report["samples"] if s["error"]]
     assert all(s["error"]["kind"] == "not_dispatched" and s["attempts"] == 0 for s in unscored[1:])
     assert unscored[0]["error"]["kind"] in kinds
-    assert [s["id"] for s in report["samples"] if not s["error"]] == [s["id"] for s in report["samples"][: report["scored_samples"]]]
+    assert [s["id"] for s in report["samples"] if not s["error"]] == [
+        s["id"] for s in report["samples"][: report["scored_samples"]]
+    ]
 
 
 @pytest.mark.slow
@@ -256,7 +424,23 @@ def test_a_second_ctrl_c_ends_the_clean_up_at_once(procs: Processes, tmp_path: P
     marks = tmp_path / "marks"
     marks.touch()
     # a local worker whose samples block for a minute: stopping it gracefully would take that long
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:marking", "--metric", "exact-match", "--workers", "1", "--concurrency", "2", "--json", "r.json", env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "60"})
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:marking",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--concurrency",
+        "2",
+        "--json",
+        "r.json",
+        env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "60"},
+    )
     wait_until(lambda: len(marks.read_text().splitlines()) >= 2, deadline=30, what="two samples running")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     (worker,) = [json.loads(v) for v in r.hvals("eh:workers")]
@@ -281,12 +465,25 @@ def test_a_second_ctrl_c_ends_the_clean_up_at_once(procs: Processes, tmp_path: P
 
 
 @pytest.mark.slow
-def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     fixed = tmp_path / "fixed"
     procs.worker("evals", env={"EH_TEST_FIXED": str(fixed)})
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 24)
-    first = procs.cli("run", str(data), "--sut", "support.suts:broken_until_fixed", "--metric", "exact-match", "--tries", "1", "--json", "first.json")
+    first = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:broken_until_fixed",
+        "--metric",
+        "exact-match",
+        "--tries",
+        "1",
+        "--json",
+        "first.json",
+    )
     assert first.returncode == 1, first.stderr
     before = json.loads((tmp_path / "first.json").read_text())
     run_id = before["run_id"]
@@ -297,9 +494,22 @@ def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(procs: Proc
     assert again.returncode == 1, again.stderr
     rebuilt = json.loads((tmp_path / "again.json").read_text())
     assert rebuilt["run_state"] == "finished" and rebuilt["rebuilt_at"]
-    for key in ("run_id", "dataset", "sut", "mode", "options", "started_at", "finished_at", "metrics", "failures", "batch"):
+    for key in (
+        "run_id",
+        "dataset",
+        "sut",
+        "mode",
+        "options",
+        "started_at",
+        "finished_at",
+        "metrics",
+        "failures",
+        "batch",
+    ):
         assert rebuilt[key] == before[key], key
-    assert [(s["id"], s["output"], s["scores"]) for s in rebuilt["samples"]] == [(s["id"], s["output"], s["scores"]) for s in before["samples"]]
+    assert [(s["id"], s["output"], s["scores"]) for s in rebuilt["samples"]] == [
+        (s["id"], s["output"], s["scores"]) for s in before["samples"]
+    ]
     # fix the SUT; retry one failed sample from the failed store and the rest as the batch
     fixed.touch()
     one = f"{run_id}-{broken[0]['index']}"
@@ -336,7 +546,9 @@ def test_report_of_an_unknown_or_expired_run_is_a_clear_error(procs: Processes, 
 
 
 @pytest.mark.slow
-def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     """A run started while evalharnessd replaces its workers (a restart, `--reload` after an edit)
     waits for them instead of failing with "no worker is serving"; with no daemon it still
     fails at once."""
@@ -347,11 +559,35 @@ def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(pro
     alone = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--queue", "late")
     assert alone.returncode == 3 and "no worker is serving queue 'late'" in alone.stderr
     # a live master supervises the queue, but its workers are not up yet
-    r.hset("eh:masters", "host-beef", json.dumps({
-        "name": "host-beef", "host": "host", "pid": 1, "status": "running", "started_at": time.time(),
-        "heartbeat_at": time.time(), "supervisors": [{"name": "s", "queues": ["late"]}],
-    }))
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--queue", "late", "--json", "out.json")
+    r.hset(
+        "eh:masters",
+        "host-beef",
+        json.dumps(
+            {
+                "name": "host-beef",
+                "host": "host",
+                "pid": 1,
+                "status": "running",
+                "started_at": time.time(),
+                "heartbeat_at": time.time(),
+                "supervisors": [{"name": "s", "queues": ["late"]}],
+            }
+        ),
+    )
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--queue",
+        "late",
+        "--json",
+        "out.json",
+    )
     procs.worker("late", imports=())
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err

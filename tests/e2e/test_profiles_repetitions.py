@@ -31,15 +31,45 @@ def nothing_queued(redis_url: str) -> None:
 
 def test_a_profile_from_the_file_gives_options_and_flags_win(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 12)
-    (tmp_path / "eh.toml").write_text('[profiles.quick]\nmode = "serial"\nlimit = 5\ntries = 1\nmetrics = ["exact-match"]\n')
-    out = procs.cli("--config", "eh.toml", "run", str(data), "--sut", SUT, "--profile", "quick", "--limit", "3", "--json", "r.json", "--quiet")
+    (tmp_path / "eh.toml").write_text(
+        '[profiles.quick]\nmode = "serial"\nlimit = 5\ntries = 1\nmetrics = ["exact-match"]\n'
+    )
+    out = procs.cli(
+        "--config",
+        "eh.toml",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--profile",
+        "quick",
+        "--limit",
+        "3",
+        "--json",
+        "r.json",
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mode"] == "serial" and report["total_samples"] == 3  # --limit 3 beat the profile's 5
     assert report["options"]["tries"] == 1 and list(report["metrics"]) == ["exact-match"]
     assert report["profile"] == {"name": "quick", "values": {"mode": "serial", "tries": 1, "metrics": ["exact-match"]}}
     # none clears the profile's limit: every sample runs
-    out = procs.cli("--config", "eh.toml", "run", str(data), "--sut", SUT, "--profile", "quick", "--limit", "none", "--json", "r.json", "--quiet")
+    out = procs.cli(
+        "--config",
+        "eh.toml",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--profile",
+        "quick",
+        "--limit",
+        "none",
+        "--json",
+        "r.json",
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "r.json").read_text())["total_samples"] == 12
     nothing_queued(redis_url)  # serial: nothing ever went to Redis
@@ -49,24 +79,38 @@ def test_a_profile_from_the_file_gives_options_and_flags_win(procs: Processes, t
     ("toml", "args", "message"),
     [
         ("", ("--profile", "weekly"), "error: --profile 'weekly': no such profile (built in: ci, nightly, smoke)"),
-        ("[profiles.ci]\nconcurrency = -1\n", ("--profile", "ci"), "error: {path}: table [profiles.ci]: key 'concurrency': expected an integer >= 1"),
-        ("[profiles.ci]\nretries = 2\n", ("--profile", "ci"), "error: {path}: table [profiles.ci]: unknown key 'retries'"),
+        (
+            "[profiles.ci]\nconcurrency = -1\n",
+            ("--profile", "ci"),
+            "error: {path}: table [profiles.ci]: key 'concurrency': expected an integer >= 1",
+        ),
+        (
+            "[profiles.ci]\nretries = 2\n",
+            ("--profile", "ci"),
+            "error: {path}: table [profiles.ci]: unknown key 'retries'",
+        ),
         ("", ("--repetitions", "0"), "Invalid value for '--repetitions'"),
         ("", ("--concurrency", "lots"), "Invalid value for '--concurrency'"),
     ],
 )
-def test_bad_profiles_and_flags_exit_2_naming_them_with_nothing_queued(procs: Processes, tmp_path: Path, redis_url: str, toml: str, args: tuple[str, ...], message: str) -> None:
+def test_bad_profiles_and_flags_exit_2_naming_them_with_nothing_queued(
+    procs: Processes, tmp_path: Path, redis_url: str, toml: str, args: tuple[str, ...], message: str
+) -> None:
     data = dataset(tmp_path, 3)
     path = tmp_path / "eh.toml"
     path.write_text(toml)
-    out = procs.cli("--config", str(path), "run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "1", *args)
+    out = procs.cli(
+        "--config", str(path), "run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "1", *args
+    )
     assert out.returncode == 2, out.stderr
     assert message.format(path=path) in out.stderr
     nothing_queued(redis_url)
 
 
 def test_config_check_shows_the_profiles(procs: Processes, tmp_path: Path) -> None:
-    (tmp_path / "eh.toml").write_text('[profiles.nightly]\nconcurrency = 8\nrate_limit = "none"\n\n[profiles.team]\nrepetitions = 5\n')
+    (tmp_path / "eh.toml").write_text(
+        '[profiles.nightly]\nconcurrency = 8\nrate_limit = "none"\n\n[profiles.team]\nrepetitions = 5\n'
+    )
     out = procs.cli("config", "check", "eh.toml", "--json")
     assert out.returncode == 0, out.stderr
     profiles = json.loads(out.stdout)["profiles"]
@@ -79,10 +123,29 @@ def test_config_check_shows_the_profiles(procs: Processes, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_repetitions_run_each_sample_as_distinct_jobs_and_report_each_execution(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_repetitions_run_each_sample_as_distinct_jobs_and_report_each_execution(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 8)
-    out = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--repetitions", "3", "--workers", "2",
-                    "--concurrency", "6", "--json", "r.json", "--md", "r.md", "--quiet")
+    out = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--repetitions",
+        "3",
+        "--workers",
+        "2",
+        "--concurrency",
+        "6",
+        "--json",
+        "r.json",
+        "--md",
+        "r.md",
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["total_samples"] == 8 and report["total_executions"] == 24 and report["repetitions"] == 3
@@ -108,9 +171,23 @@ def test_repetitions_run_each_sample_as_distinct_jobs_and_report_each_execution(
 def test_saved_outputs_take_a_profile_but_refuse_repetitions(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 4)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
-    (tmp_path / "outs.jsonl").write_text("".join(json.dumps({"id": r["id"], "output": r["expected_output"]}) + "\n" for r in rows))
+    (tmp_path / "outs.jsonl").write_text(
+        "".join(json.dumps({"id": r["id"], "output": r["expected_output"]}) + "\n" for r in rows)
+    )
     # nightly repeats samples: that is about calling a SUT, so saved outputs are scored once
-    out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--profile", "nightly", "--json", "r.json", "--quiet")
+    out = procs.cli(
+        "run",
+        str(data),
+        "--outputs",
+        "outs.jsonl",
+        "--metric",
+        "exact-match",
+        "--profile",
+        "nightly",
+        "--json",
+        "r.json",
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     assert "repetitions" not in json.loads((tmp_path / "r.json").read_text())
     out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--repetitions", "2")

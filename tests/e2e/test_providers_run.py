@@ -99,12 +99,34 @@ def check_report(report: dict[str, Any], *, expect_tokens: bool = True) -> dict[
 
 
 @pytest.mark.slow
-def test_openai_sut_with_workers_scores_or_fails_each_sample_for_its_reason(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
+def test_openai_sut_with_workers_scores_or_fails_each_sample_for_its_reason(
+    procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str
+) -> None:
     data = dataset(tmp_path)
     env = {"OPENAI_BASE_URL": stub.base_url, "OPENAI_API_KEY": KEY}
     # debug logging everywhere (the workers log to the same stderr): the key still shows nowhere
-    done = procs.cli("--log-level", "debug", "run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--workers", "2", "--concurrency", "8",
-                     "--tries", "1", "--timeout", "3", "--json", "out.json", env=env, timeout=120)
+    done = procs.cli(
+        "--log-level",
+        "debug",
+        "run",
+        str(data),
+        "--sut",
+        "openai:m1",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--concurrency",
+        "8",
+        "--tries",
+        "1",
+        "--timeout",
+        "3",
+        "--json",
+        "out.json",
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr  # some samples failed, and the report says which
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["sut"] == "openai:m1"
@@ -127,7 +149,24 @@ def test_openai_sut_serial_records_usage_and_releases(procs: Processes, tmp_path
     data = dataset(tmp_path)
     (tmp_path / "evalharness.toml").write_text('[sut.openai]\nsystem_prompt = "One word."\n')
     env = {"OPENAI_BASE_URL": stub.base_url, "OPENAI_API_KEY": KEY}
-    done = procs.cli("run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--batch", "serial", "--tries", "1", "--timeout", "3", "--json", "out.json", env=env, timeout=120)
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "openai:m1",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--tries",
+        "1",
+        "--timeout",
+        "3",
+        "--json",
+        "out.json",
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     by_id = {s["id"]: s for s in report["samples"]}
@@ -141,8 +180,25 @@ def test_openai_sut_serial_records_usage_and_releases(procs: Processes, tmp_path
 def test_http_sut_with_a_worker(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
     stub.api_key = None
     data = dataset(tmp_path)
-    done = procs.cli("run", str(data), "--sut", f"http:{stub.root}/answer", "--metric", "exact-match", "--workers", "1", "--concurrency", "8",
-                     "--tries", "1", "--timeout", "3", "--json", "out.json", timeout=120)
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        f"http:{stub.root}/answer",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--concurrency",
+        "8",
+        "--tries",
+        "1",
+        "--timeout",
+        "3",
+        "--json",
+        "out.json",
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     by_id = {s["id"]: s for s in report["samples"]}
@@ -159,7 +215,11 @@ def test_http_sut_with_a_worker(procs: Processes, tmp_path: Path, stub: OpenAISt
 
 def simple_dataset(tmp_path: Path, n: int = 6) -> Path:
     path = tmp_path / "simple.jsonl"
-    path.write_text("".join(json.dumps({"id": f"s{i}", "input": f"answer{i}", "expected_output": f"answer{i}"}) + "\n" for i in range(n)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "input": f"answer{i}", "expected_output": f"answer{i}"}) + "\n" for i in range(n)
+        )
+    )
     return path
 
 
@@ -168,9 +228,25 @@ def test_run_hands_its_config_file_to_the_workers_it_starts(procs: Processes, tm
     # the file is not ./evalharness.toml and no variable names it: only --config does
     conf = tmp_path / "conf" / "eval.toml"
     conf.parent.mkdir()
-    conf.write_text(f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai]\nsystem_prompt = "Be exact."\n')
-    done = procs.cli("--config", str(conf), "run", str(simple_dataset(tmp_path)), "--sut", "openai:m1", "--metric", "exact-match",
-                     "--workers", "1", "--json", "out.json", env={"STUB_KEY": KEY, "OPENAI_BASE_URL": ""}, timeout=120)
+    conf.write_text(
+        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai]\nsystem_prompt = "Be exact."\n'
+    )
+    done = procs.cli(
+        "--config",
+        str(conf),
+        "run",
+        str(simple_dataset(tmp_path)),
+        "--sut",
+        "openai:m1",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--json",
+        "out.json",
+        env={"STUB_KEY": KEY, "OPENAI_BASE_URL": ""},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["scored_samples"] == 6 and report["usage"]["calls"] == 6
@@ -178,12 +254,24 @@ def test_run_hands_its_config_file_to_the_workers_it_starts(procs: Processes, tm
 
 
 @pytest.mark.slow
-def test_a_worker_configured_for_another_endpoint_is_a_sut_mismatch(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
+def test_a_worker_configured_for_another_endpoint_is_a_sut_mismatch(
+    procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str
+) -> None:
     stub.api_key = None
     worker = procs.worker("evals", imports=(), env={"OPENAI_BASE_URL": stub.base_url.replace("/v1", "/other/v1")})
     wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=30, what="the worker")
-    done = procs.cli("run", str(simple_dataset(tmp_path, 3)), "--sut", "openai:m1", "--metric", "exact-match", "--json", "out.json",
-                     env={"OPENAI_BASE_URL": stub.base_url}, timeout=120)
+    done = procs.cli(
+        "run",
+        str(simple_dataset(tmp_path, 3)),
+        "--sut",
+        "openai:m1",
+        "--metric",
+        "exact-match",
+        "--json",
+        "out.json",
+        env={"OPENAI_BASE_URL": stub.base_url},
+        timeout=120,
+    )
     assert done.returncode == 3, done.stderr
     assert "sut_mismatch" in done.stderr or "fingerprint" in done.stderr
     assert stub.seen() == []  # the worker never called the endpoint it was not meant to
@@ -192,14 +280,31 @@ def test_a_worker_configured_for_another_endpoint_is_a_sut_mismatch(procs: Proce
 
 
 @pytest.mark.slow
-def test_the_daemon_hands_its_config_file_to_its_workers(procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str) -> None:
+def test_the_daemon_hands_its_config_file_to_its_workers(
+    procs: Processes, tmp_path: Path, stub: OpenAIStub, redis_url: str
+) -> None:
     conf = tmp_path / "conf" / "eval.toml"
     conf.parent.mkdir()
-    conf.write_text(f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai.params]\ntemperature = 0\n')
+    conf.write_text(
+        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai.params]\ntemperature = 0\n'
+    )
     env = {"STUB_KEY": KEY, "OPENAI_BASE_URL": ""}
     daemon = procs.start("-m", "evalharness.daemon.master", "--config", str(conf), "--queue", "evals=1", env=env)
     wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=30, what="the daemon's worker")
-    done = procs.cli("--config", str(conf), "run", str(simple_dataset(tmp_path)), "--sut", "openai:m1", "--metric", "exact-match", "--json", "out.json", env=env, timeout=120)
+    done = procs.cli(
+        "--config",
+        str(conf),
+        "run",
+        str(simple_dataset(tmp_path)),
+        "--sut",
+        "openai:m1",
+        "--metric",
+        "exact-match",
+        "--json",
+        "out.json",
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out.json").read_text())["scored_samples"] == 6
     assert all(s.body["temperature"] == 0 for s in stub.seen())

@@ -190,7 +190,9 @@ class ReplyDropper:
             sock.close()
 
 
-def test_a_graceful_restart_mid_batch_loses_nothing_and_runs_every_job_once(server: EmbeddedServer, procs: Processes, tmp_path: Path) -> None:
+def test_a_graceful_restart_mid_batch_loses_nothing_and_runs_every_job_once(
+    server: EmbeddedServer, procs: Processes, tmp_path: Path
+) -> None:
     url = server.url
     workers = start_workers(procs, url, 2)
     ids = [f"j{i}" for i in range(50)]
@@ -217,10 +219,14 @@ def test_a_graceful_restart_mid_batch_loses_nothing_and_runs_every_job_once(serv
 
     # the workers lived through it and are heartbeating on the new server
     assert all(w.poll() is None for w in workers)
-    wait_until(lambda: heartbeats_since(url, {w.pid for w in workers}, restarted_at), deadline=10, what="fresh heartbeats")
+    wait_until(
+        lambda: heartbeats_since(url, {w.pid for w in workers}, restarted_at), deadline=10, what="fresh heartbeats"
+    )
 
 
-def test_a_killed_redis_loses_no_job_whose_dispatch_it_had_persisted(server: EmbeddedServer, procs: Processes, tmp_path: Path) -> None:
+def test_a_killed_redis_loses_no_job_whose_dispatch_it_had_persisted(
+    server: EmbeddedServer, procs: Processes, tmp_path: Path
+) -> None:
     # With appendfsync everysec, what the server acknowledged in about the last second (two, when
     # the disk is slow) may be missing after a crash; older writes are on disk.  Every script is
     # one MULTI/EXEC in the append-only file, so each job comes back whole or not at all.  So:
@@ -235,7 +241,11 @@ def test_a_killed_redis_loses_no_job_whose_dispatch_it_had_persisted(server: Emb
     assert dispatch(url, counted(tmp_path, old, 0.5)) == old
     persisted_at = time.monotonic()
     r = connect(url)
-    wait_until(lambda: time.monotonic() - persisted_at > 2.1 and r.hlen(K.results(SINK)) >= 10, deadline=20, what="ten jobs done, two seconds on")
+    wait_until(
+        lambda: time.monotonic() - persisted_at > 2.1 and r.hlen(K.results(SINK)) >= 10,
+        deadline=20,
+        what="ten jobs done, two seconds on",
+    )
     assert r.hlen(K.results(SINK)) < len(old), "the batch finished before Redis could be killed"
     r.close()
     recent = [f"new{i}" for i in range(10)]
@@ -245,7 +255,11 @@ def test_a_killed_redis_loses_no_job_whose_dispatch_it_had_persisted(server: Emb
     r = connect(url)
     known = set(r.hkeys(K.results(SINK))) | {k.rsplit(":", 1)[1] for k in r.scan_iter(match=K.job("*"), count=1000)}
     assert set(old) <= known
-    wait_until(lambda: set(old) <= set(r.hkeys(K.results(SINK))) and queue_is_empty(r), deadline=30, what="every known job done")
+    wait_until(
+        lambda: set(old) <= set(r.hkeys(K.results(SINK))) and queue_is_empty(r),
+        deadline=30,
+        what="every known job done",
+    )
     outcomes = r.hgetall(K.results(SINK))
     assert known <= set(outcomes)
     assert all(v == '{"result":null}' for v in outcomes.values())
@@ -261,25 +275,47 @@ def test_a_killed_redis_loses_no_job_whose_dispatch_it_had_persisted(server: Emb
     r.close()
 
     assert all(w.poll() is None for w in workers)
-    wait_until(lambda: heartbeats_since(url, {w.pid for w in workers}, restarted_at), deadline=10, what="fresh heartbeats")
+    wait_until(
+        lambda: heartbeats_since(url, {w.pid for w in workers}, restarted_at), deadline=10, what="fresh heartbeats"
+    )
 
 
-def test_an_eval_run_survives_a_graceful_redis_restart_and_scores_every_sample_once(server: EmbeddedServer, procs: Processes, tmp_path: Path) -> None:
+def test_an_eval_run_survives_a_graceful_redis_restart_and_scores_every_sample_once(
+    server: EmbeddedServer, procs: Processes, tmp_path: Path
+) -> None:
     url = server.url
     rows = [json.loads(line) for line in EXAMPLE_DATASET.read_text().splitlines()[:80]]
     data = tmp_path / "small.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     run = procs.start(
-        "-m", "evalharness.daemon.cli", "run", str(data), "--sut", "support.suts:steady", "--metric", "exact-match",
-        "--workers", "2", "--concurrency", "10", "--json", "out.json",
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "support.suts:steady",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--concurrency",
+        "10",
+        "--json",
+        "out.json",
         env={"EVALHARNESS_REDIS_URL": url, "EH_TEST_LATENCY": "0.1,0.2"},
     )
     stats = QueueKeys("eh", "evals").stats
     r = connect(url)
-    wait_until(lambda: live_workers(url, "evals") == 2 or run.poll() is not None, deadline=30, what="the run's two workers")
+    wait_until(
+        lambda: live_workers(url, "evals") == 2 or run.poll() is not None, deadline=30, what="the run's two workers"
+    )
     worker_pids = [json.loads(v)["pid"] for v in r.hvals("eh:workers")]
     try:
-        wait_until(lambda: int(r.hget(stats, "completed") or 0) >= 15 or run.poll() is not None, deadline=30, what="15 samples done")
+        wait_until(
+            lambda: int(r.hget(stats, "completed") or 0) >= 15 or run.poll() is not None,
+            deadline=30,
+            what="15 samples done",
+        )
         done_before = int(r.hget(stats, "completed") or 0)
         assert run.poll() is None and done_before < len(rows), "the run finished before Redis could be restarted"
         restart(server, "stop")
@@ -314,7 +350,9 @@ def reach(predicate: Callable[[], object], deadline: float, what: str) -> object
         pytest.fail(str(exc))
 
 
-def test_a_job_whose_pop_reply_was_lost_is_neither_stuck_for_a_lease_nor_charged_a_try(server: EmbeddedServer, procs: Processes, tmp_path: Path) -> None:
+def test_a_job_whose_pop_reply_was_lost_is_neither_stuck_for_a_lease_nor_charged_a_try(
+    server: EmbeddedServer, procs: Processes, tmp_path: Path
+) -> None:
     # Seen with a graceful restart mid-run, about one time in twenty: the server ran a worker's
     # pop_with_lease and shut down before sending the reply.  The proxy makes it happen every time.
     proxy = ReplyDropper(server.socket_path, tmp_path / "p.sock")
@@ -323,7 +361,19 @@ def test_a_job_whose_pop_reply_was_lost_is_neither_stuck_for_a_lease_nor_charged
         procs.worker("t", concurrency=5, lease=LEASE, env={"EVALHARNESS_REDIS_URL": proxy.url})
         reach(lambda: live_workers(server.url, "t") == 1, 20, "the worker")
         proxy.arm(b"only-try")
-        dispatch(server.url, [JobRequest("t.sleep", {"seconds": 0.1}, queue="t", id="only-try", result_to=(SINK, "only-try", 600), overrides={"tries": 1})])
+        dispatch(
+            server.url,
+            [
+                JobRequest(
+                    "t.sleep",
+                    {"seconds": 0.1},
+                    queue="t",
+                    id="only-try",
+                    result_to=(SINK, "only-try", 600),
+                    overrides={"tries": 1},
+                )
+            ],
+        )
         reach(proxy.dropped.is_set, 10, "the pop reply to be dropped")
         dropped_at = time.monotonic()
         outcome = reach(lambda: r.hget(K.results(SINK), "only-try"), LEASE + 10, "an outcome")
@@ -341,18 +391,24 @@ def test_the_daemon_and_its_telemetry_come_back_after_a_redis_restart(server: Em
     daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "t=1", "--import", "support.testjobs", env=env)
     r = connect(server.url)
     try:
-        wait_until(lambda: r.hlen("eh:masters") == 1 and live_workers(server.url, "t") == 1, deadline=20, what="the daemon")
+        wait_until(
+            lambda: r.hlen("eh:masters") == 1 and live_workers(server.url, "t") == 1, deadline=20, what="the daemon"
+        )
         restarted_at = restart(server, "stop")
         r.close()
         r = connect(server.url)
 
         def heartbeat_after_restart() -> bool:
             raw = r.hvals("eh:masters")
-            return bool(raw) and json.loads(raw[0])["heartbeat_at"] > restarted_at and live_workers(server.url, "t") == 1
+            return (
+                bool(raw) and json.loads(raw[0])["heartbeat_at"] > restarted_at and live_workers(server.url, "t") == 1
+            )
 
         wait_until(heartbeat_after_restart, deadline=20, what="the master and its worker heartbeating again")
         # and it serves work again
-        dispatch(server.url, [JobRequest("t.sleep", {"seconds": 0}, queue="t", id="after", result_to=(SINK, "after", 600))])
+        dispatch(
+            server.url, [JobRequest("t.sleep", {"seconds": 0}, queue="t", id="after", result_to=(SINK, "after", 600))]
+        )
         wait_until(lambda: r.hget(K.results(SINK), "after"), deadline=20, what="a job after the restart")
         assert daemon.poll() is None
         daemon.send_signal(signal.SIGTERM)

@@ -58,12 +58,28 @@ def start_workers(procs: Processes, redis_url: str, env: dict[str, str]) -> None
 
 
 @pytest.mark.slow
-def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data, rows = setup(tmp_path)
     env = {"EH_TEST_CALLS": str(tmp_path / "calls.txt"), "EH_TEST_LATENCY": "0.1"}
     start_workers(procs, redis_url, env)
-    producer = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "resumesut:answer", "--metric", "exact-match",
-                           "--concurrency", "10", "--json", "report.json", "--quiet", env=env)
+    producer = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "resumesut:answer",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "10",
+        "--json",
+        "report.json",
+        "--quiet",
+        env=env,
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     rid = the_run(r)
     wait_until(lambda: r.hlen(SINK.format(rid)) >= N // 2, deadline=120, what="half the outcomes")
@@ -118,19 +134,37 @@ def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(pro
     # a finished run resumed again only writes its report: no SUT call
     again = procs.cli("run", "--resume", rid, "--json", "again.json", "--quiet", env=env)
     assert again.returncode == 0, again.stderr
-    assert json.loads((tmp_path / "again.json").read_text())["scored_samples"] == N and len(calls(tmp_path)) == len(made)
+    assert json.loads((tmp_path / "again.json").read_text())["scored_samples"] == N and len(calls(tmp_path)) == len(
+        made
+    )
     r.close()
 
 
 @pytest.mark.slow
-def test_samples_still_running_at_the_kill_are_collected_not_run_again(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_samples_still_running_at_the_kill_are_collected_not_run_again(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data, rows = setup(tmp_path, 20)
     # two waves of 10 samples, 12 s each: the kill comes as the second wave starts, and the resume
     # finds those 10 still running
     env = {"EH_TEST_CALLS": str(tmp_path / "calls.txt"), "EH_TEST_LATENCY": "12"}
     start_workers(procs, redis_url, env)
-    producer = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "resumesut:answer", "--metric", "exact-match",
-                           "--concurrency", "10", "--json", "report.json", "--quiet", env=env)
+    producer = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "resumesut:answer",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "10",
+        "--json",
+        "report.json",
+        "--quiet",
+        env=env,
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     rid = the_run(r)
     wait_until(lambda: len(calls(tmp_path)) >= 20, deadline=120, what="the second wave to start")
@@ -144,19 +178,37 @@ def test_samples_still_running_at_the_kill_are_collected_not_run_again(procs: Pr
     assert report["gates"]["passed"] is False and "--fail-under" in " ".join(report["gates"]["failures"])
     resumed = report["resumed"][0]
     assert resumed["collected"] == 10 and resumed["live"] == 10 and resumed["dispatched"] == 0, resumed
-    assert report["scored_samples"] == 20 and [s["output"] for s in report["samples"]] == [respond(str(row["input"])) for row in rows]
+    assert report["scored_samples"] == 20 and [s["output"] for s in report["samples"]] == [
+        respond(str(row["input"])) for row in rows
+    ]
     assert len(calls(tmp_path)) == 20  # the running ones were awaited, not called again
     r.close()
 
 
 @pytest.mark.slow
-def test_a_live_producer_is_not_resumed_and_an_interrupted_run_is(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_live_producer_is_not_resumed_and_an_interrupted_run_is(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data, rows = setup(tmp_path, 60)
     # slow enough that the run is still going when the signal comes (60 × 1 s at 4 in flight)
     env = {"EH_TEST_CALLS": str(tmp_path / "calls.txt"), "EH_TEST_LATENCY": "1.0"}
     start_workers(procs, redis_url, env)
-    producer = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "resumesut:answer", "--metric", "exact-match",
-                           "--concurrency", "4", "--json", "report.json", "--quiet", env=env)
+    producer = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "resumesut:answer",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "4",
+        "--json",
+        "report.json",
+        "--quiet",
+        env=env,
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     rid = the_run(r)
     wait_until(lambda: r.hlen(SINK.format(rid)) >= 4, deadline=120, what="some outcomes")

@@ -37,11 +37,25 @@ output_per_mtok = 100.0
 
 
 @pytest.mark.slow
-def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts_the_cached(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts_the_cached(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 30)
     marks, fixed = tmp_path / "marks", tmp_path / "fixed"
     env = {"EH_TEST_MARKS": str(marks), "EH_TEST_FIXED": str(fixed)}
-    args = ("run", str(data), "--sut", "support.paid_suts:flaky_cached", "--metric", "exact-match", "--workers", "2", "--tries", "1", "--quiet")
+    args = (
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:flaky_cached",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--tries",
+        "1",
+        "--quiet",
+    )
 
     first = procs.cli(*args, "--cache", "--json", "a.json", env=env)
     assert first.returncode == 1, first.stderr  # q030 (Japan) failed
@@ -57,7 +71,9 @@ def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts
     assert b["cache"]["hits"] == 29 and b["cache"]["misses"] == 1 and b["cache"]["stored"] == 1
     cached = {s["id"] for s in b["samples"] if s.get("cached")}
     assert len(cached) == 29 and "q030" not in cached
-    assert [s["output"] for s in b["samples"] if s["id"] != "q030"] == [s["output"] for s in a["samples"] if s["id"] != "q030"]
+    assert [s["output"] for s in b["samples"] if s["id"] != "q030"] == [
+        s["output"] for s in a["samples"] if s["id"] != "q030"
+    ]
     assert "29 cached sample(s) reused" in second.stdout
 
     # the run's outputs in Redis include the cached ones: the rebuilt report scores them all
@@ -79,13 +95,28 @@ def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts
 
 
 @pytest.mark.slow
-def test_the_config_default_turns_the_cache_on_and_another_sut_fingerprint_misses(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_the_config_default_turns_the_cache_on_and_another_sut_fingerprint_misses(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 8)
     marks = tmp_path / "marks"
     (tmp_path / "evalharness.toml").write_text("[run]\ncache = true\ncache_ttl = 120\n")
     env = {"EH_TEST_MARKS": str(marks)}
     for _ in range(2):
-        done = procs.cli("run", str(data), "--sut", "support.paid_suts:tokens", "--metric", "exact-match", "--batch", "serial", "--quiet", "--json", "r.json", env=env)
+        done = procs.cli(
+            "run",
+            str(data),
+            "--sut",
+            "support.paid_suts:tokens",
+            "--metric",
+            "exact-match",
+            "--batch",
+            "serial",
+            "--quiet",
+            "--json",
+            "r.json",
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
     assert calls(marks) == 8
     report = json.loads((tmp_path / "r.json").read_text())
@@ -99,16 +130,47 @@ def test_the_config_default_turns_the_cache_on_and_another_sut_fingerprint_misse
         r.close()
     assert len(ttls) == 8 and all(0 < t <= 120 for t in ttls)
     # another SUT (another fingerprint) has no cached outputs
-    other = procs.cli("run", str(data), "--sut", "support.paid_suts:reported", "--metric", "exact-match", "--batch", "serial", "--quiet", "--json", "o.json", env=env)
+    other = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:reported",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--json",
+        "o.json",
+        env=env,
+    )
     assert other.returncode == 0, other.stderr
     assert calls(marks) == 16 and json.loads((tmp_path / "o.json").read_text())["cache"]["hits"] == 0
 
 
 @pytest.mark.slow
-def test_cost_is_reported_derived_or_unpriced_with_the_longest_price_prefix(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_cost_is_reported_derived_or_unpriced_with_the_longest_price_prefix(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 6)
     (tmp_path / "evalharness.toml").write_text(PRICES)
-    derived = procs.cli("run", str(data), "--sut", "support.paid_suts:tokens", "--metric", "exact-match", "--workers", "1", "--quiet", "--json", "d.json", "--md", "d.md", "--csv", "d.csv")
+    derived = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:tokens",
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--quiet",
+        "--json",
+        "d.json",
+        "--md",
+        "d.md",
+        "--csv",
+        "d.csv",
+    )
     assert derived.returncode == 0, derived.stderr
     d = json.loads((tmp_path / "d.json").read_text())
     # gpt-4o-mini-2024: "gpt-4o-mini" is longer than "gpt-4o", so 1000 × 0.5 + 500 × 1.0 per million
@@ -117,10 +179,38 @@ def test_cost_is_reported_derived_or_unpriced_with_the_longest_price_prefix(proc
     assert d["cost"]["samples"] == {"reported": 0, "derived": 6, "unpriced": 0} and d["cost"]["complete"] is True
     assert "cost $0.0060" in derived.stdout
     assert "$0.006" in (tmp_path / "d.md").read_text()
-    reported = procs.cli("run", str(data), "--sut", "support.paid_suts:reported", "--metric", "exact-match", "--batch", "serial", "--quiet", "--json", "r.json")
+    reported = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:reported",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--json",
+        "r.json",
+    )
     r = json.loads((tmp_path / "r.json").read_text())
-    assert reported.returncode == 0 and r["cost"]["reported_usd"] == pytest.approx(0.06) and r["cost"]["samples"]["reported"] == 6
-    unpriced = procs.cli("run", str(data), "--sut", "support.paid_suts:unpriced", "--metric", "exact-match", "--batch", "serial", "--quiet", "--json", "u.json")
+    assert (
+        reported.returncode == 0
+        and r["cost"]["reported_usd"] == pytest.approx(0.06)
+        and r["cost"]["samples"]["reported"] == 6
+    )
+    unpriced = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:unpriced",
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--quiet",
+        "--json",
+        "u.json",
+    )
     u = json.loads((tmp_path / "u.json").read_text())
     assert unpriced.returncode == 0 and u["cost"]["total_usd"] == 0 and u["cost"]["unpriced_models"] == ["mystery-1"]
     assert u["cost"]["complete"] is False and "a floor, not a figure" in unpriced.stdout
@@ -128,14 +218,29 @@ def test_cost_is_reported_derived_or_unpriced_with_the_longest_price_prefix(proc
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["lazy-parallel", "serial"])
-def test_the_budget_halts_the_run_removes_what_is_queued_and_lists_what_never_ran(procs: Processes, tmp_path: Path, redis_url: str, mode: str) -> None:
+def test_the_budget_halts_the_run_removes_what_is_queued_and_lists_what_never_ran(
+    procs: Processes, tmp_path: Path, redis_url: str, mode: str
+) -> None:
     data = dataset(tmp_path, 40)
     marks = tmp_path / "marks"
     (tmp_path / "evalharness.toml").write_text(PRICES)
     parallel = ("--workers", "2", "--concurrency", "4") if mode == "lazy-parallel" else ()
     done = procs.cli(
-        "run", str(data), "--sut", "support.paid_suts:tokens", "--metric", "exact-match", "--batch", mode, *parallel,
-        "--budget-usd", "0.005", "--quiet", "--json", "b.json", env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.15"},
+        "run",
+        str(data),
+        "--sut",
+        "support.paid_suts:tokens",
+        "--metric",
+        "exact-match",
+        "--batch",
+        mode,
+        *parallel,
+        "--budget-usd",
+        "0.005",
+        "--quiet",
+        "--json",
+        "b.json",
+        env={"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.15"},
     )
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "b.json").read_text())
@@ -158,7 +263,9 @@ def test_the_budget_halts_the_run_removes_what_is_queued_and_lists_what_never_ra
             r.close()
 
 
-def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 4)
     base = ("run", str(data), "--sut", "support.suts:steady", "--metric", "exact-match")
     for flags, words in (
@@ -191,7 +298,9 @@ def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(procs: Pr
 
 
 @pytest.mark.slow
-def test_an_openai_sut_hits_the_cache_until_its_parameters_change_and_reported_cost_is_kept(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_an_openai_sut_hits_the_cache_until_its_parameters_change_and_reported_cost_is_kept(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     from support.openai_stub import OpenAIStub
 
     key = "sk-cache-test-never-stored"
@@ -200,7 +309,18 @@ def test_an_openai_sut_hits_the_cache_until_its_parameters_change_and_reported_c
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with OpenAIStub(api_key=key, cost_per_token=0.001) as stub:
         env = {"OPENAI_BASE_URL": stub.base_url, "OPENAI_API_KEY": key}
-        args = ("run", str(data), "--sut", "openai:m1", "--metric", "exact-match", "--batch", "serial", "--cache", "--quiet")
+        args = (
+            "run",
+            str(data),
+            "--sut",
+            "openai:m1",
+            "--metric",
+            "exact-match",
+            "--batch",
+            "serial",
+            "--cache",
+            "--quiet",
+        )
         (tmp_path / "evalharness.toml").write_text('[sut.openai]\nsystem_prompt = "One word."\n')
         first = procs.cli(*args, "--json", "a.json", env=env)
         assert first.returncode == 0, first.stderr

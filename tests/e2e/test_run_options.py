@@ -44,12 +44,31 @@ def nothing_queued(redis_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_subset_runs_only_those_samples_and_its_batch_declares_the_subset(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_subset_runs_only_those_samples_and_its_batch_declares_the_subset(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 40)
     all_ids = ids_of(data)
     chosen = all_ids[3:15]
     flags = [a for i in chosen for a in ("--sample", i)]
-    args = ("run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "2", "--concurrency", "6", *flags, "--shuffle", "--seed", "11", "--limit", "7")
+    args = (
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--concurrency",
+        "6",
+        *flags,
+        "--shuffle",
+        "--seed",
+        "11",
+        "--limit",
+        "7",
+    )
     first = procs.cli(*args, "--json", "a.json")
     assert first.returncode == 0, first.stderr
     again = procs.cli(*args, "--json", "b.json")
@@ -67,7 +86,20 @@ def test_a_subset_runs_only_those_samples_and_its_batch_declares_the_subset(proc
     info = json.loads(shown.stdout)
     assert (info["total"], info["declared"], info["processed"]) == (7, 7, 7)
     # the rebuilt report records the subset too, and writes the other formats
-    rebuilt = procs.cli("report", a["run_id"], "--json", "c.json", "--junit", "c.xml", "--csv", "c.csv", "--md", "c.md", "--html", "c.html")
+    rebuilt = procs.cli(
+        "report",
+        a["run_id"],
+        "--json",
+        "c.json",
+        "--junit",
+        "c.xml",
+        "--csv",
+        "c.csv",
+        "--md",
+        "c.md",
+        "--html",
+        "c.html",
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["subset"] == a["subset"] and [s["id"] for s in c["samples"]] == order
@@ -78,7 +110,9 @@ def test_a_subset_runs_only_those_samples_and_its_batch_declares_the_subset(proc
     assert "<svg" in (tmp_path / "c.html").read_text()
 
 
-def test_bad_subset_and_report_flags_exit_2_naming_the_flag_with_nothing_queued(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_bad_subset_and_report_flags_exit_2_naming_the_flag_with_nothing_queued(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     data = dataset(tmp_path, 5)
     (tmp_path / "adir").mkdir()
     cases = [
@@ -106,7 +140,22 @@ def test_a_csv_dataset_with_named_columns(procs: Processes, tmp_path: Path) -> N
         w.writerow(["id", "question", "answer", "source"])
         for r in rows:
             w.writerow([r["id"], r["input"], r["expected_output"], "example"])
-    done = procs.cli("run", "qa.csv", "--sut", SUT, "--metric", "exact-match", "--batch", "serial", "--input-col", "question", "--expected-col", "answer", "--json", "r.json")
+    done = procs.cli(
+        "run",
+        "qa.csv",
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--batch",
+        "serial",
+        "--input-col",
+        "question",
+        "--expected-col",
+        "answer",
+        "--json",
+        "r.json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert [s["id"] for s in report["samples"]] == [r["id"] for r in rows]
@@ -114,7 +163,9 @@ def test_a_csv_dataset_with_named_columns(procs: Processes, tmp_path: Path) -> N
     assert report["metrics"]["exact-match"]["mean"] > 0
 
 
-def test_a_malformed_csv_row_names_file_line_and_field_and_queues_nothing(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_malformed_csv_row_names_file_line_and_field_and_queues_nothing(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     (tmp_path / "bad.csv").write_text("id,input,expected_output\na,What is 2+2?,4\nb,What is 3+3?\n")
     done = procs.cli("run", "bad.csv", "--sut", SUT, "--metric", "exact-match", "--workers", "1")
     assert done.returncode == 2
@@ -133,29 +184,60 @@ def test_saved_outputs_are_scored_without_a_sut_or_workers(procs: Processes, tmp
         for i, r in enumerate(rows[:9]):  # the last sample has no saved output
             key = {"index": i} if i % 2 else {"id": r["id"]}
             f.write(json.dumps({**key, "output": respond(str(r["input"]))}) + "\n")
-    done = procs.cli("run", str(data), "--outputs", "outputs.jsonl", "--metric", "exact-match", "--json", "r.json", "--junit", "r.xml")
+    done = procs.cli(
+        "run",
+        str(data),
+        "--outputs",
+        "outputs.jsonl",
+        "--metric",
+        "exact-match",
+        "--json",
+        "r.json",
+        "--junit",
+        "r.xml",
+    )
     assert done.returncode == 1, done.stderr  # one sample has no output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["mode"] == "outputs" and report["scored_samples"] == 9
     assert report["outputs"] == {"path": "outputs.jsonl", "lines": 9, "matched": 9, "missing": 1}
     assert report["samples"][9]["error"]["kind"] == "no_output"
     # the same scores a run with the SUT gives
-    serial = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", "serial", "--json", "s.json")
+    serial = procs.cli(
+        "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", "serial", "--json", "s.json"
+    )
     s = json.loads((tmp_path / "s.json").read_text())
     assert [x["scores"] for x in report["samples"][:9]] == [x["scores"] for x in s["samples"][:9]], serial.stderr
-    failures = [c.get("name") for c in ET.parse(tmp_path / "r.xml").getroot().iter("testcase") if c.find("failure") is not None]
+    failures = [
+        c.get("name") for c in ET.parse(tmp_path / "r.xml").getroot().iter("testcase") if c.find("failure") is not None
+    ]
     assert rows[9]["id"] in failures
     nothing_queued(redis_url)
 
 
-def test_saved_outputs_of_a_subset_are_matched_by_file_position_not_run_position(procs: Processes, tmp_path: Path) -> None:
+def test_saved_outputs_of_a_subset_are_matched_by_file_position_not_run_position(
+    procs: Processes, tmp_path: Path
+) -> None:
     data = dataset(tmp_path, 12)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     # every output names its sample, so a mix-up of positions shows in the report
     with (tmp_path / "outputs.jsonl").open("w") as f:
         for i, r in enumerate(rows):
             f.write(json.dumps({"index": i, "output": f"answer of {r['id']}"}) + "\n")
-    done = procs.cli("run", str(data), "--outputs", "outputs.jsonl", "--metric", "contains", "--shuffle", "--seed", "5", "--limit", "6", "--json", "r.json")
+    done = procs.cli(
+        "run",
+        str(data),
+        "--outputs",
+        "outputs.jsonl",
+        "--metric",
+        "contains",
+        "--shuffle",
+        "--seed",
+        "5",
+        "--limit",
+        "6",
+        "--json",
+        "r.json",
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["total_samples"] == 6 and report["subset"]["seed"] == 5, done.stderr
     assert [s["index"] for s in report["samples"]] == list(range(6))
@@ -178,14 +260,47 @@ def test_saved_outputs_that_do_not_match_name_file_and_line(procs: Processes, tm
 @pytest.mark.slow
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(procs: Processes, tmp_path: Path) -> None:
     data = dataset(tmp_path, 40)
-    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "2", "--concurrency", "4", "--progress-interval", "0.3", env={"EH_TEST_LATENCY": "0.1,0.15"}, timeout=120)
+    done = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--concurrency",
+        "4",
+        "--progress-interval",
+        "0.3",
+        env={"EH_TEST_LATENCY": "0.1,0.15"},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("small (lazy-parallel): ")]
     assert len(lines) >= 2, done.stderr
     assert "\x1b[" not in done.stderr  # no terminal control codes in a log
-    assert "in flight" in lines[0] and "failed" in lines[0] and "retrying" in lines[0] and "rate-limited" in lines[0] and "ETA" in lines[0]
+    assert (
+        "in flight" in lines[0]
+        and "failed" in lines[0]
+        and "retrying" in lines[0]
+        and "rate-limited" in lines[0]
+        and "ETA" in lines[0]
+    )
     assert lines[-1].startswith("small (lazy-parallel): 40/40 done · 0 failed") and "ETA" not in lines[-1]
-    quiet = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "1", "--quiet", "--progress-interval", "0.3")
+    quiet = procs.cli(
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--workers",
+        "1",
+        "--quiet",
+        "--progress-interval",
+        "0.3",
+    )
     assert quiet.returncode == 0 and "lazy-parallel): " not in quiet.stderr
 
 
@@ -193,8 +308,30 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(procs: Processes,
 def test_progress_is_one_live_line_on_a_terminal(procs: Processes, tmp_path: Path) -> None:
     data = dataset(tmp_path, 40)
     main, child = pty.openpty()
-    cmd = [PYTHON, "-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--workers", "2", "--concurrency", "4"]
-    proc = subprocess.Popen(cmd, env={**procs.env, "EH_TEST_LATENCY": "0.1,0.15", "COLUMNS": "160", "TERM": "xterm"}, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child, start_new_session=True)
+    cmd = [
+        PYTHON,
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        SUT,
+        "--metric",
+        "exact-match",
+        "--workers",
+        "2",
+        "--concurrency",
+        "4",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**procs.env, "EH_TEST_LATENCY": "0.1,0.15", "COLUMNS": "160", "TERM": "xterm"},
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=child,
+        start_new_session=True,
+    )
     os.close(child)
     seen = b""
     deadline = time.monotonic() + 120

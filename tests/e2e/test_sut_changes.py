@@ -31,7 +31,9 @@ def write_sut(folder: Path, body: str) -> Path:
 
 
 def run(procs: Processes, data: Path, name: str, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--tries", "1", "--json", name, *extra, timeout=90)
+    done = procs.cli(
+        "run", str(data), "--sut", SUT, "--metric", "exact-match", "--tries", "1", "--json", name, *extra, timeout=90
+    )
     path = procs.cwd / name
     report = json.loads(path.read_text()) if path.exists() else {}
     return done.returncode, report, done.stderr
@@ -61,7 +63,9 @@ def stop(proc: Any) -> str:
 
 
 @pytest.mark.slow
-def test_a_daemon_worker_scores_the_edited_sut_in_the_next_run_without_a_restart(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_daemon_worker_scores_the_edited_sut_in_the_next_run_without_a_restart(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     write_sut(tmp_path, "return city")
     data = dataset(tmp_path)
     daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "evals=1", "--log-level", "info")
@@ -98,7 +102,9 @@ def test_a_daemon_worker_scores_the_edited_sut_in_the_next_run_without_a_restart
 
 
 @pytest.mark.slow
-def test_batch_retry_and_failed_retry_after_a_fix_run_the_fixed_code(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_batch_retry_and_failed_retry_after_a_fix_run_the_fixed_code(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     write_sut(tmp_path, "raise RuntimeError('not written yet')")
     data = dataset(tmp_path)
     worker = procs.worker("evals", imports=())
@@ -143,7 +149,9 @@ def test_batch_retry_and_failed_retry_after_a_fix_run_the_fixed_code(procs: Proc
 
 
 @pytest.mark.slow
-def test_a_worker_with_other_sut_files_stops_the_run_naming_both_fingerprints(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_worker_with_other_sut_files_stops_the_run_naming_both_fingerprints(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     # the worker runs in its own folder, as on another host with another checkout
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -158,7 +166,9 @@ def test_a_worker_with_other_sut_files_stops_the_run_naming_both_fingerprints(pr
     done = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2", timeout=60)
     assert done.returncode == 3, done.stderr
     assert "other SUT code" in done.stderr and "Traceback" not in done.stderr
-    ours = procs.cli("run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", "serial", "--json", "ours.json")
+    ours = procs.cli(
+        "run", str(data), "--sut", SUT, "--metric", "exact-match", "--batch", "serial", "--json", "ours.json"
+    )
     named = set(re.findall(r"sha256:[0-9a-f]{16}", done.stderr))
     ours_fp = json.loads((tmp_path / "ours.json").read_text())["sut_fingerprint"]
     assert ours.returncode == 0
@@ -168,10 +178,16 @@ def test_a_worker_with_other_sut_files_stops_the_run_naming_both_fingerprints(pr
 
 
 @pytest.mark.slow
-def test_evalharnessd_reload_restarts_the_workers_when_an_imported_module_changes(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_evalharnessd_reload_restarts_the_workers_when_an_imported_module_changes(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     jobs = tmp_path / "myjobs.py"
-    jobs.write_text("from evalharness.core import job\n\n\n@job('greet', queue='evals')\ndef greet(name):\n    return 'hello ' + name\n")
-    daemon = procs.start("-m", "evalharness.daemon.master", "--queue", "evals=2", "--import", "myjobs", "--reload", "--log-level", "info")
+    jobs.write_text(
+        "from evalharness.core import job\n\n\n@job('greet', queue='evals')\ndef greet(name):\n    return 'hello ' + name\n"
+    )
+    daemon = procs.start(
+        "-m", "evalharness.daemon.master", "--queue", "evals=2", "--import", "myjobs", "--reload", "--log-level", "info"
+    )
     wait_until(lambda: live_workers(redis_url, "evals") == 2, deadline=30, what="two workers")
     first = worker_pids(redis_url)
 
@@ -206,12 +222,16 @@ def test_no_busy_thread_warning_after_a_normal_run_with_a_sync_sut(procs: Proces
 
 
 @pytest.mark.slow
-def test_a_worker_stopped_during_a_sync_sut_call_warns_and_exits_at_once(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+def test_a_worker_stopped_during_a_sync_sut_call_warns_and_exits_at_once(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
     (tmp_path / "mybot.py").write_text("import time\n\n\ndef answer(city):\n    time.sleep(60)\n    return city\n")
     data = dataset(tmp_path)
     worker = procs.worker("evals", grace=0.5, imports=())
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
-    producer = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "1")
+    producer = procs.start(
+        "-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "1"
+    )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: r.zcard("eh:{q:evals}:reserved") == 1, deadline=20, what="the sample running")
     r.close()

@@ -19,5 +19,10 @@ async def adaptive_call(ctx: JobContext, payload: dict[str, Any]) -> dict[str, A
     await asyncio.sleep(payload.get("seconds", 0.1))
     if payload.get("throttle") and ctx.job.releases == 0:
         raise RateLimited(0.05, "the API answered 429")
-    return {"started": started, "ended": time.time(), "attempts": ctx.job.attempts, "releases": ctx.job.releases,
-            "tries_used": ctx.job.tries_used}
+    return {
+        "started": started,
+        "ended": time.time(),
+        "attempts": ctx.job.attempts,
+        "releases": ctx.job.releases,
+        "tries_used": ctx.job.tries_used,
+    }

@@ -35,7 +35,9 @@ def requests(jobs: list[dict[str, Any]], queue: str, sink: str | None) -> list[J
     return out
 
 
-async def adispatch(url: str, *jobs: dict[str, Any], queue: str = "t", sink: str | None = "s", prefix: str = "eh") -> list[str]:
+async def adispatch(
+    url: str, *jobs: dict[str, Any], queue: str = "t", sink: str | None = "s", prefix: str = "eh"
+) -> list[str]:
     client = async_client(url)
     try:
         return await Queue(client, prefix).dispatch_many(requests(list(jobs), queue, sink))
@@ -43,7 +45,9 @@ async def adispatch(url: str, *jobs: dict[str, Any], queue: str = "t", sink: str
         await client.aclose()
 
 
-def dispatch(url: str, *jobs: dict[str, Any], queue: str = "t", sink: str | None = "s", prefix: str = "eh") -> list[str]:
+def dispatch(
+    url: str, *jobs: dict[str, Any], queue: str = "t", sink: str | None = "s", prefix: str = "eh"
+) -> list[str]:
     """Dispatch ``jobs`` (see :func:`requests`); returns the id representing each.  Callable from
     an async test too (on a thread of its own, so it needs no await)."""
 

@@ -14,7 +14,9 @@ from evalharness.daemon.worker import Worker, WorkerOptions, import_job_modules
 IMPORTS = ("support.testjobs",)
 
 
-def make_worker(url: str, *queues: str, prefix: str = "eh", imports: tuple[str, ...] = IMPORTS, **options: Any) -> Worker:
+def make_worker(
+    url: str, *queues: str, prefix: str = "eh", imports: tuple[str, ...] = IMPORTS, **options: Any
+) -> Worker:
     import_job_modules(imports)
     return Worker(url, prefix, WorkerOptions(queues=queues or ("t",), **options).validate())
 

@@ -141,9 +141,19 @@ class OpenAIStub:
                             behaviour = name
                     else:
                         behaviour = name
-            if behaviour == "ok" and self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            if (
+                behaviour == "ok"
+                and self.api_key is not None
+                and headers.get("authorization") != f"Bearer {self.api_key}"
+            ):
                 behaviour = "401"
-            if behaviour == "ok" and self.models is not None and isinstance(body, dict) and "model" in body and body["model"] not in self.models:
+            if (
+                behaviour == "ok"
+                and self.models is not None
+                and isinstance(body, dict)
+                and "model" in body
+                and body["model"] not in self.models
+            ):
                 behaviour = "404"
             if behaviour == "ok" and self.max_concurrent is not None:
                 if self._serving >= self.max_concurrent:
@@ -173,7 +183,13 @@ class OpenAIStub:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str = "application/json",
+                headers: dict[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
@@ -196,7 +212,11 @@ class OpenAIStub:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 behaviour, latency = stub._decide(self.path, headers, body, raw)
                 if behaviour == "429-quota":
-                    self._json(429, {"error": {"message": "Too many concurrent requests", "type": "rate_limit"}}, {"Retry-After": f"{stub.retry_after:g}"})
+                    self._json(
+                        429,
+                        {"error": {"message": "Too many concurrent requests", "type": "rate_limit"}},
+                        {"Retry-After": f"{stub.retry_after:g}"},
+                    )
                     return
                 try:
                     self._answer(behaviour, latency, headers, body)
@@ -213,13 +233,19 @@ class OpenAIStub:
                 time.sleep(latency)  # real latency, so calls overlap as they do against a provider
                 if behaviour == "cut":
                     # a status line and half a body, then the socket closes
-                    self.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"choices": [{"mess')
+                    self.wfile.write(
+                        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"choices": [{"mess'
+                    )
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                     return
                 if behaviour == "429":
-                    self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}}, {"Retry-After": f"{stub.retry_after:g}"})
+                    self._json(
+                        429,
+                        {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
+                        {"Retry-After": f"{stub.retry_after:g}"},
+                    )
                 elif behaviour == "503-retry-after":
                     self._json(503, {"error": {"message": "overloaded"}}, {"Retry-After": f"{stub.retry_after:g}"})
                 elif behaviour == "500":
@@ -228,10 +254,21 @@ class OpenAIStub:
                     self._send(200, b'{"choices": [{"message": {"content": "trunc')
                 elif behaviour == "401":
                     sent = headers.get("authorization", "").removeprefix("Bearer ")
-                    self._json(401, {"error": {"message": f"Incorrect API key provided: {sent or '(none)'}", "type": "invalid_request_error"}})
+                    self._json(
+                        401,
+                        {
+                            "error": {
+                                "message": f"Incorrect API key provided: {sent or '(none)'}",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                 elif behaviour == "404":
                     model = body.get("model") if isinstance(body, dict) else None
-                    self._json(404, {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error"}})
+                    self._json(
+                        404,
+                        {"error": {"message": f"The model `{model}` does not exist", "type": "invalid_request_error"}},
+                    )
                 else:
                     self._ok(body)
 
@@ -243,16 +280,37 @@ class OpenAIStub:
                     if users and str(users[-1]).startswith(JUDGE_HEADER):
                         answer = (stub.judge or judge_reply)(str(users[-1]))
                     prompt = " ".join(str(m.get("content", "")) for m in messages)
-                    self._json(200, {
-                        "id": "chatcmpl-stub", "object": "chat.completion", "model": body.get("model"),
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                        "usage": stub._usage(prompt, answer),
-                    })
+                    self._json(
+                        200,
+                        {
+                            "id": "chatcmpl-stub",
+                            "object": "chat.completion",
+                            "model": body.get("model"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": answer},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": stub._usage(prompt, answer),
+                        },
+                    )
                 elif self.path == "/v1/embeddings":
                     inputs = body.get("input")
                     inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-                    data = [{"object": "embedding", "index": i, "embedding": _vector(str(t))} for i, t in enumerate(inputs)]
-                    self._json(200, {"object": "list", "model": body.get("model"), "data": data, "usage": stub._usage(" ".join(map(str, inputs)), "")})
+                    data = [
+                        {"object": "embedding", "index": i, "embedding": _vector(str(t))} for i, t in enumerate(inputs)
+                    ]
+                    self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "model": body.get("model"),
+                            "data": data,
+                            "usage": stub._usage(" ".join(map(str, inputs)), ""),
+                        },
+                    )
                 elif self.path in ("/answer", "/answer.txt"):
                     given = body.get("input") if isinstance(body, dict) else None
                     text = given if isinstance(given, str) else json.dumps(given)
@@ -283,7 +341,9 @@ def judge_reply(prompt: str) -> str:
         refused = "cannot" in actual.lower()
         wanted = "A refusal is expected: yes" in prompt
         kind = "appropriate" if refused == wanted else ("missing" if wanted else "unnecessary")
-        return json.dumps({"score": 1.0 if refused == wanted else 0.0, "refusal": kind, "reason": "stub refusal verdict"})
+        return json.dumps(
+            {"score": 1.0 if refused == wanted else 0.0, "refusal": kind, "reason": "stub refusal verdict"}
+        )
     marker = JUDGE_MARKER.search(actual)
     if marker:
         what = marker.group(1)

@@ -99,15 +99,37 @@ class Processes:
         self.started.append(proc)
         return proc
 
-    def worker(self, *queues: str, concurrency: int = 10, lease: float = 30, grace: float = 30, imports: tuple[str, ...] = ("support.testjobs",), env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        args = ["-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--concurrency", str(concurrency), "--lease", str(lease), "--grace", str(grace)]
+    def worker(
+        self,
+        *queues: str,
+        concurrency: int = 10,
+        lease: float = 30,
+        grace: float = 30,
+        imports: tuple[str, ...] = ("support.testjobs",),
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
+        args = [
+            "-m",
+            "evalharness.daemon.cli",
+            "--log-level",
+            "info",
+            "work",
+            "--concurrency",
+            str(concurrency),
+            "--lease",
+            str(lease),
+            "--grace",
+            str(grace),
+        ]
         for q in queues:
             args += ["--queue", q]
         for m in imports:
             args += ["--import", m]
         return self.start(*args, env=env)
 
-    def cli(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [PYTHON, "-m", "evalharness.daemon.cli", *args],
             env={**self.env, **(env or {})},

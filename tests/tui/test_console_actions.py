@@ -77,7 +77,9 @@ async def test_no_escape_and_enter_abort_a_confirm(make_app: MakeApp, open_list:
         assert app.results == []
 
 
-async def test_a_cancel_over_a_thousand_jobs_needs_the_name_typed(make_app: MakeApp, open_list: Open, wait: Wait) -> None:
+async def test_a_cancel_over_a_thousand_jobs_needs_the_name_typed(
+    make_app: MakeApp, open_list: Open, wait: Wait
+) -> None:
     rows = batches()
     rows[0] = replace(rows[0], total=20_000, pending=18_738)
     admin = FakeAdmin(batches_=rows)
@@ -177,15 +179,30 @@ async def test_read_only_hides_every_action(make_app: MakeApp, open_list: Open, 
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmDialog)
         await pilot.press("enter")
-        await wait(pilot, lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
-                   "the failed job")
+        await wait(
+            pilot,
+            lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
+            "the failed job",
+        )
         assert not offered() & acting
         await pilot.press("escape", "4", "enter")
         await wait(pilot, lambda: isinstance(app.screen, BatchDetailScreen), "the batch")
         assert not offered() & acting
-    assert admin.calls and not [c for c, _ in admin.calls if c in
-                                ("cancel_batch", "retry_batch", "retry_failed", "forget_failed", "retry_matching",
-                                 "forget_matching", "cancel_job", "cancel_batch_preview")]
+    assert admin.calls and not [
+        c
+        for c, _ in admin.calls
+        if c
+        in (
+            "cancel_batch",
+            "retry_batch",
+            "retry_failed",
+            "forget_failed",
+            "retry_matching",
+            "forget_matching",
+            "cancel_job",
+            "cancel_batch_preview",
+        )
+    ]
 
 
 async def test_palette_and_key_panel_offer_only_built_screens_and_their_actions(
@@ -194,8 +211,16 @@ async def test_palette_and_key_panel_offer_only_built_screens_and_their_actions(
     app = make_app(admin=FakeAdmin())
     async with app.run_test(size=(80, 24)) as pilot:
         shows = [c.title for c in app.get_system_commands(app.screen) if c.title.startswith("Show ")]
-        assert shows == ["Show Overview (1)", "Show Workload (2)", "Show Supervisors (3)", "Show Batches (4)",
-                         "Show Failed (5)", "Show Running (6)", "Show Graphs (7)", "Show Events (8)"]
+        assert shows == [
+            "Show Overview (1)",
+            "Show Workload (2)",
+            "Show Supervisors (3)",
+            "Show Batches (4)",
+            "Show Failed (5)",
+            "Show Running (6)",
+            "Show Graphs (7)",
+            "Show Events (8)",
+        ]
         keys = {b.binding.key for b in app.screen.active_bindings.values()}
         assert {"1", "2", "3", "4", "5", "6", "7", "8"} <= keys
         await open_list(pilot, "4")
@@ -276,7 +301,9 @@ async def test_redis_lost_during_an_action_is_an_error_toast(make_app: MakeApp, 
         assert app.results[-1].retried == 1
 
 
-async def test_acting_on_a_batch_that_finished_meanwhile_says_so(make_app: MakeApp, open_list: Open, wait: Wait) -> None:
+async def test_acting_on_a_batch_that_finished_meanwhile_says_so(
+    make_app: MakeApp, open_list: Open, wait: Wait
+) -> None:
     admin = FakeAdmin()
     app = make_app(admin=admin)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -294,13 +321,19 @@ async def open_first_failed(pilot: Pilot[None], wait: Wait) -> float:
     app = pilot.app
     started = time.monotonic()
     await pilot.press("enter")
-    await wait(pilot, lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
-               "the failed job", within=60)
+    await wait(
+        pilot,
+        lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
+        "the failed job",
+        within=60,
+    )
     await pilot.pause()
     return time.monotonic() - started
 
 
-async def test_a_huge_traceback_and_payload_open_without_freezing(make_app: MakeApp, open_list: Open, wait: Wait) -> None:
+async def test_a_huge_traceback_and_payload_open_without_freezing(
+    make_app: MakeApp, open_list: Open, wait: Wait
+) -> None:
     """A 1 MB traceback and payload open about as fast as a small one, and scroll to their end."""
     small = make_app(admin=FakeAdmin())
     async with small.run_test(size=(80, 24)) as pilot:
@@ -333,8 +366,11 @@ async def test_y_copies_the_highlighted_id(make_app: MakeApp, open_list: Open, w
         assert app.clipboard == view.table.cursor_key
         await open_list(pilot, "5")
         await pilot.press("enter")
-        await wait(pilot, lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
-                   "the failed job")
+        await wait(
+            pilot,
+            lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
+            "the failed job",
+        )
         await pilot.press("Y")
         assert app.clipboard.startswith("Traceback (most recent call last):")
 
@@ -344,8 +380,11 @@ async def test_b_goes_from_a_failed_job_to_its_batch(make_app: MakeApp, open_lis
     async with app.run_test(size=(80, 24)) as pilot:
         await open_list(pilot, "5")
         await pilot.press("enter")
-        await wait(pilot, lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
-                   "the failed job")
+        await wait(
+            pilot,
+            lambda: isinstance(app.screen, FailedDetailScreen) and app.screen.detail is not None,
+            "the failed job",
+        )
         await pilot.press("b")
         await wait(pilot, lambda: isinstance(app.screen, BatchDetailScreen), "the batch")
         assert app.screen.row.name == "run-42"  # type: ignore[attr-defined]

@@ -23,7 +23,9 @@ from evalharness.core.examples import EXAMPLE_DATASET
 from evalharness.core.telemetry import read_events
 
 HERE = Path(__file__).parent
-ANSI = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|[()][0-9A-Za-z]|[=>78DEHM])")
+ANSI = re.compile(
+    r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|[()][0-9A-Za-z]|[=>78DEHM])"
+)
 LEASE = 3.0
 """The workers' lease: they renew (and so hear of a cancel) every lease/3."""
 
@@ -80,25 +82,54 @@ def read(redis_url: str, reader: Callable[[Any, str], Awaitable[list[Any]]]) -> 
 
 
 @pytest.mark.slow
-def test_cancel_a_running_evals_batch_from_the_console(procs: Processes, tmp_path: Path, redis_url: str,
-                                                        child_env: dict[str, str]) -> None:
+def test_cancel_a_running_evals_batch_from_the_console(
+    procs: Processes, tmp_path: Path, redis_url: str, child_env: dict[str, str]
+) -> None:
     calls = tmp_path / "calls.txt"
     calls.touch()
     env = {"EH_TEST_CALLS": str(calls), "PYTHONPATH": f"{HERE}:{child_env['PYTHONPATH']}"}
-    procs.start("-m", "evalharness.daemon.master", "--queue", "evals=2", "--concurrency", "4",
-                "--lease", str(LEASE), "--log-level", "warning", env=env)
+    procs.start(
+        "-m",
+        "evalharness.daemon.master",
+        "--queue",
+        "evals=2",
+        "--concurrency",
+        "4",
+        "--lease",
+        str(LEASE),
+        "--log-level",
+        "warning",
+        env=env,
+    )
     wait_until(lambda: live_workers(redis_url, "evals") == 2, deadline=30, what="two workers")
     rows = EXAMPLE_DATASET.read_text().splitlines()[:200]
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(json.loads(r)) + "\n" for r in rows))
-    run = procs.start("-m", "evalharness.daemon.cli", "run", str(data), "--sut", "console_e2e_sut:answer",
-                      "--metric", "exact-match", "--concurrency", "8", env=env)
+    run = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "run",
+        str(data),
+        "--sut",
+        "console_e2e_sut:answer",
+        "--metric",
+        "exact-match",
+        "--concurrency",
+        "8",
+        env=env,
+    )
     wait_until(lambda: len(calls.read_text().splitlines()) >= 8, deadline=60, what="the SUT being called")
     batch_id, name = active_batch(redis_url)
 
-    console = pexpect.spawn(str(Path(sys.executable).parent / "evalharness-tui"), [], env={**child_env, **env,
-                            "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"},
-                            dimensions=(24, 80), encoding="utf-8", codec_errors="replace", cwd=str(tmp_path))
+    console = pexpect.spawn(
+        str(Path(sys.executable).parent / "evalharness-tui"),
+        [],
+        env={**child_env, **env, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"},
+        dimensions=(24, 80),
+        encoding="utf-8",
+        codec_errors="replace",
+        cwd=str(tmp_path),
+    )
     try:
         screen = Terminal(console)
         screen.wait_for(r"redis ok")
@@ -126,7 +157,7 @@ def test_cancel_a_running_evals_batch_from_the_console(procs: Processes, tmp_pat
         quiet_until = time.monotonic() + LEASE
         while time.monotonic() < quiet_until:
             last = max(float(t) for t in calls.read_text().split())
-            assert last < cancelled_at + LEASE / 3 + 1.0, (last - cancelled_at)
+            assert last < cancelled_at + LEASE / 3 + 1.0, last - cancelled_at
             time.sleep(0.2)  # sampling the calls file, not waiting for an event
         screen.press("\x11")  # ctrl+q
         console.expect(pexpect.EOF, timeout=20)

@@ -25,8 +25,7 @@ async def test_cancel_batch_toast_counts_equal_the_engines(
 ) -> None:
     queue = Queue(aclient, prefix=P)
     batches = Batches(aclient, P, queue)
-    run = await batches.create("run-7", [JobRequest("judge", {"n": i}) for i in range(30)], queue="a",
-                               batch_id="run-7")
+    run = await batches.create("run-7", [JobRequest("judge", {"n": i}) for i in range(30)], queue="a", batch_id="run-7")
     running = (await queue.pop("a", 5, 30, WORKER)).jobs
     assert len(running) == 5
     app = make_app(admin=Admin(aclient, prefix=P))
@@ -61,8 +60,14 @@ async def test_retry_all_matching_confirms_the_filters_count(
     popped = (await queue.pop("a", 12, 30, WORKER)).jobs
     for i, job in enumerate(popped):
         exc = "TimeoutError" if i % 3 == 0 else "ValueError"
-        failure = {"kind": "timeout" if exc == "TimeoutError" else "exception", "message": f"{exc} in {job.id}",
-                   "exception_type": exc, "job": job.name, "batch": None, "tags": []}
+        failure = {
+            "kind": "timeout" if exc == "TimeoutError" else "exception",
+            "message": f"{exc} in {job.id}",
+            "exception_type": exc,
+            "job": job.name,
+            "batch": None,
+            "tags": [],
+        }
         assert await queue.fail("a", WORKER, job.id, failure)
     admin = Admin(aclient, prefix=P)
     flt = FailedFilter(queue="a", exception="TimeoutError")
@@ -74,8 +79,11 @@ async def test_retry_all_matching_confirms_the_filters_count(
         view = app._views["failed"]
         assert view.model.total == 12
         await pilot.press("slash", *"queue:a exc:TimeoutError", "enter")
-        await wait(pilot, lambda: view.model.filter == flt and view.model.page is not None
-                   and view.model.total == count, "the filtered page")
+        await wait(
+            pilot,
+            lambda: view.model.filter == flt and view.model.page is not None and view.model.total == count,
+            "the filtered page",
+        )
         await pilot.press("R")
         await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm")
         assert isinstance(app.screen, ConfirmDialog)

@@ -66,7 +66,9 @@ async def test_an_unreadable_message_is_reported_not_fatal(
         await wait(pilot, lambda: app.state.connected is True, "the connection")
         await wait_until_subscribed(aclient)
         await aclient.publish(CHANNEL, "not json")
-        await wait(pilot, lambda: (app.state.telemetry_problem or "").startswith("telemetry is not JSON"), "the problem")
+        await wait(
+            pilot, lambda: (app.state.telemetry_problem or "").startswith("telemetry is not JSON"), "the problem"
+        )
         await aclient.publish(CHANNEL, json.dumps(example))
         await wait(pilot, lambda: ready_of(app, "evals") == "240", "the next good snapshot")
         assert app.state.telemetry_problem is None and app.state.connected is True

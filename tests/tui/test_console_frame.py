@@ -23,8 +23,15 @@ Wait = Callable[..., Awaitable[None]]
 
 def add_event(admin: FakeAdmin, i: int, kind: str = "job_failed") -> None:
     at = NOW + i
-    admin.event_rows.append({"event_id": f"{int(at * 1000)}-{i}", "at": f"{at:.3f}", "kind": kind, "queue": "judge",
-                             "message": f"new event {i}"})
+    admin.event_rows.append(
+        {
+            "event_id": f"{int(at * 1000)}-{i}",
+            "at": f"{at:.3f}",
+            "kind": kind,
+            "queue": "judge",
+            "message": f"new event {i}",
+        }
+    )
 
 
 # --- pure parts -----------------------------------------------------------------------------------
@@ -243,8 +250,11 @@ async def test_palette_goes_to_a_batch_by_id_prefix(make_app: MakeApp, wait: Wai
         await pilot.press(*"b04")
         from textual.command import CommandList
 
-        await wait(pilot, lambda: any("run-41" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
-                   "the batch in the palette")
+        await wait(
+            pilot,
+            lambda: any("run-41" in str(o.prompt) for o in app.screen.query_one(CommandList).options),
+            "the batch in the palette",
+        )
         await pilot.press("down", "enter")
         await wait(pilot, lambda: isinstance(app.screen, BatchDetailScreen), "the batch detail")
         assert app.screen.row.id.startswith("b04")

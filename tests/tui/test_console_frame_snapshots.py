@@ -22,8 +22,13 @@ MakeApp = Callable[..., ConsoleApp]
 Wait = Callable[..., Awaitable[None]]
 
 
-def shoot(snap_compare: Any, app: ConsoleApp, size: tuple[int, int], busy: dict[str, Any],
-          steps: Callable[[Pilot[None]], Awaitable[None]]) -> bool:
+def shoot(
+    snap_compare: Any,
+    app: ConsoleApp,
+    size: tuple[int, int],
+    busy: dict[str, Any],
+    steps: Callable[[Pilot[None]], Awaitable[None]],
+) -> bool:
     async def run_before(pilot: Pilot[None]) -> None:
         app.post_message(ConnectionChecked.connected(NOW))
         app.post_message(TelemetryReceived.from_dict(busy))
@@ -49,9 +54,17 @@ async def open_events(pilot: Pilot[None], wait: Wait) -> None:
     table = app._views["events"].table
     # all rows in, the cursor on the newest and the table scrolled to it (the tail followed), no
     # scroll still animating, and the scrollbar drawn for that
-    await wait(pilot, lambda: table.row_count == 40 and table.cursor_row == 39 and table.scroll_y == table.max_scroll_y
-               and not app.animator.is_being_animated(table, "scroll_y") and scrollbar_settled(table),
-               "the events, the tail followed")
+    await wait(
+        pilot,
+        lambda: (
+            table.row_count == 40
+            and table.cursor_row == 39
+            and table.scroll_y == table.max_scroll_y
+            and not app.animator.is_being_animated(table, "scroll_y")
+            and scrollbar_settled(table)
+        ),
+        "the events, the tail followed",
+    )
     await pilot.wait_for_scheduled_animations()
 
 
@@ -72,8 +85,9 @@ def test_graphs(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_graphs_one_queue_six_hours(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                                    size: tuple[int, int]) -> None:
+def test_graphs_one_queue_six_hours(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """`q` to the first queue, `]` to 6 h, `m` to the wait metric."""
     app = make_app(admin=FakeAdmin())
 
@@ -81,15 +95,21 @@ def test_graphs_one_queue_six_hours(snap_compare, make_app: MakeApp, wait: Wait,
         await open_graphs(pilot, wait)
         await pilot.press("q", "right_square_bracket", "m")
         panel = app._views["graphs"].panels[0]
-        await wait(pilot, lambda: panel.drawn is not None and panel.drawn[0].startswith("Oldest wait")
-                   and panel.drawn[0].endswith("· 6h"), "the replot")
+        await wait(
+            pilot,
+            lambda: (
+                panel.drawn is not None and panel.drawn[0].startswith("Oldest wait") and panel.drawn[0].endswith("· 6h")
+            ),
+            "the replot",
+        )
 
     assert shoot(snap_compare, app, size, busy, steps)
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_graphs_collecting(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                           size: tuple[int, int]) -> None:
+def test_graphs_collecting(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """A daemon that has recorded one minute: "collecting…", never an empty frame."""
     admin = FakeAdmin()
     admin.history_rows = admin.history_rows[-1:]
@@ -112,8 +132,9 @@ def test_events(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_events_scrolled_up_with_new_ones(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                                          size: tuple[int, int]) -> None:
+def test_events_scrolled_up_with_new_ones(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """The cursor moved up, three events came: "▼ 3 new", the cursor stayed."""
     admin = FakeAdmin()
     app = make_app(admin=admin)
@@ -122,8 +143,15 @@ def test_events_scrolled_up_with_new_ones(snap_compare, make_app: MakeApp, wait:
         await open_events(pilot, wait)
         await pilot.press("up", "up", "up")
         for i in range(3):
-            admin.event_rows.append({"event_id": f"{int(NOW * 1000) + i + 1}-0", "at": f"{NOW + i + 1:.3f}",
-                                     "kind": "long_wait", "queue": "judge", "message": f"oldest job on judge has waited {4 + i}m"})
+            admin.event_rows.append(
+                {
+                    "event_id": f"{int(NOW * 1000) + i + 1}-0",
+                    "at": f"{NOW + i + 1:.3f}",
+                    "kind": "long_wait",
+                    "queue": "judge",
+                    "message": f"oldest job on judge has waited {4 + i}m",
+                }
+            )
         view = app._views["events"]
         view.fetch()
         await wait(pilot, lambda: view.unseen == 3 and scrollbar_settled(view.table), "the new events")
@@ -132,8 +160,9 @@ def test_events_scrolled_up_with_new_ones(snap_compare, make_app: MakeApp, wait:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_frozen(snap_compare, make_app: MakeApp, open_list: Any, wait: Wait, busy: dict[str, Any],
-                size: tuple[int, int]) -> None:
+def test_frozen(
+    snap_compare, make_app: MakeApp, open_list: Any, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """`space` on Batches: ❄ in the top bar with the new batch held, the rows as they were."""
     admin = FakeAdmin()
     app = make_app(admin=admin)
@@ -151,8 +180,9 @@ def test_frozen(snap_compare, make_app: MakeApp, open_list: Any, wait: Wait, bus
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_disconnected_list(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                           size: tuple[int, int]) -> None:
+def test_disconnected_list(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """Redis lost 14 s ago on Events: the rows stay, dimmed, "stale 14s" in the top bar."""
     admin = FakeAdmin()
     app = make_app(admin=admin)
@@ -167,8 +197,9 @@ def test_disconnected_list(snap_compare, make_app: MakeApp, wait: Wait, busy: di
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_palette_goes_to_a_batch(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                                 size: tuple[int, int]) -> None:
+def test_palette_goes_to_a_batch(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """ctrl+p, "run-4": the batches whose name holds it, by id."""
     app = make_app(admin=FakeAdmin())
 
@@ -188,8 +219,9 @@ def test_palette_goes_to_a_batch(snap_compare, make_app: MakeApp, wait: Wait, bu
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_key_panel_on_graphs(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                             size: tuple[int, int]) -> None:
+def test_key_panel_on_graphs(
+    snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """`?` on Graphs: the screen's keys and the frame's."""
     app = make_app(admin=FakeAdmin())
 

@@ -39,7 +39,15 @@ def entry(minute: int, jobs: float | None, **ready: int) -> dict[str, Any]:
         "minute": minute,
         "jobs_per_minute": jobs,
         "queues": {
-            name: {"ready": n, "reserved": 0, "oldest_wait": None, "processes": 1, "completed": 0, "failed": 0, "runtime_p95": None}
+            name: {
+                "ready": n,
+                "reserved": 0,
+                "oldest_wait": None,
+                "processes": 1,
+                "completed": 0,
+                "failed": 0,
+                "runtime_p95": None,
+            }
             for name, n in ready.items()
         },
     }

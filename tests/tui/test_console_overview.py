@@ -72,10 +72,16 @@ async def test_a_second_snapshot_updates_the_numbers_in_place(
         assert table_of(app).row_count == 2
         assert cursor_queue(app) == "default"
         assert (cell(app, "evals", "ready"), cell(app, "evals", "running"), cell(app, "evals", "oldest")) == (
-            "1,250", "41", "1m 15s",
+            "1,250",
+            "41",
+            "1m 15s",
         )
         assert cell(app, "default", "jpm") == "40"
-        assert (text(tile(app, "jpm")), text(tile(app, "backlog")), text(tile(app, "inflight"))) == ("433", "1,250", "41")
+        assert (text(tile(app, "jpm")), text(tile(app, "backlog")), text(tile(app, "inflight"))) == (
+            "433",
+            "1,250",
+            "41",
+        )
         # Cells whose text did not change are not rewritten.
         assert table_of(app).get_cell("evals", "procs") is untouched
 
@@ -134,15 +140,28 @@ async def test_values_read_as_specified(make_app: MakeApp, send: Send, busy: dic
         await send(pilot, ConnectionChecked.connected(NOW), telemetry(busy))
         keys = ("jpm", "inflight", "backlog", "wait", "failed", "timeouts", "procs")
         assert [text(tile(app, k)) for k in keys] == [
-            "3,434", "197", "17,964", "1h 03m · sut-anthropic", "214", "17", "47/59",
+            "3,434",
+            "197",
+            "17,964",
+            "1h 03m · sut-anthropic",
+            "214",
+            "17",
+            "47/59",
         ]
         # sut-anthropic has waited past its 10-minute threshold
         assert tile(app, "wait").has_class("-error")
         assert [cell(app, "judge", c) for c in ("ready", "running", "oldest", "clear", "procs", "jpm")] == [
-            "12,480", "64", "3m 05s", "12m 22s", "16", "1,010",
+            "12,480",
+            "64",
+            "3m 05s",
+            "12m 22s",
+            "16",
+            "1,010",
         ]
         assert (cell(app, "sut-anthropic", "oldest"), cell(app, "evals", "oldest"), cell(app, "reports", "jpm")) == (
-            "1h 03m", "12.4s", "3.5",
+            "1h 03m",
+            "12.4s",
+            "3.5",
         )
         # Nulls and an empty backlog read as a dash.
         assert (cell(app, "embeddings", "oldest"), cell(app, "embeddings", "clear")) == ("—", "—")
@@ -164,7 +183,9 @@ async def test_a_wide_terminal_adds_columns_and_keeps_the_cursor(
         assert wide == ["queue", "ready", "running", "delayed", "oldest", "clear", "procs", "jpm", "fpm", "p95"]
         assert cursor_queue(app) == "sut-openai-gpt-4o-mini"
         assert (cell(app, "reports", "delayed"), cell(app, "judge", "p95"), cell(app, "default", "p95")) == (
-            "1,200", "3.8s", "—",
+            "1,200",
+            "3.8s",
+            "—",
         )
 
 

@@ -48,8 +48,9 @@ async def open_workload_on(pilot: Pilot[None], app: ConsoleApp, queue: str, wait
     return view
 
 
-async def test_p_pauses_the_queue_for_every_worker_and_toasts(make_app: MakeApp, wait: Wait, redis_url: str,
-                                                               aclient: Any) -> None:
+async def test_p_pauses_the_queue_for_every_worker_and_toasts(
+    make_app: MakeApp, wait: Wait, redis_url: str, aclient: Any
+) -> None:
     queue = Queue(aclient, "eh")
     for i in range(3):
         await queue.dispatch("noop", {"i": i}, queue="judge")
@@ -82,8 +83,9 @@ async def test_p_pauses_the_queue_for_every_worker_and_toasts(make_app: MakeApp,
         assert app.results[-1].message == "continued queue judge: 3 ready jobs can start"
 
 
-async def test_x_clears_the_queue_only_once_its_name_is_typed(make_app: MakeApp, wait: Wait, redis_url: str,
-                                                               aclient: Any) -> None:
+async def test_x_clears_the_queue_only_once_its_name_is_typed(
+    make_app: MakeApp, wait: Wait, redis_url: str, aclient: Any
+) -> None:
     queue = Queue(aclient, "eh")
     for i in range(4):
         await queue.dispatch("noop", {"i": i}, queue="judge")
@@ -150,8 +152,9 @@ async def test_queue_detail_pages_through_a_queues_ready_jobs(make_app: MakeApp,
 def test_scale_plus_from_the_console_is_an_override_evalharness_supervisors_shows(
     procs: Processes, redis_url: str, make_app: MakeApp
 ) -> None:
-    procs.start("-m", "evalharness.daemon.master", "--import", "support.testjobs", "--queue", "t=1",
-                "--log-level", "warning")
+    procs.start(
+        "-m", "evalharness.daemon.master", "--import", "support.testjobs", "--queue", "t=1", "--log-level", "warning"
+    )
     wait_until(lambda: live_workers(redis_url, "t") >= 1, deadline=30, what="the daemon's worker")
 
     async def steer() -> list[str]:

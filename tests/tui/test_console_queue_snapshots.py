@@ -22,8 +22,14 @@ MakeApp = Callable[..., ConsoleApp]
 Wait = Callable[..., Awaitable[None]]
 
 
-def shoot(snap_compare: Any, app: ConsoleApp, size: tuple[int, int], busy: dict[str, Any],
-          history: list[dict[str, Any]], steps: Callable[[Pilot[None]], Awaitable[None]]) -> bool:
+def shoot(
+    snap_compare: Any,
+    app: ConsoleApp,
+    size: tuple[int, int],
+    busy: dict[str, Any],
+    history: list[dict[str, Any]],
+    steps: Callable[[Pilot[None]], Awaitable[None]],
+) -> bool:
     app.configured_supervisors = CONFIGURED
 
     async def run_before(pilot: Pilot[None]) -> None:
@@ -58,8 +64,14 @@ async def supervisors(pilot: Pilot[None], wait: Wait) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_overview_screen(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                         busy_history: list[dict[str, Any]], size: tuple[int, int]) -> None:
+def test_overview_screen(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
     """Eight tiles with sparklines, the longest waits, the events; at 160x48 every queue, the
     supervisors and the batches in progress."""
     app = make_app(admin=FakeAdmin())
@@ -68,8 +80,15 @@ def test_overview_screen(snap_compare, make_app: MakeApp, wait: Wait, busy: dict
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("read_only", [False, True], ids=["actions", "read-only"])
-def test_workload(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                  busy_history: list[dict[str, Any]], size: tuple[int, int], read_only: bool) -> None:
+def test_workload(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+    read_only: bool,
+) -> None:
     """Oldest red past the threshold (sut-anthropic), a paused queue marked, "—" with no backlog;
     the highlighted queue's hour below; at 160x48 the extra columns, the plot and the limiters.
     Read-only: no pause or clear in the footer."""
@@ -78,8 +97,14 @@ def test_workload(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, A
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_queue_detail(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                      busy_history: list[dict[str, Any]], size: tuple[int, int]) -> None:
+def test_queue_detail(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -91,8 +116,14 @@ def test_queue_detail(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[st
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_queue_detail_running_tab(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                                  busy_history: list[dict[str, Any]], size: tuple[int, int]) -> None:
+def test_queue_detail_running_tab(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -107,8 +138,14 @@ def test_queue_detail_running_tab(snap_compare, make_app: MakeApp, wait: Wait, b
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_job_detail(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                    busy_history: list[dict[str, Any]], size: tuple[int, int]) -> None:
+def test_job_detail(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -123,8 +160,15 @@ def test_job_detail(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str,
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("read_only", [False, True], ids=["actions", "read-only"])
-def test_supervisors(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                     busy_history: list[dict[str, Any]], size: tuple[int, int], read_only: bool) -> None:
+def test_supervisors(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+    read_only: bool,
+) -> None:
     """Grouped by master; gpu-03 silent for 40 s is red "lost"; nightly-pool, configured but run by
     no master, dim "inactive"; at 160x48 per queue, memory, jobs done, uptime, last balance."""
     app = make_app(admin=FakeAdmin(), read_only=read_only)
@@ -133,8 +177,15 @@ def test_supervisors(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("key", ["p", "X"], ids=["pause", "clear"])
-def test_queue_confirm(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                       busy_history: list[dict[str, Any]], size: tuple[int, int], key: str) -> None:
+def test_queue_confirm(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+    key: str,
+) -> None:
     """Pause states what stays queued and what finishes; clear needs the queue's name typed."""
     app = make_app(admin=FakeAdmin())
 
@@ -147,8 +198,14 @@ def test_queue_confirm(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[s
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_terminate_confirm(snap_compare, make_app: MakeApp, wait: Wait, busy: dict[str, Any],
-                           busy_history: list[dict[str, Any]], size: tuple[int, int]) -> None:
+def test_terminate_confirm(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
     """The confirm states the master's grace period."""
     app = make_app(admin=FakeAdmin())
 

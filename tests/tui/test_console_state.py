@@ -105,7 +105,11 @@ def test_details_name_the_target_and_the_mode() -> None:
             "ConnectionError: Error 111 connecting to h:1. Connection refused.",
         ),
         (TimeoutError(), "redis://h:1/0", f"no reply within {PING_TIMEOUT:g}s"),
-        (ValueError("bad URL redis://:s3cret@h:1/0"), "redis://:s3cret@h:1/0", "ValueError: bad URL redis://:***@h:1/0"),
+        (
+            ValueError("bad URL redis://:s3cret@h:1/0"),
+            "redis://:s3cret@h:1/0",
+            "ValueError: bad URL redis://:***@h:1/0",
+        ),
         (ValueError("auth with p@ss failed"), "redis://:p%40ss@h:1/0", "ValueError: auth with *** failed"),
         # A one-letter password must not cut letters out of the message.
         (ConnectionError("Connection reset"), "redis://:e@h:1/0", "ConnectionError: Connection reset"),
@@ -157,13 +161,26 @@ def test_the_contract_example_reads_as_typed_values(example: dict[str, Any]) -> 
     assert snapshot.at == 1795430000.0
     totals = snapshot.totals
     assert (totals.status, totals.jobs_per_minute, totals.jobs_past_hour, totals.failed_past_7_days) == (
-        "running", 412.0, 18234, 37,
+        "running",
+        412.0,
+        18234,
+        37,
     )
     assert (totals.processes, totals.masters, totals.max_wait_queue, totals.max_wait) == (6, 1, "evals", 12.4)
     evals, default = snapshot.queues
     assert evals == QueueStats(
-        name="evals", ready=240, delayed=3, reserved=40, oldest_wait=12.4, est_clear=31.0, processes=4,
-        jobs_per_minute=380.0, failed_per_minute=4.0, runtime_p50=0.21, runtime_p95=0.48, runtime_max=2.9,
+        name="evals",
+        ready=240,
+        delayed=3,
+        reserved=40,
+        oldest_wait=12.4,
+        est_clear=31.0,
+        processes=4,
+        jobs_per_minute=380.0,
+        failed_per_minute=4.0,
+        runtime_p50=0.21,
+        runtime_p95=0.48,
+        runtime_max=2.9,
     )
     assert default.oldest_wait is None and default.runtime_p50 is None and default.runtime_p95 is None
 
@@ -246,17 +263,36 @@ def test_no_wait_anywhere_shows_a_dash_and_no_queue(example: dict[str, Any]) -> 
 def test_workload_cells_at_80_and_at_160_columns(example: dict[str, Any]) -> None:
     evals, default = Snapshot.from_dict(example).queues
     assert queue_cells(evals, wide=False) == {
-        "ready": "240", "running": "40", "delayed": "3", "oldest": "12.4s", "clear": "31.0s", "procs": "4",
+        "ready": "240",
+        "running": "40",
+        "delayed": "3",
+        "oldest": "12.4s",
+        "clear": "31.0s",
+        "procs": "4",
         "jpm": "380",
     }
     assert queue_cells(evals, wide=True) == {
-        "ready": "240", "delayed": "3", "running": "40", "oldest": "12.4s", "clear": "31.0s", "procs": "4",
-        "jpm": "380", "fpm": "4", "p95": "0.48s",
+        "ready": "240",
+        "delayed": "3",
+        "running": "40",
+        "oldest": "12.4s",
+        "clear": "31.0s",
+        "procs": "4",
+        "jpm": "380",
+        "fpm": "4",
+        "p95": "0.48s",
     }
     # Nothing ready: no oldest wait and nothing to clear; no runtimes yet.
     assert queue_cells(default, wide=True) == {
-        "ready": "0", "delayed": "0", "running": "0", "oldest": "—", "clear": "—", "procs": "2",
-        "jpm": "32", "fpm": "0", "p95": "—",
+        "ready": "0",
+        "delayed": "0",
+        "running": "0",
+        "oldest": "—",
+        "clear": "—",
+        "procs": "2",
+        "jpm": "32",
+        "fpm": "0",
+        "p95": "—",
     }
     narrow, wide = workload_columns(False), workload_columns(True)
     assert [c.label for c in narrow] == ["Backlog", "Run", "Delay", "Oldest", "Est.clear", "Procs", "Jobs/min"]
@@ -283,9 +319,7 @@ def test_the_top_bar_tells_status_and_snapshot_age(example: dict[str, Any]) -> N
 
 
 @pytest.mark.parametrize(("status", "level"), [("paused", Level.WARNING), ("inactive", Level.ERROR)])
-def test_a_master_that_is_not_running_colours_the_top_bar(
-    example: dict[str, Any], status: str, level: Level
-) -> None:
+def test_a_master_that_is_not_running_colours_the_top_bar(example: dict[str, Any], status: str, level: Level) -> None:
     example["overview"]["status"] = status
     s = state()
     s.mark_connected(100.0)

@@ -40,7 +40,9 @@ def test_lost_and_inactive() -> None:
     sup = SupervisorRow("s", "running", ("q",), 1, 0, {"q": 1}, {"q": 1}, {}, "auto", 1, 2)
     lines = build_lines([MasterRow("a", "h", 1, "running", NOW, 15.0, "", None, None, (sup,))], ["s", "absent"])
     assert [(line.kind, line.key) for line in lines] == [
-        ("master", "m:a"), ("supervisor", "s:a/s"), ("master", "m:(not running)"),
+        ("master", "m:a"),
+        ("supervisor", "s:a/s"),
+        ("master", "m:(not running)"),
         ("supervisor", "s:(not running)/absent"),
     ]
     assert lines[-1].supervisor is not None and lines[-1].supervisor.status == "inactive"
@@ -90,7 +92,8 @@ async def test_p_pauses_the_supervisor_or_continues_a_paused_one(make_app: MakeA
         await pilot.press("y")
         await wait(pilot, lambda: len(admin.commands) == 2, "both commands")
         assert [(c["master"], c["action"], c["supervisor"]) for c in admin.commands] == [
-            ("gpu-01-a3f", "continue", "evals-pool"), ("gpu-02-7b1", "pause", None),
+            ("gpu-01-a3f", "continue", "evals-pool"),
+            ("gpu-02-7b1", "pause", None),
         ]
 
 
@@ -106,10 +109,18 @@ async def test_plus_minus_and_zero_act_on_the_highlighted_pool(make_app: MakeApp
         assert view.can("scale_reset") is None  # no override yet
         await pilot.press("plus")
         await wait(pilot, lambda: len(app.results) == 1, "the scale")
-        assert admin.commands[-1] == {"master": "gpu-01-a3f", "action": "scale", "supervisor": "judge-pool",
-                                      "queue": "judge", "processes": 17}
-        await wait(pilot, lambda: view.table.get_cell("p:gpu-01-a3f/judge-pool/judge", "status").plain == "override",
-                   "the override shown")
+        assert admin.commands[-1] == {
+            "master": "gpu-01-a3f",
+            "action": "scale",
+            "supervisor": "judge-pool",
+            "queue": "judge",
+            "processes": 17,
+        }
+        await wait(
+            pilot,
+            lambda: view.table.get_cell("p:gpu-01-a3f/judge-pool/judge", "status").plain == "override",
+            "the override shown",
+        )
         assert view.table.get_cell("s:gpu-01-a3f/judge-pool", "balance").plain == "auto ·ovr"
         await pilot.press("minus")
         await wait(pilot, lambda: len(app.results) == 2, "the second scale")
@@ -118,8 +129,11 @@ async def test_plus_minus_and_zero_act_on_the_highlighted_pool(make_app: MakeApp
         await pilot.press("0")
         await wait(pilot, lambda: len(app.results) == 3, "the reset")
         assert admin.commands[-1]["processes"] is None
-        await wait(pilot, lambda: view.table.get_cell("p:gpu-01-a3f/judge-pool/judge", "status").plain == "",
-                   "the override gone")
+        await wait(
+            pilot,
+            lambda: view.table.get_cell("p:gpu-01-a3f/judge-pool/judge", "status").plain == "",
+            "the override gone",
+        )
 
 
 async def test_a_lost_master_takes_no_commands(make_app: MakeApp, wait: Wait) -> None:
@@ -148,8 +162,9 @@ async def test_read_only_hides_every_action_of_workload_and_supervisors(
         assert not actions & {"pause", "scale_up", "scale_down", "scale_reset", "restart", "terminate"}
 
 
-async def test_enter_on_an_overview_queue_opens_workload_on_it(make_app: MakeApp, wait: Wait,
-                                                                busy: dict[str, Any]) -> None:
+async def test_enter_on_an_overview_queue_opens_workload_on_it(
+    make_app: MakeApp, wait: Wait, busy: dict[str, Any]
+) -> None:
     app = make_app(admin=FakeAdmin())
     async with app.run_test(size=(80, 24)) as pilot:
         app.post_message(ConnectionChecked.connected(NOW))

@@ -62,16 +62,24 @@ def wait_gone(pids: set[int], within: float, what: str) -> None:
 
 
 def start_console(redis_url: str, child_env: dict[str, str], cwd: Path) -> pexpect.spawn:
-    console = pexpect.spawn(TUI, ["--redis-url", redis_url], env={**child_env, "TERM": "xterm-256color"},
-                            dimensions=(24, 80), encoding="utf-8", codec_errors="replace", cwd=str(cwd))
+    console = pexpect.spawn(
+        TUI,
+        ["--redis-url", redis_url],
+        env={**child_env, "TERM": "xterm-256color"},
+        dimensions=(24, 80),
+        encoding="utf-8",
+        codec_errors="replace",
+        cwd=str(cwd),
+    )
     Terminal(console).wait_for(r"redis ok")
     return console
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["pty closed", "SIGHUP"])
-def test_the_console_exits_when_its_terminal_goes_away(redis_url: str, child_env: dict[str, str], tmp_path: Path,
-                                                       how: str) -> None:
+def test_the_console_exits_when_its_terminal_goes_away(
+    redis_url: str, child_env: dict[str, str], tmp_path: Path, how: str
+) -> None:
     console = start_console(redis_url, child_env, tmp_path)
     pid = console.pid
     family = {pid} | children_of(pid)
@@ -170,9 +178,14 @@ def test_host_without_serve_is_refused(child_env: dict[str, str]) -> None:
 def test_serve_draws_the_console_in_a_browser(redis_url: str, child_env: dict[str, str], tmp_path: Path) -> None:
     browser = ensure_chromium()
     port = free_port()
-    server = subprocess.Popen([TUI, "--redis-url", redis_url, "--serve", "--port", str(port), "--host", "0.0.0.0"],
-                              env=child_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [TUI, "--redis-url", redis_url, "--serve", "--port", str(port), "--host", "0.0.0.0"],
+        env=child_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -31,12 +31,13 @@ def test_batch_cells_keep_counts_apart() -> None:
     assert cells["pending"].text == "700" and cells["running"].text == "38"
     assert cells["rate"].text == "41/m"
     assert cells["eta"].text == "18m 00s"  # 738 not finished at 41 a minute
-    assert b.counts_line(run42) == ("total 2,000 · pending 700 · running 38 · succeeded 1,250 · failed 12"
-                                    " · removed 0")
+    assert b.counts_line(run42) == ("total 2,000 · pending 700 · running 38 · succeeded 1,250 · failed 12 · removed 0")
 
 
-@pytest.mark.parametrize(("state", "rate", "eta"), [("running", None, None), ("succeeded", 41.0, None),
-                                                    ("running", 0.0, None), ("pending", 60.0, 738.0)])
+@pytest.mark.parametrize(
+    ("state", "rate", "eta"),
+    [("running", None, None), ("succeeded", 41.0, None), ("running", 0.0, None), ("pending", 60.0, 738.0)],
+)
 def test_eta_only_when_it_can_be_told(state: str, rate: float | None, eta: float | None) -> None:
     assert b.eta_seconds(replace(batches()[0], state=state, rate_per_min=rate)) == eta
 
@@ -80,8 +81,9 @@ def test_failed_cells_and_header() -> None:
 
 
 def test_all_matching_uses_the_filter_or_the_highlighted_group() -> None:
-    model = f.FailedModel(filter_text="queue:judge", grouped=True,
-                          groups=(FailedGroup("TimeoutError", 3), FailedGroup("ValueError", 1)))
+    model = f.FailedModel(
+        filter_text="queue:judge", grouped=True, groups=(FailedGroup("TimeoutError", 3), FailedGroup("ValueError", 1))
+    )
     assert model.filter_for("exc:ValueError") == FailedFilter(queue="judge", exception="ValueError")
     model.grouped = False
     assert model.filter_for("exc:ValueError") == FailedFilter(queue="judge")
@@ -95,7 +97,10 @@ def test_typed_target_of_an_all_matching_action() -> None:
     assert f.forget_all_confirmation(FailedFilter(queue="judge"), 3).typed == "judge"  # always typed
     assert f.retry_all_confirmation(FailedFilter(queue="judge"), 3).typed is None
     assert f.retry_all_confirmation(FailedFilter(queue="judge"), 1_001).typed == "judge"
-    assert "Queues 3 failed jobs again, matching queue:judge" in f.retry_all_confirmation(FailedFilter(queue="judge"), 3).body
+    assert (
+        "Queues 3 failed jobs again, matching queue:judge"
+        in f.retry_all_confirmation(FailedFilter(queue="judge"), 3).body
+    )
 
 
 def test_failed_paging() -> None:

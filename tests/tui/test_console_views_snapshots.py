@@ -24,8 +24,13 @@ Open = Callable[..., Awaitable[None]]
 Wait = Callable[..., Awaitable[None]]
 
 
-def shoot(snap_compare: Any, app: ConsoleApp, size: tuple[int, int], busy: dict[str, Any],
-          steps: Callable[[Pilot[None]], Awaitable[None]]) -> bool:
+def shoot(
+    snap_compare: Any,
+    app: ConsoleApp,
+    size: tuple[int, int],
+    busy: dict[str, Any],
+    steps: Callable[[Pilot[None]], Awaitable[None]],
+) -> bool:
     async def run_before(pilot: Pilot[None]) -> None:
         app.post_message(ConnectionChecked.connected(NOW))
         app.post_message(TelemetryReceived.from_dict(busy))
@@ -39,8 +44,9 @@ def shoot(snap_compare: Any, app: ConsoleApp, size: tuple[int, int], busy: dict[
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("read_only", [False, True], ids=["actions", "read-only"])
-def test_batches(snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any],
-                 size: tuple[int, int], read_only: bool) -> None:
+def test_batches(
+    snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any], size: tuple[int, int], read_only: bool
+) -> None:
     """Active batches, running first; at 160 columns the highlighted one's detail below. Read-only:
     no cancel or retry in the footer."""
     app = make_app(admin=FakeAdmin(), read_only=read_only)
@@ -48,8 +54,9 @@ def test_batches(snap_compare, make_app: MakeApp, open_list: Open, busy: dict[st
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_batches_all_chip(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                          size: tuple[int, int]) -> None:
+def test_batches_all_chip(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -61,8 +68,9 @@ def test_batches_all_chip(snap_compare, make_app: MakeApp, open_list: Open, wait
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_batch_detail(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                      size: tuple[int, int]) -> None:
+def test_batch_detail(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -75,8 +83,15 @@ def test_batch_detail(snap_compare, make_app: MakeApp, open_list: Open, wait: Wa
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("read_only", [False, True], ids=["actions", "read-only"])
-def test_failed(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                size: tuple[int, int], read_only: bool) -> None:
+def test_failed(
+    snap_compare,
+    make_app: MakeApp,
+    open_list: Open,
+    wait: Wait,
+    busy: dict[str, Any],
+    size: tuple[int, int],
+    read_only: bool,
+) -> None:
     """At 160 columns: runtime, worker, tags, timeout, the whole message and the traceback's head."""
     app = make_app(admin=FakeAdmin(), read_only=read_only)
 
@@ -90,8 +105,9 @@ def test_failed(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, bu
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_failed_grouped(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                        size: tuple[int, int]) -> None:
+def test_failed_grouped(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -104,11 +120,17 @@ def test_failed_grouped(snap_compare, make_app: MakeApp, open_list: Open, wait: 
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("tab", ["traceback", "summary", "payload", "partial", "retries"])
-def test_failed_detail(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                       size: tuple[int, int], tab: str) -> None:
+def test_failed_detail(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int], tab: str
+) -> None:
     app = make_app(admin=FakeAdmin())
-    app_tabs = {"traceback": "pane-tb", "summary": "pane-summary", "payload": "pane-payload",
-                "partial": "pane-partial", "retries": "pane-retries"}
+    app_tabs = {
+        "traceback": "pane-tb",
+        "summary": "pane-summary",
+        "payload": "pane-payload",
+        "partial": "pane-partial",
+        "retries": "pane-retries",
+    }
 
     async def steps(pilot: Pilot[None]) -> None:
         await open_list(pilot, "5")
@@ -126,8 +148,9 @@ def test_failed_detail(snap_compare, make_app: MakeApp, open_list: Open, wait: W
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("read_only", [False, True], ids=["actions", "read-only"])
-def test_running(snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any],
-                 size: tuple[int, int], read_only: bool) -> None:
+def test_running(
+    snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any], size: tuple[int, int], read_only: bool
+) -> None:
     """Running yellow past the queue's p95, T/O in red under 10 s, Lease red when a renewal is overdue."""
     app = make_app(admin=FakeAdmin(), read_only=read_only)
 
@@ -139,8 +162,9 @@ def test_running(snap_compare, make_app: MakeApp, open_list: Open, busy: dict[st
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_cancel_confirm(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                        size: tuple[int, int]) -> None:
+def test_cancel_confirm(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -152,8 +176,9 @@ def test_cancel_confirm(snap_compare, make_app: MakeApp, open_list: Open, wait: 
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_typed_confirm(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                       size: tuple[int, int]) -> None:
+def test_typed_confirm(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     """Cancelling a batch with over 1,000 jobs to touch asks for its name."""
     rows = batches()
     rows[0] = replace(rows[0], total=20_000, pending=18_738)
@@ -169,8 +194,9 @@ def test_typed_confirm(snap_compare, make_app: MakeApp, open_list: Open, wait: W
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_filter_prompt(snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any],
-                       size: tuple[int, int]) -> None:
+def test_filter_prompt(
+    snap_compare, make_app: MakeApp, open_list: Open, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:
@@ -181,8 +207,9 @@ def test_filter_prompt(snap_compare, make_app: MakeApp, open_list: Open, busy: d
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_failed_filtered(snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any],
-                         size: tuple[int, int]) -> None:
+def test_failed_filtered(
+    snap_compare, make_app: MakeApp, open_list: Open, wait: Wait, busy: dict[str, Any], size: tuple[int, int]
+) -> None:
     app = make_app(admin=FakeAdmin())
 
     async def steps(pilot: Pilot[None]) -> None:

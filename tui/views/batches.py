@@ -135,7 +135,12 @@ def eta_text(row: BatchRow) -> str:
 
 
 def header_line(row: BatchRow) -> str:
-    parts = [row.name or row.id, short_id(row.id, 10), STATE_LABEL.get(row.state, row.state).upper(), f"queue {row.queue}"]
+    parts = [
+        row.name or row.id,
+        short_id(row.id, 10),
+        STATE_LABEL.get(row.state, row.state).upper(),
+        f"queue {row.queue}",
+    ]
     if row.tenant:
         parts.append(f"tenant {row.tenant}")
     return "  ".join(parts)
@@ -162,8 +167,11 @@ def batch_cells(row: BatchRow) -> dict[str, Cell]:
         "queue": Cell(row.queue),
         "tenant": Cell(row.tenant or NULL),
         "progress": Cell(text_bar(row.progress), "green" if row.state == "succeeded" else ""),
-        "counts": Cell(f"{format_count(row.done)}/{format_count(row.failed)}/{format_count(row.total)}", right=True,
-                       style="red" if row.failed else ""),
+        "counts": Cell(
+            f"{format_count(row.done)}/{format_count(row.failed)}/{format_count(row.total)}",
+            right=True,
+            style="red" if row.failed else "",
+        ),
         "pending": Cell(format_count(queued(row)), right=True),
         "running": Cell(format_count(row.running), right=True),
         "rate": Cell(rate_text(row), right=True),
@@ -285,8 +293,13 @@ def pane_lines(row: BatchRow | None, rates: Sequence[float] = ()) -> list[str]:
     """The 160-column side pane: the highlighted batch's detail, callbacks and running means."""
     if row is None:
         return ["No batch highlighted."]
-    lines = [header_line(row), f"{text_bar(row.progress, 30)}  ETA {eta_text(row)}", counts_line(row),
-             timing_line(row, rates), callbacks_line(row)]
+    lines = [
+        header_line(row),
+        f"{text_bar(row.progress, 30)}  ETA {eta_text(row)}",
+        counts_line(row),
+        timing_line(row, rates),
+        callbacks_line(row),
+    ]
     means = metrics_line(row)
     if means:
         lines.append(means)
@@ -456,11 +469,20 @@ def run_cancel(node: Any, row: BatchRow) -> None:
         try:
             queued_jobs, running_jobs = await admin.cancel_batch_preview(row.id)
         except Exception as exc:  # Redis lost before the dialog: say so, change nothing
-            node.app.notify(f"Cancel {row.name or row.id} failed: {type(exc).__name__}: {exc}", title="Redis",
-                            severity="error", markup=False, timeout=10)
+            node.app.notify(
+                f"Cancel {row.name or row.id} failed: {type(exc).__name__}: {exc}",
+                title="Redis",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
             return
-        await confirm_and_run(node, f"Cancel {row.name or row.id}", cancel_confirmation(row, queued_jobs, running_jobs),
-                              lambda: admin.cancel_batch(row.id))
+        await confirm_and_run(
+            node,
+            f"Cancel {row.name or row.id}",
+            cancel_confirmation(row, queued_jobs, running_jobs),
+            lambda: admin.cancel_batch(row.id),
+        )
 
     node.run_worker(go(), group="action", exit_on_error=False)
 
@@ -468,8 +490,9 @@ def run_cancel(node: Any, row: BatchRow) -> None:
 def run_retry(node: Any, row: BatchRow) -> None:
     async def go() -> None:
         admin = node.app.admin
-        await confirm_and_run(node, f"Retry {row.name or row.id}", retry_confirmation(row),
-                              lambda: admin.retry_batch(row.id))
+        await confirm_and_run(
+            node, f"Retry {row.name or row.id}", retry_confirmation(row), lambda: admin.retry_batch(row.id)
+        )
 
     node.run_worker(go(), group="action", exit_on_error=False)
 

@@ -49,8 +49,9 @@ class Cell:
 
     def render(self) -> Text:
         # Text from Redis is data: a Text is never parsed as markup.
-        return Text(self.text, style=self.style, no_wrap=True, overflow="ellipsis",
-                    justify="right" if self.right else "left")
+        return Text(
+            self.text, style=self.style, no_wrap=True, overflow="ellipsis", justify="right" if self.right else "left"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ def short_id(value: str, width: int = 8) -> str:
     """An id cut to ``width`` characters, keeping its end: ids made together share their head
     (the time they were made; a run's samples are ``<run id>-<index>``), so the tail is what
     tells them apart.  ``y`` copies the whole id."""
-    return value if len(value) <= width else "…" + value[-(width - 1):]
+    return value if len(value) <= width else "…" + value[-(width - 1) :]
 
 
 def clock_time(at: float | None) -> str:
@@ -306,8 +307,7 @@ class KeyedTable(DataTable[Text]):
         if columns != self._columns_shown:
             self.clear(columns=True)
             for col in columns:
-                self.add_column(Text(col.label, justify="right" if col.right else "left"),
-                                width=col.width, key=col.key)
+                self.add_column(Text(col.label, justify="right" if col.right else "left"), width=col.width, key=col.key)
             self._columns_shown = columns
             self._cells.clear()
             self._firsts.clear()
@@ -427,5 +427,5 @@ class LazyText(ScrollView, can_focus=True):
         if index >= len(self.lines):
             return Strip.blank(self.size.width, self.rich_style)
         width = self.size.width
-        piece = self.lines[index].expandtabs(4)[x: x + width]
+        piece = self.lines[index].expandtabs(4)[x : x + width]
         return Strip([Segment(piece, self.rich_style)]).extend_cell_length(width, self.rich_style).crop(0, width)

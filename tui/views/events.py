@@ -57,6 +57,7 @@ def event_columns(wide: bool, width: int) -> tuple[Col, ...]:
     message = max(12, width - fixed - 2 - 2 - 1)  # its own padding, the scrollbar, a spare column
     return tuple(replace(c, width=message) if c.key == "message" else c for c in cols)
 
+
 KINDS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("all", lambda k: True),
     ("failures", lambda k: k in ("job_failed", "job_timed_out", "batch_failed", "error")),
@@ -167,7 +168,7 @@ class EventsModel:
 
     def add(self, raw: list[Mapping[str, Any]]) -> int:
         """Append what was read (skipping what is already here); returns how many were new."""
-        known = {e.id for e in self.events[-len(raw) - 1:]} if raw else set()
+        known = {e.id for e in self.events[-len(raw) - 1 :]} if raw else set()
         new = [Event.from_dict(r) for r in raw]
         new = [e for e in new if e.id not in known]
         self.events.extend(new)
@@ -389,11 +390,16 @@ def open_target(node: Any, kind: str, ident: str, queue: str | None = None) -> N
                     await app.run_action("show_mode('running')")
                     app.notify(f"{ident} is running now", timeout=4, markup=False)
                     return
-                app.notify(f"{ident} is not failed or running now (it completed, or its record expired)",
-                           timeout=5, markup=False)
+                app.notify(
+                    f"{ident} is not failed or running now (it completed, or its record expired)",
+                    timeout=5,
+                    markup=False,
+                )
             else:
                 await app.open_named(kind, ident)
         except Exception as exc:  # Redis lost on the way: say so, stay
-            app.notify(f"Opening {ident} failed: {type(exc).__name__}: {exc}", severity="error", timeout=8, markup=False)
+            app.notify(
+                f"Opening {ident} failed: {type(exc).__name__}: {exc}", severity="error", timeout=8, markup=False
+            )
 
     node.run_worker(go(), group="open", exit_on_error=False)

@@ -127,20 +127,28 @@ def retry_all_confirmation(flt: FailedFilter, count: int) -> Confirmation:
 
 def forget_all_confirmation(flt: FailedFilter, count: int) -> Confirmation:
     described = flt.describe() or "no filter: every failed job"
-    body = (f"Deletes {plural(count, 'failed job record')} matching {described}: tracebacks, payloads and "
-            "partial state. This cannot be undone.")
+    body = (
+        f"Deletes {plural(count, 'failed job record')} matching {described}: tracebacks, payloads and "
+        "partial state. This cannot be undone."
+    )
     return Confirmation(f"Forget all matching ({format_count(count)})?", body, "Forget all", matching_target(flt))
 
 
 def retry_confirmation(row: FailedRow) -> Confirmation:
     already = f" It was already retried ({row.retry_state or 'queued'})." if row.retried_by else ""
-    return Confirmation(f"Retry {row.name} {short_id(row.id)}?",
-                        f"Queues this job again on {row.queue} with a fresh set of tries.{already}", "Retry")
+    return Confirmation(
+        f"Retry {row.name} {short_id(row.id)}?",
+        f"Queues this job again on {row.queue} with a fresh set of tries.{already}",
+        "Retry",
+    )
 
 
 def forget_confirmation(row: FailedRow) -> Confirmation:
-    return Confirmation(f"Forget {row.name} {short_id(row.id)}?",
-                        "Deletes this failed job's record: traceback, payload and partial state.", "Forget")
+    return Confirmation(
+        f"Forget {row.name} {short_id(row.id)}?",
+        "Deletes this failed job's record: traceback, payload and partial state.",
+        "Forget",
+    )
 
 
 @dataclass
@@ -181,9 +189,13 @@ class FailedModel:
 
     def table_rows(self, now: float) -> list[Row]:
         if self.grouped:
-            return [(f"exc:{g.exception}", {"exception": Cell(g.exception, "red"),
-                                             "count": Cell(format_count(g.count), right=True)})
-                    for g in self.groups]
+            return [
+                (
+                    f"exc:{g.exception}",
+                    {"exception": Cell(g.exception, "red"), "count": Cell(format_count(g.count), right=True)},
+                )
+                for g in self.groups
+            ]
         return [(r.id, failed_cells(r, now)) for r in self.rows]
 
     def columns(self, wide: bool) -> tuple[Col, ...]:
@@ -230,7 +242,9 @@ def code_view(text: str, lexer: str, *, id: str | None = None) -> Widget:
     if len(text) > HIGHLIGHT_LIMIT:
         return LazyText(text, id=id, classes="code")
     syntax = Syntax(text, lexer, theme="ansi_dark", background_color="default", word_wrap=False)
-    scroll = VerticalScroll(Static(syntax, expand=True, shrink=False, markup=False), id=id, classes="code", can_focus=True)
+    scroll = VerticalScroll(
+        Static(syntax, expand=True, shrink=False, markup=False), id=id, classes="code", can_focus=True
+    )
     return scroll
 
 
@@ -341,8 +355,11 @@ class FailedView(Gated, Vertical):
         pane = self.query_one("#failed-pane", Static)
         if row is None:
             if self._pane_for is not None or not pane.content:
-                pane.update("Highlight a failed job to see its traceback." if not self.model.grouped
-                            else "Grouped by exception class: enter lists a group, R retries it.")
+                pane.update(
+                    "Highlight a failed job to see its traceback."
+                    if not self.model.grouped
+                    else "Grouped by exception class: enter lists a group, R retries it."
+                )
                 self._pane_for = None
             return
         if self._pane_for == row.id:
@@ -352,8 +369,15 @@ class FailedView(Gated, Vertical):
             pane.update(f"{exception_text(row)}\n\nloading traceback…")
             self._load_traceback(row)
             return
-        pane.update(Syntax(traceback_head(text) or "(no traceback recorded)", "pytb", theme="ansi_dark",
-                           background_color="default", word_wrap=False))
+        pane.update(
+            Syntax(
+                traceback_head(text) or "(no traceback recorded)",
+                "pytb",
+                theme="ansi_dark",
+                background_color="default",
+                word_wrap=False,
+            )
+        )
         self._pane_for = row.id
 
     @work(group="failed-pane", exclusive=True, exit_on_error=False)
@@ -455,15 +479,22 @@ class FailedView(Gated, Vertical):
                 # The count comes from the same indexes the action uses, read just before asking.
                 count = await admin.failed_count(flt)
             except Exception as exc:  # Redis lost before the dialog: say so, change nothing
-                self.app.notify(f"Counting failed jobs failed: {type(exc).__name__}: {exc}", title="Redis",
-                                severity="error", markup=False, timeout=10)
+                self.app.notify(
+                    f"Counting failed jobs failed: {type(exc).__name__}: {exc}",
+                    title="Redis",
+                    severity="error",
+                    markup=False,
+                    timeout=10,
+                )
                 return
             if retry:
-                await confirm_and_run(self, "Retry all matching", retry_all_confirmation(flt, count),
-                                      lambda: admin.retry_matching(flt))
+                await confirm_and_run(
+                    self, "Retry all matching", retry_all_confirmation(flt, count), lambda: admin.retry_matching(flt)
+                )
             else:
-                await confirm_and_run(self, "Forget all matching", forget_all_confirmation(flt, count),
-                                      lambda: admin.forget_matching(flt))
+                await confirm_and_run(
+                    self, "Forget all matching", forget_all_confirmation(flt, count), lambda: admin.forget_matching(flt)
+                )
 
         self.run_worker(go(), group="action", exit_on_error=False)
 
@@ -471,8 +502,9 @@ class FailedView(Gated, Vertical):
 def run_retry_one(node: Any, row: FailedRow) -> None:
     async def go() -> None:
         admin = node.app.admin
-        await confirm_and_run(node, f"Retry {short_id(row.id)}", retry_confirmation(row),
-                              lambda: admin.retry_failed(row.id, row.queue))
+        await confirm_and_run(
+            node, f"Retry {short_id(row.id)}", retry_confirmation(row), lambda: admin.retry_failed(row.id, row.queue)
+        )
 
     node.run_worker(go(), group="action", exit_on_error=False)
 
@@ -480,8 +512,9 @@ def run_retry_one(node: Any, row: FailedRow) -> None:
 def run_forget_one(node: Any, row: FailedRow, then: Any = None) -> None:
     async def go() -> None:
         admin = node.app.admin
-        result = await confirm_and_run(node, f"Forget {short_id(row.id)}", forget_confirmation(row),
-                                       lambda: admin.forget_failed(row.id, row.queue))
+        result = await confirm_and_run(
+            node, f"Forget {short_id(row.id)}", forget_confirmation(row), lambda: admin.forget_failed(row.id, row.queue)
+        )
         if result is not None and result.ok and then is not None:
             then()
 
@@ -492,9 +525,15 @@ def summary_rows(detail: FailedDetail) -> list[tuple[str, str]]:
     rows = [(str(k), NULL if v is None else str(v)) for k, v in detail.summary.items()]
     if not rows:
         row = detail.row
-        rows = [("id", row.id), ("queue", row.queue), ("batch", row.batch or NULL),
-                ("attempts", str(row.attempts)), ("failed", clock_time(row.failed_at)),
-                ("runtime", format_duration(row.runtime)), ("worker", row.worker or NULL)]
+        rows = [
+            ("id", row.id),
+            ("queue", row.queue),
+            ("batch", row.batch or NULL),
+            ("attempts", str(row.attempts)),
+            ("failed", clock_time(row.failed_at)),
+            ("runtime", format_duration(row.runtime)),
+            ("worker", row.worker or NULL),
+        ]
     return rows
 
 
@@ -524,8 +563,13 @@ class FailedDetailScreen(Gated, Screen[None]):
         yield Static(header_line(self.row), id="failed-header", classes="detail-header", markup=False)
         yield Static(exception_text(self.row), id="failed-exception", markup=False)
         with TabbedContent(id="failed-tabs"):
-            for title, pane_id in (("Traceback", "tb"), ("Summary", "summary"), ("Payload", "payload"),
-                                   ("Partial state", "partial"), ("Retries", "retries")):
+            for title, pane_id in (
+                ("Traceback", "tb"),
+                ("Summary", "summary"),
+                ("Payload", "payload"),
+                ("Partial state", "partial"),
+                ("Retries", "retries"),
+            ):
                 with TabPane(title, id=f"pane-{pane_id}"):
                     yield Static("loading…", classes="pane-note", markup=False)
         yield Footer()
@@ -558,14 +602,19 @@ class FailedDetailScreen(Gated, Screen[None]):
         await self._replace("tb", code_view(detail.traceback or "(no traceback recorded)", "pytb", id="traceback"))
         await self._replace("summary", VerticalScroll(Static(two_columns(summary_rows(detail)), markup=False)))
         await self._replace("payload", code_view(as_json(detail.payload), "json", id="payload"))
-        partial = ("Nothing was recorded before the failure." if detail.checkpoint is None
-                   else as_json(detail.checkpoint))
+        partial = (
+            "Nothing was recorded before the failure." if detail.checkpoint is None else as_json(detail.checkpoint)
+        )
         await self._replace("partial", code_view(partial, "json", id="partial"))
         table = KeyedTable(id="retries-table")
         await self._replace("retries", table)
-        table.show((Col("status", "Status", 10), Col("id", "Job", 24), Col("at", "Time", 8)),
-                   [(job_id, {"status": Cell(status), "id": Cell(job_id), "at": Cell(clock_time(at))})
-                    for status, job_id, at in detail.retries])
+        table.show(
+            (Col("status", "Status", 10), Col("id", "Job", 24), Col("at", "Time", 8)),
+            [
+                (job_id, {"status": Cell(status), "id": Cell(job_id), "at": Cell(clock_time(at))})
+                for status, job_id, at in detail.retries
+            ],
+        )
         if not detail.retries:
             await self.query_one("#pane-retries", TabPane).mount(Static("Not retried yet.", markup=False))
 
@@ -595,8 +644,11 @@ class FailedDetailScreen(Gated, Screen[None]):
     def action_copy_traceback(self) -> None:
         if self.detail is not None:
             self.app.copy_to_clipboard(self.detail.traceback)
-            self.app.notify(f"Copied the traceback ({format_count(len(self.detail.traceback.splitlines()))} lines)",
-                            timeout=3, markup=False)
+            self.app.notify(
+                f"Copied the traceback ({format_count(len(self.detail.traceback.splitlines()))} lines)",
+                timeout=3,
+                markup=False,
+            )
 
     def action_retry(self) -> None:
         run_retry_one(self, self.row)

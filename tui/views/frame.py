@@ -74,8 +74,11 @@ class FrameMixin:
     def frame_commands(self) -> Iterable[SystemCommand]:
         """The frame's own keys in the palette (the App's bindings are not listed from the screen)."""
         app: Any = self
-        yield SystemCommand("Resume live updates (space)" if app.frozen else "Freeze (space)",
-                            "hold the screen still while you read; space again resumes", app.action_freeze)
+        yield SystemCommand(
+            "Resume live updates (space)" if app.frozen else "Freeze (space)",
+            "hold the screen still while you read; space again resumes",
+            app.action_freeze,
+        )
 
     async def open_named(self, kind: str, name: str) -> None:
         """Go to a queue or a master/supervisor by name: its own screen where one is built, else

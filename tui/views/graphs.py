@@ -80,30 +80,58 @@ def _count_fmt(v: float | None) -> str:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("throughput", "Throughput (jobs/min)", (
-        Line("completed", lambda r: _num(r, "completed"), _completed_live),
-        Line("failed", lambda r: _num(r, "failed"), lambda q: q.failed_per_minute),
-    ), format_rate),
-    Metric("wait", "Oldest wait vs est. clear (s)", (
-        Line("oldest wait", lambda r: _num(r, "oldest_wait"), lambda q: q.oldest_wait, "max"),
-        Line("est. clear", lambda r: _num(r, "est_clear"), lambda q: q.est_clear, "max"),
-    ), format_duration),
-    Metric("backlog", "Backlog, delayed, running (jobs)", (
-        Line("backlog", lambda r: _num(r, "ready"), lambda q: q.ready),
-        Line("delayed", lambda r: _num(r, "delayed"), lambda q: q.delayed),
-        Line("running", lambda r: _num(r, "reserved"), lambda q: q.reserved),
-    ), _count_fmt),
-    Metric("runtime", "Runtime p50 / p95 (s)", (
-        Line("p50", lambda r: _num(r, "runtime_p50"), lambda q: q.runtime_p50, "max"),
-        Line("p95", lambda r: _num(r, "runtime_p95"), lambda q: q.runtime_p95, "max"),
-    ), format_duration),
-    Metric("procs", "Processes: busy / total", (
-        Line("busy", lambda r: _num(r, "reserved"), lambda q: q.reserved),
-        Line("processes", lambda r: _num(r, "processes"), lambda q: q.processes),
-    ), _count_fmt),
-    Metric("releases", "429 releases (per minute)", (
-        Line("429 releases", lambda r: _num(r, "rate_limited"), None),
-    ), _count_fmt),
+    Metric(
+        "throughput",
+        "Throughput (jobs/min)",
+        (
+            Line("completed", lambda r: _num(r, "completed"), _completed_live),
+            Line("failed", lambda r: _num(r, "failed"), lambda q: q.failed_per_minute),
+        ),
+        format_rate,
+    ),
+    Metric(
+        "wait",
+        "Oldest wait vs est. clear (s)",
+        (
+            Line("oldest wait", lambda r: _num(r, "oldest_wait"), lambda q: q.oldest_wait, "max"),
+            Line("est. clear", lambda r: _num(r, "est_clear"), lambda q: q.est_clear, "max"),
+        ),
+        format_duration,
+    ),
+    Metric(
+        "backlog",
+        "Backlog, delayed, running (jobs)",
+        (
+            Line("backlog", lambda r: _num(r, "ready"), lambda q: q.ready),
+            Line("delayed", lambda r: _num(r, "delayed"), lambda q: q.delayed),
+            Line("running", lambda r: _num(r, "reserved"), lambda q: q.reserved),
+        ),
+        _count_fmt,
+    ),
+    Metric(
+        "runtime",
+        "Runtime p50 / p95 (s)",
+        (
+            Line("p50", lambda r: _num(r, "runtime_p50"), lambda q: q.runtime_p50, "max"),
+            Line("p95", lambda r: _num(r, "runtime_p95"), lambda q: q.runtime_p95, "max"),
+        ),
+        format_duration,
+    ),
+    Metric(
+        "procs",
+        "Processes: busy / total",
+        (
+            Line("busy", lambda r: _num(r, "reserved"), lambda q: q.reserved),
+            Line("processes", lambda r: _num(r, "processes"), lambda q: q.processes),
+        ),
+        _count_fmt,
+    ),
+    Metric(
+        "releases",
+        "429 releases (per minute)",
+        (Line("429 releases", lambda r: _num(r, "rate_limited"), None),),
+        _count_fmt,
+    ),
 )
 """What ``m`` cycles through; at 160×48 the grid shows the chosen one and the three after it."""
 
@@ -149,8 +177,14 @@ def _queue_rows(entry: Values) -> Mapping[str, Values]:
     return queues if isinstance(queues, Mapping) else {}
 
 
-def graph_series(history: Sequence[Values], snapshot: Snapshot | None, metric: Metric, queue: str,
-                 window: tuple[str, int], now: float) -> Series:
+def graph_series(
+    history: Sequence[Values],
+    snapshot: Snapshot | None,
+    metric: Metric,
+    queue: str,
+    window: tuple[str, int],
+    now: float,
+) -> Series:
     """``metric`` for ``queue`` (or :data:`ALL`) over the last ``window`` minutes of ``history``
     (entries as recorded, any order), with the snapshot's values as the point at 0."""
     name, minutes = window
@@ -171,8 +205,7 @@ def graph_series(history: Sequence[Values], snapshot: Snapshot | None, metric: M
             if entry is None:
                 ys[i].append(None)
             elif queue == ALL:
-                ys[i].append(_combine([line.history(r) for r in rows.values() if isinstance(r, Mapping)],
-                                      line.combine))
+                ys[i].append(_combine([line.history(r) for r in rows.values() if isinstance(r, Mapping)], line.combine))
             else:
                 row = rows.get(queue)
                 ys[i].append(line.history(row) if isinstance(row, Mapping) else None)
@@ -180,8 +213,11 @@ def graph_series(history: Sequence[Values], snapshot: Snapshot | None, metric: M
         xs.append(0.0)
         live_rows = [q for q in snapshot.queues if queue in (ALL, q.name)]
         for i, line in enumerate(metric.lines):
-            ys[i].append(None if line.live is None or not live_rows
-                         else _combine([line.live(q) for q in live_rows], line.combine))
+            ys[i].append(
+                None
+                if line.live is None or not live_rows
+                else _combine([line.live(q) for q in live_rows], line.combine)
+            )
     return Series(metric, queue, name, tuple(xs), tuple(tuple(y) for y in ys))
 
 
@@ -350,8 +386,10 @@ class GraphsView(Vertical):
         count = 4 if app.wide and app.size.height >= 36 else 1
         now = app.clock()
         window = WINDOWS[self.model.window]
-        return [graph_series(self.model.history, app.state.snapshot, m, self.model.queue, window, now)
-                for m in self.model.metrics_shown(count)]
+        return [
+            graph_series(self.model.history, app.state.snapshot, m, self.model.queue, window, now)
+            for m in self.model.metrics_shown(count)
+        ]
 
     def draw(self, force: bool = False) -> None:
         """Called on every redraw; a plot is rebuilt at most every REPLOT_INTERVAL unless a key
@@ -362,8 +400,11 @@ class GraphsView(Vertical):
         if not force and time.monotonic() - self._last_plot < REPLOT_INTERVAL:
             return
         self._last_plot = time.monotonic()
-        note = f"not refreshed: {self.model.error}" if self.model.error else (
-            f"m metric · q queue · [ ] window {WINDOWS[self.model.window][0]}")
+        note = (
+            f"not refreshed: {self.model.error}"
+            if self.model.error
+            else (f"m metric · q queue · [ ] window {WINDOWS[self.model.window][0]}")
+        )
         if not self.model.fetched and not self.model.error:
             note = "reading the history…"
         widget = self.query_one("#graphs-note", Static)

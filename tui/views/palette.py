@@ -50,8 +50,9 @@ class GoToProvider(Provider):
         for item in found:
             display = hit_text(item)
             score = matcher.match(display) or 0.5
-            yield Hit(score, matcher.highlight(display), partial(self._go, item), text=display,
-                      help=f"{item.kind} {item.id}")
+            yield Hit(
+                score, matcher.highlight(display), partial(self._go, item), text=display, help=f"{item.kind} {item.id}"
+            )
 
     def _go(self, item: Found) -> None:
         app: Any = self.app

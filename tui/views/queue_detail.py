@@ -48,8 +48,11 @@ COLUMNS: tuple[Col, ...] = (
 
 def detail_columns(tab: str, wide: bool) -> tuple[Col, ...]:
     cols = columns_for(COLUMNS, wide)
-    return tuple(Col(c.key, AT_LABELS[tab], c.width, c.right) if c.key == "at" else c
-                 for c in cols if c.key != "worker" or tab == "running")
+    return tuple(
+        Col(c.key, AT_LABELS[tab], c.width, c.right) if c.key == "at" else c
+        for c in cols
+        if c.key != "worker" or tab == "running"
+    )
 
 
 def job_cells(tab: str, row: QueueJobRow, now: float) -> dict[str, Cell]:
@@ -115,8 +118,13 @@ class QueueDetailModel:
 def header_text(name: str, queue: QueueStats | None) -> str:
     if queue is None:
         return f"Queue {name} · not in the latest snapshot"
-    parts = [f"Queue {name}", f"ready {format_count(queue.ready)}", f"delayed {format_count(queue.delayed)}",
-             f"running {format_count(queue.reserved)}", f"failed 1h {format_count(queue.failed_past_hour)}"]
+    parts = [
+        f"Queue {name}",
+        f"ready {format_count(queue.ready)}",
+        f"delayed {format_count(queue.delayed)}",
+        f"running {format_count(queue.reserved)}",
+        f"failed 1h {format_count(queue.failed_past_hour)}",
+    ]
     if queue.paused:
         parts.append("PAUSED")
     return " · ".join(parts)
@@ -262,8 +270,9 @@ class JobDetailScreen(Screen[None]):
         self.loaded = False
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Job {self.job_id} · queue {self.queue} · loading…", id="job-header",
-                     classes="detail-header", markup=False)
+        yield Static(
+            f"Job {self.job_id} · queue {self.queue} · loading…", id="job-header", classes="detail-header", markup=False
+        )
         yield Static("", id="job-fields", markup=False)
         yield Static("Payload", classes="section-title", markup=False)
         yield Footer()
@@ -277,17 +286,23 @@ class JobDetailScreen(Screen[None]):
         try:
             detail = await app.admin.job_detail(self.queue, self.job_id)
         except Exception as exc:  # say why, keep the screen
-            set_text(self.query_one("#job-header", Static), f"Job {self.job_id} · not read: {type(exc).__name__}: {exc}")
+            set_text(
+                self.query_one("#job-header", Static), f"Job {self.job_id} · not read: {type(exc).__name__}: {exc}"
+            )
             return
         self.detail, self.loaded = detail, True
         if detail is None:
-            set_text(self.query_one("#job-header", Static),
-                     f"Job {self.job_id} · gone (finished, forgotten or expired)")
+            set_text(
+                self.query_one("#job-header", Static), f"Job {self.job_id} · gone (finished, forgotten or expired)"
+            )
             return
         set_text(self.query_one("#job-header", Static), f"{detail.name or '?'} {detail.id} · queue {detail.queue}")
         width = max(len(k) for k, _ in detail.fields)
-        set_text(self.query_one("#job-fields", Static),
-                 "\n".join(f"{k.ljust(width)}  {v}" for k, v in detail.fields), layout=True)
+        set_text(
+            self.query_one("#job-fields", Static),
+            "\n".join(f"{k.ljust(width)}  {v}" for k, v in detail.fields),
+            layout=True,
+        )
         await self.mount(LazyText(detail.payload, id="job-payload", classes="code"), before=self.query_one(Footer))
 
     def action_back(self) -> None:

@@ -101,12 +101,21 @@ def running_cells(row: RunningRow, now: float, p95: float | None) -> dict[str, C
         "queue": Cell(row.queue),
         "batch": Cell(row.batch or NULL),
         "worker": Cell(row.worker),
-        "running": Cell(NULL if ran is None else format_seconds(ran), right=True,
-                        style="yellow" if ran is not None and p95 is not None and ran > p95 else ""),
-        "timeout": Cell(NULL if left is None else ("over" if left < 0 else format_seconds(left, round_up=True)),
-                        right=True, style="bold red" if left is not None and left < TIMEOUT_WARNING else ""),
-        "lease": Cell(NULL if lease_age is None else format_seconds(lease_age), right=True,
-                      style="bold red" if lease_overdue(row, now) else ""),
+        "running": Cell(
+            NULL if ran is None else format_seconds(ran),
+            right=True,
+            style="yellow" if ran is not None and p95 is not None and ran > p95 else "",
+        ),
+        "timeout": Cell(
+            NULL if left is None else ("over" if left < 0 else format_seconds(left, round_up=True)),
+            right=True,
+            style="bold red" if left is not None and left < TIMEOUT_WARNING else "",
+        ),
+        "lease": Cell(
+            NULL if lease_age is None else format_seconds(lease_age),
+            right=True,
+            style="bold red" if lease_overdue(row, now) else "",
+        ),
         "attempt": Cell(tries, right=True),
         "progress": Cell(progress),
         "sample": Cell(NULL if row.sample is None else str(row.sample), right=True),
@@ -115,8 +124,10 @@ def running_cells(row: RunningRow, now: float, p95: float | None) -> dict[str, C
 
 
 def cancel_confirmation(row: RunningRow, grace: float = CANCEL_GRACE) -> Confirmation:
-    body = (f"The worker {row.worker} is told to stop {row.name} at its next lease renewal; a blocking job is "
-            f"killed after {format_seconds(grace)}; it is recorded as cancelled with its partial state.")
+    body = (
+        f"The worker {row.worker} is told to stop {row.name} at its next lease renewal; a blocking job is "
+        f"killed after {format_seconds(grace)}; it is recorded as cancelled with its partial state."
+    )
     return Confirmation(f"Cancel running job {short_id(row.id)}?", body, "Cancel job")
 
 
@@ -145,8 +156,9 @@ class RunningModel:
     def rows(self) -> list[RunningRow]:
         flt = FailedFilter.parse(self.filter_text)
         # Longest-running first; a job not started yet (no time) last; ties by id, so rows stay put.
-        return sorted((r for r in self.page if matches(r, flt)),
-                      key=lambda r: (r.started_at is None, r.started_at or 0.0, r.id))
+        return sorted(
+            (r for r in self.page if matches(r, flt)), key=lambda r: (r.started_at is None, r.started_at or 0.0, r.id)
+        )
 
     def find(self, key: str | None) -> RunningRow | None:
         return next((r for r in self.page if r.id == key), None)
@@ -269,7 +281,11 @@ class RunningView(Gated, Vertical):
 
         async def go() -> None:
             admin = self.app.admin  # type: ignore[attr-defined]
-            await confirm_and_run(self, f"Cancel {short_id(row.id)}", cancel_confirmation(row),
-                                  lambda: admin.cancel_job(row.id, row.queue))
+            await confirm_and_run(
+                self,
+                f"Cancel {short_id(row.id)}",
+                cancel_confirmation(row),
+                lambda: admin.cancel_job(row.id, row.queue),
+            )
 
         self.run_worker(go(), group="action", exit_on_error=False)

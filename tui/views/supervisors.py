@@ -154,8 +154,10 @@ def pool_cells(s: SupervisorRow, pool: str) -> dict[str, Cell]:
         "queues": Cell(pool, "dim"),
         "procs": Cell(format_count(s.per_queue.get(pool, 0)), right=True),
         "busy": Cell(""),
-        "balance": Cell(f"→{override if override is not None else (NULL if target is None else target)}",
-                        "yellow" if override is not None else "dim"),
+        "balance": Cell(
+            f"→{override if override is not None else (NULL if target is None else target)}",
+            "yellow" if override is not None else "dim",
+        ),
         "minmax": Cell(""),
     }
 
@@ -177,15 +179,20 @@ def build_lines(masters: Sequence[MasterRow], configured: Sequence[str]) -> list
     if absent:
         lines.append(Line("master", None))
         for name in absent:
-            lines.append(Line("supervisor", None, SupervisorRow(name, "inactive", (), 0, None, {}, {}, {}, "", None, None)))
+            lines.append(
+                Line("supervisor", None, SupervisorRow(name, "inactive", (), 0, None, {}, {}, {}, "", None, None))
+            )
     return lines
 
 
 def line_cells(line: Line, now: float) -> dict[str, Cell]:
     if line.kind == "master":
         if line.master is None:
-            return {"name": Cell(INACTIVE_GROUP, "dim"), "status": Cell("inactive", "dim"),
-                    "queues": Cell("configured here, run by no master", "dim")}
+            return {
+                "name": Cell(INACTIVE_GROUP, "dim"),
+                "status": Cell("inactive", "dim"),
+                "queues": Cell("configured here, run by no master", "dim"),
+            }
         return master_cells(line.master, now)
     assert line.supervisor is not None
     if line.kind == "pool":
@@ -200,16 +207,22 @@ def pause_confirmation(line: Line) -> Confirmation:
         paused = m.status == "paused"
         verb = "Continue" if paused else "Pause"
         workers = sum(s.processes for s in m.supervisors)
-        body = (f"{plural(workers, 'worker')} of {m.name} take jobs again." if paused else
-                f"{plural(workers, 'worker')} of {m.name} finish their running jobs and take no more; queued jobs stay queued.")
+        body = (
+            f"{plural(workers, 'worker')} of {m.name} take jobs again."
+            if paused
+            else f"{plural(workers, 'worker')} of {m.name} finish their running jobs and take no more; queued jobs stay queued."
+        )
         return Confirmation(f"{verb} master {m.name}?", body, f"{verb} master")
     s = line.supervisor
     assert s is not None
     paused = s.status == "paused"
     verb = "Continue" if paused else "Pause"
-    body = (f"The {plural(s.processes, 'worker')} of {s.name} on {m.name} take jobs again." if paused else
-            f"The {plural(s.processes, 'worker')} of {s.name} on {m.name} finish their running jobs and take no "
-            f"more from {', '.join(s.queues)}; other supervisors keep serving those queues.")
+    body = (
+        f"The {plural(s.processes, 'worker')} of {s.name} on {m.name} take jobs again."
+        if paused
+        else f"The {plural(s.processes, 'worker')} of {s.name} on {m.name} finish their running jobs and take no "
+        f"more from {', '.join(s.queues)}; other supervisors keep serving those queues."
+    )
     return Confirmation(f"{verb} supervisor {s.name}?", body, f"{verb} supervisor")
 
 
@@ -278,7 +291,9 @@ def target_pool(line: Line | None) -> tuple[MasterRow, SupervisorRow, str] | Non
 
 class SupervisorsView(Gated, Vertical):
     BINDING_GROUP_TITLE = "Supervisors"
-    ACTIONS: ClassVar[frozenset[str]] = frozenset({"pause", "scale_up", "scale_down", "scale_reset", "restart", "terminate"})
+    ACTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"pause", "scale_up", "scale_down", "scale_reset", "restart", "terminate"}
+    )
     GATED: ClassVar[tuple[str, ...]] = ("copy",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "Pause/continue"),
@@ -413,8 +428,11 @@ class SupervisorsView(Gated, Vertical):
         sup = line.supervisor.name if line.kind == "supervisor" and line.supervisor is not None else None
         paused = (line.supervisor.status if sup and line.supervisor else master.status) == "paused"
         action = "continue" if paused else "pause"
-        self._send(f"{action} {sup or master.name}", pause_confirmation(line),
-                   lambda: admin.master_command(master.name, action, sup))
+        self._send(
+            f"{action} {sup or master.name}",
+            pause_confirmation(line),
+            lambda: admin.master_command(master.name, action, sup),
+        )
 
     def _scale(self, step: int | None) -> None:
         target = target_pool(self.highlighted) if self._live_master() is not None else None
@@ -439,12 +457,18 @@ class SupervisorsView(Gated, Vertical):
         master = self._live_master()
         if master is not None:
             admin: Any = self.app.admin  # type: ignore[attr-defined]
-            self._send(f"Restart {master.name}", restart_confirmation(master),
-                       lambda: admin.master_command(master.name, "restart"))
+            self._send(
+                f"Restart {master.name}",
+                restart_confirmation(master),
+                lambda: admin.master_command(master.name, "restart"),
+            )
 
     def action_terminate(self) -> None:
         master = self._live_master()
         if master is not None:
             admin: Any = self.app.admin  # type: ignore[attr-defined]
-            self._send(f"Terminate {master.name}", terminate_confirmation(master),
-                       lambda: admin.master_command(master.name, "terminate"))
+            self._send(
+                f"Terminate {master.name}",
+                terminate_confirmation(master),
+                lambda: admin.master_command(master.name, "terminate"),
+            )

@@ -96,6 +96,7 @@ def procs_text(queue: QueueStats) -> str:
 
 def queue_series(history: Sequence[HistoryEntry], queue: str, key: str) -> list[float | None]:
     if key == "jobs":
+
         def jobs(e: HistoryEntry) -> float | None:
             done, failed = e.of(queue, "completed"), e.of(queue, "failed")
             return None if done is None and failed is None else (done or 0) + (failed or 0)
@@ -108,8 +109,9 @@ def trend_text(history: Sequence[HistoryEntry], queue: str) -> str:
     return sparkline(queue_series(history, queue, "jobs")[-TREND_MINUTES:]) if history else ""
 
 
-def workload_cells(queue: QueueStats, since: float, history: Sequence[HistoryEntry] = (),
-                   trend: str | None = None) -> dict[str, Cell]:
+def workload_cells(
+    queue: QueueStats, since: float, history: Sequence[HistoryEntry] = (), trend: str | None = None
+) -> dict[str, Cell]:
     oldest = oldest_now(queue, since)
     late = oldest is not None and queue.long_wait is not None and oldest > queue.long_wait
     name = (PAUSED_MARK if queue.paused else "") + queue.name
@@ -217,16 +219,20 @@ def limiter_lines(limiters: Sequence[Limiter], queue: str | None = None) -> list
     lines = []
     for li in ordered:
         flight = NULL if li.in_flight is None else str(li.in_flight)
-        lines.append(f"{li.name} ({li.kind}) {flight}/{num(li.limit)} · floor {num(li.floor)} · ceiling {num(li.ceiling)}")
+        lines.append(
+            f"{li.name} ({li.kind}) {flight}/{num(li.limit)} · floor {num(li.floor)} · ceiling {num(li.ceiling)}"
+        )
     return lines
 
 
 def pause_confirmation(queue: QueueStats) -> Confirmation:
     ready, running = queue.ready or 0, queue.reserved or 0
     if queue.paused:
-        return Confirmation(f"Continue queue {queue.name}?",
-                            f"Workers on every host take {queue.name}'s jobs again: {plural(ready, 'ready job')} can start.",
-                            "Continue queue")
+        return Confirmation(
+            f"Continue queue {queue.name}?",
+            f"Workers on every host take {queue.name}'s jobs again: {plural(ready, 'ready job')} can start.",
+            "Continue queue",
+        )
     return Confirmation(
         f"Pause queue {queue.name}?",
         f"Workers on every host stop taking {queue.name}'s jobs: {plural(ready, 'ready job')} stay queued and "
@@ -259,7 +265,9 @@ def run_pause(node: Any, queue: QueueStats) -> None:
 def run_clear(node: Any, queue: QueueStats) -> None:
     async def go() -> None:
         admin = node.app.admin
-        await confirm_and_run(node, f"Clear {queue.name}", clear_confirmation(queue), lambda: admin.clear_queue(queue.name))
+        await confirm_and_run(
+            node, f"Clear {queue.name}", clear_confirmation(queue), lambda: admin.clear_queue(queue.name)
+        )
 
     node.run_worker(go(), group="action", exit_on_error=False)
 
