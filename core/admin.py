@@ -507,8 +507,8 @@ class Admin:
             for bid in ids:
                 bk = batch_key(keys, bid)
                 pipe.hgetall(bk)
-                pipe.scard(bk + ":running")
-                pipe.scard(bk + ":cancelled")
+                pipe.scard(keys.batch_running(bid))
+                pipe.scard(keys.batch_cancelled(bid))
             replies = await pipe.execute()
         rows = []
         for i, bid in enumerate(ids):
@@ -604,7 +604,7 @@ class Admin:
         if queue in self._active_indexed:
             return
         keys = self._keys(queue)
-        marker = active_batches_key(keys) + "_indexed"
+        marker = keys.batches_active_indexed
         if not await self.client.exists(marker):
             entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
             for start in range(0, len(entries), SCAN_CHUNK):
@@ -643,7 +643,7 @@ class Admin:
         keys = self._keys(row.queue)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.llen(keys.lane(batch_id))
-            pipe.scard(batch_key(keys, batch_id) + ":running")
+            pipe.scard(keys.batch_running(batch_id))
             queued, running = await pipe.execute()
         return (int(queued), int(running))
 

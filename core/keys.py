@@ -98,6 +98,43 @@ class QueueKeys:
         """ZSET batch id -> creation time (ms) of the batches on this queue."""
         return self.base + "batches"
 
+    @property
+    def batches_active(self) -> str:
+        """ZSET batch id -> creation time (ms) of the batches not finished yet, kept by the scripts
+        (``_batch.lua``), so the active list never reads finished batches."""
+        return self.base + "batches:active"
+
+    @property
+    def batches_active_indexed(self) -> str:
+        """STRING set once ``batches_active`` covers the batches created before it existed."""
+        return self.batches_active + "_indexed"
+
+    def batch(self, batch_id: str) -> str:
+        """HASH: one batch record (name built in ``_batch.lua`` too)."""
+        return self.base + "batch:" + batch_id
+
+    def batch_failed(self, batch_id: str) -> str:
+        """SET of the ids of the batch's jobs that failed for good."""
+        return self.batch(batch_id) + ":failed"
+
+    def batch_cancelled(self, batch_id: str) -> str:
+        """SET of the ids of the batch's jobs a cancel took out of the queue (``batch retry``
+        queues them again)."""
+        return self.batch(batch_id) + ":cancelled"
+
+    def batch_running(self, batch_id: str) -> str:
+        """SET of the ids of the batch's jobs reserved now."""
+        return self.batch(batch_id) + ":running"
+
+    def minute(self, minute: int) -> str:
+        """HASH: the telemetry counters of one minute (epoch seconds // 60), written by the ack,
+        release and fail scripts through the prelude's ``tm_count``."""
+        return f"{self.base}m:{minute}"
+
+    def unique(self, merge_key: str) -> str:
+        """STRING: the id of the job that holds a merge key (dispatch.lua builds it too)."""
+        return self.base + "unique:" + merge_key
+
     def job(self, job_id: str) -> str:
         """HASH holding one job record."""
         return self.base + "job:" + job_id
@@ -126,6 +163,47 @@ class GlobalKeys:
         """HASH queue -> "<ms>:<dispatched>": when the queue was first seen unused (no jobs, no
         batches, no workers) and its dispatched counter then; it is forgotten after a retention."""
         return f"{self.prefix}:queues:idle"
+
+    @property
+    def masters(self) -> str:
+        """HASH master name -> JSON heartbeat of one ``evalharnessd``."""
+        return f"{self.prefix}:masters"
+
+    @property
+    def events(self) -> str:
+        """STREAM of events (failed jobs, long waits, batch transitions...); the scripts derive it
+        from a queue's key base with the prelude's ``events_key``."""
+        return f"{self.prefix}:events"
+
+    @property
+    def telemetry(self) -> str:
+        """Pub/sub channel: the telemetry snapshot, about once a second while someone listens."""
+        return f"{self.prefix}:telemetry"
+
+    @property
+    def telemetry_history(self) -> str:
+        """LIST of per-minute history entries, oldest first, appended by the telemetry leader."""
+        return f"{self.prefix}:telemetry:history"
+
+    @property
+    def telemetry_history_last(self) -> str:
+        """STRING: the last minute written to the history, so no minute is written twice."""
+        return self.telemetry_history + ":last"
+
+    @property
+    def telemetry_leader(self) -> str:
+        """STRING (short TTL): the name of the master that writes the history and long-wait events."""
+        return f"{self.prefix}:telemetry:leader"
+
+    @property
+    def telemetry_long_wait(self) -> str:
+        """HASH queue -> "1" while its oldest job is over its long-wait threshold."""
+        return f"{self.prefix}:telemetry:long_wait"
+
+    @property
+    def batch_queues(self) -> str:
+        """HASH batch id -> queue, for finding a batch from its id alone."""
+        return f"{self.prefix}:batch_queues"
 
     def control(self, master: str) -> str:
         """LIST of JSON commands for one master (pause, continue, terminate, restart, scale)."""
@@ -247,7 +325,7 @@ class OnlineKeys:
     @property
     def events(self) -> str:
         """The prefix-wide event stream (drift alerts go there)."""
-        return f"{self.prefix}:events"
+        return GlobalKeys(self.prefix).events
 
 
 def online_monitors(prefix: str) -> str:

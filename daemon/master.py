@@ -387,7 +387,7 @@ class Master:
         if self.client is None:
             return set()
         try:
-            raw = await self.client.hvals(f"{self.prefix}:workers")
+            raw = await self.client.hvals(GlobalKeys(self.prefix).workers)
         except REDIS_ERRORS:
             return set()
         idle = set()

@@ -18,6 +18,7 @@ import redis.exceptions
 from evalharness.core.connection import REDIS_ERRORS
 from evalharness.core.forget import DEFAULT_QUEUE_RETENTION, QueueForgetter, QueueUse
 from evalharness.core.format import format_duration
+from evalharness.core.keys import GlobalKeys
 from evalharness.core.telemetry import (
     EVENTS_MAXLEN,
     HISTORY_CAP,
@@ -121,7 +122,9 @@ class Publisher:
             pipe.pubsub_numsub(channel(self.prefix))
             _, numsub = await pipe.execute()
         listeners = int(numsub[0][1]) if numsub else 0
-        leader = bool(await self._lead(keys=[f"{self.prefix}:telemetry:leader"], args=[self.name, LEADER_TTL_MS]))
+        leader = bool(
+            await self._lead(keys=[GlobalKeys(self.prefix).telemetry_leader], args=[self.name, LEADER_TTL_MS])
+        )
         if not listeners and not leader:
             return
         snapshot = await collect_snapshot(self.client, self.prefix, now)
@@ -140,7 +143,7 @@ class Publisher:
 
     async def _history(self, snapshot: dict[str, Any]) -> None:
         closed = int(snapshot["at"] // 60) - 1
-        last_key = f"{self.prefix}:telemetry:history:last"
+        last_key = GlobalKeys(self.prefix).telemetry_history_last
         last = await self.client.get(last_key)
         if last is not None and int(last) >= closed:
             return
@@ -153,7 +156,7 @@ class Publisher:
             await pipe.execute()
 
     async def _long_waits(self, snapshot: dict[str, Any]) -> None:
-        state_key = f"{self.prefix}:telemetry:long_wait"
+        state_key = GlobalKeys(self.prefix).telemetry_long_wait
         for q in snapshot["queues"]:
             wait = q["oldest_wait"]
             threshold = self.long_wait_for(q["name"])
