@@ -30,7 +30,8 @@ import redis.asyncio as aioredis
 from .config import validate_name
 from .errors import EvalHarnessError
 from .jobs import JobContext, PermanentError, job, new_job_id
-from .keys import QueueKeys
+from .keys import GlobalKeys, QueueKeys
+from .prelude import EVENTS_MAXLEN
 from .queue import JobRequest, Queue
 
 STAGES = ("before", "progress", "then", "catch", "finally")
@@ -52,23 +53,25 @@ def batch_callback(name: str) -> Callable[[BatchCallback], BatchCallback]:
     return decorate
 
 
+# The names live in core/keys.py (GlobalKeys.batch_queues, QueueKeys.batch...); these short
+# forms are what the readers use.
 def batch_index_key(prefix: str) -> str:
     """HASH batch id -> queue, for finding a batch from its id alone."""
-    return f"{prefix}:batch_queues"
+    return GlobalKeys(prefix).batch_queues
 
 
 def batch_key(keys: QueueKeys, batch_id: str) -> str:
-    return f"{keys.base}batch:{batch_id}"
+    return keys.batch(batch_id)
 
 
 def batches_key(keys: QueueKeys) -> str:
-    return f"{keys.base}batches"
+    return keys.batches
 
 
 def active_batches_key(keys: QueueKeys) -> str:
     """ZSET batch id -> created ms of the batches not finished yet (kept by the scripts, see
     _batch.lua), so the active list never reads finished batches."""
-    return f"{keys.base}batches:active"
+    return keys.batches_active
 
 
 @dataclass(frozen=True)
@@ -265,9 +268,9 @@ class Batches:
             )
         await self.add(bid, jobs, queue=queue)
         await self.client.xadd(
-            f"{self.prefix}:events",
+            GlobalKeys(self.prefix).events,
             {"kind": "batch_created", "batch": bid, "name": name, "queue": queue, "at": f"{time.time():.3f}"},
-            maxlen=10_000,
+            maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
         return bid
@@ -292,7 +295,7 @@ class Batches:
         keys = self.queue.keys(str(queue))
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(batch_key(keys, batch_id))
-            pipe.smembers(batch_key(keys, batch_id) + ":failed")
+            pipe.smembers(keys.batch_failed(batch_id))
             rec, failed = await pipe.execute()
         return _info(batch_id, str(queue), rec, failed) if rec else None
 
@@ -308,7 +311,7 @@ class Batches:
             async with self.client.pipeline(transaction=False) as pipe:
                 for bid in ids:
                     pipe.hgetall(batch_key(keys, bid))
-                    pipe.smembers(batch_key(keys, bid) + ":failed")
+                    pipe.smembers(keys.batch_failed(bid))
                 replies = await pipe.execute()
             for i, bid in enumerate(ids):
                 if replies[2 * i]:
@@ -370,9 +373,9 @@ class Batches:
                 async with self.client.pipeline(transaction=True) as pipe:
                     pipe.delete(
                         batch_key(keys, b.id),
-                        batch_key(keys, b.id) + ":failed",
-                        batch_key(keys, b.id) + ":cancelled",
-                        batch_key(keys, b.id) + ":running",
+                        keys.batch_failed(b.id),
+                        keys.batch_cancelled(b.id),
+                        keys.batch_running(b.id),
                     )
                     pipe.zrem(batches_key(keys), b.id)
                     pipe.zrem(active_batches_key(keys), b.id)

@@ -87,7 +87,7 @@ class QueueOps:
         self.prefix = prefix
         self._pause = client.register_script(script_source("queue_pause"))
         # the clear reuses the batch helpers (b_remove_queued, b_maybe_finish, b_event)
-        self._clear = client.register_script(script_source("_batch") + "\n" + script_source("clear_queue"))
+        self._clear = client.register_script(script_source("clear_queue"))
 
     def _keys(self, queue: str) -> QueueKeys:
         validate_name("queue", queue)

@@ -1,4 +1,5 @@
-"""Loads the Lua scripts that live next to this module, one named script per state change."""
+"""Loads the Lua scripts that live next to this module, one named script per state change, each
+after the prelude (``core/prelude.py`` and ``lua/_prelude.lua``) and the helpers it uses."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.commands.core import AsyncScript
+
+from .prelude import prelude_source
 
 SCRIPT_NAMES = (
     "dispatch",
@@ -43,6 +46,7 @@ WITH_BATCH_HELPERS = frozenset(
         "batch_seal",
         "retry_failed",
         "cancel_job",
+        "clear_queue",
     }
 )
 # Scripts that put jobs into the failed store or take them out keep its indexes (_failed.lua).
@@ -51,13 +55,16 @@ WITH_FAILED_HELPERS = frozenset({"fail", "retry_failed", "batch_retry", "cancel_
 
 @cache
 def script_source(name: str) -> str:
+    """The source of script ``name`` as it is loaded: the prelude, the helpers it uses, its body
+    (each piece once; the helpers build on what the prelude defines)."""
     lua = resources.files("evalharness.core").joinpath("lua")
-    body = lua.joinpath(f"{name}.lua").read_text()
-    if name in WITH_FAILED_HELPERS:
-        body = lua.joinpath("_failed.lua").read_text() + "\n" + body
+    parts = [prelude_source()]
     if name in WITH_BATCH_HELPERS:
-        body = lua.joinpath("_batch.lua").read_text() + "\n" + body
-    return body
+        parts.append(lua.joinpath("_batch.lua").read_text())
+    if name in WITH_FAILED_HELPERS:
+        parts.append(lua.joinpath("_failed.lua").read_text())
+    parts.append(lua.joinpath(f"{name}.lua").read_text())
+    return "\n".join(parts)
 
 
 class Scripts:

@@ -18,55 +18,39 @@ import redis.asyncio as aioredis
 
 from .adaptive import read_limiters
 from .keys import GlobalKeys, QueueKeys, adaptive_index
+from .prelude import BUCKET_BOUNDS_MS as BUCKET_BOUNDS_MS  # the scripts count with the same numbers
+from .prelude import EVENTS_MAXLEN as EVENTS_MAXLEN
+from .prelude import MINUTE_TTL_S as MINUTE_TTL_S
 from .queue import QUEUE_STATE_READS, known_queues, pipe_queue_state
 
 SCHEMA = "evalharness.telemetry.v1"
 HISTORY_SCHEMA = "evalharness.telemetry.history.v1"
-EVENTS_MAXLEN = 10_000
 HISTORY_CAP = 1_440  # one entry per minute: 24 hours
 RUNTIME_WINDOW_MINUTES = 5
 MINUTES_READ = 61  # per queue, the current minute and the 60 before it: the past hour, whole
 MASTER_STALE = 15.0  # seconds without a heartbeat before a master counts as gone
 MASTER_FORGET = 600.0  # a master silent this long is dropped from the masters hash (until then: "lost")
-# Upper bounds (ms) of the runtime histogram buckets kept by ack.lua; bucket 17 is "above".
-BUCKET_BOUNDS_MS: tuple[int, ...] = (
-    5,
-    10,
-    25,
-    50,
-    100,
-    250,
-    500,
-    1000,
-    2500,
-    5000,
-    10000,
-    30000,
-    60000,
-    120000,
-    300000,
-    600000,
-)
 
 
+# The names live in core/keys.py; these short forms are what the readers here and elsewhere use.
 def channel(prefix: str) -> str:
-    return f"{prefix}:telemetry"
+    return GlobalKeys(prefix).telemetry
 
 
 def history_key(prefix: str) -> str:
-    return f"{prefix}:telemetry:history"
+    return GlobalKeys(prefix).telemetry_history
 
 
 def events_key(prefix: str) -> str:
-    return f"{prefix}:events"
+    return GlobalKeys(prefix).events
 
 
 def masters_key(prefix: str) -> str:
-    return f"{prefix}:masters"
+    return GlobalKeys(prefix).masters
 
 
 def minute_key(keys: QueueKeys, minute: int) -> str:
-    return f"{keys.base}m:{minute}"
+    return keys.minute(minute)
 
 
 def histogram_quantile(

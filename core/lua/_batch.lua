@@ -4,24 +4,18 @@
 -- Its jobs run in the lane named after the batch, so batches sharing a queue are served
 -- round-robin.  Callbacks run as jobs named evalharness.batch_callback, enqueued by the one
 -- script execution that observes the transition, so each runs exactly once per transition.
-
-local function b_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- Builds on the prelude (_prelude.lua): now_ms, wake, events_key, add_event.
 
 local function b_event(base, kind, bid, bk, extra)
-  -- the prefix-wide event stream: "<prefix>:events"
-  local events_key = string.match(base, '^(.*):{q:') .. ':events'
   local r = redis.call('HMGET', bk, 'name', 'queue', 'state', 'total', 'failed')
-  local args = {events_key, 'MAXLEN', '~', 10000, '*', 'kind', kind, 'batch', bid, 'name', r[1] or '',
-    'queue', r[2] or '', 'state', r[3] or '', 'total', r[4] or '0', 'failed', r[5] or '0',
-    'at', string.format('%.3f', b_now() / 1000)}
+  local fields = {'kind', kind, 'batch', bid, 'name', r[1] or '', 'queue', r[2] or '', 'state', r[3] or '',
+    'total', r[4] or '0', 'failed', r[5] or '0'}
+  local at = now_ms() / 1000
   if extra then
-    args[#args + 1] = 'message'
-    args[#args + 1] = extra
+    fields[#fields + 1] = 'message'
+    fields[#fields + 1] = extra
   end
-  redis.call('XADD', unpack(args))
+  add_event(events_key(base), fields, at)
 end
 
 local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
@@ -29,7 +23,7 @@ local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
   if not cbs or cbs == '' then
     return
   end
-  local now = b_now()
+  local now = now_ms()
   local seq = redis.call('HINCRBY', bk, 'cb_seq', 1)
   local id = 'cb-' .. bid .. '-' .. stage .. '-' .. seq
   local queue = redis.call('HGET', bk, 'queue')
@@ -44,9 +38,7 @@ local function b_callback(base, lanes_key, ready_key, wake_key, bid, bk, stage)
     redis.call('LPUSH', lanes_key, '_cb')
   end
   redis.call('ZADD', ready_key, now, id)
-  if redis.call('LLEN', wake_key) < 16 then
-    redis.call('RPUSH', wake_key, '1')
-  end
+  wake(wake_key)
 end
 
 -- Jobs a batch declared (create with a total) that were not dispatched yet and still may be:
@@ -77,7 +69,7 @@ end
 -- active list reads those and not every batch.  Added at creation and by whatever reopens or
 -- runs a batch (a retry, a pop of one of its jobs), removed when the batch finishes.
 local function b_active(base, bid, bk)
-  redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or b_now(), bid)
+  redis.call('ZADD', base .. 'batches:active', 'NX', redis.call('HGET', bk, 'created_at') or now_ms(), bid)
 end
 
 -- The batch has no pending job left: finish it once (per round; a retry opens a new round).
@@ -91,7 +83,7 @@ local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
   if b_undispatched(bk, state) > 0 then
     return
   end
-  if redis.call('HSETNX', bk, 'finished_at', b_now()) == 0 then
+  if redis.call('HSETNX', bk, 'finished_at', now_ms()) == 0 then
     return
   end
   redis.call('ZREM', base .. 'batches:active', bid)
@@ -141,7 +133,7 @@ end
 -- Completions per minute, O(1): the count of the current minute and of the one before
 -- (rate_min, rate_this, rate_prev), from which a reader estimates the last 60 seconds.
 local function b_count_rate(bk)
-  local minute = math.floor(b_now() / 60000)
+  local minute = math.floor(now_ms() / 60000)
   local r = redis.call('HMGET', bk, 'rate_min', 'rate_this')
   local last = tonumber(r[1] or '-1')
   if last == minute then
@@ -173,7 +165,7 @@ local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, can
       b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'catch')
     end
     if not cancelled and redis.call('HGET', bk, 'allow_failures') ~= '1' and state ~= 'cancelled' and state ~= 'failed' then
-      redis.call('HSET', bk, 'state', 'failed', 'cancelled_at', b_now())
+      redis.call('HSET', bk, 'state', 'failed', 'cancelled_at', now_ms())
       b_remove_queued(base, lanes_key, ready_key, bid, bk)
       b_event(base, 'batch_failed', bid, bk, 'a job failed and the batch does not allow failures')
     end

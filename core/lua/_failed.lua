@@ -55,13 +55,7 @@ local function f_record(base, id, jk, failed_key, failure, name, exc, now, reten
   redis.call('ZREMRANGEBYSCORE', failed_key, '-inf', now - retention)
   f_index(base, id, jk, now, now, retention)
   if rec[1] then
-    local rk = base .. 'results:' .. rec[1]
-    local outcome = '{"error":' .. failure .. '}'
-    if redis.call('HSETNX', rk, rec[2], outcome) == 1 then
-      redis.call('RPUSH', rk .. ':done', rec[2] .. '\t' .. outcome)
-    end
-    redis.call('EXPIRE', rk, rec[3])
-    redis.call('EXPIRE', rk .. ':done', rec[3])
+    sink_write(base, rec[1], rec[2], rec[3], '{"error":' .. failure .. '}')
   end
   return rec[5]
 end

@@ -5,7 +5,7 @@
 -- then triples: job id, result JSON ("" for none), runtime ms
 -- Returns the ids whose lease the caller no longer held (they were not acknowledged).
 -- Telemetry costs O(1) per job: counters, a fixed-bucket runtime histogram and the minute's
--- shortest and longest runtime in one hash per queue and minute ("m:<minute>"), kept 25 hours.
+-- shortest and longest runtime in one hash per queue and minute ("m:<minute>"), kept MINUTE_TTL.
 local base = ARGV[1]
 local owner = ARGV[2]
 local telemetry = ARGV[3] == '1'
@@ -14,7 +14,7 @@ local done = 0
 local mk, rt_sum, rt_max, rt_min = nil, 0, 0, nil
 local buckets = {}
 local finished, records, seen = {}, {}, {}  -- removed in one ZREM and one DEL after the loop
-local bounds = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000, 600000}
+local bounds = RT_BOUNDS
 for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local jk = base .. 'job:' .. id
@@ -24,18 +24,11 @@ for i = 4, #ARGV, 3 do
   if rec[1] == owner and not seen[id] then
     seen[id] = true
     if rec[2] then
-      local rk = base .. 'results:' .. rec[2]
       local result = ARGV[i + 1]
       if result == '' then
         result = 'null'
       end
-      local outcome = '{"result":' .. result .. '}'
-      if redis.call('HSETNX', rk, rec[3], outcome) == 1 then
-        -- the producer blocks on this list: the outcome travels with the field, no extra read
-        redis.call('RPUSH', rk .. ':done', rec[3] .. '\t' .. outcome)
-      end
-      redis.call('EXPIRE', rk, rec[4])
-      redis.call('EXPIRE', rk .. ':done', rec[4])
+      sink_write(base, rec[2], rec[3], rec[4], '{"result":' .. result .. '}')
     end
     if rec[5] then
       local uk = base .. 'unique:' .. rec[5]
@@ -85,10 +78,7 @@ if done > 0 then
   end
   redis.call('HINCRBY', KEYS[2], 'completed', done)
   if telemetry then
-    local t = redis.call('TIME')
-    mk = base .. 'm:' .. math.floor(tonumber(t[1]) / 60)
-    redis.call('HINCRBY', mk, 'completed', done)
-    redis.call('HINCRBY', mk, 'rt_sum', rt_sum)
+    mk = tm_count(base, now_ms(), 'completed', done, 'rt_sum', rt_sum)
     local old = tonumber(redis.call('HGET', mk, 'rt_max') or '0')
     if rt_max > old then
       redis.call('HSET', mk, 'rt_max', rt_max)
@@ -101,7 +91,6 @@ if done > 0 then
     for b, n in pairs(buckets) do
       redis.call('HINCRBY', mk, 'rt:' .. b, n)
     end
-    redis.call('EXPIRE', mk, 90000)
   end
 end
 return stale

@@ -30,8 +30,7 @@ local now
 if ARGV[14] ~= nil and ARGV[14] ~= '' then
   now = tonumber(ARGV[14])
 else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = now_ms()
 end
 
 local function extend(by)

@@ -18,7 +18,7 @@ if state == 'cancelled' or state == 'succeeded' or state == 'finished_with_failu
     or (state == 'failed' and pending <= 0) then
   return {0, 0, state, 0}
 end
-local now = b_now()
+local now = now_ms()
 redis.call('HSET', bk, 'state', 'cancelled', 'cancelled_at', now)
 local removed = b_remove_queued(base, KEYS[1], KEYS[2], bid, bk)
 local told = 0

@@ -9,7 +9,7 @@ local bk = base .. 'batch:' .. bid
 if redis.call('EXISTS', bk) == 0 then
   return -1
 end
-local now = b_now()
+local now = now_ms()
 local lk = base .. 'lane:' .. bid
 local n = 0
 local nfailed = 0
@@ -70,9 +70,7 @@ if n > 0 or nfailed > 0 then
   if redis.call('LLEN', lk) > 0 and redis.call('LPOS', KEYS[1], bid) == false then
     redis.call('RPUSH', KEYS[1], bid)
   end
-  if redis.call('LLEN', KEYS[3]) < 16 then
-    redis.call('RPUSH', KEYS[3], '1')
-  end
+  wake(KEYS[3])
   b_event(base, 'batch_retried', bid, bk, n .. ' job(s) queued again')
 end
 return n

@@ -15,8 +15,7 @@ if not rec[4] then
   return {'missing', ''}
 end
 local state = rec[1] or 'ready'
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if state == 'reserved' and redis.call('ZSCORE', KEYS[4], id) then
   if rec[3] then
     return {'already', state}

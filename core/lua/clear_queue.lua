@@ -11,7 +11,7 @@ local base, only, with_delayed, queue = ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4
 if only ~= '' and redis.call('EXISTS', base .. 'batch:' .. only) == 0 then
   return {-1}
 end
-local now = b_now()
+local now = now_ms()
 local touched = {}  -- batch ids, in the order met
 local seen = {}
 
@@ -103,9 +103,7 @@ local removed = ready_removed + delayed_removed
 if removed > 0 then
   redis.call('HINCRBY', KEYS[5], 'cleared', removed)
 end
-local events_key = string.match(base, '^(.*):{q:') .. ':events'
-redis.call('XADD', events_key, 'MAXLEN', '~', 10000, '*', 'kind', 'queue_cleared', 'queue', queue,
-  'batch', only, 'ready', ready_removed, 'delayed', delayed_removed, 'batches', #touched,
-  'message', 'cleared ' .. removed .. ' queued job(s)' .. (only ~= '' and (' of batch ' .. only) or ''),
-  'at', string.format('%.3f', now / 1000))
+add_event(events_key(base), {'kind', 'queue_cleared', 'queue', queue, 'batch', only, 'ready', ready_removed,
+  'delayed', delayed_removed, 'batches', #touched,
+  'message', 'cleared ' .. removed .. ' queued job(s)' .. (only ~= '' and (' of batch ' .. only) or '')}, now / 1000)
 return {ready_removed, delayed_removed, #touched}

@@ -58,8 +58,7 @@ while i <= #ARGV do
     added = added + 1
     if delay > 0 then
       if not server_now then
-        local t = redis.call('TIME')
-        server_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        server_now = now_ms()
       end
       redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
         'exceptions', 0, 'lost', 0, 'state', 'delayed')

@@ -13,8 +13,7 @@ local jk = base .. 'job:' .. id
 if redis.call('HGET', jk, 'owner') ~= ARGV[2] then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local retention = tonumber(ARGV[5])
 local kind = ARGV[11] or ''
 redis.call('ZREM', KEYS[1], id)
@@ -27,13 +26,11 @@ end
 local bid = f_record(base, id, jk, KEYS[2], ARGV[4], ARGV[9] or '', ARGV[10] or '', now, retention)
 redis.call('HINCRBY', KEYS[3], kind == 'cancelled' and 'cancelled' or 'failed', 1)
 if ARGV[8] and ARGV[8] ~= '' and kind ~= 'cancelled' then
-  local mk = base .. 'm:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', mk, 'failed', 1)
-  if ARGV[8] == 'timeout' then
-    redis.call('HINCRBY', mk, 'timeouts', 1)
+  local timeout = ARGV[8] == 'timeout'
+  tm_count(base, now, 'failed', 1, timeout and 'timeouts', 1)
+  if timeout then
     redis.call('HINCRBY', KEYS[3], 'timeouts', 1)
   end
-  redis.call('EXPIRE', mk, 90000)
 end
 if bid then
   b_not_running(base, bid, id)

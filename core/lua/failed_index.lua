@@ -5,8 +5,7 @@
 -- Returns the number of jobs indexed.
 local base = ARGV[1]
 local retention = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local n = 0
 for i = 3, #ARGV, 3 do
   local id = ARGV[i]

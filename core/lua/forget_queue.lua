@@ -12,8 +12,7 @@
 -- state 0 = in use, 1 = unused for less than the retention, 2 = forgotten.
 local q = ARGV[1]
 local retention = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local counts = {
   redis.call('ZCARD', KEYS[3]),
   redis.call('ZCARD', KEYS[4]),

@@ -4,8 +4,7 @@
 -- rate:        ARGV[3] window ms  ARGV[4] a unique member for this grant
 -- concurrency: ARGV[3] hold ms (renewed like a lease)  ARGV[4] job id
 -- Returns 0 when granted, else the ms until a slot frees (rate) or the earliest lapse (concurrency).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local limit = tonumber(ARGV[2])
 local span = tonumber(ARGV[3])
 if ARGV[1] == 'rate' then

@@ -8,8 +8,7 @@
 -- least `min_samples` of them) drops below `threshold`; it re-arms only once the mean is back at
 -- `threshold + hysteresis` or above, so a mean hovering at the threshold does not flap.
 -- Returns {mean as string ('' below min_samples), samples, transition ('drift', 'recovered', '')}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = now_ms() / 1000
 redis.call('SADD', KEYS[6], ARGV[10])
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[4]) - 1)
@@ -54,8 +53,7 @@ if transition ~= '' then
   else
     message = string.format('online monitor %s: rolling mean %.4f of the last %d scores is back at or above %.4f', ARGV[10], mean, n, threshold + tonumber(ARGV[8]))
   end
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', 10000, '*', 'kind', 'online_' .. transition, 'monitor', ARGV[10],
-    'mean', string.format('%.6f', mean), 'threshold', ARGV[7], 'samples', n, 'message', message,
-    'at', string.format('%.3f', now))
+  add_event(KEYS[5], {'kind', 'online_' .. transition, 'monitor', ARGV[10], 'mean', string.format('%.6f', mean),
+    'threshold', ARGV[7], 'samples', n, 'message', message}, now)
 end
 return {string.format('%.17g', mean), n, transition}

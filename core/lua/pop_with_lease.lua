@@ -13,8 +13,7 @@ local count = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local owner = ARGV[4]
 local maint = tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 local function make_ready(id, at_head)
   local jk = base .. 'job:' .. id
@@ -163,9 +162,9 @@ if ARGV[6] ~= '1' and not queue_paused then
   end
   if redis.call('ZCARD', KEYS[2]) == 0 then
     redis.call('DEL', KEYS[5])
-  elseif got == count and redis.call('LLEN', KEYS[5]) < 16 then
+  elseif got == count then
     -- Work remains: wake another idle worker.
-    redis.call('RPUSH', KEYS[5], '1')
+    wake(KEYS[5])
   end
 end
 

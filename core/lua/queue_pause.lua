@@ -3,8 +3,7 @@
 -- KEYS[1] paused flag  KEYS[2] ready  KEYS[3] delayed  KEYS[4] reserved  KEYS[5] wake
 -- ARGV[1] "pause" or "continue"  ARGV[2] the flag's value (JSON: at, by)  ARGV[3] queue name
 -- Returns {1 if the state changed else 0, ready, delayed, reserved}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ready = redis.call('ZCARD', KEYS[2])
 local delayed = redis.call('ZCARD', KEYS[3])
 local reserved = redis.call('ZCARD', KEYS[4])
@@ -22,19 +21,13 @@ else
   if redis.call('DEL', KEYS[1]) == 1 then
     changed = 1
     -- wake idle workers now (each one that fills up wakes the next, as after a dispatch)
-    local tokens = math.min(ready, 16) - redis.call('LLEN', KEYS[5])
-    for _ = 1, tokens do
-      redis.call('RPUSH', KEYS[5], '1')
-    end
+    wake_fill(KEYS[5], ready)
     kind = 'queue_continued'
     message = 'continued: ' .. ready .. ' ready job(s) can start'
   end
 end
 if changed == 1 then
-  -- the prefix-wide event stream: "<prefix>:events", as _batch.lua's b_event writes it
-  local events_key = string.match(KEYS[1], '^(.*):{q:') .. ':events'
-  redis.call('XADD', events_key, 'MAXLEN', '~', 10000, '*', 'kind', kind, 'queue', ARGV[3],
-    'ready', ready, 'delayed', delayed, 'running', reserved, 'by', cjson.decode(ARGV[2]).by or '',
-    'message', message, 'at', string.format('%.3f', now / 1000))
+  add_event(events_key(KEYS[1]), {'kind', kind, 'queue', ARGV[3], 'ready', ready, 'delayed', delayed,
+    'running', reserved, 'by', cjson.decode(ARGV[2]).by or '', 'message', message}, now / 1000)
 end
 return {changed, ready, delayed, reserved}

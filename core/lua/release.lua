@@ -15,8 +15,7 @@ local jk = base .. 'job:' .. id
 if redis.call('HGET', jk, 'owner') ~= ARGV[2] then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', jk, 'owner', '')
 local bid = redis.call('HGET', jk, 'batch')
@@ -34,13 +33,11 @@ else
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
 end
 if ARGV[8] == '1' and why ~= 'interrupted' then
-  local mk = base .. 'm:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', mk, why == 'rate_limited' and 'rate_limited' or 'retries', 1)
-  if ARGV[9] == 'timeout' then
-    redis.call('HINCRBY', mk, 'timeouts', 1)
+  local timeout = ARGV[9] == 'timeout'
+  tm_count(base, now, why == 'rate_limited' and 'rate_limited' or 'retries', 1, timeout and 'timeouts', 1)
+  if timeout then
     redis.call('HINCRBY', KEYS[6], 'timeouts', 1)
   end
-  redis.call('EXPIRE', mk, 90000)
 end
 if ARGV[6] ~= '' then
   redis.call('HSET', jk, 'last_error', ARGV[6])
@@ -58,8 +55,6 @@ else
   end
   redis.call('ZADD', KEYS[2], now, id)
   redis.call('HSET', jk, 'state', 'ready', 'ready_at', now)
-  if redis.call('LLEN', KEYS[5]) < 16 then
-    redis.call('RPUSH', KEYS[5], '1')
-  end
+  wake(KEYS[5])
 end
 return 1

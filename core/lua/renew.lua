@@ -7,8 +7,7 @@
 -- Returns {ids whose lease the caller no longer holds, ids flagged for cancel}.
 local base = ARGV[1]
 local owner = ARGV[2]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local deadline = now + tonumber(ARGV[3])
 local lost = {}
 local cancel = {}

@@ -9,8 +9,7 @@ local ojk = base .. 'job:' .. old
 if not ok or redis.call('HGET', ojk, 'state') ~= 'failed' then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local rec = redis.call('HMGET', ojk, 'lane', 'sink', 'sink_field', 'sink_ttl', 'checkpoint', 'batch', 'unique', 'unique_for')
 local lane = rec[1] or '_'
 local jk = base .. 'job:' .. new
@@ -53,7 +52,5 @@ if redis.call('RPUSH', base .. 'lane:' .. lane, new) == 1 then
 end
 redis.call('ZADD', KEYS[2], now, new)
 redis.call('HINCRBY', KEYS[5], 'dispatched', 1)
-if redis.call('LLEN', KEYS[4]) < 16 then
-  redis.call('RPUSH', KEYS[4], '1')
-end
+wake(KEYS[4])
 return 1
