@@ -37,13 +37,14 @@ BUCKET_BOUNDS_MS: tuple[int, ...] = (
 
 
 def prelude_constants() -> str:
-    """The Lua lines that declare the shared constants, from the values above."""
+    """The Lua lines that declare the shared constants, from the values above (one paragraph
+    each: a script is loaded with the ones it uses, see ``scripts.link``)."""
     return (
         "-- rendered from core/prelude.py\n"
-        f"local WAKE_CAP = {WAKE_CAP}\n"
-        f"local MINUTE_TTL = {MINUTE_TTL_S}\n"
-        f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}\n"
-        f"local RT_BOUNDS = {{{', '.join(str(b) for b in BUCKET_BOUNDS_MS)}}}\n"
+        f"local WAKE_CAP = {WAKE_CAP}\n\n"
+        f"local MINUTE_TTL = {MINUTE_TTL_S}\n\n"
+        f"local EVENTS_MAXLEN = {EVENTS_MAXLEN}\n\n"
+        f"local RT_BOUNDS = {{{', '.join(str(b) for b in BUCKET_BOUNDS_MS)}}}\n\n"
     )
 
 

@@ -3,6 +3,7 @@ after the prelude (``core/prelude.py`` and ``lua/_prelude.lua``) and the helpers
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -53,18 +54,56 @@ WITH_BATCH_HELPERS = frozenset(
 WITH_FAILED_HELPERS = frozenset({"fail", "retry_failed", "batch_retry", "cancel_job", "forget_failed", "failed_index"})
 
 
+_TOP_DEF = re.compile(r"^local (?:function )?([A-Za-z_]\w*)", re.M)
+
+
+def _pieces(library: str) -> list[tuple[frozenset[str], str]]:
+    """The top-level definitions of the prelude and helpers, one paragraph each (with the comment
+    above it), as (names defined, text); paragraphs of comments alone are left out."""
+    out = []
+    for para in re.split(r"\n\s*\n", library):
+        names = frozenset(_TOP_DEF.findall(para))
+        code = [line for line in para.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+        if not names:
+            if code:
+                raise ValueError(f"the Lua library has top-level code outside a definition: {code[0]!r}")
+            continue
+        # a function ends in its own paragraph, so a blank line never splits one
+        if len(re.findall(r"^local function ", para, re.M)) != len(re.findall(r"^end$", para, re.M)):
+            raise ValueError(f"a blank line splits a function of the Lua library: {sorted(names)}")
+        out.append((names, para.strip("\n")))
+    return out
+
+
+def link(library: str, body: str) -> str:
+    """``body`` after the pieces of ``library`` it uses, directly or through another piece, in
+    the library's order (a piece comes after what it calls).  What a script does not call is
+    not loaded with it, so the prelude costs a small script nothing."""
+    pieces = _pieces(library)
+    used: set[int] = set()
+    text = body
+    grown = True
+    while grown:
+        grown = False
+        for i, (names, piece) in enumerate(pieces):
+            if i not in used and any(re.search(rf"\b{n}\b", text) for n in names):
+                used.add(i)
+                text += "\n" + piece
+                grown = True
+    return "\n\n".join([*(pieces[i][1] for i in sorted(used)), body])
+
+
 @cache
 def script_source(name: str) -> str:
-    """The source of script ``name`` as it is loaded: the prelude, the helpers it uses, its body
-    (each piece once; the helpers build on what the prelude defines)."""
+    """The source of script ``name`` as it is loaded: the pieces of the prelude and of the
+    helpers it may use (``_batch.lua``, ``_failed.lua``) that it calls, each once, then its body."""
     lua = resources.files("evalharness.core").joinpath("lua")
-    parts = [prelude_source()]
+    library = [prelude_source()]
     if name in WITH_BATCH_HELPERS:
-        parts.append(lua.joinpath("_batch.lua").read_text())
+        library.append(lua.joinpath("_batch.lua").read_text())
     if name in WITH_FAILED_HELPERS:
-        parts.append(lua.joinpath("_failed.lua").read_text())
-    parts.append(lua.joinpath(f"{name}.lua").read_text())
-    return "\n".join(parts)
+        library.append(lua.joinpath("_failed.lua").read_text())
+    return link("\n\n".join(library), lua.joinpath(f"{name}.lua").read_text())
 
 
 class Scripts:

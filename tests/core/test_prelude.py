@@ -14,7 +14,7 @@ from evalharness.core import prelude, telemetry
 from evalharness.core.keys import GlobalKeys, QueueKeys
 from evalharness.core.prelude import BUCKET_BOUNDS_MS, EVENTS_MAXLEN, MINUTE_TTL_S, WAKE_CAP, prelude_source
 from evalharness.core.queue import JobRequest, Queue
-from evalharness.core.scripts import SCRIPT_NAMES, script_source
+from evalharness.core.scripts import SCRIPT_NAMES, link, script_source
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "core" / "lua"
@@ -77,14 +77,42 @@ def test_add_event_caps_the_stream_and_stamps_the_time(r: Any) -> None:
     assert fields == {"kind": "x", "n": "3", "at": "12.346"}
 
 
+PIECES = ("now_ms", "wake", "wake_fill", "sink_write", "tm_count", "events_key", "add_event")
+
+
 @pytest.mark.parametrize("name", ALL_SCRIPTS)
-def test_every_script_loads_with_the_prelude_once(r: Any, name: str) -> None:
+def test_every_script_loads_with_the_pieces_it_calls_once(r: Any, name: str) -> None:
     source = script_source(name)
-    assert source.startswith(prelude_source())
-    assert source.count("local function now_ms()") == 1
-    assert source.count("local WAKE_CAP =") == 1
-    # it compiles on the server (a duplicate or missing piece would not)
+    body = (LUA / f"{name}.lua").read_text()
+    assert source.endswith(body)
+    for piece in PIECES:
+        defined = source.count(f"local function {piece}(")
+        assert defined <= 1, piece
+        if re.search(rf"\b{piece}\(", body):
+            assert defined == 1, piece
+    for constant in ("WAKE_CAP", "MINUTE_TTL", "EVENTS_MAXLEN", "RT_BOUNDS"):
+        assert source.count(f"local {constant} =") <= 1
+    # it compiles on the server (a missing or misplaced piece would not)
     assert r.script_load(source)
+
+
+def test_a_script_is_loaded_with_only_what_it_uses() -> None:
+    # checkpoint calls nothing shared: it is loaded as it is written, at no cost from the prelude
+    assert script_source("checkpoint") == (LUA / "checkpoint.lua").read_text()
+    # renew only reads the clock
+    renew = script_source("renew")
+    assert "local function now_ms()" in renew and "WAKE_CAP" not in renew and "b_job_done" not in renew
+    # a piece another piece calls comes along, before it: ack -> b_job_done -> b_maybe_finish -> b_event
+    ack = script_source("ack")
+    assert ack.index("local function add_event(") < ack.index("local function b_event(")
+    assert ack.index("local function b_event(") < ack.index("local function b_job_done(")
+
+
+def test_the_linker_refuses_what_it_cannot_split() -> None:
+    with pytest.raises(ValueError, match="outside a definition"):
+        link("local function f()\nend\n\nredis.call('DEL', 'x')\n", "f()")
+    with pytest.raises(ValueError, match="splits a function"):
+        link("local function f()\n  local a = 1\n\n  return a\nend\n", "f()")
 
 
 def test_no_script_keeps_its_own_copy_of_a_prelude_piece() -> None:
