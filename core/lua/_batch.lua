@@ -1,4 +1,5 @@
--- Shared by the scripts that change a batch (prepended to them when they are loaded).
+-- Shared by the scripts that change a batch (each is loaded with the definitions it calls, after
+-- the prelude: see script_source in core/scripts.py; keep one definition per paragraph).
 -- A batch lives in its queue's hash tag: <base>batch:<id> (HASH), <base>batch:<id>:failed and
 -- <base>batch:<id>:cancelled (SETs of job ids), <base>batches (ZSET id -> created ms).
 -- Its jobs run in the lane named after the batch, so batches sharing a queue are served

@@ -1,5 +1,6 @@
--- Shared by the scripts that put jobs into the failed store or take them out (prepended to them
--- when they are loaded): the failed-job indexes, so a filtered page never scans the store.
+-- Shared by the scripts that put jobs into the failed store or take them out (each is loaded with
+-- the definitions it calls, see script_source in core/scripts.py): the failed-job indexes, so a
+-- filtered page never scans the store.
 -- A failed job is indexed under its batch, its job name and its exception class (or its failure
 -- kind when it has no class): <base>failed:<facet>:<value> (ZSET id -> failed ms), and each
 -- facet's values are listed in <base>failed_values:<facet> (ZSET value -> latest failed ms).

@@ -1,7 +1,7 @@
--- The prelude: prepended to every script when it is loaded (core/scripts.py), after the lines
--- core/prelude.py renders from the Python constants (WAKE_CAP, MINUTE_TTL, EVENTS_MAXLEN,
--- RT_BOUNDS), so the clock, the wake-up push, the result sink and the minute counters are each
--- written once.
+-- The prelude, after the lines core/prelude.py renders from the Python constants (WAKE_CAP,
+-- MINUTE_TTL, EVENTS_MAXLEN, RT_BOUNDS): the clock, the wake-up push, the result sink, the minute
+-- counters and the event stream, each written once.  Every script is loaded with the
+-- definitions it calls (script_source in core/scripts.py), so keep one per paragraph.
 
 -- The Redis server's clock in ms: every lease, delay and retention uses it, not the hosts'.
 local function now_ms()
