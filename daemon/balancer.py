@@ -538,3 +538,71 @@ def _apportion(
     for q in by_remainder[:left]:
         whole[q] += 1
     return whole
+
+
+def explain(
+    config: SupervisorConfig,
+    change: PoolPlan,
+    demand: Mapping[str, QueueDemand],
+    now: float,
+    state: PoolState | None = None,
+    pinned: bool = False,
+) -> dict[str, str]:
+    """Why a pool moves from ``change.current`` to ``change.target``, as the fields of a
+    ``supervisor_scaled`` event: ``reason`` (``backlog``, ``demand``, ``minimum``, ``idle``,
+    ``surplus``, ``override``), the queue's ``ready``, ``running``, ``wait`` (the oldest ready
+    job's, seconds), ``est_clear`` with the processes it had and ``est_clear_after`` with the
+    new ones (seconds, ``inf`` with none), ``from``, ``to``, ``desired`` and a ``message``."""
+    work = [demand.get(q, QueueDemand()) for q in change.queues]
+    total = QueueDemand(
+        ready=sum(d.ready for d in work),
+        running=sum(d.running for d in work),
+        oldest_wait=max((d.oldest_wait for d in work), default=0.0),
+    )
+    runtime = float(_runtimes(config, demand)[change.name])
+    before = est_clear(config, total, runtime, change.current)
+    after = est_clear(config, total, runtime, change.target)
+    up = change.target > change.current
+    if pinned:
+        reason = "override"
+    elif up:
+        reason = "minimum" if change.current < config.min_processes else "backlog" if change.late else "demand"
+    else:
+        reason = "idle" if total.jobs == 0 else "surplus"
+    arrow = f"{change.name} {change.current} → {change.target} process{'es' if change.target != 1 else ''}"
+    jobs = f"{total.ready:,} ready, {total.running:,} running"
+    clear = f"clears in {_seconds(before)} with {change.current}, {_seconds(after)} with {change.target}"
+    since = f" for {now - state.surplus_since:.1f} s" if state is not None and state.surplus_since is not None else ""
+    if reason == "override":
+        why = "pinned by evalharness scale"
+    elif reason == "minimum":
+        why = f"up to min_processes {config.min_processes}"
+    elif reason == "backlog":
+        why = (
+            f"backlog late: {jobs}, oldest waited {total.oldest_wait:.1f} s, {clear} "
+            f"(horizon {config.balance_cooldown:g} s)"
+        )
+    elif reason == "demand":
+        why = f"demand: {jobs}, {clear}"
+    elif reason == "idle":
+        why = f"idle{since}: no jobs ready or running"
+    else:
+        why = f"needs {change.desired}{since}: {jobs}"
+    return {
+        "reason": reason,
+        "from": str(change.current),
+        "to": str(change.target),
+        "desired": str(change.desired),
+        "ready": str(total.ready),
+        "running": str(total.running),
+        "wait": f"{total.oldest_wait:.3f}",
+        "est_clear": _seconds(before, unit=False),
+        "est_clear_after": _seconds(after, unit=False),
+        "message": f"{arrow}: {why}",
+    }
+
+
+def _seconds(value: float, unit: bool = True) -> str:
+    if math.isinf(value):
+        return "never" if unit else "inf"
+    return f"{value:.1f} s" if unit else f"{value:.3f}"
