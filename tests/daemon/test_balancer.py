@@ -16,6 +16,7 @@ from evalharness.daemon.balancer import (
     PoolState,
     QueueDemand,
     desired_sizes,
+    explain,
     initial_sizes,
     plan,
     pool_queues,
@@ -612,3 +613,47 @@ def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_si
         else:
             pytest.fail(f"no convergence: {config} {demand} {overrides}")
         assert result.targets == desired_sizes(config, demand, state, overrides)
+
+
+# --- what an event says about a change ---------------------------------------------------------------
+
+
+def test_a_change_is_explained_with_its_reason_and_numbers() -> None:
+    config = sup("x", "y", auto_scaling_strategy="time", min_processes=1, max_processes=6, concurrency=5)
+    demand = {"x": QueueDemand(ready=1480, running=5, mean_runtime=0.1, oldest_wait=0.4)}
+    grown = plan(config, {"x": busy(1, 0.0), "y": idle(1, 0.0)}, demand, now=10.0).pool("x")
+    why = explain(config, grown, demand, now=10.0)
+    assert why["reason"] == "backlog"
+    assert (why["from"], why["to"], why["desired"]) == ("1", "5", "5")
+    assert (why["ready"], why["running"], why["wait"]) == ("1480", "5", "0.400")
+    # 1,480 x 0.1 s on 5 slots, then on 25
+    assert (why["est_clear"], why["est_clear_after"]) == ("29.600", "5.920")
+    assert why["message"] == (
+        "x 1 → 5 processes: backlog late: 1,480 ready, 5 running, oldest waited 0.4 s, "
+        "clears in 29.6 s with 1, 5.9 s with 5 (horizon 1 s)"
+    )
+    # drained: x shrinks after a cooldown with a surplus, and says for how long it was idle
+    state = PoolState(5, 5, 10.0, surplus_since=14.0)
+    down = plan(config, {"x": state, "y": idle(1, 0.0)}, {}, now=15.5).pool("x")
+    idle_why = explain(config, down, {}, now=15.5, state=state)
+    assert idle_why["reason"] == "idle" and (idle_why["from"], idle_why["to"]) == ("5", "4")
+    assert idle_why["message"] == "x 5 → 4 processes: idle for 1.5 s: no jobs ready or running"
+    assert idle_why["est_clear"] == "0.000"
+    busy_why = explain(config, down, {"x": QueueDemand(running=3, mean_runtime=0.1)}, now=15.5, state=state)
+    assert busy_why["reason"] == "surplus"
+    assert busy_why["message"] == "x 5 → 4 processes: needs 1 for 1.5 s: 0 ready, 3 running"
+
+
+def test_an_override_and_the_minimum_are_reasons_too() -> None:
+    config = sup("x", "y", min_processes=2, max_processes=6)
+    pinned = plan(config, {"x": idle(2, 0.0), "y": idle(2, 0.0)}, {}, now=1.0, overrides={"x": 4}).pool("x")
+    assert explain(config, pinned, {}, now=1.0, pinned=True)["reason"] == "override"
+    assert "pinned by evalharness scale" in explain(config, pinned, {}, now=1.0, pinned=True)["message"]
+    start = plan(config, {}, {}, now=0.0).pool("x")
+    minimum = explain(config, start, {}, now=0.0)
+    assert minimum["reason"] == "minimum" and minimum["est_clear_after"] == "0.000"
+    assert minimum["message"] == "x 0 → 2 processes: up to min_processes 2"
+    # a queue with jobs and no process never clears
+    zero = sup("x", "y", min_processes=0, max_processes=6)
+    none = explain(zero, PoolPlan("x", ("x",), 0, 1, 1, late=True), {"x": ready(3)}, now=0.0)
+    assert none["est_clear"] == "inf" and "clears in never with 0, 3.0 s with 1" in none["message"]
