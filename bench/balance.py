@@ -94,6 +94,7 @@ class Result:
     wall: float
     jobs: int
     events: list[dict[str, str]]
+    startup: float  # seconds until the daemon's first workers served: what a scale-up waits for too
 
 
 def children(pid: int) -> int:
@@ -156,19 +157,29 @@ def day_schedule() -> list[tuple[float, str, int]]:
 
 
 async def serve(
-    url: str, config: str, label: str, schedule: list[tuple[float, str, int]], jobs: dict[str, str], length: float
+    url: str,
+    config: str,
+    label: str,
+    schedule: list[tuple[float, str, int]],
+    jobs: dict[str, str],
+    length: float,
+    start: int,
 ) -> Result:
+    """Start a daemon with ``config``, wait for its ``start`` workers, run ``schedule`` and wait
+    until every job is done and ``length`` seconds have passed."""
     client = async_client(url)
     await client.flushdb()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
         fh.write(config)
     daemon = start_daemon(url, fh.name)
     try:
-        deadline = time.monotonic() + 120  # a loaded machine starts Python processes slowly
-        while await live(client, QUEUES) < 2:
+        began = time.monotonic()
+        deadline = began + 120  # a loaded machine starts Python processes slowly
+        while await live(client, QUEUES) < start:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{label}: workers did not start")
             await asyncio.sleep(0.1)
+        startup = time.monotonic() - began
         q = Queue(client, PREFIX)
         total = sum(n for _, _, n in schedule)
         counter = collections.Counter[str]()
@@ -219,7 +230,13 @@ async def serve(
         raw = await client.xrange(f"{PREFIX}:events")
         events = [dict(fields) for _, fields in raw if fields.get("kind") == "supervisor_scaled"]
         return Result(
-            waits[int(0.95 * (len(waits) - 1))], statistics.median(waits), process_seconds, wall, len(waits), events
+            waits[int(0.95 * (len(waits) - 1))],
+            statistics.median(waits),
+            process_seconds,
+            wall,
+            len(waits),
+            events,
+            startup,
         )
     finally:
         daemon.send_signal(signal.SIGTERM)
@@ -233,7 +250,7 @@ def report(title: str, auto: Result, fixed: Result, auto_label: str, fixed_label
     for label, r in ((auto_label, auto), (fixed_label, fixed)):
         print(
             f"  {label:<27}p95 wait {r.p95:6.2f} s   p50 {r.p50:5.2f} s   "
-            f"process-seconds {r.process_seconds:7.1f}   wall {r.wall:5.1f} s"
+            f"process-seconds {r.process_seconds:7.1f}   wall {r.wall:5.1f} s   workers up in {r.startup:4.1f} s"
         )
     print(
         f"  {'auto/fixed':<27}p95 wait {auto.p95 / fixed.p95:6.2f}x   "
@@ -252,8 +269,8 @@ async def main() -> None:
     args = ap.parse_args()
     burst_jobs = {"x": "bench.sleep100", "y": "bench.sleep100"}
     if args.load in ("burst", "both"):
-        auto = await serve(args.url, BURST_AUTO, "burst auto", burst_schedule(), burst_jobs, 0.0)
-        fixed = await serve(args.url, BURST_FIXED, "burst fixed", burst_schedule(), burst_jobs, 0.0)
+        auto = await serve(args.url, BURST_AUTO, "burst auto", burst_schedule(), burst_jobs, 0.0, 2)
+        fixed = await serve(args.url, BURST_FIXED, "burst fixed", burst_schedule(), burst_jobs, 0.0, 4)
         report(
             "burst of 2,000 x 100 ms jobs on two queues (1,500 + 500), concurrency 5 per process",
             auto,
@@ -263,8 +280,8 @@ async def main() -> None:
         )
     if args.load in ("day", "both"):
         schedule = day_schedule()
-        auto = await serve(args.url, DAY_AUTO, "day auto", schedule, JOBS, DAY_LENGTH)
-        fixed = await serve(args.url, DAY_FIXED, "day fixed", schedule, JOBS, DAY_LENGTH)
+        auto = await serve(args.url, DAY_AUTO, "day auto", schedule, JOBS, DAY_LENGTH, 2)
+        fixed = await serve(args.url, DAY_FIXED, "day fixed", schedule, JOBS, DAY_LENGTH, 6)
         n = sum(e[2] for e in schedule)
         report(
             f"a day in {DAY_LENGTH:g} s: {n:,} jobs, x 100 ms and y 1 s, bursts and idle gaps, concurrency 5",

@@ -51,7 +51,10 @@ The step, what may change now
           ``balance_max_shift``;
         * shrink only once they have had more processes than desired for a whole cooldown
           (``surplus_since``) and their last change is a cooldown old, by at most
-          ``balance_max_shift`` per cooldown: a dip in the load does not make them flap;
+          ``balance_max_shift`` per cooldown: a dip in the load does not make them flap.  A
+          late pool does not shrink at all (held ``BUSY``), even when another late pool's share
+          grew: its processes are busy or about to be, and stopping one that is still starting
+          wastes its start;
         * give their idle surplus processes at once to a late pool of the supervisor that has
           no room to grow, lowest-priority pool first.
       Bringing a pool up to ``min_processes`` is exempt, so a supervisor starts at its minimum
@@ -277,9 +280,10 @@ def plan(
         name: name in free and _late(config, demand.get(name, QueueDemand()), runtimes[name], state[name].processes)
         for name in names
     }
+    # a late pool above its share has no surplus: its processes are busy, or about to be
     surplus = {
         name: (pool.surplus_since if pool.surplus_since is not None else now)
-        if name in free and pool.processes > desired[name]
+        if name in free and pool.processes > desired[name] and not late[name]
         else None
         for name, pool in state.items()
     }
@@ -294,8 +298,8 @@ def plan(
             # a late backlog grows its pool at once; every other move waits for the cooldown,
             # and shrinking also for the pool to have had more than it needs for a whole cooldown
             up[name] = _NO_LIMIT if late[name] else config.balance_max_shift if cooled else 0
-            down[name] = config.balance_max_shift if cooled and settled else 0
-            if not (cooled and settled) and pool.processes > desired[name]:
+            down[name] = config.balance_max_shift if cooled and settled and not late[name] else 0
+            if not late[name] and not (cooled and settled) and pool.processes > desired[name]:
                 cooling.add(name)
             elif not cooled and pool.processes < desired[name] and not late[name]:
                 cooling.add(name)
@@ -312,7 +316,13 @@ def plan(
         target[name] -= stop
         if stop < want:
             held[name] = (
-                Hold.COOLDOWN if name in cooling else Hold.BUSY if pool.idle < min(want, down[name]) else Hold.MAX_SHIFT
+                Hold.BUSY
+                if late[name]
+                else Hold.COOLDOWN
+                if name in cooling
+                else Hold.BUSY
+                if pool.idle < min(want, down[name])
+                else Hold.MAX_SHIFT
             )
 
     def spare(name: str) -> int:
@@ -332,16 +342,19 @@ def plan(
                 held[name] = None
 
     # a late backlog does not wait for another pool's cooldown: surplus idle processes are
-    # handed over now, lowest priority first
+    # handed over now, lowest priority first.  A late pool gives only to one with no process at
+    # all (its own idle processes are about to take its jobs), so a new job is never starved.
     room = max(0, top - sum(target.values()))
     short = sum(max(0, max(desired[n], m) - target[n]) for n in names if late[n]) - room
+    starving = sum(1 for n in names if late[n] and target[n] == 0 and desired[n] > 0) - room
     for name in reversed(names):
         if short <= 0:
             break
-        give = min(short, spare(name))
+        give = min(short, spare(name), max(0, starving) if late[name] else short)
         if give > 0:
             target[name] -= give
             short -= give
+            starving -= give
             if target[name] == desired[name]:
                 held[name] = None
 

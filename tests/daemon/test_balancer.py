@@ -555,7 +555,7 @@ def check_invariants(
         limited = config.balance == "auto" and p.name not in overrides
         assert not p.late or limited
         # the surplus is remembered while the pool stays above its desired size, and only then
-        assert (p.surplus_since is not None) == (limited and p.target > p.desired)
+        assert (p.surplus_since is not None) == (limited and p.target > p.desired and not p.late)
         assert m <= p.desired <= top
         # every step moves toward the desired size and never past it
         assert min(p.current, p.desired) <= p.target <= max(p.current, p.desired)
@@ -591,6 +591,17 @@ def test_invariants_hold_for_many_random_inputs() -> None:
 
 def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_size() -> None:
     rng = random.Random(7)
+
+    def settled(p: PoolPlan, result: Plan) -> bool:
+        # a late pool above its share keeps its processes for its own backlog, and a pool under
+        # its share waits for them
+        kept = any(o.late and o.target > o.desired for o in result.pools)
+        return (
+            p.held is None
+            or (p.late and p.held is Hold.BUSY and p.target > p.desired)
+            or (kept and p.held is Hold.MAX_PROCESSES)
+        )
+
     for _ in range(300):
         config, pools, demand, now, overrides = random_case(rng)
         # every process idle, so nothing is held by busy processes
@@ -598,7 +609,7 @@ def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_si
         demand = {q: QueueDemand(d.ready, 0, d.mean_runtime) for q, d in demand.items()}
         for _ in range(200):
             result = check_invariants(config, state, demand, now, overrides)
-            if not result.changes and all(p.held is None for p in result.pools):
+            if not result.changes and all(settled(p, result) for p in result.pools):
                 break
             state = {
                 p.name: PoolState(
@@ -612,7 +623,27 @@ def test_with_steady_demand_and_idle_processes_every_pool_reaches_its_desired_si
             now += max(config.balance_cooldown, 0.5)
         else:
             pytest.fail(f"no convergence: {config} {demand} {overrides}")
-        assert result.targets == desired_sizes(config, demand, state, overrides)
+        desired = desired_sizes(config, demand, state, overrides)
+        for p in result.pools:
+            assert p.target == desired[p.name] or p.held is not None
+
+
+def test_a_late_pool_above_its_share_keeps_its_processes_until_its_backlog_is_not_late() -> None:
+    config = sup("a", "b", auto_scaling_strategy="time", min_processes=1, max_processes=6, concurrency=5)
+    # a took five processes for its burst; then b's longer jobs arrive and weigh more
+    pools = {"a": idle(5, 0.0), "b": busy(1, 0.0)}
+    demand = {"a": QueueDemand(ready=500, mean_runtime=0.1), "b": QueueDemand(ready=200, running=5, mean_runtime=1.0)}
+    held = plan(config, pools, demand, now=10.0)
+    assert held.desired == {"a": 1, "b": 5}
+    # a's idle processes (its heartbeats may be a moment old) are about to take its jobs: no churn
+    assert held.targets == {"a": 5, "b": 1} and held.pool("a").held is Hold.BUSY
+    assert held.pool("a").surplus_since is None
+    # a's backlog clears within the horizon: its idle processes go to b's late backlog at once
+    calm = {"a": QueueDemand(ready=5, mean_runtime=0.1), "b": demand["b"]}
+    assert plan(config, pools, calm, now=11.0).targets == {"a": 1, "b": 5}
+    # with no late pool to take them, it keeps them for a cooldown first
+    quiet = plan(config, pools, {"a": calm["a"]}, now=11.0)
+    assert quiet.targets == {"a": 5, "b": 1} and quiet.pool("a").surplus_since == 11.0
 
 
 # --- what an event says about a change ---------------------------------------------------------------
