@@ -60,7 +60,8 @@ The step, what may change now
       Bringing a pool up to ``min_processes`` is exempt, so a supervisor starts at its minimum
       at once.
     - ``off``, ``simple`` and pinned pools move to their desired size at once.
-    - Starts never take the total above ``max_processes``: stops are counted first, then the
+    - Starts never take the total above ``max_processes``, counting the processes still
+      finishing their jobs after a stop (``PoolState.stopping``): stops are counted first, then the
       room is given to pools under their minimum, then to late pools, then to the others, each
       in priority order.
     - A total above ``max_processes`` (after the maximum was lowered) is cut at once by
@@ -95,10 +96,15 @@ class PoolState:
     changed_at: float | None = None  # clock time of its last start or stop; None: never
     # since when it has had more processes than it needs: the caller keeps PoolPlan.surplus_since
     surplus_since: float | None = None
+    # processes told to stop that are still finishing their jobs: not in ``processes``, but they
+    # count against max_processes until they exit, so no start is planned that cannot happen
+    stopping: int = 0
 
     def __post_init__(self) -> None:
         if self.processes < 0 or not 0 <= self.idle <= self.processes:
             raise ValueError(f"a pool needs 0 <= idle <= processes, got idle={self.idle} processes={self.processes}")
+        if self.stopping < 0:
+            raise ValueError(f"stopping must be >= 0, got {self.stopping}")
 
     @property
     def busy(self) -> int:
@@ -344,8 +350,11 @@ def plan(
     # a late backlog does not wait for another pool's cooldown: surplus idle processes are
     # handed over now, lowest priority first.  A late pool gives only to one with no process at
     # all (its own idle processes are about to take its jobs), so a new job is never starved.
-    room = max(0, top - sum(target.values()))
-    short = sum(max(0, max(desired[n], m) - target[n]) for n in names if late[n]) - room
+    # While processes still stopping fill max_processes, nothing is handed over: it could not
+    # start before they exit.
+    stopping = sum(pool.stopping for pool in state.values())
+    room = top - stopping - sum(target.values())
+    short = sum(max(0, max(desired[n], m) - target[n]) for n in names if late[n]) - room if room >= 0 else 0
     starving = sum(1 for n in names if late[n] and target[n] == 0 and desired[n] > 0) - room
     for name in reversed(names):
         if short <= 0:
@@ -358,7 +367,7 @@ def plan(
             if target[name] == desired[name]:
                 held[name] = None
 
-    room = max(0, top - sum(target.values()))
+    room = max(0, top - stopping - sum(target.values()))
     for name in names:
         lift = min(max(0, m - target[name]), room)
         target[name] += lift

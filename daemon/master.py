@@ -435,6 +435,7 @@ class Master:
                     idle=min(n_idle, len(p.live)),
                     changed_at=p.changed_at,
                     surplus_since=p.surplus_since,
+                    stopping=sum(1 for s in p.slots if s.retiring and s.alive),
                 )
             if balance_mode(sup) == "auto":
                 demand = {q: fresh.get(q, QueueDemand()) for q in sup.queues}

@@ -342,6 +342,17 @@ def test_scale_down_only_stops_idle_processes() -> None:
     assert lowered.pool("a").held is Hold.BUSY
 
 
+def test_processes_still_stopping_count_against_max_so_no_start_is_planned_that_cannot_happen() -> None:
+    config = sup("a", "b", min_processes=1, max_processes=6, balance_cooldown=1)
+    # a gave two processes back a moment ago; they are finishing their jobs
+    pools = {"a": PoolState(2, 0, 0.0, stopping=2), "b": idle(2, 0.0)}
+    result = plan(config, pools, {"a": QueueDemand(running=2), "b": ready(100)}, now=5.0)
+    assert result.pool("b").desired == 4
+    assert result.targets == {"a": 2, "b": 2} and result.pool("b").held is Hold.MAX_PROCESSES
+    gone = {"a": PoolState(2, 0, 0.0), "b": idle(2, 0.0)}
+    assert plan(config, gone, {"a": QueueDemand(running=2), "b": ready(100)}, now=5.0).targets == {"a": 2, "b": 4}
+
+
 def test_stops_are_counted_before_starts_so_the_total_stays_under_max() -> None:
     config = sup("a", "b", min_processes=1, max_processes=6, balance_max_shift=3, balance_cooldown=0)
     pools = {"a": PoolState(5, 1, 0.0), "b": idle(1, 0.0)}
@@ -517,6 +528,7 @@ def random_case(
             rng.randint(0, processes),
             rng.choice([None, now - rng.uniform(0, 12)]),
             rng.choice([None, now - rng.uniform(0, 12)]),
+            rng.choice([0, 0, 0, rng.randint(0, 3)]),
         )
     demand = {
         q: QueueDemand(
@@ -546,7 +558,8 @@ def check_invariants(
     if config.balance == "simple" and not overrides:
         assert sum(result.desired.values()) == top
     current_total = sum(p.current for p in result.pools)
-    donating = any(p.late and p.start for p in result.pools)
+    # a late pool takes idle processes at once; the room they free may go to a pool under its minimum
+    donating = any(p.late for p in result.pools) and any(p.start for p in result.pools)
     for p in result.pools:
         state = pools.get(p.name, PoolState())
         cooling = state.changed_at is not None and now - state.changed_at < config.balance_cooldown
@@ -564,7 +577,9 @@ def check_invariants(
         if p.stop:
             assert p.target >= m
         if p.target < m:
-            assert p.stop == 0 and result.total >= top, "a pool stays under its minimum only while there is no room"
+            assert p.stop == 0 and result.total + sum(x.stopping for x in pools.values()) >= top, (
+                "a pool stays under its minimum only while there is no room"
+            )
         if limited:
             if p.start and not p.late:
                 assert p.target <= max(p.current, m) + (0 if cooling else config.balance_max_shift)
@@ -572,6 +587,10 @@ def check_invariants(
                 # shrinking waits for the cooldown and for a surplus a cooldown old, then steps
                 assert not cooling and not settling and p.stop <= config.balance_max_shift
         assert (p.target == p.desired) == (p.held is None)
+    # no start beyond what max_processes leaves beside the processes still stopping
+    stopping = sum(p.stopping for p in pools.values())
+    if any(p.start for p in result.pools):
+        assert result.total + stopping <= top or all(p.target <= max(p.current, m) for p in result.pools)
     # never above max_processes, unless busy processes alone are more than that
     if result.total > top:
         assert not any(p.start for p in result.pools)
