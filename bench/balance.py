@@ -2,9 +2,10 @@
 with balance "auto" (strategy "time") and then by a fixed pool of the auto supervisor's maximum:
 
 * burst: 2,000 jobs of 100 ms dispatched at once on two queues (1,500 + 500), 1..4 processes;
-* day: a working day compressed to 48 s on two queues with different runtimes, x (100 ms jobs)
-  and y (1 s jobs): a night trickle, a morning burst, steady daytime load with a burst of long
-  jobs, an idle lunch gap, a bigger afternoon burst, an evening trickle; 1..6 processes.
+* day: a day compressed to 48 s (2 s an hour) on two queues with different runtimes, x (100 ms
+  jobs) and y (1 s jobs): a night trickle, a morning eval run, steady daytime load with a batch
+  of long judge jobs, an idle lunch gap, a bigger afternoon run, an evening trickle and a quiet
+  end of the night; 1..8 processes.
 
 Prints the p95 queue wait (dispatch to start), the worker process-seconds (every worker process
 the daemon runs, from its start to its exit, sampled from /proc every 50 ms) and auto / fixed
@@ -59,9 +60,9 @@ queues = ["x", "y"]
 balance = "auto"
 auto_scaling_strategy = "time"
 min_processes = 1
-max_processes = 6
+max_processes = 8
 balance_cooldown = 1
-balance_max_shift = 2
+balance_max_shift = 3
 concurrency = 5
 """
 
@@ -69,21 +70,23 @@ DAY_FIXED = """
 [supervisors.day]
 queues = ["x", "y"]
 balance = "off"
-max_processes = 6
+max_processes = 8
 concurrency = 5
 """
 
-DAY_LENGTH = 48.0
+DAY_LENGTH = 48.0  # 24 hours at 2 s an hour
 # (from, to, jobs per second on x, on y): the steady parts of the day
 DAY_RATES = (
-    (0.0, 10.0, 2.0, 0.3),  # night: a trickle
-    (10.0, 20.0, 20.0, 3.0),  # morning: steady daytime load
-    # 20 - 30: lunch, nothing
-    (30.0, 38.0, 20.0, 3.0),  # afternoon
-    (38.0, 44.0, 2.0, 0.3),  # evening trickle; 44 - 48 nothing
+    (0.0, 14.0, 1.0, 0.1),  # 00-07 h: night, a trickle
+    (14.0, 18.0, 10.0, 1.0),  # 07-09 h: people arrive
+    (18.0, 24.0, 20.0, 2.0),  # 09-12 h: daytime load
+    # 12-13:30 h: lunch, nothing
+    (27.0, 34.0, 20.0, 2.0),  # 13:30-17 h
+    (34.0, 38.0, 5.0, 0.5),  # 17-19 h: evening
+    (38.0, 44.0, 1.0, 0.0),  # 19-22 h: a trickle; 22-24 h nothing
 )
-# (at, jobs on x, jobs on y): eval runs started by people
-DAY_BURSTS = ((10.0, 800, 40), (15.0, 0, 150), (30.0, 1200, 100))
+# (at, jobs on x, jobs on y): eval runs and judge batches that people start
+DAY_BURSTS = ((16.0, 600, 30), (20.0, 0, 80), (28.0, 900, 60))
 
 
 @dataclass
@@ -281,14 +284,14 @@ async def main() -> None:
     if args.load in ("day", "both"):
         schedule = day_schedule()
         auto = await serve(args.url, DAY_AUTO, "day auto", schedule, JOBS, DAY_LENGTH, 2)
-        fixed = await serve(args.url, DAY_FIXED, "day fixed", schedule, JOBS, DAY_LENGTH, 6)
+        fixed = await serve(args.url, DAY_FIXED, "day fixed", schedule, JOBS, DAY_LENGTH, 8)
         n = sum(e[2] for e in schedule)
         report(
             f"a day in {DAY_LENGTH:g} s: {n:,} jobs, x 100 ms and y 1 s, bursts and idle gaps, concurrency 5",
             auto,
             fixed,
-            "auto/time 1..6 processes",
-            "fixed 6 processes",
+            "auto/time 1..8 processes",
+            "fixed 8 processes",
         )
 
 
