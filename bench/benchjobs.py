@@ -49,3 +49,11 @@ async def latency(ctx: Any, payload: Any) -> None:
 async def hold(payload: Any) -> None:
     """Stays in flight for ``payload`` seconds (the memory figure of a busy worker)."""
     await asyncio.sleep(float(payload))
+
+
+@job("bench.sleep1000", queue="y")
+async def sleep1000(ctx: Any, payload: Any) -> float:
+    """1 s of work (a judge call, say); returns how long the job waited in the queue."""
+    waited = time.time() - ctx.job.enqueued_at
+    await asyncio.sleep(1.0)
+    return waited

@@ -3,12 +3,19 @@ changes it may make now.
 
 It is a pure function.  The daemon's balancer loop gathers the pools and the demand, calls
 ``plan`` and applies the result: it stops idle processes first (gracefully), then starts new
-ones, records ``changed_at = now`` for every pool it changed, and calls again on its cadence
-(and no later than ``Plan.next_at`` when that is set).
+ones, records ``changed_at = now`` for every pool it changed and keeps each pool's
+``surplus_since`` for the next call, and calls again on its cadence (and no later than
+``Plan.next_at`` when that is set).
 
 Pools
     ``balance = "off"``: one pool serving every queue in priority order, named after them
     all (``"evals,judge"``).  ``"simple"`` and ``"auto"``: one pool per queue, named after it.
+
+The horizon
+    ``balance_cooldown`` seconds.  A queue's backlog is *late* when its oldest ready job has
+    waited longer than the horizon, or when its ready jobs would take longer than that to start
+    with the processes its pool has now (ready x mean runtime / slots: the telemetry's estimated
+    time to clear; a pool with no process never clears).
 
 Desired size, where each pool should be
     off     ``max_processes``.
@@ -18,15 +25,19 @@ Desired size, where each pool should be
                job on an idle queue is not starved by a big backlog elsewhere), and a queue's
                floor is raised to its busy processes (a pool running long jobs is not shrunk
                under them).
-            2. Weights.  ``size``: ready + running jobs.  ``time``: (ready + running) x mean
+            2. Need.  The slots a queue's running jobs hold, plus enough slots to start its
+               ready jobs within the horizon (ready x runtime / horizon), or within one runtime
+               when its jobs take longer than the horizon; in processes, never more than its
+               jobs can use, ceil((ready + running) / concurrency).  A late backlog by the wait
+               gets all it can use.  So a backlog the pool clears within the horizon starts no
+               process, and with no work every pool sits at its minimum.
+            3. Weights.  ``size``: ready + running jobs.  ``time``: (ready + running) x mean
                runtime, the expected time to clear; a queue with no runtime yet uses the mean
                of the supervisor's other queues, else 1 s.  Running jobs are demand too.
-            3. Shares.  ``max_processes`` is shared in proportion to the weights, each queue
-               kept between its floor and what it can use, ceil((ready + running) /
-               concurrency); what a capped queue cannot use goes to the others.  Whole
-               processes are handed out by largest remainder, ties to the higher-priority
-               queue.  Capacity nobody can use is not started, so with no work every pool
-               sits at its minimum.
+            4. Shares.  ``max_processes`` is shared in proportion to the weights, each queue
+               kept between its floor and its need; what a capped queue cannot use goes to the
+               others.  Whole processes are handed out by largest remainder, ties to the
+               higher-priority queue.  Capacity nobody needs is not started.
     overrides  An operator's ``scale POOL N`` pins that pool to N, clamped to
                [``min_processes``, what the other pools' minimums leave]; the remaining
                processes are balanced among the other pools as above.
@@ -34,12 +45,25 @@ Desired size, where each pool should be
 The step, what may change now
     - Only idle processes are stopped: a pool shrinks by at most its idle count, and the
       caller chooses idle processes to stop.
-    - ``auto`` pools that are not pinned change at most once per ``balance_cooldown`` seconds
-      (each pool has its own cooldown), by at most ``balance_max_shift`` processes.  Bringing
-      a pool up to ``min_processes`` is exempt, so a supervisor starts at its minimum at once.
+    - ``auto`` pools that are not pinned:
+        * grow at once to their desired size when their backlog is late, past the cooldown and
+          ``balance_max_shift``; other growth waits for the pool's cooldown and moves by at most
+          ``balance_max_shift``;
+        * shrink only once they have had more processes than desired for a whole cooldown
+          (``surplus_since``) and their last change is a cooldown old, by at most
+          ``balance_max_shift`` per cooldown: a dip in the load does not make them flap.  A
+          late pool does not shrink at all (held ``BUSY``), even when another late pool's share
+          grew: its processes are busy or about to be, and stopping one that is still starting
+          wastes its start;
+        * give their idle surplus processes at once to a late pool of the supervisor that has
+          no room to grow, lowest-priority pool first.
+      Bringing a pool up to ``min_processes`` is exempt, so a supervisor starts at its minimum
+      at once.
     - ``off``, ``simple`` and pinned pools move to their desired size at once.
-    - Starts never take the total above ``max_processes``: stops are counted first, then the
-      room is given to pools under their minimum, then to the others in priority order.
+    - Starts never take the total above ``max_processes``, counting the processes still
+      finishing their jobs after a stop (``PoolState.stopping``): stops are counted first, then the
+      room is given to pools under their minimum, then to late pools, then to the others, each
+      in priority order.
     - A total above ``max_processes`` (after the maximum was lowered) is cut at once by
       stopping idle processes above the desired size, lowest-priority pool first.
 
@@ -70,10 +94,17 @@ class PoolState:
     processes: int = 0
     idle: int = 0  # processes with no job in flight: the only ones that may be stopped
     changed_at: float | None = None  # clock time of its last start or stop; None: never
+    # since when it has had more processes than it needs: the caller keeps PoolPlan.surplus_since
+    surplus_since: float | None = None
+    # processes told to stop that are still finishing their jobs: not in ``processes``, but they
+    # count against max_processes until they exit, so no start is planned that cannot happen
+    stopping: int = 0
 
     def __post_init__(self) -> None:
         if self.processes < 0 or not 0 <= self.idle <= self.processes:
             raise ValueError(f"a pool needs 0 <= idle <= processes, got idle={self.idle} processes={self.processes}")
+        if self.stopping < 0:
+            raise ValueError(f"stopping must be >= 0, got {self.stopping}")
 
     @property
     def busy(self) -> int:
@@ -87,12 +118,15 @@ class QueueDemand:
     ready: int = 0  # jobs that could start now
     running: int = 0  # jobs in flight
     mean_runtime: float = 0.0  # seconds per job over a rolling window; 0: not known yet
+    oldest_wait: float = 0.0  # seconds the oldest ready job has waited; 0: none waits
 
     def __post_init__(self) -> None:
         if self.ready < 0 or self.running < 0:
             raise ValueError(f"job counts must be >= 0, got ready={self.ready} running={self.running}")
-        if not math.isfinite(self.mean_runtime) or self.mean_runtime < 0:
-            raise ValueError(f"mean_runtime must be a finite number >= 0, got {self.mean_runtime!r}")
+        for key in ("mean_runtime", "oldest_wait"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
 
     @property
     def jobs(self) -> int:
@@ -100,13 +134,18 @@ class QueueDemand:
 
     @classmethod
     def from_telemetry(cls, row: Mapping[str, Any]) -> QueueDemand:
-        """From one queue of a telemetry snapshot: ``ready``, ``reserved`` (running) and the
-        runtime's ``mean`` where the snapshot has one, else its median."""
+        """From one queue of a telemetry snapshot: ``ready``, ``reserved`` (running),
+        ``oldest_wait`` and the runtime's ``mean`` where the snapshot has one, else its median.
+        A paused queue's ready jobs cannot start, so they are no demand."""
         runtime = row.get("runtime") or {}
         mean = runtime.get("mean")
         mean = runtime.get("p50") if mean is None else mean
+        paused = bool(row.get("paused"))
         return cls(
-            ready=int(row.get("ready") or 0), running=int(row.get("reserved") or 0), mean_runtime=float(mean or 0.0)
+            ready=0 if paused else int(row.get("ready") or 0),
+            running=int(row.get("reserved") or 0),
+            mean_runtime=float(mean or 0.0),
+            oldest_wait=0.0 if paused else max(0.0, float(row.get("oldest_wait") or 0.0)),
         )
 
 
@@ -129,6 +168,8 @@ class PoolPlan:
     desired: int  # where balancing wants it
     target: int  # what it should have after this step
     held: Hold | None = None  # why target is not desired
+    late: bool = False  # its backlog waits longer than the horizon: it grows at once
+    surplus_since: float | None = None  # keep it for the next call (PoolState.surplus_since)
 
     @property
     def start(self) -> int:
@@ -228,7 +269,8 @@ def plan(
 
     ``pools`` and ``overrides`` are keyed by pool name (``pool_queues``); a pool missing from
     ``pools`` has no processes and never changed.  ``demand`` is keyed by queue name; a queue
-    missing from it has no work.  ``now`` is on the same clock as ``PoolState.changed_at``.
+    missing from it has no work.  ``now`` is on the same clock as ``PoolState.changed_at`` and
+    ``PoolState.surplus_since``; the caller stores each ``PoolPlan.surplus_since`` for the next call.
     """
     overrides = overrides or {}
     names = pool_queues(config)
@@ -236,17 +278,39 @@ def plan(
     state = {name: pools.get(name, PoolState()) for name in names}
     m, top = config.min_processes, config.max_processes
     limited = config.balance is Balance.AUTO
+    cooldown = config.balance_cooldown
+    runtimes = _runtimes(config, demand)
 
-    shift: dict[str, int] = {}
+    free = {name for name in names if limited and name not in overrides}
+    late = {
+        name: name in free and _late(config, demand.get(name, QueueDemand()), runtimes[name], state[name].processes)
+        for name in names
+    }
+    # a late pool above its share has no surplus: its processes are busy, or about to be
+    surplus = {
+        name: (pool.surplus_since if pool.surplus_since is not None else now)
+        if name in free and pool.processes > desired[name] and not late[name]
+        else None
+        for name, pool in state.items()
+    }
+    up: dict[str, int] = {}
+    down: dict[str, int] = {}
     cooling: set[str] = set()
     for name, pool in state.items():
-        if limited and name not in overrides:
-            elapsed = pool.changed_at is None or now - pool.changed_at >= config.balance_cooldown
-            shift[name] = config.balance_max_shift if elapsed else 0
-            if not elapsed:
+        if name in free:
+            cooled = pool.changed_at is None or now - pool.changed_at >= cooldown
+            since = surplus[name]
+            settled = since is None or now - since >= cooldown
+            # a late backlog grows its pool at once; every other move waits for the cooldown,
+            # and shrinking also for the pool to have had more than it needs for a whole cooldown
+            up[name] = _NO_LIMIT if late[name] else config.balance_max_shift if cooled else 0
+            down[name] = config.balance_max_shift if cooled and settled and not late[name] else 0
+            if not late[name] and not (cooled and settled) and pool.processes > desired[name]:
+                cooling.add(name)
+            elif not cooled and pool.processes < desired[name] and not late[name]:
                 cooling.add(name)
         else:
-            shift[name] = _NO_LIMIT
+            up[name] = down[name] = _NO_LIMIT
 
     target = {name: pool.processes for name, pool in state.items()}
     held: dict[str, Hold | None] = dict.fromkeys(names)
@@ -254,61 +318,100 @@ def plan(
         want = pool.processes - desired[name]
         if want <= 0:
             continue
-        stop = min(want, shift[name], pool.idle)
+        stop = min(want, down[name], pool.idle)
         target[name] -= stop
         if stop < want:
             held[name] = (
-                Hold.COOLDOWN
+                Hold.BUSY
+                if late[name]
+                else Hold.COOLDOWN
                 if name in cooling
                 else Hold.BUSY
-                if pool.idle < min(want, shift[name])
+                if pool.idle < min(want, down[name])
                 else Hold.MAX_SHIFT
             )
+
+    def spare(name: str) -> int:
+        """Idle processes of a pool above its desired size that this step has not stopped yet."""
+        pool = state[name]
+        return min(pool.idle - (pool.processes - target[name]), target[name] - desired[name])
 
     excess = sum(target.values()) - top
     for name in reversed(names):
         if excess <= 0:
             break
-        pool = state[name]
-        more = min(excess, pool.idle - (pool.processes - target[name]), target[name] - desired[name])
+        more = min(excess, spare(name))
         if more > 0:
             target[name] -= more
             excess -= more
             if target[name] == desired[name]:
                 held[name] = None
 
-    room = max(0, top - sum(target.values()))
+    # a late backlog does not wait for another pool's cooldown: surplus idle processes are
+    # handed over now, lowest priority first.  A late pool gives only to one with no process at
+    # all (its own idle processes are about to take its jobs), so a new job is never starved.
+    # While processes still stopping fill max_processes, nothing is handed over: it could not
+    # start before they exit.
+    stopping = sum(pool.stopping for pool in state.values())
+    room = top - stopping - sum(target.values())
+    short = sum(max(0, max(desired[n], m) - target[n]) for n in names if late[n]) - room if room >= 0 else 0
+    starving = sum(1 for n in names if late[n] and target[n] == 0 and desired[n] > 0) - room
+    for name in reversed(names):
+        if short <= 0:
+            break
+        give = min(short, spare(name), max(0, starving) if late[name] else short)
+        if give > 0:
+            target[name] -= give
+            short -= give
+            starving -= give
+            if target[name] == desired[name]:
+                held[name] = None
+
+    room = max(0, top - stopping - sum(target.values()))
     for name in names:
         lift = min(max(0, m - target[name]), room)
         target[name] += lift
         room -= lift
-    for name, pool in state.items():
-        ceiling = max(pool.processes, m) + shift[name] if shift[name] != _NO_LIMIT else _NO_LIMIT
+    for name in sorted(names, key=lambda n: not late[n]):  # late pools first, each in priority order
+        pool = state[name]
+        ceiling = max(pool.processes, m) + up[name] if up[name] != _NO_LIMIT else _NO_LIMIT
         want = desired[name] - target[name]
         if want <= 0:
             continue
         allowed = max(0, ceiling - target[name])
-        up = min(want, allowed, room)
-        target[name] += up
-        room -= up
-        if up < want:
+        grow = min(want, allowed, room)
+        target[name] += grow
+        room -= grow
+        if grow < want:
             held[name] = (
-                Hold.MAX_PROCESSES if room < allowed - up else Hold.COOLDOWN if name in cooling else Hold.MAX_SHIFT
+                Hold.MAX_PROCESSES if room < allowed - grow else Hold.COOLDOWN if name in cooling else Hold.MAX_SHIFT
             )
 
     next_at: float | None = None
     for name, pool in state.items():
-        if held[name] is Hold.COOLDOWN and pool.changed_at is not None:
-            at = pool.changed_at + config.balance_cooldown
+        if held[name] is Hold.COOLDOWN:
+            times = [t + cooldown for t in (pool.changed_at, surplus[name]) if t is not None]
+            if not times:
+                continue
+            at = max(times)
         elif held[name] is Hold.MAX_SHIFT:
-            at = now + config.balance_cooldown
+            at = now + cooldown
         else:
             continue
         next_at = at if next_at is None else min(next_at, at)
 
     return Plan(
         pools=tuple(
-            PoolPlan(name, names[name], state[name].processes, desired[name], target[name], held[name])
+            PoolPlan(
+                name,
+                names[name],
+                state[name].processes,
+                desired[name],
+                target[name],
+                held[name],
+                late=late[name],
+                surplus_since=surplus[name] if target[name] > desired[name] else None,
+            )
             for name in names
         ),
         next_at=next_at,
@@ -334,6 +437,54 @@ def _clamp(value: int, low: int, high: int) -> int:
     return max(low, min(value, high))
 
 
+def _runtimes(config: SupervisorConfig, demand: Mapping[str, QueueDemand]) -> dict[str, Fraction]:
+    """Each queue's mean runtime; a queue with none yet gets the mean of the supervisor's other
+    queues (pinned ones too), else ``UNKNOWN_RUNTIME``."""
+    known = [Fraction(demand[q].mean_runtime) for q in config.queues if q in demand and demand[q].mean_runtime > 0]
+    fallback = sum(known, Fraction(0)) / len(known) if known else Fraction(UNKNOWN_RUNTIME)
+    out = {}
+    for q in config.queues:
+        rt = demand[q].mean_runtime if q in demand else 0.0
+        out[q] = Fraction(rt) if rt > 0 else fallback
+    if config.balance is Balance.OFF:
+        # one pool for every queue: its backlog clears at the pace of the slowest
+        out[",".join(config.queues)] = max(out.values())
+    return out
+
+
+def est_clear(config: SupervisorConfig, demand: QueueDemand, runtime: float, processes: int) -> float:
+    """Seconds until a queue's ready jobs have all started with ``processes`` processes (inf
+    when it has none); the telemetry's estimated time to clear."""
+    if demand.ready == 0:
+        return 0.0
+    if processes <= 0:
+        return math.inf
+    return demand.ready * runtime / (processes * config.concurrency)
+
+
+def _late(config: SupervisorConfig, demand: QueueDemand, runtime: Fraction, processes: int) -> bool:
+    """A backlog is late when its oldest job has waited longer than the horizon
+    (``balance_cooldown``), or when it would take longer than that to clear with the processes
+    the pool has now."""
+    if demand.ready == 0:
+        return False
+    horizon = config.balance_cooldown
+    return demand.oldest_wait > horizon or est_clear(config, demand, float(runtime), processes) > horizon
+
+
+def _need(config: SupervisorConfig, demand: QueueDemand, runtime: Fraction) -> int:
+    """Processes a queue needs: the slots its running jobs hold, plus enough to start its ready
+    jobs within the horizon (``balance_cooldown``), or within one runtime when its jobs take
+    longer than that; never more than its jobs can use (jobs / concurrency).  A backlog whose
+    oldest job already waited longer than the horizon gets all it can use."""
+    c = config.concurrency
+    usable = -(-demand.jobs // c)
+    if demand.ready and demand.oldest_wait > config.balance_cooldown:
+        return usable
+    slots = demand.running + demand.ready * float(runtime) / max(config.balance_cooldown, float(runtime))
+    return min(usable, math.ceil(slots / c - 1e-9))  # 15.000000001 slots of 5 are 3 processes
+
+
 def _auto(
     config: SupervisorConfig,
     queues: list[str],
@@ -353,19 +504,17 @@ def _auto(
         extra = min(max(0, busy - floors[q]), room)
         floors[q] += extra
         room -= extra
-    caps = {q: max(floors[q], -(-work[q].jobs // config.concurrency)) for q in queues}
-    return _apportion(budget, queues, floors, caps, _weights(config, work, demand))
+    runtimes = _runtimes(config, demand)
+    caps = {q: max(floors[q], _need(config, work[q], runtimes[q])) for q in queues}
+    return _apportion(budget, queues, floors, caps, _weights(config, work, runtimes))
 
 
 def _weights(
-    config: SupervisorConfig, work: Mapping[str, QueueDemand], demand: Mapping[str, QueueDemand]
+    config: SupervisorConfig, work: Mapping[str, QueueDemand], runtimes: Mapping[str, Fraction]
 ) -> dict[str, Fraction]:
     if config.auto_scaling_strategy is ScalingStrategy.SIZE:
         return {q: Fraction(d.jobs) for q, d in work.items()}
-    # every queue of the supervisor informs the fallback runtime, pinned ones too
-    known = [Fraction(demand[q].mean_runtime) for q in config.queues if q in demand and demand[q].mean_runtime > 0]
-    fallback = sum(known, Fraction(0)) / len(known) if known else Fraction(UNKNOWN_RUNTIME)
-    return {q: d.jobs * (Fraction(d.mean_runtime) if d.mean_runtime > 0 else fallback) for q, d in work.items()}
+    return {q: d.jobs * runtimes[q] for q, d in work.items()}
 
 
 def _apportion(
@@ -411,3 +560,71 @@ def _apportion(
     for q in by_remainder[:left]:
         whole[q] += 1
     return whole
+
+
+def explain(
+    config: SupervisorConfig,
+    change: PoolPlan,
+    demand: Mapping[str, QueueDemand],
+    now: float,
+    state: PoolState | None = None,
+    pinned: bool = False,
+) -> dict[str, str]:
+    """Why a pool moves from ``change.current`` to ``change.target``, as the fields of a
+    ``supervisor_scaled`` event: ``reason`` (``backlog``, ``demand``, ``minimum``, ``idle``,
+    ``surplus``, ``override``), the queue's ``ready``, ``running``, ``wait`` (the oldest ready
+    job's, seconds), ``est_clear`` with the processes it had and ``est_clear_after`` with the
+    new ones (seconds, ``inf`` with none), ``from``, ``to``, ``desired`` and a ``message``."""
+    work = [demand.get(q, QueueDemand()) for q in change.queues]
+    total = QueueDemand(
+        ready=sum(d.ready for d in work),
+        running=sum(d.running for d in work),
+        oldest_wait=max((d.oldest_wait for d in work), default=0.0),
+    )
+    runtime = float(_runtimes(config, demand)[change.name])
+    before = est_clear(config, total, runtime, change.current)
+    after = est_clear(config, total, runtime, change.target)
+    up = change.target > change.current
+    if pinned:
+        reason = "override"
+    elif up:
+        reason = "minimum" if change.current < config.min_processes else "backlog" if change.late else "demand"
+    else:
+        reason = "idle" if total.jobs == 0 else "surplus"
+    arrow = f"{change.name} {change.current} → {change.target} process{'es' if change.target != 1 else ''}"
+    jobs = f"{total.ready:,} ready, {total.running:,} running"
+    clear = f"clears in {_seconds(before)} with {change.current}, {_seconds(after)} with {change.target}"
+    since = f" for {now - state.surplus_since:.1f} s" if state is not None and state.surplus_since is not None else ""
+    if reason == "override":
+        why = "pinned by evalharness scale"
+    elif reason == "minimum":
+        why = f"up to min_processes {config.min_processes}"
+    elif reason == "backlog":
+        why = (
+            f"backlog late: {jobs}, oldest waited {total.oldest_wait:.1f} s, {clear} "
+            f"(horizon {config.balance_cooldown:g} s)"
+        )
+    elif reason == "demand":
+        why = f"demand: {jobs}, {clear}"
+    elif reason == "idle":
+        why = f"idle{since}: no jobs ready or running"
+    else:
+        why = f"needs {change.desired}{since}: {jobs}"
+    return {
+        "reason": reason,
+        "from": str(change.current),
+        "to": str(change.target),
+        "desired": str(change.desired),
+        "ready": str(total.ready),
+        "running": str(total.running),
+        "wait": f"{total.oldest_wait:.3f}",
+        "est_clear": _seconds(before, unit=False),
+        "est_clear_after": _seconds(after, unit=False),
+        "message": f"{arrow}: {why}",
+    }
+
+
+def _seconds(value: float, unit: bool = True) -> str:
+    if math.isinf(value):
+        return "never" if unit else "inf"
+    return f"{value:.1f} s" if unit else f"{value:.3f}"

@@ -39,7 +39,8 @@ from evalharness.core.forget import DEFAULT_QUEUE_RETENTION
 from evalharness.core.keys import GlobalKeys
 from evalharness.core.telemetry import collect_snapshot
 
-from .balancer import PoolState, QueueDemand, initial_sizes, plan, pool_queues
+from .balance_demand import read_demand
+from .balancer import PoolState, QueueDemand, explain, initial_sizes, plan, pool_queues
 from .common import child_env, exit_with_error, setup_logging, worker_command
 from .publisher import Publisher, add_event
 from .reload import ENV_REPORT_MODULES, ModuleWatcher
@@ -52,6 +53,7 @@ RESTART_MAX = 60.0
 STABLE_AFTER = 30.0  # a worker that ran this long resets its crash backoff
 CRASH_LOOP_AFTER = 3  # crashes in a row (each soon after its start) that make a worker_crash_loop event, once
 NO_PROCESS_CAP = 1 << 30  # a pool sized by an operator's scale, or with max_processes < 0: no supervisor cap
+BALANCE_TICK = 0.5  # seconds between two passes with an auto supervisor: a burst waits at most this for a decision
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Pool:
     target: int
     slots: list[Slot] = field(default_factory=list)
     changed_at: float | None = None  # monotonic time of its last change
+    surplus_since: float | None = None  # monotonic time since when it has had more processes than it needs
     override: int | None = None  # `evalharness scale`: a temporary fixed size
 
     @property
@@ -404,15 +407,22 @@ class Master:
         if not sups:
             return
         by_queue: dict[str, dict[str, Any]] = {}
+        fresh: dict[str, QueueDemand] = {}
         if self.client is not None and any(balance_mode(s) == "auto" for s in sups):
             # the telemetry loop builds a snapshot each second: use it rather than read it again
             snapshot = self.publisher.last_snapshot if self.publisher is not None else None
-            if snapshot is None or time.time() - snapshot["at"] > 2.0:
+            # only its runtimes are used (the counts are read fresh): they change slowly
+            if snapshot is None or time.time() - snapshot["at"] > 10.0:
                 try:
                     snapshot = await collect_snapshot(self.client, self.prefix)
                 except REDIS_ERRORS:
                     return
             by_queue = {q["name"]: q for q in snapshot["queues"]}
+            auto_queues = [q for s in sups if balance_mode(s) == "auto" for q in s.queues]
+            try:
+                fresh = await read_demand(self.client, self.prefix, auto_queues, snapshot, time.time())
+            except REDIS_ERRORS:
+                return
         now = time.monotonic()
         for sup in sups:
             pools = [p for p in self.pools if p.supervisor is sup]
@@ -421,11 +431,18 @@ class Master:
                 alive = [s for s in p.live if s.alive]
                 n_idle = sum(1 for s in alive if s.proc is not None and s.proc.pid in idle)
                 states[p.name] = PoolState(
-                    processes=len(p.live), idle=min(n_idle, len(p.live)), changed_at=p.changed_at
+                    processes=len(p.live),
+                    idle=min(n_idle, len(p.live)),
+                    changed_at=p.changed_at,
+                    surplus_since=p.surplus_since,
+                    stopping=sum(1 for s in p.slots if s.retiring and s.alive),
                 )
-            demand = {
-                q: QueueDemand.from_telemetry(by_queue[q]) if q in by_queue else QueueDemand() for q in sup.queues
-            }
+            if balance_mode(sup) == "auto":
+                demand = {q: fresh.get(q, QueueDemand()) for q in sup.queues}
+            else:
+                demand = {
+                    q: QueueDemand.from_telemetry(by_queue[q]) if q in by_queue else QueueDemand() for q in sup.queues
+                }
             overrides = {p.name: p.override for p in pools if p.override is not None}
             try:
                 result = plan(sup, states, demand, now, overrides)
@@ -434,11 +451,21 @@ class Master:
                 continue
             for pp in result.pools:
                 pool = next(p for p in pools if p.name == pp.name)
+                pool.surplus_since = pp.surplus_since
                 if pool.override is not None:
                     # an operator's `evalharness scale` wins, even above max_processes, until --reset
                     pp = replace(pp, target=pool.override)
                 if pp.target != pool.target:
-                    log.info("supervisor %s: pool %s %d -> %d process(es)", sup.name, pool.name, pool.target, pp.target)
+                    why = explain(
+                        sup,
+                        replace(pp, current=pool.target),
+                        demand,
+                        now,
+                        states[pp.name],
+                        pinned=pool.override is not None,
+                    )
+                    log.info("supervisor %s: %s", sup.name, why["message"])
+                    await self._scale_event(sup.name, pool.name, why)
                     self.last_balance[sup.name] = {
                         "pool": pool.name,
                         "from": pool.target,
@@ -447,6 +474,16 @@ class Master:
                     }
                     pool.target = pp.target
                     pool.changed_at = now
+
+    async def _scale_event(self, supervisor: str, pool: str, why: dict[str, str]) -> None:
+        """Every pool size change goes on the event stream, with its reason and the numbers behind it."""
+        if self.client is None:
+            return
+        with contextlib.suppress(*REDIS_ERRORS):
+            await add_event(self.client, self.prefix, "supervisor_scaled", supervisor=supervisor, queue=pool, **why)
+
+    def _tick(self) -> float:
+        return BALANCE_TICK if any(balance_mode(s) == "auto" for s in self.supervisors) else 1.0
 
     async def run(self) -> int:
         log.info("evalharnessd %s: supervisors %s", self.name, ", ".join(s.name for s in self.supervisors))
@@ -483,7 +520,7 @@ class Master:
             except REDIS_ERRORS as exc:
                 log.warning("control: redis unavailable (%s)", exc)
             self._wake.clear()
-            await self._idle(1.0)
+            await self._idle(self._tick())
         await self._terminate()
         tasks = [s.task for s in self.slots if s.task is not None]
         for t in tasks:
