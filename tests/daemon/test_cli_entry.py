@@ -15,6 +15,8 @@ from evalharness.daemon.cli import cli
 PROBE = """
 import json, sys
 import evalharness.daemon.cli
+from evalharness.core.sut import load_sut
+load_sut("json:dumps")  # a module:callable SUT, loaded as `run` loads it
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -25,7 +27,7 @@ EVERY_COMMAND = {
 }  # fmt: skip
 
 
-def test_the_cli_loads_no_other_command_the_daemon_or_the_http_client_before_run_needs_them() -> None:
+def test_the_cli_and_a_callable_sut_load_no_other_command_the_daemon_or_the_http_client() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
     loaded = json.loads(done.stdout)
     heavy = [
