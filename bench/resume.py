@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import PREFIX, env, start_workers, stop, wait_workers
+from bench import PREFIX, env, evalharness_command, start_workers, stop, wait_workers
 from evalharness.core.connection import async_client
 from evalharness.core.keys import GlobalKeys
 from evalharness.core.queue import Queue
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def producer(url: str, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "run", *args, "--quiet"]
+    cmd = [evalharness_command(), "run", *args, "--quiet"]
     return subprocess.Popen(cmd, env=env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -43,9 +43,6 @@ from evalharness.core.evalrun import (
     run_lazy_parallel,
     run_serial,
 )
-from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
-from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
-from evalharness.core.examples.provider import SimulatedProvider
 from evalharness.core.jobs import new_job_id
 from evalharness.core.judges import judge_scorers
 from evalharness.core.providers.hub import metric_context
@@ -81,6 +78,7 @@ from .common import (
     wait_for_workers,
     worker_command,
 )
+from .lazygroup import LazyGroup
 from .progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,7 +97,7 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--redis-url",
     envvar=ENV_REDIS_URL,
@@ -1093,6 +1091,10 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     prints the report, writes the JSON report under ./reports/, and stops what
     it started.
     """
+    from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
+    from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
+    from evalharness.core.examples.provider import SimulatedProvider
+
     obj = ctx.find_root().obj
     config = load_config(obj.get("config"))
     state_dir = resolve_state_dir(config)
@@ -1213,36 +1215,25 @@ def server_status(ctx: click.Context) -> None:
 
 
 def _register_groups() -> None:
-    from .cli_baseline import baseline
-    from .cli_batch import batch
-    from .cli_cache import cache
-    from .cli_config import config
-    from .cli_control import continue_, pause, restart, scale, supervisors, terminate
-    from .cli_failed import failed
-    from .cli_jobs import job, jobs
-    from .cli_judge import judge
-    from .cli_online import online
-    from .cli_queue import queue
-    from .cli_resume import runs
-    from .cli_scorers import scorers
-    from .cli_status import metrics, status
-
-    cli.add_command(batch)
-    cli.add_command(baseline)
-    cli.add_command(cache)
-    cli.add_command(config)
-    for command in (pause, continue_, terminate, restart, scale, supervisors):
-        cli.add_command(command)
-    cli.add_command(failed)
-    cli.add_command(runs)
-    cli.add_command(judge)
-    cli.add_command(online)
-    cli.add_command(scorers)
-    cli.add_command(queue)
-    cli.add_command(job)
-    cli.add_command(jobs)
-    cli.add_command(status)
-    cli.add_command(metrics)
+    # imported when used: `run` does not load the modules of the other commands
+    for module, names in (
+        ("cli_baseline", ("baseline",)),
+        ("cli_batch", ("batch",)),
+        ("cli_cache", ("cache",)),
+        ("cli_config", ("config",)),
+        ("cli_control", ("pause", "continue_", "terminate", "restart", "scale", "supervisors")),
+        ("cli_failed", ("failed",)),
+        ("cli_resume", ("runs",)),
+        ("cli_judge", ("judge",)),
+        ("cli_online", ("online",)),
+        ("cli_scorers", ("scorers",)),
+        ("cli_queue", ("queue",)),
+        ("cli_jobs", ("job", "jobs")),
+        ("cli_status", ("metrics", "status")),
+    ):
+        for attr in names:
+            command = attr.rstrip("_")
+            cli.add_lazy(command, f"evalharness.daemon.{module}:{attr}")  # type: ignore[attr-defined]
 
 
 _register_groups()
@@ -1264,4 +1255,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from evalharness.daemon.entry import main as entry
+
+    entry(main)

@@ -19,7 +19,6 @@ from typing import Any
 from ..errors import MetricError
 from ..metrics.base import MetricContext, ScoreError
 from .calls import GaveUp, with_retries
-from .client import OpenAIClient
 from .settings import DEFAULT_PROVIDER, ENV_API_KEY, ENV_BASE_URL, ProviderSettings, resolve_provider
 
 EMBED_BATCH = 64  # texts per embeddings request
@@ -46,6 +45,8 @@ class PrefetchEmbeddings:
 
     async def fetch(self, texts: Sequence[str]) -> None:
         wanted = [t for t in dict.fromkeys(texts) if t not in self.vectors and t not in self.failures]
+        from .client import OpenAIClient  # the HTTP client loads only when a provider is called
+
         client = OpenAIClient(self.settings)
         gate = asyncio.Semaphore(EMBED_CONCURRENCY)
 
