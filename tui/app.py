@@ -2,7 +2,7 @@
 
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
 none is published) and reads the recorded per-minute history on connecting and once a minute; its
-messages update a :class:`~evalharness.tui.state.ConsoleState`, which the screen draws at most a
+messages update a :class:`~evalharness.tui.viewmodel.ConsoleState`, which the screen draws at most a
 few times a second. The other screens (``tui/views``) fetch pages through the engine's
 :class:`~evalharness.core.admin.Admin` and act through it.
 """
@@ -41,17 +41,11 @@ from evalharness.core.errors import EvalHarnessError
 from evalharness.core.telemetry import channel as telemetry_channel
 from evalharness.core.telemetry import collect_snapshot, read_history
 
+from .history import HISTORY_MINUTES
+from .model import HistoryEntry, Snapshot, TelemetryError, read_history_entries
 from .overview import OverviewView
 from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
-from .state import (
-    HISTORY_MINUTES,
-    ConsoleState,
-    HistoryEntry,
-    Level,
-    Snapshot,
-    TelemetryError,
-    read_history_entries,
-)
+from .viewmodel import ConsoleState, Level
 from .views.actions import ActionDone
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL

@@ -24,20 +24,10 @@ from textual.widgets.data_table import RowKey
 
 from evalharness.core.admin import BatchRow, MasterRow
 
-from .state import (
-    HISTORY_MINUTES,
-    ConsoleState,
-    HistoryEntry,
-    HistoryLine,
-    Level,
-    QueueStats,
-    Snapshot,
-    minute_series,
-    overview_tiles,
-    queue_cells,
-    sparkline,
-    workload_columns,
-)
+from .fmt import sparkline
+from .history import HISTORY_MINUTES, HistoryLine, minute_series
+from .model import HistoryEntry, QueueStats, Snapshot
+from .viewmodel import ConsoleState, Level, overview_tiles, queue_cells, workload_columns
 
 History = tuple[HistoryEntry, ...] | None
 

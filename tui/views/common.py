@@ -24,7 +24,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from ..state import NULL, format_count, format_seconds
+from evalharness.core.format import NULL, format_count, format_seconds
 
 PAGE_SIZE = 50
 """Rows in one fetched page (the engine's page size too)."""

@@ -18,7 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from ..state import NULL, format_count
+from evalharness.core.format import NULL, format_count
+
 from .common import (
     Cell,
     Col,

@@ -14,7 +14,8 @@ from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.widgets import Static
 
-from ..state import format_count, format_seconds
+from evalharness.core.format import format_count, format_seconds
+
 from .common import KeyedTable, set_text
 
 

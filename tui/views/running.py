@@ -18,8 +18,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from evalharness.core.admin import FailedFilter, RunningRow
+from evalharness.core.format import NULL, format_count, format_seconds
 
-from ..state import NULL, format_count, format_seconds
 from .actions import confirm_and_run
 from .common import (
     Cell,
