@@ -29,7 +29,6 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer, Header, HelpPanel, Static
@@ -42,11 +41,18 @@ from evalharness.core.telemetry import channel as telemetry_channel
 from evalharness.core.telemetry import collect_snapshot, read_history
 
 from .history import HISTORY_MINUTES
-from .model import HistoryEntry, Snapshot, TelemetryError, read_history_entries
+from .messages import (
+    PING_INTERVAL,
+    ActionDone,
+    ConnectionChecked,
+    HistoryReceived,
+    TelemetryReceived,
+    TelemetryUnreadable,
+)
+from .model import HistoryEntry, Snapshot, TelemetryError
 from .overview import OverviewView
 from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
 from .viewmodel import ConsoleState, Level
-from .views.actions import ActionDone
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
 from .views.events import EventsView
@@ -66,8 +72,6 @@ DEFAULT_COLLECT: CollectSnapshot | None = collect_snapshot
 DEFAULT_HISTORY: ReadHistory | None = read_history
 """How the console reads the recorded per-minute history."""
 
-PING_INTERVAL = 2.0
-"""Seconds between two health checks while nothing else is heard, and the retry delay after a failure."""
 PING_TIMEOUT = 1.5
 """A PING slower than this counts as a failure: a stuck connection must not freeze the status."""
 TELEMETRY_SILENCE = 3.0
@@ -109,67 +113,6 @@ def mode_id(name: str) -> str:
 
 def built_modes() -> tuple[tuple[str, str, str, str], ...]:
     return tuple(m for m in MODES if mode_id(m[2]) in BUILT)
-
-
-class ConnectionChecked(Message):
-    """The result of one check of Redis, posted by the feed worker and rendered by the app's handler."""
-
-    def __init__(self, ok: bool, at: float, *, error: str | None = None, retry_in: float | None = None) -> None:
-        super().__init__()
-        self.ok = ok
-        self.at = at
-        self.error = error
-        self.retry_in = retry_in
-
-    @classmethod
-    def connected(cls, at: float) -> ConnectionChecked:
-        return cls(True, at)
-
-    @classmethod
-    def failed(cls, error: str, at: float, retry_in: float | None = PING_INTERVAL) -> ConnectionChecked:
-        return cls(False, at, error=error, retry_in=retry_in)
-
-
-class TelemetryReceived(Message):
-    """A telemetry snapshot, read by the feed or recorded; only the newest one waiting is handled."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TelemetryReceived:
-        """Raises :class:`TelemetryError` for a snapshot the console cannot read."""
-        return cls(Snapshot.from_dict(data))
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TelemetryReceived)
-
-
-class HistoryReceived(Message):
-    """The recorded per-minute history, oldest first, read by the feed or recorded; it replaces the
-    history shown, and only the newest one waiting is handled."""
-
-    def __init__(self, history: tuple[HistoryEntry, ...]) -> None:
-        super().__init__()
-        self.history = history
-
-    @classmethod
-    def from_entries(cls, entries: object) -> HistoryReceived:
-        """History entries as stored in Redis; entries the console cannot read are left out.
-        Raises :class:`TelemetryError` when ``entries`` is not a list."""
-        return cls(read_history_entries(entries))
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, HistoryReceived)
-
-
-class TelemetryUnreadable(Message):
-    """A telemetry message (or a snapshot read by the console) that could not be used."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__()
-        self.problem = problem
 
 
 def describe_check_error(exc: BaseException, redis_url: str) -> str:

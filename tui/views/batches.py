@@ -22,6 +22,7 @@ from evalharness.core.admin import BatchDetail, BatchRow, FailedFilter, FailedRo
 from evalharness.core.format import NULL, format_count, format_rate, format_seconds
 
 from ..fmt import sparkline
+from ..messages import PageFailed, PageFetched
 from .actions import confirm_and_run
 from .common import (
     TYPED_CONFIRM_OVER,
@@ -29,8 +30,6 @@ from .common import (
     Col,
     Gated,
     KeyedTable,
-    PageFailed,
-    PageFetched,
     Row,
     ago,
     clock_time,

@@ -20,18 +20,8 @@ from textual.widgets import DataTable, Static
 
 from evalharness.core.format import NULL, format_count
 
-from .common import (
-    Cell,
-    Col,
-    KeyedTable,
-    PageFailed,
-    PageFetched,
-    Row,
-    clock_time,
-    columns_for,
-    set_text,
-    short_id,
-)
+from ..messages import PageFailed, PageFetched
+from .common import Cell, Col, KeyedTable, Row, clock_time, columns_for, set_text, short_id
 
 CAP = 1_000
 """Rows kept; the oldest go first."""

@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from evalharness.core.admin import FailedDetail, FailedFilter, FailedGroup, FailedPage, FailedRow
 from evalharness.core.format import NULL, format_count, format_duration
 
+from ..messages import PageFailed, PageFetched
 from ..overview import two_columns
 from .actions import confirm_and_run
 from .common import (
@@ -36,8 +37,6 @@ from .common import (
     Gated,
     KeyedTable,
     LazyText,
-    PageFailed,
-    PageFetched,
     Row,
     ago,
     clock_time,
