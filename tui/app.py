@@ -50,7 +50,6 @@ from .messages import (
     TelemetryUnreadable,
 )
 from .model import HistoryEntry, Snapshot, TelemetryError
-from .overview import OverviewView
 from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
 from .viewmodel import ConsoleState, Level
 from .views.batches import BatchesView
@@ -59,6 +58,7 @@ from .views.events import EventsView
 from .views.failed import FailedView
 from .views.frame import FrameMixin
 from .views.graphs import GraphsView
+from .views.overview import OverviewView
 from .views.palette import GoToProvider
 from .views.running import RunningView
 from .views.supervisors import SupervisorsView

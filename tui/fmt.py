@@ -1,7 +1,10 @@
-"""The console's own formatting: text drawn from numbers that ``evalharness status`` does not
-print. The formatters both share (counts, rates, durations) are in ``core/format.py``."""
+"""The console's own formatting, which ``evalharness status`` does not share: sparklines, label and
+value grids. The formatters both share (counts, rates, durations) are in ``core/format.py``."""
 
 from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
 
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -22,3 +25,17 @@ def sparkline(values: list[float | None]) -> str:
         else:
             out.append(SPARK_BLOCKS[round((v - low) / (high - low) * top)])
     return "".join(out)
+
+
+def two_columns(rows: list[tuple[str, str]], *, label_width: int | None = None) -> Table:
+    """Bold labels beside their values; a long value wraps within its own column.
+
+    Values are data and are never parsed as markup; a word too long for the column (a socket
+    path, a URL) is folded rather than cut off.
+    """
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True, min_width=label_width)
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(Text(label), Text(value))
+    return table

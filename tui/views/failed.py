@@ -26,8 +26,8 @@ from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 from evalharness.core.admin import FailedDetail, FailedFilter, FailedGroup, FailedPage, FailedRow
 from evalharness.core.format import NULL, format_count, format_duration
 
+from ..fmt import two_columns
 from ..messages import PageFailed, PageFetched
-from ..overview import two_columns
 from .actions import confirm_and_run
 from .common import (
     PAGE_SIZE,
