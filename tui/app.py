@@ -51,12 +51,12 @@ from .messages import (
 )
 from .model import HistoryEntry, Snapshot, TelemetryError
 from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
-from .viewmodel import ConsoleState, Level
+from .viewmodel import ConsoleState
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
 from .views.events import EventsView
 from .views.failed import FailedView
-from .views.frame import FrameMixin
+from .views.frame import BarText, FrameMixin
 from .views.graphs import GraphsView
 from .views.overview import OverviewView
 from .views.palette import GoToProvider
@@ -200,7 +200,7 @@ class ConsoleApp(FrameMixin, App[None]):
         # Kept by reference: drawing must not depend on which screen (help, palette) is on top.
         self._modes_short = Static(_modes_text(False, self.mode_shown), id="modes-short", classes="modes", markup=False)
         self._modes_full = Static(_modes_text(True, self.mode_shown), id="modes-full", classes="modes", markup=False)
-        self._status = Static(self.state.status_text(), id="status", markup=False)
+        self._status = BarText(self.state.status_text(), id="status")
         self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
         self._overview = OverviewView(id="overview")
         self.configured_supervisors: tuple[str, ...] = ()
@@ -216,7 +216,7 @@ class ConsoleApp(FrameMixin, App[None]):
         }
         self.frozen = False
         """``space``: live updates are held (the lists count what is new) until pressed again."""
-        self._frozen_mark = Static("", id="frozen", markup=False)
+        self._frozen_mark = BarText("", id="frozen", sized=True)  # its width follows its text
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -445,13 +445,8 @@ class ConsoleApp(FrameMixin, App[None]):
                 self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
-        status = self._status
-        text = self.state.status_text(now)
-        if str(status.content) != text:
-            status.update(text, layout=False)  # one row of fixed size: no layout pass each second
-        level = self.state.status_level(now)
-        for each in Level:
-            status.set_class(level is each, f"-{each.value}")
+        self._status.text = self.state.status_text(now)
+        self._status.level = self.state.status_level(now)
 
     def _tick(self) -> None:
         if not self.is_running:
