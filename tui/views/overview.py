@@ -17,6 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive, var
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
@@ -26,7 +27,7 @@ from evalharness.core.admin import BatchRow, MasterRow
 from ..fmt import sparkline, two_columns
 from ..history import HISTORY_MINUTES, HistoryLine, minute_series
 from ..model import HistoryEntry, QueueStats, Snapshot
-from ..viewmodel import ConsoleState, Level, overview_tiles, queue_cells, workload_columns
+from ..viewmodel import ConsoleState, Level, Tile, overview_tiles, queue_cells, workload_columns
 
 History = tuple[HistoryEntry, ...] | None
 
@@ -62,33 +63,57 @@ class TileSpark(Widget):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"tile-spark--spark"}
 
+    history: reactive[History] = reactive(None)
+    """The recorded history the sparkline draws; a new one repaints it, the same one again does not."""
+
     def __init__(self, series: Callable[[HistoryEntry], float | None] | None, *, id: str | None = None) -> None:
         super().__init__(id=id, classes="tile-spark")
         self._series = series
-        self._history: History = None
 
     @property
     def values(self) -> list[float | None]:
-        if self._series is None or not self._history:
+        if self._series is None or not self.history:
             return []
-        values = minute_series(self._history, self._series)[-HISTORY_MINUTES:]
+        values = minute_series(self.history, self._series)[-HISTORY_MINUTES:]
         return values[-(self.content_size.width or HISTORY_MINUTES) :]
 
     @property
     def spark(self) -> str:
         return sparkline(self.values)
 
-    def show(self, history: History) -> None:
-        if history is not self._history:
-            self._history = history
-            self.refresh()
-
     def render(self) -> Text:
         if self._series is None:
             return Text("")
-        if not self._history:
+        if not self.history:
             return Text("no history yet", style="dim", no_wrap=True, overflow="ellipsis")
         return Text(self.spark, style=self.get_component_rich_style("tile-spark--spark"), no_wrap=True)
+
+
+class TileBox(Vertical):
+    """One tile of the strip: its label, its value coloured by its level, its hour's sparkline.
+    Setting :attr:`value` or :attr:`level` to what is shown already touches nothing."""
+
+    value: var[str] = var("", init=False)
+    level: var[Level | None] = var(None, init=False)
+
+    def __init__(self, tile: Tile) -> None:
+        super().__init__(classes="tile", id=f"tile-{tile.key}")
+        self._label = Static(tile.label, classes="tile-label", markup=False)
+        self._value = Static(tile.value, classes="tile-value", id=f"value-{tile.key}", markup=False)
+        self.spark = TileSpark(TILE_SERIES.get(tile.key), id=f"spark-{tile.key}")
+        self.set_reactive(TileBox.value, tile.value)
+        self.set_reactive(TileBox.level, tile.level)
+
+    def compose(self) -> ComposeResult:
+        yield self._label
+        yield self._value
+        yield self.spark
+
+    def watch_value(self, value: str) -> None:
+        self._value.update(value, layout=False)  # a tile's size never follows its value
+
+    def watch_level(self, level: Level | None) -> None:
+        _set_level(self._value, level)
 
 
 class HistorySpark(Widget):
@@ -96,19 +121,16 @@ class HistorySpark(Widget):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"history-spark--title", "history-spark--spark", "history-spark--range"}
 
+    history: reactive[History] = reactive(None)
+    """The recorded history the line is drawn from; a new one repaints it."""
+
     def __init__(self, line_of: Callable[[History, int], HistoryLine], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._line_of = line_of
-        self._history: History = None
 
     @property
     def line(self) -> HistoryLine:
-        return self._line_of(self._history, self.content_size.width or 80)
-
-    def show(self, history: History) -> None:
-        if history is not self._history:
-            self._history = history
-            self.refresh()
+        return self._line_of(self.history, self.content_size.width or 80)
 
     def render(self) -> Text:
         line = self.line
@@ -192,7 +214,7 @@ class OverviewView(Vertical):
         super().__init__(id=id)
         self._wide: bool | None = None
         self._shown_cells: dict[str, dict[str, str]] = {}
-        self._shown_tiles: dict[str, tuple[str, Level | None]] = {}
+        self._tiles = {tile.key: TileBox(tile) for tile in overview_tiles(None)}
         self._shown_text: dict[str, object] = {}
         self._queue_width = 0
         self.events: list[dict[str, Any]] = []
@@ -204,11 +226,7 @@ class OverviewView(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="strip"):
-            for tile in overview_tiles(None):
-                with Vertical(classes="tile", id=f"tile-{tile.key}"):
-                    yield Static(tile.label, classes="tile-label", markup=False)
-                    yield Static(tile.value, classes="tile-value", id=f"value-{tile.key}", markup=False)
-                    yield TileSpark(TILE_SERIES.get(tile.key), id=f"spark-{tile.key}")
+            yield from self._tiles.values()
         with Horizontal(id="overview-main"):
             with Vertical(id="overview-left"):
                 with Horizontal(id="workload-bar"):
@@ -270,8 +288,8 @@ class OverviewView(Vertical):
         stale = state.connected is False and state.snapshot is not None
         self.set_class(stale, "-stale")
         self._draw_tiles(state.snapshot)
-        for spark in self.query(TileSpark):
-            spark.show(state.history)
+        for box in self._tiles.values():
+            box.spark.history = state.history
         self._draw_table(state.snapshot, wide)
         self._draw_pages(now, wide)
         self.draw_ages(state, now)
@@ -307,13 +325,8 @@ class OverviewView(Vertical):
         for tile in overview_tiles(
             snapshot, self.active_batches if self.fetched else None, self.finished_with_failures
         ):
-            shown = (tile.value, tile.level)
-            if self._shown_tiles.get(tile.key) == shown:
-                continue
-            value = self.query_one(f"#value-{tile.key}", Static)
-            value.update(tile.value, layout=False)
-            _set_level(value, tile.level)
-            self._shown_tiles[tile.key] = shown
+            box = self._tiles[tile.key]
+            box.value, box.level = tile.value, tile.level
 
     def _draw_pages(self, now: float, wide: bool) -> None:
         width = max(20, self.query_one("#overview-events", Static).content_size.width or 76)
