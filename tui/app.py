@@ -2,7 +2,7 @@
 
 The feed worker follows the daemon's telemetry on Redis pub/sub (and reads a snapshot itself when
 none is published) and reads the recorded per-minute history on connecting and once a minute; its
-messages update a :class:`~evalharness.tui.state.ConsoleState`, which the screen draws at most a
+messages update a :class:`~evalharness.tui.viewmodel.ConsoleState`, which the screen draws at most a
 few times a second. The other screens (``tui/views``) fetch pages through the engine's
 :class:`~evalharness.core.admin.Admin` and act through it.
 """
@@ -29,7 +29,6 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer, Header, HelpPanel, Static
@@ -41,24 +40,25 @@ from evalharness.core.errors import EvalHarnessError
 from evalharness.core.telemetry import channel as telemetry_channel
 from evalharness.core.telemetry import collect_snapshot, read_history
 
-from .overview import OverviewView
-from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
-from .state import (
-    HISTORY_MINUTES,
-    ConsoleState,
-    HistoryEntry,
-    Level,
-    Snapshot,
-    TelemetryError,
-    read_history_entries,
+from .history import HISTORY_MINUTES
+from .messages import (
+    PING_INTERVAL,
+    ActionDone,
+    ConnectionChecked,
+    HistoryReceived,
+    TelemetryReceived,
+    TelemetryUnreadable,
 )
-from .views.actions import ActionDone
+from .model import HistoryEntry, Snapshot, TelemetryError
+from .serve import DEFAULT_HOST, DEFAULT_PORT, serve
+from .viewmodel import ConsoleState
 from .views.batches import BatchesView
 from .views.common import REFETCH_INTERVAL
 from .views.events import EventsView
 from .views.failed import FailedView
-from .views.frame import FrameMixin
+from .views.frame import BarText, FrameMixin
 from .views.graphs import GraphsView
+from .views.overview import OverviewView
 from .views.palette import GoToProvider
 from .views.running import RunningView
 from .views.supervisors import SupervisorsView
@@ -72,8 +72,6 @@ DEFAULT_COLLECT: CollectSnapshot | None = collect_snapshot
 DEFAULT_HISTORY: ReadHistory | None = read_history
 """How the console reads the recorded per-minute history."""
 
-PING_INTERVAL = 2.0
-"""Seconds between two health checks while nothing else is heard, and the retry delay after a failure."""
 PING_TIMEOUT = 1.5
 """A PING slower than this counts as a failure: a stuck connection must not freeze the status."""
 TELEMETRY_SILENCE = 3.0
@@ -115,67 +113,6 @@ def mode_id(name: str) -> str:
 
 def built_modes() -> tuple[tuple[str, str, str, str], ...]:
     return tuple(m for m in MODES if mode_id(m[2]) in BUILT)
-
-
-class ConnectionChecked(Message):
-    """The result of one check of Redis, posted by the feed worker and rendered by the app's handler."""
-
-    def __init__(self, ok: bool, at: float, *, error: str | None = None, retry_in: float | None = None) -> None:
-        super().__init__()
-        self.ok = ok
-        self.at = at
-        self.error = error
-        self.retry_in = retry_in
-
-    @classmethod
-    def connected(cls, at: float) -> ConnectionChecked:
-        return cls(True, at)
-
-    @classmethod
-    def failed(cls, error: str, at: float, retry_in: float | None = PING_INTERVAL) -> ConnectionChecked:
-        return cls(False, at, error=error, retry_in=retry_in)
-
-
-class TelemetryReceived(Message):
-    """A telemetry snapshot, read by the feed or recorded; only the newest one waiting is handled."""
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TelemetryReceived:
-        """Raises :class:`TelemetryError` for a snapshot the console cannot read."""
-        return cls(Snapshot.from_dict(data))
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, TelemetryReceived)
-
-
-class HistoryReceived(Message):
-    """The recorded per-minute history, oldest first, read by the feed or recorded; it replaces the
-    history shown, and only the newest one waiting is handled."""
-
-    def __init__(self, history: tuple[HistoryEntry, ...]) -> None:
-        super().__init__()
-        self.history = history
-
-    @classmethod
-    def from_entries(cls, entries: object) -> HistoryReceived:
-        """History entries as stored in Redis; entries the console cannot read are left out.
-        Raises :class:`TelemetryError` when ``entries`` is not a list."""
-        return cls(read_history_entries(entries))
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, HistoryReceived)
-
-
-class TelemetryUnreadable(Message):
-    """A telemetry message (or a snapshot read by the console) that could not be used."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__()
-        self.problem = problem
 
 
 def describe_check_error(exc: BaseException, redis_url: str) -> str:
@@ -263,7 +200,7 @@ class ConsoleApp(FrameMixin, App[None]):
         # Kept by reference: drawing must not depend on which screen (help, palette) is on top.
         self._modes_short = Static(_modes_text(False, self.mode_shown), id="modes-short", classes="modes", markup=False)
         self._modes_full = Static(_modes_text(True, self.mode_shown), id="modes-full", classes="modes", markup=False)
-        self._status = Static(self.state.status_text(), id="status", markup=False)
+        self._status = BarText(self.state.status_text(), id="status")
         self._switcher = ContentSwitcher(id="body", initial=self.mode_shown)
         self._overview = OverviewView(id="overview")
         self.configured_supervisors: tuple[str, ...] = ()
@@ -279,7 +216,7 @@ class ConsoleApp(FrameMixin, App[None]):
         }
         self.frozen = False
         """``space``: live updates are held (the lists count what is new) until pressed again."""
-        self._frozen_mark = Static("", id="frozen", markup=False)
+        self._frozen_mark = BarText("", id="frozen", sized=True)  # its width follows its text
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
@@ -508,13 +445,8 @@ class ConsoleApp(FrameMixin, App[None]):
                 self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
-        status = self._status
-        text = self.state.status_text(now)
-        if str(status.content) != text:
-            status.update(text, layout=False)  # one row of fixed size: no layout pass each second
-        level = self.state.status_level(now)
-        for each in Level:
-            status.set_class(level is each, f"-{each.value}")
+        self._status.text = self.state.status_text(now)
+        self._status.level = self.state.status_level(now)
 
     def _tick(self) -> None:
         if not self.is_running:

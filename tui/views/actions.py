@@ -7,7 +7,6 @@ toast and the console carries on.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -15,19 +14,11 @@ from textual.dom import DOMNode
 
 from evalharness.core.admin import ActionResult
 
-from .common import DataMessage
+from ..messages import ActionDone
 from .dialogs import Confirmation, ConfirmDialog
 
 ACTION_TIMEOUT = 30.0
 """An action that has had no reply after this long is reported as failed (the engine may still act)."""
-
-
-@dataclass
-class ActionDone(DataMessage):
-    """An action finished (or failed): the lists it may have changed fetch their page again."""
-
-    result: ActionResult | None
-    error: str | None = None
 
 
 async def confirm_and_run(

@@ -19,8 +19,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from evalharness.core.admin import BatchDetail, BatchRow, FailedFilter, FailedRow
+from evalharness.core.format import NULL, format_count, format_rate, format_seconds
 
-from ..state import NULL, format_count, format_rate, format_seconds, sparkline
+from ..fmt import sparkline
+from ..messages import PageFailed, PageFetched
 from .actions import confirm_and_run
 from .common import (
     TYPED_CONFIRM_OVER,
@@ -28,8 +30,6 @@ from .common import (
     Col,
     Gated,
     KeyedTable,
-    PageFailed,
-    PageFetched,
     Row,
     ago,
     clock_time,

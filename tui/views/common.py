@@ -1,5 +1,6 @@
 """What the list screens share: cells as plain values, a table that follows its rows by key and
-touches only cells that changed, the page messages, and the rule that gates every action.
+touches only cells that changed, and the rule that gates every action (the page messages are in
+``tui/messages.py``).
 
 Everything above the widgets is plain values, so the view-models are testable without a terminal.
 """
@@ -18,13 +19,12 @@ from rich.text import Text
 from textual import work
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
-from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from ..state import NULL, format_count, format_seconds
+from evalharness.core.format import NULL, format_count, format_seconds
 
 PAGE_SIZE = 50
 """Rows in one fetched page (the engine's page size too)."""
@@ -126,34 +126,6 @@ def sort_value(text: str) -> tuple[int, float, str]:
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{format_count(n)} {word if n == 1 else (words or word + 's')}"
-
-
-# --- messages --------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataMessage(Message):
-    """A message that is a small dataclass (Textual's Message sets itself up in ``__post_init__``)."""
-
-
-@dataclass
-class PageFetched(DataMessage):
-    """A page the engine returned for a list; ``view`` names the list, ``data`` is the page."""
-
-    view: str
-    data: Any
-    at: float
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, PageFetched) and message.view == self.view
-
-
-@dataclass
-class PageFailed(DataMessage):
-    """Reading a page failed (Redis lost, a timeout): the list keeps its rows and says so."""
-
-    view: str
-    error: str
 
 
 # --- the table -----------------------------------------------------------------------------------

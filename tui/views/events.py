@@ -18,19 +18,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from ..state import NULL, format_count
-from .common import (
-    Cell,
-    Col,
-    KeyedTable,
-    PageFailed,
-    PageFetched,
-    Row,
-    clock_time,
-    columns_for,
-    set_text,
-    short_id,
-)
+from evalharness.core.format import NULL, format_count
+
+from ..messages import PageFailed, PageFetched
+from .common import Cell, Col, KeyedTable, Row, clock_time, columns_for, set_text, short_id
 
 CAP = 1_000
 """Rows kept; the oldest go first."""

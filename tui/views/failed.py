@@ -24,9 +24,10 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static, TabbedContent, TabPane
 
 from evalharness.core.admin import FailedDetail, FailedFilter, FailedGroup, FailedPage, FailedRow
+from evalharness.core.format import NULL, format_count, format_duration
 
-from ..overview import two_columns
-from ..state import NULL, format_count, format_duration
+from ..fmt import two_columns
+from ..messages import PageFailed, PageFetched
 from .actions import confirm_and_run
 from .common import (
     PAGE_SIZE,
@@ -36,8 +37,6 @@ from .common import (
     Gated,
     KeyedTable,
     LazyText,
-    PageFailed,
-    PageFetched,
     Row,
     ago,
     clock_time,

@@ -12,10 +12,35 @@ from typing import Any, ClassVar
 
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
+from textual.reactive import var
 from textual.widgets import Static
 
-from ..state import format_count, format_seconds
-from .common import KeyedTable, set_text
+from evalharness.core.format import format_count, format_seconds
+
+from ..viewmodel import Level
+from .common import KeyedTable
+
+
+class BarText(Static):
+    """A part of the top bar (the status, the frame's marks): setting :attr:`text` or
+    :attr:`level` to what is shown already touches nothing, so the 1 Hz tick costs no redraw."""
+
+    text: var[str] = var("", init=False)
+    level: var[Level | None] = var(None, init=False)
+    """Colours the text (``-ok``, ``-warning``… classes); None: the text's own colour."""
+
+    def __init__(self, text: str = "", *, id: str | None = None, sized: bool = False) -> None:
+        super().__init__(text, id=id, markup=False)
+        self._sized = sized
+        self.set_reactive(BarText.text, text)
+
+    def watch_text(self, text: str) -> None:
+        # Only a part whose width follows its text needs a layout pass; the status has a fixed size.
+        self.update(text, layout=self._sized)
+
+    def watch_level(self, level: Level | None) -> None:
+        for each in Level:
+            self.set_class(level is each, f"-{each.value}")
 
 
 def frame_mark(frozen: bool, held: int, stale: float | None) -> str:
@@ -47,8 +72,8 @@ class FrameMixin:
         stale = None
         if app.state.connected is False and app.state.snapshot is not None:
             stale = app.state.stale_for(now)
-        mark: Static = app._frozen_mark
-        set_text(mark, frame_mark(app.frozen, held, stale), layout=True)  # its width follows its text
+        mark: BarText = app._frozen_mark
+        mark.text = frame_mark(app.frozen, held, stale)
         mark.set_class(app.frozen, "-frozen")
         mark.set_class(stale is not None, "-stale")
         app._switcher.set_class(stale is not None, "-stale")

@@ -19,8 +19,11 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from ..state import QueueStats, Snapshot, format_count, format_duration, format_rate
-from .common import PageFailed, PageFetched, set_text
+from evalharness.core.format import format_count, format_duration, format_rate
+
+from ..messages import PageFailed, PageFetched
+from ..model import QueueStats, Snapshot
+from .common import set_text
 
 WINDOWS: tuple[tuple[str, int], ...] = (("15m", 15), ("1h", 60), ("6h", 360), ("24h", 1440))
 """The windows ``[`` and ``]`` step through, in minutes."""

@@ -15,8 +15,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static, Tab, Tabs
 
 from evalharness.core.admin import QUEUE_TABS, JobDetail, QueueJobPage, QueueJobRow
+from evalharness.core.format import NULL, format_count, format_seconds
 
-from ..state import NULL, QueueStats, format_count, format_seconds
+from ..model import QueueStats
 from .common import (
     PAGE_SIZE,
     Cell,

@@ -18,22 +18,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from evalharness.core.admin import FailedFilter, RunningRow
+from evalharness.core.format import NULL, format_count, format_seconds
 
-from ..state import NULL, format_count, format_seconds
+from ..messages import PageFailed, PageFetched
 from .actions import confirm_and_run
-from .common import (
-    Cell,
-    Col,
-    Gated,
-    KeyedTable,
-    PageFailed,
-    PageFetched,
-    Row,
-    columns_for,
-    set_text,
-    short_id,
-    text_bar,
-)
+from .common import Cell, Col, Gated, KeyedTable, Row, columns_for, set_text, short_id, text_bar
 from .dialogs import Confirmation, FilterDialog
 
 TIMEOUT_WARNING = 10.0

@@ -20,10 +20,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from evalharness.core.admin import MasterRow, SupervisorRow
+from evalharness.core.format import NULL, format_count, format_seconds
 
-from ..state import NULL, format_count, format_seconds
+from ..messages import PageFailed, PageFetched
 from .actions import confirm_and_run
-from .common import Cell, Col, Gated, KeyedTable, PageFailed, PageFetched, Row, columns_for, plural, set_text
+from .common import Cell, Col, Gated, KeyedTable, Row, columns_for, plural, set_text
 from .dialogs import Confirmation
 
 COLUMNS: tuple[Col, ...] = (

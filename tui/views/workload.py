@@ -20,20 +20,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from ..state import (
-    NULL,
-    SPARK_BLOCKS,
-    HistoryEntry,
-    Limiter,
-    QueueStats,
-    Snapshot,
-    format_count,
-    format_duration,
-    format_rate,
-    history_line,
-    minute_series,
-    sparkline,
-)
+from evalharness.core.format import NULL, format_count, format_duration, format_rate
+
+from ..fmt import SPARK_BLOCKS, sparkline
+from ..history import history_line, minute_series
+from ..model import HistoryEntry, Limiter, QueueStats, Snapshot
 from .actions import confirm_and_run
 from .common import Cell, Col, Gated, KeyedTable, Row, columns_for, plural, set_text
 from .dialogs import Confirmation
