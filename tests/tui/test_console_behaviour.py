@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import HelpPanel, Static
 
+from evalharness.tui import app as console
 from evalharness.tui.app import PING_TIMEOUT, ConnectionChecked, ConsoleApp
 
 NOW = 1_700_000_000.0
@@ -109,16 +110,20 @@ async def silent_server() -> AsyncIterator[str]:
 
 
 async def test_a_redis_that_never_answers_does_not_hold_up_the_screen(
-    make_app: MakeApp, wait: Wait, silent_server: str
+    make_app: MakeApp, wait: Wait, silent_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A longer wait for the reply than the console's own, so that on a busy machine the app's start-up
+    # cannot use it all up before the key below is pressed: the key must be handled while the PING waits.
+    timeout = PING_TIMEOUT * 3
+    monkeypatch.setattr(console, "PING_TIMEOUT", timeout)
     app = make_app(silent_server, feed=True)
     async with app.run_test(size=(80, 24)) as pilot:
         # While the first PING is still waiting for its reply, keys are handled at once.
         await pilot.press("question_mark")
         assert app.screen.query(HelpPanel)
         assert app.state.connected is None
-        await wait(pilot, lambda: shows_disconnected(app), "the PING to time out", within=PING_TIMEOUT + 5)
-        assert app.state.last_error == f"no reply within {PING_TIMEOUT:g}s"
+        await wait(pilot, lambda: shows_disconnected(app), "the PING to time out", within=timeout + 5)
+        assert app.state.last_error == f"no reply within {timeout:g}s"
 
 
 async def test_feed_reaches_a_real_redis(make_app: MakeApp, wait: Wait, redis_url: str) -> None:
