@@ -71,6 +71,12 @@ def active_batches_key(keys: QueueKeys) -> str:
     return f"{keys.base}batches:active"
 
 
+def with_failures_key(keys: QueueKeys) -> str:
+    """ZSET batch id -> finish time (ms) of the batches that finished with failures (kept by the
+    scripts, see _batch.lua), so a count of them reads no batch record."""
+    return f"{keys.base}batches:with_failures"
+
+
 @dataclass(frozen=True)
 class BatchInfo:
     id: str
@@ -376,6 +382,7 @@ class Batches:
                     )
                     pipe.zrem(batches_key(keys), b.id)
                     pipe.zrem(active_batches_key(keys), b.id)
+                    pipe.zrem(with_failures_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)
                     await pipe.execute()
                 n += 1
