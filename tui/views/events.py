@@ -49,10 +49,17 @@ COLUMNS: tuple[Col, ...] = (
 )
 
 
+NARROW_WIDTHS = {"kind": 12, "queue": 8, "subject": 10}
+"""Below the wide breakpoint these columns are cut (with "…") so that the message, the one cell
+that says what happened, keeps most of the width (at 160 columns nothing is cut)."""
+
+
 def event_columns(wide: bool, width: int) -> tuple[Col, ...]:
     """The columns for a body ``width`` wide: the message takes what the others leave, so the
     table never scrolls sideways."""
     cols = columns_for(COLUMNS, wide)
+    if not wide:
+        cols = tuple(replace(c, width=NARROW_WIDTHS.get(c.key, c.width)) for c in cols)
     fixed = sum((c.width or 0) + 2 for c in cols if c.key != "message")
     message = max(12, width - fixed - 2 - 2 - 1)  # its own padding, the scrollbar, a spare column
     return tuple(replace(c, width=message) if c.key == "message" else c for c in cols)
@@ -229,6 +236,7 @@ class EventsView(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(POLL_INTERVAL, self._poll)
+        self.watch(self.table, "scroll_y", lambda: self.call_after_refresh(self._sync_scrollbar), init=False)
 
     @property
     def table(self) -> KeyedTable:
@@ -303,6 +311,14 @@ class EventsView(Vertical):
             elif not follow:
                 self.unseen += sum(1 for key in table.keys if key not in before)
         self._draw_note()
+
+    def _sync_scrollbar(self) -> None:
+        """The table may scroll to the tail before its scrollbar shows (the first rows arrive
+        before the layout that gives it one); the scrollbar then keeps its thumb at the top while
+        the rows are at the bottom, until the next scroll.  Put the thumb where the rows are."""
+        table = self.table
+        if table.show_vertical_scrollbar and table.vertical_scrollbar.position != table.scroll_y:
+            table.vertical_scrollbar.position = table.scroll_y
 
     def _draw_note(self) -> None:
         set_text(self.query_one("#events-chips", Static), self.model.chips())
