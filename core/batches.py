@@ -272,7 +272,14 @@ class Batches:
         await self.add(bid, jobs, queue=queue)
         await self.client.xadd(
             f"{self.prefix}:events",
-            {"kind": "batch_created", "batch": bid, "name": name, "queue": queue, "at": f"{time.time():.3f}"},
+            {
+                "kind": "batch_created",
+                "batch": bid,
+                "name": name,
+                "queue": queue,
+                "total": str(total if total is not None else len(jobs)),
+                "at": f"{time.time():.3f}",
+            },
             maxlen=10_000,
             approximate=True,
         )

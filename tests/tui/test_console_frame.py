@@ -280,3 +280,23 @@ def test_at_80_columns_the_events_message_gets_what_the_others_leave() -> None:
     assert sum(w + 2 for w in narrow.values()) + 2 <= 78
     wide = {c.key: c.width or 0 for c in event_columns(True, 156)}
     assert wide["kind"] == 17 and wide["subject"] == 13  # at 160 columns nothing is cut
+
+
+async def test_batch_events_the_engine_writes_read_as_sentences(aclient: Any) -> None:
+    """The engine writes no message for a batch created or finished: the row says what their fields do."""
+    from evalharness.core.admin import Admin
+    from evalharness.core.batches import Batches
+    from evalharness.core.queue import JobRequest, Queue
+    from evalharness.tui.views.events import Event
+
+    queue = Queue(aclient, prefix="ev")
+    await Batches(aclient, "ev", queue).create(
+        "nightly", [JobRequest("judge", {"n": n}) for n in range(2)], queue="q", allow_failures=True
+    )
+    jobs = (await queue.pop("q", 2, 30, "w")).jobs
+    await queue.ack("q", "w", [(jobs[0].id, "")])
+    failure = {"kind": "exception", "message": "ValueError: x", "exception_type": "ValueError", "batch": jobs[1].batch}
+    assert await queue.fail("q", "w", jobs[1].id, failure)
+    rows = [Event.from_dict(e) for e in await Admin(aclient, "ev").events()]
+    messages = {e.kind: e.cells()["message"].text for e in rows if e.kind.startswith("batch_")}
+    assert messages == {"batch_created": "2 jobs", "batch_finished": "finished_with_failures · 2 jobs, 1 failed"}

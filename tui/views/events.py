@@ -155,8 +155,21 @@ class Event:
             "subject": Cell(self.subject() or NULL),
             "worker": Cell(self.get("worker") or self.supervisor or NULL),
             "batch": Cell(short_id(self.batch, 16) if self.batch else NULL),
-            "message": Cell(self.get("message")),
+            "message": Cell(self.message()),
         }
+
+    def message(self) -> str:
+        """The event's message; the engine writes none for a batch created or finished, so those
+        say what their fields do (``succeeded · 200 jobs, 0 failed``)."""
+        text = self.get("message")
+        if text or not self.kind.startswith("batch_"):
+            return text
+        counts = []
+        if self.get("total"):
+            counts.append(f"{self.get('total')} jobs")
+        if self.get("failed") and self.kind != "batch_created":
+            counts.append(f"{self.get('failed')} failed")
+        return " · ".join(part for part in (self.get("state"), ", ".join(counts)) if part)
 
 
 @dataclass
