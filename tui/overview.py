@@ -164,7 +164,13 @@ def event_line(event: Mapping[str, Any], width: int) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(at)) if at else "--:--:--"
     kind = str(event.get("kind") or "?")
     queue = str(event.get("queue") or "")
-    message = " ".join(str(event.get("message") or event.get("subject") or "").split())
+    from .views.events import Event
+
+    # a batch event has no message of its own: its name and what its fields say
+    row = Event.from_dict(event)
+    said = row.message() if not event.get("message") and row.batch else ""
+    text = f"{row.subject()}: {said}" if said else event.get("message") or event.get("subject") or ""
+    message = " ".join(str(text).split())
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(stamp, style="dim")
     line.append(f"  {kind:<14.14}", style="bold red" if "fail" in kind or "lost" in kind else "bold")

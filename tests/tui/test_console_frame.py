@@ -297,6 +297,11 @@ async def test_batch_events_the_engine_writes_read_as_sentences(aclient: Any) ->
     await queue.ack("q", "w", [(jobs[0].id, "")])
     failure = {"kind": "exception", "message": "ValueError: x", "exception_type": "ValueError", "batch": jobs[1].batch}
     assert await queue.fail("q", "w", jobs[1].id, failure)
-    rows = [Event.from_dict(e) for e in await Admin(aclient, "ev").events()]
+    raw = await Admin(aclient, "ev").events()
+    rows = [Event.from_dict(e) for e in raw]
     messages = {e.kind: e.cells()["message"].text for e in rows if e.kind.startswith("batch_")}
     assert messages == {"batch_created": "2 jobs", "batch_finished": "finished_with_failures · 2 jobs, 1 failed"}
+    from evalharness.tui.overview import event_line
+
+    lines = [event_line(e, 120).plain for e in raw if e["kind"] == "batch_finished"]
+    assert lines and lines[0].endswith("nightly: finished_with_failures · 2 jobs, 1 failed")  # the Overview's tail
