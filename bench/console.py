@@ -221,8 +221,8 @@ async def measure(url: str, seconds: float, pages: str = "engine", key: str = "4
         view = app._views.get(mode)
 
         def ready() -> bool:
-            if view is None:
-                return True
+            if view is None:  # the Overview: its pages (events, batches, supervisors) read once
+                return bool(app._overview.fetched)
             model = view.model
             return bool(getattr(model, "page", None) or getattr(model, "fetched", False))
 

@@ -6,6 +6,7 @@ and a CLI line print the same counts. Pages are bounded reads (indexes, never a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -14,7 +15,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .batches import TERMINAL, Batches, active_batches_key, batch_index_key, batch_key, batches_key
+from .batches import (
+    TERMINAL,
+    Batches,
+    active_batches_key,
+    batch_index_key,
+    batch_key,
+    batches_key,
+    with_failures_key,
+)
 from .evaljobs import SAMPLE_JOB
 from .jobs import JobStatus
 from .keys import GlobalKeys, QueueKeys
@@ -198,6 +207,17 @@ class BatchRow:
     @property
     def progress(self) -> float:
         return 1.0 if self.total == 0 else min(1.0, self.done / self.total)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """How many batches run, wait and finished with failures (over every queue), and the first
+    ``count`` active ones (running first, then newest first): the Overview's tile and list."""
+
+    running: int
+    pending: int
+    finished_with_failures: int
+    rows: tuple[BatchRow, ...]
 
 
 @dataclass(frozen=True)
@@ -457,7 +477,7 @@ class Admin:
         self.queue = Queue(client, prefix)
         self.batches = Batches(client, prefix, self.queue)
         self._indexed: set[str] = set()
-        self._active_indexed: set[str] = set()
+        self._batch_indexing: dict[str, asyncio.Task[None]] = {}
 
     # helpers -----------------------------------------------------------------
     def _keys(self, queue: str) -> QueueKeys:
@@ -563,21 +583,19 @@ class Admin:
         Running first, then newest first."""
         if chip not in ("active", "all", "failed", "cancelled"):
             raise ValueError(f"unknown batch chip {chip!r}: use active, all, failed or cancelled")
+        if chip == "active":
+            return list((await self.batch_summary(offset + count, offset)).rows)
         wanted = {
-            "active": ACTIVE_STATES,
             "failed": frozenset({"failed", "finished_with_failures"}),
             "cancelled": frozenset({"cancelled"}),
         }.get(chip)
         # one small read per batch (its state), no job lists; then full rows for the page only.
-        # The active list reads only the batches not finished (batches:active), so it stays cheap
+        # The active list (batch_summary) reads only the batches not finished, so it stays cheap
         # however many finished batches are kept; the other chips are fetched on demand.
         found: list[tuple[int, float, str, str]] = []
         for q in await self._queues():
             keys = self._keys(q)
-            if chip == "active":
-                await self._ensure_active_index(q)
-            source = active_batches_key(keys) if chip == "active" else batches_key(keys)
-            entries: Any = await self.client.zrevrange(source, 0, -1, withscores=True)
+            entries: Any = await self.client.zrevrange(batches_key(keys), 0, -1, withscores=True)
             for start in range(0, len(entries), SCAN_CHUNK):
                 chunk = entries[start : start + SCAN_CHUNK]
                 async with self.client.pipeline(transaction=False) as pipe:
@@ -590,7 +608,9 @@ class Admin:
                     rank = 0 if state == "running" else 1 if state == "pending" else 2
                     found.append((rank, -float(created), q, str(bid)))
         found.sort()
-        page = found[offset : offset + count]
+        return await self._rows_of(found[offset : offset + count])
+
+    async def _rows_of(self, page: Sequence[tuple[int, float, str, str]]) -> list[BatchRow]:
         by_queue: dict[str, list[str]] = {}
         for _, _, q, bid in page:
             by_queue.setdefault(q, []).append(bid)
@@ -599,27 +619,83 @@ class Admin:
             rows.update({r.id: r for r in await self._batch_rows(q, ids)})
         return [rows[bid] for _, _, _, bid in page if bid in rows]
 
-    async def _ensure_active_index(self, queue: str) -> None:
-        """Batches created before the active index existed: add the unfinished ones, once."""
-        if queue in self._active_indexed:
-            return
+    async def batch_summary(self, count: int = PAGE_SIZE, offset: int = 0) -> BatchSummary:
+        """The counts of running, pending and finished-with-failures batches and the active rows
+        ``offset`` to ``count``: one script call per queue over the indexes the batch scripts keep
+        (batches:active, batches:with_failures), so its cost follows the active batches, never the
+        finished ones kept."""
+        queues = await self._queues()
+        for q in queues:
+            await self._ensure_batch_indexes(q)
+        calls = [
+            (
+                "batch_summary",
+                [active_batches_key(self._keys(q)), with_failures_key(self._keys(q))],
+                [self._keys(q).base, count],
+            )
+            for q in queues
+        ]
+        replies = await self.queue.scripts.run(calls) if calls else []
+        running = pending = with_failures = 0
+        found: list[tuple[int, float, str, str]] = []
+        for q, reply in zip(queues, replies, strict=True):
+            running, pending, with_failures = running + reply[0], pending + reply[1], with_failures + reply[2]
+            for i in range(3, len(reply), 3):
+                bid = reply[i].decode() if isinstance(reply[i], bytes) else str(reply[i])
+                found.append((int(reply[i + 2]), -float(reply[i + 1]), q, bid))
+        found.sort()
+        rows = await self._rows_of(found[offset:count])
+        return BatchSummary(running, pending, with_failures, tuple(rows))
+
+    async def _ensure_batch_indexes(self, queue: str) -> None:
+        """Batches kept from before the indexes existed: add the unfinished ones to batches:active
+        and those finished with failures to batches:with_failures, once per queue.  The one scan
+        runs to its end even when the read that started it is cancelled (a console refetching
+        every second), so a second read waits for it instead of starting it again."""
+        task = self._batch_indexing.get(queue)
+        if task is None:
+            task = asyncio.ensure_future(self._index_batches(queue))
+            self._batch_indexing[queue] = task
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._batch_indexing.pop(queue, None)  # a lost connection: the next read tries again
+            raise
+
+    async def _index_batches(self, queue: str) -> None:
         keys = self._keys(queue)
-        marker = keys.batches_active_indexed
-        if not await self.client.exists(marker):
-            entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
-            for start in range(0, len(entries), SCAN_CHUNK):
-                chunk = entries[start : start + SCAN_CHUNK]
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for bid, _ in chunk:
-                        pipe.hget(batch_key(keys, str(bid)), "state")
-                    states = await pipe.execute()
-                active = {
-                    str(bid): created for (bid, created), st in zip(chunk, states, strict=True) if st in ACTIVE_STATES
+        indexes = {
+            active_batches_key(keys): ACTIVE_STATES,
+            with_failures_key(keys): frozenset({"finished_with_failures"}),
+        }
+        async with self.client.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.exists(index + "_indexed")
+            done = await pipe.execute()
+        todo = {index: states for (index, states), marked in zip(indexes.items(), done, strict=True) if not marked}
+        if not todo:
+            return
+        entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
+        for start in range(0, len(entries), SCAN_CHUNK):
+            chunk = entries[start : start + SCAN_CHUNK]
+            async with self.client.pipeline(transaction=False) as pipe:
+                for bid, _ in chunk:
+                    pipe.hmget(batch_key(keys, str(bid)), "state", "finished_at")
+                records = await pipe.execute()
+            for index, states in todo.items():
+                # the active index is scored by creation, the other by finish
+                by_finish = index != active_batches_key(keys)
+                found = {
+                    str(bid): float(at or created) if by_finish else float(created)
+                    for (bid, created), (st, at) in zip(chunk, records, strict=True)
+                    if st in states
                 }
-                if active:
-                    await self.client.zadd(active_batches_key(keys), active, nx=True)
-            await self.client.set(marker, "1")
-        self._active_indexed.add(queue)
+                if found:
+                    await self.client.zadd(index, found, nx=True)
+        for index in todo:
+            await self.client.set(index + "_indexed", "1")
 
     async def _batch(self, batch_id: str) -> BatchRow | None:
         queue = await self.client.hget(batch_index_key(self.prefix), batch_id)

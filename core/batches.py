@@ -74,6 +74,12 @@ def active_batches_key(keys: QueueKeys) -> str:
     return keys.batches_active
 
 
+def with_failures_key(keys: QueueKeys) -> str:
+    """ZSET batch id -> finish time (ms) of the batches that finished with failures (kept by the
+    scripts, see _batch.lua), so a count of them reads no batch record."""
+    return keys.batches_with_failures
+
+
 @dataclass(frozen=True)
 class BatchInfo:
     id: str
@@ -269,7 +275,14 @@ class Batches:
         await self.add(bid, jobs, queue=queue)
         await self.client.xadd(
             GlobalKeys(self.prefix).events,
-            {"kind": "batch_created", "batch": bid, "name": name, "queue": queue, "at": f"{time.time():.3f}"},
+            {
+                "kind": "batch_created",
+                "batch": bid,
+                "name": name,
+                "queue": queue,
+                "total": str(total if total is not None else len(jobs)),
+                "at": f"{time.time():.3f}",
+            },
             maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
@@ -379,6 +392,7 @@ class Batches:
                     )
                     pipe.zrem(batches_key(keys), b.id)
                     pipe.zrem(active_batches_key(keys), b.id)
+                    pipe.zrem(with_failures_key(keys), b.id)
                     pipe.hdel(batch_index_key(self.prefix), b.id)
                     await pipe.execute()
                 n += 1

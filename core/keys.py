@@ -109,6 +109,12 @@ class QueueKeys:
         """STRING set once ``batches_active`` covers the batches created before it existed."""
         return self.batches_active + "_indexed"
 
+    @property
+    def batches_with_failures(self) -> str:
+        """ZSET batch id -> finish time (ms) of the batches that finished with failures, kept by the
+        scripts (``_batch.lua``), so a count of them reads no batch record."""
+        return self.base + "batches:with_failures"
+
     def batch(self, batch_id: str) -> str:
         """HASH: one batch record (name built in ``_batch.lua`` too)."""
         return self.base + "batch:" + batch_id

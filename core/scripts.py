@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "cancel_job",
     "forget_failed",
     "failed_index",
+    "batch_summary",
 )
 
 

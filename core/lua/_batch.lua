@@ -60,6 +60,11 @@ end
 -- declared and never dispatched will not come any more.
 local function b_reopen(bk)
   local state = redis.call('HGET', bk, 'state')
+  -- bk is <base>batch:<id>, the base ending with the queue's hash tag
+  local base, bid = string.match(bk, '^([^{]*{[^}]*}:)batch:(.*)$')
+  if base then
+    redis.call('ZREM', base .. 'batches:with_failures', bid)
+  end
   if state == 'cancelled' or state == 'failed' then
     redis.call('HSET', bk, 'sealed', '1')
   end
@@ -95,6 +100,10 @@ local function b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
       state = 'succeeded'
     end
     redis.call('HSET', bk, 'state', state)
+  end
+  if state == 'finished_with_failures' then
+    -- counted by the console's summary without reading every finished batch
+    redis.call('ZADD', base .. 'batches:with_failures', now_ms(), bid)
   end
   if state == 'succeeded' then
     b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'then')

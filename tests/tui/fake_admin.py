@@ -16,6 +16,7 @@ from evalharness.core.admin import (
     Admin,
     BatchDetail,
     BatchRow,
+    BatchSummary,
     FailedDetail,
     FailedFilter,
     FailedGroup,
@@ -567,6 +568,17 @@ class FakeAdmin(Admin):
         rows = [b for b in self.batch_rows if states is None or b.state in states]
         rows.sort(key=lambda b: (b.state != "running", -(b.created_at or 0)))
         return rows[offset : offset + count]
+
+    async def batch_summary(self, count: int = 50, offset: int = 0) -> BatchSummary:
+        self._check("batch_summary", count)
+        active = [b for b in self.batch_rows if b.state in ("pending", "running")]
+        active.sort(key=lambda b: (b.state != "running", -(b.created_at or 0)))
+        return BatchSummary(
+            running=sum(1 for b in active if b.state == "running"),
+            pending=sum(1 for b in active if b.state == "pending"),
+            finished_with_failures=sum(1 for b in self.batch_rows if b.state == "finished_with_failures"),
+            rows=tuple(active[offset:count]),
+        )
 
     def _find_batch(self, batch_id: str) -> BatchRow | None:
         return next((b for b in self.batch_rows if batch_id in (b.id, b.name)), None)

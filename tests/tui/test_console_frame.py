@@ -14,7 +14,7 @@ from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
 from evalharness.tui.state import Snapshot
 from evalharness.tui.views.batches import BatchDetailScreen
 from evalharness.tui.views.common import KeyedTable, sort_value
-from evalharness.tui.views.events import CAP, EventsModel
+from evalharness.tui.views.events import CAP, EventsModel, event_columns
 from evalharness.tui.views.graphs import ALL, METRICS, WINDOWS, collecting_text, graph_series
 
 MakeApp = Callable[..., ConsoleApp]
@@ -270,3 +270,38 @@ async def test_palette_offers_the_screens_actions_and_theme(make_app: MakeApp, w
         await wait(pilot, lambda: app.focused is app._views["graphs"], "the graphs focused")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Graphs: Metric (m)" in titles and "Freeze (space)" in titles, titles
+
+
+def test_at_80_columns_the_events_message_gets_what_the_others_leave() -> None:
+    narrow = {c.key: c.width or 0 for c in event_columns(False, 78)}
+    assert list(narrow) == ["time", "kind", "queue", "subject", "message"]
+    assert narrow["message"] >= 27 and narrow["message"] > max(w for k, w in narrow.items() if k != "message")
+    # the whole table fits beside the scrollbar: no sideways scrolling
+    assert sum(w + 2 for w in narrow.values()) + 2 <= 78
+    wide = {c.key: c.width or 0 for c in event_columns(True, 156)}
+    assert wide["kind"] == 17 and wide["subject"] == 13  # at 160 columns nothing is cut
+
+
+async def test_batch_events_the_engine_writes_read_as_sentences(aclient: Any) -> None:
+    """The engine writes no message for a batch created or finished: the row says what their fields do."""
+    from evalharness.core.admin import Admin
+    from evalharness.core.batches import Batches
+    from evalharness.core.queue import JobRequest, Queue
+    from evalharness.tui.views.events import Event
+
+    queue = Queue(aclient, prefix="ev")
+    await Batches(aclient, "ev", queue).create(
+        "nightly", [JobRequest("judge", {"n": n}) for n in range(2)], queue="q", allow_failures=True
+    )
+    jobs = (await queue.pop("q", 2, 30, "w")).jobs
+    await queue.ack("q", "w", [(jobs[0].id, "")])
+    failure = {"kind": "exception", "message": "ValueError: x", "exception_type": "ValueError", "batch": jobs[1].batch}
+    assert await queue.fail("q", "w", jobs[1].id, failure)
+    raw = await Admin(aclient, "ev").events()
+    rows = [Event.from_dict(e) for e in raw]
+    messages = {e.kind: e.cells()["message"].text for e in rows if e.kind.startswith("batch_")}
+    assert messages == {"batch_created": "2 jobs", "batch_finished": "finished_with_failures · 2 jobs, 1 failed"}
+    from evalharness.tui.overview import event_line
+
+    lines = [event_line(e, 120).plain for e in raw if e["kind"] == "batch_finished"]
+    assert lines and lines[0].endswith("nightly: finished_with_failures · 2 jobs, 1 failed")  # the Overview's tail

@@ -173,14 +173,20 @@ def test_scale_plus_from_the_console_is_an_override_evalharness_supervisors_show
                 while not view.table.cursor_key or not view.table.cursor_key.startswith("s:"):
                     await pilot.press("down")
                 await pilot.press("plus")
+                while not isinstance(app.screen, ConfirmDialog):
+                    assert asyncio.get_running_loop().time() < deadline, "the scale was not confirmed first"
+                    await pilot.pause(0.05)
+                title = str(app.screen.query_one("#dialog-title").content)
+                await pilot.press("y")
                 while not app.results:
                     assert asyncio.get_running_loop().time() < deadline, "the scale never finished"
                     await pilot.pause(0.05)
-                return [r.message for r in app.results] + toasts(app)
+                return [title] + [r.message for r in app.results] + toasts(app)
         finally:
             await client.aclose()
 
-    messages = asyncio.run(steer())
+    title, *messages = asyncio.run(steer())
+    assert title == "Scale t of t from 1 to 2?"
     assert messages[0].startswith("Scaled t t on ") and messages[0].endswith(" to 2 processes (override)")
     assert messages[0] in messages[1:]
 

@@ -215,3 +215,26 @@ def test_terminate_confirm(
         await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm")
 
     assert shoot(snap_compare, app, size, busy, busy_history, steps)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_scale_confirm(
+    snap_compare,
+    make_app: MakeApp,
+    wait: Wait,
+    busy: dict[str, Any],
+    busy_history: list[dict[str, Any]],
+    size: tuple[int, int],
+) -> None:
+    """`+` on a pool asks first, naming the pool, its size now and after."""
+    app = make_app(admin=FakeAdmin())
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await supervisors(pilot, wait)
+        view = app._views["supervisors"]  # type: ignore[attr-defined]
+        view.table.move_cursor(row=view.table.get_row_index("p:gpu-01-a3f/judge-pool/judge"))
+        await pilot.pause()
+        await pilot.press("plus")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm")
+
+    assert shoot(snap_compare, app, size, busy, busy_history, steps)

@@ -97,7 +97,7 @@ async def test_p_pauses_the_supervisor_or_continues_a_paused_one(make_app: MakeA
         ]
 
 
-async def test_plus_minus_and_zero_act_on_the_highlighted_pool(make_app: MakeApp, wait: Wait) -> None:
+async def test_plus_minus_and_zero_confirm_then_act_on_the_highlighted_pool(make_app: MakeApp, wait: Wait) -> None:
     admin = FakeAdmin()
     app = make_app(admin=admin)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -108,6 +108,19 @@ async def test_plus_minus_and_zero_act_on_the_highlighted_pool(make_app: MakeApp
         await move_to(pilot, view, "p:gpu-01-a3f/judge-pool/judge")
         assert view.can("scale_reset") is None  # no override yet
         await pilot.press("plus")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm")
+        assert str(app.screen.query_one("#dialog-title").content) == "Scale judge of judge-pool from 16 to 17?"
+        body = str(app.screen.query_one("#dialog-body").content)
+        assert body.startswith(
+            "Pool judge of supervisor judge-pool on gpu-01-a3f: 16 processes now, 17 processes after."
+        )
+        await pilot.press("n")  # aborted: nothing is sent
+        await wait(pilot, lambda: not isinstance(app.screen, ConfirmDialog), "the confirm closed")
+        await pilot.pause()
+        assert admin.commands == [] and app.results == []
+        await pilot.press("plus")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm again")
+        await pilot.press("y")
         await wait(pilot, lambda: len(app.results) == 1, "the scale")
         assert admin.commands[-1] == {
             "master": "gpu-01-a3f",
@@ -123,10 +136,18 @@ async def test_plus_minus_and_zero_act_on_the_highlighted_pool(make_app: MakeApp
         )
         assert view.table.get_cell("s:gpu-01-a3f/judge-pool", "balance").plain == "auto ·ovr"
         await pilot.press("minus")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm of -")
+        assert str(app.screen.query_one("#dialog-title").content) == "Scale judge of judge-pool from 17 to 16?"
+        await pilot.press("y")
         await wait(pilot, lambda: len(app.results) == 2, "the second scale")
         assert admin.commands[-1]["processes"] == 16
         await wait(pilot, lambda: view.can("scale_reset") is True, "0 to apply")
         await pilot.press("0")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm of 0")
+        assert str(app.screen.query_one("#dialog-title").content) == "Drop the override of judge?"
+        body = str(app.screen.query_one("#dialog-body").content)
+        assert "16 processes now, by its override; then the balancer (auto) sizes it again." in body
+        await pilot.press("y")
         await wait(pilot, lambda: len(app.results) == 3, "the reset")
         assert admin.commands[-1]["processes"] is None
         await wait(

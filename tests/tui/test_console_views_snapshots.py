@@ -219,3 +219,30 @@ def test_failed_filtered(
         await wait(pilot, lambda: view.model.page is not None and view.model.total == 3, "the filtered page")
 
     assert shoot(snap_compare, app, size, busy, steps)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(
+    ("screen", "key"),
+    [("4", "R"), ("5", "r"), ("5", "d"), ("5", "R"), ("6", "k")],
+    ids=["batch-retry", "failed-retry", "failed-forget", "failed-retry-all", "running-cancel"],
+)
+def test_list_confirms(
+    snap_compare,
+    make_app: MakeApp,
+    open_list: Open,
+    wait: Wait,
+    busy: dict[str, Any],
+    size: tuple[int, int],
+    screen: str,
+    key: str,
+) -> None:
+    """Every other confirm of the lists: what it names and the counts it states."""
+    app = make_app(admin=FakeAdmin())
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await open_list(pilot, screen)
+        await pilot.press(key)
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the confirm")
+
+    assert shoot(snap_compare, app, size, busy, steps)

@@ -40,10 +40,17 @@ COLUMNS: tuple[Col, ...] = (
 )
 
 
+NARROW_WIDTHS = {"kind": 12, "queue": 8, "subject": 10}
+"""Below the wide breakpoint these columns are cut (with "…") so that the message, the one cell
+that says what happened, keeps most of the width (at 160 columns nothing is cut)."""
+
+
 def event_columns(wide: bool, width: int) -> tuple[Col, ...]:
     """The columns for a body ``width`` wide: the message takes what the others leave, so the
     table never scrolls sideways."""
     cols = columns_for(COLUMNS, wide)
+    if not wide:
+        cols = tuple(replace(c, width=NARROW_WIDTHS.get(c.key, c.width)) for c in cols)
     fixed = sum((c.width or 0) + 2 for c in cols if c.key != "message")
     message = max(12, width - fixed - 2 - 2 - 1)  # its own padding, the scrollbar, a spare column
     return tuple(replace(c, width=message) if c.key == "message" else c for c in cols)
@@ -139,8 +146,21 @@ class Event:
             "subject": Cell(self.subject() or NULL),
             "worker": Cell(self.get("worker") or self.supervisor or NULL),
             "batch": Cell(short_id(self.batch, 16) if self.batch else NULL),
-            "message": Cell(self.get("message")),
+            "message": Cell(self.message()),
         }
+
+    def message(self) -> str:
+        """The event's message; the engine writes none for a batch created or finished, so those
+        say what their fields do (``succeeded · 200 jobs, 0 failed``)."""
+        text = self.get("message")
+        if text or not self.kind.startswith("batch_"):
+            return text
+        counts = []
+        if self.get("total"):
+            counts.append(f"{self.get('total')} jobs")
+        if self.get("failed") and self.kind != "batch_created":
+            counts.append(f"{self.get('failed')} failed")
+        return " · ".join(part for part in (self.get("state"), ", ".join(counts)) if part)
 
 
 @dataclass
@@ -220,6 +240,7 @@ class EventsView(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(POLL_INTERVAL, self._poll)
+        self.watch(self.table, "scroll_y", lambda: self.call_after_refresh(self._sync_scrollbar), init=False)
 
     @property
     def table(self) -> KeyedTable:
@@ -294,6 +315,14 @@ class EventsView(Vertical):
             elif not follow:
                 self.unseen += sum(1 for key in table.keys if key not in before)
         self._draw_note()
+
+    def _sync_scrollbar(self) -> None:
+        """The table may scroll to the tail before its scrollbar shows (the first rows arrive
+        before the layout that gives it one); the scrollbar then keeps its thumb at the top while
+        the rows are at the bottom, until the next scroll.  Put the thumb where the rows are."""
+        table = self.table
+        if table.show_vertical_scrollbar and table.vertical_scrollbar.position != table.scroll_y:
+            table.vertical_scrollbar.position = table.scroll_y
 
     def _draw_note(self) -> None:
         set_text(self.query_one("#events-chips", Static), self.model.chips())

@@ -22,7 +22,8 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
-from evalharness.core.admin import BatchRow, MasterRow
+from evalharness.core.admin import BatchRow, BatchSummary, MasterRow
+from evalharness.core.format import format_count
 
 from ..fmt import sparkline, two_columns
 from ..history import HISTORY_MINUTES, HistoryLine, minute_series
@@ -159,7 +160,13 @@ def event_line(event: Mapping[str, Any], width: int) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(at)) if at else "--:--:--"
     kind = str(event.get("kind") or "?")
     queue = str(event.get("queue") or "")
-    message = " ".join(str(event.get("message") or event.get("subject") or "").split())
+    from .views.events import Event
+
+    # a batch event has no message of its own: its name and what its fields say
+    row = Event.from_dict(event)
+    said = row.message() if not event.get("message") and row.batch else ""
+    text = f"{row.subject()}: {said}" if said else event.get("message") or event.get("subject") or ""
+    message = " ".join(str(text).split())
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(stamp, style="dim")
     line.append(f"  {kind:<14.14}", style="bold red" if "fail" in kind or "lost" in kind else "bold")
@@ -206,6 +213,14 @@ def supervisor_lines(masters: Sequence[MasterRow], now: float) -> list[Text]:
     return out
 
 
+def batches_tile(summary: BatchSummary) -> Tile:
+    """`12 · ⚠ 3`: the batches running on every queue, and those that finished with failures."""
+    text = format_count(summary.running)
+    if summary.finished_with_failures:
+        text += f" · ⚠ {format_count(summary.finished_with_failures)}"
+    return Tile("batches", "Batches run·⚠", text, Level.WARNING if summary.finished_with_failures else None)
+
+
 class OverviewView(Vertical):
     """Tiles, the queues, the events (and at 160×48 the supervisors and batches); call :meth:`draw`
     to bring the telemetry's parts up to date and :meth:`fetch` for the pages."""
@@ -219,7 +234,7 @@ class OverviewView(Vertical):
         self._queue_width = 0
         self.events: list[dict[str, Any]] = []
         self.active_batches: list[BatchRow] = []
-        self.finished_with_failures: int | None = None
+        self.batch_summary: BatchSummary | None = None
         self.masters: list[MasterRow] = []
         self.fetched = False
         """Whether the events, batches and supervisors have been read at least once."""
@@ -268,15 +283,15 @@ class OverviewView(Vertical):
         admin = app.admin
         try:
             events = await admin.recent_events(EVENTS_WIDE if wide else EVENTS_NARROW)
-            active = await admin.batches_page("active")
-            failed = await admin.batches_page("failed")
+            # the counts and the first batches in one cheap read: no scan of the finished batches
+            summary = await admin.batch_summary(BATCHES_WIDE)
             masters = await admin.masters() if wide else self.masters
         except Exception as exc:  # the tiles stay live; the pages keep what they had
             app.log.warning("overview pages:", exc)
             return
         self.events = list(events)
-        self.active_batches = list(active)
-        self.finished_with_failures = sum(1 for b in failed if b.state == "finished_with_failures")
+        self.batch_summary = summary
+        self.active_batches = list(summary.rows)
         self.masters = list(masters)
         self.fetched = True
         self.draw(app.state, app.clock(), wide=bool(app.wide))
@@ -322,9 +337,10 @@ class OverviewView(Vertical):
         return widget
 
     def _draw_tiles(self, snapshot: Snapshot | None) -> None:
-        for tile in overview_tiles(
-            snapshot, self.active_batches if self.fetched else None, self.finished_with_failures
-        ):
+        tiles = overview_tiles(snapshot)
+        if self.batch_summary is not None:
+            tiles[-1] = batches_tile(self.batch_summary)
+        for tile in tiles:
             box = self._tiles[tile.key]
             box.value, box.level = tile.value, tile.level
 
@@ -347,8 +363,9 @@ class OverviewView(Vertical):
             if shown
             else Text("none running" if self.fetched else "loading…", style="dim")
         )
-        if len(self.active_batches) > BATCHES_WIDE:
-            batches.append(f"\n… and {len(self.active_batches) - BATCHES_WIDE} more (4 Batches)", style="dim")
+        active = 0 if self.batch_summary is None else self.batch_summary.running + self.batch_summary.pending
+        if active > len(shown):
+            batches.append(f"\n… and {format_count(active - len(shown))} more (4 Batches)", style="dim")
         self._update_text("#overview-batches", batches)
         sups = supervisor_lines(self.masters, now)
         self._update_text(

@@ -248,6 +248,26 @@ def terminate_confirmation(m: MasterRow) -> Confirmation:
     )
 
 
+def scale_confirmation(m: MasterRow, s: SupervisorRow, pool: str, new: int | None) -> Confirmation:
+    """``+``/``-`` (``new`` processes) or ``0`` (``new`` None): the pool, its size now and after."""
+    now = pool_size(s, pool)
+    where = f"Pool {pool} of supervisor {s.name} on {m.name}"
+    if new is None:
+        size = f"{plural(now, 'process', 'processes')} now, by its override"
+        return Confirmation(
+            f"Drop the override of {pool}?",
+            f"{where}: {size}; then the balancer ({s.balance}) sizes it again.",
+            "Drop override",
+        )
+    body = (
+        f"{where}: {plural(now, 'process', 'processes')} now, {plural(new, 'process', 'processes')} after. "
+        "The balancer keeps that size until 0 drops the override; processes are stopped only once idle."
+    )
+    if s.min_processes is not None and new < s.min_processes:
+        body += f" The master keeps at least {s.min_processes} (min_processes)."
+    return Confirmation(f"Scale {pool} of {s.name} from {now} to {new}?", body, "Scale")
+
+
 @dataclass
 class SupervisorsModel:
     masters: tuple[MasterRow, ...] = ()
@@ -442,8 +462,11 @@ class SupervisorsView(Gated, Vertical):
         master, sup, pool = target
         admin: Any = self.app.admin  # type: ignore[attr-defined]
         size = None if step is None else max(0, pool_size(sup, pool) + step)
-        # +/- and 0 are small and undone by the next key: no confirm, the toast says what was sent
-        self._send(f"Scale {sup.name} {pool}", None, lambda: admin.scale(master.name, sup.name, pool, size))
+        self._send(
+            f"Scale {sup.name} {pool}",
+            scale_confirmation(master, sup, pool, size),
+            lambda: admin.scale(master.name, sup.name, pool, size),
+        )
 
     def action_scale_up(self) -> None:
         self._scale(1)
