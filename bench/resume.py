@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def producer(url: str, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "evalharness.daemon.cli", "run", *args, "--quiet"]
+    cmd = [sys.executable, "-m", "evalharness.cli", "run", *args, "--quiet"]
     return subprocess.Popen(cmd, env=env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

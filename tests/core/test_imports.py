@@ -44,7 +44,7 @@ def test_core_loads_neither_textual_nor_the_daemon_nor_the_console() -> None:
 
 
 # a worker process is `python -m evalharness.daemon.worker` (or `evalharness work`); the master is evalharnessd
-@pytest.mark.parametrize("module", ["evalharness.daemon.worker", "evalharness.daemon.cli", "evalharness.daemon.master"])
+@pytest.mark.parametrize("module", ["evalharness.daemon.worker", "evalharness.cli.main", "evalharness.daemon.master"])
 def test_worker_processes_do_not_load_textual(module: str) -> None:
     loaded = loaded_after_importing(module)
     assert module in loaded

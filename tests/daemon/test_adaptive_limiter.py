@@ -70,7 +70,7 @@ async def test_workers_share_the_adaptive_limit_and_a_429_lowers_it_without_usin
     assert shown[0]["throttled_1h"] >= 1 and shown[0]["decreases_1h"] >= 1 and shown[0]["ok_1h"] >= 12
     text = procs.cli("status").stdout
     assert f"limiter t-api (_): limit {state.allowed} (1–8)" in text
-    server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
+    server = procs.start("-m", "evalharness.cli", "metrics", "--serve", "0")
     line = server.stderr.readline() if server.stderr else ""
     url = re.search(r"http://\S+/metrics", line)
     assert url, line

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from evalharness.daemon.cli import cli
+from evalharness.cli.main import cli
 from evalharness.daemon.worker import entry_parser
 
 PROBE = """
@@ -38,7 +38,7 @@ def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_qu
         if m.split(".")[0] in ("click", "rich", "textual", "httpx")
         or m.startswith(
             (
-                "evalharness.daemon.cli",
+                "evalharness.cli",
                 "evalharness.core.report",
                 "evalharness.core.scorers",
                 "evalharness.core.metrics",

@@ -1,0 +1,5 @@
+"""``python -m evalharness.cli``: the ``evalharness`` command."""
+
+from .main import main
+
+main()
