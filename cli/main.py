@@ -62,16 +62,16 @@ def _register_groups() -> None:
     from evalharness.daemon.cli_control import continue_, pause, restart, scale, supervisors, terminate
     from evalharness.daemon.cli_failed import failed
     from evalharness.daemon.cli_jobs import job, jobs
-    from evalharness.daemon.cli_judge import judge
     from evalharness.daemon.cli_online import online
     from evalharness.daemon.cli_queue import queue
-    from evalharness.daemon.cli_resume import runs
     from evalharness.daemon.cli_scorers import scorers
     from evalharness.daemon.cli_status import metrics, status
 
     from .demo import demo
+    from .judge import judge
     from .report import report_cmd
     from .run import run
+    from .runs import runs
     from .server import server
     from .work import work
 

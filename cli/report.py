@@ -21,17 +21,17 @@ from evalharness.core.evalrun import (
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.report_formats import check_output_paths
 from evalharness.core.scorers import resolve_metrics
-from evalharness.daemon.cli_extras import (
-    check_run_extras,
-    gate_options,
-    prepare,
-)
-from evalharness.daemon.cli_judge import prepare_scores
 from evalharness.daemon.common import (
     settings_from,
 )
 
 from .common import handle_errors
+from .extras import (
+    check_run_extras,
+    gate_options,
+    prepare,
+)
+from .judge import prepare_scores
 from .run import present
 
 # -- report -------------------------------------------------------------------------------

@@ -50,7 +50,16 @@ from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.resume import hold_claim, run_id_of_batch
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut, load_sut_code
-from evalharness.daemon.cli_extras import (
+from evalharness.daemon.common import (
+    child_env,
+    settings_from,
+    stop_processes,
+    wait_for_workers,
+    worker_command,
+)
+
+from .common import handle_errors
+from .extras import (
     RunExtras,
     check_run_extras,
     decorate,
@@ -60,19 +69,10 @@ from evalharness.daemon.cli_extras import (
     run_extra_options,
     store_outputs,
 )
-from evalharness.daemon.cli_judge import prepare_scores, warn_self_judging
-from evalharness.daemon.cli_resume import resume_fields
-from evalharness.daemon.cli_runopts import OrNone, resolve_run_flags
-from evalharness.daemon.common import (
-    child_env,
-    settings_from,
-    stop_processes,
-    wait_for_workers,
-    worker_command,
-)
-from evalharness.daemon.progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
-
-from .common import handle_errors
+from .judge import prepare_scores, warn_self_judging
+from .progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
+from .runopts import OrNone, resolve_run_flags
+from .runs import resume_fields
 
 # -- run ----------------------------------------------------------------------------------
 
@@ -345,7 +345,7 @@ def run(
         [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
     )
     if resume_id is not None:
-        from evalharness.daemon.cli_resume import resume_run
+        from .runs import resume_run
 
         resume_run(
             ctx, resume_id, dataset=dataset, sut=sut, allow_changes=allow_changes, json_path=json_path, formats=formats
