@@ -7,8 +7,11 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import click
+
+from evalharness.core.config import Settings, load_config, resolve_settings
 from evalharness.core.errors import EvalHarnessError
-from evalharness.daemon.common import exit_with_error, settings_from  # noqa: F401  (the commands' names for them)
+from evalharness.daemon.common import exit_with_error  # noqa: F401  (the commands' name for it)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,3 +27,10 @@ def handle_errors(func: F) -> F:
             exit_with_error(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def settings_from(ctx: click.Context, imports: tuple[str, ...] = ()) -> Settings:
+    """Resolve the connection from the group options (flag > env > config file > embedded)."""
+    obj = ctx.find_root().obj or {}
+    config = load_config(obj.get("config"))
+    return resolve_settings(obj.get("redis_url"), obj.get("prefix"), config, imports)

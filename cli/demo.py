@@ -29,11 +29,10 @@ from evalharness.core.scorers import resolve_metrics
 from evalharness.daemon.common import (
     child_env,
     reports_dir,
-    settings_from,
     wait_for_workers,
 )
 
-from .common import handle_errors
+from .common import handle_errors, settings_from
 from .run import execute, finish
 
 # -- demo ---------------------------------------------------------------------------------

@@ -55,24 +55,23 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 
 
 def _register_groups() -> None:
-    from evalharness.daemon.cli_baseline import baseline
-    from evalharness.daemon.cli_batch import batch
-    from evalharness.daemon.cli_cache import cache
-    from evalharness.daemon.cli_config import config
-    from evalharness.daemon.cli_control import continue_, pause, restart, scale, supervisors, terminate
-    from evalharness.daemon.cli_failed import failed
-    from evalharness.daemon.cli_jobs import job, jobs
-    from evalharness.daemon.cli_online import online
-    from evalharness.daemon.cli_queue import queue
-    from evalharness.daemon.cli_scorers import scorers
-    from evalharness.daemon.cli_status import metrics, status
-
+    from .baseline import baseline
+    from .batch import batch
+    from .cache import cache
+    from .config import config
+    from .control import continue_, pause, restart, scale, supervisors, terminate
     from .demo import demo
+    from .failed import failed
+    from .jobs import job, jobs
     from .judge import judge
+    from .online import online
+    from .queue import queue
     from .report import report_cmd
     from .run import run
     from .runs import runs
+    from .scorers import scorers
     from .server import server
+    from .status import metrics, status
     from .work import work
 
     for command in (run, report_cmd, work, demo, server):

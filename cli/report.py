@@ -21,11 +21,8 @@ from evalharness.core.evalrun import (
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.report_formats import check_output_paths
 from evalharness.core.scorers import resolve_metrics
-from evalharness.daemon.common import (
-    settings_from,
-)
 
-from .common import handle_errors
+from .common import handle_errors, settings_from
 from .extras import (
     check_run_extras,
     gate_options,

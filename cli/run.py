@@ -52,13 +52,12 @@ from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut, load_sut_code
 from evalharness.daemon.common import (
     child_env,
-    settings_from,
     stop_processes,
     wait_for_workers,
     worker_command,
 )
 
-from .common import handle_errors
+from .common import handle_errors, settings_from
 from .extras import (
     RunExtras,
     check_run_extras,
@@ -742,7 +741,7 @@ def present(
     if result.sut_fingerprint:
         report["sut_fingerprint"] = result.sut_fingerprint
     if extras is not None:
-        decorate(extras, report, data)  # cost, cache, budget, comparison and gates (cli_extras.py)
+        decorate(extras, report, data)  # cost, cache, budget, comparison and gates (extras.py)
     render_report(report, Console())
     if extras is not None:
         render(extras, report, Console())

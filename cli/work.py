@@ -7,11 +7,7 @@ import asyncio
 
 import click
 
-from evalharness.daemon.common import (
-    settings_from,
-)
-
-from .common import handle_errors
+from .common import handle_errors, settings_from
 
 # -- work ---------------------------------------------------------------------------------
 

@@ -15,10 +15,10 @@ import support.adaptive_jobs  # noqa: F401  (registers the job and its limiter i
 from rich.console import Console
 from support.procs import Processes, live_workers, until
 
+from evalharness.cli.status import render
 from evalharness.core.adaptive import AdaptiveClient, AdaptiveParams
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import Queue
-from evalharness.daemon.cli_status import render
 
 K = QueueKeys("eh", "t")
 

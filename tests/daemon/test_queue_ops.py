@@ -20,12 +20,12 @@ import pytest
 from rich.console import Console
 from support.procs import Processes, live_workers, wait_until
 
+from evalharness.cli.status import render
 from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import JobRequest, Queue
 from evalharness.core.queue_ops import QueueOps
 from evalharness.core.telemetry import collect_snapshot, read_events
-from evalharness.daemon.cli_status import render
 
 K = QueueKeys("eh", "pq")
 

@@ -26,8 +26,7 @@ from evalharness.core.connection import redact_url
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.keys import DEFAULT_PREFIX
 from evalharness.core.profiles import BUILTIN, all_profiles
-
-from .balancer import initial_sizes
+from evalharness.daemon.balancer import initial_sizes
 
 # how a person reads a value that means "nothing set"
 _ZERO_MEANS = {
