@@ -1034,7 +1034,7 @@ async def run_worker(
 
 
 def entry_parser() -> Any:
-    """The flags of the thin entry: those of ``evalharness work`` and the root group's connection flags."""
+    """The flags of the thin entry: those of ``evalharness work`` and the CLI's connection flags."""
     import argparse
 
     from .logs import ENV_LOG_LEVEL, LOG_LEVELS
