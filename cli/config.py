@@ -158,7 +158,10 @@ def config() -> None:
 @click.option(
     "--environment",
     metavar="NAME",
-    help=f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then production.",
+    help=(
+        f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then "
+        "production."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

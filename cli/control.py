@@ -118,7 +118,8 @@ def _switch_queues(
             if unknown:
                 names = ", ".join(known) if known else "none"
                 raise EvalHarnessError(
-                    f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was {action}d"
+                    f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was "
+                    f"{action}d"
                 )
             out = []
             for q in dict.fromkeys(queues):

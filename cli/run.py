@@ -81,14 +81,23 @@ from .runs import resume_fields
 @click.option(
     "--sut",
     metavar="MODULE:CALLABLE|openai:MODEL|http:URL",
-    help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.",
+    help=(
+        "The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). "
+        "openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] "
+        "and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' "
+        "field or its text. See docs/providers.md. Required unless --outputs is given."
+    ),
 )
 @click.option(
     "--metric",
     "metrics",
     multiple=True,
     metavar="NAME[:ARG=VALUE,...]",
-    help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.",
+    help=(
+        "A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built "
+        f"in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; "
+        "defaults per metric in the config file's [metrics.NAME] tables."
+    ),
 )
 @click.option(
     "--batch",
@@ -101,25 +110,38 @@ from .runs import resume_fields
 @click.option(
     "--profile",
     metavar="NAME",
-    help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.",
+    help=(
+        "Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config "
+        "file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles."
+    ),
 )
 @click.option(
     "--repetitions",
     type=OrNone(click.IntRange(min=1), "N"),
     default=1,
     show_default=True,
-    help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.",
+    help=(
+        "Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals "
+        "over all executions, the unstable samples and the precision the run resolves."
+    ),
 )
 @click.option(
     "--resume",
     "resume_id",
     metavar="RUN_ID",
-    help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.",
+    help=(
+        "Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is "
+        "queued or running to finish, dispatch only what is missing, and write the report the whole run would have. "
+        "DATASET may be omitted. Refused when the dataset or the SUT changed."
+    ),
 )
 @click.option(
     "--allow-changes",
     is_flag=True,
-    help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).",
+    help=(
+        "With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own "
+        "samples are used; the report notes the change)."
+    ),
 )
 @click.option(
     "--concurrency",
@@ -170,7 +192,10 @@ from .runs import resume_fields
     type=OrNone(click.IntRange(min=1), "SECONDS"),
     default=86_400,
     show_default=True,
-    help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).",
+    help=(
+        "Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and "
+        "`run --resume` read)."
+    ),
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option(
@@ -203,7 +228,10 @@ from .runs import resume_fields
     "outputs_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help='Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers needed.',
+    help=(
+        'Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers '
+        "needed."
+    ),
 )
 @click.option(
     "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."

@@ -70,7 +70,9 @@ from .common import handle_errors, settings_from
     type=click.FloatRange(min=0.05),
     default=1.0,
     show_default=True,
-    help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.",
+    help=(
+        "Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once."
+    ),
 )
 @click.option(
     "--cancel-grace",
