@@ -25,7 +25,6 @@ from .datasets import Sample
 from .jobs import JobContext, JobOptions, PermanentError, job, new_job_id
 from .metrics.base import ScoreError, json_type
 from .providers.calls import GaveUp, with_retries
-from .providers.client import OpenAIClient
 from .providers.settings import ProviderSettings
 from .providers.usage import Usage
 
@@ -235,6 +234,9 @@ async def ask(payload: Mapping[str, Any], idempotency_key: str | None = None) ->
     """One judge call as the payload of a judge job describes it; the verdict as JSON.  Raises
     what the provider client raises, and :class:`PermanentError` (``judge_unparseable``) for a
     reply that is not a verdict: asking again at temperature 0 would get the same reply."""
+    # imported here: every worker imports this module at start, and httpx loads click and rich with it
+    from .providers.client import OpenAIClient
+
     client = OpenAIClient(_settings(payload))
     params = {**JUDGE_PARAMS, **client.settings.params}
     reply = await client.chat(

@@ -50,6 +50,29 @@ def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_qu
     assert heavy == []
 
 
+READY_PROBE = """
+import json, sys
+from evalharness.daemon import worker
+worker.import_job_modules([])  # what a worker imports before its first heartbeat, the built-in jobs
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_worker_with_its_built_in_jobs_loaded_has_no_cli_console_report_scorer_or_http_client_code() -> None:
+    # the judge job's HTTP client is imported when a judge job runs: httpx brings click and rich along
+    done = subprocess.run([sys.executable, "-c", READY_PROBE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(done.stdout)
+    assert "evalharness.core.judges" in modules and "evalharness.core.evaljobs" in modules
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0] in ("click", "rich", "textual", "httpx")
+        or m.startswith(("evalharness.cli", "evalharness.core.report", "evalharness.core.scorers", "evalharness.tui"))
+    ]
+    assert heavy == []
+
+
 def test_a_bad_flag_value_exits_2_naming_the_flag() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "evalharness.daemon.worker", "--queue", "q", "--concurrency", "0"],
