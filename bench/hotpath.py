@@ -112,7 +112,7 @@ async def main() -> None:
         "-o",
         str(out),
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "work",
         "--queue",
         "bench",

@@ -234,7 +234,8 @@ async def ask(payload: Mapping[str, Any], idempotency_key: str | None = None) ->
     """One judge call as the payload of a judge job describes it; the verdict as JSON.  Raises
     what the provider client raises, and :class:`PermanentError` (``judge_unparseable``) for a
     reply that is not a verdict: asking again at temperature 0 would get the same reply."""
-    from .providers.client import OpenAIClient  # the HTTP client loads only when a provider is called
+    # imported here: every worker imports this module at start, and httpx loads click and rich with it
+    from .providers.client import OpenAIClient
 
     client = OpenAIClient(_settings(payload))
     params = {**JUDGE_PARAMS, **client.settings.params}

@@ -1,5 +1,5 @@
-"""What every program of the daemon package shares: logging, connection settings, errors
-turned into messages and exit codes, and starting local worker processes."""
+"""What the programs share: logging, the environment of a child program, errors turned into
+messages and exit codes, and starting and stopping local worker processes."""
 
 from __future__ import annotations
 
@@ -12,21 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
-from evalharness.core.config import ENV_PREFIX, ENV_REDIS_URL, Settings, load_config, resolve_settings
+from evalharness.core.config import ENV_PREFIX, ENV_REDIS_URL, Settings
 from evalharness.core.connection import async_client
 from evalharness.core.errors import EvalHarnessError, InfrastructureError
 from evalharness.core.queue import Queue
 
-from .logs import ENV_LOG_LEVEL, LOG_FORMAT, setup_logging  # noqa: F401  (the CLI's names for them)
-
-
-def settings_from(ctx: click.Context, imports: tuple[str, ...] = ()) -> Settings:
-    """Resolve the connection from the group options (flag > env > config file > embedded)."""
-    obj = ctx.find_root().obj or {}
-    config = load_config(obj.get("config"))
-    return resolve_settings(obj.get("redis_url"), obj.get("prefix"), config, imports)
+from .logs import ENV_LOG_LEVEL, LOG_FORMAT, setup_logging  # noqa: F401  (the programs' names for them)
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -87,8 +78,8 @@ def stop_processes(procs: Sequence[subprocess.Popen[Any]], grace: float) -> None
 
 
 def exit_with_error(exc: EvalHarnessError) -> None:
-    """``error: message`` on stderr, then exit with the error's code (the CLI's way out)."""
-    click.echo(f"error: {exc}", err=True)
+    """``error: message`` on stderr, then exit with the error's code (the programs' way out)."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(exc.exit_code)
 
 

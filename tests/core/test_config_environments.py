@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from evalharness.cli.config import config as config_group
 from evalharness.core.config import (
     DEFAULT_BACKOFF,
     Balance,
@@ -19,7 +20,6 @@ from evalharness.core.config import (
 )
 from evalharness.core.errors import ConfigError
 from evalharness.daemon.balancer import initial_sizes
-from evalharness.daemon.cli_config import config as config_group
 
 pytestmark = pytest.mark.usefixtures("clean_config_env")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from evalharness.cli.progress import Counts, progress_line
 from evalharness.core.baselines import (
     _rate_delta,
     baseline_document,
@@ -26,7 +27,6 @@ from evalharness.core.cost import Budget, Price, check_price_tables, cost_summar
 from evalharness.core.datasets import Dataset, Sample
 from evalharness.core.errors import ConfigError
 from evalharness.core.report import wilson_interval
-from evalharness.daemon.progress import Counts, progress_line
 
 PRICES = {"gpt-4o": Price(2.5, 10.0), "gpt-4o-mini": Price(0.15, 0.6), "claude": Price(3.0, 15.0)}
 

@@ -15,10 +15,10 @@ import support.adaptive_jobs  # noqa: F401  (registers the job and its limiter i
 from rich.console import Console
 from support.procs import Processes, live_workers, until
 
+from evalharness.cli.status import render
 from evalharness.core.adaptive import AdaptiveClient, AdaptiveParams
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import Queue
-from evalharness.daemon.cli_status import render
 
 K = QueueKeys("eh", "t")
 
@@ -70,7 +70,7 @@ async def test_workers_share_the_adaptive_limit_and_a_429_lowers_it_without_usin
     assert shown[0]["throttled_1h"] >= 1 and shown[0]["decreases_1h"] >= 1 and shown[0]["ok_1h"] >= 12
     text = procs.cli("status").stdout
     assert f"limiter t-api (_): limit {state.allowed} (1–8)" in text
-    server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
+    server = procs.start("-m", "evalharness.cli", "metrics", "--serve", "0")
     line = server.stderr.readline() if server.stderr else ""
     url = re.search(r"http://\S+/metrics", line)
     assert url, line

@@ -31,7 +31,7 @@ LEASE = 3.0  # renewals every second
 def start_worker(procs: Processes, concurrency: int = 10, cancel_grace: float = 10.0, lease: float = LEASE) -> Any:
     return procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "--log-level",
         "info",
         "work",

@@ -10,11 +10,13 @@ import sys
 
 from click.testing import CliRunner
 
-from evalharness.daemon.cli import cli
+from evalharness.cli.main import cli
 
 PROBE = """
 import json, sys
-import evalharness.daemon.cli
+import click
+from evalharness.cli.main import cli
+cli.get_command(click.Context(cli), "run")  # what `evalharness run` imports
 from evalharness.core.sut import load_sut
 load_sut("json:dumps")  # a module:callable SUT, loaded as `run` loads it
 print(json.dumps(sorted(sys.modules)))
@@ -38,10 +40,10 @@ def test_the_cli_and_a_callable_sut_load_no_other_command_the_daemon_or_the_http
             (
                 "evalharness.daemon.master",
                 "evalharness.daemon.balancer",
-                "evalharness.daemon.cli_control",
-                "evalharness.daemon.cli_failed",
-                "evalharness.daemon.cli_status",
-                "evalharness.daemon.cli_online",
+                "evalharness.cli.control",
+                "evalharness.cli.failed",
+                "evalharness.cli.status",
+                "evalharness.cli.online",
                 "evalharness.core.providers.client",
                 "evalharness.core.examples",
             )
@@ -61,7 +63,7 @@ def test_help_lists_every_command_and_each_lazy_one_runs() -> None:
 
 
 def test_the_program_exits_with_the_commands_status_and_its_output_written() -> None:
-    for module in ("evalharness.daemon.entry", "evalharness.daemon.cli"):
+    for module in ("evalharness.cli", "evalharness.cli.main"):
         version = subprocess.run(
             [sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60
         )

@@ -12,10 +12,10 @@ from typing import Any
 from rich.console import Console
 from support.procs import Processes
 
+from evalharness.cli.failed import failed_table
 from evalharness.core.batches import Batches
 from evalharness.core.ids import abbreviate
 from evalharness.core.queue import JobRequest, Queue
-from evalharness.daemon.cli_failed import failed_table
 
 NARROW = {"COLUMNS": "80"}
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from evalharness.daemon.cli_status import STATUS_COLUMNS, render
+from evalharness.cli.status import STATUS_COLUMNS, render
 from evalharness.tui.state import QueueStats, Snapshot, workload_columns
 
 

@@ -282,7 +282,7 @@ async def test_a_worker_recycles_after_max_jobs_once_its_jobs_are_done(r: Any, r
 
 
 def test_a_worker_over_its_memory_limit_exits_cleanly(procs: Processes) -> None:
-    w = procs.start("-m", "evalharness.daemon.cli", "--log-level", "info", "work", "--queue", "t", "--memory", "1")
+    w = procs.start("-m", "evalharness.cli", "--log-level", "info", "work", "--queue", "t", "--memory", "1")
     assert w.wait(timeout=20) == 0
     assert "over --memory 1 MB" in w.communicate()[1]
 

@@ -78,7 +78,7 @@ class Daemon:
             self.proc.wait(timeout=10)
         for pid in self.leftover_workers():
             try:
-                if b"evalharness.daemon.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if b"evalharness.cli" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass

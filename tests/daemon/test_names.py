@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.daemon.cli import handle_errors
+from evalharness.cli.common import handle_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from evalharness.daemon.progress import Counts, RunProgress, progress_line, rate_and_eta
+from evalharness.cli.progress import Counts, RunProgress, progress_line, rate_and_eta
 
 
 def test_rate_and_eta() -> None:

@@ -20,12 +20,12 @@ import pytest
 from rich.console import Console
 from support.procs import Processes, live_workers, wait_until
 
+from evalharness.cli.status import render
 from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import JobRequest, Queue
 from evalharness.core.queue_ops import QueueOps
 from evalharness.core.telemetry import collect_snapshot, read_events
-from evalharness.daemon.cli_status import render
 
 K = QueueKeys("eh", "pq")
 
@@ -230,7 +230,7 @@ def worker(procs: Processes, *queues: str, sleep: float = 4.0) -> Any:
     """A worker whose idle wait is long (4 s): anything it does sooner, it was woken for."""
     args = [
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "--log-level",
         "info",
         "work",
@@ -398,7 +398,7 @@ def test_prometheus_shows_the_paused_queues(procs: Processes, r: Any, redis_url:
     dispatch(redis_url, "pq", 1, tmp_path / "x")
     dispatch(redis_url, "qq", 1, tmp_path / "x")
     assert procs.cli_here("pause", "--queue", "pq").returncode == 0
-    server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
+    server = procs.start("-m", "evalharness.cli", "metrics", "--serve", "0")
     line = server.stderr.readline() if server.stderr else ""
     url = re.search(r"http://\S+/metrics", line)
     assert url, line
@@ -440,7 +440,7 @@ def answer_on_a_terminal(procs: Processes, answer: str, *args: str) -> tuple[int
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evalharness.daemon.cli", *args],
+        [sys.executable, "-m", "evalharness.cli", *args],
         env=procs.env,
         cwd=procs.cwd,
         stdin=slave,

@@ -171,7 +171,7 @@ def test_prometheus_exposition_serves_the_snapshot(procs: Processes, redis_url: 
     import urllib.request
 
     dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 0, "n": i}} for i in range(3)])
-    server = procs.start("-m", "evalharness.daemon.cli", "metrics", "--serve", "0")
+    server = procs.start("-m", "evalharness.cli", "metrics", "--serve", "0")
     line = server.stderr.readline() if server.stderr else ""
     url = re.search(r"http://\S+/metrics", line)
     assert url, line

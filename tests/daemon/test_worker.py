@@ -125,7 +125,7 @@ async def test_a_burst_worker_waits_for_a_retry_due_later_then_returns(
 def test_evalharness_work_burst_drains_the_queue_and_exits_0(r: Any, procs: Processes, redis_url: str) -> None:
     for i in range(3):
         dispatch(r, procs, "t.sleep", {"seconds": 0.1, "n": i}, job_id=f"w{i}", timeout=30)
-    w = procs.start("-m", "evalharness.daemon.cli", "work", "--queue", "t", "--import", "support.testjobs", "--burst")
+    w = procs.start("-m", "evalharness.cli", "work", "--queue", "t", "--import", "support.testjobs", "--burst")
     assert w.wait(timeout=60) == 0
     assert all(result(r, f"w{i}") for i in range(3))
     assert r.zcard(K.ready) == 0 and r.zcard(K.reserved) == 0

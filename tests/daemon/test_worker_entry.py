@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from evalharness.daemon.cli import cli
+from evalharness.cli.main import cli
 from evalharness.daemon.worker import entry_parser
 
 PROBE = """
@@ -38,7 +38,7 @@ def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_qu
         if m.split(".")[0] in ("click", "rich", "textual", "httpx")
         or m.startswith(
             (
-                "evalharness.daemon.cli",
+                "evalharness.cli",
                 "evalharness.core.report",
                 "evalharness.core.scorers",
                 "evalharness.core.metrics",
@@ -46,6 +46,29 @@ def test_the_entry_loads_no_cli_report_scorer_or_console_code_and_names_a_bad_qu
                 "evalharness.tui",
             )
         )
+    ]
+    assert heavy == []
+
+
+READY_PROBE = """
+import json, sys
+from evalharness.daemon import worker
+worker.import_job_modules([])  # what a worker imports before its first heartbeat, the built-in jobs
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_worker_with_its_built_in_jobs_loaded_has_no_cli_console_report_scorer_or_http_client_code() -> None:
+    # the judge job's HTTP client is imported when a judge job runs: httpx brings click and rich along
+    done = subprocess.run([sys.executable, "-c", READY_PROBE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(done.stdout)
+    assert "evalharness.core.judges" in modules and "evalharness.core.evaljobs" in modules
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0] in ("click", "rich", "textual", "httpx")
+        or m.startswith(("evalharness.cli", "evalharness.core.report", "evalharness.core.scorers", "evalharness.tui"))
     ]
     assert heavy == []
 

@@ -52,7 +52,7 @@ def test_an_idle_worker_starts_each_dispatched_job_without_waiting_for_its_poll(
     # a 60 s poll: only the wake token a dispatch leaves can start these jobs within the deadlines
     procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "work",
         "--queue",
         "t",

@@ -46,7 +46,7 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
         try:
             run = procs.start(
                 "-m",
-                "evalharness.daemon.cli",
+                "evalharness.cli",
                 "--config",
                 str(conf),
                 "run",

@@ -33,7 +33,7 @@ def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

@@ -94,7 +94,7 @@ def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(
     data = small_dataset(tmp_path, 120)
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -258,7 +258,7 @@ def test_a_runs_batch_counts_the_whole_dataset_from_the_start(procs: Processes, 
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     data = small_dataset(tmp_path, 60)
     run = procs.start(
-        "-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2"
+        "-m", "evalharness.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "2"
     )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: int(_run_batch(r).get("processed", 0)) >= 4, deadline=30, what="four samples done")
@@ -328,7 +328,7 @@ def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(
     data = small_dataset(tmp_path, 200)
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -384,7 +384,7 @@ def test_ctrl_c_stops_a_serial_run_with_a_blocking_sut_and_writes_the_partial_re
     marks.touch()
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -426,7 +426,7 @@ def test_a_second_ctrl_c_ends_the_clean_up_at_once(procs: Processes, tmp_path: P
     # a local worker whose samples block for a minute: stopping it gracefully would take that long
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -576,7 +576,7 @@ def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(
     )
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

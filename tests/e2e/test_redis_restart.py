@@ -289,7 +289,7 @@ def test_an_eval_run_survives_a_graceful_redis_restart_and_scores_every_sample_o
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

@@ -66,7 +66,7 @@ def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(
     start_workers(procs, redis_url, env)
     producer = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -151,7 +151,7 @@ def test_samples_still_running_at_the_kill_are_collected_not_run_again(
     start_workers(procs, redis_url, env)
     producer = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",
@@ -195,7 +195,7 @@ def test_a_live_producer_is_not_resumed_and_an_interrupted_run_is(
     start_workers(procs, redis_url, env)
     producer = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

@@ -311,7 +311,7 @@ def test_progress_is_one_live_line_on_a_terminal(procs: Processes, tmp_path: Pat
     cmd = [
         PYTHON,
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

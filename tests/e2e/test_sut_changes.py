@@ -230,7 +230,7 @@ def test_a_worker_stopped_during_a_sync_sut_call_warns_and_exits_at_once(
     worker = procs.worker("evals", grace=0.5, imports=())
     wait_until(lambda: live_workers(redis_url, "evals") == 1, what="the worker")
     producer = procs.start(
-        "-m", "evalharness.daemon.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "1"
+        "-m", "evalharness.cli", "run", str(data), "--sut", SUT, "--metric", "exact-match", "--concurrency", "1"
     )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     wait_until(lambda: r.zcard("eh:{q:evals}:reserved") == 1, deadline=20, what="the sample running")

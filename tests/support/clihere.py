@@ -19,7 +19,7 @@ _lock = threading.Lock()
 
 
 def _run(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    from evalharness.daemon.cli import main
+    from evalharness.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()

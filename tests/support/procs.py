@@ -110,7 +110,7 @@ class Processes:
     ) -> subprocess.Popen[str]:
         args = [
             "-m",
-            "evalharness.daemon.cli",
+            "evalharness.cli",
             "--log-level",
             "info",
             "work",
@@ -131,7 +131,7 @@ class Processes:
         self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [PYTHON, "-m", "evalharness.daemon.cli", *args],
+            [PYTHON, "-m", "evalharness.cli", *args],
             env={**self.env, **(env or {})},
             cwd=self.cwd,
             capture_output=True,

@@ -107,7 +107,7 @@ def test_cancel_a_running_evals_batch_from_the_console(
     data.write_text("".join(json.dumps(json.loads(r)) + "\n" for r in rows))
     run = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "run",
         str(data),
         "--sut",

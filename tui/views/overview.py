@@ -160,7 +160,7 @@ def event_line(event: Mapping[str, Any], width: int) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(at)) if at else "--:--:--"
     kind = str(event.get("kind") or "?")
     queue = str(event.get("queue") or "")
-    from .views.events import Event
+    from .events import Event
 
     # a batch event has no message of its own: its name and what its fields say
     row = Event.from_dict(event)

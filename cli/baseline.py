@@ -110,7 +110,8 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
     doc = _with_store(ctx, work)
     verb = "replaced" if doc.pop("replaced") else "promoted"
     click.echo(
-        f"baseline {name!r} {verb}: run {doc.get('run_id')}, {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}"
+        f"baseline {name!r} {verb}: run {doc.get('run_id')}, {len(doc['rows'])} sample(s), macro-F1 "
+        f"{doc['summary'].get('macro_f1')}"
     )
 
 
@@ -127,7 +128,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         click.echo("no baselines (promote one with `evalharness baseline promote RUN_ID --name NAME`)")
     for row in rows:
         click.echo(
-            f"{row['name']:<20} run {row['run_id']}  {row['dataset']}  {row['samples']} sample(s)  promoted {_when(row['promoted_at'])}"
+            f"{row['name']:<20} run {row['run_id']}  {row['dataset']}  {row['samples']} sample(s)  promoted "
+            f"{_when(row['promoted_at'])}"
         )
 
 
@@ -150,12 +152,14 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(
-        f"baseline {name}: run {doc.get('run_id')} · sut {doc.get('sut')} · dataset {(doc.get('dataset') or {}).get('name')} · promoted {_when(doc.get('promoted_at'))}"
+        f"baseline {name}: run {doc.get('run_id')} · sut {doc.get('sut')} · dataset "
+        f"{(doc.get('dataset') or {}).get('name')} · promoted {_when(doc.get('promoted_at'))}"
     )
     for metric, stats in doc["metrics"].items():
         mean, rate = stats.get("mean"), stats.get("pass_rate")
         click.echo(
-            f"  {metric}: mean {'n/a' if mean is None else f'{mean:.4f}'}, pass rate {'n/a' if rate is None else f'{rate * 100:.1f}%'} over {stats.get('count')}"
+            f"  {metric}: mean {'n/a' if mean is None else f'{mean:.4f}'}, pass rate "
+            f"{'n/a' if rate is None else f'{rate * 100:.1f}%'} over {stats.get('count')}"
         )
     click.echo(f"  {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}")
 

@@ -26,8 +26,7 @@ from evalharness.core.connection import redact_url
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.keys import DEFAULT_PREFIX
 from evalharness.core.profiles import BUILTIN, all_profiles
-
-from .balancer import initial_sizes
+from evalharness.daemon.balancer import initial_sizes
 
 # how a person reads a value that means "nothing set"
 _ZERO_MEANS = {
@@ -159,7 +158,10 @@ def config() -> None:
 @click.option(
     "--environment",
     metavar="NAME",
-    help=f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then production.",
+    help=(
+        f"Environment whose supervisors to show. Default: ${ENV_ENVIRONMENT}, the file's 'environment' key, then "
+        "production."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context

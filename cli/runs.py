@@ -165,8 +165,8 @@ def resume_run(
     from evalharness.core.cache import CacheSettings
     from evalharness.core.providers.hub import metric_context
 
-    from .cli import SIGNAL_EXIT, catching_signals, execute, finish  # the run command's own machinery
-    from .cli_extras import check_run_extras, prepare
+    from .extras import check_run_extras, prepare
+    from .run import SIGNAL_EXIT, catching_signals, execute, finish  # the run command's own machinery
 
     fixed = [flag for param, flag in _FIXED.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
     if fixed:

@@ -143,7 +143,8 @@ def render(snapshot: dict[str, Any], width: int = 80) -> Group:
         sups = ", ".join(f"{s['name']}: {s['processes']} proc" for s in m.get("supervisors", []))
         parts.append(
             Text(
-                f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} ago) {sups}",
+                f"master {m['name']} pid {m['pid']} {m['status']} (heartbeat {format_seconds(m['heartbeat_age'])} "
+                f"ago) {sups}",
                 style="dim",
             )
         )

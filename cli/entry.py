@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 
 def main(cli_main: Callable[[], None] | None = None) -> None:
-    """Run ``cli_main`` (the CLI's ``main``; given when ``python -m evalharness.daemon.cli`` runs
+    """Run ``cli_main`` (the CLI's ``main``; given when ``python -m evalharness.cli.main`` runs
     it, so the module is not imported a second time) and end the process with its status."""
     if cli_main is None:
-        from .cli import main as cli_main
+        from .main import main as cli_main
     try:
         cli_main()
         code = 0

@@ -38,7 +38,10 @@ _OPTIONS = [
         "--cache/--no-cache",
         "cache",
         default=None,
-        help="Reuse the SUT outputs kept in Redis for the same SUT fingerprint and input, and keep the new ones (failures never). Default: [run] cache in the config file, else off. See docs/runs.md.",
+        help=(
+            "Reuse the SUT outputs kept in Redis for the same SUT fingerprint and input, and keep the new ones "
+            "(failures never). Default: [run] cache in the config file, else off. See docs/runs.md."
+        ),
     ),
     click.option(
         "--cache-ttl",
@@ -50,7 +53,11 @@ _OPTIONS = [
         "--budget-usd",
         type=float,
         metavar="USD",
-        help="Stop dispatching once the run's priced spend reaches USD: queued samples are removed, running ones finish, the partial report says 'halted on budget' (exit 1). Prices: [prices.\"MODEL-PREFIX\"] in the config file.",
+        help=(
+            "Stop dispatching once the run's priced spend reaches USD: queued samples are removed, running ones "
+            "finish, the partial report says 'halted on budget' (exit 1). Prices: [prices.\"MODEL-PREFIX\"] in the "
+            "config file."
+        ),
     ),
 ]
 _GATE_OPTIONS = [
@@ -66,7 +73,10 @@ _GATE_OPTIONS = [
     click.option(
         "--confident-only",
         is_flag=True,
-        help="With --max-regressions: count only regressions larger than the resolution (--compare-epsilon, or what the repetitions resolve).",
+        help=(
+            "With --max-regressions: count only regressions larger than the resolution (--compare-epsilon, or what "
+            "the repetitions resolve)."
+        ),
     ),
     click.option(
         "--compare-epsilon",
@@ -254,14 +264,19 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
     cost = report.get("cost")
     if isinstance(cost, Mapping):
         s = cost["samples"]
-        line = f"cost ${cost['total_usd']:.4f} (reported ${cost['reported_usd']:.4f}, derived ${cost['derived_usd']:.4f}; {s['reported']} reported, {s['derived']} derived, {s['unpriced']} unpriced sample(s))"
+        line = (
+            f"cost ${cost['total_usd']:.4f} (reported ${cost['reported_usd']:.4f}, derived "
+            f"${cost['derived_usd']:.4f}; {s['reported']} reported, {s['derived']} derived, {s['unpriced']} unpriced "
+            "sample(s))"
+        )
         if isinstance(budget, Mapping):
             line += f" · budget ${budget['limit_usd']:.4f}"
         console.print(Text(line))
         if not cost["complete"]:
             console.print(
                 Text(
-                    f'  a floor, not a figure: no price for {", ".join(cost["unpriced_models"])}; declare it under [prices."MODEL-PREFIX"]',
+                    f"  a floor, not a figure: no price for {', '.join(cost['unpriced_models'])}; declare it under "
+                    '[prices."MODEL-PREFIX"]',
                     style="yellow",
                 )
             )
@@ -269,7 +284,8 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
     if isinstance(cache, Mapping):
         console.print(
             Text(
-                f"cache: {cache['hits']} cached sample(s) reused, {cache['misses']} run, {cache['stored']} stored (TTL {cache['ttl_seconds']}s)",
+                f"cache: {cache['hits']} cached sample(s) reused, {cache['misses']} run, {cache['stored']} stored "
+                f"(TTL {cache['ttl_seconds']}s)",
                 style="dim",
             )
         )

@@ -1,27 +1,26 @@
-"""The ``evalharness`` command: run evaluations, run workers, manage the embedded server."""
+"""The ``evalharness run`` command: evaluate a dataset against a SUT, and the machinery that
+runs, collects and presents a run (also used by ``report``, ``demo`` and ``run --resume``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
 
 from evalharness.core.batches import Batches
-from evalharness.core.config import ENV_CONFIG, ENV_PREFIX, ENV_REDIS_URL, load_config, resolve_state_dir
-from evalharness.core.connection import async_client, redact_url
+from evalharness.core.config import ENV_CONFIG, load_config
+from evalharness.core.connection import async_client
 from evalharness.core.datasets import (
     DEFAULT_EXPECTED_COLUMN,
     DEFAULT_INPUT_COLUMN,
@@ -31,7 +30,6 @@ from evalharness.core.datasets import (
     load_outputs,
     select_samples,
 )
-from evalharness.core.embedded import EmbeddedServer
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import (
@@ -39,7 +37,6 @@ from evalharness.core.evalrun import (
     Interrupt,
     RunOptions,
     RunResult,
-    rebuild_run,
     run_lazy_parallel,
     run_serial,
 )
@@ -53,107 +50,54 @@ from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.resume import hold_claim, run_id_of_batch
 from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
 from evalharness.core.sut import load_sut, load_sut_code
+from evalharness.daemon.common import (
+    child_env,
+    stop_processes,
+    wait_for_workers,
+    worker_command,
+)
 
-from .cli_extras import (
+from .common import handle_errors, settings_from
+from .extras import (
     RunExtras,
     check_run_extras,
     decorate,
     exit_code,
-    gate_options,
     prepare,
     render,
     run_extra_options,
     store_outputs,
 )
-from .cli_judge import prepare_scores, warn_self_judging
-from .cli_resume import resume_fields
-from .cli_runopts import OrNone, resolve_run_flags
-from .common import (
-    child_env,
-    exit_with_error,
-    reports_dir,
-    settings_from,
-    setup_logging,
-    stop_processes,
-    wait_for_workers,
-    worker_command,
-)
-from .lazygroup import LazyGroup
+from .judge import prepare_scores, warn_self_judging
 from .progress import DEFAULT_PLAIN_INTERVAL, BatchWatch, RunProgress
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(func: F) -> F:
-    """Turn a known error into ``error: message`` on stderr and its exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except EvalHarnessError as exc:
-            exit_with_error(exc)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--redis-url",
-    envvar=ENV_REDIS_URL,
-    help=f"Redis URL (redis://, rediss://, unix://). Env {ENV_REDIS_URL}; default: the embedded server.",
-)
-@click.option(
-    "--prefix",
-    envvar=ENV_PREFIX,
-    help=f"Key prefix shared by producers, workers and consoles (default eh). Env {ENV_PREFIX}.",
-)
-@click.option(
-    "--config",
-    "config",
-    envvar=ENV_CONFIG,
-    type=click.Path(dir_okay=False),
-    help=f"Config file (TOML). Env {ENV_CONFIG}; default ./evalharness.toml when present.",
-)
-@click.option(
-    "--log-level",
-    envvar="EVALHARNESS_LOG_LEVEL",
-    default="warning",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    help="Env EVALHARNESS_LOG_LEVEL.",
-)
-@click.version_option(package_name="evalharness")
-@click.pass_context
-def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: str | None, log_level: str) -> None:
-    """Run LLM/RAG evaluations as queued work on Redis.
-
-    \b
-    Quick start:
-      evalharness demo                        # everything, with the bundled example
-      evalharnessd --queue evals=2 &          # workers, supervised
-      evalharness run data.jsonl --sut mybot:answer --metric exact-match
-    """
-    setup_logging(log_level)
-    ctx.obj = {"redis_url": redis_url, "prefix": prefix, "config": config}
-
+from .runopts import OrNone, resolve_run_flags
+from .runs import resume_fields
 
 # -- run ----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("dataset", type=click.Path(dir_okay=False), required=False)
 @click.option(
     "--sut",
     metavar="MODULE:CALLABLE|openai:MODEL|http:URL",
-    help="The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' field or its text. See docs/providers.md. Required unless --outputs is given.",
+    help=(
+        "The system under test. MODULE:CALLABLE takes a sample's input and returns the output text (sync or async). "
+        "openai:MODEL asks MODEL of an OpenAI-compatible provider (OPENAI_BASE_URL, OPENAI_API_KEY, [providers.NAME] "
+        "and [sut.openai] in the config file); http:URL POSTs {\"input\": ...} to URL and takes the reply's 'output' "
+        "field or its text. See docs/providers.md. Required unless --outputs is given."
+    ),
 )
 @click.option(
     "--metric",
     "metrics",
     multiple=True,
     metavar="NAME[:ARG=VALUE,...]",
-    help=f"A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; defaults per metric in the config file's [metrics.NAME] tables.",
+    help=(
+        "A metric, with arguments after ':' (retrieval-ndcg-at-k:k=10); repeat or comma-separate for several. Built "
+        f"in: {', '.join(METRIC_NAMES)}. Arguments, plug-ins and what needs a provider: `evalharness scorers list`; "
+        "defaults per metric in the config file's [metrics.NAME] tables."
+    ),
 )
 @click.option(
     "--batch",
@@ -166,25 +110,38 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
 @click.option(
     "--profile",
     metavar="NAME",
-    help="Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles.",
+    help=(
+        "Take the run options of profile NAME: built in ci, smoke, nightly, or a [profiles.NAME] table of the config "
+        "file. Flags given here win; the value none clears what the profile sets. See docs/runs.md#profiles."
+    ),
 )
 @click.option(
     "--repetitions",
     type=OrNone(click.IntRange(min=1), "N"),
     default=1,
     show_default=True,
-    help="Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals over all executions, the unstable samples and the precision the run resolves.",
+    help=(
+        "Run each sample N times, as N distinct jobs; the report has each sample's mean and spread, Wilson intervals "
+        "over all executions, the unstable samples and the precision the run resolves."
+    ),
 )
 @click.option(
     "--resume",
     "resume_id",
     metavar="RUN_ID",
-    help="Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is queued or running to finish, dispatch only what is missing, and write the report the whole run would have. DATASET may be omitted. Refused when the dataset or the SUT changed.",
+    help=(
+        "Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is "
+        "queued or running to finish, dispatch only what is missing, and write the report the whole run would have. "
+        "DATASET may be omitted. Refused when the dataset or the SUT changed."
+    ),
 )
 @click.option(
     "--allow-changes",
     is_flag=True,
-    help="With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own samples are used; the report notes the change).",
+    help=(
+        "With --resume: resume although the dataset or the SUT's code changed since the run started (the run's own "
+        "samples are used; the report notes the change)."
+    ),
 )
 @click.option(
     "--concurrency",
@@ -235,7 +192,10 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
     type=OrNone(click.IntRange(min=1), "SECONDS"),
     default=86_400,
     show_default=True,
-    help="Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and `run --resume` read).",
+    help=(
+        "Seconds Redis keeps the run's record and outputs after its producer's last sign of life (what `report` and "
+        "`run --resume` read)."
+    ),
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option(
@@ -268,7 +228,10 @@ def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, config: s
     "outputs_path",
     type=click.Path(dir_okay=False),
     metavar="FILE",
-    help='Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers needed.',
+    help=(
+        'Score saved outputs instead of calling a SUT: JSONL lines {"id" or "index", "output"}. No SUT or workers '
+        "needed."
+    ),
 )
 @click.option(
     "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
@@ -409,7 +372,7 @@ def run(
         [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
     )
     if resume_id is not None:
-        from .cli_resume import resume_run
+        from .runs import resume_run
 
         resume_run(
             ctx, resume_id, dataset=dataset, sut=sut, allow_changes=allow_changes, json_path=json_path, formats=formats
@@ -806,7 +769,7 @@ def present(
     if result.sut_fingerprint:
         report["sut_fingerprint"] = result.sut_fingerprint
     if extras is not None:
-        decorate(extras, report, data)  # cost, cache, budget, comparison and gates (cli_extras.py)
+        decorate(extras, report, data)  # cost, cache, budget, comparison and gates (extras.py)
     render_report(report, Console())
     if extras is not None:
         render(extras, report, Console())
@@ -822,439 +785,3 @@ def present(
         return SIGNAL_EXIT.get(result.interrupted, 130)
     code = 0 if report_ok(report) else 1
     return code if extras is None else exit_code(extras, code)
-
-
-# -- report -------------------------------------------------------------------------------
-
-
-@cli.command("report")
-@click.argument("run_id")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    help="Write the JSON report (schema evalharness.report.v1) here.",
-)
-@click.option(
-    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write the report as one self-contained HTML file (no script, no network).",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write one CSV row per sample and metric.",
-)
-@click.option(
-    "--junit",
-    "junit_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write JUnit XML for CI: a testcase per sample.",
-)
-@gate_options
-@click.pass_context
-@handle_errors
-def report_cmd(
-    ctx: click.Context,
-    run_id: str,
-    json_path: str | None,
-    md_path: str | None,
-    html_path: str | None,
-    csv_path: str | None,
-    junit_path: str | None,
-    **extra: Any,
-) -> None:
-    """Rebuild the report of a lazy-parallel run from its outputs in Redis.
-
-    RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
-    every output that is in Redis now, so after `evalharness batch retry
-    run-RUN_ID` (or `failed retry`) has run the failed samples again, it
-    scores their new outputs.  A run's record and outputs are kept
-    --result-ttl seconds (a day by default).  --compare NAME, --max-regressions,
-    --fail-under: the gates of `evalharness run`, on the rebuilt report.
-
-    \b
-    Exit status:
-      0    every sample scored
-      1    some samples failed or have no output (yet), or a gate failed
-      2    no such run in Redis (unknown id, or expired)
-      3    Redis unavailable
-    """
-    check_output_paths(
-        [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
-    )
-    settings = settings_from(ctx)
-    rid = run_id.removeprefix("run-")
-
-    async def load() -> tuple[Any, RunResult]:
-        client = async_client(settings.redis_url)
-        try:
-            return await rebuild_run(client, settings.prefix, rid)
-        finally:
-            await client.aclose()
-
-    record, result = asyncio.run(load())
-    config = load_config(ctx.find_root().obj.get("config"))
-    scorers = resolve_metrics(record.metrics, config=config.metrics, context=metric_context(config.providers))
-    extras = check_run_extras(extra, config, [s.name for s in scorers], record.sut, rebuilt=True)
-    prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
-    rebuilt: dict[str, Any] = {
-        "rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "run_state": record.state,
-    }
-    judged = prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix)
-    if judged is not None:
-        rebuilt["judges"] = judged
-    if record.extra.get("subset"):
-        rebuilt["subset"] = json.loads(record.extra["subset"])
-    formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
-    reps = int(record.extra.get("repetitions") or 1)
-    # a repeated run's record holds every execution; the report has a row per sample
-    data = (
-        record.dataset
-        if reps == 1
-        else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
-    )
-    raise SystemExit(
-        present(
-            result,
-            data,
-            record.sut,
-            record.mode,
-            record.options,
-            scorers,
-            json_path,
-            rebuilt,
-            formats=formats,
-            extras=extras,
-        )
-    )
-
-
-# -- work ---------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.option(
-    "--queue",
-    "queues",
-    multiple=True,
-    required=True,
-    help="Queue to serve; repeat for several, highest priority first.",
-)
-@click.option(
-    "--concurrency", type=click.IntRange(min=1), default=10, show_default=True, help="Jobs run at once in this process."
-)
-@click.option(
-    "--import", "imports", multiple=True, metavar="MODULE", help="Module that registers jobs; repeat for several."
-)
-@click.option(
-    "--lease",
-    type=click.FloatRange(min=1),
-    default=30.0,
-    show_default=True,
-    help="Seconds a job's reservation lasts without renewal (renewed every lease/3).",
-)
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds in-flight jobs get to finish after SIGTERM.",
-)
-@click.option(
-    "--max-jobs", type=click.IntRange(min=0), default=0, help="Exit cleanly after this many jobs (0: no limit)."
-)
-@click.option(
-    "--max-time", type=click.FloatRange(min=0), default=0, help="Exit cleanly after this many seconds (0: no limit)."
-)
-@click.option(
-    "--memory",
-    type=click.FloatRange(min=0),
-    default=0,
-    help="Exit cleanly once resident memory passes this many MB (0: no limit).",
-)
-@click.option(
-    "--hard-timeout",
-    type=click.FloatRange(min=0),
-    default=0,
-    help="No job may run longer than this, whatever its own timeout; must be above every job timeout (0: off).",
-)
-@click.option(
-    "--telemetry/--no-telemetry",
-    default=True,
-    show_default=True,
-    help="Record per-minute counters and runtime histograms (O(1) per job).",
-)
-@click.option("--paused", is_flag=True, help="Start paused: take no job until SIGCONT.")
-@click.option(
-    "--sleep",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    help="Longest idle wait before housekeeping (due delayed jobs, lapsed leases); a dispatch wakes the worker at once.",
-)
-@click.option(
-    "--cancel-grace",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="Seconds a cancelled sync job gets to return before the process is replaced (exit 70).",
-)
-@click.option(
-    "--burst",
-    is_flag=True,
-    help="Exit (code 0) once no job of its queues is ready, delayed or running here: drain the queues, then stop.",
-)
-@click.pass_context
-@handle_errors
-def work(
-    ctx: click.Context,
-    queues: tuple[str, ...],
-    concurrency: int,
-    imports: tuple[str, ...],
-    lease: float,
-    grace: float,
-    max_jobs: int,
-    max_time: float,
-    memory: float,
-    hard_timeout: float,
-    telemetry: bool,
-    paused: bool,
-    sleep: float,
-    cancel_grace: float,
-    burst: bool,
-) -> None:
-    """Run a worker process serving QUEUEs until SIGTERM/SIGINT.
-
-    On SIGTERM the worker stops taking jobs, lets running ones finish within
-    --grace seconds, and gives the rest back to the queue.  SIGUSR2 pauses it
-    (running jobs go on, no new ones start); SIGCONT continues.  --max-jobs,
-    --max-time and --memory make it exit cleanly (code 0) after its in-flight
-    jobs, for a supervisor to replace it.  A sync job past its timeout cannot be
-    cancelled: it is recorded as timed out and the process exits with code 70
-    after giving its other jobs back, to be replaced.  A job cancelled by an
-    operator (evalharness job cancel, batch cancel) is stopped at the next lease
-    renewal: an async one at once, a sync one when it returns or, after
-    --cancel-grace seconds, by the same replacement.
-    """
-    from evalharness.core.config import validate_name
-
-    from .worker import WorkerOptions, run_worker
-
-    for q in queues:
-        validate_name("queue", q)
-    settings = settings_from(ctx, imports)
-    options = WorkerOptions(
-        queues=queues,
-        concurrency=concurrency,
-        lease=lease,
-        grace=grace,
-        max_jobs=max_jobs,
-        max_time=max_time,
-        memory=memory,
-        hard_timeout=hard_timeout,
-        telemetry=telemetry,
-        poll=sleep,
-        cancel_grace=cancel_grace,
-        burst=burst,
-    )
-    raise SystemExit(
-        asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused))
-    )
-
-
-# -- demo ---------------------------------------------------------------------------------
-
-
-@cli.command()
-@click.option(
-    "--processes", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes the daemon starts."
-)
-@click.option("--concurrency", type=click.IntRange(min=1), default=40, show_default=True, help="Samples in flight.")
-@click.pass_context
-@handle_errors
-def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
-    """Evaluate the bundled 200-question dataset against a simulated LLM provider.
-
-    Starts the embedded Redis (unless one is configured), a simulated provider
-    on 127.0.0.1 (50-500 ms latency, some 429s with Retry-After and some 503s),
-    and evalharnessd with worker processes; runs a lazy-parallel evaluation,
-    prints the report, writes the JSON report under ./reports/, and stops what
-    it started.
-    """
-    from evalharness.core.examples import EXAMPLE_DATASET, EXAMPLE_HTTP_SUT
-    from evalharness.core.examples.http_sut import ENV_PROVIDER_URL
-    from evalharness.core.examples.provider import SimulatedProvider
-
-    obj = ctx.find_root().obj
-    config = load_config(obj.get("config"))
-    state_dir = resolve_state_dir(config)
-    server = EmbeddedServer(state_dir)
-    started_server = (
-        not (obj.get("redis_url") or config.redis_url or os.environ.get(ENV_REDIS_URL)) and not server.is_running()
-    )
-    settings = settings_from(ctx)
-    err = Console(stderr=True)
-    where = "embedded server in " + str(state_dir) if settings.embedded else redact_url(settings.redis_url)
-    err.print(f"[bold]evalharness demo[/] – Redis: {where}")
-    queue = DEFAULT_EVAL_QUEUE
-    provider = SimulatedProvider().start()
-    os.environ[ENV_PROVIDER_URL] = provider.url
-    err.print(f"simulated provider: {provider.url} (latency 50-500 ms, ~3% 429, ~2% 503)")
-    daemon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "evalharness.daemon.master",
-            "--log-level",
-            "warning",
-            "--queue",
-            f"{queue}={processes}",
-            "--concurrency",
-            str(-(-concurrency // processes)),
-        ],
-        env=child_env(settings),
-    )
-    try:
-        asyncio.run(wait_for_workers(settings, queue, processes, [daemon]))
-        err.print(f"evalharnessd (pid {daemon.pid}) is running {processes} worker processes on queue {queue!r}")
-        data = load_dataset(EXAMPLE_DATASET)
-        scorers = resolve_metrics(["exact-match", "contains"])
-        options = RunOptions(
-            concurrency=concurrency, queue=queue, timeout=30, tries=3, backoff=(0.5, 1.0, 2.0)
-        ).validate()
-        result = execute(ctx, data, EXAMPLE_HTTP_SUT, options, metrics=[s.name for s in scorers])
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = reports_dir() / f"demo-{stamp}.json"
-        code = finish(result, data, EXAMPLE_HTTP_SUT, options, scorers, str(path))
-        stats = provider.stats()
-        err.print(
-            f"provider answered {stats['requests']} requests: "
-            + ", ".join(f"{n}x HTTP {s}" for s, n in stats["by_status"].items())
-            + " (429s were released without using a try; 503s were retried)"
-        )
-    finally:
-        provider.stop()
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        if started_server:
-            server.stop()
-    raise SystemExit(code)
-
-
-# -- server -------------------------------------------------------------------------------
-
-
-@cli.group()
-def server() -> None:
-    """The embedded Redis server (a private Valkey/Redis on a unix socket)."""
-
-
-def _embedded(ctx: click.Context) -> EmbeddedServer:
-    config = load_config(ctx.find_root().obj.get("config"))
-    return EmbeddedServer(resolve_state_dir(config))
-
-
-@server.command("start")
-@click.pass_context
-@handle_errors
-def server_start(ctx: click.Context) -> None:
-    """Start the embedded server (or reuse the running one) and print its URL."""
-    srv = _embedded(ctx)
-    url = srv.ensure()
-    click.echo(url)
-
-
-@server.command("stop")
-@click.pass_context
-@handle_errors
-def server_stop(ctx: click.Context) -> None:
-    """Stop the embedded server; its data stays on disk (append-only file)."""
-    srv = _embedded(ctx)
-    if not srv.is_running():
-        click.echo("the embedded server is not running")
-        return
-    srv.stop()
-    click.echo("stopped")
-
-
-@server.command("status")
-@click.pass_context
-@handle_errors
-def server_status(ctx: click.Context) -> None:
-    """Say whether the embedded server runs, which server binary wrote its data (the one later
-    starts keep using) and which binary the next start uses; exit 0 when it runs, 1 when not."""
-    srv = _embedded(ctx)
-    running = srv.is_running()
-    try:
-        recorded = srv.recorded_binary()
-        written_by = recorded.describe() if recorded else "none yet (the first start records it)"
-    except EvalHarnessError as exc:
-        written_by = f"unreadable ({exc})"
-    try:
-        binary = srv.resolve_binary().describe()
-    except EvalHarnessError as exc:
-        binary = f"none usable ({exc})"
-    click.echo(f"state directory: {srv.state_dir}\ndata written by: {written_by}\nbinary: {binary}")
-    click.echo(f"running: pid {srv.pid()}, {srv.url}" if running else "not running")
-    raise SystemExit(0 if running else 1)
-
-
-def _register_groups() -> None:
-    # imported when used: `run` does not load the modules of the other commands
-    for module, names in (
-        ("cli_baseline", ("baseline",)),
-        ("cli_batch", ("batch",)),
-        ("cli_cache", ("cache",)),
-        ("cli_config", ("config",)),
-        ("cli_control", ("pause", "continue_", "terminate", "restart", "scale", "supervisors")),
-        ("cli_failed", ("failed",)),
-        ("cli_resume", ("runs",)),
-        ("cli_judge", ("judge",)),
-        ("cli_online", ("online",)),
-        ("cli_scorers", ("scorers",)),
-        ("cli_queue", ("queue",)),
-        ("cli_jobs", ("job", "jobs")),
-        ("cli_status", ("metrics", "status")),
-    ):
-        for attr in names:
-            command = attr.rstrip("_")
-            cli.add_lazy(command, f"evalharness.daemon.{module}:{attr}")  # type: ignore[attr-defined]
-
-
-_register_groups()
-
-
-def main() -> None:
-    import redis.exceptions
-
-    try:
-        cli(prog_name="evalharness")
-    except EvalHarnessError as exc:
-        exit_with_error(exc)
-    except redis.exceptions.ConnectionError as exc:
-        click.echo(f"error: cannot reach Redis: {exc}", err=True)
-        raise SystemExit(3) from None
-    except redis.exceptions.RedisError as exc:
-        click.echo(f"error: Redis refused the command: {type(exc).__name__}: {exc}", err=True)
-        raise SystemExit(3) from None
-
-
-if __name__ == "__main__":
-    from evalharness.daemon.entry import main as entry
-
-    entry(main)

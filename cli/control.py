@@ -20,9 +20,9 @@ from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.queue import known_queues
 from evalharness.core.queue_ops import QueueOps
 from evalharness.core.telemetry import MASTER_STALE, masters_key
+from evalharness.daemon.master import control_key
 
 from .common import settings_from
-from .master import control_key
 
 COMMAND_TTL = 300  # a command waits this long for a master that is restarting
 
@@ -118,7 +118,8 @@ def _switch_queues(
             if unknown:
                 names = ", ".join(known) if known else "none"
                 raise EvalHarnessError(
-                    f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was {action}d"
+                    f"--queue: no queue named {', '.join(map(repr, unknown))} (known queues: {names}); nothing was "
+                    f"{action}d"
                 )
             out = []
             for q in dict.fromkeys(queues):

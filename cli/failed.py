@@ -115,7 +115,10 @@ def facet_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--exception",
         "exception",
-        help="Only jobs that failed with this exception class, e.g. TimeoutError (indexed; the failure kind for failures without one, e.g. lost).",
+        help=(
+            "Only jobs that failed with this exception class, e.g. TimeoutError (indexed; the failure kind for "
+            "failures without one, e.g. lost)."
+        ),
     )(func)
     return func
 

@@ -125,7 +125,8 @@ def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: 
     if not yes:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             click.echo(
-                f"error: `queue clear {name}` removes queued jobs; not on a terminal, so give --yes to confirm. Nothing was removed.",
+                f"error: `queue clear {name}` removes queued jobs; not on a terminal, so give --yes to confirm. "
+                "Nothing was removed.",
                 err=True,
             )
             raise SystemExit(EXIT_NOT_CONFIRMED)

@@ -178,7 +178,8 @@ def judge_calibrate(
     warnings = []
     if abs(outcome.length_bias) >= length_bias_warn:
         warnings.append(
-            f"length bias {outcome.length_bias:+.3f}: the judge's scores follow the output's length (|rho| >= {length_bias_warn:g})"
+            f"length bias {outcome.length_bias:+.3f}: the judge's scores follow the output's length (|rho| >= "
+            f"{length_bias_warn:g})"
         )
     if same:
         warnings.append(f"the judge model {scorer.model!r} is the model under test")

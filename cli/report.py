@@ -1,0 +1,146 @@
+"""``evalharness report``: rebuild the report of a lazy-parallel run from its outputs in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from evalharness.core.config import load_config
+from evalharness.core.connection import async_client
+from evalharness.core.datasets import (
+    Dataset,
+)
+from evalharness.core.evalrun import (
+    RunResult,
+    rebuild_run,
+)
+from evalharness.core.providers.hub import metric_context
+from evalharness.core.report_formats import check_output_paths
+from evalharness.core.scorers import resolve_metrics
+
+from .common import handle_errors, settings_from
+from .extras import (
+    check_run_extras,
+    gate_options,
+    prepare,
+)
+from .judge import prepare_scores
+from .run import present
+
+# -- report -------------------------------------------------------------------------------
+
+
+@click.command("report")
+@click.argument("run_id")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON report (schema evalharness.report.v1) here.",
+)
+@click.option(
+    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the report as one self-contained HTML file (no script, no network).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write one CSV row per sample and metric.",
+)
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write JUnit XML for CI: a testcase per sample.",
+)
+@gate_options
+@click.pass_context
+@handle_errors
+def report_cmd(
+    ctx: click.Context,
+    run_id: str,
+    json_path: str | None,
+    md_path: str | None,
+    html_path: str | None,
+    csv_path: str | None,
+    junit_path: str | None,
+    **extra: Any,
+) -> None:
+    """Rebuild the report of a lazy-parallel run from its outputs in Redis.
+
+    RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
+    every output that is in Redis now, so after `evalharness batch retry
+    run-RUN_ID` (or `failed retry`) has run the failed samples again, it
+    scores their new outputs.  A run's record and outputs are kept
+    --result-ttl seconds (a day by default).  --compare NAME, --max-regressions,
+    --fail-under: the gates of `evalharness run`, on the rebuilt report.
+
+    \b
+    Exit status:
+      0    every sample scored
+      1    some samples failed or have no output (yet), or a gate failed
+      2    no such run in Redis (unknown id, or expired)
+      3    Redis unavailable
+    """
+    check_output_paths(
+        [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
+    )
+    settings = settings_from(ctx)
+    rid = run_id.removeprefix("run-")
+
+    async def load() -> tuple[Any, RunResult]:
+        client = async_client(settings.redis_url)
+        try:
+            return await rebuild_run(client, settings.prefix, rid)
+        finally:
+            await client.aclose()
+
+    record, result = asyncio.run(load())
+    config = load_config(ctx.find_root().obj.get("config"))
+    scorers = resolve_metrics(record.metrics, config=config.metrics, context=metric_context(config.providers))
+    extras = check_run_extras(extra, config, [s.name for s in scorers], record.sut, rebuilt=True)
+    prepare(extras, settings.redis_url, settings.prefix, record.dataset, None)
+    rebuilt: dict[str, Any] = {
+        "rebuilt_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "run_state": record.state,
+    }
+    judged = prepare_scores(scorers, result, redis_url=settings.redis_url, prefix=settings.prefix)
+    if judged is not None:
+        rebuilt["judges"] = judged
+    if record.extra.get("subset"):
+        rebuilt["subset"] = json.loads(record.extra["subset"])
+    formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
+    reps = int(record.extra.get("repetitions") or 1)
+    # a repeated run's record holds every execution; the report has a row per sample
+    data = (
+        record.dataset
+        if reps == 1
+        else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
+    )
+    raise SystemExit(
+        present(
+            result,
+            data,
+            record.sut,
+            record.mode,
+            record.options,
+            scorers,
+            json_path,
+            rebuilt,
+            formats=formats,
+            extras=extras,
+        )
+    )
