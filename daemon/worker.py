@@ -355,6 +355,9 @@ class Worker:
         opts = self.options
         wake_keys = [self.queue.keys(q).wake for q in opts.queues]
         backoff = 0.1
+        # The last wait-and-pop came back short: the queue has nothing ready, so the next turn
+        # waits again rather than asking first (its next due time is kept here).
+        drained: tuple[float | None] | None = None
         while not self.stop_event.is_set():
             self._carry_acks = False
             if self._acks:
@@ -383,15 +386,18 @@ class Worker:
                     await self._reclaim_unknown()
                 got = 0
                 next_due: float | None = None
-                for q in opts.queues:
-                    result = await self._ack_and_pop(q, free - got)
-                    for job in result.jobs:
-                        self._start(job, job.id in result.cancelled)
-                    got += len(result.jobs)
-                    if result.next_due is not None:
-                        next_due = result.next_due if next_due is None else min(next_due, result.next_due)
-                    if got >= free:
-                        break
+                if drained is not None:
+                    (next_due,), drained = drained, None
+                else:
+                    for q in opts.queues:
+                        result = await self._ack_and_pop(q, free - got)
+                        for job in result.jobs:
+                            self._start(job, job.id in result.cancelled)
+                        got += len(result.jobs)
+                        if result.next_due is not None:
+                            next_due = result.next_due if next_due is None else min(next_due, result.next_due)
+                        if got >= free:
+                            break
                 if got < free:
                     if got == 0 and opts.burst and not self._running and next_due is None:
                         log.info("worker %s: burst done, no job ready, delayed or running", self.id)
@@ -401,7 +407,13 @@ class Worker:
                     wait = opts.poll if next_due is None else min(opts.poll, max(next_due, 0.005))
                     if opts.burst and self._running:
                         wait = min(wait, BURST_RECHECK)
-                    await self.blocking.blpop(wake_keys, timeout=wait)
+                    if len(opts.queues) == 1 and not opts.burst:
+                        result = await self._wait_and_pop(wake_keys, wait, opts.queues[0], free - got)
+                        await self._start_popped(result)
+                        if len(result.jobs) < free - got:
+                            drained = (result.next_due,)
+                    else:
+                        await self.blocking.blpop(wake_keys, timeout=wait)
                 backoff = 0.1
             except REDIS_ERRORS as exc:
                 # A pop whose reply was lost may have reserved jobs for us that we never saw.
@@ -428,6 +440,33 @@ class Worker:
         if isinstance(raw, Exception):
             raise raw
         return self.queue.parse_pop(raw)
+
+    async def _wait_and_pop(self, wake_keys: list[str], wait: float, queue: str, count: int) -> PopResult:
+        """Block on the wake list and pop as soon as a token comes, in one pipeline on the blocking
+        connection: the server runs the pop the moment the wait ends, so an idle worker starts a
+        job one round trip after the dispatch rather than two."""
+        call = self.queue.pop_call(queue, count, self.options.lease, self.id)
+        _, keys, args = call
+        async with self.blocking.pipeline(transaction=False) as pipe:
+            pipe.blpop(wake_keys, timeout=wait)
+            pipe.evalsha(self.queue.scripts["pop_with_lease"].sha, len(keys), *keys, *args)
+            _, raw = await pipe.execute(raise_on_error=False)
+        if isinstance(raw, redis.exceptions.NoScriptError):
+            (raw,) = await self.queue.scripts.run([call])  # the server forgot it: the pop did nothing
+        elif isinstance(raw, Exception):
+            raise raw
+        return self.queue.parse_pop(raw)
+
+    async def _start_popped(self, result: PopResult) -> None:
+        if result.jobs and self.paused:
+            # paused while the pop waited: the jobs go back, without using a try, for others
+            log.info("worker %s: paused while waiting; giving back %d job(s)", self.id, len(result.jobs))
+            for job in result.jobs:
+                self._held[job.queue][job.id] = job
+                await self._give_back(job)
+            return
+        for job in result.jobs:
+            self._start(job, job.id in result.cancelled)
 
     async def _reclaim_unknown(self) -> None:
         """Give back, without using a try, jobs reserved in our name that we do not hold: the
