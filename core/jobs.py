@@ -347,8 +347,9 @@ class JobSpec:
     takes_context: bool = True
     redact: tuple[str, ...] = ()  # payload keys (dotted for nesting) masked in failure records
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
+        # asked once per job run: inspect's answer is worth keeping
         return inspect.iscoroutinefunction(self.func)
 
 

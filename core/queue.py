@@ -252,14 +252,24 @@ class Queue:
         return self.parse_pop(raw)
 
     def pop_call(
-        self, queue: str, count: int, lease: float, owner: str, *, paused: bool = False, maintenance: int = 100
+        self,
+        queue: str,
+        count: int,
+        lease: float,
+        owner: str,
+        *,
+        paused: bool = False,
+        maintenance: int = 100,
+        waiting: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
-        """One ``pop_with_lease`` call for :meth:`Scripts.run` (a worker sends it with its acks)."""
+        """One ``pop_with_lease`` call for :meth:`Scripts.run` (a worker sends it with its acks).
+        ``waiting``: it runs when the owner's wait on the wake list ends, so it hands out nothing
+        while the owner's hold key (:meth:`QueueKeys.hold`) says it pauses or stops."""
         keys = self.keys(queue)
         return (
             "pop_with_lease",
             [keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            [keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "0"],
+            [keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "w" if waiting else "0"],
         )
 
     @staticmethod
@@ -287,8 +297,13 @@ class Queue:
         runtime ms)]."""
         keys = self.keys(queue)
         args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
-        for item in done:
-            args += (item[0], item[1], item[2] if len(item) > 2 else 0)
+        # one argument per job (see ack.lua): encoding three per job cost the worker more; the
+        # script reads the id by its length in bytes
+        args += [
+            f"{item[2] if len(item) > 2 else 0}:{len(i) if i.isascii() else len(i.encode())}:{i}{item[1]}"
+            for item in done
+            for i in (item[0],)
+        ]
         return "ack", [keys.reserved, keys.stats, keys.lanes, keys.ready, keys.wake], args
 
     async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]]) -> list[str]:

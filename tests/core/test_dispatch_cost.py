@@ -160,3 +160,33 @@ def test_an_envelope_is_the_compact_json_of_the_job() -> None:
         }
         assert job.envelope() == json.dumps(expected, separators=(",", ":"))
         assert Job.from_envelope(job.envelope()).payload == job.payload
+
+
+async def test_an_ack_stores_each_result_under_ids_of_any_text(queue: Queue, aclient: Any) -> None:
+    ids = ["plain", "with:colons:1:2", "naïve-ünïcode", "tab\there"]
+    for i, job_id in enumerate(ids):
+        await queue.dispatch("noop", i, queue="q", id=job_id, result_to=("s", str(i), 60))
+    popped = (await queue.pop("q", 10, 30, "w")).jobs
+    assert sorted(j.id for j in popped) == sorted(ids)
+    results = ['{"a":"x:y"}', "", "[1,\t2]", "3"]
+    assert await queue.ack("q", "w", [(j, results[i], 7) for i, j in enumerate(ids)]) == []
+    assert await queue.results("q", "s", ["0", "1", "2", "3"]) == [
+        {"result": {"a": "x:y"}},
+        {"result": None},
+        {"result": [1, 2]},
+        {"result": 3},
+    ]
+    assert (await queue.stats("q")).counters["completed"] == 4
+
+
+async def test_a_pop_sent_behind_a_wait_takes_nothing_while_its_worker_holds(queue: Queue, aclient: Any) -> None:
+    await queue.dispatch_many(JobRequest("noop", i, queue="q") for i in range(3))
+    keys = queue.keys("q")
+    await aclient.set(keys.hold("w"), "1")
+    held = await queue.scripts.run([queue.pop_call("q", 10, 30, "w", waiting=True)])
+    assert queue.parse_pop(held[0]).jobs == []
+    other = await queue.scripts.run([queue.pop_call("q", 1, 30, "other", waiting=True)])  # its own hold only
+    assert len(queue.parse_pop(other[0]).jobs) == 1
+    await aclient.delete(keys.hold("w"))
+    again = await queue.scripts.run([queue.pop_call("q", 10, 30, "w", waiting=True)])
+    assert len(queue.parse_pop(again[0]).jobs) == 2
