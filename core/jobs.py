@@ -239,7 +239,7 @@ class Job:
         return (
             f'{{"id":{dumps(self.id)}{head}{dumps(self.payload)}{middle}'
             f'{dumps(self.overrides) if self.overrides else "null"},"enqueued_at":{dumps(self.enqueued_at)}'
-            f'{tail}{dumps(self.key)},"retry_of":{dumps(self.retry_of)}}}'
+            f'{tail}{_text(self.key)},"retry_of":{_text(self.retry_of)}}}'
         )
 
     @classmethod
@@ -274,7 +274,12 @@ class Job:
         )
 
 
-_compact = functools.partial(json.dumps, separators=(",", ":"))
+# one encoder for every envelope: json.dumps with separators builds a new one per call
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _compact(value)
 
 
 @functools.lru_cache(maxsize=512)
