@@ -8,6 +8,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import random
 import time
 import traceback
@@ -237,8 +238,8 @@ class Job:
         else:
             tail = f',"batch":{dumps(self.batch)},"tenant":{dumps(self.tenant)},"tags":{dumps(list(self.tags))},"key":'
         return (
-            f'{{"id":{dumps(self.id)}{head}{dumps(self.payload)}{middle}'
-            f'{dumps(self.overrides) if self.overrides else "null"},"enqueued_at":{dumps(self.enqueued_at)}'
+            f'{{"id":{dumps(self.id)}{head}{_value(self.payload)}{middle}'
+            f'{dumps(self.overrides) if self.overrides else "null"},"enqueued_at":{_value(self.enqueued_at)}'
             f'{tail}{_text(self.key)},"retry_of":{_text(self.retry_of)}}}'
         )
 
@@ -279,6 +280,19 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _text(value: str | None) -> str:
+    return "null" if value is None else _compact(value)
+
+
+def _value(value: Any) -> str:
+    """``_compact(value)``, the common scalars without the encoder's generic path (what it does
+    for them: the same text)."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if kind is str:
+        return _compact(value)
     return "null" if value is None else _compact(value)
 
 

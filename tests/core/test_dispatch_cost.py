@@ -4,6 +4,7 @@ commands, and a dispatch still works, once per job, after the server forgot its 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -143,6 +144,8 @@ def test_an_envelope_is_the_compact_json_of_the_job() -> None:
             overrides={"tries": 2},
         ),
     ]
+    scalars = [0, -7, 2**70, 1.5, float("nan"), float("inf"), "s", "", True, None, [1, "x"], {"k": 1.25}]
+    jobs += [replace(jobs[0], payload=p, enqueued_at=p if isinstance(p, float) else 1.0) for p in scalars]
     for job in jobs:
         expected = {
             "id": job.id,
@@ -159,7 +162,7 @@ def test_an_envelope_is_the_compact_json_of_the_job() -> None:
             "retry_of": job.retry_of,
         }
         assert job.envelope() == json.dumps(expected, separators=(",", ":"))
-        assert Job.from_envelope(job.envelope()).payload == job.payload
+        assert Job.from_envelope(job.envelope()).envelope() == job.envelope()
 
 
 async def test_an_ack_stores_each_result_under_ids_of_any_text(queue: Queue, aclient: Any) -> None:
