@@ -88,6 +88,15 @@ class QueueKeys:
         derives it from the key base (``<base>paused``), so it holds on every host at once."""
         return self.base + "paused"
 
+    def wake_worker(self, owner: str) -> str:
+        """LIST one worker waits on beside ``wake``: its own pause or stop ends its wait at once."""
+        return self.base + "wake:" + owner
+
+    def hold(self, owner: str) -> str:
+        """STRING set (for a minute at most) while worker ``owner`` pauses or stops: the pop it sent
+        behind its wait hands out no job then.  The pop script derives it (``<base>hold:<owner>``)."""
+        return self.base + "hold:" + owner
+
     @property
     def workers(self) -> str:
         """ZSET worker id -> heartbeat expiry (ms) of workers serving this queue."""

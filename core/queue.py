@@ -49,6 +49,7 @@ class JobRequest:
 
 
 OPTION_NAMES = frozenset(JobOptions().to_json())
+_DEFAULT_OPTIONS = JobOptions().validate()
 
 
 @dataclass(slots=True)
@@ -125,7 +126,11 @@ class Queue:
         spec = REGISTRY.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")
         options_given = req.options is not None or spec is not None
-        options = (req.options or (spec.options if spec else JobOptions())).validate()
+        if req.options is not None:
+            options = req.options.validate()
+        else:
+            # a registration's options were validated when it registered
+            options = spec.options if spec else _DEFAULT_OPTIONS
         if req.overrides:
             options = options.override(**req.overrides)  # validates them here, at the producer
         job_id = req.id or new_job_id()
@@ -162,7 +167,10 @@ class Queue:
         """Dispatch many jobs in pipelined chunks (one script call per chunk and queue; one round
         trip in all when they fit one chunk).  Returns, in order, the id that represents each
         request (see :attr:`JobRequest.key`)."""
-        by_queue: dict[str, list[Any]] = {}
+        # Per queue, the script's argument groups in the order of the jobs: consecutive plain jobs
+        # of one lane share one group ("p", lane, n, then id and envelope per job), every other
+        # job is a group of its own ("x", then ten fields); see dispatch.lua.
+        by_queue: dict[str, list[list[Any]]] = {}
         counts: dict[str, int] = {}
         order: list[tuple[str, int]] = []
         ids: list[str] = []
@@ -172,25 +180,29 @@ class Queue:
                 envelope = job.envelope()
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"payload of job {req.name!r} is not JSON-serialisable: {exc}") from None
-            rows = by_queue.get(queue)
-            if rows is None:
-                rows = by_queue[queue] = []
+            groups = by_queue.get(queue)
+            if groups is None:
+                groups = by_queue[queue] = []
                 counts[queue] = 0
             order.append((queue, counts[queue]))
             counts[queue] += 1
             if req.id is None and not delay and req.result_to is None and merge_key is None and job.batch is None:
-                # a plain job: four arguments, nothing for the script to check (see dispatch.lua)
-                rows.append((job.id, envelope, job.lane, ""))
+                last = groups[-1] if groups else None
+                if last is not None and last[0] == "p" and last[1] == job.lane and last[2] < DISPATCH_CHUNK:
+                    last[2] += 1
+                    last += (job.id, envelope)
+                else:
+                    groups.append(["p", job.lane, 1, job.id, envelope])
             else:
                 sink, sink_field, ttl = req.result_to or ("", "", 0)
                 if sink:
                     validate_name("result sink", sink)
-                rows.append(
-                    (
+                groups.append(
+                    [
+                        "x",
                         job.id,
                         envelope,
                         job.lane,
-                        "+",
                         int(delay * 1000),
                         sink,
                         sink_field,
@@ -198,7 +210,7 @@ class Queue:
                         merge_key or "",
                         int(job.options.unique_for * 1000),
                         job.batch or "",
-                    )
+                    ]
                 )
             ids.append(job.id)
         if not ids:
@@ -206,15 +218,21 @@ class Queue:
         now_ms = int(time.time() * 1000)
         calls: list[tuple[str, list[str], list[Any]]] = []
         which: list[str] = []
-        for queue, rows in by_queue.items():
+        for queue, groups in by_queue.items():
             keys = self.keys(queue)
             script_keys = [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
-            for start in range(0, len(rows), DISPATCH_CHUNK):
-                args: list[Any] = [keys.base, now_ms]
-                for row in rows[start : start + DISPATCH_CHUNK]:
-                    args += row
-                calls.append(("dispatch", script_keys, args))
-                which.append(queue)
+            args: list[Any] = []
+            jobs = 0
+            for group in groups:
+                size = group[2] if group[0] == "p" else 1
+                if jobs and jobs + size > DISPATCH_CHUNK:
+                    calls.append(("dispatch", script_keys, [keys.base, now_ms, *args]))
+                    which.append(queue)
+                    args, jobs = [], 0
+                args += group
+                jobs += size
+            calls.append(("dispatch", script_keys, [keys.base, now_ms, *args]))
+            which.append(queue)
         replies = await self.scripts.run(calls)
         represented: dict[str, list[str]] = {}
         for queue, reply in zip(which, replies, strict=True):
@@ -234,14 +252,24 @@ class Queue:
         return self.parse_pop(raw)
 
     def pop_call(
-        self, queue: str, count: int, lease: float, owner: str, *, paused: bool = False, maintenance: int = 100
+        self,
+        queue: str,
+        count: int,
+        lease: float,
+        owner: str,
+        *,
+        paused: bool = False,
+        maintenance: int = 100,
+        waiting: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
-        """One ``pop_with_lease`` call for :meth:`Scripts.run` (a worker sends it with its acks)."""
+        """One ``pop_with_lease`` call for :meth:`Scripts.run` (a worker sends it with its acks).
+        ``waiting``: it runs when the owner's wait on the wake list ends, so it hands out nothing
+        while the owner's hold key (:meth:`QueueKeys.hold`) says it pauses or stops."""
         keys = self.keys(queue)
         return (
             "pop_with_lease",
             [keys.lanes, keys.ready, keys.delayed, keys.reserved, keys.wake, keys.stats],
-            [keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "0"],
+            [keys.base, count, int(lease * 1000), owner, maintenance, "1" if paused else "w" if waiting else "0"],
         )
 
     @staticmethod
@@ -269,8 +297,13 @@ class Queue:
         runtime ms)]."""
         keys = self.keys(queue)
         args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
-        for item in done:
-            args += (item[0], item[1], item[2] if len(item) > 2 else 0)
+        # one argument per job (see ack.lua): encoding three per job cost the worker more; the
+        # script reads the id by its length in bytes
+        args += [
+            f"{item[2] if len(item) > 2 else 0}:{len(i) if i.isascii() else len(i.encode())}:{i}{item[1]}"
+            for item in done
+            for i in (item[0],)
+        ]
         return "ack", [keys.reserved, keys.stats, keys.lanes, keys.ready, keys.wake], args
 
     async def ack(self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]]) -> list[str]:

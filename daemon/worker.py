@@ -225,6 +225,10 @@ class Worker:
         self._closing = asyncio.Event()
         self._fetch_task: asyncio.Task[None] | None = None
         self._pop_in_doubt = False
+        # A pop waits behind a wait on the wake list (see _wait_and_pop); to pause or stop while
+        # it does, the worker sets its hold key and ends the wait (_hold), and clears it after.
+        self._waiting = False
+        self._hold_task: asyncio.Task[None] | None = None
         self.paused = False
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -254,6 +258,8 @@ class Worker:
             log.info("worker %s: paused", self.id)
         self.paused = True
         self._resumed.clear()
+        if self._waiting and self._hold_task is None:
+            self._hold_task = asyncio.get_running_loop().create_task(self._hold())
 
     def resume(self) -> None:
         """Take jobs again; SIGCONT."""
@@ -288,9 +294,7 @@ class Worker:
             stop = asyncio.create_task(self.stop_event.wait())
             await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetch
+            await self._stop_fetch(fetch)
             await self._drain()
         finally:
             # The loops end on _closing rather than by cancellation: a cancellation that lands
@@ -307,6 +311,41 @@ class Worker:
             await self.client.aclose()
             await self.blocking.aclose()
         return self.exit_code
+
+    async def _stop_fetch(self, fetch: asyncio.Task[None]) -> None:
+        """End the fetch loop.  A pop queued behind a wait would hand out jobs the moment a
+        dispatch ended the wait, so the hold goes up first and the loop ends by itself, starting
+        whatever a pop took just before; the loop is cancelled only when that cannot be."""
+        if self._waiting and not fetch.done():
+            with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await (self._hold_task or self._hold())
+            await asyncio.wait({fetch}, timeout=2.0)
+        if not fetch.done():
+            fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+
+    async def _hold(self) -> None:
+        """Make the pop waiting behind this worker's wait take nothing, and end the wait."""
+        q = self.options.queues[0]
+        keys = self.queue.keys(q)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.set(keys.hold(self.id), "1", px=60_000)
+                pipe.rpush(keys.wake_worker(self.id), "1")
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("worker %s: could not end its wait for jobs (%s)", self.id, exc)
+
+    async def _unhold(self) -> None:
+        """Take the hold down before the next wait (the worker continues after a pause)."""
+        if self._hold_task is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._hold_task
+            self._hold_task = None
+            keys = self.queue.keys(self.options.queues[0])
+            await self.client.delete(keys.hold(self.id), keys.wake_worker(self.id))
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period; give the rest back to the queue."""
@@ -355,6 +394,9 @@ class Worker:
         opts = self.options
         wake_keys = [self.queue.keys(q).wake for q in opts.queues]
         backoff = 0.1
+        # The last wait-and-pop came back short: the queue has nothing ready, so the next turn
+        # waits again rather than asking first (its next due time is kept here).
+        drained: tuple[float | None] | None = None
         while not self.stop_event.is_set():
             self._carry_acks = False
             if self._acks:
@@ -375,23 +417,28 @@ class Worker:
                 # The job that frees a slot leaves its ack to the pop this wakes: one round trip
                 # acknowledges it and claims the next job.
                 self._carry_acks = not opts.max_jobs
+                # a timeout scope, not wait_for: no task per wait, and a full worker waits often
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_free.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._slot_free.wait()
                 continue
             try:
                 if self._pop_in_doubt:
                     await self._reclaim_unknown()
                 got = 0
                 next_due: float | None = None
-                for q in opts.queues:
-                    result = await self._ack_and_pop(q, free - got)
-                    for job in result.jobs:
-                        self._start(job, job.id in result.cancelled)
-                    got += len(result.jobs)
-                    if result.next_due is not None:
-                        next_due = result.next_due if next_due is None else min(next_due, result.next_due)
-                    if got >= free:
-                        break
+                if drained is not None:
+                    (next_due,), drained = drained, None
+                else:
+                    for q in opts.queues:
+                        result = await self._ack_and_pop(q, free - got)
+                        for job in result.jobs:
+                            self._start(job, job.id in result.cancelled)
+                        got += len(result.jobs)
+                        if result.next_due is not None:
+                            next_due = result.next_due if next_due is None else min(next_due, result.next_due)
+                        if got >= free:
+                            break
                 if got < free:
                     if got == 0 and opts.burst and not self._running and next_due is None:
                         log.info("worker %s: burst done, no job ready, delayed or running", self.id)
@@ -401,7 +448,16 @@ class Worker:
                     wait = opts.poll if next_due is None else min(opts.poll, max(next_due, 0.005))
                     if opts.burst and self._running:
                         wait = min(wait, BURST_RECHECK)
-                    await self.blocking.blpop(wake_keys, timeout=wait)
+                    if len(opts.queues) == 1 and not opts.burst:
+                        await self._unhold()
+                        if self.paused or self.stop_event.is_set():
+                            continue
+                        result = await self._wait_and_pop(wake_keys, wait, opts.queues[0], free - got)
+                        await self._start_popped(result)
+                        if len(result.jobs) < free - got:
+                            drained = (result.next_due,)
+                    else:
+                        await self.blocking.blpop(wake_keys, timeout=wait)
                 backoff = 0.1
             except REDIS_ERRORS as exc:
                 # A pop whose reply was lost may have reserved jobs for us that we never saw.
@@ -428,6 +484,37 @@ class Worker:
         if isinstance(raw, Exception):
             raise raw
         return self.queue.parse_pop(raw)
+
+    async def _wait_and_pop(self, wake_keys: list[str], wait: float, queue: str, count: int) -> PopResult:
+        """Block on the wake list and pop as soon as a token comes, in one pipeline on the blocking
+        connection: the server runs the pop the moment the wait ends, so an idle worker starts a
+        job one round trip after the dispatch rather than two."""
+        call = self.queue.pop_call(queue, count, self.options.lease, self.id, waiting=True)
+        _, keys, args = call
+        self._waiting = True
+        try:
+            async with self.blocking.pipeline(transaction=False) as pipe:
+                pipe.blpop([*wake_keys, self.queue.keys(queue).wake_worker(self.id)], timeout=wait)
+                pipe.evalsha(self.queue.scripts["pop_with_lease"].sha, len(keys), *keys, *args)
+                _, raw = await pipe.execute(raise_on_error=False)
+        finally:
+            self._waiting = False
+        if isinstance(raw, redis.exceptions.NoScriptError):
+            (raw,) = await self.queue.scripts.run([call])  # the server forgot it: the pop did nothing
+        elif isinstance(raw, Exception):
+            raise raw
+        return self.queue.parse_pop(raw)
+
+    async def _start_popped(self, result: PopResult) -> None:
+        if result.jobs and self.paused:
+            # paused while the pop waited: the jobs go back, without using a try, for others
+            log.info("worker %s: paused while waiting; giving back %d job(s)", self.id, len(result.jobs))
+            for job in result.jobs:
+                self._held[job.queue][job.id] = job
+                await self._give_back(job)
+            return
+        for job in result.jobs:
+            self._start(job, job.id in result.cancelled)
 
     async def _reclaim_unknown(self) -> None:
         """Give back, without using a try, jobs reserved in our name that we do not hold: the
@@ -485,9 +572,12 @@ class Worker:
                 raise JobCancelled("cancelled by an operator before this attempt started")
             if spec is None:
                 raise _Permanent(FailureKind.UNKNOWN_JOB, f"no job named {job.name!r} is registered in this worker")
-            delivered = decide(job, outcome=Outcome.DELIVERED, now=time.time())
-            if delivered.verdict is Verdict.FAIL:
-                raise _Permanent(delivered.kind, delivered.reason)
+            # decide() says whether a delivery may run; it can refuse only past the last try
+            tries = job.options.tries
+            if tries and job.tries_used > tries:
+                delivered = decide(job, outcome=Outcome.DELIVERED, now=time.time())
+                if delivered.verdict is Verdict.FAIL:
+                    raise _Permanent(delivered.kind, delivered.reason)
             limiters = job.options.limiters
             if limiters:
                 try:
@@ -695,9 +785,7 @@ class Worker:
         # no more pops first, so the jobs given back below are not claimed again by this worker
         self.stop_event.set()
         if self._fetch_task is not None and not self._fetch_task.done():
-            self._fetch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._fetch_task
+            await self._stop_fetch(self._fetch_task)
         me = asyncio.current_task()
         others = [t for t in self._running.values() if t is not me and not t.done()]
         if others:
@@ -984,7 +1072,9 @@ class Worker:
         with contextlib.suppress(*REDIS_ERRORS):
             async with self.client.pipeline(transaction=False) as pipe:
                 for q in self.options.queues:
-                    pipe.zrem(self.queue.keys(q).workers, self.id)
+                    keys = self.queue.keys(q)
+                    pipe.zrem(keys.workers, self.id)
+                    pipe.delete(keys.hold(self.id), keys.wake_worker(self.id))
                 pipe.hdel(self.queue.globals.workers, self.id)
                 await pipe.execute()
 

@@ -4,7 +4,9 @@
 -- Lanes (batches, tenants, the default lane "_") are served round-robin.
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] reserved  KEYS[5] wake  KEYS[6] stats
 -- ARGV[1] key base  ARGV[2] count  ARGV[3] lease ms  ARGV[4] owner  ARGV[5] maintenance batch size
--- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops)
+-- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops); "w" for a pop
+--         a worker queued behind its wait on the wake list: none either while its hold key
+--         ("<base>hold:<owner>", QueueKeys.hold) says the worker paused or stops meanwhile
 -- Returns {ms until the next delayed job is due or -1, then per job: id, envelope, lane,
 --          attempts, releases, exceptions, checkpoint JSON or "", "1" when an operator asked
 --          to cancel it (it was re-delivered after its worker stopped) or ""}
@@ -66,7 +68,8 @@ end
 
 local out = {-1}
 local got = 0
-if ARGV[6] ~= '1' and not queue_paused then
+local held = ARGV[6] == '1' or (ARGV[6] == 'w' and redis.call('EXISTS', base .. 'hold:' .. owner) == 1)
+if not held and not queue_paused then
   -- One lane (the common case: plain jobs, or one batch) gives all it can in one LPOP; several
   -- are served round-robin, one job per lane per turn.
   local single = redis.call('LLEN', KEYS[1]) == 1

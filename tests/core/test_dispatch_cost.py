@@ -3,11 +3,14 @@ commands, and a dispatch still works, once per job, after the server forgot its 
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis.asyncio.connection as aconn
 
+from evalharness.core.jobs import Job, JobOptions, new_job_id
 from evalharness.core.queue import JobRequest, Queue
 
 
@@ -87,3 +90,106 @@ async def test_popping_and_acking_many_jobs_keeps_every_index_exact(queue: Queue
     rest = (await queue.pop("q", 25, 30, "w")).jobs
     assert [j.payload for j in rest] == list(range(25, 30))
     assert await aclient.llen(queue.keys("q").lanes) == 0
+
+
+async def test_a_bulk_dispatch_costs_one_command_per_plain_job_and_keeps_every_job_in_order(
+    queue: Queue, aclient: Any
+) -> None:
+    await queue.dispatch("noop", -1, queue="q")
+    requests = [JobRequest("noop", i, queue="q") for i in range(1000)]
+    before = await commands(aclient)
+    ids = await queue.dispatch_many(requests)
+    # an HSET per job; per call of 500 one RPUSH, ZADD, HINCRBY and the EVALSHA
+    assert await commands(aclient) - before <= 1000 + 2 * 4
+    assert await aclient.lrange(queue.keys("q").lane("_"), 1, -1) == ids
+    # plain and extended jobs, several lanes, interleaved: each id in its place, each job in its lane
+    mixed = [
+        JobRequest("noop", 0, queue="q"),
+        JobRequest("noop", 1, queue="q", id="chosen"),
+        JobRequest("noop", 2, queue="q", tenant="t1"),
+        JobRequest("noop", 3, queue="q", tenant="t1"),
+        JobRequest("noop", 4, queue="q", delay=60),
+        JobRequest("noop", 5, queue="q"),
+        JobRequest("noop", 6, queue="q", id="chosen"),
+    ]
+    got = await queue.dispatch_many(mixed)
+    assert got[1] == got[6] == "chosen"
+    assert len(set(got)) == 6
+    assert await aclient.lrange(queue.keys("q").lane("tenant:t1"), 0, -1) == got[2:4]
+    assert (await aclient.lrange(queue.keys("q").lane("_"), -3, -1)) == [got[0], "chosen", got[5]]
+    stats = await queue.stats("q")
+    assert (stats.ready, stats.delayed, stats.counters["deduplicated"]) == (1006, 1, 1)
+    popped = await queue.pop("q", 2000, 30, "w")
+    assert [j.payload for j in popped.jobs if j.lane == "_"][-3:] == [0, 1, 5]
+
+
+def test_an_envelope_is_the_compact_json_of_the_job() -> None:
+    jobs = [
+        Job(
+            id=new_job_id(), name="a.b", payload={"x": [1, 2.5, "é"]}, queue="q", options=JobOptions(), enqueued_at=1.5
+        ),
+        Job(
+            id='we"ird',
+            name="n\n",
+            payload=None,
+            queue="q",
+            options=JobOptions(tries=1, backoff=(2.0,)),
+            enqueued_at=1234567890.123456,
+            batch="b",
+            tenant="t",
+            tags=("x", "y"),
+            key="k",
+            retry_of="r",
+            options_given=False,
+            overrides={"tries": 2},
+        ),
+    ]
+    scalars = [0, -7, 2**70, 1.5, float("nan"), float("inf"), "s", "", True, None, [1, "x"], {"k": 1.25}]
+    jobs += [replace(jobs[0], payload=p, enqueued_at=p if isinstance(p, float) else 1.0) for p in scalars]
+    for job in jobs:
+        expected = {
+            "id": job.id,
+            "name": job.name,
+            "payload": job.payload,
+            "queue": job.queue,
+            "options": job.options.to_json() if job.options_given else None,
+            "overrides": job.overrides or None,
+            "enqueued_at": job.enqueued_at,
+            "batch": job.batch,
+            "tenant": job.tenant,
+            "tags": list(job.tags),
+            "key": job.key,
+            "retry_of": job.retry_of,
+        }
+        assert job.envelope() == json.dumps(expected, separators=(",", ":"))
+        assert Job.from_envelope(job.envelope()).id == job.id
+
+
+async def test_an_ack_stores_each_result_under_ids_of_any_text(queue: Queue, aclient: Any) -> None:
+    ids = ["plain", "with:colons:1:2", "naïve-ünïcode", "tab\there"]
+    for i, job_id in enumerate(ids):
+        await queue.dispatch("noop", i, queue="q", id=job_id, result_to=("s", str(i), 60))
+    popped = (await queue.pop("q", 10, 30, "w")).jobs
+    assert sorted(j.id for j in popped) == sorted(ids)
+    results = ['{"a":"x:y"}', "", "[1,\t2]", "3"]
+    assert await queue.ack("q", "w", [(j, results[i], 7) for i, j in enumerate(ids)]) == []
+    assert await queue.results("q", "s", ["0", "1", "2", "3"]) == [
+        {"result": {"a": "x:y"}},
+        {"result": None},
+        {"result": [1, 2]},
+        {"result": 3},
+    ]
+    assert (await queue.stats("q")).counters["completed"] == 4
+
+
+async def test_a_pop_sent_behind_a_wait_takes_nothing_while_its_worker_holds(queue: Queue, aclient: Any) -> None:
+    await queue.dispatch_many(JobRequest("noop", i, queue="q") for i in range(3))
+    keys = queue.keys("q")
+    await aclient.set(keys.hold("w"), "1")
+    held = await queue.scripts.run([queue.pop_call("q", 10, 30, "w", waiting=True)])
+    assert queue.parse_pop(held[0]).jobs == []
+    other = await queue.scripts.run([queue.pop_call("q", 1, 30, "other", waiting=True)])  # its own hold only
+    assert len(queue.parse_pop(other[0]).jobs) == 1
+    await aclient.delete(keys.hold("w"))
+    again = await queue.scripts.run([queue.pop_call("q", 10, 30, "w", waiting=True)])
+    assert len(queue.parse_pop(again[0]).jobs) == 2

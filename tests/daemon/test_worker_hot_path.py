@@ -4,6 +4,7 @@ poll), and its acks travel with its next pop in one round trip, with no script c
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import redis
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.connection import async_client
-from evalharness.core.keys import QueueKeys
+from evalharness.core.keys import GlobalKeys, QueueKeys
 from evalharness.core.queue import JobRequest, Queue
 
 K = QueueKeys("eh", "t")
@@ -84,3 +85,53 @@ def test_a_busy_worker_acknowledges_with_its_pops_and_never_checks_its_scripts(
     assert int(r.hget(K.stats, "lost") or 0) == 0
     # redis-py pipelines that hold a script check it exists first: one more round trip per ack
     assert script_checks(r) == before
+
+
+def idle_worker(procs: Processes, redis_url: str) -> Any:
+    # a 60 s poll: the worker waits for a wake token, its pop queued behind the wait
+    proc = procs.start(
+        "-m",
+        "evalharness.daemon.cli",
+        "work",
+        "--queue",
+        "t",
+        "--concurrency",
+        "2",
+        "--sleep",
+        "60",
+        "--import",
+        "support.testjobs",
+    )
+    wait_until(lambda: live_workers(redis_url, "t") == 1, what="the worker")
+    return proc
+
+
+def test_an_idle_worker_starts_jobs_after_the_server_forgot_the_pop_it_waits_with(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
+    idle_worker(procs, redis_url)
+    r.script_flush()  # the pop waiting behind the wake list now names an unknown script
+    dispatch(redis_url, 1)
+    wait_until(lambda: completed(r) == 1, deadline=5, what="the job done")
+    dispatch(redis_url, 3, one_by_one=True)
+    wait_until(lambda: completed(r) == 4, deadline=5, what="all four jobs done")
+    assert (r.zcard(K.reserved), int(r.hget(K.stats, "lost") or 0)) == (0, 0)
+
+
+def test_a_worker_paused_while_it_waits_takes_no_job_until_it_continues(
+    r: Any, procs: Processes, redis_url: str
+) -> None:
+    proc = idle_worker(procs, redis_url)
+    (worker_id,) = r.hkeys(GlobalKeys("eh").workers)
+    proc.send_signal(signal.SIGUSR2)
+    # the pause puts up the hold and ends the worker's wait: the pop queued behind it took nothing
+    wait_until(
+        lambda: r.exists(K.hold(worker_id)) and r.llen(K.wake_worker(worker_id)) == 0,
+        what="the worker's wait to end under its hold",
+    )
+    dispatch(redis_url, 1)
+    assert (r.zcard(K.ready), r.llen(K.wake)) == (1, 1)  # waiting, its wake token untaken
+    proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: completed(r) == 1, deadline=10, what="the job done after continuing")
+    assert not r.exists(K.hold(worker_id))
+    assert (int(r.hget(K.stats, "lost") or 0), int(r.hget(K.stats, "interrupted") or 0)) == (0, 0)
