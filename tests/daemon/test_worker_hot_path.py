@@ -91,7 +91,7 @@ def idle_worker(procs: Processes, redis_url: str) -> Any:
     # a 60 s poll: the worker waits for a wake token, its pop queued behind the wait
     proc = procs.start(
         "-m",
-        "evalharness.daemon.cli",
+        "evalharness.cli",
         "work",
         "--queue",
         "t",
