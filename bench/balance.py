@@ -121,10 +121,12 @@ async def main() -> None:
     fixed = await burst(args.url, FIXED, "fixed")
     print("burst of 2,000 x 100 ms jobs on two queues (1,500 + 500), concurrency 5 per process")
     print(
-        f"  auto/time 1..4 processes   p95 wait {auto[0]:6.2f} s   process-seconds {auto[1]:7.1f}   wall {auto[2]:5.1f} s"
+        f"  auto/time 1..4 processes   p95 wait {auto[0]:6.2f} s   process-seconds {auto[1]:7.1f}   "
+        f"wall {auto[2]:5.1f} s"
     )
     print(
-        f"  fixed 4 processes          p95 wait {fixed[0]:6.2f} s   process-seconds {fixed[1]:7.1f}   wall {fixed[2]:5.1f} s"
+        f"  fixed 4 processes          p95 wait {fixed[0]:6.2f} s   process-seconds {fixed[1]:7.1f}   "
+        f"wall {fixed[2]:5.1f} s"
     )
     print(
         f"  auto/fixed                 p95 wait {auto[0] / fixed[0]:6.2f}x   process-seconds {auto[1] / fixed[1]:6.2f}x"
