@@ -134,6 +134,8 @@ async def open_mode(pilot: Pilot[None], key: str) -> None:
     app = pilot.app
     assert isinstance(app, ConsoleApp)
     await pilot.press(key)
+    # the key is taken by the app's message loop: on a busy machine the mode may not have changed yet
+    await wait_for(pilot, lambda: app.mode_shown in app._views, f"the screen of key {key}")
     view = app._views[app.mode_shown]
 
     def drawn() -> bool:
