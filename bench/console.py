@@ -307,7 +307,8 @@ def main() -> None:
             helper.terminate()
             helper.wait(timeout=10)
     print(
-        f"worst screen: {worst:.3f} s per wall second ({'within' if worst <= TARGET else 'OVER'} the {TARGET:.2f} target)"
+        f"worst screen: {worst:.3f} s per wall second "
+        f"({'within' if worst <= TARGET else 'OVER'} the {TARGET:.2f} target)"
     )
 
 

@@ -100,7 +100,8 @@ async def main() -> None:
     resumed.sort()
     mid_plain, mid_resumed = plain[len(plain) // 2], resumed[len(resumed) // 2]
     print(
-        f"resume after a kill at half way: {args.samples} samples x 50 ms SUT, concurrency {args.concurrency}, 2 worker processes"
+        f"resume after a kill at half way: {args.samples} samples x 50 ms SUT, "
+        f"concurrency {args.concurrency}, 2 worker processes"
     )
     print(
         f"  uninterrupted {mid_plain:.2f} s   killed + resumed {mid_resumed:.2f} s   (median of {args.repeat}; "

@@ -59,7 +59,9 @@ def rate_and_eta(done: int, total: int, elapsed: float) -> tuple[float | None, f
 
 
 def progress_line(label: str, counts: Counts, elapsed: float) -> str:
-    """``capitals: 40/200 done · 2 failed · 1 retrying · 3 rate-limited · 10 in flight · $0.0420 spent · 12.3/s · ETA 13s``"""
+    """A run's one status line, for example ``capitals: 40/200 done · 2 failed · 1 retrying ·
+    3 rate-limited · 10 in flight · $0.0420 spent · 12.3/s · elapsed 4s · ETA 13s``; a count that
+    is not known (None) is left out."""
     parts = [f"{label}: {counts.done}/{counts.total} done"]
     for value, word in (
         (counts.failed, "failed"),

@@ -68,7 +68,8 @@ class AdaptiveParams:
             raise ConfigError(f"{where} key 'ceiling': must be >= floor ({self.floor}), got {self.ceiling!r}")
         if not self.floor <= self.start <= self.ceiling:
             raise ConfigError(
-                f"{where} key 'start': must be between floor ({self.floor}) and ceiling ({self.ceiling}), got {self.start!r}"
+                f"{where} key 'start': must be between floor ({self.floor}) and ceiling ({self.ceiling}), "
+                f"got {self.start!r}"
             )
         if not 0 < self.decrease < 1:
             raise ConfigError(
@@ -185,9 +186,10 @@ def on_release(
     * a success counts when the limit was full as it started (``in_use`` >= the limit) and it
       started after the last decrease: calls that never reached the limit say nothing about a
       higher one (a limit raised by them would overshoot at the next burst), and calls started
-      under the limit before the decrease would undo it; after ``increase_after`` successes in a row (default: as many as the
-      current limit) the limit rises by one slot, up to the ceiling.  One slot below the level at
-      which it was last throttled it needs ``probe_slowdown`` times as many;
+      under the limit before the decrease would undo it; after ``increase_after`` successes in a
+      row (default: as many as the current limit) the limit rises by one slot, up to the ceiling.
+      One slot below the level at which it was last throttled it needs ``probe_slowdown`` times as
+      many;
     * a 429 multiplies the limit by ``decrease`` (not below the floor) — unless the last decrease
       was less than ``cooldown`` ago, or this call was granted before it (it belongs to the burst
       that caused it): one burst of 429s lowers the limit once.  Any 429 resets the successes."""

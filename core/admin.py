@@ -739,7 +739,8 @@ class Admin:
             "cancel_batch",
             batch_id,
             True,
-            f"Cancelled {batch_id}: removed {_plural(out.removed, 'queued job')}, {out.told_to_stop:,} running told to stop",
+            f"Cancelled {batch_id}: removed {_plural(out.removed, 'queued job')}, "
+            f"{out.told_to_stop:,} running told to stop",
             removed=out.removed,
             told_to_stop=out.told_to_stop,
         )
@@ -1280,16 +1281,18 @@ class Admin:
             pipe.expire(key, COMMAND_TTL)
             await pipe.execute()
         target = f"{master}/{supervisor}" if supervisor else master
+        whom = "supervisor " + supervisor if supervisor else "master " + master
         what = {
-            "pause": f"Paused {'supervisor ' + supervisor if supervisor else 'master ' + master}: its workers finish their jobs and take no more",
-            "continue": f"Continued {'supervisor ' + supervisor if supervisor else 'master ' + master}: its workers take jobs again",
+            "pause": f"Paused {whom}: its workers finish their jobs and take no more",
+            "continue": f"Continued {whom}: its workers take jobs again",
             "restart": f"Restarting the workers of {master}: each finishes its jobs, then a new one takes its place",
             "terminate": f"Terminating {master}: its workers finish their jobs, then it exits",
         }.get(action)
         if action == "scale":
             n = extra.get("processes")
             what = (
-                f"Scaled {supervisor} {extra.get('queue')} on {master} to {n} process{'' if n == 1 else 'es'} (override)"
+                f"Scaled {supervisor} {extra.get('queue')} on {master} to "
+                f"{n} process{'' if n == 1 else 'es'} (override)"
                 if n is not None
                 else f"Dropped the override of {supervisor} {extra.get('queue')} on {master}: balancing again"
             )

@@ -310,7 +310,8 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
         []
         if by_hash
         else [
-            "rows joined by sample id: the baseline (or this run) has no content hashes, so a renamed row reads as removed and added"
+            "rows joined by sample id: the baseline (or this run) has no content hashes, "
+            "so a renamed row reads as removed and added"
         ]
     )
     before = {str(r[key]): r for r in rows_b}

@@ -415,7 +415,8 @@ async def run_batch_callback(ctx: JobContext, payload: dict[str, Any]) -> None:
         func = CALLBACKS.get(name)
         if func is None:
             raise PermanentError(
-                f"batch {bid}: {stage} callback {name!r} is not registered in this worker (import its module with --import)",
+                f"batch {bid}: {stage} callback {name!r} is not registered in this worker "
+                "(import its module with --import)",
                 kind="unknown_callback",
             )
         result = func(info)

@@ -741,7 +741,8 @@ async def _lazy_parallel(
                 if info is not None and info.state == "cancelled":
                     cancelled = True
                     c.diagnostics.append(
-                        f"the run's batch {c.batch_id} was cancelled: {len(c.in_flight) + len(c.pending)} sample(s) not run"
+                        f"the run's batch {c.batch_id} was cancelled: "
+                        f"{len(c.in_flight) + len(c.pending)} sample(s) not run"
                     )
                     break
                 if await c.queue.live_workers(options.queue):
@@ -784,7 +785,8 @@ async def _lazy_parallel(
         if c.stop_kind == SUT_MISMATCH:
             raise InfrastructureError(
                 f"the run was stopped because a worker runs other SUT code than this producer: {c.stop_dispatching}. "
-                "If you edited the SUT during the run, run it again; otherwise give every worker host the same SUT files"
+                "If you edited the SUT during the run, run it again; "
+                "otherwise give every worker host the same SUT files"
             )
         raise SutError(
             f"the workers could not import the SUT: {c.stop_dispatching}. Workers import it the way "

@@ -97,7 +97,8 @@ def precision(pass_rates: Sequence[float], passed: int, executions: int, repetit
     needed = required(within, TARGET_DELTA)
     points = f"{run_res * 100:.1f}".rstrip("0").rstrip(".")
     summary = (
-        f"{executions} executions ({repetitions} per sample): the pass rate is known to ±{(high - low) * 50:.1f} points "
+        f"{executions} executions ({repetitions} per sample): "
+        f"the pass rate is known to ±{(high - low) * 50:.1f} points "
         f"(95 % Wilson), and a difference of {points} points or more from a run of the same size is beyond noise. "
         f"Per sample, {repetitions} repetitions tell apart pass rates {sample_res * 100:.1f} points apart"
     )

@@ -33,8 +33,10 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
     if isinstance(cost, Mapping):
         s = cost.get("samples") or {}
         text = (
-            f"{_usd(cost.get('total_usd'))} in total: reported {_usd(cost.get('reported_usd'))}, derived {_usd(cost.get('derived_usd'))} "
-            f"({s.get('reported', 0)} reported, {s.get('derived', 0)} derived, {s.get('unpriced', 0)} unpriced sample(s))"
+            f"{_usd(cost.get('total_usd'))} in total: reported {_usd(cost.get('reported_usd'))}, "
+            f"derived {_usd(cost.get('derived_usd'))} "
+            f"({s.get('reported', 0)} reported, {s.get('derived', 0)} derived, "
+            f"{s.get('unpriced', 0)} unpriced sample(s))"
         )
         if not cost.get("complete", True):
             text += f"; a floor, not a figure: no price for {', '.join(cost.get('unpriced_models') or [])}"
@@ -46,7 +48,8 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         lines.append(
             (
                 "Cache",
-                f"{cache.get('hits')} cached sample(s) reused, {cache.get('misses')} run, {cache.get('stored')} stored (TTL {cache.get('ttl_seconds')}s)",
+                f"{cache.get('hits')} cached sample(s) reused, {cache.get('misses')} run, "
+                f"{cache.get('stored')} stored (TTL {cache.get('ttl_seconds')}s)",
             )
         )
     gates = report.get("gates")
@@ -68,8 +71,10 @@ def comparison_rows(report: Report) -> tuple[str, list[list[str]]] | None:
     c = comparison.get("counts") or {}
     head = (
         f"against baseline {comparison.get('baseline', {}).get('name')}: {c.get('regressed', 0)} regressed "
-        f"({c.get('regressed_confident', 0)} beyond the resolution of {float(comparison.get('resolution') or 0) * 100:.1f} points), "
-        f"{c.get('improved', 0)} improved, {c.get('added', 0)} added, {c.get('removed', 0)} removed, {c.get('compared', 0)} compared"
+        f"({c.get('regressed_confident', 0)} beyond the resolution of "
+        f"{float(comparison.get('resolution') or 0) * 100:.1f} points), "
+        f"{c.get('improved', 0)} improved, {c.get('added', 0)} added, {c.get('removed', 0)} removed, "
+        f"{c.get('compared', 0)} compared"
     )
     rows = []
     for name, m in (comparison.get("metrics") or {}).items():

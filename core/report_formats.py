@@ -217,14 +217,17 @@ def _bar_chart(report: Report) -> str:
     label_w, bar_w, row_h, top = 170, 420, 30, 26
     width, height = label_w + bar_w + 90, top + row_h * len(metrics) + 24
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="pass rate per metric">',
-        f'<text x="{label_w}" y="16" font-size="12" fill="#5b6475">pass rate (bar) and mean score (line), 0–100 %</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="pass rate per metric">',
+        f'<text x="{label_w}" y="16" font-size="12" fill="#5b6475">'
+        "pass rate (bar) and mean score (line), 0–100 %</text>",
     ]
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         x = label_w + bar_w * tick
         parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 20}" stroke="#e6e8ec"/>')
         parts.append(
-            f'<text x="{x:.1f}" y="{height - 6}" font-size="11" fill="#6b7280" text-anchor="middle">{int(tick * 100)}%</text>'
+            f'<text x="{x:.1f}" y="{height - 6}" font-size="11" fill="#6b7280" text-anchor="middle">'
+            f"{int(tick * 100)}%</text>"
         )
     for i, (name, stats) in enumerate(metrics):
         y = top + i * row_h
@@ -236,12 +239,14 @@ def _bar_chart(report: Report) -> str:
         if rate is not None:
             colour = "#16a34a" if rate >= 0.9 else "#d97706" if rate >= PASS_THRESHOLD else "#dc2626"
             parts.append(
-                f'<rect x="{label_w}" y="{y + 4}" width="{bar_w * rate:.1f}" height="20" fill="{colour}" rx="3"><title>{_e(name)}: pass rate {_pct(rate)}</title></rect>'
+                f'<rect x="{label_w}" y="{y + 4}" width="{bar_w * rate:.1f}" height="20" fill="{colour}" rx="3">'
+                f"<title>{_e(name)}: pass rate {_pct(rate)}</title></rect>"
             )
         if mean is not None:
             x = label_w + bar_w * mean
             parts.append(
-                f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + 27}" stroke="#1d2330" stroke-width="2"><title>{_e(name)}: mean {_num(mean)}</title></line>'
+                f'<line x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + 27}" stroke="#1d2330" stroke-width="2">'
+                f"<title>{_e(name)}: mean {_num(mean)}</title></line>"
             )
         parts.append(f'<text x="{label_w + bar_w + 8}" y="{y + 18}" font-size="13" fill="#1d2330">{_pct(rate)}</text>')
     parts.append("</svg>")
@@ -264,20 +269,23 @@ def _outcome_chart(report: Report) -> str:
     total = max(1, sum(counts.values()))
     width, bar_w = 600, 580
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" viewBox="0 0 {width} 64" role="img" aria-label="sample outcomes">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="64" viewBox="0 0 {width} 64" '
+        'role="img" aria-label="sample outcomes">'
     ]
     x = 10.0
     for kind, n in counts.items():
         if n:
             w = bar_w * n / total
             parts.append(
-                f'<rect x="{x:.1f}" y="6" width="{w:.1f}" height="22" fill="{colours[kind]}"><title>{kind}: {n}</title></rect>'
+                f'<rect x="{x:.1f}" y="6" width="{w:.1f}" height="22" fill="{colours[kind]}">'
+                f"<title>{kind}: {n}</title></rect>"
             )
             x += w
     lx = 10
     for kind, n in counts.items():
         parts.append(
-            f'<rect x="{lx}" y="42" width="11" height="11" fill="{colours[kind]}"/><text x="{lx + 15}" y="52" font-size="12" fill="#1d2330">{kind} {n}</text>'
+            f'<rect x="{lx}" y="42" width="11" height="11" fill="{colours[kind]}"/>'
+            f'<text x="{lx + 15}" y="52" font-size="12" fill="#1d2330">{kind} {n}</text>'
         )
         lx += 145
     parts.append("</svg>")
@@ -308,12 +316,14 @@ def render_html(report: Report) -> str:
         "<h2>Metrics</h2>",
         f'<div class="chart">{_bar_chart(report)}</div>',
         "<p></p>",
-        "<table><tr><th>metric</th><th>mean</th><th>pass rate</th><th>p50</th><th>p95</th><th>stddev</th><th>count</th><th>errors</th></tr>",
+        "<table><tr><th>metric</th><th>mean</th><th>pass rate</th><th>p50</th><th>p95</th><th>stddev</th>"
+        "<th>count</th><th>errors</th></tr>",
     ]
     for name, stats in report["metrics"].items():
         out.append(
             f"<tr><td>{_e(name)}</td><td class=n>{_num(stats['mean'])}</td><td class=n>{_pct(stats['pass_rate'])}</td>"
-            f"<td class=n>{_num(stats['p50'])}</td><td class=n>{_num(stats['p95'])}</td><td class=n>{_num(stats.get('stddev'))}</td>"
+            f"<td class=n>{_num(stats['p50'])}</td><td class=n>{_num(stats['p95'])}</td>"
+            f"<td class=n>{_num(stats.get('stddev'))}</td>"
             f"<td class=n>{stats['count']}</td><td class=n>{stats['errors']}</td></tr>"
         )
     out.append("</table>")
@@ -323,7 +333,8 @@ def render_html(report: Report) -> str:
         rows = unstable_rows(report)
         if rows:
             out.append(
-                "<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th><th>95% CI</th></tr>"
+                "<table><tr><th>unstable sample</th><th>passed</th><th>repetitions</th><th>pass rate</th>"
+                "<th>95% CI</th></tr>"
                 + "".join(
                     f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
                     f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>"
@@ -445,7 +456,10 @@ def render_junit(report: Report) -> str:
                 if row.get("metric_errors")
                 else "below_threshold"
             )
-            body = f"<failure message={_attr(problems[0])} type={_attr(kind)}>{_xml_text(chr(10).join(problems))}</failure>"
+            body = (
+                f"<failure message={_attr(problems[0])} type={_attr(kind)}>"
+                f"{_xml_text(chr(10).join(problems))}</failure>"
+            )
         # scores and output go to system-out: the one free-text place every JUnit reader shows
         scores = row.get("scores") or {}
         lines = [f"{m}: {_num(v) if v is not None else '-'}" for m, v in scores.items()]
@@ -460,7 +474,8 @@ def render_junit(report: Report) -> str:
         # a failed gate is a failed test, so a CI system shows why the run failed
         failures += 1
         cases.append(
-            f'    <testcase classname={_attr("evalharness." + name + ".gates")} name={_attr(problem.split(" ")[0])} time="0">'
+            f"    <testcase classname={_attr('evalharness.' + name + '.gates')} "
+            f'name={_attr(problem.split(" ")[0])} time="0">'
             f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>'
         )
     total = len(cases)
@@ -473,7 +488,8 @@ def render_junit(report: Report) -> str:
     suite_props = "".join(f"<property name={_attr(k)} value={_attr(v)}/>" for k, v in props)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuites name="evalharness" tests="{total}" failures="{failures}" errors="0" time="{report["duration_seconds"]}">\n'
+        f'<testsuites name="evalharness" tests="{total}" failures="{failures}" errors="0" '
+        f'time="{report["duration_seconds"]}">\n'
         f'  <testsuite name={_attr(name)} tests="{total}" failures="{failures}" errors="0" skipped="0" '
         f'time="{report["duration_seconds"]}" timestamp={_attr(str(report["started_at"]).removesuffix("Z"))}>\n'
         f"    <properties>{suite_props}</properties>\n" + "\n".join(cases) + "\n  </testsuite>\n</testsuites>\n"

@@ -208,7 +208,8 @@ async def plan_resume(
         if not allow_changes:
             raise ResumeRefused(
                 f"the SUT {record.sut} changed since run {rid!r} started (its code had fingerprint {then_fp[:19]}…, "
-                f"now {sut_fingerprint[:19]}…): the finished outputs came from the old code. Restore it, start a new run, "
+                f"now {sut_fingerprint[:19]}…): the finished outputs came from the old code. "
+                "Restore it, start a new run, "
                 "or pass --allow-changes to score old and new outputs together"
             )
         notes.append(

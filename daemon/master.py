@@ -488,7 +488,8 @@ class Master:
     async def run(self) -> int:
         log.info("evalharnessd %s: supervisors %s", self.name, ", ".join(s.name for s in self.supervisors))
         log.info(
-            "stopping lets in-flight jobs run for up to %.0fs: use systemd TimeoutStopSec=%d or supervisord stopwaitsecs=%d",
+            "stopping lets in-flight jobs run for up to %.0fs: "
+            "use systemd TimeoutStopSec=%d or supervisord stopwaitsecs=%d",
             self.grace,
             int(self.grace + 15),
             int(self.grace + 15),
@@ -589,7 +590,8 @@ class Master:
                         "worker_crash_loop",
                         supervisor=slot.supervisor,
                         queue=",".join(slot.queues),
-                        message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row (last exit code {code})",
+                        message=f"a worker of {slot.supervisor} crashed {CRASH_LOOP_AFTER} times in a row "
+                        f"(last exit code {code})",
                     )
             if delay:
                 try:
@@ -722,7 +724,9 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
     "--grace",
     type=click.FloatRange(min=0),
     default=None,
-    help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT. Default: the longest job limit + 30 s, where a supervisor's limit is its hard_timeout, else --hard-timeout, else the larger of its timeout and 60 s (so 90 s with no limits set).",
+    help="Seconds in-flight jobs get to finish on SIGTERM/SIGINT. Default: the longest job limit + 30 s, "
+    "where a supervisor's limit is its hard_timeout, else --hard-timeout, else the larger of its timeout "
+    "and 60 s (so 90 s with no limits set).",
 )
 @click.option(
     "--max-jobs",
@@ -769,7 +773,8 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
     default=DEFAULT_QUEUE_RETENTION,
     show_default=True,
     metavar="SECONDS",
-    help="Forget a queue (from status and the console) once it has had no jobs, batches or workers this long; 0: never. `evalharness queue forget` does it at once.",
+    help="Forget a queue (from status and the console) once it has had no jobs, batches or workers "
+    "this long; 0: never. `evalharness queue forget` does it at once.",
 )
 @click.option(
     "--lease",
@@ -801,7 +806,8 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
     "--reload",
     "reload_modules",
     is_flag=True,
-    help="Development: restart the workers gracefully when a module they imported from under the current directory changes (checked every second).",
+    help="Development: restart the workers gracefully when a module they imported from under the "
+    "current directory changes (checked every second).",
 )
 def cli(
     queues: tuple[str, ...],

@@ -112,7 +112,8 @@ async def post_json(
         raise ProviderError(f"{what}: {where} timed out after {seconds:g}s ({type(exc).__name__})") from None
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         raise ProviderError(
-            f"{what}: {where}: the connection was cut before a full answer arrived ({type(exc).__name__}: {redact(str(exc), secret) or 'no detail'})"
+            f"{what}: {where}: the connection was cut before a full answer arrived "
+            f"({type(exc).__name__}: {redact(str(exc), secret) or 'no detail'})"
         ) from None
     except httpx.ConnectError as exc:
         raise ProviderError(
@@ -158,7 +159,10 @@ class OpenAIClient:
 
     def __repr__(self) -> str:
         s = self.settings
-        return f"OpenAIClient(provider={s.name!r}, base_url={s.base_url!r}, model={s.model!r}, api_key=${s.api_key_env} (redacted))"
+        return (
+            f"OpenAIClient(provider={s.name!r}, base_url={s.base_url!r}, model={s.model!r}, "
+            f"api_key=${s.api_key_env} (redacted))"
+        )
 
     __str__ = __repr__
 
@@ -194,7 +198,8 @@ class OpenAIClient:
         data = json_body(response, self._what, key)
         if not isinstance(data, dict):
             raise ProviderError(
-                f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: {excerpt(redact(response.text, key))}"
+                f"{self._what}: POST {url} answered a JSON {type(data).__name__}, not an object: "
+                f"{excerpt(redact(response.text, key))}"
             )
         return data
 
@@ -240,7 +245,8 @@ class OpenAIClient:
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ProviderError(
-                f"{self._what}: the embeddings reply has no data[].embedding lists of numbers: {excerpt(json.dumps(data))}"
+                f"{self._what}: the embeddings reply has no data[].embedding lists of numbers: "
+                f"{excerpt(json.dumps(data))}"
             ) from None
         if len(vectors) != len(inputs):
             raise ProviderError(f"{self._what}: asked for {len(inputs)} embeddings, the reply has {len(vectors)}")

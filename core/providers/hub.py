@@ -93,7 +93,8 @@ class ProviderHub:
         model = str(args.get("model") or settings.model or "")
         if not model:
             raise MetricError(
-                f'metric {metric!r} needs a model: give it as {metric}:model=NAME, in [metrics.{metric}] model = "NAME", '
+                f"metric {metric!r} needs a model: give it as {metric}:model=NAME, "
+                f'in [metrics.{metric}] model = "NAME", '
                 f"or as model in [providers.{name}] (docs/providers.md)"
             )
         return settings, model

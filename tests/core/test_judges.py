@@ -169,7 +169,8 @@ def test_calibrate_counts_agreement_confusion_and_unscored_cases(tmp_path: Path)
 def test_calibration_cases_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(
-        '{"id": "a", "input": "q", "output": "o", "human": "pass"}\n{"id": "b", "input": "q", "output": "o", "human": "maybe"}\n'
+        '{"id": "a", "input": "q", "output": "o", "human": "pass"}\n'
+        '{"id": "b", "input": "q", "output": "o", "human": "maybe"}\n'
     )
     with pytest.raises(DatasetError, match=r"c\.jsonl:2: key 'human'"):
         load_cases(path)
@@ -201,7 +202,8 @@ def test_a_configured_judge_needs_a_model_and_a_known_provider() -> None:
     )
     assert (b.model, b.parse, b.queue) == ("r1", "refusal", "judge")
     assert self_judging_warnings(scorers, "openai:r1") == [
-        "metric 'refusal-quality': the judge model 'r1' is the SUT's model; a model grading its own answers tends to favour them — choose another judge model (model=...)"
+        "metric 'refusal-quality': the judge model 'r1' is the SUT's model; a model grading its own answers "
+        "tends to favour them — choose another judge model (model=...)"
     ]
     assert self_judging_warnings(scorers, "mybot:answer") == []
     # nothing configured: refused as before, so no run calls a default endpoint without a key

@@ -200,7 +200,8 @@ def test_module_capture_uses_the_configuration_file(
 ) -> None:
     config = tmp_path / "evalharness.toml"
     config.write_text(
-        '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n\n[metrics.llm-as-judge]\nmodel = "judge-m"\nrubric = "be kind"\n\n'
+        '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\n\n'
+        '[metrics.llm-as-judge]\nmodel = "judge-m"\nrubric = "be kind"\n\n'
         '[online]\nname = "shop"\nsampling_rate = 1.0\nqueue = "online-judge"\n'
     )
     monkeypatch.setenv("EVALHARNESS_CONFIG", str(config))

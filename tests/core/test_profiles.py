@@ -74,7 +74,8 @@ def test_an_unknown_profile_names_the_flag_and_the_profiles_there_are() -> None:
         ),
         (
             '[profiles.fast]\nmode = "parallel"\n',
-            "{path}: table [profiles.fast]: key 'mode': expected one of serial, lazy-parallel or \"none\", got 'parallel'",
+            "{path}: table [profiles.fast]: key 'mode': "
+            "expected one of serial, lazy-parallel or \"none\", got 'parallel'",
         ),
         (
             "[profiles.fast]\nmetrics = []\n",

@@ -102,7 +102,9 @@ async def test_openai_adapter_sends_system_prompt_params_and_key(
     monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-adapter")
     write_config(
-        '[providers.openai.params]\ntemperature = 0.5\n[sut.openai]\nsystem_prompt = "Answer in one word."\n[sut.openai.params]\nmax_tokens = 8\n'
+        "[providers.openai.params]\ntemperature = 0.5\n"
+        '[sut.openai]\nsystem_prompt = "Answer in one word."\n'
+        "[sut.openai.params]\nmax_tokens = 8\n"
     )
     func = load_sut_code("openai:m1").func
     with collecting_usage() as usage:

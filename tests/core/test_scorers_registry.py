@@ -183,7 +183,8 @@ case_sensitive = true
         ),
         (
             "[metrics.retrieval-ndcg-at-k]\nkk = 5\n",
-            "table [metrics.retrieval-ndcg-at-k] key 'kk': metric 'retrieval-ndcg-at-k' has no argument 'kk' (did you mean 'k'?)",
+            "table [metrics.retrieval-ndcg-at-k] key 'kk': "
+            "metric 'retrieval-ndcg-at-k' has no argument 'kk' (did you mean 'k'?)",
         ),
         ("[metrics.ndcg]\nk = 5\n", "table [metrics] key 'ndcg': unknown metric"),
         ("[metrics]\nrouge-l = 3\n", "table [metrics] key 'rouge-l': expected a table of the metric's arguments"),

@@ -91,6 +91,6 @@ async def test_status_lists_each_adaptive_limiter(aclient: Any) -> None:
     out = console.file
     assert isinstance(out, io.StringIO)
     assert (
-        "limiter example (https://api.example/v1 $EXAMPLE_KEY): limit 6 (2–32), 1 in flight, 0 throttled 1h, 0 decrease(s) 1h"
-        in out.getvalue()
+        "limiter example (https://api.example/v1 $EXAMPLE_KEY): "
+        "limit 6 (2–32), 1 in flight, 0 throttled 1h, 0 decrease(s) 1h" in out.getvalue()
     )

@@ -110,6 +110,8 @@ def test_four_workers_share_one_adaptive_limit_that_settles_under_the_providers_
         assert shown["throttled_1h"] == len(throttled) and shown["decreases_1h"] >= 1
         assert shown["ok_1h"] == SAMPLES and shown["in_flight"] == 0
         print(
-            f"\nfirst call {first - launched:.1f}s after the launch, the calls took {calls[-1].at - first:.1f}s; settled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, {len(late)} of {len(after)} after settling; "
+            f"\nfirst call {first - launched:.1f}s after the launch, the calls took {calls[-1].at - first:.1f}s; "
+            f"settled after {settled - first:.2f}s; {len(throttled)} of {len(calls)} calls got 429, "
+            f"{len(late)} of {len(after)} after settling; "
             f"limit now {shown['limit']}, {shown['decreases_1h']} decrease(s)"
         )

@@ -153,7 +153,8 @@ def test_saved_outputs_are_judged_in_process_and_a_self_judging_sut_is_warned(
 ) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(
-        '{"id": "a", "input": "Capital of France?", "expected_output": "Paris"}\n{"id": "b", "input": "q", "expected_output": "x"}\n'
+        '{"id": "a", "input": "Capital of France?", "expected_output": "Paris"}\n'
+        '{"id": "b", "input": "q", "expected_output": "x"}\n'
     )
     outputs = tmp_path / "o.jsonl"
     outputs.write_text('{"id": "a", "output": "Paris"}\n{"id": "b", "output": "meh [judge:nonsense]"}\n')

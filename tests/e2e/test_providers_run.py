@@ -229,7 +229,8 @@ def test_run_hands_its_config_file_to_the_workers_it_starts(procs: Processes, tm
     conf = tmp_path / "conf" / "eval.toml"
     conf.parent.mkdir()
     conf.write_text(
-        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai]\nsystem_prompt = "Be exact."\n'
+        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n'
+        '[sut.openai]\nsystem_prompt = "Be exact."\n'
     )
     done = procs.cli(
         "--config",
@@ -286,7 +287,8 @@ def test_the_daemon_hands_its_config_file_to_its_workers(
     conf = tmp_path / "conf" / "eval.toml"
     conf.parent.mkdir()
     conf.write_text(
-        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n[sut.openai.params]\ntemperature = 0\n'
+        f'[providers.openai]\nbase_url = "{stub.base_url}"\napi_key_env = "STUB_KEY"\n'
+        "[sut.openai.params]\ntemperature = 0\n"
     )
     env = {"STUB_KEY": KEY, "OPENAI_BASE_URL": ""}
     daemon = procs.start("-m", "evalharness.daemon.master", "--config", str(conf), "--queue", "evals=1", env=env)

@@ -183,7 +183,8 @@ def test_evalharnessd_reload_restarts_the_workers_when_an_imported_module_change
 ) -> None:
     jobs = tmp_path / "myjobs.py"
     jobs.write_text(
-        "from evalharness.core import job\n\n\n@job('greet', queue='evals')\ndef greet(name):\n    return 'hello ' + name\n"
+        "from evalharness.core import job\n\n\n"
+        "@job('greet', queue='evals')\ndef greet(name):\n    return 'hello ' + name\n"
     )
     daemon = procs.start(
         "-m", "evalharness.daemon.master", "--queue", "evals=2", "--import", "myjobs", "--reload", "--log-level", "info"

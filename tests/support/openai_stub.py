@@ -234,7 +234,8 @@ class OpenAIStub:
                 if behaviour == "cut":
                     # a status line and half a body, then the socket closes
                     self.wfile.write(
-                        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{"choices": [{"mess'
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+                        b'{"choices": [{"mess'
                     )
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -128,8 +128,10 @@ class Processes:
         return self.start(*args, env=env)
 
     def cli(
-        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+        self, *args: str, timeout: float = 180, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        # The timeout only ends a command that would never finish: with the suite's processes
+        # sharing two cores, a `run` that takes 5 s alone can take a minute.
         return subprocess.run(
             [PYTHON, "-m", "evalharness.cli", *args],
             env={**self.env, **(env or {})},

@@ -48,8 +48,10 @@ def make_app() -> Callable[..., ConsoleApp]:
     return make
 
 
-async def wait_for(pilot: Pilot[None], predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Let the app run until ``predicate()`` holds; fail naming ``what`` once ``within`` seconds pass."""
+async def wait_for(pilot: Pilot[None], predicate: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    """Let the app run until ``predicate()`` holds; fail naming ``what`` once ``within`` seconds pass.
+    The bound only ends a wait that will never succeed: with the suite's processes sharing two cores
+    a 1 s timer can take several seconds to fire, so it is generous."""
     deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
@@ -132,6 +134,8 @@ async def open_mode(pilot: Pilot[None], key: str) -> None:
     app = pilot.app
     assert isinstance(app, ConsoleApp)
     await pilot.press(key)
+    # the key is taken by the app's message loop: on a busy machine the mode may not have changed yet
+    await wait_for(pilot, lambda: app.mode_shown in app._views, f"the screen of key {key}")
     view = app._views[app.mode_shown]
 
     def drawn() -> bool:

@@ -785,7 +785,10 @@ class FakeAdmin(Admin):
 
     async def job_detail(self, queue: str, job_id: str) -> JobDetail | None:
         self._check("job_detail", job_id)
-        payload = '{\n  "sample": {"question": "What is the capital of France?", "expected": "Paris"},\n  "model": "judge-large"\n}'
+        payload = (
+            '{\n  "sample": {"question": "What is the capital of France?", "expected": "Paris"},\n'
+            '  "model": "judge-large"\n}'
+        )
         return JobDetail(
             job_id,
             queue,

@@ -37,7 +37,7 @@ async def subscribed(aclient: Redis) -> bool:
     return int(listeners) > 0
 
 
-async def wait_until_subscribed(aclient: Redis, within: float = 10.0) -> None:
+async def wait_until_subscribed(aclient: Redis, within: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await subscribed(aclient):
         if asyncio.get_running_loop().time() > deadline:

@@ -209,7 +209,8 @@ class FailedModel:
         if self.grouped:
             text = f"{len(self.groups)} exception classes · {format_count(sum(g.count for g in self.groups))} jobs"
         elif self.total > len(self.rows):
-            text = f"{format_count(self.offset + 1)}–{format_count(self.offset + len(self.rows))} of {format_count(self.total)}"
+            first, last = format_count(self.offset + 1), format_count(self.offset + len(self.rows))
+            text = f"{first}–{last} of {format_count(self.total)}"
         else:
             text = plural(self.total, "failed job")
         if self.filter_text:

@@ -211,7 +211,8 @@ def pause_confirmation(line: Line) -> Confirmation:
         body = (
             f"{plural(workers, 'worker')} of {m.name} take jobs again."
             if paused
-            else f"{plural(workers, 'worker')} of {m.name} finish their running jobs and take no more; queued jobs stay queued."
+            else f"{plural(workers, 'worker')} of {m.name} finish their running jobs and take no more; "
+            "queued jobs stay queued."
         )
         return Confirmation(f"{verb} master {m.name}?", body, f"{verb} master")
     s = line.supervisor
