@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fake_admin import NOW, FakeAdmin, batches
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
 
@@ -34,6 +35,8 @@ def shoot(
         app.post_message(TelemetryReceived.from_dict(busy))
         await pilot.pause()
         await steps(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # the cursor shown, wherever its blink was when the picture is taken
         await pilot.pause()
 
     result: bool = snap_compare(app, terminal_size=size, run_before=run_before)

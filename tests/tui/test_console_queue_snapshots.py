@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fake_admin import FakeAdmin
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, HistoryReceived, TelemetryReceived
 from evalharness.tui.views.dialogs import ConfirmDialog
@@ -38,6 +39,8 @@ def shoot(
         app.post_message(HistoryReceived.from_entries(history))
         await pilot.pause()
         await steps(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # the cursor shown, wherever its blink was when the picture is taken
         await pilot.pause()
 
     result: bool = snap_compare(app, terminal_size=size, run_before=run_before)
