@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -561,6 +562,15 @@ Exit codes:
 """
 
 
+def hang_up_with_the_terminal() -> None:
+    """End this process when its terminal goes away (the pty closed, SIGHUP: a dropped SSH session),
+    also when it was started from a shell or program that ignores or blocks hangups (``nohup``, some
+    job runners): both are inherited across exec, and a console left running with no terminal is a
+    process nobody sees."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_CODES_HELP,
@@ -620,6 +630,7 @@ def main(
         raise SystemExit(2)
     app = ConsoleApp(settings.redis_url, settings.prefix, read_only=read_only)
     app.configured_supervisors = tuple(s.name for s in config.supervisors)
+    hang_up_with_the_terminal()
     app.run()
     if app.return_code:
         raise SystemExit(app.return_code)

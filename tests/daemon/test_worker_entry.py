@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from evalharness.cli.main import cli
+from evalharness.cli.work import work
 from evalharness.daemon.worker import entry_parser
 
 PROBE = """
@@ -21,7 +21,7 @@ except SystemExit as exc:
 
 
 def test_the_entry_takes_exactly_the_flags_of_evalharness_work_and_the_connection_flags() -> None:
-    work = cli.commands["work"]
+
     click_flags = {o for p in work.params for o in (*p.opts, *p.secondary_opts)} - {"--help"}
     group_flags = {"--redis-url", "--prefix", "--config", "--log-level"}
     entry_flags = {o for a in entry_parser()._actions for o in a.option_strings} - {"-h", "--help"}

@@ -61,10 +61,23 @@ def wait_gone(pids: set[int], within: float, what: str) -> None:
         time.sleep(0.05)  # polling /proc with a deadline
 
 
-def start_console(redis_url: str, child_env: dict[str, str], cwd: Path) -> pexpect.spawn:
+# Starts the console the way ``nohup`` would have its parent leave it: hangups ignored and blocked,
+# dispositions a program inherits across exec.
+IGNORING_HANGUPS = (
+    "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP}); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def start_console(
+    redis_url: str, child_env: dict[str, str], cwd: Path, *, hangups_ignored: bool = False
+) -> pexpect.spawn:
+    command, args = TUI, ["--redis-url", redis_url]
+    if hangups_ignored:
+        command, args = sys.executable, ["-c", IGNORING_HANGUPS, TUI, *args]
     console = pexpect.spawn(
-        TUI,
-        ["--redis-url", redis_url],
+        command,
+        args,
         env={**child_env, "TERM": "xterm-256color"},
         dimensions=(24, 80),
         encoding="utf-8",
@@ -76,17 +89,19 @@ def start_console(redis_url: str, child_env: dict[str, str], cwd: Path) -> pexpe
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("inherited", ["default", "hangups ignored"])
 @pytest.mark.parametrize("how", ["pty closed", "SIGHUP"])
 def test_the_console_exits_when_its_terminal_goes_away(
-    redis_url: str, child_env: dict[str, str], tmp_path: Path, how: str
+    redis_url: str, child_env: dict[str, str], tmp_path: Path, how: str, inherited: str
 ) -> None:
-    console = start_console(redis_url, child_env, tmp_path)
+    console = start_console(redis_url, child_env, tmp_path, hangups_ignored=inherited == "hangups ignored")
     pid = console.pid
     family = {pid} | children_of(pid)
     try:
         if how == "pty closed":
-            # What sshd does when the connection drops: the master side of the pty is closed.
-            os.close(console.child_fd)
+            # What sshd does when the connection drops: the master side of the pty is closed (through
+            # the file object that owns it, so nothing closes the number again once it is reused).
+            console.ptyproc.fileobj.close()
             console.child_fd = -1
         else:
             os.kill(pid, signal.SIGHUP)
