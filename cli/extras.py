@@ -100,6 +100,41 @@ _GATE_OPTIONS = [
 ]
 
 
+_FORMAT_OPTIONS = [
+    click.option(
+        "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
+    ),
+    click.option(
+        "--html",
+        "html_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also write the report as one self-contained HTML file (no script, no network).",
+    ),
+    click.option(
+        "--csv",
+        "csv_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also write one CSV row per sample and metric.",
+    ),
+    click.option(
+        "--junit",
+        "junit_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also write JUnit XML for CI: a testcase per sample.",
+    ),
+]
+
+
+def format_options(func: F) -> F:
+    """The report-format flags that ``evalharness run`` and ``evalharness report`` share."""
+    for option in reversed(_FORMAT_OPTIONS):
+        func = option(func)
+    return func
+
+
 def run_extra_options(func: F) -> F:
     """The flags of ``evalharness run``: cache, budget and gates."""
     for option in reversed([*_OPTIONS, *_GATE_OPTIONS]):

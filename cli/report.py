@@ -25,6 +25,7 @@ from evalharness.core.scorers import resolve_metrics
 from .common import handle_errors, settings_from
 from .extras import (
     check_run_extras,
+    format_options,
     gate_options,
     prepare,
 )
@@ -42,30 +43,7 @@ from .run import present
     type=click.Path(dir_okay=False),
     help="Write the JSON report (schema evalharness.report.v1) here.",
 )
-@click.option(
-    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write the report as one self-contained HTML file (no script, no network).",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write one CSV row per sample and metric.",
-)
-@click.option(
-    "--junit",
-    "junit_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write JUnit XML for CI: a testcase per sample.",
-)
+@format_options
 @gate_options
 @click.pass_context
 @handle_errors

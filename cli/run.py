@@ -63,6 +63,7 @@ from .extras import (
     check_run_extras,
     decorate,
     exit_code,
+    format_options,
     prepare,
     render,
     run_extra_options,
@@ -233,30 +234,7 @@ from .runs import resume_fields
         "needed."
     ),
 )
-@click.option(
-    "--md", "md_path", type=click.Path(dir_okay=False), metavar="FILE", help="Also write the report as Markdown."
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write the report as one self-contained HTML file (no script, no network).",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write one CSV row per sample and metric.",
-)
-@click.option(
-    "--junit",
-    "junit_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write JUnit XML for CI: a testcase per sample.",
-)
+@format_options
 @run_extra_options
 @click.pass_context
 @handle_errors
