@@ -667,14 +667,14 @@ class Admin:
     async def _index_batches(self, queue: str) -> None:
         keys = self._keys(queue)
         indexes = {
-            active_batches_key(keys): ACTIVE_STATES,
-            with_failures_key(keys): frozenset({"finished_with_failures"}),
+            active_batches_key(keys): (ACTIVE_STATES, keys.batches_active_indexed),
+            with_failures_key(keys): (frozenset({"finished_with_failures"}), keys.batches_with_failures_indexed),
         }
         async with self.client.pipeline(transaction=False) as pipe:
-            for index in indexes:
-                pipe.exists(index + "_indexed")
+            for _, marker in indexes.values():
+                pipe.exists(marker)
             done = await pipe.execute()
-        todo = {index: states for (index, states), marked in zip(indexes.items(), done, strict=True) if not marked}
+        todo = {index: found for (index, found), marked in zip(indexes.items(), done, strict=True) if not marked}
         if not todo:
             return
         entries: Any = await self.client.zrange(batches_key(keys), 0, -1, withscores=True)
@@ -684,7 +684,7 @@ class Admin:
                 for bid, _ in chunk:
                     pipe.hmget(batch_key(keys, str(bid)), "state", "finished_at")
                 records = await pipe.execute()
-            for index, states in todo.items():
+            for index, (states, _) in todo.items():
                 # the active index is scored by creation, the other by finish
                 by_finish = index != active_batches_key(keys)
                 found = {
@@ -694,8 +694,8 @@ class Admin:
                 }
                 if found:
                     await self.client.zadd(index, found, nx=True)
-        for index in todo:
-            await self.client.set(index + "_indexed", "1")
+        for _, marker in todo.values():
+            await self.client.set(marker, "1")
 
     async def _batch(self, batch_id: str) -> BatchRow | None:
         queue = await self.client.hget(batch_index_key(self.prefix), batch_id)

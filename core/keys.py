@@ -124,6 +124,11 @@ class QueueKeys:
         scripts (``_batch.lua``), so a count of them reads no batch record."""
         return self.base + "batches:with_failures"
 
+    @property
+    def batches_with_failures_indexed(self) -> str:
+        """STRING set once ``batches_with_failures`` covers the batches finished before it existed."""
+        return self.batches_with_failures + "_indexed"
+
     def batch(self, batch_id: str) -> str:
         """HASH: one batch record (name built in ``_batch.lua`` too)."""
         return self.base + "batch:" + batch_id
