@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from .errors import ConfigError
 from .jobs import RateLimited
 from .keys import LimiterKeys, adaptive_index
-from .scripts import script_source
+from .queue import script_source
 
 log = logging.getLogger(__name__)
 

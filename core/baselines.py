@@ -26,8 +26,8 @@ from .config import validate_name
 from .datasets import Dataset, Sample
 from .errors import ConfigError, EvalHarnessError
 from .keys import GlobalKeys
+from .queue import script_source
 from .report import PASS_THRESHOLD, WILSON_Z95, macro_f1, wilson_interval
-from .scripts import script_source
 
 BASELINE_SCHEMA = "evalharness.baseline.v1"
 COMPARISON_SCHEMA = "evalharness.comparison.v1"

@@ -70,13 +70,13 @@ def batches_key(keys: QueueKeys) -> str:
 
 def active_batches_key(keys: QueueKeys) -> str:
     """ZSET batch id -> created ms of the batches not finished yet (kept by the scripts, see
-    _batch.lua), so the active list never reads finished batches."""
+    the batch helpers of _prelude.lua), so the active list never reads finished batches."""
     return keys.batches_active
 
 
 def with_failures_key(keys: QueueKeys) -> str:
     """ZSET batch id -> finish time (ms) of the batches that finished with failures (kept by the
-    scripts, see _batch.lua), so a count of them reads no batch record."""
+    scripts, see the batch helpers of _prelude.lua), so a count of them reads no batch record."""
     return keys.batches_with_failures
 
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from .keys import GlobalKeys, QueueKeys
-from .scripts import script_source
+from .queue import script_source
 
 DEFAULT_QUEUE_RETENTION = 24 * 3600.0  # seconds a queue stays listed after it was last used
 

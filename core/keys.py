@@ -56,7 +56,7 @@ class QueueKeys:
     def failed_index(self, facet: str, value: str) -> str:
         """ZSET job id -> time (ms) it failed, of the failed jobs whose ``facet`` (``batch``,
         ``name`` or ``exc``: the exception class, or the failure kind when there is none) is
-        ``value``; kept by the fail, retry, forget and cancel scripts (names built in _failed.lua
+        ``value``; kept by the fail, retry, forget and cancel scripts (names built in _prelude.lua
         too), trimmed to the store's retention."""
         return f"{self.base}failed:{facet}:{value}"
 
@@ -110,7 +110,7 @@ class QueueKeys:
     @property
     def batches_active(self) -> str:
         """ZSET batch id -> creation time (ms) of the batches not finished yet, kept by the scripts
-        (``_batch.lua``), so the active list never reads finished batches."""
+        (the batch helpers of ``_prelude.lua``), so the active list never reads finished batches."""
         return self.base + "batches:active"
 
     @property
@@ -121,7 +121,7 @@ class QueueKeys:
     @property
     def batches_with_failures(self) -> str:
         """ZSET batch id -> finish time (ms) of the batches that finished with failures, kept by the
-        scripts (``_batch.lua``), so a count of them reads no batch record."""
+        scripts (the batch helpers of ``_prelude.lua``), so a count of them reads no batch record."""
         return self.base + "batches:with_failures"
 
     @property
@@ -130,7 +130,7 @@ class QueueKeys:
         return self.batches_with_failures + "_indexed"
 
     def batch(self, batch_id: str) -> str:
-        """HASH: one batch record (name built in ``_batch.lua`` too)."""
+        """HASH: one batch record (name built in ``_prelude.lua`` too)."""
         return self.base + "batch:" + batch_id
 
     def batch_failed(self, batch_id: str) -> str:

@@ -32,7 +32,7 @@ from .config import validate_name
 from .errors import ConfigError
 from .jobs import Job
 from .keys import LimiterKeys
-from .scripts import Scripts
+from .queue import Scripts
 
 KeyFunc = Callable[[Job], Any]
 

@@ -162,7 +162,7 @@ async def record_score(
     """Record one judged capture (``score`` None: the judge gave none) and apply the drift rule;
     returns (rolling mean or None below ``min_samples``, samples in the window, transition:
     ``drift``, ``recovered`` or '')."""
-    from .scripts import script_source
+    from .queue import script_source
 
     keys = OnlineKeys(prefix, settings.name)
     passed = 1 if score is not None and score >= settings.pass_threshold else 0

@@ -1,5 +1,5 @@
 """The constants the Lua scripts and the Python readers share, and the Lua prelude rendered from them:
-every script starts with the prelude (``core/scripts.py``), so a number here is changed once."""
+every script starts with the prelude (``script_source`` in ``core/queue.py``), so a number here is changed once."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ BUCKET_BOUNDS_MS: tuple[int, ...] = (
 
 def prelude_constants() -> str:
     """The Lua lines that declare the shared constants, from the values above (one paragraph
-    each: a script is loaded with the ones it uses, see ``scripts.link``)."""
+    each: a script is loaded with the ones it uses, see ``queue.link``)."""
     return (
         "-- rendered from core/prelude.py\n"
         f"local WAKE_CAP = {WAKE_CAP}\n\n"

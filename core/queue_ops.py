@@ -24,7 +24,7 @@ from .admin import ActionResult
 from .config import validate_name
 from .errors import EvalHarnessError
 from .keys import QueueKeys
-from .scripts import script_source
+from .queue import script_source
 
 
 def _plural(n: int, word: str) -> str:

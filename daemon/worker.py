@@ -47,8 +47,7 @@ from evalharness.core.jobs import (
     redact_payload,
 )
 from evalharness.core.limits import Limiter, LimiterClient
-from evalharness.core.queue import LeaseUpdate, PopResult, Queue, parse_renew
-from evalharness.core.scripts import script_source
+from evalharness.core.queue import LeaseUpdate, PopResult, Queue, parse_renew, script_source
 from evalharness.core.sut import CountingThreadPool, sync_calls_unfinished
 from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
 

@@ -13,8 +13,7 @@ import pytest
 from evalharness.core import prelude, telemetry
 from evalharness.core.keys import GlobalKeys, QueueKeys
 from evalharness.core.prelude import BUCKET_BOUNDS_MS, EVENTS_MAXLEN, MINUTE_TTL_S, WAKE_CAP, prelude_source
-from evalharness.core.queue import JobRequest, Queue
-from evalharness.core.scripts import SCRIPT_NAMES, link, script_source
+from evalharness.core.queue import SCRIPT_NAMES, JobRequest, Queue, link, script_source
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "core" / "lua"
