@@ -196,6 +196,10 @@ def new_job_id() -> str:
     return f"{int(time.time() * 1000):012x}{next(_ID_SEQUENCE) & 0xFFFF:04x}{random.getrandbits(48):012x}"
 
 
+# what a job with neither its producer's options nor a registration runs with
+_NO_OPTIONS = JobOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One job as a worker sees it after a pop: the immutable envelope plus counters."""
@@ -255,12 +259,19 @@ class Job:
         checkpoint: Any = None,
     ) -> Job:
         env = json.loads(data)
+        # the options a job runs with: the producer's, else the registered job's, plus overrides
+        if env.get("options") is not None:
+            options = JobOptions.from_json(env["options"])
+        else:
+            spec = REGISTRY.get(env["name"])
+            options = spec.options if spec is not None else _NO_OPTIONS
+        overrides = env.get("overrides")
         return cls(
             id=env["id"],
             name=env["name"],
             payload=env.get("payload"),
             queue=env["queue"],
-            options=_resolve_options(env),
+            options=options.override(**overrides) if overrides else options,
             enqueued_at=float(env.get("enqueued_at", 0.0)),
             lane=lane,
             batch=env.get("batch"),
@@ -302,17 +313,6 @@ def _envelope_parts(name: str, queue: str, options: JobOptions | None) -> tuple[
     overrides: the same for every job of one name, queue and options."""
     shown = _compact(options.to_json()) if options is not None else "null"
     return f',"name":{_compact(name)},"payload":', f',"queue":{_compact(queue)},"options":{shown},"overrides":'
-
-
-def _resolve_options(env: dict[str, Any]) -> JobOptions:
-    """The options a job runs with: the producer's, else the registered job's, plus overrides."""
-    if env.get("options") is not None:
-        base = JobOptions.from_json(env["options"])
-    else:
-        spec = REGISTRY.get(env.get("name", ""))
-        base = spec.options if spec is not None else JobOptions()
-    overrides = env.get("overrides")
-    return base.override(**overrides) if overrides else base
 
 
 class JobContext(Protocol):

@@ -7,7 +7,7 @@ queue's tag for the same reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_PREFIX = "eh"
 DEFAULT_LANE = "_"
@@ -15,43 +15,42 @@ DEFAULT_LANE = "_"
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """The keys of one queue (all in one hash slot)."""
+    """The keys of one queue (all in one hash slot).  The keys every job passes through are
+    attributes, built once per queue: a job reads them without a call."""
 
     prefix: str
     queue: str
+    # the key base every name below starts with (the queue's hash tag)
+    base: str = field(init=False, repr=False, compare=False)
+    # LIST of lane names that hold ready jobs, rotated for round-robin pops.
+    lanes: str = field(init=False, repr=False, compare=False)
+    # ZSET job id -> time (ms) it became ready: backlog size and oldest wait.
+    ready: str = field(init=False, repr=False, compare=False)
+    # ZSET job id -> time (ms) it becomes due.
+    delayed: str = field(init=False, repr=False, compare=False)
+    # ZSET job id -> lease deadline (ms).
+    reserved: str = field(init=False, repr=False, compare=False)
+    # ZSET job id -> time (ms) it failed for good.
+    failed: str = field(init=False, repr=False, compare=False)
+    # LIST of wake-up tokens that idle workers block on.
+    wake: str = field(init=False, repr=False, compare=False)
+    # HASH of counters (dispatched, completed, failed, released, retried, lost).
+    stats: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{q:{self.queue}}}:"
-
-    @property
-    def lanes(self) -> str:
-        """LIST of lane names that hold ready jobs, rotated for round-robin pops."""
-        return self.base + "lanes"
+    def __post_init__(self) -> None:
+        base = f"{self.prefix}:{{q:{self.queue}}}:"
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "lanes", base + "lanes")
+        object.__setattr__(self, "ready", base + "ready")
+        object.__setattr__(self, "delayed", base + "delayed")
+        object.__setattr__(self, "reserved", base + "reserved")
+        object.__setattr__(self, "failed", base + "failed")
+        object.__setattr__(self, "wake", base + "wake")
+        object.__setattr__(self, "stats", base + "stats")
 
     def lane(self, lane: str) -> str:
         """LIST of ready job ids of one lane (a batch, a tenant, or the default lane)."""
         return self.base + "lane:" + lane
-
-    @property
-    def ready(self) -> str:
-        """ZSET job id -> time (ms) it became ready: backlog size and oldest wait."""
-        return self.base + "ready"
-
-    @property
-    def delayed(self) -> str:
-        """ZSET job id -> time (ms) it becomes due."""
-        return self.base + "delayed"
-
-    @property
-    def reserved(self) -> str:
-        """ZSET job id -> lease deadline (ms)."""
-        return self.base + "reserved"
-
-    @property
-    def failed(self) -> str:
-        """ZSET job id -> time (ms) it failed for good."""
-        return self.base + "failed"
 
     def failed_index(self, facet: str, value: str) -> str:
         """ZSET job id -> time (ms) it failed, of the failed jobs whose ``facet`` (``batch``,
@@ -70,16 +69,6 @@ class QueueKeys:
         """STRING set once the failed-job indexes cover every job in ``failed`` (after the one-time
         rebuild of jobs that failed before the indexes existed)."""
         return self.base + "failed_indexed"
-
-    @property
-    def wake(self) -> str:
-        """LIST of wake-up tokens that idle workers block on."""
-        return self.base + "wake"
-
-    @property
-    def stats(self) -> str:
-        """HASH of counters (dispatched, completed, failed, released, retried, lost)."""
-        return self.base + "stats"
 
     @property
     def paused(self) -> str:

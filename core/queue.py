@@ -133,6 +133,9 @@ class Scripts:
 
 
 DISPATCH_CHUNK = 500
+# The event a job's failure writes (with ``fail_call(event=True)``), by the failure's kind.
+FAILURE_EVENTS = {"timeout": "job_timed_out", "cancelled": "job_cancelled"}
+EVENT_MESSAGE_CHARS = 500
 FAILED_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
@@ -235,7 +238,10 @@ class Queue:
 
     # -- producing ---------------------------------------------------------------------
 
-    def _prepare(self, req: JobRequest) -> tuple[str, Job, float, str | None]:
+    def _prepare(self, req: JobRequest) -> tuple[str, Job, list[Any]]:
+        """The queue, the job and its argument group of ``dispatch.lua``: a plain job (no id,
+        delay, result sink, idempotency key or batch) is ``"p", lane, 1, id, envelope`` (groups of
+        one lane merge); any other is ``"x"`` and ten fields."""
         spec = REGISTRY.get(req.name)
         queue = req.queue or (spec.queue if spec else "default")
         options_given = req.options is not None or spec is not None
@@ -267,14 +273,33 @@ class Queue:
             options_given=options_given,
             overrides=dict(req.overrides),
         )
-        return queue, job, max(0.0, req.delay), merge_key
+        try:
+            envelope = job.envelope()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"payload of job {req.name!r} is not JSON-serialisable: {exc}") from None
+        delay = max(0.0, req.delay)
+        if req.id is None and not delay and req.result_to is None and merge_key is None and job.batch is None:
+            return queue, job, ["p", job.lane, 1, job.id, envelope]
+        sink, sink_field, ttl = req.result_to or ("", "", 0)
+        if sink:
+            validate_name("result sink", sink)
+        unique_ms = int(job.options.unique_for * 1000)
+        group = ["x", job.id, envelope, job.lane, int(delay * 1000), sink, sink_field, ttl, merge_key or "", unique_ms]
+        return queue, job, [*group, job.batch or ""]
 
     async def dispatch(self, name: str, payload: Any = None, **kwargs: Any) -> str:
         """Dispatch one job; returns its id (or the id of the pending job it duplicates).
         Job options (``tries=``, ``timeout=``, ``backoff=``...) override the job's own."""
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_NAMES}
-        ids = await self.dispatch_many([JobRequest(name, payload, overrides=overrides, **kwargs)])
-        return ids[0]
+        queue, _, group = self._prepare(JobRequest(name, payload, overrides=overrides, **kwargs))
+        keys = self.keys(queue)
+        (reply,) = await self.scripts.run(
+            [("dispatch", self._dispatch_keys(keys), [keys.base, int(time.time() * 1000), *group])]
+        )
+        return str(reply[0])
+
+    def _dispatch_keys(self, keys: QueueKeys) -> list[str]:
+        return [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
 
     async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
         """Dispatch many jobs in pipelined chunks (one script call per chunk and queue; one round
@@ -288,43 +313,19 @@ class Queue:
         order: list[tuple[str, int]] = []
         ids: list[str] = []
         for req in requests:
-            queue, job, delay, merge_key = self._prepare(req)
-            try:
-                envelope = job.envelope()
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"payload of job {req.name!r} is not JSON-serialisable: {exc}") from None
+            queue, job, group = self._prepare(req)
             groups = by_queue.get(queue)
             if groups is None:
                 groups = by_queue[queue] = []
                 counts[queue] = 0
             order.append((queue, counts[queue]))
             counts[queue] += 1
-            if req.id is None and not delay and req.result_to is None and merge_key is None and job.batch is None:
-                last = groups[-1] if groups else None
-                if last is not None and last[0] == "p" and last[1] == job.lane and last[2] < DISPATCH_CHUNK:
-                    last[2] += 1
-                    last += (job.id, envelope)
-                else:
-                    groups.append(["p", job.lane, 1, job.id, envelope])
+            last = groups[-1] if groups and group[0] == "p" else None
+            if last is not None and last[0] == "p" and last[1] == group[1] and last[2] < DISPATCH_CHUNK:
+                last[2] += 1
+                last += group[3:]
             else:
-                sink, sink_field, ttl = req.result_to or ("", "", 0)
-                if sink:
-                    validate_name("result sink", sink)
-                groups.append(
-                    [
-                        "x",
-                        job.id,
-                        envelope,
-                        job.lane,
-                        int(delay * 1000),
-                        sink,
-                        sink_field,
-                        ttl,
-                        merge_key or "",
-                        int(job.options.unique_for * 1000),
-                        job.batch or "",
-                    ]
-                )
+                groups.append(group)
             ids.append(job.id)
         if not ids:
             return ids
@@ -333,7 +334,7 @@ class Queue:
         which: list[str] = []
         for queue, groups in by_queue.items():
             keys = self.keys(queue)
-            script_keys = [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
+            script_keys = self._dispatch_keys(keys)
             args: list[Any] = []
             jobs = 0
             for group in groups:
@@ -477,11 +478,15 @@ class Queue:
         raised: bool = True,
         checkpoint: str = "",
         telemetry: bool = True,
+        event: bool = False,
     ) -> dict[str, list[Any]]:
-        """The keys and args of the ``fail`` script (shared by the async and sync callers)."""
+        """The keys and args of the ``fail`` script (shared by the async and sync callers).
+        ``event``: the script also appends the job's event to the stream the console reads
+        (``job_timed_out``, ``job_cancelled`` or ``job_failed``, by the failure's kind)."""
         keys = self.keys(queue)
         kind = str(failure.get("kind", "exception"))
         name, exc = failure_facets(failure)
+        event_kind = FAILURE_EVENTS.get(kind, "job_failed") if event else ""
         return {
             "keys": [keys.reserved, keys.failed, keys.stats, keys.lanes, keys.ready, keys.wake],
             "args": [
@@ -496,6 +501,9 @@ class Queue:
                 name,
                 exc,
                 kind,
+                event_kind,
+                queue,
+                str(failure.get("message", ""))[:EVENT_MESSAGE_CHARS] if event else "",
             ],
         }
 

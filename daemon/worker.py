@@ -34,6 +34,7 @@ from evalharness.core.errors import ConfigError
 from evalharness.core.evaljobs import SAMPLE_JOB
 from evalharness.core.jobs import (
     REGISTRY,
+    Decision,
     FailureKind,
     Job,
     JobCancelled,
@@ -49,7 +50,6 @@ from evalharness.core.jobs import (
 from evalharness.core.limits import Limiter, LimiterClient
 from evalharness.core.queue import LeaseUpdate, PopResult, Queue, parse_renew, script_source
 from evalharness.core.sut import CountingThreadPool, sync_calls_unfinished
-from evalharness.core.telemetry import EVENTS_MAXLEN, events_key
 
 from .reload import ModuleFiles, report_modules_wanted
 
@@ -431,8 +431,7 @@ class Worker:
                 else:
                     for q in opts.queues:
                         result = await self._ack_and_pop(q, free - got)
-                        for job in result.jobs:
-                            self._start(job, job.id in result.cancelled)
+                        await self._start(result)
                         got += len(result.jobs)
                         if result.next_due is not None:
                             next_due = result.next_due if next_due is None else min(next_due, result.next_due)
@@ -452,7 +451,7 @@ class Worker:
                         if self.paused or self.stop_event.is_set():
                             continue
                         result = await self._wait_and_pop(wake_keys, wait, opts.queues[0], free - got)
-                        await self._start_popped(result)
+                        await self._start(result)
                         if len(result.jobs) < free - got:
                             drained = (result.next_due,)
                     else:
@@ -504,17 +503,6 @@ class Worker:
             raise raw
         return self.queue.parse_pop(raw)
 
-    async def _start_popped(self, result: PopResult) -> None:
-        if result.jobs and self.paused:
-            # paused while the pop waited: the jobs go back, without using a try, for others
-            log.info("worker %s: paused while waiting; giving back %d job(s)", self.id, len(result.jobs))
-            for job in result.jobs:
-                self._held[job.queue][job.id] = job
-                await self._give_back(job)
-            return
-        for job in result.jobs:
-            self._start(job, job.id in result.cancelled)
-
     async def _reclaim_unknown(self) -> None:
         """Give back, without using a try, jobs reserved in our name that we do not hold: the
         reply of a pop was lost when the connection dropped.  Runs only after a Redis error."""
@@ -536,16 +524,25 @@ class Worker:
                     await self.queue.release(q, self.id, job_id, 0, "interrupted", None)
         self._pop_in_doubt = False
 
-    def _start(self, job: Job, cancelled: bool = False) -> None:
-        self._held[job.queue][job.id] = job
-        ctx = RunningJob(job, self)
-        if cancelled:
-            # an operator cancelled it while an earlier attempt ran on a worker that stopped
-            ctx.request_cancel()
-        self._contexts[job.id] = ctx
-        task = asyncio.create_task(self._run(job, ctx), name=f"job:{job.id}")
-        self._running[job.id] = task
-        task.add_done_callback(lambda t, jid=job.id: self._finished(jid, t))
+    async def _start(self, result: PopResult) -> None:
+        """Start a task per popped job; when the worker paused while the pop was on its way, give
+        the jobs back instead, without using a try, for other workers."""
+        if result.jobs and self.paused:
+            log.info("worker %s: paused while popping; giving back %d job(s)", self.id, len(result.jobs))
+            for job in result.jobs:
+                self._held[job.queue][job.id] = job
+                await self._give_back(job)
+            return
+        for job in result.jobs:
+            self._held[job.queue][job.id] = job
+            ctx = RunningJob(job, self)
+            if job.id in result.cancelled:
+                # an operator cancelled it while an earlier attempt ran on a worker that stopped
+                ctx.request_cancel()
+            self._contexts[job.id] = ctx
+            task = asyncio.create_task(self._run(job, ctx), name=f"job:{job.id}")
+            self._running[job.id] = task
+            task.add_done_callback(lambda t, jid=job.id: self._finished(jid, t))
 
     def _finished(self, job_id: str, task: asyncio.Task[None]) -> None:
         # only this attempt's entries: a re-delivered attempt of the same job may have replaced them
@@ -701,8 +698,7 @@ class Worker:
     ) -> None:
         ctx.settled = True
         decision = decide(job, outcome=outcome, now=time.time(), retry_after=retry_after, permanent=permanent)
-        error = _describe(exc, decision.kind, job)
-        error["worker"] = self.host_pid
+        error = self._failure(exc, decision, job, ctx)
         try:
             if decision.verdict is Verdict.RELEASE:
                 why = "rate_limited" if decision.rate_limited else "retry"
@@ -712,9 +708,6 @@ class Worker:
                 self.processed += 0 if decision.rate_limited else 1
                 log.info("job %s %s released for %.2fs (%s)", job.name, job.id, decision.delay, error["message"])
             else:
-                error["reason"] = decision.reason
-                error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
-                error["checkpoint"] = ctx.partial
                 owned = await self.queue.fail(
                     job.queue,
                     self.id,
@@ -723,10 +716,8 @@ class Worker:
                     raised=outcome not in (Outcome.LOST, Outcome.CANCELLED),
                     checkpoint=ctx.state_json,
                     telemetry=self.options.telemetry,
+                    event=True,
                 )
-                if owned:
-                    kind = {"timeout": "job_timed_out", "cancelled": "job_cancelled"}.get(error["kind"], "job_failed")
-                    await self._event(kind, job, error)
                 self.processed += 1
                 log.warning("job %s %s failed: %s (%s)", job.name, job.id, error["message"], decision.reason)
                 if owned and spec is not None and spec.on_failure is not None:
@@ -737,18 +728,18 @@ class Worker:
         finally:
             self._held[job.queue].pop(job.id, None)
 
-    async def _event(self, kind: str, job: Job, error: dict[str, Any]) -> None:
-        """Append to the capped event stream the console and alerting read."""
-        fields = {
-            "kind": kind,
-            "queue": job.queue,
-            "job": job.name,
-            "id": job.id,
-            "message": str(error.get("message", ""))[:500],
-            "at": f"{time.time():.3f}",
-        }
-        with contextlib.suppress(*REDIS_ERRORS):
-            await self.client.xadd(events_key(self.prefix), fields, maxlen=EVENTS_MAXLEN, approximate=True)
+    def _failure(self, exc: BaseException | None, decision: Decision, job: Job, ctx: RunningJob) -> dict[str, Any]:
+        """What is recorded of a failed attempt: ``describe_failure`` (no traceback for the engine's
+        own permanent failures and timeouts) and this worker; for a job that fails for good also
+        the reason, the payload (redacted as its registration asks) and its last checkpoint."""
+        error = describe_failure(exc, decision.kind, job, trace=not isinstance(exc, _Permanent | TimeoutError))
+        error["worker"] = self.host_pid
+        if decision.verdict is not Verdict.RELEASE:
+            spec = REGISTRY.get(job.name)
+            error["reason"] = decision.reason
+            error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
+            error["checkpoint"] = ctx.partial
+        return error
 
     async def _call_hook(self, spec: JobSpec, ctx: RunningJob, exc: BaseException, error: dict[str, Any]) -> None:
         hook = spec.on_failure
@@ -826,22 +817,23 @@ class Worker:
             for ctx in overdue:
                 job = ctx.job
                 decision = decide(job, outcome=Outcome.TIMEOUT, now=time.time())
-                error = _describe(_timeout_error(job, self._timeout_for(job)), decision.kind, job)
+                error = self._failure(_timeout_error(job, self._timeout_for(job)), decision, job, ctx)
                 error["detail"] = "the job blocked the worker's event loop; the worker process was replaced"
-                error["worker"] = self.host_pid
                 if decision.verdict is Verdict.RELEASE:
                     call = self.queue.release_call(
                         job.queue, self.id, job.id, decision.delay, "retry", error, ctx.state_json, telemetry
                     )
                     scripts["release"](**call)
                 else:
-                    error["reason"] = decision.reason
-                    error["checkpoint"] = ctx.partial
-                    spec = REGISTRY.get(job.name)
-                    error["payload"] = redact_payload(job.payload, spec.redact if spec else ())
                     scripts["fail"](
                         **self.queue.fail_call(
-                            job.queue, self.id, job.id, error, checkpoint=ctx.state_json, telemetry=telemetry
+                            job.queue,
+                            self.id,
+                            job.id,
+                            error,
+                            checkpoint=ctx.state_json,
+                            telemetry=telemetry,
+                            event=True,
                         )
                     )
             for ctx in list(self._contexts.values()):
@@ -1091,11 +1083,6 @@ class _Permanent(PermanentError):
 
 def _timeout_error(job: Job, timeout: float | None) -> TimeoutError:
     return TimeoutError(f"job exceeded its timeout of {timeout or job.options.timeout:g}s")
-
-
-def _describe(exc: BaseException | None, kind: str, job: Job) -> dict[str, Any]:
-    # the engine's own permanent failures (unknown job, lost) and timeouts carry no traceback
-    return describe_failure(exc, kind, job, trace=not isinstance(exc, _Permanent | TimeoutError))
 
 
 async def run_worker(

@@ -6,6 +6,7 @@
 -- ARGV[7] the job's last checkpoint JSON ("" to keep what is stored)
 -- ARGV[8] the failure kind, counted per minute (telemetry) when not ""
 -- ARGV[9] job name  ARGV[10] exception class (or the kind)  ARGV[11] the failure kind
+-- ARGV[12] the event to append to the stream ("" for none)  ARGV[13] queue  ARGV[14] its message
 -- Returns 1, or 0 when the caller no longer held the lease.
 local base = ARGV[1]
 local id = ARGV[3]
@@ -35,5 +36,9 @@ end
 if bid then
   b_not_running(base, bid, id)
   b_job_done(base, KEYS[4], KEYS[5], KEYS[6], bid, id, false, kind == 'cancelled')
+end
+if ARGV[12] and ARGV[12] ~= '' then
+  add_event(events_key(base), {'kind', ARGV[12], 'queue', ARGV[13], 'job', ARGV[9], 'id', id, 'message', ARGV[14]},
+    now / 1000)
 end
 return 1
