@@ -229,6 +229,7 @@ class Queue:
         self.scripts = Scripts(client)
         self.globals = GlobalKeys(prefix)
         self._keys: dict[str, QueueKeys] = {}
+        self._script_keys: dict[str, list[str]] = {}
 
     def keys(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -299,7 +300,12 @@ class Queue:
         return str(reply[0])
 
     def _dispatch_keys(self, keys: QueueKeys) -> list[str]:
-        return [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
+        """The keys of ``dispatch.lua`` for one queue (built once per queue)."""
+        script_keys = self._script_keys.get(keys.queue)
+        if script_keys is None:
+            script_keys = [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
+            self._script_keys[keys.queue] = script_keys
+        return script_keys
 
     async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
         """Dispatch many jobs in pipelined chunks (one script call per chunk and queue; one round

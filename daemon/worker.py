@@ -392,6 +392,8 @@ class Worker:
     async def _fetch(self) -> None:
         opts = self.options
         wake_keys = [self.queue.keys(q).wake for q in opts.queues]
+        # one queue: the wait also ends on this worker's own list, when it pauses or stops
+        wait_keys = [*wake_keys, self.queue.keys(opts.queues[0]).wake_worker(self.id)]
         backoff = 0.1
         # The last wait-and-pop came back short: the queue has nothing ready, so the next turn
         # waits again rather than asking first (its next due time is kept here).
@@ -450,7 +452,7 @@ class Worker:
                         await self._unhold()
                         if self.paused or self.stop_event.is_set():
                             continue
-                        result = await self._wait_and_pop(wake_keys, wait, opts.queues[0], free - got)
+                        result = await self._wait_and_pop(wait_keys, wait, opts.queues[0], free - got)
                         await self._start(result)
                         if len(result.jobs) < free - got:
                             drained = (result.next_due,)
@@ -483,7 +485,7 @@ class Worker:
             raise raw
         return self.queue.parse_pop(raw)
 
-    async def _wait_and_pop(self, wake_keys: list[str], wait: float, queue: str, count: int) -> PopResult:
+    async def _wait_and_pop(self, wait_keys: list[str], wait: float, queue: str, count: int) -> PopResult:
         """Block on the wake list and pop as soon as a token comes, in one pipeline on the blocking
         connection: the server runs the pop the moment the wait ends, so an idle worker starts a
         job one round trip after the dispatch rather than two."""
@@ -492,7 +494,7 @@ class Worker:
         self._waiting = True
         try:
             async with self.blocking.pipeline(transaction=False) as pipe:
-                pipe.blpop([*wake_keys, self.queue.keys(queue).wake_worker(self.id)], timeout=wait)
+                pipe.blpop(wait_keys, timeout=wait)
                 pipe.evalsha(self.queue.scripts["pop_with_lease"].sha, len(keys), *keys, *args)
                 _, raw = await pipe.execute(raise_on_error=False)
         finally:

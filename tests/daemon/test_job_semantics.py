@@ -315,5 +315,8 @@ def test_a_job_that_blocks_the_event_loop_is_recorded_as_timed_out_by_the_watchd
     (outcome,) = results(r, "blk")
     assert outcome["error"]["kind"] == "timeout" and "event loop" in outcome["error"]["detail"]
     assert json.loads(r.hget(K.job("blk"), "checkpoint")) == {"before": "the block"}
+    # the console's event stream says so, as for a timeout the loop itself saw
+    (event,) = [f for _, f in r.xrange("eh:events") if f.get("id") == "blk"]
+    assert event["kind"] == "job_timed_out" and event["queue"] == "t" and event["job"] == "t.blocks_loop"
     # its neighbour was given back without using a try, not left to its lease
     assert r.zscore(K.ready, "next") is not None and r.hget(K.job("next"), "attempts") == "0"

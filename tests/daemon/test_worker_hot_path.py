@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from support.inproc import make_worker
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.connection import async_client
@@ -135,3 +136,38 @@ def test_a_worker_paused_while_it_waits_takes_no_job_until_it_continues(
     wait_until(lambda: completed(r) == 1, deadline=10, what="the job done after continuing")
     assert not r.exists(K.hold(worker_id))
     assert (int(r.hget(K.stats, "lost") or 0), int(r.hget(K.stats, "interrupted") or 0)) == (0, 0)
+
+
+async def test_jobs_a_pop_brings_back_after_a_pause_landed_are_given_back_without_using_a_try(
+    redis_url: str,
+) -> None:
+    client = async_client(redis_url)
+    q = Queue(client, "eh")
+    # two queues: the worker asks each in turn (the ack-and-pop path, not the wait on one queue)
+    worker = make_worker(redis_url, "t", "t2", concurrency=4)
+    popped = asyncio.Event()
+    run_scripts = worker.queue.scripts.run
+
+    async def pause_during_the_pop(calls: Any, **kwargs: Any) -> Any:
+        replies = await run_scripts(calls, **kwargs)
+        if any(name == "pop_with_lease" for name, *_ in calls) and any(replies[-1][1:]):
+            worker.pause()  # the operator's pause lands while the reply is on its way
+            popped.set()
+        return replies
+
+    worker.queue.scripts.run = pause_during_the_pop  # type: ignore[method-assign]
+    await q.dispatch_many(JobRequest("t.noop", i, queue="t") for i in range(2))
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(popped.wait(), 10)
+        deadline = asyncio.get_running_loop().time() + 10
+        while await client.zcard(K.ready) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "the jobs were not given back"
+            await asyncio.sleep(0.01)
+        assert await client.zcard(K.reserved) == 0 and worker.processed == 0
+        ids = await client.zrange(K.ready, 0, -1)
+        assert [await client.hget(K.job(i), "attempts") for i in ids] == ["0", "0"]
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(task, 30)
+        await client.aclose()
