@@ -112,8 +112,7 @@ async def main() -> None:
         "-o",
         str(out),
         "-m",
-        "evalharness.cli",
-        "work",
+        "evalharness.daemon.worker",  # the entry workers start through (the CLI skips the exit a profile is written at)
         "--queue",
         "bench",
         "--concurrency",

@@ -46,11 +46,14 @@ SCRIPT_NAMES = (
 
 
 _TOP_DEF = re.compile(r"^local (?:function )?([A-Za-z_]\w*)", re.M)
+_WORD = re.compile(r"\w+")
 
 
-def _pieces(library: str) -> list[tuple[frozenset[str], str]]:
+@cache
+def _pieces(library: str) -> list[tuple[frozenset[str], str, frozenset[str]]]:
     """The top-level definitions of the prelude and helpers, one paragraph each (with the comment
-    above it), as (names defined, text); paragraphs of comments alone are left out."""
+    above it), as (names defined, text, the words it mentions); paragraphs of comments alone are
+    left out."""
     out = []
     for para in re.split(r"\n\s*\n", library):
         names = frozenset(_TOP_DEF.findall(para))
@@ -62,7 +65,7 @@ def _pieces(library: str) -> list[tuple[frozenset[str], str]]:
         # a function ends in its own paragraph, so a blank line never splits one
         if len(re.findall(r"^local function ", para, re.M)) != len(re.findall(r"^end$", para, re.M)):
             raise ValueError(f"a blank line splits a function of the Lua library: {sorted(names)}")
-        out.append((names, para.strip("\n")))
+        out.append((names, para.strip("\n"), frozenset(_WORD.findall(para))))
     return out
 
 
@@ -72,14 +75,16 @@ def link(library: str, body: str) -> str:
     not loaded with it, so the prelude costs a small script nothing."""
     pieces = _pieces(library)
     used: set[int] = set()
-    text = body
+    # a name is used where it stands as a whole word (what \bname\b finds), in the body or in
+    # a piece already taken
+    words = set(_WORD.findall(body))
     grown = True
     while grown:
         grown = False
-        for i, (names, piece) in enumerate(pieces):
-            if i not in used and any(re.search(rf"\b{n}\b", text) for n in names):
+        for i, (names, _, mentions) in enumerate(pieces):
+            if i not in used and not names.isdisjoint(words):
                 used.add(i)
-                text += "\n" + piece
+                words |= mentions
                 grown = True
     return "\n\n".join([*(pieces[i][1] for i in sorted(used)), body])
 
