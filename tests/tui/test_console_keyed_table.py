@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import textual
 from textual.app import App, ComposeResult
 from textual.widgets.data_table import ColumnKey, RowKey
 
+from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
 from evalharness.tui.views.common import Cell, Col, KeyedTable, Row
 
 ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_700_000_000.0
 COLUMNS = (Col("name", "Name", 10), Col("count", "Count", 8, right=True), Col("state", "State", 10))
 
 
@@ -115,3 +118,25 @@ async def test_a_cell_changed_out_of_view_shows_its_new_value_when_scrolled_to()
         table.move_cursor(row=39, animate=False)
         await pilot.pause()
         assert "9999" in screen_text(app) and table.cursor_key == "r39"
+
+
+async def test_oldest_on_workload_ticks_on_screen(busy: dict[str, Any], send: Any, wait: Any) -> None:
+    """A view's changed cell, written in place, reaches the screen: Oldest of ``evals`` (12.4s in
+    the snapshot) reads 19.4s seven seconds later, and only that queue's row was rendered again."""
+    now = [NOW]
+    app = ConsoleApp("redis://127.0.0.1:6379/0", "eh", feed=False, clock=lambda: now[0])
+    app.animation_level = "none"
+    async with app.run_test(size=(160, 48)) as pilot:
+        await send(pilot, ConnectionChecked.connected(NOW), TelemetryReceived.from_dict(busy))
+        await pilot.press("2")
+        await wait(pilot, lambda: app.mode_shown == "workload" and app._views["workload"].table.row_count, "Workload")
+        view = app._views["workload"]
+        await pilot.pause()
+        assert "12.4s" in screen_text(app) and "19.4s" not in screen_text(app)
+        count = view.table._update_count
+        now[0] = NOW + 7.0
+        view.draw()
+        await pilot.pause()
+        assert "19.4s" in screen_text(app)
+        assert view.table.get_cell("evals", "oldest").plain == "19.4s"
+        assert view.table._update_count == count
