@@ -249,6 +249,7 @@ class BatchesModel:
     error: str | None = None
     rates: dict[str, list[float]] = field(default_factory=dict)
     _done: dict[str, int] = field(default_factory=dict)
+    _cells: dict[str, tuple[BatchRow, dict[str, Cell]]] = field(default_factory=dict)
 
     @property
     def filter(self) -> FailedFilter:
@@ -276,7 +277,14 @@ class BatchesModel:
         return next((r for r in self.page if r.id == key), None)
 
     def table_rows(self) -> list[Row]:
-        return [(r.id, batch_cells(r)) for r in self.rows]
+        """The rows' cells; a batch whose values did not change since the last page keeps the very
+        cells it had, which the table passes over without comparing them."""
+        made: dict[str, tuple[BatchRow, dict[str, Cell]]] = {}
+        for row in self.rows:
+            kept = self._cells.get(row.id)
+            made[row.id] = kept if kept is not None and kept[0] == row else (row, batch_cells(row))
+        self._cells = made
+        return [(key, cells) for key, (_, cells) in made.items()]
 
     def chips_line(self) -> list[tuple[str, bool]]:
         return [(chip, chip == self.chip) for chip in CHIPS]

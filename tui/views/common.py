@@ -295,6 +295,7 @@ class KeyedTable(DataTable[Text]):
             self._sources.pop(gone, None)
         first = columns[0].key if columns else ""
         sources = self._sources
+        changed: dict[str, list[tuple[str, Text]]] = {}
         for key, cells in rows:
             if sources.get(key) is cells:
                 continue  # the very cells drawn last time (a list that caches rows that never change)
@@ -311,11 +312,13 @@ class KeyedTable(DataTable[Text]):
                 cell = cells.get(col.key, Cell(""))
                 if shown.get(col.key) != cell:
                     rendered = cell.render()
-                    self.update_cell(key, col.key, rendered)
+                    changed.setdefault(key, []).append((col.key, rendered))
                     if col.key == first:
                         self._firsts[key] = rendered
                     shown[col.key] = cell
                     self.updates += 1
+        if changed:
+            self._update_in_place(changed)
         if self.keys != keys:
             # DataTable sorts by cell values; the first cell of each row (an object we keep) says
             # which row it is, so the rows take the page's order without being rebuilt.
@@ -323,6 +326,45 @@ class KeyedTable(DataTable[Text]):
             self.sort(first, key=lambda cell: position.get(id(cell), len(position)))
         if cursor is not None and cursor in self._cells and self.cursor_key != cursor:
             self.move_cursor(row=self.get_row_index(cursor), animate=False)
+
+    def _update_in_place(self, changed: Mapping[str, Sequence[tuple[str, Text]]]) -> None:
+        """Write changed cells and repaint only their rows.
+
+        ``DataTable.update_cell`` bumps a table-wide counter that is part of every render-cache
+        key, so one changed cell renders every row in view again. Here the cells are written in
+        place, only the cache entries of their rows are dropped, and only those rows are
+        repainted; the other rows' rendering stays cached. This reads DataTable's private caches
+        as Textual 8.2.8 (pinned exactly) has them; tests/tui/test_console_keyed_table.py fails
+        if they change shape.
+        """
+        data = self._data
+        rows: set[RowKey] = set()
+        cells: set[tuple[RowKey, ColumnKey]] = set()
+        for key, updates in changed.items():
+            row_key = RowKey(key)
+            row_data = data[row_key]
+            for column, value in updates:
+                column_key = ColumnKey(column)
+                row_data[column_key] = value
+                cells.add((row_key, column_key))
+            rows.add(row_key)
+        indices = {self._row_locations.get(k) for k in rows}
+        header = self.header_height if self.show_header else 0
+        lines = {header + y for y, (k, _) in enumerate(self._y_offsets) if k in rows}
+        # Each cache's key starts with what it renders: (row key, column key, ...) for cells,
+        # (row key, ...) for a row's line, (update count, row index) for a row's renderables and
+        # (y, ...) for a table line.
+        for cell_key in [k for k in self._cell_render_cache.keys() if (k[0], k[1]) in cells]:
+            self._cell_render_cache.discard(cell_key)
+        for row_cache_key in [k for k in self._row_render_cache.keys() if k[0] in rows]:
+            self._row_render_cache.discard(row_cache_key)
+        for renderables_key in [k for k in self._row_renderable_cache.keys() if k[1] in indices]:
+            self._row_renderable_cache.discard(renderables_key)
+        for line_key in [k for k in self._line_cache.keys() if k[0] in lines]:
+            self._line_cache.discard(line_key)
+        for index in indices:
+            if index is not None:
+                self.refresh_row(index)
 
 
 # --- the action gate -------------------------------------------------------------------------------
