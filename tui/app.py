@@ -87,6 +87,8 @@ REDRAW_INTERVAL = 0.5
 """The screen is redrawn at most this often (2 Hz), however fast snapshots arrive."""
 TICK_INTERVAL = 1.0
 """Ages on screen (snapshot age, time without a reply) move on this often."""
+TICKED = frozenset({"running", "workload", "supervisors", "batches"})
+"""The screens told of every tick: their ages move on, and Batches reads its active batches again."""
 WIDE_AT = 120
 """Columns from which the wide layout (Header, full names, more table columns) is used."""
 
@@ -460,7 +462,7 @@ class ConsoleApp(FrameMixin, App[None]):
                 return
             if self.mode_shown == "overview":
                 self._overview.draw_ages(self.state, now)
-            elif self.mode_shown in ("running", "workload", "supervisors") and self.screen is self.screen_stack[0]:
+            elif self.mode_shown in TICKED and self.screen is self.screen_stack[0]:
                 view = self._views[self.mode_shown]
                 getattr(view, "tick", view.draw)()
 

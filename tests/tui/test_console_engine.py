@@ -97,3 +97,31 @@ async def test_retry_all_matching_confirms_the_filters_count(
     assert await admin.failed_count(flt) == 0
     assert await admin.failed_count(FailedFilter(queue="a")) == 12 - count
     assert (await queue.stats("a")).ready == count
+
+
+async def test_an_active_batch_updates_every_second_a_finished_page_is_not_read_each_second(
+    aclient: Any, make_app: MakeApp, open_list: Open, wait: Wait, monkeypatch: Any
+) -> None:
+    # only the per-second tick can read the page again here: the every-5-s read is pushed far out
+    monkeypatch.setattr("evalharness.tui.app.REFETCH_INTERVAL", 3600.0)
+    queue = Queue(aclient, prefix=P)
+    batches = Batches(aclient, P, queue)
+    run = await batches.create("run-8", [JobRequest("judge", {"n": i}) for i in range(6)], queue="a", batch_id="run-8")
+    running = (await queue.pop("a", 6, 30, WORKER)).jobs
+    app = make_app(admin=Admin(aclient, prefix=P))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_list(pilot, "4")
+        view = app._views["batches"]
+        await wait(pilot, lambda: view.model.find(run) is not None, "the running batch")
+        assert view.model.find(run).done == 0
+        await queue.ack("a", WORKER, [(j.id, "") for j in running[:4]])
+        await wait(pilot, lambda: view.model.find(run).done == 4, "the batch's progress read again")
+        await queue.ack("a", WORKER, [(j.id, "") for j in running[4:]])
+        await wait(pilot, lambda: view.model.find(run) is None, "the finished batch to leave the active chip")
+        # a page of finished batches only is not read every second
+        await pilot.press("f")
+        await wait(pilot, lambda: view.model.find(run) is not None, "the finished batch under 'all'")
+        reads = []
+        monkeypatch.setattr(view, "fetch", lambda: reads.append(1))
+        view.tick()
+        assert reads == []
