@@ -227,6 +227,9 @@ class Worker:
         # A pop waits behind a wait on the wake list (see _wait_and_pop); to pause or stop while
         # it does, the worker sets its hold key and ends the wait (_hold), and clears it after.
         self._waiting = False
+        # A pop (with the acks before it) is on its way: the jobs it takes are reserved for this
+        # worker by the time the reply comes, so stopping lets it come rather than cancel it.
+        self._popping = False
         self._hold_task: asyncio.Task[None] | None = None
         self.paused = False
         self._resumed = asyncio.Event()
@@ -313,12 +316,16 @@ class Worker:
 
     async def _stop_fetch(self, fetch: asyncio.Task[None]) -> None:
         """End the fetch loop.  A pop queued behind a wait would hand out jobs the moment a
-        dispatch ended the wait, so the hold goes up first and the loop ends by itself, starting
-        whatever a pop took just before; the loop is cancelled only when that cannot be."""
+        dispatch ended the wait, so the hold goes up first; a pop on its way has reserved its jobs
+        already, so its reply is let come.  Either way the loop ends by itself, starting whatever
+        the pop took (the drain then lets those jobs finish); it is cancelled only when that cannot
+        be: cancelled, the reply would be lost and its jobs left reserved until their lease lapsed."""
         if self._waiting and not fetch.done():
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(2.0):
                     await (self._hold_task or self._hold())
+            await asyncio.wait({fetch}, timeout=2.0)
+        elif self._popping and not fetch.done():
             await asyncio.wait({fetch}, timeout=2.0)
         if not fetch.done():
             fetch.cancel()
@@ -432,6 +439,8 @@ class Worker:
                     (next_due,), drained = drained, None
                 else:
                     for q in opts.queues:
+                        if self.stop_event.is_set():
+                            break  # stopping: no more pops, not even of the other queues
                         result = await self._ack_and_pop(q, free - got)
                         await self._start(result)
                         got += len(result.jobs)
@@ -471,14 +480,18 @@ class Worker:
         trip (one pipeline: the acks first, then the pop)."""
         batch = self._take_acks()
         call = self.queue.pop_call(queue, count, self.options.lease, self.id)
-        if not batch:
-            (raw,) = await self.queue.scripts.run([call])
-            return self.queue.parse_pop(raw)
+        self._popping = True
         try:
-            replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
-        except REDIS_ERRORS:
-            self._untake_acks(batch)
-            raise
+            if not batch:
+                (raw,) = await self.queue.scripts.run([call])
+                return self.queue.parse_pop(raw)
+            try:
+                replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
+            except REDIS_ERRORS:
+                self._untake_acks(batch)
+                raise
+        finally:
+            self._popping = False
         *acked, raw = replies
         self._acks_sent(batch, acked)
         if isinstance(raw, Exception):

@@ -171,3 +171,27 @@ async def test_jobs_a_pop_brings_back_after_a_pause_landed_are_given_back_withou
         worker.request_stop()
         await asyncio.wait_for(task, 30)
         await client.aclose()
+
+
+async def test_a_stop_that_lands_while_a_pop_is_on_its_way_runs_what_it_took(redis_url: str) -> None:
+    client = async_client(redis_url)
+    q = Queue(client, "eh")
+    worker = make_worker(redis_url, "t", concurrency=4, grace=20)
+    run_scripts = worker.queue.scripts.run
+
+    async def stop_during_the_pop(calls: Any, **kwargs: Any) -> Any:
+        replies = await run_scripts(calls, **kwargs)
+        if any(name == "pop_with_lease" for name, *_ in calls) and any(replies[-1][1:]):
+            worker.request_stop()  # SIGTERM lands while the reply is still on its way
+            for _ in range(5):
+                await asyncio.sleep(0)
+        return replies
+
+    worker.queue.scripts.run = stop_during_the_pop  # type: ignore[method-assign]
+    await q.dispatch_many(JobRequest("t.sleep", {"seconds": 0.05, "n": i}, queue="t") for i in range(2))
+    try:
+        assert await asyncio.wait_for(worker.run(), 30) == 0
+        # the jobs the pop reserved ran and were acknowledged: none waits for its lease to lapse
+        assert (await client.zcard(K.reserved), await client.hget(K.stats, "completed")) == (0, "2")
+    finally:
+        await client.aclose()
