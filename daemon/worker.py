@@ -227,8 +227,9 @@ class Worker:
         # A pop waits behind a wait on the wake list (see _wait_and_pop); to pause or stop while
         # it does, the worker sets its hold key and ends the wait (_hold), and clears it after.
         self._waiting = False
-        # A pop (with the acks before it) is on its way: the jobs it takes are reserved for this
-        # worker by the time the reply comes, so stopping lets it come rather than cancel it.
+        # A pop is on its way, or the jobs it took are being started (or given back, when a pause
+        # landed): they are reserved for this worker already, so a stop lets that finish rather
+        # than cancel it (see _stop_fetch).
         self._popping = False
         self._hold_task: asyncio.Task[None] | None = None
         self.paused = False
@@ -441,8 +442,12 @@ class Worker:
                     for q in opts.queues:
                         if self.stop_event.is_set():
                             break  # stopping: no more pops, not even of the other queues
-                        result = await self._ack_and_pop(q, free - got)
-                        await self._start(result)
+                        self._popping = True
+                        try:
+                            result = await self._ack_and_pop(q, free - got)
+                            await self._start(result)
+                        finally:
+                            self._popping = False
                         got += len(result.jobs)
                         if result.next_due is not None:
                             next_due = result.next_due if next_due is None else min(next_due, result.next_due)
@@ -461,8 +466,12 @@ class Worker:
                         await self._unhold()
                         if self.paused or self.stop_event.is_set():
                             continue
-                        result = await self._wait_and_pop(wait_keys, wait, opts.queues[0], free - got)
-                        await self._start(result)
+                        self._popping = True
+                        try:
+                            result = await self._wait_and_pop(wait_keys, wait, opts.queues[0], free - got)
+                            await self._start(result)
+                        finally:
+                            self._popping = False
                         if len(result.jobs) < free - got:
                             drained = (result.next_due,)
                     else:
@@ -480,18 +489,14 @@ class Worker:
         trip (one pipeline: the acks first, then the pop)."""
         batch = self._take_acks()
         call = self.queue.pop_call(queue, count, self.options.lease, self.id)
-        self._popping = True
+        if not batch:
+            (raw,) = await self.queue.scripts.run([call])
+            return self.queue.parse_pop(raw)
         try:
-            if not batch:
-                (raw,) = await self.queue.scripts.run([call])
-                return self.queue.parse_pop(raw)
-            try:
-                replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
-            except REDIS_ERRORS:
-                self._untake_acks(batch)
-                raise
-        finally:
-            self._popping = False
+            replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
+        except REDIS_ERRORS:
+            self._untake_acks(batch)
+            raise
         *acked, raw = replies
         self._acks_sent(batch, acked)
         if isinstance(raw, Exception):

@@ -145,25 +145,29 @@ async def test_jobs_a_pop_brings_back_after_a_pause_landed_are_given_back_withou
     q = Queue(client, "eh")
     # two queues: the worker asks each in turn (the ack-and-pop path, not the wait on one queue)
     worker = make_worker(redis_url, "t", "t2", concurrency=4)
-    popped = asyncio.Event()
-    run_scripts = worker.queue.scripts.run
+    run_scripts, give_back = worker.queue.scripts.run, worker._give_back
+    given_back: list[str] = []
+    both_back = asyncio.Event()
 
     async def pause_during_the_pop(calls: Any, **kwargs: Any) -> Any:
         replies = await run_scripts(calls, **kwargs)
         if any(name == "pop_with_lease" for name, *_ in calls) and any(replies[-1][1:]):
             worker.pause()  # the operator's pause lands while the reply is on its way
-            popped.set()
         return replies
 
+    async def counted_give_back(job: Any, ctx: Any = None) -> None:
+        await give_back(job, ctx)
+        given_back.append(job.id)
+        if len(given_back) == 2:
+            both_back.set()
+
     worker.queue.scripts.run = pause_during_the_pop  # type: ignore[method-assign]
+    worker._give_back = counted_give_back  # type: ignore[method-assign]
     await q.dispatch_many(JobRequest("t.noop", i, queue="t") for i in range(2))
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.wait_for(popped.wait(), 10)
-        deadline = asyncio.get_running_loop().time() + 10
-        while await client.zcard(K.ready) < 2:
-            assert asyncio.get_running_loop().time() < deadline, "the jobs were not given back"
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(both_back.wait(), 10)
+        assert await client.zcard(K.ready) == 2
         assert await client.zcard(K.reserved) == 0 and worker.processed == 0
         ids = await client.zrange(K.ready, 0, -1)
         assert [await client.hget(K.job(i), "attempts") for i in ids] == ["0", "0"]
@@ -177,17 +181,22 @@ async def test_a_stop_that_lands_while_a_pop_is_on_its_way_runs_what_it_took(red
     client = async_client(redis_url)
     q = Queue(client, "eh")
     worker = make_worker(redis_url, "t", concurrency=4, grace=20)
-    run_scripts = worker.queue.scripts.run
+    run_scripts, stop_fetch = worker.queue.scripts.run, worker._stop_fetch
+    stopping = asyncio.Event()
 
     async def stop_during_the_pop(calls: Any, **kwargs: Any) -> Any:
         replies = await run_scripts(calls, **kwargs)
         if any(name == "pop_with_lease" for name, *_ in calls) and any(replies[-1][1:]):
             worker.request_stop()  # SIGTERM lands while the reply is still on its way
-            for _ in range(5):
-                await asyncio.sleep(0)
+            await stopping.wait()  # the reply arrives once the stop began (run() below is bounded)
         return replies
 
+    async def noted_stop_fetch(fetch: Any) -> None:
+        stopping.set()
+        await stop_fetch(fetch)
+
     worker.queue.scripts.run = stop_during_the_pop  # type: ignore[method-assign]
+    worker._stop_fetch = noted_stop_fetch  # type: ignore[method-assign]
     await q.dispatch_many(JobRequest("t.sleep", {"seconds": 0.05, "n": i}, queue="t") for i in range(2))
     try:
         assert await asyncio.wait_for(worker.run(), 30) == 0
