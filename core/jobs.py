@@ -196,8 +196,8 @@ def new_job_id() -> str:
     return f"{int(time.time() * 1000):012x}{next(_ID_SEQUENCE) & 0xFFFF:04x}{random.getrandbits(48):012x}"
 
 
-# what a job with neither its producer's options nor a registration runs with
-_NO_OPTIONS = JobOptions()
+# what a job with neither its producer's options nor a registration runs with (valid as they are)
+DEFAULT_OPTIONS = JobOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +264,7 @@ class Job:
             options = JobOptions.from_json(env["options"])
         else:
             spec = REGISTRY.get(env["name"])
-            options = spec.options if spec is not None else _NO_OPTIONS
+            options = spec.options if spec is not None else DEFAULT_OPTIONS
         overrides = env.get("overrides")
         return cls(
             id=env["id"],

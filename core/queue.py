@@ -21,7 +21,7 @@ import redis.exceptions
 from redis.commands.core import AsyncScript
 
 from .config import validate_name
-from .jobs import REGISTRY, Job, JobOptions, job_keys, new_job_id
+from .jobs import DEFAULT_OPTIONS, REGISTRY, Job, JobOptions, job_keys, new_job_id
 from .keys import DEFAULT_LANE, GlobalKeys, QueueKeys
 from .prelude import prelude_source
 
@@ -170,7 +170,6 @@ class JobRequest:
 
 
 OPTION_NAMES = frozenset(JobOptions().to_json())
-_DEFAULT_OPTIONS = JobOptions().validate()
 
 
 @dataclass(slots=True)
@@ -234,7 +233,7 @@ class Queue:
         self.scripts = Scripts(client)
         self.globals = GlobalKeys(prefix)
         self._keys: dict[str, QueueKeys] = {}
-        self._script_keys: dict[str, list[str]] = {}
+        self._known_queues = self.globals.queues  # every dispatch adds its queue to this set
 
     def keys(self, queue: str) -> QueueKeys:
         keys = self._keys.get(queue)
@@ -255,7 +254,7 @@ class Queue:
             options = req.options.validate()
         else:
             # a registration's options were validated when it registered
-            options = spec.options if spec else _DEFAULT_OPTIONS
+            options = spec.options if spec else DEFAULT_OPTIONS
         if req.overrides:
             options = options.override(**req.overrides)  # validates them here, at the producer
         job_id = req.id or new_job_id()
@@ -305,12 +304,8 @@ class Queue:
         return str(reply[0])
 
     def _dispatch_keys(self, keys: QueueKeys) -> list[str]:
-        """The keys of ``dispatch.lua`` for one queue (built once per queue)."""
-        script_keys = self._script_keys.get(keys.queue)
-        if script_keys is None:
-            script_keys = [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self.globals.queues]
-            self._script_keys[keys.queue] = script_keys
-        return script_keys
+        """The keys of ``dispatch.lua`` for one queue."""
+        return [keys.lanes, keys.ready, keys.delayed, keys.wake, keys.stats, self._known_queues]
 
     async def dispatch_many(self, requests: Iterable[JobRequest]) -> list[str]:
         """Dispatch many jobs in pipelined chunks (one script call per chunk and queue; one round

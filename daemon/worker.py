@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -442,12 +442,7 @@ class Worker:
                     for q in opts.queues:
                         if self.stop_event.is_set():
                             break  # stopping: no more pops, not even of the other queues
-                        self._popping = True
-                        try:
-                            result = await self._ack_and_pop(q, free - got)
-                            await self._start(result)
-                        finally:
-                            self._popping = False
+                        result = await self._pop_and_start(self._ack_and_pop(q, free - got))
                         got += len(result.jobs)
                         if result.next_due is not None:
                             next_due = result.next_due if next_due is None else min(next_due, result.next_due)
@@ -466,12 +461,9 @@ class Worker:
                         await self._unhold()
                         if self.paused or self.stop_event.is_set():
                             continue
-                        self._popping = True
-                        try:
-                            result = await self._wait_and_pop(wait_keys, wait, opts.queues[0], free - got)
-                            await self._start(result)
-                        finally:
-                            self._popping = False
+                        result = await self._pop_and_start(
+                            self._wait_and_pop(wait_keys, wait, opts.queues[0], free - got)
+                        )
                         if len(result.jobs) < free - got:
                             drained = (result.next_due,)
                     else:
@@ -483,6 +475,18 @@ class Worker:
                 log.warning("worker %s: redis unavailable (%s); retrying in %.1fs", self.id, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _pop_and_start(self, pop: Awaitable[PopResult]) -> PopResult:
+        """Await ``pop`` and start (or give back) what it took, marked as under way meanwhile: the
+        jobs are reserved for this worker from the moment the script ran, so a stop lets this
+        finish rather than cancel it (see _stop_fetch)."""
+        self._popping = True
+        try:
+            result = await pop
+            await self._start(result)
+            return result
+        finally:
+            self._popping = False
 
     async def _ack_and_pop(self, queue: str, count: int) -> PopResult:
         """Pop up to ``count`` jobs of ``queue``, sending the acks waiting to go in the same round
