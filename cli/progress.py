@@ -32,7 +32,7 @@ class Counts:
     total: int
     done: int = 0  # samples with an outcome (scored or failed)
     failed: int | None = None  # of those, failed (None: not known in this mode)
-    in_flight: int | None = None  # dispatched, no outcome yet
+    in_flight: int | None = None  # running now (held by a worker; queued ones wait behind)
     retrying: int | None = None  # retries on the run's queue since the run started
     rate_limited: int | None = None  # rate-limit (429) releases on the run's queue since then
     spent_usd: float | None = None  # the run's priced spend so far (None: nothing priced yet)
@@ -181,13 +181,19 @@ class BatchWatch:
             if self._baseline is None:
                 self._baseline = dict(stats.counters)
             info = await self.batches.info(self.batch_id) if self.batch_id else None
+            running = (
+                await self.queue.client.scard(self.queue.keys(self.queue_name).batch_running(self.batch_id))
+                if info
+                else 0
+            )
             values: dict[str, Any] = {
                 "retrying": stats.counters.get("retried", 0) - self._baseline.get("retried", 0),
                 "rate_limited": stats.counters.get("released", 0) - self._baseline.get("released", 0),
             }
             if info is not None:
                 values["failed"] = info.failed
-                values["in_flight"] = max(0, info.dispatched - info.processed)
+                # running now: the samples queued behind them, up to the concurrency again, wait
+                values["in_flight"] = running
             self.progress.update(**values)
 
     async def run(self, every: float = 0.5) -> None:

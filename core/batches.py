@@ -106,6 +106,8 @@ class BatchInfo:
     # Declared jobs not dispatched yet that may still come (0 once sealed, cancelled or failed);
     # they count in ``pending`` and keep the batch from finishing.
     undispatched: int = 0
+    # At most this many of its jobs run at once (an eval run's concurrency); None: no limit.
+    max_running: int | None = None
 
     @property
     def progress(self) -> float:
@@ -139,6 +141,7 @@ class BatchInfo:
             "tags": list(self.tags),
             "tenant": self.tenant,
             "callbacks": self.callbacks,
+            "max_running": self.max_running,
         }
 
 
@@ -193,6 +196,7 @@ def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[s
         if declared is not None
         else int(rec.get("total", 0)),
         undispatched=left,
+        max_running=int(rec["max_running"]) if rec.get("max_running") else None,
     )
 
 
@@ -220,6 +224,7 @@ class Batches:
         finally_: Sequence[str] = (),
         batch_id: str | None = None,
         total: int | None = None,
+        max_running: int | None = None,
     ) -> str:
         """Create a batch and dispatch its first jobs (more can be added with :meth:`add`).
 
@@ -227,10 +232,16 @@ class Batches:
         With ``total=N`` the batch declares its size up front, for a producer that dispatches its
         jobs over time (an eval run keeps a few in flight): the total is N from the start, progress
         is done / N, and the batch does not finish while fewer than N jobs were dispatched, unless
-        it is sealed (:meth:`seal`: no more will come) or cancelled.  Jobs beyond N still count."""
+        it is sealed (:meth:`seal`: no more will come) or cancelled.  Jobs beyond N still count.
+
+        With ``max_running=N`` workers start at most N of the batch's jobs at once, however many
+        are queued and however many workers are free: a producer can queue jobs ahead of its
+        concurrency, so a worker that finishes one starts the next without waiting for it."""
         validate_name("queue", queue)
         if total is not None and total < 0:
             raise EvalHarnessError(f"a batch's declared total must be >= 0, got {total}")
+        if max_running is not None and max_running < 1:
+            raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
         bid = batch_id or f"b{new_job_id()}"
         validate_name("batch id", bid)
         keys = self.queue.keys(queue)
@@ -251,6 +262,8 @@ class Batches:
         if total is not None:
             fields["declared"] = total
             fields["dispatched"] = 0
+        if max_running is not None:
+            fields["max_running"] = max_running
         for stage, names in (
             ("before", before),
             ("progress", progress),
@@ -287,6 +300,20 @@ class Batches:
             approximate=True,
         )
         return bid
+
+    async def set_max_running(self, batch_id: str, max_running: int | None) -> None:
+        """Change how many of the batch's jobs may run at once (None: no limit).  Jobs running
+        beyond a lowered limit finish; no new one starts until the batch is below it."""
+        if max_running is not None and max_running < 1:
+            raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
+        keys = self.queue.keys(await self.queue_of(batch_id))
+        if max_running is None:
+            await self.client.hdel(batch_key(keys, batch_id), "max_running")
+        else:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(batch_key(keys, batch_id), "max_running", max_running)
+                pipe.rpush(keys.wake, "1")  # a raised limit may let a waiting job start now
+                await pipe.execute()
 
     async def add(self, batch_id: str, jobs: Sequence[JobRequest], *, queue: str | None = None) -> list[str]:
         """Add jobs to a batch (also a running or finished one, which then runs again)."""

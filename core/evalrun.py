@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -367,8 +368,13 @@ class Continuation:
 
 
 class _Collector:
-    """Dispatches samples as jobs with at most ``concurrency`` in flight and gathers their
-    outcomes from the run's result sink as workers acknowledge them."""
+    """Dispatches samples as jobs with at most ``concurrency`` running and gathers their outcomes
+    from the run's result sink as workers acknowledge them.
+
+    The run's batch starts at most ``concurrency`` of its jobs at once (its max_running, held by
+    the pop script), so the collector keeps up to ``ahead`` more queued behind them: a worker
+    that finishes a sample starts the next in the same round trip, without waiting for this
+    producer to hear of it and dispatch another."""
 
     def __init__(
         self,
@@ -406,6 +412,19 @@ class _Collector:
             self.results.update(resume.results)
             self.pending = deque(i for i in range(len(dataset.samples)) if i not in self.results)
         self.budget: Budget | None = None  # counts the spend of each outcome as it arrives
+        self.ahead = 0  # samples queued beyond concurrency; set once the batch holds the limit
+
+    def job_id(self, index: int) -> str:
+        return f"{self.run_id}-{index}{self.fresh.get(index, '')}"
+
+    async def unqueue_removed(self) -> None:
+        """After a cancel or clear of the run's batch: the samples whose queued jobs it removed
+        never ran, so they count as not dispatched again (a resume dispatches them)."""
+        key = self.queue.keys(self.options.queue).batch_cancelled(self.batch_id)
+        removed = {str(i) for i in await self.client.smembers(key)}
+        back = sorted(i for i in self.in_flight if self.job_id(i) in removed)
+        self.in_flight.difference_update(back)
+        self.pending.extendleft(reversed(back))
 
     def request(self, index: int) -> JobRequest:
         sample = self.dataset.samples[index]
@@ -420,8 +439,8 @@ class _Collector:
             },
             queue=self.options.queue,
             options=self.job_options,
-            id=f"{self.run_id}-{index}{self.fresh.get(index, '')}",
-            key=f"{self.run_id}-{index}{self.fresh.get(index, '')}",
+            id=self.job_id(index),
+            key=self.job_id(index),
             batch=self.batch_id,
             tags=(f"run:{self.run_id}",),
             result_to=(self.sink, str(index), self.options.result_ttl),
@@ -634,7 +653,7 @@ async def _lazy_parallel(
     if resume is None or resume.new_batch:
         # The batch declares the whole dataset (less what is cached or already collected), so its
         # total and progress are the run's, not what was dispatched so far, and it cannot finish
-        # while samples wait to be dispatched.
+        # while samples wait to be dispatched.  Workers start at most `concurrency` of its jobs.
         await batches.create(
             f"eval {dataset.name} ({sut})",
             queue=options.queue,
@@ -642,7 +661,16 @@ async def _lazy_parallel(
             batch_id=c.batch_id,
             allow_failures=True,
             total=len(c.pending),
+            max_running=options.concurrency,
         )
+    else:
+        # the run's own batch again, at the concurrency of this pick-up
+        await batches.set_max_running(c.batch_id, options.concurrency)
+    # Queued ahead, a sample starts the moment a running one ends, before this producer hears of
+    # it; under a budget every start waits for the producer, so the spend overshoots by at most
+    # the samples running when it reached the budget.
+    # (without --budget-usd the tracker only counts the spend: its limit is infinite)
+    c.ahead = 0 if budget is not None and math.isfinite(budget.limit_usd) else options.concurrency
     if watch is not None:
         watch(c.batch_id)
     store = RunStore(client, prefix)
@@ -709,7 +737,7 @@ async def _lazy_parallel(
             break
         try:
             if c.stop_dispatching is None and c.pending:
-                room = options.concurrency - len(c.in_flight)
+                room = options.concurrency + c.ahead - len(c.in_flight)
                 if options.rate_limit is not None:
                     tokens = min(float(options.concurrency), tokens + (now - token_at) * options.rate_limit)
                     token_at = now
@@ -853,8 +881,18 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
             "the run's producer did not record an end (it may have been killed): samples without an output are listed "
             f"as missing; `evalharness run --resume {record.id}` continues the run"
         )
+    # samples whose queued job a cancel or clear removed never ran (job ids "<run>-<unit>[.rN]")
+    removed: set[int] = set()
+    if info is not None:
+        for job_id in await client.smembers(queue.keys(record.queue).batch_cancelled(info.id)):
+            unit = str(job_id).removeprefix(f"{record.id}-").split(".", 1)[0]
+            if unit.isdigit():
+                removed.add(int(unit))
     why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
-    outcomes = [outcome_of(i, s, values.get(i), i < dispatched, why) for i, s in enumerate(record.dataset.samples)]
+    outcomes = [
+        outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why)
+        for i, s in enumerate(record.dataset.samples)
+    ]
     finished = record.finished_at if record.finished_at is not None else time.time()
     result = RunResult(record.id, outcomes, record.started_at, finished, diagnostics, record.batch, record.interrupted)
     return record, result
@@ -868,19 +906,12 @@ async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> No
 
     budget.halted = True
     done_before = len(c.results)
-    removed = 0
-    cleared = await clear_queue(c.client, c.queue.prefix, options.queue, c.batch_id, delayed=True)
-    removed = cleared.removed
-    expect = len(c.in_flight) - removed
+    await clear_queue(c.client, c.queue.prefix, options.queue, c.batch_id, delayed=True)
+    await c.unqueue_removed()  # what the clear removed never ran
     end = time.monotonic() + options.timeout + 1.0
-    while expect > 0 and time.monotonic() < end:
-        expect -= await c.collect(min(0.25, max(0.01, end - time.monotonic())))
+    while c.in_flight and time.monotonic() < end:
+        await c.collect(min(0.25, max(0.01, end - time.monotonic())))
     never = len(c.pending)
-    if expect <= 0:
-        # every sample still in flight is one the clear removed: it never ran
-        never += len(c.in_flight)
-        c.pending.extend(sorted(c.in_flight))
-        c.in_flight.clear()
     c.diagnostics.append(
         f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran"
         + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
@@ -909,14 +940,14 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
         )
     else:
         # Only the samples that were running can still report; the removed ones never will.
-        expect = len(c.in_flight) - removed
+        with contextlib.suppress(*REDIS_ERRORS):
+            await interrupt.unless_hurried(c.unqueue_removed(), limit=2.0)
         end = time.monotonic() + min(5.0, options.timeout)
-        while expect > 0 and not interrupt.hurried and time.monotonic() < end:
+        while c.in_flight and not interrupt.hurried and time.monotonic() < end:
             try:
-                got = await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
+                await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
             except REDIS_ERRORS:
                 break
-            expect -= got or 0
     never, missing = len(c.pending), len(c.in_flight)
     head = f"interrupted by {name}"
     if removed is not None:

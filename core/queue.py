@@ -411,12 +411,18 @@ class Queue:
         return result
 
     def ack_call(
-        self, queue: str, owner: str, done: Sequence[tuple[str, str] | tuple[str, str, int]], telemetry: bool = True
+        self,
+        queue: str,
+        owner: str,
+        done: Sequence[tuple[str, str] | tuple[str, str, int]],
+        telemetry: bool = True,
+        pop_follows: bool = False,
     ) -> tuple[str, list[str], list[Any]]:
         """One ``ack`` call for :meth:`Scripts.run` of ``done`` = [(job id, result JSON or "",
-        runtime ms)]."""
+        runtime ms)].  ``pop_follows``: the caller pops this queue right after, in the same round
+        trip, so a batch slot the ack frees needs no worker woken for it."""
         keys = self.keys(queue)
-        args: list[Any] = [keys.base, owner, "1" if telemetry else "0"]
+        args: list[Any] = [keys.base, owner, ("t" if telemetry else "") + ("p" if pop_follows else "")]
         # one argument per job (see ack.lua): encoding three per job cost the worker more; the
         # script reads the id by its length in bytes
         args += [

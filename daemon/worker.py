@@ -497,7 +497,7 @@ class Worker:
             (raw,) = await self.queue.scripts.run([call])
             return self.queue.parse_pop(raw)
         try:
-            replies = await self.queue.scripts.run([*self._ack_calls(batch), call], raise_on_error=False)
+            replies = await self.queue.scripts.run([*self._ack_calls(batch, queue), call], raise_on_error=False)
         except REDIS_ERRORS:
             self._untake_acks(batch)
             raise
@@ -899,8 +899,14 @@ class Worker:
         for q, done in batch.items():
             self._acks.setdefault(q, [])[:0] = done
 
-    def _ack_calls(self, batch: dict[str, list[tuple[str, str, int]]]) -> list[tuple[str, list[str], list[Any]]]:
-        return [self.queue.ack_call(q, self.id, done, self.options.telemetry) for q, done in batch.items()]
+    def _ack_calls(
+        self, batch: dict[str, list[tuple[str, str, int]]], popped: str | None = None
+    ) -> list[tuple[str, list[str], list[Any]]]:
+        """The ack calls of ``batch``; the one of queue ``popped`` goes just before a pop of it."""
+        return [
+            self.queue.ack_call(q, self.id, done, self.options.telemetry, pop_follows=q == popped)
+            for q, done in batch.items()
+        ]
 
     def _acks_sent(self, batch: dict[str, list[tuple[str, str, int]]], replies: Sequence[Any]) -> None:
         for (q, done), stale in zip(batch.items(), replies, strict=True):

@@ -199,8 +199,28 @@ local function b_running(base, bid, id)
   redis.call('SADD', base .. 'batch:' .. bid .. ':running', id)
 end
 
-local function b_not_running(base, bid, id)
-  redis.call('SREM', base .. 'batch:' .. bid .. ':running', id)
+-- A job of the batch stopped running.  When the batch runs at most max_running at once and was
+-- at that limit, a job of it that waits can start now: a worker is woken for it, unless the
+-- caller pops next itself (wake_key nil: an ack sent with a pop, a lapse found by a pop).
+local function b_not_running(base, bid, id, wake_key)
+  local rk = base .. 'batch:' .. bid .. ':running'
+  if redis.call('SREM', rk, id) == 1 and wake_key then
+    local limit = redis.call('HGET', base .. 'batch:' .. bid, 'max_running')
+    if limit and redis.call('SCARD', rk) == tonumber(limit) - 1 then
+      wake(wake_key)
+    end
+  end
+end
+
+-- How many more jobs the batch `bid` may start now under its max_running, or nil for no limit
+-- (also for a lane that is not a batch's).
+local function b_room(base, bid)
+  local bk = base .. 'batch:' .. bid
+  local limit = redis.call('HGET', bk, 'max_running')
+  if not limit then
+    return nil
+  end
+  return tonumber(limit) - redis.call('SCARD', bk .. ':running')
 end
 
 -- Completions per minute, O(1): the count of the current minute and of the one before

@@ -1,7 +1,8 @@
 -- ack: finish jobs that succeeded, if the caller still holds their lease, and store the
 -- result of each job that was dispatched with a result sink (first write wins).
 -- KEYS[1] reserved  KEYS[2] stats  KEYS[3] lanes  KEYS[4] ready  KEYS[5] wake
--- ARGV[1] key base  ARGV[2] owner  ARGV[3] "1" to record telemetry
+-- ARGV[1] key base  ARGV[2] owner  ARGV[3] flags: "t" to record telemetry, "p" when the caller
+--         pops this queue next in the same round trip (a freed batch slot then wakes no worker)
 -- then one argument per job: "<runtime ms>:<length of the id>:<id><result JSON>" (no result JSON
 -- for none): one argument rather than three, as the worker's encoding of them cost more than this
 -- Returns the ids whose lease the caller no longer held (they were not acknowledged).
@@ -9,7 +10,8 @@
 -- shortest and longest runtime in one hash per queue and minute ("m:<minute>"), kept MINUTE_TTL.
 local base = ARGV[1]
 local owner = ARGV[2]
-local telemetry = ARGV[3] == '1'
+local telemetry = string.find(ARGV[3], 't', 1, true) ~= nil
+local wake_key = not string.find(ARGV[3], 'p', 1, true) and KEYS[5] or nil
 local stale = {}
 local done = 0
 local mk, rt_sum, rt_max, rt_min = nil, 0, 0, nil
@@ -49,7 +51,7 @@ for i = 4, #ARGV do
     finished[done] = id
     records[done] = jk
     if rec[7] then
-      b_not_running(base, rec[7], id)
+      b_not_running(base, rec[7], id, wake_key)
       b_job_done(base, KEYS[3], KEYS[4], KEYS[5], rec[7], id, true)
     end
     if telemetry then

@@ -34,7 +34,7 @@ if ARGV[8] and ARGV[8] ~= '' and kind ~= 'cancelled' then
   end
 end
 if bid then
-  b_not_running(base, bid, id)
+  b_not_running(base, bid, id, KEYS[6])
   b_job_done(base, KEYS[4], KEYS[5], KEYS[6], bid, id, false, kind == 'cancelled')
 end
 if ARGV[12] and ARGV[12] ~= '' then

@@ -1,7 +1,9 @@
 -- pop_with_lease: claim up to COUNT ready jobs of one queue under a lease.
 -- First promotes due delayed jobs and puts back jobs whose lease lapsed (their worker died),
 -- so every worker doubles as the scheduler and the sweeper and no separate process is needed.
--- Lanes (batches, tenants, the default lane "_") are served round-robin.
+-- Lanes (batches, tenants, the default lane "_") are served round-robin.  A batch created with
+-- max_running (an eval run: its concurrency) hands out a job only while fewer of its jobs than
+-- that run; the rest wait at the head of their lane until one ends (b_not_running wakes a worker).
 -- KEYS[1] lanes  KEYS[2] ready  KEYS[3] delayed  KEYS[4] reserved  KEYS[5] wake  KEYS[6] stats
 -- ARGV[1] key base  ARGV[2] count  ARGV[3] lease ms  ARGV[4] owner  ARGV[5] maintenance batch size
 -- ARGV[6] "1" when the queue is paused for this caller (maintenance only, no pops); "w" for a pop
@@ -76,15 +78,25 @@ if not held and not queue_paused then
   local taken = {}  -- every id popped, for one ZREM of the ready index
   local leases = {}  -- score/id pairs, for one ZADD of the reserved index
   local deadline = now + lease
+  local stalled = 0  -- turns in a row whose lane gave nothing, its batch at max_running
   while got < count do
-    local lane, ids
+    local lane, ids, lk
     if single then
       lane = redis.call('LINDEX', KEYS[1], 0)
       if not lane then
         break
       end
-      local lk = base .. 'lane:' .. lane
-      ids = redis.call('LPOP', lk, count - got)
+      lk = base .. 'lane:' .. lane
+      local want = count - got
+      -- a batch's own lane: take no more than it may start (checked again per job below)
+      local room = b_room(base, lane)
+      if room and room < want then
+        want = room
+      end
+      if want <= 0 then
+        break
+      end
+      ids = redis.call('LPOP', lk, want)
       if redis.call('LLEN', lk) == 0 then
         redis.call('LREM', KEYS[1], 0, lane)
       end
@@ -96,7 +108,7 @@ if not held and not queue_paused then
       if not lane then
         break
       end
-      local lk = base .. 'lane:' .. lane
+      lk = base .. 'lane:' .. lane
       local id = redis.call('LPOP', lk)
       if redis.call('LLEN', lk) == 0 then
         -- The lane just rotated to the tail; drop it while it is empty.
@@ -107,15 +119,31 @@ if not held and not queue_paused then
         ids = {}
       end
     end
-    for _, id in ipairs(ids) do
-      taken[#taken + 1] = id
+    local capped = false
+    for n, id in ipairs(ids) do
       local jk = base .. 'job:' .. id
       local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch', 'cancel', 'attempts',
         'progress', 'timeout')
       local skip = false
       if rec[1] and rec[5] then
         local bk = base .. 'batch:' .. rec[5]
-        local st = redis.call('HGET', bk, 'state')
+        local b = redis.call('HMGET', bk, 'state', 'max_running')
+        local st = b[1]
+        if b[2] and st ~= 'cancelled' and st ~= 'failed'
+            and redis.call('SCARD', bk .. ':running') >= tonumber(b[2]) then
+          -- its batch runs as many as it may: this job and the rest of what was popped go back
+          -- to the head of the lane, in order, and the lane is listed again if it had emptied
+          capped = true
+          local back = {}
+          for i = #ids, n, -1 do
+            back[#back + 1] = ids[i]
+          end
+          if redis.call('LPUSH', lk, unpack(back)) == #back then
+            redis.call('RPUSH', KEYS[1], lane)
+          end
+          break
+        end
+        taken[#taken + 1] = id
         if st == 'cancelled' or st == 'failed' then
           -- a job of a stopped batch (delayed or re-delivered when it stopped): do not run it
           skip = true
@@ -129,6 +157,8 @@ if not held and not queue_paused then
         if not skip and st then
           b_active(base, rec[5], bk)
         end
+      else
+        taken[#taken + 1] = id
       end
       if rec[1] and not skip then
         local attempts = tonumber(rec[7] or '0') + 1
@@ -154,6 +184,19 @@ if not held and not queue_paused then
         out[#out + 1] = rec[6] or ''
         got = got + 1
       end
+    end
+    if single then
+      if capped then
+        break
+      end
+    elseif capped then
+      -- every listed lane gave nothing in a row: they all wait for a running job to end
+      stalled = stalled + 1
+      if stalled >= redis.call('LLEN', KEYS[1]) then
+        break
+      end
+    else
+      stalled = 0
     end
   end
   -- in slices: unpack has a limit on how many values it spreads

@@ -20,7 +20,7 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('HSET', jk, 'owner', '')
 local bid = redis.call('HGET', jk, 'batch')
 if bid then
-  b_not_running(base, bid, id)
+  b_not_running(base, bid, id, KEYS[5])
 end
 if why == 'rate_limited' then
   redis.call('HINCRBY', jk, 'releases', 1)

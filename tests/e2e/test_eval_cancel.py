@@ -52,7 +52,9 @@ def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(
     out = procs.cli("batch", "cancel", batch_id)
     told_at = time.time()
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"Cancelled {batch_id}: removed 5 queued jobs, 5 running told to stop"
+    # 5 running (the worker's concurrency); queued: the other 5 of the run's concurrency of 10
+    # and the 10 it keeps queued ahead of them
+    assert out.stdout.strip() == f"Cancelled {batch_id}: removed 15 queued jobs, 5 running told to stop"
     stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 1, stderr
     report = json.loads((tmp_path / "out.json").read_text())

@@ -74,6 +74,45 @@ def test_serial_and_lazy_parallel_give_the_same_scores(procs: Processes, tmp_pat
     assert "exact-match" in parallel.stdout
 
 
+def test_a_run_keeps_its_concurrency_when_the_workers_have_more_slots(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
+    """The run queues samples ahead of its concurrency (so a worker starts the next one the moment
+    one ends), and its batch holds the limit: never more SUT calls at once than --concurrency."""
+    spans = tmp_path / "spans.txt"
+    procs.worker("evals", concurrency=10, env={"EH_TEST_SPANS": str(spans), "EH_TEST_LATENCY": "0.2"})
+    wait_until(lambda: live_workers(redis_url, "evals") == 1, deadline=20, what="the worker")
+    data = small_dataset(tmp_path, 24)
+    run = procs.start(
+        "-m", "evalharness.cli", "run", str(data), "--sut", "support.suts:spans", "--metric", "exact-match",
+        "--concurrency", "3", "--quiet", "--json", "out.json",
+    )  # fmt: skip
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def queued_ahead() -> bool:
+        batch = next((b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")), None)
+        rec = r.hgetall(f"eh:{{q:evals}}:batch:{batch}") if batch else {}
+        # three running and three more dispatched behind them
+        return bool(rec) and int(rec.get("dispatched", 0)) - int(rec.get("processed", 0)) == 6
+
+    wait_until(queued_ahead, deadline=20, what="three samples queued behind the three running")
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["scored_samples"] == 24 and report["failures"]["total"] == 0
+    calls = [tuple(map(float, line.split())) for line in spans.read_text().splitlines()]
+    assert len(calls) == 24  # each sample's SUT ran once
+    edges = sorted([(a, 1) for a, _ in calls] + [(b, -1) for _, b in calls])
+    at_once = peak = 0
+    for _, step in edges:
+        at_once += step
+        peak = max(peak, at_once)
+    assert peak == 3  # the limit held, and the run used all of it
+    (batch,) = [b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")]
+    assert r.hget(f"eh:{{q:evals}}:batch:{batch}", "max_running") == "3"
+    r.close()
+
+
 @pytest.mark.slow
 def test_a_run_survives_a_worker_killed_mid_job_and_scores_every_sample_once(
     procs: Processes, tmp_path: Path, redis_url: str

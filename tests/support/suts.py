@@ -61,3 +61,16 @@ async def counted_slow(question: object) -> str:
 async def echo(question: object) -> str:
     """The input as the output, so a test's markers reach the metrics (a judge prompt)."""
     return str(question)
+
+
+async def spans(question: object) -> str:
+    """Notes each call's start and end (epoch seconds) in the file EH_TEST_SPANS, after
+    EH_TEST_LATENCY seconds (0.05 by default)."""
+    import time
+    from pathlib import Path
+
+    started = time.time()
+    await asyncio.sleep(float(os.environ.get("EH_TEST_LATENCY", "0.05")))
+    with Path(os.environ["EH_TEST_SPANS"]).open("a") as fh:  # noqa: ASYNC230 (a tiny local append)
+        fh.write(f"{started} {time.time()}\n")
+    return respond(str(question))

@@ -1,0 +1,95 @@
+"""A batch's max_running on a real Redis with in-process workers: however many jobs are queued
+and however many worker slots are free, at most that many of the batch's jobs run at once; a
+slot that frees starts the next at once (no poll), other batches on the queue are not held up,
+and a worker that died holding slots gives them back when its leases lapse."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from support.inproc import Workers
+from support.procs import until
+
+from evalharness.core.batches import Batches
+from evalharness.core.errors import EvalHarnessError
+from evalharness.core.keys import QueueKeys
+from evalharness.core.queue import JobRequest, Queue
+
+K = QueueKeys("eh", "t")
+# longer than any test's deadline: a job that starts only because a worker polled fails the test
+NO_POLL = 60.0
+
+
+def span(field: str, seconds: float = 0.05, lane: str | None = None) -> JobRequest:
+    return JobRequest("t.span", {"seconds": seconds}, result_to=("s", field, 600), lane=lane)
+
+
+async def spans(aclient: Any, fields: list[str]) -> list[tuple[float, float]]:
+    raw = await aclient.hmget(K.results("s"), fields)
+    if any(v is None for v in raw):
+        return []
+    return [tuple(json.loads(v)["result"]) for v in raw]  # type: ignore[misc]
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals open at one moment (an end at the same instant as a start closes first)."""
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+async def test_at_most_max_running_of_a_batch_run_at_once_across_workers(pool: Workers, aclient: Any) -> None:
+    batches = Batches(aclient)
+    # a third of the jobs in a lane of their own: the limit is the batch's, whatever the lane
+    jobs = [span(f"a{i}", lane="side" if i % 3 == 0 else None) for i in range(30)]
+    a = await batches.create("A", jobs, queue="t", max_running=3)
+    b = await batches.create("B", [span(f"b{i}", 0.2) for i in range(8)], queue="t")
+    pool.start("t", n=2, concurrency=10, poll=NO_POLL)
+    a_spans = await until(lambda: spans(aclient, [f"a{i}" for i in range(30)]), deadline=30, what="batch A")
+    b_spans = await until(lambda: spans(aclient, [f"b{i}" for i in range(8)]), deadline=30, what="batch B")
+    # the limit held, and was used: three ran together
+    assert most_at_once(a_spans) == 3
+    # B has no limit: its 8 jobs ran together beside A's 3, in the slots A could not use
+    assert most_at_once(b_spans) == 8
+    info_a, info_b = await batches.info(a), await batches.info(b)
+    assert info_a is not None and info_b is not None
+    assert (info_a.state, info_a.processed, info_a.max_running) == ("succeeded", 30, 3)
+    assert (info_b.state, info_b.max_running) == ("succeeded", None)
+    assert await aclient.scard(K.batch_running(a)) == 0
+
+
+async def test_a_worker_that_died_holding_a_batchs_slots_gives_them_back_when_its_leases_lapse(
+    pool: Workers, aclient: Any
+) -> None:
+    q = Queue(aclient)
+    batches = Batches(aclient, queue=q)
+    bid = await batches.create("A", [span(f"a{i}") for i in range(6)], queue="t", max_running=2)
+    # a worker takes both slots and dies: nothing acknowledges its two jobs
+    held = await q.pop("t", 5, 2.0, "dead-worker")
+    assert len(held.jobs) == 2  # the limit, though five were asked for
+    assert await aclient.scard(K.batch_running(bid)) == 2
+    assert len((await q.pop("t", 5, 2.0, "dead-worker")).jobs) == 0
+    pool.start("t", concurrency=10, poll=0.2)
+    got = await until(lambda: spans(aclient, [f"a{i}" for i in range(6)]), deadline=30, what="every job")
+    # the two lost jobs ran again, and never more than two of the batch at once
+    assert len(got) == 6 and most_at_once(got) <= 2
+    assert int(await aclient.hget(K.stats, "lost") or 0) == 2
+
+
+async def test_a_raised_limit_lets_waiting_jobs_start_and_a_bad_limit_is_refused(pool: Workers, aclient: Any) -> None:
+    batches = Batches(aclient)
+    with pytest.raises(EvalHarnessError, match="max_running must be >= 1, got 0"):
+        await batches.create("A", [span("x")], queue="t", max_running=0)
+    bid = await batches.create("A", [span(f"a{i}", 0.3) for i in range(8)], queue="t", max_running=1)
+    pool.start("t", concurrency=10, poll=NO_POLL)
+    await until(lambda: aclient.scard(K.batch_running(bid)), what="the first job running")
+    await batches.set_max_running(bid, 4)
+    got = await until(lambda: spans(aclient, [f"a{i}" for i in range(8)]), deadline=30, what="every job")
+    assert most_at_once(got) == 4
+    with pytest.raises(EvalHarnessError, match="max_running must be >= 1, got -1"):
+        await batches.set_max_running(bid, -1)
