@@ -42,6 +42,7 @@ SCRIPT_NAMES = (
     "forget_failed",
     "failed_index",
     "batch_summary",
+    "ready_state",
 )
 
 
@@ -222,6 +223,8 @@ class QueueCounts:
     oldest_ready_age: float | None
     workers: int
     counters: dict[str, int]
+    # ready jobs held by their batch's max_running: they start as its running jobs end (not in ready)
+    held: int = 0
 
 
 class Queue:
@@ -708,11 +711,12 @@ class Queue:
         now_ms = int(time.time() * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe_queue_state(pipe, keys, now_ms)
-            ready, delayed, reserved, failed, oldest, workers, counters = await pipe.execute()
-        age = max(0.0, (now_ms - oldest[0][1]) / 1000.0) if oldest else None
+            (ready, oldest, held), delayed, reserved, failed, workers, counters = await pipe.execute()
+        age = max(0.0, (now_ms - int(oldest)) / 1000.0) if int(oldest) >= 0 else None
         return QueueCounts(
             queue=queue,
-            ready=ready,
+            ready=int(ready),
+            held=int(held),
             delayed=delayed,
             reserved=reserved,
             failed=failed,
@@ -727,17 +731,19 @@ def parse_renew(raw: Sequence[Any]) -> RenewReply:
     return RenewReply([str(i) for i in raw[0]], [str(i) for i in raw[1]])
 
 
-QUEUE_STATE_READS = 7  # the replies pipe_queue_state adds to a pipeline
+QUEUE_STATE_READS = 6  # the replies pipe_queue_state adds to a pipeline
 
 
 def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:
-    """Queue the seven reads that describe a queue now, in this order: ready, delayed, reserved
-    and failed counts, the oldest ready job (id, ready ms), the live worker ids, the counters."""
-    pipe.zcard(keys.ready)
+    """Queue the six reads that describe a queue now, in this order: the ready state ([ready jobs
+    that could start now, ms the oldest of them became ready or -1, ready jobs held by their
+    batch's max_running], ``ready_state.lua``), the delayed, reserved and failed counts, the live
+    worker ids, the counters.  The script travels as EVAL (its source, about 1 KB), so the
+    pipeline needs no script loaded first."""
+    pipe.eval(script_source("ready_state"), 2, keys.lanes, keys.ready, keys.base)
     pipe.zcard(keys.delayed)
     pipe.zcard(keys.reserved)
     pipe.zcard(keys.failed)
-    pipe.zrange(keys.ready, 0, 0, withscores=True)
     pipe.zrangebyscore(keys.workers, now_ms, "+inf")
     pipe.hgetall(keys.stats)
 

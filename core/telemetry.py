@@ -164,7 +164,8 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
     max_wait: dict[str, Any] = {"queue": None, "seconds": None}
     for i, q in enumerate(queues):
         r = replies[3 + i * per_queue : 3 + (i + 1) * per_queue]  # after workers, masters, limiters
-        ready, delayed, reserved, failed, oldest, live, counters = r[:QUEUE_STATE_READS]
+        (ready, oldest, held), delayed, reserved, failed, live, counters = r[:QUEUE_STATE_READS]
+        ready, oldest, held = int(ready), int(oldest), int(held)
         minutes = r[QUEUE_STATE_READS : QUEUE_STATE_READS + MINUTES_READ]  # minute-60 .. minute
         paused = bool(r[QUEUE_STATE_READS + MINUTES_READ])
         cur, prev = _minute_stats([minutes[-1]]), _minute_stats([minutes[-2]])
@@ -172,7 +173,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         hour = _minute_stats(minutes[1:])
         done_pm = _per_minute(cur["completed"], prev["completed"], now)
         failed_pm = _per_minute(cur["failed"], prev["failed"], now)
-        oldest_wait = max(0.0, (now_ms - float(oldest[0][1])) / 1000.0) if oldest else None
+        oldest_wait = max(0.0, (now_ms - oldest) / 1000.0) if oldest >= 0 else None
         live_ids = [str(w) for w in live]
         processes_total.update(live_ids)
         # a process running a job of any of its queues counts as busy on each of them
@@ -194,6 +195,7 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
                 "name": q,
                 "paused": paused,
                 "ready": ready,
+                "held": held,
                 "delayed": delayed,
                 "reserved": reserved,
                 "oldest_wait": oldest_wait,

@@ -203,7 +203,9 @@ class Publisher:
         unused = [
             q["name"]
             for q in snapshot["queues"]
-            if not (q["ready"] or q["delayed"] or q["reserved"] or q["failed_stored"] or q["processes"])
+            if not (
+                q["ready"] or q.get("held") or q["delayed"] or q["reserved"] or q["failed_stored"] or q["processes"]
+            )
         ]
         for outcome in await self._forgetter.sweep(unused, self.queue_retention):
             if outcome.use is QueueUse.FORGOTTEN:

@@ -93,3 +93,26 @@ async def test_a_raised_limit_lets_waiting_jobs_start_and_a_bad_limit_is_refused
     assert most_at_once(got) == 4
     with pytest.raises(EvalHarnessError, match="max_running must be >= 1, got -1"):
         await batches.set_max_running(bid, -1)
+
+
+async def test_jobs_held_by_max_running_are_no_backlog_for_telemetry_status_or_the_balancer(aclient: Any) -> None:
+    from evalharness.core.telemetry import collect_snapshot
+
+    q = Queue(aclient)
+    batches = Batches(aclient, queue=q)
+    bid = await batches.create("A", [span(f"a{i}") for i in range(5)], queue="t", max_running=2)
+    await q.dispatch_many([span("plain")])  # one job anyone may start, in the default lane
+    assert len((await q.pop("t", 1, 60, "w1")).jobs) == 1  # lanes take turns: A's first job
+    counts = await q.stats("t")
+    # A: one running, one more may start, three held; the plain job may start
+    assert (counts.ready, counts.held) == (2, 3)
+    snap = await collect_snapshot(aclient, "eh")
+    (row,) = [r for r in snap["queues"] if r["name"] == "t"]
+    assert (row["ready"], row["held"]) == (2, 3)
+    assert len((await q.pop("t", 5, 60, "w1")).jobs) == 2  # A's second and the plain job
+    counts = await q.stats("t")
+    # nothing may start now: the three left wait for A's running jobs, not for a worker
+    assert (counts.ready, counts.held, counts.oldest_ready_age) == (0, 3, None)
+    await batches.set_max_running(bid, None)
+    counts = await q.stats("t")
+    assert (counts.ready, counts.held) == (3, 0) and counts.oldest_ready_age is not None
