@@ -307,13 +307,13 @@ class Batches:
         if max_running is not None and max_running < 1:
             raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
         keys = self.queue.keys(await self.queue_of(batch_id))
-        if max_running is None:
-            await self.client.hdel(batch_key(keys, batch_id), "max_running")
-        else:
-            async with self.client.pipeline(transaction=False) as pipe:
+        async with self.client.pipeline(transaction=False) as pipe:
+            if max_running is None:
+                pipe.hdel(batch_key(keys, batch_id), "max_running")
+            else:
                 pipe.hset(batch_key(keys, batch_id), "max_running", max_running)
-                pipe.rpush(keys.wake, "1")  # a raised limit may let a waiting job start now
-                await pipe.execute()
+            pipe.rpush(keys.wake, "1")  # a raised or removed limit may let a waiting job start now
+            await pipe.execute()
 
     async def add(self, batch_id: str, jobs: Sequence[JobRequest], *, queue: str | None = None) -> list[str]:
         """Add jobs to a batch (also a running or finished one, which then runs again)."""
