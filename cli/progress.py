@@ -181,11 +181,6 @@ class BatchWatch:
             if self._baseline is None:
                 self._baseline = dict(stats.counters)
             info = await self.batches.info(self.batch_id) if self.batch_id else None
-            running = (
-                await self.queue.client.scard(self.queue.keys(self.queue_name).batch_running(self.batch_id))
-                if info
-                else 0
-            )
             values: dict[str, Any] = {
                 "retrying": stats.counters.get("retried", 0) - self._baseline.get("retried", 0),
                 "rate_limited": stats.counters.get("released", 0) - self._baseline.get("released", 0),
@@ -193,7 +188,7 @@ class BatchWatch:
             if info is not None:
                 values["failed"] = info.failed
                 # running now: the samples queued behind them, up to the concurrency again, wait
-                values["in_flight"] = running
+                values["in_flight"] = info.running
             self.progress.update(**values)
 
     async def run(self, every: float = 0.5) -> None:

@@ -108,6 +108,7 @@ class BatchInfo:
     undispatched: int = 0
     # At most this many of its jobs run at once (an eval run's concurrency); None: no limit.
     max_running: int | None = None
+    running: int = 0  # its jobs a worker holds now (the size of its running set)
 
     @property
     def progress(self) -> float:
@@ -142,6 +143,7 @@ class BatchInfo:
             "tenant": self.tenant,
             "callbacks": self.callbacks,
             "max_running": self.max_running,
+            "running": self.running,
         }
 
 
@@ -170,7 +172,12 @@ def undispatched(rec: dict[str, str]) -> int:
     return max(0, int(rec["declared"]) - int(rec.get("dispatched") or 0))
 
 
-def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[str]) -> BatchInfo:
+def _check_max_running(max_running: int | None) -> None:
+    if max_running is not None and max_running < 1:
+        raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
+
+
+def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[str], running: int) -> BatchInfo:
     declared = int(rec["declared"]) if rec.get("declared") else None
     left = undispatched(rec)
     return BatchInfo(
@@ -197,6 +204,7 @@ def _info(batch_id: str, queue: str, rec: dict[str, str], failed_ids: Sequence[s
         else int(rec.get("total", 0)),
         undispatched=left,
         max_running=int(rec["max_running"]) if rec.get("max_running") else None,
+        running=running,
     )
 
 
@@ -240,8 +248,7 @@ class Batches:
         validate_name("queue", queue)
         if total is not None and total < 0:
             raise EvalHarnessError(f"a batch's declared total must be >= 0, got {total}")
-        if max_running is not None and max_running < 1:
-            raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
+        _check_max_running(max_running)
         bid = batch_id or f"b{new_job_id()}"
         validate_name("batch id", bid)
         keys = self.queue.keys(queue)
@@ -304,8 +311,7 @@ class Batches:
     async def set_max_running(self, batch_id: str, max_running: int | None) -> None:
         """Change how many of the batch's jobs may run at once (None: no limit).  Jobs running
         beyond a lowered limit finish; no new one starts until the batch is below it."""
-        if max_running is not None and max_running < 1:
-            raise EvalHarnessError(f"a batch's max_running must be >= 1, got {max_running}")
+        _check_max_running(max_running)
         keys = self.queue.keys(await self.queue_of(batch_id))
         async with self.client.pipeline(transaction=False) as pipe:
             if max_running is None:
@@ -336,8 +342,9 @@ class Batches:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(batch_key(keys, batch_id))
             pipe.smembers(keys.batch_failed(batch_id))
-            rec, failed = await pipe.execute()
-        return _info(batch_id, str(queue), rec, failed) if rec else None
+            pipe.scard(keys.batch_running(batch_id))
+            rec, failed, running = await pipe.execute()
+        return _info(batch_id, str(queue), rec, failed, running) if rec else None
 
     async def list(self, queue: str | None = None, limit: int = 100) -> list[BatchInfo]:
         """Newest first."""
@@ -352,10 +359,12 @@ class Batches:
                 for bid in ids:
                     pipe.hgetall(batch_key(keys, bid))
                     pipe.smembers(keys.batch_failed(bid))
+                    pipe.scard(keys.batch_running(bid))
                 replies = await pipe.execute()
             for i, bid in enumerate(ids):
-                if replies[2 * i]:
-                    out.append(_info(bid, q, replies[2 * i], replies[2 * i + 1]))
+                rec, failed, running = replies[3 * i : 3 * i + 3]
+                if rec:
+                    out.append(_info(bid, q, rec, failed, running))
         out.sort(key=lambda b: -(b.created_at or 0))
         return out[:limit]
 

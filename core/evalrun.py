@@ -367,6 +367,23 @@ class Continuation:
     fresh: Mapping[int, str] = field(default_factory=dict)
 
 
+def sample_job_id(run_id: str, index: int, suffix: str = "") -> str:
+    """The job id (and idempotency key) of a run's sample ``index``: "<run>-<index>", or
+    "<run>-<index>.rN" when resume N dispatched it afresh (``suffix``)."""
+    return f"{run_id}-{index}{suffix}"
+
+
+async def removed_samples(queue: Queue, queue_name: str, batch_id: str, run_id: str) -> set[int]:
+    """The samples of run ``run_id`` whose queued job a cancel or clear of its batch removed:
+    they never ran."""
+    out = set()
+    for job_id in await queue.client.smembers(queue.keys(queue_name).batch_cancelled(batch_id)):
+        index = str(job_id).removeprefix(f"{run_id}-").split(".", 1)[0]
+        if index.isdigit():
+            out.add(int(index))
+    return out
+
+
 class _Collector:
     """Dispatches samples as jobs with at most ``concurrency`` running and gathers their outcomes
     from the run's result sink as workers acknowledge them.
@@ -415,14 +432,13 @@ class _Collector:
         self.ahead = 0  # samples queued beyond concurrency; set once the batch holds the limit
 
     def job_id(self, index: int) -> str:
-        return f"{self.run_id}-{index}{self.fresh.get(index, '')}"
+        return sample_job_id(self.run_id, index, self.fresh.get(index, ""))
 
     async def unqueue_removed(self) -> None:
         """After a cancel or clear of the run's batch: the samples whose queued jobs it removed
         never ran, so they count as not dispatched again (a resume dispatches them)."""
-        key = self.queue.keys(self.options.queue).batch_cancelled(self.batch_id)
-        removed = {str(i) for i in await self.client.smembers(key)}
-        back = sorted(i for i in self.in_flight if self.job_id(i) in removed)
+        removed = await removed_samples(self.queue, self.options.queue, self.batch_id, self.run_id)
+        back = sorted(self.in_flight & removed)
         self.in_flight.difference_update(back)
         self.pending.extendleft(reversed(back))
 
@@ -881,13 +897,7 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
             "the run's producer did not record an end (it may have been killed): samples without an output are listed "
             f"as missing; `evalharness run --resume {record.id}` continues the run"
         )
-    # samples whose queued job a cancel or clear removed never ran (job ids "<run>-<unit>[.rN]")
-    removed: set[int] = set()
-    if info is not None:
-        for job_id in await client.smembers(queue.keys(record.queue).batch_cancelled(info.id)):
-            unit = str(job_id).removeprefix(f"{record.id}-").split(".", 1)[0]
-            if unit.isdigit():
-                removed.add(int(unit))
+    removed = await removed_samples(queue, record.queue, info.id, record.id) if info is not None else set()
     why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
     outcomes = [
         outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why)

@@ -25,7 +25,7 @@ from .batches import Batches
 from .datasets import Dataset
 from .errors import EvalHarnessError
 from .evaljobs import SUT_MISMATCH
-from .evalrun import Continuation
+from .evalrun import Continuation, sample_job_id
 from .keys import GlobalKeys
 from .queue import Queue
 from .runs import RunRecord, dataset_fingerprint
@@ -235,12 +235,12 @@ async def plan_resume(
         await client.hdel(keys.results(record.sink), *(str(i) for i in redo))
     missing = [i for i in range(total) if i not in results]
     rounds = int(record.extra.get("resumes") or 0) + 1
-    # a unit's job id is "<run>-<unit>", or "<run>-<unit>.rN" when resume N dispatched it afresh
+    # a unit's job id: sample_job_id, suffixed ".rN" when resume N dispatched it afresh
     suffixes = [""] + [f".r{n}" for n in range(1, rounds)]
     async with client.pipeline(transaction=False) as pipe:
         for i in missing:
             for suffix in suffixes:
-                pipe.hmget(keys.job(f"{rid}-{i}{suffix}"), "state", "cancel")
+                pipe.hmget(keys.job(sample_job_id(rid, i, suffix)), "state", "cancel")
         states = await pipe.execute()
     fresh: dict[int, str] = {}
     live = 0

@@ -11,42 +11,29 @@ if total == 0 then
   return {0, -1, 0}
 end
 local held = 0
-local heads = {}  -- the ids at the head of each lane that may start
-local capped = false
-for _, lane in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+local lanes = redis.call('LRANGE', KEYS[1], 0, -1)
+local rooms = {}  -- per lane: how many of its jobs may start now, or false for no limit
+for i, lane in ipairs(lanes) do
   local room = b_room(base, lane)
-  local lk = base .. 'lane:' .. lane
+  rooms[i] = room and math.max(room, 0) or false
   if room then
-    local n = redis.call('LLEN', lk)
-    if room < 0 then
-      room = 0
-    end
-    if n > room then
-      held = held + n - room
-      capped = true
-    end
-    if room > 0 then
-      heads[#heads + 1] = redis.call('LINDEX', lk, 0)
-    end
-  else
-    heads[#heads + 1] = redis.call('LINDEX', lk, 0)
+    held = held + math.max(redis.call('LLEN', base .. 'lane:' .. lane) - rooms[i], 0)
   end
 end
-if held > total then
-  held = total
-end
-local oldest = -1
-if not capped then
+if held == 0 then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if first[2] then
-    oldest = tonumber(first[2])
-  end
-else
-  for _, id in ipairs(heads) do
+  return {total, first[2] and tonumber(first[2]) or -1, 0}
+end
+-- the oldest job that may start is at the head of a lane with room
+local oldest = -1
+for i, lane in ipairs(lanes) do
+  if rooms[i] ~= 0 then
+    local id = redis.call('LINDEX', base .. 'lane:' .. lane, 0)
     local at = id and redis.call('ZSCORE', KEYS[2], id)
     if at and (oldest < 0 or tonumber(at) < oldest) then
       oldest = tonumber(at)
     end
   end
 end
+held = math.min(held, total)
 return {total - held, oldest, held}

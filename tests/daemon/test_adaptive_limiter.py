@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import support.adaptive_jobs  # noqa: F401  (registers the job and its limiter in this process too)
 from rich.console import Console
+from support.overlap import max_overlap
 from support.procs import Processes, live_workers, until
 
 from evalharness.cli.status import render
@@ -21,15 +22,6 @@ from evalharness.core.keys import QueueKeys
 from evalharness.core.queue import Queue
 
 K = QueueKeys("eh", "t")
-
-
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
-    now = peak = 0
-    for _, d in edges:
-        now += d
-        peak = max(peak, now)
-    return peak
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from support.inproc import Workers
+from support.overlap import max_overlap
 from support.procs import until
 
 from evalharness.core.batches import Batches
@@ -33,16 +34,6 @@ async def spans(aclient: Any, fields: list[str]) -> list[tuple[float, float]]:
     return [tuple(json.loads(v)["result"]) for v in raw]  # type: ignore[misc]
 
 
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals open at one moment (an end at the same instant as a start closes first)."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
-    now = peak = 0
-    for _, step in edges:
-        now += step
-        peak = max(peak, now)
-    return peak
-
-
 async def test_at_most_max_running_of_a_batch_run_at_once_across_workers(pool: Workers, aclient: Any) -> None:
     batches = Batches(aclient)
     # a third of the jobs in a lane of their own: the limit is the batch's, whatever the lane
@@ -53,9 +44,9 @@ async def test_at_most_max_running_of_a_batch_run_at_once_across_workers(pool: W
     a_spans = await until(lambda: spans(aclient, [f"a{i}" for i in range(30)]), deadline=30, what="batch A")
     b_spans = await until(lambda: spans(aclient, [f"b{i}" for i in range(8)]), deadline=30, what="batch B")
     # the limit held, and was used: three ran together
-    assert most_at_once(a_spans) == 3
+    assert max_overlap(a_spans) == 3
     # B has no limit: its 8 jobs ran together beside A's 3, in the slots A could not use
-    assert most_at_once(b_spans) == 8
+    assert max_overlap(b_spans) == 8
     info_a, info_b = await batches.info(a), await batches.info(b)
     assert info_a is not None and info_b is not None
     assert (info_a.state, info_a.processed, info_a.max_running) == ("succeeded", 30, 3)
@@ -77,7 +68,7 @@ async def test_a_worker_that_died_holding_a_batchs_slots_gives_them_back_when_it
     pool.start("t", concurrency=10, poll=0.2)
     got = await until(lambda: spans(aclient, [f"a{i}" for i in range(6)]), deadline=30, what="every job")
     # the two lost jobs ran again, and never more than two of the batch at once
-    assert len(got) == 6 and most_at_once(got) <= 2
+    assert len(got) == 6 and max_overlap(got) <= 2
     assert int(await aclient.hget(K.stats, "lost") or 0) == 2
 
 
@@ -90,7 +81,7 @@ async def test_a_raised_limit_lets_waiting_jobs_start_and_a_bad_limit_is_refused
     await until(lambda: aclient.scard(K.batch_running(bid)), what="the first job running")
     await batches.set_max_running(bid, 4)
     got = await until(lambda: spans(aclient, [f"a{i}" for i in range(8)]), deadline=30, what="every job")
-    assert most_at_once(got) == 4
+    assert max_overlap(got) == 4
     with pytest.raises(EvalHarnessError, match="max_running must be >= 1, got -1"):
         await batches.set_max_running(bid, -1)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from support.overlap import max_overlap
 from support.procs import Processes, live_workers, wait_until
 
 from evalharness.core.examples import EXAMPLE_DATASET
@@ -102,12 +103,7 @@ def test_a_run_keeps_its_concurrency_when_the_workers_have_more_slots(
     assert report["scored_samples"] == 24 and report["failures"]["total"] == 0
     calls = [tuple(map(float, line.split())) for line in spans.read_text().splitlines()]
     assert len(calls) == 24  # each sample's SUT ran once
-    edges = sorted([(a, 1) for a, _ in calls] + [(b, -1) for _, b in calls])
-    at_once = peak = 0
-    for _, step in edges:
-        at_once += step
-        peak = max(peak, at_once)
-    assert peak == 3  # the limit held, and the run used all of it
+    assert max_overlap(calls) == 3  # the limit held, and the run used all of it
     (batch,) = [b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")]
     assert r.hget(f"eh:{{q:evals}}:batch:{batch}", "max_running") == "3"
     r.close()
