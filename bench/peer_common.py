@@ -83,35 +83,36 @@ def command_calls(r: redis.Redis) -> int:
 
 
 class RoundTrips:
-    """Counts the requests a client sends (a pipeline is one) by wrapping redis-py's send."""
+    """Counts the requests a client sends (a pipeline is one): the writes of redis-py's
+    synchronous connections, and the writes to the asyncio streams, which every asyncio request
+    makes once, whether redis-py or evalharness packed it."""
 
     def __init__(self) -> None:
         self.count = 0
         self._undo: list[Callable[[], None]] = []
 
     def __enter__(self) -> RoundTrips:
-        import redis.asyncio.connection as aconn
+        import asyncio
+
         import redis.connection as sconn
 
         counter = self
-        for cls in (sconn.AbstractConnection, aconn.AbstractConnection):
-            original = cls.send_packed_command
+        original_send = sconn.AbstractConnection.send_packed_command
 
-            if cls is aconn.AbstractConnection:
+        def wrapped(self: Any, *a: Any, **kw: Any) -> Any:
+            counter.count += 1
+            return original_send(self, *a, **kw)
 
-                async def wrapped_async(self: Any, *a: Any, _orig: Any = original, **kw: Any) -> Any:
-                    counter.count += 1
-                    return await _orig(self, *a, **kw)
+        original_writelines = asyncio.StreamWriter.writelines
 
-                cls.send_packed_command = wrapped_async  # type: ignore[method-assign]
-            else:
+        def wrapped_writelines(self: Any, data: Any) -> Any:
+            counter.count += 1
+            return original_writelines(self, data)
 
-                def wrapped(self: Any, *a: Any, _orig: Any = original, **kw: Any) -> Any:
-                    counter.count += 1
-                    return _orig(self, *a, **kw)
-
-                cls.send_packed_command = wrapped  # type: ignore[method-assign]
-            self._undo.append(lambda cls=cls, original=original: setattr(cls, "send_packed_command", original))
+        sconn.AbstractConnection.send_packed_command = wrapped  # type: ignore[method-assign]
+        asyncio.StreamWriter.writelines = wrapped_writelines  # type: ignore[method-assign]
+        self._undo.append(lambda: setattr(sconn.AbstractConnection, "send_packed_command", original_send))
+        self._undo.append(lambda: setattr(asyncio.StreamWriter, "writelines", original_writelines))
         return self
 
     def __exit__(self, *exc: object) -> None:

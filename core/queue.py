@@ -7,6 +7,7 @@ one round trip per job.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -106,9 +107,43 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
         }
+        # each script's EVALSHA and digest, as they go on the wire
+        self._heads = {
+            name: b"$7\r\nEVALSHA\r\n$40\r\n" + s.sha.encode() + b"\r\n" for name, s in self._scripts.items()
+        }
+        self._encoding = client.connection_pool.connection_kwargs.get("encoding", "utf-8")
 
     def __getitem__(self, name: str) -> AsyncScript:
         return self._scripts[name]
+
+    def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+        """One EVALSHA in the protocol's own encoding, as redis-py's ``pack_command`` writes it
+        (text in the client's encoding, numbers in decimal, other types refused), made directly:
+        this runs for every dispatch, pop and ack."""
+        encoding = self._encoding
+        out = [
+            b"*%d\r\n" % (3 + len(keys) + len(args)),
+            self._heads[name],
+            b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys)),
+        ]
+        for part in (*keys, *args):
+            kind = type(part)
+            if kind is str:
+                data = part.encode(encoding)
+            elif kind is int:
+                data = b"%d" % part
+            elif kind is bytes:
+                data = part
+            elif kind is float:
+                data = repr(part).encode()
+            else:
+                raise redis.exceptions.DataError(
+                    f"Invalid input of type: {kind.__name__!r}. Convert to a bytes, string, int or float first."
+                )
+            out.append(b"$%d\r\n" % len(data))
+            out.append(data)
+            out.append(b"\r\n")
+        return b"".join(out)
 
     async def run(
         self, calls: Sequence[tuple[str, Sequence[Any], Sequence[Any]]], *, raise_on_error: bool = True
@@ -118,23 +153,62 @@ class Scripts:
         server does not know (it restarted, or was flushed) is loaded and only the calls it
         refused are run again: a refused call did nothing.  The first error raised by a script
         is raised after all calls ran, as a pipeline does, or with ``raise_on_error=False`` left
-        in its place among the replies (connection errors are always raised)."""
-        if len(calls) == 1:
-            name, keys, args = calls[0]
-            return [await self._scripts[name](keys=keys, args=args)]
-        replies: list[Any] = []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            replies = list(await pipe.execute(raise_on_error=False))
+        in its place among the replies (connection errors are always raised).
+
+        The calls are packed here and written on a pooled connection, with the connection's own
+        retry on a dropped connection, as redis-py's pipeline does, without its per-command
+        bookkeeping."""
+        packed = [self._pack(name, keys, args) for name, keys, args in calls]
+        pool: Any = self._client.connection_pool
+        conn = await pool.get_connection()
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: self._exchange(conn, packed), lambda error: conn.disconnect(error=error)
+            )
+        finally:
+            await pool.release(conn)
         for i, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.NoScriptError):
                 name, keys, args = calls[i]
-                replies[i] = await self._scripts[name](keys=keys, args=args)
+                try:
+                    replies[i] = await self._scripts[name](keys=keys, args=args)
+                except redis.exceptions.ResponseError as exc:
+                    replies[i] = exc
         if raise_on_error:
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
+        return replies
+
+    @staticmethod
+    async def _exchange(conn: Any, packed: list[bytes]) -> list[Any]:
+        """Write ``packed`` and read a reply per call.  A connection that is open is written
+        directly, waiting (within the socket timeout) only when the socket did not take it all:
+        redis-py would start a task for the timeout of every write."""
+        writer = getattr(conn, "_writer", None)
+        if writer is None or writer.transport.is_closing():
+            await conn.send_packed_command(packed)  # connects first
+        else:
+            try:
+                writer.writelines(packed)
+                if writer.transport.get_write_buffer_size():
+                    async with asyncio.timeout(conn.socket_timeout):
+                        await writer.drain()
+            except TimeoutError:
+                await conn.disconnect(nowait=True)
+                raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
+            except OSError as exc:
+                await conn.disconnect(nowait=True)
+                raise redis.exceptions.ConnectionError(f"Error while writing to socket: {exc}") from exc
+            except BaseException:
+                await conn.disconnect(nowait=True)
+                raise
+        replies: list[Any] = []
+        for _ in packed:
+            try:
+                replies.append(await conn.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
         return replies
 
 

@@ -3,12 +3,14 @@ commands, and a dispatch still works, once per job, after the server forgot its 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import redis.asyncio.connection as aconn
+import redis
+import redis.exceptions
 
 from evalharness.core.jobs import Job, JobOptions, new_job_id
 from evalharness.core.queue import JobRequest, Queue
@@ -26,15 +28,16 @@ async def commands(client: Any) -> int:
 
 @pytest.fixture
 def sends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Requests the asyncio clients send (a pipeline is one): the round trips."""
+    """Requests the asyncio clients send (a pipeline is one): the round trips.  Every request is
+    one write to the connection's stream, whoever packed it."""
     sent: list[int] = []
-    original = aconn.AbstractConnection.send_packed_command
+    original = asyncio.StreamWriter.writelines
 
-    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def counting(self: Any, data: Any) -> Any:
         sent.append(1)
-        return await original(self, *args, **kwargs)
+        return original(self, data)
 
-    monkeypatch.setattr(aconn.AbstractConnection, "send_packed_command", counting)
+    monkeypatch.setattr(asyncio.StreamWriter, "writelines", counting)
     return sent
 
 
@@ -193,3 +196,29 @@ async def test_a_pop_sent_behind_a_wait_takes_nothing_while_its_worker_holds(que
     await aclient.delete(keys.hold("w"))
     again = await queue.scripts.run([queue.pop_call("q", 10, 30, "w", waiting=True)])
     assert len(queue.parse_pop(again[0]).jobs) == 2
+
+
+def test_script_calls_go_on_the_wire_as_redis_py_would_write_them(aclient: Any) -> None:
+    """Script calls are packed by the engine (every dispatch, pop and ack): byte for byte what
+    redis-py's ``pack_command`` writes, and a value redis-py refuses is refused the same way."""
+    scripts = Queue(aclient, prefix="t").scripts
+    conn = aclient.connection_pool.make_connection()
+    keys, args = ["t:q:lanes", "ключ"], ["x", 7, -3, 2.5, 1e-07, b"\x00raw", "é" * 3000, ""]
+    sha = scripts["dispatch"].sha
+    assert scripts._pack("dispatch", keys, args) == b"".join(conn.pack_command("EVALSHA", sha, 2, *keys, *args))
+    for bad in (True, None, [1]):
+        with pytest.raises(redis.exceptions.DataError):
+            scripts._pack("dispatch", keys, [bad])
+
+
+async def test_an_error_a_script_raises_stays_in_its_place_among_the_replies(queue: Queue, aclient: Any) -> None:
+    await queue.dispatch("noop", 0, queue="q")
+    good = ("dispatch", queue._dispatch_keys(queue.keys("q")), [queue.keys("q").base, 0])
+    bad = ("dispatch", good[1], [queue.keys("q").base, 0, "?", "not a group"])
+    replies = await queue.scripts.run([good, bad, good], raise_on_error=False)
+    assert replies[0] == replies[2] == []
+    assert isinstance(replies[1], redis.exceptions.ResponseError)
+    with pytest.raises(redis.exceptions.ResponseError):
+        await queue.scripts.run([bad])
+    await queue.dispatch("noop", 1, queue="q")  # the connection is still in step
+    assert (await queue.stats("q")).ready == 2
