@@ -272,8 +272,16 @@ class Worker:
         self._resumed.set()
 
     def request_stop(self, sig: int | None = None, reason: str = "") -> None:
+        if not self.stop_event.is_set() and self._waiting and self._hold_task is None:
+            # the pop queued behind the wait must take nothing from now on: the hold goes up first
+            self._hold_task = asyncio.get_running_loop().create_task(self._hold())
         if sig is not None:
-            log.info("worker %s: %s received, finishing in-flight jobs", self.id, signal.Signals(sig).name)
+            said = ("worker %s: %s received, finishing in-flight jobs", self.id, signal.Signals(sig).name)
+            if self._hold_task is not None and not self._hold_task.done():
+                # said once the hold is up: a job dispatched after this line is left for other workers
+                self._hold_task.add_done_callback(lambda _: log.info(*said))
+            else:
+                log.info(*said)
         elif reason and not self.stop_event.is_set():
             log.info("worker %s: %s; finishing in-flight jobs, then exiting to be replaced", self.id, reason)
             self.stop_reason = reason
