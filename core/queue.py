@@ -194,14 +194,13 @@ class Scripts:
                 if writer.transport.get_write_buffer_size():
                     async with asyncio.timeout(conn.socket_timeout):
                         await writer.drain()
-            except TimeoutError:
+            except BaseException as exc:
+                # a write that did not finish leaves the connection unusable, as redis-py has it
                 await conn.disconnect(nowait=True)
-                raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
-            except OSError as exc:
-                await conn.disconnect(nowait=True)
-                raise redis.exceptions.ConnectionError(f"Error while writing to socket: {exc}") from exc
-            except BaseException:
-                await conn.disconnect(nowait=True)
+                if isinstance(exc, TimeoutError):
+                    raise redis.exceptions.TimeoutError("Timeout writing to socket") from None
+                if isinstance(exc, OSError):
+                    raise redis.exceptions.ConnectionError(f"Error while writing to socket: {exc}") from exc
                 raise
         replies: list[Any] = []
         for _ in packed:

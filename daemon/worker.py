@@ -261,8 +261,7 @@ class Worker:
             log.info("worker %s: paused", self.id)
         self.paused = True
         self._resumed.clear()
-        if self._waiting and self._hold_task is None:
-            self._hold_task = asyncio.get_running_loop().create_task(self._hold())
+        self._hold_soon()
 
     def resume(self) -> None:
         """Take jobs again; SIGCONT."""
@@ -272,14 +271,12 @@ class Worker:
         self._resumed.set()
 
     def request_stop(self, sig: int | None = None, reason: str = "") -> None:
-        if not self.stop_event.is_set() and self._waiting and self._hold_task is None:
-            # the pop queued behind the wait must take nothing from now on: the hold goes up first
-            self._hold_task = asyncio.get_running_loop().create_task(self._hold())
+        hold = self._hold_soon()
         if sig is not None:
             said = ("worker %s: %s received, finishing in-flight jobs", self.id, signal.Signals(sig).name)
-            if self._hold_task is not None and not self._hold_task.done():
+            if hold is not None and not hold.done():
                 # said once the hold is up: a job dispatched after this line is left for other workers
-                self._hold_task.add_done_callback(lambda _: log.info(*said))
+                hold.add_done_callback(lambda _: log.info(*said))
             else:
                 log.info(*said)
         elif reason and not self.stop_event.is_set():
@@ -340,6 +337,13 @@ class Worker:
             fetch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fetch
+
+    def _hold_soon(self) -> asyncio.Task[None] | None:
+        """Put the hold up now when a pop waits behind this worker's wait (a pause or a stop), so
+        it takes nothing from here on; the hold's task, if there is one."""
+        if self._waiting and self._hold_task is None:
+            self._hold_task = asyncio.get_running_loop().create_task(self._hold())
+        return self._hold_task
 
     async def _hold(self) -> None:
         """Make the pop waiting behind this worker's wait take nothing, and end the wait."""
