@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from . import report_extras
 from .repetitions import summary_lines, unstable_rows
@@ -433,8 +432,15 @@ def _xml_text(value: str) -> str:
     return html.escape(_xml_clean(value), quote=False)
 
 
+_ATTR_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+)
+
+
 def _attr(value: Any) -> str:
-    return quoteattr(_xml_clean(str(value)), {"\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+    """``value`` as a double-quoted XML attribute; line breaks and tabs as character references,
+    which a parser keeps (it turns literal ones into spaces)."""
+    return '"' + _xml_clean(str(value)).translate(_ATTR_ESCAPES) + '"'
 
 
 def render_junit(report: Report) -> str:
