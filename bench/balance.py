@@ -7,6 +7,9 @@ with balance "auto" (strategy "time") and then by a fixed pool of the auto super
   of long judge jobs, an idle lunch gap, a bigger afternoon run, an evening trickle and a quiet
   end of the night; 1..8 processes.
 
+The day is served by auto with each strategy ("time", then "size": what the supervisor weighs
+queues by when they need more than max_processes), then by the fixed pool.
+
 Prints the p95 queue wait (dispatch to start), the worker process-seconds (every worker process
 the daemon runs, from its start to its exit, sampled from /proc every 50 ms) and auto / fixed
 for both, and what the auto daemon said about its decisions on the event stream."""
@@ -248,21 +251,26 @@ async def serve(
         await client.aclose()
 
 
-def report(title: str, auto: Result, fixed: Result, auto_label: str, fixed_label: str) -> None:
+def report(title: str, autos: dict[str, Result], fixed: Result, fixed_label: str) -> None:
+    """``autos``: label -> result of an auto daemon, each compared with ``fixed``."""
     print(title)
-    for label, r in ((auto_label, auto), (fixed_label, fixed)):
+    for label, r in (*autos.items(), (fixed_label, fixed)):
         print(
             f"  {label:<27}p95 wait {r.p95:6.2f} s   p50 {r.p50:5.2f} s   "
             f"process-seconds {r.process_seconds:7.1f}   wall {r.wall:5.1f} s   workers up in {r.startup:4.1f} s"
         )
-    print(
-        f"  {'auto/fixed':<27}p95 wait {auto.p95 / fixed.p95:6.2f}x   "
-        f"process-seconds {auto.process_seconds / fixed.process_seconds:6.2f}x"
-    )
-    reasons = collections.Counter(e.get("reason", "?") for e in auto.events)
-    print(f"  auto scaled {len(auto.events)} times: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
-    for e in auto.events[:2]:
-        print(f"    e.g. {e.get('message')}")
+    for label, auto in autos.items():
+        strategy = label.split(" ")[0].removeprefix("auto/")
+        print(
+            f"  {f'auto/fixed ({strategy})':<27}p95 wait {auto.p95 / fixed.p95:6.2f}x   "
+            f"process-seconds {auto.process_seconds / fixed.process_seconds:6.2f}x"
+        )
+    for label, auto in autos.items():
+        reasons = collections.Counter(e.get("reason", "?") for e in auto.events)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+        print(f"  {label.split(' ')[0]} scaled {len(auto.events)} times: {counts}")
+        for e in auto.events[:2]:
+            print(f"    e.g. {e.get('message')}")
 
 
 async def main() -> None:
@@ -276,21 +284,24 @@ async def main() -> None:
         fixed = await serve(args.url, BURST_FIXED, "burst fixed", burst_schedule(), burst_jobs, 0.0, 4)
         report(
             "burst of 2,000 x 100 ms jobs on two queues (1,500 + 500), concurrency 5 per process",
-            auto,
+            {"auto/time 1..4 processes": auto},
             fixed,
-            "auto/time 1..4 processes",
             "fixed 4 processes",
         )
     if args.load in ("day", "both"):
         schedule = day_schedule()
-        auto = await serve(args.url, DAY_AUTO, "day auto", schedule, JOBS, DAY_LENGTH, 2)
+        autos = {}
+        for strategy in ("time", "size"):
+            config = DAY_AUTO.replace('"time"', f'"{strategy}"')
+            autos[f"auto/{strategy} 1..8 processes"] = await serve(
+                args.url, config, f"day auto/{strategy}", schedule, JOBS, DAY_LENGTH, 2
+            )
         fixed = await serve(args.url, DAY_FIXED, "day fixed", schedule, JOBS, DAY_LENGTH, 8)
         n = sum(e[2] for e in schedule)
         report(
             f"a day in {DAY_LENGTH:g} s: {n:,} jobs, x 100 ms and y 1 s, bursts and idle gaps, concurrency 5",
-            auto,
+            autos,
             fixed,
-            "auto/time 1..8 processes",
             "fixed 8 processes",
         )
 

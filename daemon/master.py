@@ -53,7 +53,7 @@ RESTART_MAX = 60.0
 STABLE_AFTER = 30.0  # a worker that ran this long resets its crash backoff
 CRASH_LOOP_AFTER = 3  # crashes in a row (each soon after its start) that make a worker_crash_loop event, once
 NO_PROCESS_CAP = 1 << 30  # a pool sized by an operator's scale, or with max_processes < 0: no supervisor cap
-BALANCE_TICK = 0.5  # seconds between two passes with an auto supervisor: a burst waits at most this for a decision
+BALANCE_TICK = 0.25  # seconds between two passes with an auto supervisor: a burst waits at most this for a decision
 
 
 @dataclass
