@@ -60,6 +60,9 @@ PAUSED_MARK = " (paused)"  # after the queue's name, which is never left out on 
 STATUS_COLUMNS: tuple[StatusColumn, ...] = (
     StatusColumn("queue", 0, lambda q: str(q["name"]) + (PAUSED_MARK if q.get("paused") else "")),
     StatusColumn("ready", 1, lambda q: format_count(q["ready"])),
+    # ready jobs held back by their batch's max_running (not in ready); a snapshot written before
+    # the count existed has none
+    StatusColumn("held", 11, lambda q: format_count(q.get("held", 0))),
     StatusColumn("delayed", 8, lambda q: format_count(q["delayed"])),
     StatusColumn("running", 2, lambda q: format_count(q["reserved"])),
     StatusColumn("oldest wait", 3, lambda q: format_duration(q["oldest_wait"])),
@@ -174,8 +177,10 @@ def status(ctx: click.Context, watch: bool, interval: float, as_json: bool) -> N
 
     Every "failed" names its window: failed 1h, failed (store) (jobs in the failed
     stores now: failed for good in the last 7 days, not retried or forgotten), failed (total).
-    Queue names are shown whole, a paused queue's followed by "(paused)" (evalharness pause
-    --queue); a narrow terminal leaves out the least needed columns first.
+    "held" counts ready jobs a batch's max_running holds back (they start as its running
+    jobs end; "ready" leaves them out). Queue names are shown whole, a paused queue's
+    followed by "(paused)" (evalharness pause --queue); a narrow terminal leaves out the
+    least needed columns first.
 
     Adaptive limiters in use follow, one line each: the limit now, its floor and ceiling,
     the calls holding a slot, and the 429s and decreases of the past hour.
@@ -220,6 +225,7 @@ class SnapshotCollector:
         snap = asyncio.run(_snapshot(self.url, self.prefix))
         gauges = {
             "ready": ("evalharness_queue_ready", "Jobs ready to run"),
+            "held": ("evalharness_queue_held", "Ready jobs held back by their batch's max_running (not in ready)"),
             "delayed": ("evalharness_queue_delayed", "Jobs waiting for their delay or backoff"),
             "reserved": ("evalharness_queue_in_flight", "Jobs running (reserved under a lease)"),
             "oldest_wait": ("evalharness_queue_oldest_wait_seconds", "Age of the oldest ready job"),

@@ -66,6 +66,15 @@ class QueueStats:
     releases_past_hour: int | None = None
     """Jobs released by a 429 (rate limited) in the past hour."""
     failed_past_hour: int | None = None
+    held: int = 0
+    """Ready jobs held by their batch's ``max_running``: they start as its running jobs end, so
+    they are not in ``ready`` (nor in the oldest wait or the estimate to clear)."""
+
+    @property
+    def queued(self) -> int:
+        """Every ready job, held ones too: what clearing the queue removes and what Queue
+        detail's Ready tab lists."""
+        return (self.ready or 0) + self.held
 
     @property
     def long_waiting(self) -> bool:
@@ -220,6 +229,7 @@ def _queue(row: object, index: int) -> QueueStats:
         retries_past_hour=_count(hour, "retries", where + "past_hour."),
         releases_past_hour=_count(hour, "rate_limited", where + "past_hour."),
         failed_past_hour=_count(hour, "failed", where + "past_hour."),
+        held=_count(row, "held", where) or 0,  # a snapshot written before it was added has none
     )
 
 

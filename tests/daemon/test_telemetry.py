@@ -183,6 +183,7 @@ def test_prometheus_exposition_serves_the_snapshot(procs: Processes, redis_url: 
     assert url, line
     body = urllib.request.urlopen(url.group(0), timeout=10).read().decode()
     assert 'evalharness_queue_ready{queue="t"} 3.0' in body
+    assert 'evalharness_queue_held{queue="t"} 0.0' in body  # plain jobs: no batch holds any back
     assert "evalharness_queue_completed_total" in body
 
 

@@ -1,5 +1,6 @@
 """Workload and Supervisors acting on a real Redis: pause a queue (its flag is set for every
-worker), clear a queue with its name typed (the toast has the engine's count), and a scale
+worker), clear a queue with its name typed (the toast has the engine's count), jobs a batch's
+max_running holds back shown as held and counted by a clear, and a scale
 override from the console that a real daemon applies and `evalharness supervisors` shows."""
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from typing import Any
 import pytest
 from support.procs import Processes, live_workers, wait_until
 from textual.pilot import Pilot
+from textual.widgets import Static
 
 from evalharness.core.admin import Admin
+from evalharness.core.batches import Batches
 from evalharness.core.keys import QueueKeys
-from evalharness.core.queue import Queue
+from evalharness.core.queue import JobRequest, Queue
 from evalharness.core.telemetry import collect_snapshot
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
 from evalharness.tui.views.dialogs import ConfirmDialog
+from evalharness.tui.views.queue_detail import QueueDetailScreen
 from evalharness.tui.views.supervisors import SupervisorsView
 from evalharness.tui.views.workload import WorkloadView
 
@@ -198,3 +202,40 @@ def test_scale_plus_from_the_console_is_an_override_evalharness_supervisors_show
     listed = json.loads(procs.cli("supervisors", "--json").stdout)
     assert listed[0]["supervisors"][0]["overrides"] == {"t": 2}
     wait_until(lambda: live_workers(redis_url, "t") == 2, deadline=30, what="a second worker")
+
+
+async def test_jobs_a_batch_cap_holds_back_show_as_held_and_a_clear_counts_them(
+    make_app: MakeApp, wait: Wait, aclient: Any
+) -> None:
+    # a batch that may run one job at a time: of its three ready jobs one could start, two are held
+    queue = Queue(aclient, "eh")
+    await Batches(aclient, "eh", queue).create(
+        "capped", [JobRequest("noop", i) for i in range(3)], queue="judge", max_running=1
+    )
+    app = make_app(admin=Admin(aclient, "eh"))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await show_snapshot(pilot, app, aclient, wait)
+        view = await open_workload_on(pilot, app, "judge", wait)
+        # Ready counts the job that can start; the line below the table the two held back
+        assert view.table.get_cell("judge", "ready").plain == "1"
+        pane = str(app.screen.query_one("#workload-queue", Static).content)
+        assert pane.startswith("2 held by batch caps · p50")
+
+        # Queue detail's header adds up to what its Ready tab lists
+        await pilot.press("enter")
+        await wait(pilot, lambda: isinstance(app.screen, QueueDetailScreen), "Queue detail")
+        header = app.screen.query_one("#queue-header", Static)
+        await wait(pilot, lambda: "held 2" in str(header.content), "the header")
+        assert str(header.content).startswith("Queue judge · ready 1 · held 2 · delayed 0")
+        note = app.screen.query_one("#queue-page-note", Static)
+        await wait(pilot, lambda: str(note.content).endswith("of 3"), "the Ready tab's count")
+
+        # clearing removes the held jobs too, and says so before it does
+        await pilot.press("X")
+        await wait(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the clear confirm")
+        body = str(app.screen.query_one("#dialog-body").content)
+        assert "Removes 3 ready jobs (2 of them held by their batch's max_running) of judge" in body
+        await pilot.press(*"judge", "enter")
+        await wait(pilot, lambda: bool(app.results), "the clear to finish")
+        assert app.results[-1].removed == 3
+        assert await aclient.zcard(QueueKeys("eh", "judge").ready) == 0

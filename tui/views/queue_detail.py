@@ -116,19 +116,27 @@ class QueueDetailModel:
         return True
 
 
-def header_text(name: str, queue: QueueStats | None) -> str:
+def header_text(name: str, queue: QueueStats | None, width: int = 160) -> str:
+    """The queue's counts; ready and held (by their batch's max_running) add up to what the
+    Ready tab lists. Shorter words where the full ones do not fit ``width``."""
     if queue is None:
         return f"Queue {name} · not in the latest snapshot"
-    parts = [
-        f"Queue {name}",
-        f"ready {format_count(queue.ready)}",
-        f"delayed {format_count(queue.delayed)}",
-        f"running {format_count(queue.reserved)}",
-        f"failed 1h {format_count(queue.failed_past_hour)}",
-    ]
-    if queue.paused:
-        parts.append("PAUSED")
-    return " · ".join(parts)
+    line = ""
+    for delayed, running in (("delayed", "running"), ("delay", "run")):
+        parts = [
+            f"Queue {name}",
+            f"ready {format_count(queue.ready)}",
+            *([f"held {format_count(queue.held)}"] if queue.held else []),
+            f"{delayed} {format_count(queue.delayed)}",
+            f"{running} {format_count(queue.reserved)}",
+            f"failed 1h {format_count(queue.failed_past_hour)}",
+        ]
+        if queue.paused:
+            parts.append("PAUSED")
+        line = " · ".join(parts)
+        if len(line) <= width:
+            break
+    return line
 
 
 class QueueDetailScreen(Gated, Screen[None]):
@@ -188,7 +196,8 @@ class QueueDetailScreen(Gated, Screen[None]):
 
     def draw(self) -> None:
         app: Any = self.app
-        set_text(self.query_one("#queue-header", Static), header_text(self.model.queue, self.queue))
+        header = self.query_one("#queue-header", Static)
+        set_text(header, header_text(self.model.queue, self.queue, header.content_region.width or self.size.width))
         note = self.model.page_note()
         if self.model.error:
             note = f"not refreshed: {self.model.error}"
@@ -218,7 +227,7 @@ class QueueDetailScreen(Gated, Screen[None]):
         if action == "pause":
             return queue is not None or None
         if action == "clear":
-            return (queue is not None and bool(queue.ready)) or None
+            return (queue is not None and bool(queue.queued)) or None
         if action in ("open", "copy"):
             return self.query_one("#queue-jobs", KeyedTable).cursor_key is not None or None
         return True
@@ -252,7 +261,7 @@ class QueueDetailScreen(Gated, Screen[None]):
 
     def action_clear(self) -> None:
         queue = self.queue
-        if queue is not None and queue.ready:
+        if queue is not None and queue.queued:
             run_clear(self, queue)
 
 

@@ -48,7 +48,8 @@ COLUMNS: tuple[Col, ...] = (
     Col("paused", "Paused", 6, wide_only=True),
     Col("threshold", "Thresh", 7, right=True, wide_only=True),
 )
-"""The Workload table. "Oldest" is measured, "Clear" estimated; "Fail" is the past hour's."""
+"""The Workload table. "Oldest" is measured, "Clear" estimated; "Fail" is the past hour's. Ready
+leaves out the jobs a batch's ``max_running`` holds back: the line below the table counts them."""
 
 WIDE_QUEUE = 18
 TICK_SKIP = 0.9
@@ -130,23 +131,33 @@ def workload_cells(
 
 
 def stats_line(queue: QueueStats | None, width: int = 160) -> str:
-    """The highlighted queue's past hour: `p50 2.1s p95 8.4s max 31s · timeouts 1h 5 · …`, in
+    """The highlighted queue's past hour: `p50 2.1s p95 8.4s max 31s · timeouts 1h 5 · …`, after
+    the ready jobs its batches' caps hold back (`40 held by batch caps`) when there are any, in
     shorter words where the full ones do not fit ``width``."""
     if queue is None:
         return "no queue highlighted"
-    parts = [
+    held = format_count(queue.held)
+    runtimes = (
         f"p50 {format_duration(queue.runtime_p50)} p95 {format_duration(queue.runtime_p95)} "
-        f"max {format_duration(queue.runtime_max)}",
-        f"timeouts 1h {format_count(queue.timeouts_past_hour)}",
-        f"429 releases 1h {format_count(queue.releases_past_hour)}",
-        f"retries 1h {format_count(queue.retries_past_hour)}",
+        f"max {format_duration(queue.runtime_max)}"
+    )
+    timeouts, releases = format_count(queue.timeouts_past_hour), format_count(queue.releases_past_hour)
+    retries = f"retries 1h {format_count(queue.retries_past_hour)}"
+    wordings = [
+        [f"{held} held by batch caps", runtimes, f"timeouts 1h {timeouts}", f"429 releases 1h {releases}", retries],
+        [f"{held} held by batch caps", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
+        [f"{held} held", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
     ]
-    if len(" · ".join(parts)) + (9 if queue.paused else 0) > width:
-        parts[1] = f"T/O 1h {format_count(queue.timeouts_past_hour)}"
-        parts[2] = f"429s 1h {format_count(queue.releases_past_hour)}"
-    if queue.paused:
-        parts.insert(0, "PAUSED")
-    return " · ".join(parts)
+    line = ""
+    for parts in wordings:
+        if not queue.held:
+            parts = parts[1:]
+        if queue.paused:
+            parts = ["PAUSED", *parts]
+        line = " · ".join(parts)
+        if len(line) <= width:
+            break
+    return line
 
 
 def spark_lines(queue: QueueStats | None, history: Sequence[HistoryEntry], width: int) -> list[str]:
@@ -216,27 +227,35 @@ def limiter_lines(limiters: Sequence[Limiter], queue: str | None = None) -> list
     return lines
 
 
+def held_note(queue: QueueStats) -> str:
+    """`` (40 of them held by their batch's max_running)`` after a count of every ready job."""
+    return f" ({format_count(queue.held)} of them held by their batch's max_running)" if queue.held else ""
+
+
 def pause_confirmation(queue: QueueStats) -> Confirmation:
-    ready, running = queue.ready or 0, queue.reserved or 0
+    ready, running = queue.queued, queue.reserved or 0
     if queue.paused:
         return Confirmation(
             f"Continue queue {queue.name}?",
-            f"Workers on every host take {queue.name}'s jobs again: {plural(ready, 'ready job')} can start.",
+            f"Workers on every host take {queue.name}'s jobs again: {plural(ready, 'ready job')}{held_note(queue)} "
+            "can start.",
             "Continue queue",
         )
     return Confirmation(
         f"Pause queue {queue.name}?",
-        f"Workers on every host stop taking {queue.name}'s jobs: {plural(ready, 'ready job')} stay queued and "
+        f"Workers on every host stop taking {queue.name}'s jobs: {plural(ready, 'ready job')}{held_note(queue)} "
+        "stay queued and "
         f"dispatches still land; {format_count(running)} running finish.",
         "Pause queue",
     )
 
 
 def clear_confirmation(queue: QueueStats) -> Confirmation:
-    ready = queue.ready or 0
+    ready = queue.queued
     return Confirmation(
         f"Clear queue {queue.name}?",
-        f"Removes {plural(ready, 'ready job')} of {queue.name}; a batch that loses jobs is cancelled. "
+        f"Removes {plural(ready, 'ready job')}{held_note(queue)} of {queue.name}; "
+        "a batch that loses jobs is cancelled. "
         f"{format_count(queue.delayed or 0)} delayed and {format_count(queue.reserved or 0)} running stay.",
         "Clear queue",
         typed=queue.name,
@@ -407,7 +426,7 @@ class WorkloadView(Gated, Vertical):
         if action in ("pause", "open", "copy"):
             return queue is not None or None
         if action == "clear":
-            return (queue is not None and bool(queue.ready)) or None
+            return (queue is not None and bool(queue.queued)) or None
         return True
 
     def action_open(self) -> None:
@@ -431,5 +450,5 @@ class WorkloadView(Gated, Vertical):
 
     def action_clear(self) -> None:
         queue = self.highlighted
-        if queue is not None and queue.ready:
+        if queue is not None and queue.queued:
             run_clear(self, queue)
