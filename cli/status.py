@@ -62,7 +62,7 @@ STATUS_COLUMNS: tuple[StatusColumn, ...] = (
     StatusColumn("ready", 1, lambda q: format_count(q["ready"])),
     # ready jobs held back by their batch's max_running (not in ready); a snapshot written before
     # the count existed has none
-    StatusColumn("held", 11, lambda q: format_count(q.get("held", 0))),
+    StatusColumn("held", 10, lambda q: format_count(q.get("held", 0))),
     StatusColumn("delayed", 8, lambda q: format_count(q["delayed"])),
     StatusColumn("running", 2, lambda q: format_count(q["reserved"])),
     StatusColumn("oldest wait", 3, lambda q: format_duration(q["oldest_wait"])),
@@ -71,7 +71,7 @@ STATUS_COLUMNS: tuple[StatusColumn, ...] = (
     StatusColumn("jobs/min", 4, lambda q: format_rate(q["jobs_per_minute"])),
     StatusColumn("p95", 9, lambda q: format_duration(q["runtime"]["p95"])),
     StatusColumn("failed 1h", 7, lambda q: format_count(_failed_past_hour(q))),
-    StatusColumn("failed (total)", 10, lambda q: format_count(q.get("failed_total", q.get("failed")))),
+    StatusColumn("failed (total)", 11, lambda q: format_count(q.get("failed_total", q.get("failed")))),
 )
 COLUMN_GAP = 2  # rich's padding of one space on each side of a cell, without the outer edges
 

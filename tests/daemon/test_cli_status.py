@@ -94,7 +94,7 @@ def test_at_80_columns_queue_names_are_whole_and_low_value_columns_go_first() ->
     assert "failed (total)" not in header
 
 
-def test_ready_jobs_a_batch_cap_holds_back_have_their_own_column_the_first_left_out() -> None:
+def test_ready_jobs_a_batch_cap_holds_back_have_their_own_column_left_out_early() -> None:
     text = shown(snapshot(queue_row("evals", ready=0, held=40)), 200)
     header = next(line for line in text.splitlines() if line.startswith("queue"))
     row = next(line for line in text.splitlines() if line.startswith("evals"))
@@ -104,7 +104,7 @@ def test_ready_jobs_a_batch_cap_holds_back_have_their_own_column_the_first_left_
     legacy.pop("held", None)
     text = shown(snapshot(legacy), 200)
     assert next(line for line in text.splitlines() if line.startswith("evals")).split()[:3] == ["evals", "5", "0"]
-    # on a narrow terminal it goes before every other column
+    # on a narrow terminal it goes right after the total since the queue began
     narrow = shown(snapshot(queue_row("evals-production-nightly-2026-a", held=40)), 80)
     header = next(line for line in narrow.splitlines() if line.startswith("queue"))
     assert "held" not in header and "failed (total)" not in header
