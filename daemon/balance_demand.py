@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from evalharness.core.keys import QueueKeys
+from evalharness.core.queue import script_source
 
 from .balancer import QueueDemand
 
@@ -16,21 +17,25 @@ async def read_demand(
     client: Any, prefix: str, queues: Iterable[str], snapshot: Mapping[str, Any] | None, now: float
 ) -> dict[str, QueueDemand]:
     """Each queue's demand now (``now`` in epoch seconds, for the oldest job's wait).  A telemetry
-    snapshot a second old would let a burst wait a second longer for its processes."""
+    snapshot a second old would let a burst wait a second longer for its processes.
+
+    Ready jobs a batch's ``max_running`` holds back are no demand: they start as the batch's
+    running jobs end, whatever the processes (``ready_state.lua``, as the telemetry counts them),
+    and the oldest wait is that of the oldest job that could start now."""
     names = list(dict.fromkeys(queues))
+    source = script_source("ready_state")
     async with client.pipeline(transaction=False) as pipe:
         for q in names:
             k = QueueKeys(prefix, q)
-            pipe.zcard(k.ready)
+            pipe.eval(source, 2, k.lanes, k.ready, k.base)
             pipe.zcard(k.reserved)
-            pipe.zrange(k.ready, 0, 0, withscores=True)
             pipe.exists(k.paused)
         replies = await pipe.execute()
     rows = {str(r.get("name")): r for r in (snapshot or {}).get("queues", [])}
     out = {}
     for i, q in enumerate(names):
-        ready, reserved, oldest, paused = replies[4 * i : 4 * i + 4]
-        wait = max(0.0, now - float(oldest[0][1]) / 1000.0) if oldest else 0.0
+        (ready, oldest_ms, _held), reserved, paused = replies[3 * i : 3 * i + 3]
+        wait = max(0.0, now - int(oldest_ms) / 1000.0) if int(oldest_ms) >= 0 else 0.0
         row = {
             "ready": int(ready),
             "reserved": int(reserved),

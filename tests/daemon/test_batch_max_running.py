@@ -6,6 +6,8 @@ and a worker that died holding slots gives them back when its leases lapse."""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -88,11 +90,14 @@ async def test_a_raised_limit_lets_waiting_jobs_start_and_a_bad_limit_is_refused
 
 async def test_jobs_held_by_max_running_are_no_backlog_for_telemetry_status_or_the_balancer(aclient: Any) -> None:
     from evalharness.core.telemetry import collect_snapshot
+    from evalharness.daemon.balance_demand import read_demand
 
     q = Queue(aclient)
     batches = Batches(aclient, queue=q)
     bid = await batches.create("A", [span(f"a{i}") for i in range(5)], queue="t", max_running=2)
-    await q.dispatch_many([span("plain")])  # one job anyone may start, in the default lane
+    # one job anyone may start, in the default lane (its queue named: run alone, no worker has
+    # registered t.span with its queue)
+    await q.dispatch_many([replace(span("plain"), queue="t")])
     assert len((await q.pop("t", 1, 60, "w1")).jobs) == 1  # lanes take turns: A's first job
     counts = await q.stats("t")
     # A: one running, one more may start, three held; the plain job may start
@@ -100,10 +105,17 @@ async def test_jobs_held_by_max_running_are_no_backlog_for_telemetry_status_or_t
     snap = await collect_snapshot(aclient, "eh")
     (row,) = [r for r in snap["queues"] if r["name"] == "t"]
     assert (row["ready"], row["held"]) == (2, 3)
+    # the balancer reads the same: two jobs to start, waiting about as long as they have
+    later = time.time() + 5.0
+    demand = (await read_demand(aclient, "eh", ["t"], None, later))["t"]
+    assert (demand.ready, demand.running) == (2, 1) and 4.5 < demand.oldest_wait < 6.0
     assert len((await q.pop("t", 5, 60, "w1")).jobs) == 2  # A's second and the plain job
     counts = await q.stats("t")
     # nothing may start now: the three left wait for A's running jobs, not for a worker
     assert (counts.ready, counts.held, counts.oldest_ready_age) == (0, 3, None)
+    # so they are no demand for more processes, however long they have waited
+    demand = (await read_demand(aclient, "eh", ["t"], None, later))["t"]
+    assert (demand.ready, demand.running, demand.oldest_wait) == (0, 3, 0.0)
     await batches.set_max_running(bid, None)
     counts = await q.stats("t")
     assert (counts.ready, counts.held) == (3, 0) and counts.oldest_ready_age is not None
