@@ -1,5 +1,6 @@
 """The acting screens' view-models without Textual: cells, colours, countdowns, ETAs, the dialog
-texts with their counts, and which filter an "all matching" action uses."""
+texts with their counts (a queue's held jobs among them), the lines fitted to a width, and which
+filter an "all matching" action uses."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 from fake_admin import NOW, batches, failed_rows, running_rows
 
 from evalharness.core.admin import FailedFilter, FailedGroup, FailedPage
+from evalharness.tui.model import QueueStats
 from evalharness.tui.views import batches as b
 from evalharness.tui.views import failed as f
+from evalharness.tui.views import queue_detail as qd
 from evalharness.tui.views import running as r
+from evalharness.tui.views import workload as w
 from evalharness.tui.views.common import text_bar
 
 
@@ -135,3 +139,86 @@ def test_the_interface_the_console_uses_imports_no_textual() -> None:
     """The console builds on core.admin, and core stays free of the screen."""
     code = "import sys, evalharness.core.admin; assert 'textual' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- a queue's ready jobs and the ones its batches' max_running holds back ---------------------
+
+QUEUE = QueueStats(
+    "judge",
+    ready=12_480,
+    delayed=120,
+    reserved=64,
+    runtime_p50=0.92,
+    runtime_p95=3.8,
+    runtime_max=15.2,
+    timeouts_past_hour=9,
+    releases_past_hour=0,
+    retries_past_hour=31,
+    failed_past_hour=120,
+)
+
+
+@pytest.mark.parametrize(
+    ("held", "paused", "width", "line"),
+    [
+        (0, False, 160, "p50 0.92s p95 3.8s max 15.2s · timeouts 1h 9 · 429 releases 1h 0 · retries 1h 31"),
+        (
+            360,
+            False,
+            160,
+            "360 held by batch caps · p50 0.92s p95 3.8s max 15.2s · timeouts 1h 9 · 429 releases 1h 0 · retries 1h 31",
+        ),
+        (360, False, 78, "360 held · p50 0.92s p95 3.8s max 15.2s · T/O 1h 9 · 429s 1h 0 · retries 1h 31"),
+        # paused too: the retries go rather than wrap into the sparklines below
+        (360, True, 78, "PAUSED · 360 held · p50 0.92s p95 3.8s max 15.2s · T/O 1h 9 · 429s 1h 0"),
+        (0, True, 78, "PAUSED · p50 0.92s p95 3.8s max 15.2s · T/O 1h 9 · 429s 1h 0 · retries 1h 31"),
+    ],
+)
+def test_the_workload_line_counts_held_jobs_and_fits_its_width(held: int, paused: bool, width: int, line: str) -> None:
+    got = w.stats_line(replace(QUEUE, held=held, paused=paused), width)
+    assert got == line and len(got) <= width
+
+
+@pytest.mark.parametrize(
+    ("held", "paused", "width", "header"),
+    [
+        (0, False, 78, "Queue judge · ready 12,480 · delayed 120 · running 64 · failed 1h 120"),
+        (360, False, 160, "Queue judge · ready 12,480 · held 360 · delayed 120 · running 64 · failed 1h 120"),
+        (360, False, 78, "Queue judge · ready 12,480 · held 360 · delay 120 · run 64 · failed 1h 120"),
+        # PAUSED leads, so a narrow terminal never cuts it off: the failed count goes first
+        (360, True, 78, "Queue judge · PAUSED · ready 12,480 · held 360 · delay 120 · run 64"),
+    ],
+)
+def test_the_queue_detail_header_adds_held_to_ready_and_fits_its_width(
+    held: int, paused: bool, width: int, header: str
+) -> None:
+    got = qd.header_text("judge", replace(QUEUE, held=held, paused=paused), width)
+    assert got == header and len(got) <= width
+
+
+@pytest.mark.parametrize(
+    ("held", "paused", "body"),
+    [
+        (0, False, "Workers on every host stop taking judge's jobs: 12,480 ready jobs stay queued"),
+        (
+            360,
+            False,
+            "stop taking judge's jobs: 12,840 ready jobs (360 of them held by their batch's max_running) stay",
+        ),
+        # continuing starts the ready ones; the held ones still wait for their batch
+        (
+            360,
+            True,
+            "take judge's jobs again: 12,480 ready jobs can start (360 more wait for their batch's max_running).",
+        ),
+        (0, True, "take judge's jobs again: 12,480 ready jobs can start."),
+    ],
+)
+def test_pause_and_continue_say_which_ready_jobs_they_concern(held: int, paused: bool, body: str) -> None:
+    assert body in w.pause_confirmation(replace(QUEUE, held=held, paused=paused)).body
+
+
+def test_a_clear_counts_the_held_jobs_it_removes() -> None:
+    body = w.clear_confirmation(replace(QUEUE, held=360)).body
+    assert body.startswith("Removes 12,840 ready jobs (360 of them held by their batch's max_running) of judge;")
+    assert w.clear_confirmation(QUEUE).body.startswith("Removes 12,480 ready jobs of judge;")

@@ -118,21 +118,22 @@ class QueueDetailModel:
 
 def header_text(name: str, queue: QueueStats | None, width: int = 160) -> str:
     """The queue's counts; ready and held (by their batch's max_running) add up to what the
-    Ready tab lists. Shorter words where the full ones do not fit ``width``."""
+    Ready tab lists. Shorter words where the full ones do not fit ``width``, and then no
+    failed count rather than a cut one."""
     if queue is None:
         return f"Queue {name} · not in the latest snapshot"
     line = ""
-    for delayed, running in (("delayed", "running"), ("delay", "run")):
+    failed = f"failed 1h {format_count(queue.failed_past_hour)}"
+    for delayed, running, last in (("delayed", "running", [failed]), ("delay", "run", [failed]), ("delay", "run", [])):
         parts = [
             f"Queue {name}",
+            *(["PAUSED"] if queue.paused else []),
             f"ready {format_count(queue.ready)}",
             *([f"held {format_count(queue.held)}"] if queue.held else []),
             f"{delayed} {format_count(queue.delayed)}",
             f"{running} {format_count(queue.reserved)}",
-            f"failed 1h {format_count(queue.failed_past_hour)}",
+            *last,
         ]
-        if queue.paused:
-            parts.append("PAUSED")
         line = " · ".join(parts)
         if len(line) <= width:
             break

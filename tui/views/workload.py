@@ -147,6 +147,7 @@ def stats_line(queue: QueueStats | None, width: int = 160) -> str:
         [f"{held} held by batch caps", runtimes, f"timeouts 1h {timeouts}", f"429 releases 1h {releases}", retries],
         [f"{held} held by batch caps", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
         [f"{held} held", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
+        [f"{held} held", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}"],
     ]
     line = ""
     for parts in wordings:
@@ -235,10 +236,12 @@ def held_note(queue: QueueStats) -> str:
 def pause_confirmation(queue: QueueStats) -> Confirmation:
     ready, running = queue.queued, queue.reserved or 0
     if queue.paused:
+        # held jobs start only as their batch's running ones end, paused or not
+        later = f" ({format_count(queue.held)} more wait for their batch's max_running)" if queue.held else ""
         return Confirmation(
             f"Continue queue {queue.name}?",
-            f"Workers on every host take {queue.name}'s jobs again: {plural(ready, 'ready job')}{held_note(queue)} "
-            "can start.",
+            f"Workers on every host take {queue.name}'s jobs again: "
+            f"{plural(queue.ready or 0, 'ready job')} can start{later}.",
             "Continue queue",
         )
     return Confirmation(
