@@ -60,8 +60,8 @@ PAUSED_MARK = " (paused)"  # after the queue's name, which is never left out on 
 STATUS_COLUMNS: tuple[StatusColumn, ...] = (
     StatusColumn("queue", 0, lambda q: str(q["name"]) + (PAUSED_MARK if q.get("paused") else "")),
     StatusColumn("ready", 1, lambda q: format_count(q["ready"])),
-    # ready jobs held back by their batch's max_running (not in ready); a snapshot written before
-    # the count existed has none
+    # ready jobs held back by their batch's max_running (not in ready); `status --json` output
+    # saved by an older version has no count
     StatusColumn("held", 10, lambda q: format_count(q.get("held", 0))),
     StatusColumn("delayed", 8, lambda q: format_count(q["delayed"])),
     StatusColumn("running", 2, lambda q: format_count(q["reserved"])),
