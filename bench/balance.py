@@ -1,7 +1,8 @@
 """Auto-balancing against a fixed pool at its maximum, on two loads, each served by evalharnessd
-with balance "auto" (strategy "time") and then by a fixed pool of the auto supervisor's maximum:
+with balance "auto" and then by a fixed pool of the auto supervisor's maximum:
 
-* burst: 2,000 jobs of 100 ms dispatched at once on two queues (1,500 + 500), 1..4 processes;
+* burst: 2,000 jobs of 100 ms dispatched at once on two queues (1,500 + 500), 1..4 processes,
+  strategy "time";
 * day: a day compressed to 48 s (2 s an hour) on two queues with different runtimes, x (100 ms
   jobs) and y (1 s jobs): a night trickle, a morning eval run, steady daytime load with a batch
   of long judge jobs, an idle lunch gap, a bigger afternoon run, an evening trickle and a quiet

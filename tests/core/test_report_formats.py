@@ -7,6 +7,7 @@ import csv
 import io
 import socket
 import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -115,6 +116,25 @@ def test_junit_has_a_testcase_per_sample_and_fails_the_right_ones() -> None:
     assert suite.get("timestamp") == "2023-11-14T22:13:20.250"
     out = cases[0].find("system-out")
     assert out is not None and "exact-match: 1.0000" in (out.text or "")
+
+
+def test_junit_attributes_keep_quotes_line_breaks_and_tabs() -> None:
+    report = sample_report()
+    odd = "a \"quoted\" 'id' <&>\nsecond line\tand a tab\r"
+    report["samples"][0]["id"] = odd
+    root = ET.fromstring(render_junit(report).encode())
+    names = [c.get("name") for c in root.iter("testcase")]
+    assert names[0] == odd  # a parser turns literal line breaks and tabs in an attribute into spaces
+
+
+def test_the_report_formats_load_no_xml_or_http_library() -> None:
+    # they are imported by every `evalharness run`, which writes a JUnit file only when asked
+    code = (
+        "import sys, evalharness.core.report_formats; "
+        "print(sorted(m for m in sys.modules if m.startswith(('xml', 'urllib.request', 'http'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_html_is_self_contained() -> None:

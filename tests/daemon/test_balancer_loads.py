@@ -198,15 +198,18 @@ DAY_RATES = (
 DAY_BURSTS = ((16.0, 600, 30), (20.0, 0, 80), (28.0, 900, 60))
 
 
-def day_arrivals() -> dict[float, dict[str, float]]:
-    out: dict[float, dict[str, float]] = {}
-    for i in range(int(48 / DAY_TICK)):
+def day_arrivals() -> dict[int, dict[str, float]]:
+    """Jobs arriving per queue, keyed by the tick they arrive in."""
+    out: dict[int, dict[str, float]] = {}
+    for i in range(round(48 / DAY_TICK)):
         at = i * DAY_TICK
         for start, end, x, y in DAY_RATES:
             if start <= at < end:
-                out[at] = {"x": x * DAY_TICK, "y": y * DAY_TICK}
+                out[i] = {"x": x * DAY_TICK, "y": y * DAY_TICK}
     for at, x, y in DAY_BURSTS:
-        got = out.setdefault(at, {"x": 0.0, "y": 0.0})
+        tick = round(at / DAY_TICK)
+        assert tick * DAY_TICK == pytest.approx(at), f"a burst at {at} s falls between two ticks"
+        got = out.setdefault(tick, {"x": 0.0, "y": 0.0})
         got["x"] += x
         got["y"] += y
     return out
@@ -262,9 +265,9 @@ def run_day(config: SupervisorConfig) -> tuple[float, float]:
         starts = {"x": [0.0] * config.min_processes, "y": [0.0] * config.min_processes}
     pools = {name: PoolState(len(s), 0) for name, s in starts.items()}
     process_seconds = 0.0
-    now = 0.0
+    tick, now = 0, 0.0
     while now < 48.0 or any(sim.jobs for sim in queues.values()):
-        for q, n in arrivals.pop(now, {}).items():
+        for q, n in arrivals.pop(tick, {}).items():
             queues[q].arrive(now, n)
         process_seconds += sum(len(s) for s in starts.values()) * DAY_TICK
         serving = {name: sum(1 for t in s if t <= now) for name, s in starts.items()}
@@ -288,7 +291,9 @@ def run_day(config: SupervisorConfig) -> tuple[float, float]:
                     del s[p.target :]
                 changed = now + DAY_TICK if p.target != p.current else pools[p.name].changed_at
                 pools[p.name] = PoolState(p.target, 0, changed, p.surplus_since)
-        now += DAY_TICK
+        tick += 1
+        now = tick * DAY_TICK
+    assert not arrivals, "every job of the day arrived"
     return process_seconds, waits.p95()
 
 
