@@ -13,7 +13,7 @@ from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.forget import ForgetOutcome, QueueForgetter, QueueUse
 from evalharness.core.keys import QueueKeys
-from evalharness.core.queue import known_queues
+from evalharness.core.queue import known_queues, pipe_ready_state
 from evalharness.core.queue_ops import QueueOps
 
 from .common import settings_from
@@ -107,19 +107,21 @@ def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: 
         raise click.BadParameter(str(exc), param_hint="NAME") from None
     settings = settings_from(ctx)
 
-    async def counts() -> tuple[list[str], int, int]:
+    async def counts() -> tuple[list[str], int, int, int]:
         client = async_client(settings.redis_url)
         try:
             k = QueueKeys(settings.prefix, name)
             async with client.pipeline(transaction=False) as pipe:
                 pipe.zcard(k.ready)
                 pipe.zcard(k.delayed)
-                ready, later = await pipe.execute()
-            return await known_queues(client, settings.prefix), int(ready), int(later)
+                pipe_ready_state(pipe, k)
+                ready, later, (_, _, held) = await pipe.execute()
+            return await known_queues(client, settings.prefix), int(ready), int(later), int(held)
         finally:
             await client.aclose()
 
-    known, ready, later = asyncio.run(counts())
+    # every ready job, those a batch's max_running holds back (`held` in status) among them
+    known, ready, later, held = asyncio.run(counts())
     if name not in known:
         raise EvalHarnessError(f"no queue named {name!r} (known queues: {', '.join(known) if known else 'none'})")
     if not yes:
@@ -130,7 +132,8 @@ def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: 
                 err=True,
             )
             raise SystemExit(EXIT_NOT_CONFIRMED)
-        what = f"the ready jobs of batch {batch}" if batch else f"{ready} ready job(s)"
+        of_them = f" ({held} of them held by their batch's max_running)" if held else ""
+        what = f"the ready jobs of batch {batch}" if batch else f"{ready} ready job(s){of_them}"
         if delayed:
             what += f" and {'its' if batch else str(later)} delayed job(s)"
         if not click.confirm(f"Remove {what} from queue {name}?", default=False):

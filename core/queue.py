@@ -807,13 +807,19 @@ def parse_renew(raw: Sequence[Any]) -> RenewReply:
 QUEUE_STATE_READS = 6  # the replies pipe_queue_state adds to a pipeline
 
 
+def pipe_ready_state(pipe: Any, keys: QueueKeys) -> None:
+    """Queue ``ready_state.lua`` on ``pipe``: [ready jobs that could start now, ms the oldest of
+    them became ready or -1, ready jobs held by their batch's max_running].  As EVAL (its source,
+    about 2 KB), so the pipeline needs no script loaded first."""
+    pipe.eval(script_source("ready_state"), 2, keys.lanes, keys.ready, keys.base)
+
+
 def pipe_queue_state(pipe: Any, keys: QueueKeys, now_ms: int) -> None:
     """Queue the six reads that describe a queue now, in this order: the ready state ([ready jobs
     that could start now, ms the oldest of them became ready or -1, ready jobs held by their
     batch's max_running], ``ready_state.lua``), the delayed, reserved and failed counts, the live
-    worker ids, the counters.  The script travels as EVAL (its source, about 1 KB), so the
-    pipeline needs no script loaded first."""
-    pipe.eval(script_source("ready_state"), 2, keys.lanes, keys.ready, keys.base)
+    worker ids, the counters (see :func:`pipe_ready_state`)."""
+    pipe_ready_state(pipe, keys)
     pipe.zcard(keys.delayed)
     pipe.zcard(keys.reserved)
     pipe.zcard(keys.failed)

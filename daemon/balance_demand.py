@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from evalharness.core.keys import QueueKeys
-from evalharness.core.queue import script_source
+from evalharness.core.queue import pipe_ready_state
 
 from .balancer import QueueDemand
 
@@ -23,11 +23,10 @@ async def read_demand(
     running jobs end, whatever the processes (``ready_state.lua``, as the telemetry counts them),
     and the oldest wait is that of the oldest job that could start now."""
     names = list(dict.fromkeys(queues))
-    source = script_source("ready_state")
     async with client.pipeline(transaction=False) as pipe:
         for q in names:
             k = QueueKeys(prefix, q)
-            pipe.eval(source, 2, k.lanes, k.ready, k.base)
+            pipe_ready_state(pipe, k)
             pipe.zcard(k.reserved)
             pipe.exists(k.paused)
         replies = await pipe.execute()

@@ -472,6 +472,26 @@ def answer_on_a_terminal(procs: Processes, answer: str, *args: str) -> tuple[int
         os.close(master)
 
 
+def test_queue_clear_names_the_jobs_a_batch_cap_holds_back(procs: Processes, r: Any, redis_url: str) -> None:
+    from evalharness.core.connection import async_client
+
+    async def capped() -> None:
+        client = async_client(redis_url)
+        try:
+            q = Queue(client, "eh")
+            await Batches(client, "eh", q).create(
+                "capped", [JobRequest("t.noop", i) for i in range(3)], queue="pq", max_running=1
+            )
+        finally:
+            await client.aclose()
+
+    asyncio.run(capped())
+    code, out = answer_on_a_terminal(procs, "y", "queue", "clear", "pq")
+    # all three go, and the question said so: one could start, two waited for the batch
+    assert "Remove 3 ready job(s) (2 of them held by their batch's max_running) from queue pq?" in out, out
+    assert code == 0 and int(r.zcard(K.ready)) == 0
+
+
 def test_queue_clear_asks_on_a_terminal(procs: Processes, r: Any, redis_url: str, tmp_path: Path) -> None:
     dispatch(redis_url, "pq", 3, tmp_path / "x")
     code, out = answer_on_a_terminal(procs, "n", "queue", "clear", "pq")
