@@ -112,11 +112,10 @@ def clear(ctx: click.Context, name: str, batch: str | None, delayed: bool, yes: 
         try:
             k = QueueKeys(settings.prefix, name)
             async with client.pipeline(transaction=False) as pipe:
-                pipe.zcard(k.ready)
-                pipe.zcard(k.delayed)
                 pipe_ready_state(pipe, k)
-                ready, later, (_, _, held) = await pipe.execute()
-            return await known_queues(client, settings.prefix), int(ready), int(later), int(held)
+                pipe.zcard(k.delayed)
+                (startable, _, held), later = await pipe.execute()
+            return await known_queues(client, settings.prefix), int(startable) + int(held), int(later), int(held)
         finally:
             await client.aclose()
 

@@ -33,8 +33,9 @@ async def read_demand(
     rows = {str(r.get("name")): r for r in (snapshot or {}).get("queues", [])}
     out = {}
     for i, q in enumerate(names):
-        (ready, oldest_ms, _held), reserved, paused = replies[3 * i : 3 * i + 3]
-        wait = max(0.0, now - int(oldest_ms) / 1000.0) if int(oldest_ms) >= 0 else 0.0
+        (ready, oldest, _held), reserved, paused = replies[3 * i : 3 * i + 3]
+        oldest_ms = int(oldest)  # -1: no ready job could start now
+        wait = max(0.0, now - oldest_ms / 1000.0) if oldest_ms >= 0 else 0.0
         row = {
             "ready": int(ready),
             "reserved": int(reserved),

@@ -81,6 +81,17 @@ def short_id(value: str, width: int = 8) -> str:
     return value if len(value) <= width else "…" + value[-(width - 1) :]
 
 
+def first_fitting(wordings: Sequence[Sequence[str]], width: int) -> str:
+    """The first of ``wordings`` (each a line's parts, joined by " · ") that fits ``width``
+    characters; the last, shortest one when none does."""
+    line = ""
+    for parts in wordings:
+        line = " · ".join(parts)
+        if len(line) <= width:
+            break
+    return line
+
+
 def clock_time(at: float | None) -> str:
     """Local wall-clock time of an epoch second: "11:22:01"; "—" when unknown."""
     if at is None:

@@ -28,6 +28,7 @@ from .common import (
     Row,
     clock_time,
     columns_for,
+    first_fitting,
     set_text,
     short_id,
 )
@@ -122,22 +123,22 @@ def header_text(name: str, queue: QueueStats | None, width: int = 160) -> str:
     failed count rather than a cut one."""
     if queue is None:
         return f"Queue {name} · not in the latest snapshot"
-    line = ""
+    head = [
+        f"Queue {name}",
+        *(["PAUSED"] if queue.paused else []),
+        f"ready {format_count(queue.ready)}",
+        *([f"held {format_count(queue.held)}"] if queue.held else []),
+    ]
+    delayed, running = format_count(queue.delayed), format_count(queue.reserved)
     failed = f"failed 1h {format_count(queue.failed_past_hour)}"
-    for delayed, running, last in (("delayed", "running", [failed]), ("delay", "run", [failed]), ("delay", "run", [])):
-        parts = [
-            f"Queue {name}",
-            *(["PAUSED"] if queue.paused else []),
-            f"ready {format_count(queue.ready)}",
-            *([f"held {format_count(queue.held)}"] if queue.held else []),
-            f"{delayed} {format_count(queue.delayed)}",
-            f"{running} {format_count(queue.reserved)}",
-            *last,
-        ]
-        line = " · ".join(parts)
-        if len(line) <= width:
-            break
-    return line
+    return first_fitting(
+        [
+            [*head, f"delayed {delayed}", f"running {running}", failed],
+            [*head, f"delay {delayed}", f"run {running}", failed],
+            [*head, f"delay {delayed}", f"run {running}"],
+        ],
+        width,
+    )
 
 
 class QueueDetailScreen(Gated, Screen[None]):

@@ -26,7 +26,7 @@ from ..fmt import SPARK_BLOCKS, sparkline
 from ..history import history_line, minute_series
 from ..model import HistoryEntry, Limiter, QueueStats, Snapshot
 from .actions import confirm_and_run
-from .common import Cell, Col, Gated, KeyedTable, Row, columns_for, plural, set_text
+from .common import Cell, Col, Gated, KeyedTable, Row, columns_for, first_fitting, plural, set_text
 from .dialogs import Confirmation
 
 COLUMNS: tuple[Col, ...] = (
@@ -136,29 +136,29 @@ def stats_line(queue: QueueStats | None, width: int = 160) -> str:
     shorter words where the full ones do not fit ``width``."""
     if queue is None:
         return "no queue highlighted"
-    held = format_count(queue.held)
+    paused = ["PAUSED"] if queue.paused else []
+    held, held_short = (
+        ([f"{format_count(queue.held)} held by batch caps"], [f"{format_count(queue.held)} held"])
+        if queue.held
+        else ([], [])
+    )
     runtimes = (
         f"p50 {format_duration(queue.runtime_p50)} p95 {format_duration(queue.runtime_p95)} "
         f"max {format_duration(queue.runtime_max)}"
     )
     timeouts, releases = format_count(queue.timeouts_past_hour), format_count(queue.releases_past_hour)
+    hour = [f"timeouts 1h {timeouts}", f"429 releases 1h {releases}"]
+    hour_short = [f"T/O 1h {timeouts}", f"429s 1h {releases}"]
     retries = f"retries 1h {format_count(queue.retries_past_hour)}"
-    wordings = [
-        [f"{held} held by batch caps", runtimes, f"timeouts 1h {timeouts}", f"429 releases 1h {releases}", retries],
-        [f"{held} held by batch caps", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
-        [f"{held} held", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}", retries],
-        [f"{held} held", runtimes, f"T/O 1h {timeouts}", f"429s 1h {releases}"],
-    ]
-    line = ""
-    for parts in wordings:
-        if not queue.held:
-            parts = parts[1:]
-        if queue.paused:
-            parts = ["PAUSED", *parts]
-        line = " · ".join(parts)
-        if len(line) <= width:
-            break
-    return line
+    return first_fitting(
+        [
+            [*paused, *held, runtimes, *hour, retries],
+            [*paused, *held, runtimes, *hour_short, retries],
+            [*paused, *held_short, runtimes, *hour_short, retries],
+            [*paused, *held_short, runtimes, *hour_short],
+        ],
+        width,
+    )
 
 
 def spark_lines(queue: QueueStats | None, history: Sequence[HistoryEntry], width: int) -> list[str]:
