@@ -29,13 +29,29 @@ end
 -- Write a job's outcome JSON to its result sink: the first write of a field wins, and the field
 -- travels with its outcome on the sink's :done list, which the producer blocks on (no extra
 -- read).  Both keys are kept `ttl` seconds from this write (QueueKeys.results, results_done).
-local function sink_write(base, sink, field, ttl, outcome)
+-- A caller that writes many outcomes passes `later` (a table) and calls sink_expire(later) once
+-- at the end: each sink's keys get the expiry of its last write, as with one EXPIRE per write.
+local function sink_write(base, sink, field, ttl, outcome, later)
   local rk = base .. 'results:' .. sink
   if redis.call('HSETNX', rk, field, outcome) == 1 then
     redis.call('RPUSH', rk .. ':done', field .. '\t' .. outcome)
   end
-  redis.call('EXPIRE', rk, ttl)
-  redis.call('EXPIRE', rk .. ':done', ttl)
+  if later then
+    if not later[rk] then
+      later[#later + 1] = rk
+    end
+    later[rk] = ttl
+  else
+    redis.call('EXPIRE', rk, ttl)
+    redis.call('EXPIRE', rk .. ':done', ttl)
+  end
+end
+
+local function sink_expire(later)
+  for _, rk in ipairs(later) do
+    redis.call('EXPIRE', rk, later[rk])
+    redis.call('EXPIRE', rk .. ':done', later[rk])
+  end
 end
 
 -- Count into the telemetry hash of the minute `now` (ms) falls in (QueueKeys.minute): field `a`
@@ -224,15 +240,17 @@ local function b_room(base, bid)
 end
 
 -- Completions per minute, O(1): the count of the current minute and of the one before
--- (rate_min, rate_this, rate_prev), from which a reader estimates the last 60 seconds.
-local function b_count_rate(bk)
+-- (rate_min, rate_this, rate_prev), from which a reader estimates the last 60 seconds.  `n`
+-- completions at once (default 1).
+local function b_count_rate(bk, n)
+  n = n or 1
   local minute = math.floor(now_ms() / 60000)
   local r = redis.call('HMGET', bk, 'rate_min', 'rate_this')
   local last = tonumber(r[1] or '-1')
   if last == minute then
-    redis.call('HINCRBY', bk, 'rate_this', 1)
+    redis.call('HINCRBY', bk, 'rate_this', n)
   else
-    redis.call('HSET', bk, 'rate_min', minute, 'rate_prev', last == minute - 1 and (r[2] or '0') or '0', 'rate_this', 1)
+    redis.call('HSET', bk, 'rate_min', minute, 'rate_prev', last == minute - 1 and (r[2] or '0') or '0', 'rate_this', n)
   end
 end
 
@@ -262,6 +280,22 @@ local function b_job_done(base, lanes_key, ready_key, wake_key, bid, id, ok, can
       b_remove_queued(base, lanes_key, ready_key, bid, bk)
       b_event(base, 'batch_failed', bid, bk, 'a job failed and the batch does not allow failures')
     end
+  end
+  b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
+end
+
+-- `n` jobs of batch `bid` succeeded in one call (an ack of several): what `n` calls of
+-- b_job_done(.., ok) do, with the batch's counters, its rate and its finish checked once.
+local function b_jobs_ok(base, lanes_key, ready_key, wake_key, bid, n)
+  local bk = base .. 'batch:' .. bid
+  if redis.call('EXISTS', bk) == 0 then
+    return
+  end
+  redis.call('HINCRBY', bk, 'pending', -n)
+  redis.call('HINCRBY', bk, 'processed', n)
+  b_count_rate(bk, n)
+  if redis.call('HGET', bk, 'cb:progress') and redis.call('HSETNX', bk, 'progress_queued', '1') == 1 then
+    b_callback(base, lanes_key, ready_key, wake_key, bid, bk, 'progress')
   end
   b_maybe_finish(base, lanes_key, ready_key, wake_key, bid, bk)
 end

@@ -17,6 +17,7 @@ local done = 0
 local mk, rt_sum, rt_max, rt_min = nil, 0, 0, nil
 local buckets = {}
 local finished, records, seen = {}, {}, {}  -- removed in one ZREM and one DEL after the loop
+local batches, sinks = {}, {}  -- per batch its count of acknowledged jobs, and the sinks written
 local bounds = RT_BOUNDS
 for i = 4, #ARGV do
   local packed = ARGV[i]
@@ -35,7 +36,7 @@ for i = 4, #ARGV do
       if result == '' then
         result = 'null'
       end
-      sink_write(base, rec[2], rec[3], rec[4], '{"result":' .. result .. '}')
+      sink_write(base, rec[2], rec[3], rec[4], '{"result":' .. result .. '}', sinks)
     end
     if rec[5] then
       local uk = base .. 'unique:' .. rec[5]
@@ -52,7 +53,11 @@ for i = 4, #ARGV do
     records[done] = jk
     if rec[7] then
       b_not_running(base, rec[7], id, wake_key)
-      b_job_done(base, KEYS[3], KEYS[4], KEYS[5], rec[7], id, true)
+      if not batches[rec[7]] then
+        batches[#batches + 1] = rec[7]
+        batches[rec[7]] = 0
+      end
+      batches[rec[7]] = batches[rec[7]] + 1
     end
     if telemetry then
       local rt = tonumber(string.sub(packed, 1, c1 - 1)) or 0
@@ -75,6 +80,10 @@ for i = 4, #ARGV do
   else
     stale[#stale + 1] = id
   end
+end
+sink_expire(sinks)
+for _, bid in ipairs(batches) do
+  b_jobs_ok(base, KEYS[3], KEYS[4], KEYS[5], bid, batches[bid])
 end
 if done > 0 then
   -- in slices: unpack has a limit on how many values it spreads

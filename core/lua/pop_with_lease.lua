@@ -79,6 +79,9 @@ if not held and not queue_paused then
   local leases = {}  -- score/id pairs, for one ZADD of the reserved index
   local deadline = now + lease
   local stalled = 0  -- turns in a row whose lane gave nothing, its batch at max_running
+  -- per batch met in this call: {state, max_running or false, its running count (with a
+  -- max_running), whether it is listed active}; read once, kept up to date by this script
+  local bcache = {}
   while got < count do
     local lane, ids, lk
     if single then
@@ -125,12 +128,18 @@ if not held and not queue_paused then
       local rec = redis.call('HMGET', jk, 'data', 'releases', 'exceptions', 'checkpoint', 'batch', 'cancel', 'attempts',
         'progress', 'timeout')
       local skip = false
+      local bc
       if rec[1] and rec[5] then
         local bk = base .. 'batch:' .. rec[5]
-        local b = redis.call('HMGET', bk, 'state', 'max_running')
-        local st = b[1]
-        if b[2] and st ~= 'cancelled' and st ~= 'failed'
-            and redis.call('SCARD', bk .. ':running') >= tonumber(b[2]) then
+        bc = bcache[rec[5]]
+        if not bc then
+          local b = redis.call('HMGET', bk, 'state', 'max_running')
+          local limit = b[2] and tonumber(b[2]) or false
+          bc = {b[1], limit, limit and redis.call('SCARD', bk .. ':running'), false}
+          bcache[rec[5]] = bc
+        end
+        local st = bc[1]
+        if bc[2] and st ~= 'cancelled' and st ~= 'failed' and bc[3] >= bc[2] then
           -- its batch runs as many as it may: this job and the rest of what was popped go back
           -- to the head of the lane, in order, and the lane is listed again if it had emptied
           capped = true
@@ -153,9 +162,11 @@ if not held and not queue_paused then
           b_maybe_finish(base, KEYS[1], KEYS[2], KEYS[5], rec[5], bk)
         elseif st == 'pending' then
           redis.call('HSET', bk, 'state', 'running', 'started_at', now)
+          bc[1] = 'running'
         end
-        if not skip and st then
+        if not skip and st and not bc[4] then
           b_active(base, rec[5], bk)
+          bc[4] = true
         end
       else
         taken[#taken + 1] = id
@@ -173,6 +184,9 @@ if not held and not queue_paused then
         leases[#leases + 1] = id
         if rec[5] then
           b_running(base, rec[5], id)
+          if bc[3] then
+            bc[3] = bc[3] + 1
+          end
         end
         out[#out + 1] = id
         out[#out + 1] = rec[1]

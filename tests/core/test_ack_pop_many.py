@@ -1,0 +1,82 @@
+"""One pop and one ack of many jobs over several batches (what a worker sends as slots free
+together) count each batch exactly as one call per job would: its max_running holds across the
+lanes of one pop, the ack moves each batch's pending, processed and per-minute rate by its own
+jobs, finishes the batch whose last job it acknowledged, queues that batch's callbacks once, and
+keeps every result sink it wrote for its time to live.  Real Redis, the real scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from evalharness.core.batches import Batches
+from evalharness.core.queue import JobRequest, Queue
+
+P = "apm"
+Q = "q"
+
+
+@pytest.fixture
+def queue(aclient: Any) -> Queue:
+    return Queue(aclient, prefix=P)
+
+
+def sample(n: int, sink: str | None = None, ttl: int = 600) -> JobRequest:
+    return JobRequest("t.noop", {"n": n}, queue=Q, result_to=None if sink is None else (sink, str(n), ttl))
+
+
+async def test_one_pop_and_one_ack_of_several_batches_count_each_as_jobs_one_by_one(queue: Queue, aclient: Any) -> None:
+    batches = Batches(aclient, P, queue)
+    await batches.create(
+        "capped",
+        [sample(i, "run-a") for i in range(3)],
+        queue=Q,
+        batch_id="a",
+        max_running=2,
+        progress=("t.progress",),
+        then=("t.then",),
+    )
+    await batches.create("plain", [sample(10 + i, "run-b", ttl=900) for i in range(2)], queue=Q, batch_id="b")
+    await batches.create("other", [sample(20)], queue=Q, batch_id="c", then=("t.then",))
+    await queue.dispatch("t.noop", {"n": 30}, queue=Q)
+
+    popped = (await queue.pop(Q, 10, 30, "w")).jobs
+    by_batch: dict[str | None, list[str]] = {}
+    for job in popped:
+        by_batch.setdefault(job.batch, []).append(job.id)
+    # the lanes are served in turn and the capped batch stops at 2 however many turns it gets
+    assert {k: len(v) for k, v in by_batch.items()} == {"a": 2, "b": 2, "c": 1, None: 1}
+    info = await batches.info("a")
+    assert info is not None and info.running == 2 and info.state == "running"
+
+    assert await queue.ack(Q, "w", [(job.id, f'"out {job.id}"') for job in popped]) == []
+
+    a, b, c = [await batches.info(bid) for bid in "abc"]
+    assert a is not None and b is not None and c is not None
+    assert (a.processed, a.pending, a.running, a.state, a.finished_at) == (2, 1, 0, "running", None)
+    assert (b.processed, b.pending, b.state) == (2, 0, "succeeded") and b.finished_at is not None
+    assert (c.processed, c.pending, c.state) == (1, 0, "succeeded") and c.finished_at is not None
+    keys = queue.keys(Q)
+    rates = {bid: await aclient.hget(keys.batch(bid), "rate_this") for bid in "abc"}
+    assert rates == {"a": "2", "b": "2", "c": "1"}
+    # a's progress callback queued once for the two; b has no then-callback, c's comes once
+    cb_ids = {str(i) for i in await aclient.lrange(keys.lane("_cb"), 0, -1)}
+    assert cb_ids == {"cb-a-progress-1", "cb-c-then-1"}
+    # each sink holds its jobs' results and keeps its own time to live, both keys of it
+    for sink, n, ttl in (("run-a", 2, 600), ("run-b", 2, 900)):
+        assert await aclient.hlen(keys.results(sink)) == n
+        assert await aclient.llen(keys.results_done(sink)) == n
+        for key in (keys.results(sink), keys.results_done(sink)):
+            assert ttl - 5 <= await aclient.ttl(key) <= ttl
+    held = {str(job.payload["n"]): f"out {job.id}" for job in popped if job.batch == "a"}
+    stored = await queue.results(Q, "run-a", [str(i) for i in range(3)])
+    assert {str(i): v["result"] for i, v in enumerate(stored) if v is not None} == held
+
+    # the held job of a starts now that its batch runs none, and finishes it
+    rest = [job for job in (await queue.pop(Q, 10, 30, "w")).jobs if job.batch == "a"]
+    assert len(rest) == 1
+    assert await queue.ack(Q, "w", [(rest[0].id, "")]) == []
+    a = await batches.info("a")
+    assert a is not None and (a.processed, a.pending, a.state) == (3, 0, "succeeded")
+    assert await aclient.hget(keys.batch("a"), "rate_this") == "3"
