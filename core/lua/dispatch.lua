@@ -22,30 +22,51 @@ local server_now = nil
 local added = 0
 local woken = false
 local out = {}
+-- Jobs of "x" groups ready at once go to their lanes in one RPUSH per lane (first-seen order)
+-- and to the ready index in one ZADD, before the next "p" group and at the end; per batch, the
+-- counters move once per call by its jobs here.
+local lanes, scored = {}, {}
+local batches = {}
+local function push_ready()
+  for _, lane in ipairs(lanes) do
+    local ids = lanes[lane]
+    for j = 1, #ids, 1000 do
+      local last = math.min(j + 999, #ids)
+      if redis.call('RPUSH', base .. 'lane:' .. lane, unpack(ids, j, last)) == last then
+        redis.call('RPUSH', KEYS[1], lane)
+        woken = true
+      end
+    end
+    lanes[lane] = nil
+  end
+  for j = 1, #scored, 2000 do
+    redis.call('ZADD', KEYS[2], unpack(scored, j, math.min(j + 1999, #scored)))
+  end
+  lanes, scored = {}, {}
+end
 local i = 3
 while i <= #ARGV do
   if ARGV[i] == 'p' then
+    push_ready()
     local lane = ARGV[i + 1]
     local n = tonumber(ARGV[i + 2])
-    local ids, scored = {}, {}
+    local ids, pscored = {}, {}
     i = i + 3
     for k = 1, n do
       local id = ARGV[i]
       redis.call('HSET', base .. 'job:' .. id, 'data', ARGV[i + 1], 'lane', lane, 'enqueued_at', now, 'attempts', 0,
         'releases', 0, 'exceptions', 0, 'lost', 0, 'state', 'ready', 'ready_at', now)
       ids[k] = id
-      scored[2 * k - 1] = now
-      scored[2 * k] = id
+      pscored[2 * k - 1] = now
+      pscored[2 * k] = id
       out[#out + 1] = id
       i = i + 2
     end
-    -- a group is at most one chunk (DISPATCH_CHUNK in queue.py): within what unpack spreads
     if redis.call('RPUSH', base .. 'lane:' .. lane, unpack(ids)) == n then
-      -- the lane was empty: list it and wake a worker (see below)
       redis.call('RPUSH', KEYS[1], lane)
       woken = true
     end
-    redis.call('ZADD', KEYS[2], unpack(scored))
+    redis.call('ZADD', KEYS[2], unpack(pscored))
     added = added + n
   else
     local id, data, lane = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -61,7 +82,6 @@ while i <= #ARGV do
       local holder = redis.call('GET', uk)
       if holder then
         local st = redis.call('HGET', base .. 'job:' .. holder, 'state')
-        -- gone: completed within its unique-for window; failed: a new dispatch may run it again
         if st ~= 'failed' then
           dup = holder
         end
@@ -76,62 +96,81 @@ while i <= #ARGV do
     else
       out[#out + 1] = id
       added = added + 1
+      local fields = {'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0, 'exceptions', 0,
+        'lost', 0}
+      if ukey ~= '' then
+        fields[#fields + 1] = 'unique'
+        fields[#fields + 1] = ukey
+        fields[#fields + 1] = 'unique_for'
+        fields[#fields + 1] = ufor
+      end
+      if bid ~= '' then
+        fields[#fields + 1] = 'batch'
+        fields[#fields + 1] = bid
+        if not batches[bid] then
+          batches[#batches + 1] = bid
+          batches[bid] = 0
+        end
+        batches[bid] = batches[bid] + 1
+      end
+      if sink ~= '' then
+        fields[#fields + 1] = 'sink'
+        fields[#fields + 1] = sink
+        fields[#fields + 1] = 'sink_field'
+        fields[#fields + 1] = sfield
+        fields[#fields + 1] = 'sink_ttl'
+        fields[#fields + 1] = sttl
+      end
+      fields[#fields + 1] = 'state'
       if delay > 0 then
         if not server_now then
           server_now = now_ms()
         end
-        redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
-          'exceptions', 0, 'lost', 0, 'state', 'delayed')
+        fields[#fields + 1] = 'delayed'
+        redis.call('HSET', jk, unpack(fields))
         redis.call('ZADD', KEYS[3], server_now + delay, id)
       else
-        redis.call('HSET', jk, 'data', data, 'lane', lane, 'enqueued_at', now, 'attempts', 0, 'releases', 0,
-          'exceptions', 0, 'lost', 0, 'state', 'ready', 'ready_at', now)
-        if redis.call('RPUSH', base .. 'lane:' .. lane, id) == 1 then
-          redis.call('RPUSH', KEYS[1], lane)
-          -- The lane was empty: an idle worker may be blocked on the wake list.  Jobs added to a
-          -- lane that already waits find a worker that is busy (it pops again when a slot frees)
-          -- or one already woken (the one that takes the token passes the word on while work
-          -- remains, see pop_with_lease.lua).  The pop that empties the queue clears the tokens.
-          woken = true
+        fields[#fields + 1] = 'ready'
+        fields[#fields + 1] = 'ready_at'
+        fields[#fields + 1] = now
+        redis.call('HSET', jk, unpack(fields))
+        local ids = lanes[lane]
+        if not ids then
+          ids = {}
+          lanes[lane] = ids
+          lanes[#lanes + 1] = lane
         end
-        redis.call('ZADD', KEYS[2], now, id)
-      end
-      if ukey ~= '' then
-        redis.call('HSET', jk, 'unique', ukey, 'unique_for', ufor)
-      end
-      if bid ~= '' then
-        local bk = base .. 'batch:' .. bid
-        redis.call('HSET', jk, 'batch', bid)
-        -- A batch that declared its total (an eval run: the dataset's size) keeps it until more
-        -- jobs than declared arrive; an ordinary batch's total grows with every job added.
-        local declared = redis.call('HGET', bk, 'declared')
-        if redis.call('HINCRBY', bk, 'dispatched', 1) > tonumber(declared or '-1') then
-          redis.call('HINCRBY', bk, 'total', 1)
-        end
-        redis.call('HINCRBY', bk, 'pending', 1)
-        local st = redis.call('HGET', bk, 'state')
-        if st == 'succeeded' or st == 'finished_with_failures' then
-          -- jobs added to a finished batch open a new round
-          redis.call('HSET', bk, 'state', 'running')
-          redis.call('HDEL', bk, 'finished_at')
-        end
-      end
-      if sink ~= '' then
-        redis.call('HSET', jk, 'sink', sink, 'sink_field', sfield, 'sink_ttl', sttl)
+        ids[#ids + 1] = id
+        scored[#scored + 1] = now
+        scored[#scored + 1] = id
       end
     end
   end
 end
+push_ready()
+for _, bid in ipairs(batches) do
+  local n = batches[bid]
+  local bk = base .. 'batch:' .. bid
+  -- jobs beyond a declared total count in the total (all of them without a declared total)
+  local declared = tonumber(redis.call('HGET', bk, 'declared') or '-1')
+  local dispatched = redis.call('HINCRBY', bk, 'dispatched', n)
+  local beyond = math.min(n, dispatched - math.max(declared, dispatched - n))
+  if beyond > 0 then
+    redis.call('HINCRBY', bk, 'total', beyond)
+  end
+  redis.call('HINCRBY', bk, 'pending', n)
+  local st = redis.call('HGET', bk, 'state')
+  if st == 'succeeded' or st == 'finished_with_failures' then
+    redis.call('HSET', bk, 'state', 'running')
+    redis.call('HDEL', bk, 'finished_at')
+  end
+end
 if added > 0 then
-  -- Listed in the same script that adds its jobs: a queue forgotten a moment before (see
-  -- forget_queue.lua, which deletes the counters with the listing) is listed again, and one with
-  -- jobs is never left out.  Counters that already counted a dispatch mean it is listed.
   if redis.call('HINCRBY', KEYS[5], 'dispatched', added) == added then
     redis.call('SADD', KEYS[6], string.match(base, '{q:(.+)}:$'))
   end
 end
 if woken then
-  -- One token per call: the worker that takes it passes the word on while work remains.
   redis.call('RPUSH', KEYS[4], '1')
 end
 return out

@@ -80,3 +80,37 @@ async def test_one_pop_and_one_ack_of_several_batches_count_each_as_jobs_one_by_
     a = await batches.info("a")
     assert a is not None and (a.processed, a.pending, a.state) == (3, 0, "succeeded")
     assert await aclient.hget(keys.batch("a"), "rate_this") == "3"
+
+
+async def test_one_dispatch_of_mixed_jobs_counts_each_batch_and_keeps_the_lane_order(
+    queue: Queue, aclient: Any
+) -> None:
+    batches = Batches(aclient, P, queue)
+    await batches.create("declared", queue=Q, batch_id="d", total=3, allow_failures=True)
+    await batches.create("open", queue=Q, batch_id="o")
+    ids = await queue.dispatch_many(
+        [
+            JobRequest("t.noop", 0, queue=Q, lane="first"),  # a plain group
+            *(JobRequest("t.noop", n, queue=Q, batch="d", key=f"k{n}") for n in range(5)),
+            JobRequest("t.noop", 9, queue=Q, batch="d", key="k1"),  # the same key: merged
+            JobRequest("t.noop", 7, queue=Q, batch="o", delay=60),
+            JobRequest("t.noop", 8, queue=Q, lane="after"),  # a plain group after the checked ones
+            JobRequest("t.noop", 6, queue=Q, batch="o", result_to=("s", "6", 300)),
+        ]
+    )
+    assert ids[6] == ids[2]  # the merged dispatch names the job holding its key
+    d, o = await batches.info("d"), await batches.info("o")
+    assert d is not None and o is not None
+    # 5 of d came (3 declared, 2 beyond them count in its total); o got a delayed and a ready one
+    assert (d.dispatched, d.total, d.pending, d.undispatched) == (5, 5, 5, 0)
+    assert (o.dispatched, o.total, o.pending) == (2, 2, 2)
+    keys = queue.keys(Q)
+    # lanes are listed in the order their first ready job came, each in dispatch order
+    assert [str(x) for x in await aclient.lrange(keys.lanes, 0, -1)] == ["first", "d", "after", "o"]
+    assert [str(x) for x in await aclient.lrange(keys.lane("d"), 0, -1)] == ids[1:6]
+    assert await aclient.zcard(keys.ready) == 8 and await aclient.zcard(keys.delayed) == 1
+    fields = await aclient.hgetall(keys.job(ids[9]))
+    assert (fields["batch"], fields["sink"], fields["sink_field"], fields["state"]) == ("o", "s", "6", "ready")
+    merged = await aclient.hgetall(keys.job(ids[2]))
+    assert (merged["unique"], merged["batch"], merged["state"]) == ("k1", "d", "ready")
+    assert (await aclient.hgetall(keys.job(ids[7])))["state"] == "delayed"
