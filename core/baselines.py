@@ -438,10 +438,14 @@ class Gates:
 
 
 def parse_fail_under(specs: Sequence[str], metrics: Sequence[str]) -> tuple[tuple[str, float], ...]:
-    """``METRIC=VALUE`` pairs; an error names the flag, the value and the metrics the run has."""
+    """``METRIC=VALUE`` pairs; an error names the flag, the value and the metrics the run has.
+
+    METRIC is a metric as the run names it, arguments included (``rouge-l:max_tokens=100=0.5``:
+    the value follows the last ``=``), or its bare name when one metric of the run has it
+    (``rouge-l=0.5``)."""
     out = []
     for spec in specs:
-        name, sep, value = spec.partition("=")
+        name, sep, value = spec.rpartition("=")
         name = name.strip()
         if not sep or not name:
             raise ConfigError(f"--fail-under must be METRIC=VALUE (exact-match=0.8), got {spec!r}")
@@ -452,9 +456,17 @@ def parse_fail_under(specs: Sequence[str], metrics: Sequence[str]) -> tuple[tupl
         if not math.isfinite(threshold):
             raise ConfigError(f"--fail-under {spec!r}: the threshold must be a finite number")
         if name not in metrics:
-            raise ConfigError(
-                f"--fail-under {spec!r}: the run has no metric {name!r} (its metrics: {', '.join(metrics)})"
-            )
+            same = [m for m in metrics if m.partition(":")[0] == name]
+            if len(same) > 1:
+                raise ConfigError(
+                    f"--fail-under {spec!r}: the run has {len(same)} metrics named {name!r} ({', '.join(same)}); "
+                    "name one with its arguments"
+                )
+            if not same:
+                raise ConfigError(
+                    f"--fail-under {spec!r}: the run has no metric {name!r} (its metrics: {', '.join(metrics)})"
+                )
+            name = same[0]
         out.append((name, threshold))
     return tuple(out)
 

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .datasets import Dataset, Sample
+from .providers.usage import token_total
 from .scorers import ScoreError, Scorer
 
 __all__ = [
@@ -70,9 +71,13 @@ def usage_totals(outcomes: Sequence[SampleOutcome | None]) -> dict[str, Any] | N
         return None
     totals: dict[str, Any] = {"samples": len(reported)}
     for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cost", "calls"):
-        values = [
-            u[name] for u in reported if isinstance(u.get(name), int | float) and not isinstance(u.get(name), bool)
-        ]
+        if name == "total_tokens":
+            # a sample that reported prompt and completion tokens but no total counts their sum
+            values = [t for t in (token_total(u) for u in reported) if t is not None]
+        else:
+            values = [
+                u[name] for u in reported if isinstance(u.get(name), int | float) and not isinstance(u.get(name), bool)
+            ]
         if values or name != "cost":
             totals[name] = round(sum(values), 10) if name == "cost" else (int(sum(values)) if values else None)
     return totals

@@ -443,6 +443,16 @@ def _attr(value: Any) -> str:
     return '"' + _xml_clean(str(value)).translate(_ATTR_ESCAPES) + '"'
 
 
+def gate_name(problem: str) -> str:
+    """The JUnit testcase name of a failed gate (core/baselines.py gate_failures words it):
+    ``fail-under:METRIC`` or ``max-regressions``, the same from run to run."""
+    if problem.endswith("(--fail-under)"):
+        return "fail-under:" + problem.split(" mean ", 1)[0]
+    if " regressed sample(s) against baseline " in problem:
+        return "max-regressions"
+    return "gate"
+
+
 def render_junit(report: Report) -> str:
     """JUnit XML: one testsuite for the run, one testcase per sample; a sample that errored, has a
     metric error or scored below the threshold on any metric is a ``<failure>``."""
@@ -481,7 +491,7 @@ def render_junit(report: Report) -> str:
         failures += 1
         cases.append(
             f"    <testcase classname={_attr('evalharness.' + name + '.gates')} "
-            f'name={_attr(problem.split(" ")[0])} time="0">'
+            f'name={_attr(gate_name(problem))} time="0">'
             f'<failure message={_attr(problem)} type="gate">{_xml_text(problem)}</failure></testcase>'
         )
     total = len(cases)

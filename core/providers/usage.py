@@ -29,8 +29,12 @@ class Usage:
     model: str | None = None  # the model that answered, when the SUT says so (prices are per model)
 
     def add(self, other: Usage) -> None:
+        """Add ``other``'s counts; its total is its prompt plus completion tokens when it gave
+        those and no total (as a SUT's own ``record_usage(Usage(...))`` does)."""
         for name in (*TOKEN_FIELDS, "cost"):
             mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "total_tokens" and theirs is None:
+                theirs = token_total(other.as_dict())
             if theirs is not None:
                 setattr(self, name, theirs if mine is None else mine + theirs)
         self.calls += other.calls
@@ -45,6 +49,17 @@ class Usage:
         if self.model is not None:
             out["model"] = self.model
         return out
+
+
+def token_total(usage: Mapping[str, Any]) -> int | None:
+    """A usage's total tokens: ``total_tokens``, else its prompt plus completion tokens when it
+    reported both, else None."""
+    prompt, completion, total = (usage.get(name) for name in TOKEN_FIELDS)
+    if _whole(total) is not None:
+        return int(total)
+    if _whole(prompt) is not None and _whole(completion) is not None:
+        return int(prompt) + int(completion)
+    return None
 
 
 def _whole(value: Any) -> int | None:

@@ -289,6 +289,21 @@ def test_the_gates() -> None:
             check_gates(**args)
 
 
+def test_fail_under_names_a_metric_with_arguments_in_full_or_by_its_bare_name() -> None:
+    from evalharness.core.baselines import parse_fail_under
+
+    metrics = ["rouge-l:max_tokens=100", "retrieval-ndcg-at-k:k=5", "retrieval-ndcg-at-k:k=10"]
+    assert parse_fail_under(["rouge-l:max_tokens=100=0.5", "rouge-l=0.25"], metrics) == (
+        ("rouge-l:max_tokens=100", 0.5),
+        ("rouge-l:max_tokens=100", 0.25),
+    )
+    assert parse_fail_under(["retrieval-ndcg-at-k:k=10=0.6"], metrics) == (("retrieval-ndcg-at-k:k=10", 0.6),)
+    with pytest.raises(ConfigError, match=r"2 metrics named 'retrieval-ndcg-at-k' \(retrieval-ndcg-at-k:k=5, "):
+        parse_fail_under(["retrieval-ndcg-at-k=0.6"], metrics)
+    with pytest.raises(ConfigError, match="the run has no metric 'bleu'"):
+        parse_fail_under(["bleu=0.3"], metrics)
+
+
 class _Judge:
     """A judge metric whose provider call reports usage, as the provider client does."""
 

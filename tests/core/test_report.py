@@ -556,3 +556,29 @@ def test_the_rendered_report_shows_the_usage_when_there_is_one() -> None:
     buffer = io.StringIO()
     render_report(report, Console(file=buffer, width=200))
     assert "2 provider call(s), no token counts reported" in buffer.getvalue()
+
+
+def test_prompt_and_completion_tokens_without_a_total_count_as_their_sum() -> None:
+    """A SUT's own ``record_usage(Usage(prompt_tokens=..., completion_tokens=...))`` (the way
+    docs/runs.md shows) gives no total: the sample's and the run's totals are the sum, and the
+    summary counts the tokens rather than saying none were reported."""
+    from evalharness.core.providers.usage import Usage, collecting_usage, record_usage
+
+    with collecting_usage() as usage:
+        record_usage(Usage(prompt_tokens=1000, completion_tokens=500, calls=1, model="gpt-4o-mini"))
+        record_usage(Usage(prompt_tokens=10, completion_tokens=5, total_tokens=20, calls=1))
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (1010, 505, 1520)
+
+    ds = make_dataset("a", "b")
+    report = report_for(
+        ds,
+        [
+            SampleOutcome(0, ds.samples[0], "a", None, 1, usage.as_dict()),
+            # a result recorded without a total (as stored by earlier versions) is summed too
+            SampleOutcome(1, ds.samples[1], "b", None, 1, {"prompt_tokens": 7, "completion_tokens": 3, "calls": 1}),
+        ],
+    )
+    assert (report["usage"]["total_tokens"], report["usage"]["calls"]) == (1530, 3)
+    buffer = io.StringIO()
+    render_report(report, Console(file=buffer, width=200))
+    assert "1530 tokens over 3 provider call(s)" in buffer.getvalue()

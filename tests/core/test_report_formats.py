@@ -270,3 +270,13 @@ def test_the_request_check_sees_a_page_that_fetches(chromium: str, proxy: Loopba
     done = open_in_chromium(chromium, page, tmp_path / "profile", proxy, "--dump-dom", "--virtual-time-budget=3000")
     assert done.returncode == 0, done.stderr[-2000:]
     assert any("example.invalid" in r for r in page_requests(proxy.requests)), proxy.requests
+
+
+def test_a_failed_gate_is_a_testcase_named_after_its_gate() -> None:
+    from evalharness.core.report_formats import gate_name
+
+    assert gate_name("rouge-l:max_tokens=100 mean 0.4000 is below the minimum 0.5000 (--fail-under)") == (
+        "fail-under:rouge-l:max_tokens=100"
+    )
+    assert gate_name("2 regressed sample(s) against baseline 'main' (allowed: 0)") == "max-regressions"
+    assert gate_name("3 confidently regressed sample(s) against baseline 'main' (allowed: 1)") == "max-regressions"

@@ -108,6 +108,7 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(
     assert suite is not None
     gate_cases = [c for c in suite.findall("testcase") if str(c.get("classname")).endswith(".gates")]
     assert len(gate_cases) == 1 and gate_cases[0].find("failure") is not None
+    assert gate_cases[0].get("name") == "max-regressions"  # a name a CI system tracks run to run
     assert "## Comparison" in (tmp_path / "b.md").read_text()
 
     allowed = procs.cli(*worse, "--max-regressions", str(len(expected)))
