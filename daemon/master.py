@@ -169,6 +169,9 @@ class Master:
         self.last_balance: dict[str, dict[str, Any]] = {}
         self.supervisors: list[SupervisorConfig] = []
         self.pools: list[Pool] = []
+        # workers of pools a restart replaced, finishing their jobs: waited for when the master
+        # stops, killed by a second SIGINT, and counted against max_processes until they exit
+        self.retired: list[Slot] = []
         self._configure(supervisors)
         self._wake = asyncio.Event()
 
@@ -178,7 +181,7 @@ class Master:
 
     @property
     def slots(self) -> list[Slot]:
-        return [s for p in self.pools for s in p.slots]
+        return [s for p in self.pools for s in p.slots] + self.retired
 
     # -- signals and commands -------------------------------------------------------------
 
@@ -236,6 +239,7 @@ class Master:
         for pool in old:
             for slot in pool.slots:
                 self._retire(slot)
+                self.retired.append(slot)
         self._wake.set()
 
     def scale(self, supervisor: str, queue: str, n: int | None) -> bool:
@@ -365,7 +369,8 @@ class Master:
         idle = await self._idle_pids()  # read once per pass: the balancer and scale-down both use it
         await self._balance(idle)
         running: dict[str, int] = {}
-        for slot in self.slots:
+        # a restart's retired workers do not count: their replacements start at once
+        for slot in (s for p in self.pools for s in p.slots):
             if slot.alive or not slot.retiring:
                 running[slot.supervisor] = running.get(slot.supervisor, 0) + 1
         for pool in self.pools:
@@ -385,6 +390,7 @@ class Master:
                 for slot in ranked[: len(live) - want]:
                     self._retire(slot)
             pool.slots = [s for s in pool.slots if not (s.retiring and s.task is not None and s.task.done())]
+        self.retired = [s for s in self.retired if not (s.task is not None and s.task.done())]
 
     async def _idle_pids(self) -> set[int]:
         if self.client is None:
@@ -601,10 +607,15 @@ class Master:
                     pass
 
     async def _terminate(self) -> None:
-        live = [s.proc for s in self.slots if s.proc is not None and s.proc.returncode is None]
-        for proc in live:
+        """Stop every worker gracefully and wait for each, those a restart or a scale-down is
+        already retiring included (they were told once; a second SIGTERM is not sent)."""
+        slots = [s for s in self.slots if s.proc is not None and s.proc.returncode is None]
+        live = [s.proc for s in slots if s.proc is not None]
+        for slot in slots:
+            if slot.retiring:
+                continue
             try:
-                proc.send_signal(signal.SIGTERM)
+                slot.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             except ProcessLookupError:
                 pass
         waits = [asyncio.create_task(p.wait()) for p in live]

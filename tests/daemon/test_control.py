@@ -4,6 +4,7 @@ restart with fresh config, graceful SIGTERM under load, several masters on one R
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from typing import Any
@@ -125,3 +126,27 @@ def test_sigusr1_replaces_every_worker(procs: Processes, redis_url: str, r: Any)
         return len(pids) == 2 and not pids & before and live_workers(redis_url, "t") == 2
 
     wait_until(replaced, deadline=30, what="two new workers")
+
+
+def test_a_stop_soon_after_a_restart_waits_for_the_replaced_worker_to_finish_its_job(
+    procs: Processes, redis_url: str, r: Any
+) -> None:
+    """A restart retires the running workers (they finish their jobs); a SIGTERM meanwhile must
+    wait for them too, not exit and leave a worker running jobs with no master."""
+    d = daemon(procs, redis_url, "--queue", "t=1", "--grace", "20")
+    (old,) = {json.loads(v)["pid"] for v in r.hvals("eh:workers")}
+    dispatch(procs, [{"name": "t.sleep", "payload": {"seconds": 3}, "id": "long"}])
+    wait_until(lambda: r.zcard(K.reserved) == 1, what="the job running")
+    d.send_signal(signal.SIGUSR1)
+    wait_until(
+        lambda: old not in {json.loads(v)["pid"] for v in r.hvals("eh:workers")} or len(r.hvals("eh:workers")) == 2,
+        what="the replacement worker",
+    )
+    d.send_signal(signal.SIGTERM)
+    wait_until(lambda: masters(r) and masters(r)[0]["status"] == "stopping", what="the master stopping")
+    assert d.wait(timeout=30) == 0
+    # the master exited only once the job had ended where it ran, in the retired worker
+    done = json.loads(r.hget(K.results("s"), "long"))
+    assert done["result"]["pid"] == old and done["result"]["attempts"] == 1
+    with pytest.raises(ProcessLookupError):
+        os.kill(old, 0)
