@@ -54,11 +54,11 @@ class Usage:
 def token_total(usage: Mapping[str, Any]) -> int | None:
     """A usage's total tokens: ``total_tokens``, else its prompt plus completion tokens when it
     reported both, else None."""
-    prompt, completion, total = (usage.get(name) for name in TOKEN_FIELDS)
-    if _whole(total) is not None:
-        return int(total)
-    if _whole(prompt) is not None and _whole(completion) is not None:
-        return int(prompt) + int(completion)
+    prompt, completion, total = (_whole(usage.get(name)) for name in TOKEN_FIELDS)
+    if total is not None:
+        return total
+    if prompt is not None and completion is not None:
+        return prompt + completion
     return None
 
 
