@@ -100,6 +100,8 @@ def report_cmd(
         rebuilt["judges"] = judged
     if record.extra.get("subset"):
         rebuilt["subset"] = json.loads(record.extra["subset"])
+    if record.extra.get("resumed"):
+        rebuilt["resumed"] = json.loads(record.extra["resumed"])  # as the resumed run's own report has it
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
     reps = int(record.extra.get("repetitions") or 1)
     # a repeated run's record holds every execution; the report has a row per sample

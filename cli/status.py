@@ -305,7 +305,11 @@ def metrics(ctx: click.Context, port: int, host: str) -> None:
     settings = settings_from(ctx)
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(settings.redis_url, settings.prefix))  # type: ignore[arg-type]
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:  # the port is taken, the address is not this host's or does not resolve
+        why = exc.strerror or str(exc)
+        raise click.UsageError(f"--serve {port} --host {host}: cannot listen there ({why})") from None
     click.echo(f"serving http://{host}:{server.server_port}/metrics", err=True)
     try:
         thread.join()

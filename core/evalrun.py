@@ -904,7 +904,16 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
         for i, s in enumerate(record.dataset.samples)
     ]
     finished = record.finished_at if record.finished_at is not None else time.time()
-    result = RunResult(record.id, outcomes, record.started_at, finished, diagnostics, record.batch, record.interrupted)
+    result = RunResult(
+        record.id,
+        outcomes,
+        record.started_at,
+        finished,
+        diagnostics,
+        record.batch,
+        record.interrupted,
+        sut_fingerprint=record.extra.get("sut_fingerprint") or None,
+    )
     return record, result
 
 

@@ -540,6 +540,7 @@ def test_report_rebuilds_a_run_after_its_failed_samples_were_retried(
         "metrics",
         "failures",
         "batch",
+        "sut_fingerprint",
     ):
         assert rebuilt[key] == before[key], key
     assert [(s["id"], s["output"], s["scores"]) for s in rebuilt["samples"]] == [

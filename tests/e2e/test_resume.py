@@ -131,6 +131,11 @@ def test_a_run_resumed_after_its_producer_was_killed_scores_each_sample_once(
     assert r.hlen(SINK.format(rid)) == N
     shown = json.loads(procs.cli("runs", "show", rid, "--json").stdout)
     assert shown["state"] == "finished" and shown["resumes"] == 1 and shown["outcomes"] == N
+    # the report rebuilt from Redis says what the resumed run's own report says of its code and resumes
+    assert procs.cli("report", rid, "--json", "rebuilt.json", env=env).returncode == 0
+    rebuilt = json.loads((tmp_path / "rebuilt.json").read_text())
+    assert rebuilt["sut_fingerprint"] == report["sut_fingerprint"] and rebuilt["sut_fingerprint"]
+    assert rebuilt["resumed"] == report["resumed"]
     # a finished run resumed again only writes its report: no SUT call
     again = procs.cli("run", "--resume", rid, "--json", "again.json", "--quiet", env=env)
     assert again.returncode == 0, again.stderr
