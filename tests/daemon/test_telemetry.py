@@ -187,6 +187,25 @@ def test_prometheus_exposition_serves_the_snapshot(procs: Processes, redis_url: 
     assert "evalharness_queue_completed_total" in body
 
 
+def test_metrics_serve_on_a_port_in_use_or_an_unknown_address_is_a_one_line_error(procs: Processes) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args, words in (
+            (("--serve", port), f"--serve {port} --host 127.0.0.1: cannot listen there (Address already in use)"),
+            (
+                ("--serve", "0", "--host", "no-such-host.invalid"),
+                "--serve 0 --host no-such-host.invalid: cannot listen",
+            ),
+        ):
+            done = procs.cli_here("metrics", *args)
+            assert done.returncode == 2, done.stderr
+            assert words in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_percentile_read_from_the_buckets_stays_within_the_observed_runtimes() -> None:
     from evalharness.core.telemetry import histogram_quantile
 
