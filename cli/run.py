@@ -753,13 +753,24 @@ def present(
         render(extras, report, Console())
     for line in result.diagnostics:
         click.echo(f"warning: {line}", err=True)
-    if json_path:
-        write_report(report, Path(json_path))
-        click.echo(f"report written to {json_path}", err=True)
-    for _fmt, written in write_formats(report, formats or {}):
-        click.echo(f"report written to {written}", err=True)
+    unwritten = 0
+    for fmt, path in [("json", json_path), *(formats or {}).items()]:
+        if not path:
+            continue
+        try:
+            if fmt == "json":
+                write_report(report, Path(path))
+            else:
+                write_formats(report, {fmt: path})
+        except OSError as exc:  # checked before the run; the disk filled or the directory went since
+            unwritten += 1
+            click.echo(f"error: --{fmt} {path}: the report could not be written ({exc.strerror or exc})", err=True)
+            if result.batch_id:
+                click.echo(f"  `evalharness report {result.run_id} --{fmt} FILE` writes it from Redis", err=True)
+        else:
+            click.echo(f"report written to {path}", err=True)
     if result.interrupted and extra is None:
         # the run itself was stopped by this signal (a rebuilt report just scores what is there)
         return SIGNAL_EXIT.get(result.interrupted, 130)
-    code = 0 if report_ok(report) else 1
+    code = 0 if report_ok(report) and not unwritten else 1
     return code if extras is None else exit_code(extras, code)

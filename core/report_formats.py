@@ -13,6 +13,7 @@ import html
 import io
 import os
 import secrets
+import tempfile
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -549,16 +550,22 @@ def write_formats(report: Report, paths: Mapping[str, str | None]) -> list[tuple
 
 
 def check_output_paths(paths: Sequence[tuple[str, str | None]]) -> None:
-    """Before a run: every report file must be writable where it is asked for (a directory, or a
-    parent that is a file, is found now rather than after an hour of running)."""
+    """Before a run: every report file must be writable where it is asked for (a directory, a
+    parent that is a file, a directory that refuses a new file, or two flags naming one file is
+    found now rather than after an hour of running)."""
     from .errors import EvalHarnessError
 
+    seen: dict[Path, str] = {}
     for flag, path in paths:
         if not path:
             continue
         p = Path(path)
         if p.is_dir():
             raise EvalHarnessError(f"{flag} {path}: is a directory, not a file")
+        same = seen.get(p.resolve())
+        if same is not None:
+            raise EvalHarnessError(f"{flag} {path}: {same} writes the same file; give each report its own")
+        seen[p.resolve()] = flag
         parent = p.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
@@ -566,3 +573,10 @@ def check_output_paths(paths: Sequence[tuple[str, str | None]]) -> None:
             raise EvalHarnessError(f"{flag} {path}: {parent} is not a directory")
         if not os.access(parent, os.W_OK):
             raise EvalHarnessError(f"{flag} {path}: {parent} is not writable")
+        # access() says yes to root everywhere: a file made and removed here is the real test
+        try:
+            fd, probe = tempfile.mkstemp(dir=parent, prefix=".evalharness-check-")
+        except OSError as exc:
+            raise EvalHarnessError(f"{flag} {path}: cannot write in {parent} ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)

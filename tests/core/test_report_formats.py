@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
 import subprocess
 import sys
@@ -280,3 +281,26 @@ def test_a_failed_gate_is_a_testcase_named_after_its_gate() -> None:
     )
     assert gate_name("2 regressed sample(s) against baseline 'main' (allowed: 0)") == "max-regressions"
     assert gate_name("3 confidently regressed sample(s) against baseline 'main' (allowed: 1)") == "max-regressions"
+
+
+def test_report_paths_are_checked_before_a_run(tmp_path: Path) -> None:
+    """Every refusal names the flag and the file; a writable path (parents made later) passes and
+    leaves nothing behind."""
+    from evalharness.core.errors import EvalHarnessError
+    from evalharness.core.report_formats import check_output_paths
+
+    (tmp_path / "afile").write_text("x")
+    check_output_paths([("--json", str(tmp_path / "new" / "dir" / "r.json")), ("--md", str(tmp_path / "r.md"))])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    for paths, words in (
+        ([("--html", str(tmp_path))], "is a directory, not a file"),
+        ([("--csv", str(tmp_path / "afile" / "r.csv"))], "afile is not a directory"),
+        # /proc refuses new files even to root, for whom access() says every directory is writable
+        ([("--junit", "/proc/r.xml")], "--junit /proc/r.xml: cannot write in /proc"),
+        (
+            [("--json", str(tmp_path / "same.json")), ("--md", str(tmp_path / "." / "same.json"))],
+            "--md " + str(tmp_path / "." / "same.json") + ": --json writes the same file",
+        ),
+    ):
+        with pytest.raises(EvalHarnessError, match=re.escape(words)):
+            check_output_paths(paths)
