@@ -37,6 +37,9 @@ class Counts:
     rate_limited: int | None = None  # rate-limit (429) releases on the run's queue since then
     spent_usd: float | None = None  # the run's priced spend so far (None: nothing priced yet)
     budget_usd: float | None = None  # --budget-usd, shown next to the spend
+    # outcomes there before the clock started (a resumed run's, cached ones): the rate and the
+    # ETA count only what came after
+    since: int = 0
 
 
 def _duration(seconds: float) -> str:
@@ -50,11 +53,12 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def rate_and_eta(done: int, total: int, elapsed: float) -> tuple[float | None, float | None]:
-    """Samples per second so far and the seconds left at that rate (None before the first)."""
-    if done <= 0 or elapsed <= 0:
+def rate_and_eta(done: int, total: int, elapsed: float, since: int = 0) -> tuple[float | None, float | None]:
+    """Samples per second since the clock started (``since`` of the ``done`` were there then) and
+    the seconds left at that rate (None before the first new one)."""
+    if done <= since or elapsed <= 0:
         return None, None
-    rate = done / elapsed
+    rate = (done - since) / elapsed
     return rate, max(0, total - done) / rate
 
 
@@ -74,7 +78,7 @@ def progress_line(label: str, counts: Counts, elapsed: float) -> str:
     if counts.spent_usd is not None or counts.budget_usd is not None:
         spent = f"${counts.spent_usd or 0.0:.4f}"
         parts.append(f"{spent} of ${counts.budget_usd:.4f}" if counts.budget_usd is not None else f"{spent} spent")
-    rate, eta = rate_and_eta(counts.done, counts.total, elapsed)
+    rate, eta = rate_and_eta(counts.done, counts.total, elapsed, counts.since)
     parts.append("–/s" if rate is None else f"{rate:.1f}/s")
     parts.append(f"elapsed {_duration(elapsed)}")
     if counts.done < counts.total:

@@ -14,6 +14,14 @@ def test_rate_and_eta() -> None:
     assert rate_and_eta(0, 100, 5.0) == (None, None)
     assert rate_and_eta(25, 100, 5.0) == (5.0, 15.0)
     assert rate_and_eta(100, 100, 20.0) == (5.0, 0.0)
+    # a resumed run found 120 outcomes already there: 16 new in 2 s is 8/s, 64 left take 8 s
+    assert rate_and_eta(136, 200, 2.0, since=120) == (8.0, 8.0)
+    assert rate_and_eta(120, 200, 2.0, since=120) == (None, None)
+
+
+def test_outcomes_there_before_the_run_count_as_done_but_not_in_the_rate() -> None:
+    counts = Counts(total=200, done=136, since=120)
+    assert progress_line("qa", counts, 2.0) == "qa: 136/200 done · 8.0/s · elapsed 2s · ETA 8s"
 
 
 def test_the_line_shows_every_count_known() -> None:
