@@ -171,7 +171,8 @@ def resume_run(
     fixed = [flag for param, flag in _FIXED.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
     if fixed:
         raise EvalHarnessError(
-            f"{', '.join(fixed)} do(es) not apply with --resume: a resumed run keeps the options it started with "
+            f"{', '.join(fixed)}: {'does' if len(fixed) == 1 else 'do'} not apply with --resume: a resumed run keeps "
+            "the options it started with "
             "(only --concurrency, --rate-limit, --batch-timeout, --workers and the report files may change)"
         )
     rid = run_id.removeprefix("run-")

@@ -986,10 +986,10 @@ def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispa
     if c.pending:
         c.diagnostics.append(
             f"dispatch starvation: {len(c.pending)} sample(s) were never dispatched because dispatch alone used "
-            f"the {options.batch_timeout:g}s budget (raise --concurrency, add workers, or raise --batch-timeout)"
+            f"the {options.batch_timeout:g}s batch timeout (raise --concurrency, add workers, or raise --batch-timeout)"
         )
     elif dispatch_done_at is not None:
         c.diagnostics.append(
             f"every sample was dispatched after {dispatch_done_at - start:.1f}s; "
-            f"{len(c.in_flight)} were still running or queued when the budget ran out"
+            f"{len(c.in_flight)} were still running or queued when the {options.batch_timeout:g}s batch timeout ran out"
         )

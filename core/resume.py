@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -165,6 +166,11 @@ def dataset_differences(then: Dataset, now: Dataset) -> list[str]:
     return out
 
 
+def _which(now: Path, then: Path) -> str:
+    """The dataset file read now, and the one the run started with when that was another."""
+    return str(then) if Path(now).resolve() == Path(then).resolve() else f"{now}; the run started with {then}"
+
+
 async def plan_resume(
     client: aioredis.Redis,
     prefix: str,
@@ -198,7 +204,8 @@ async def plan_resume(
         what = "; ".join(diffs) or "its contents differ"
         if not allow_changes:
             raise ResumeRefused(
-                f"the dataset changed since run {rid!r} started ({record.dataset.path}): {what}. Resuming would mix "
+                f"the dataset changed since run {rid!r} started ({_which(units.path, record.dataset.path)}): {what}. "
+                "Resuming would mix "
                 "outputs of two datasets; start a new run, or pass --allow-changes to resume with the samples the run "
                 "started with (its record keeps them)"
             )

@@ -75,3 +75,13 @@ async def test_the_store_keeps_a_record_for_its_ttl_and_indexes_it(aclient: Any)
     await aclient.delete("eh:run:01run")
     await store.create(record(ds, id="02run"))
     assert await aclient.zrange("eh:runs", 0, -1) == ["02run"]
+
+
+def test_a_resume_refused_for_a_changed_dataset_names_the_file_read_and_the_one_the_run_began_with(
+    tmp_path: Path,
+) -> None:
+    from evalharness.core.resume import _which
+
+    (tmp_path / "big.jsonl").write_text("")
+    assert _which(tmp_path / "big.jsonl", tmp_path / "." / "big.jsonl") == str(tmp_path / "." / "big.jsonl")
+    assert _which(Path("capitals.jsonl"), Path("big.jsonl")) == "capitals.jsonl; the run started with big.jsonl"
