@@ -25,7 +25,7 @@ from evalharness.core.baselines import (
 from evalharness.core.cache import CacheSettings, ResponseCache, cache_settings, cache_summary
 from evalharness.core.config import Config
 from evalharness.core.connection import async_client
-from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, sut_model
+from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, sut_model, usd
 from evalharness.core.datasets import Dataset
 from evalharness.core.providers.usage import Usage
 from evalharness.core.report import write_report
@@ -300,12 +300,12 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
     if isinstance(cost, Mapping):
         s = cost["samples"]
         line = (
-            f"cost ${cost['total_usd']:.4f} (reported ${cost['reported_usd']:.4f}, derived "
-            f"${cost['derived_usd']:.4f}; {s['reported']} reported, {s['derived']} derived, {s['unpriced']} unpriced "
+            f"cost {usd(cost['total_usd'])} (reported {usd(cost['reported_usd'])}, derived "
+            f"{usd(cost['derived_usd'])}; {s['reported']} reported, {s['derived']} derived, {s['unpriced']} unpriced "
             "sample(s))"
         )
         if isinstance(budget, Mapping):
-            line += f" · budget ${budget['limit_usd']:.4f}"
+            line += f" · budget {usd(budget['limit_usd'])}"
         console.print(Text(line))
         if not cost["complete"]:
             console.print(

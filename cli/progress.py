@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from evalharness.core.batches import Batches
+from evalharness.core.cost import usd
 from evalharness.core.queue import Queue
 
 DEFAULT_PLAIN_INTERVAL = 10.0
@@ -76,8 +77,8 @@ def progress_line(label: str, counts: Counts, elapsed: float) -> str:
         if value is not None:
             parts.append(f"{value} {word}")
     if counts.spent_usd is not None or counts.budget_usd is not None:
-        spent = f"${counts.spent_usd or 0.0:.4f}"
-        parts.append(f"{spent} of ${counts.budget_usd:.4f}" if counts.budget_usd is not None else f"{spent} spent")
+        spent = usd(counts.spent_usd or 0.0)
+        parts.append(f"{spent} of {usd(counts.budget_usd)}" if counts.budget_usd is not None else f"{spent} spent")
     rate, eta = rate_and_eta(counts.done, counts.total, elapsed, counts.since)
     parts.append("–/s" if rate is None else f"{rate:.1f}/s")
     parts.append(f"elapsed {_duration(elapsed)}")

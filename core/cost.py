@@ -26,6 +26,14 @@ class Price:
     output_per_mtok: float
 
 
+def usd(value: float) -> str:
+    """An amount in USD as the reports print it: four decimals, and two significant digits for
+    an amount too small for them (``$0.0000081`` rather than ``$0.0000``)."""
+    if value != 0 and abs(value) < 0.00005:
+        return f"${value:.{1 - math.floor(math.log10(abs(value)))}f}"
+    return f"${value:.4f}"
+
+
 def check_price_tables(raw: Any, path: str) -> dict[str, Price]:
     """``[prices."gpt-4o"] input_per_mtok = 2.5, output_per_mtok = 10`` -> {prefix: Price}; an
     error names the file, the table and the key."""
@@ -173,7 +181,7 @@ class Budget:
         return self.spent_usd >= self.limit_usd
 
     def reason(self, completed: int) -> str:
-        return f"spent ${self.spent_usd:.4f} of a ${self.limit_usd:.4f} budget after {completed} sample(s)"
+        return f"spent {usd(self.spent_usd)} of a {usd(self.limit_usd)} budget after {completed} sample(s)"
 
     def to_json(self, completed: int) -> dict[str, Any]:
         return {

@@ -8,11 +8,13 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from .cost import usd
+
 Report = Mapping[str, Any]
 
 
 def _usd(value: Any) -> str:
-    return "n/a" if value is None else f"${float(value):.4f}"
+    return "n/a" if value is None else usd(float(value))
 
 
 def summary_lines(report: Report) -> list[tuple[str, str]]:

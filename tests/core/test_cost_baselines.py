@@ -348,3 +348,9 @@ def test_judge_calls_are_priced_apart_from_the_sut_and_a_wrapped_scorer_still_ch
     assert cost["sut_usd"] == pytest.approx(2 * 0.00015) and cost["judges"]["derived_usd"] == pytest.approx(2 * 0.005)
     assert cost["total_usd"] == pytest.approx(2 * 0.00015 + 2 * 0.005)
     assert report["samples"][0]["judge_cost"] == {"usd": 0.005, "source": "derived", "model": "gpt-4o"}
+
+
+def test_amounts_too_small_for_four_decimals_keep_two_significant_digits() -> None:
+    from evalharness.core.cost import usd
+
+    assert [usd(v) for v in (0.0, 8.1e-06, 0.0135, 12.5)] == ["$0.0000", "$0.0000081", "$0.0135", "$12.5000"]
