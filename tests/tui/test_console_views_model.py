@@ -46,6 +46,13 @@ def test_eta_only_when_it_can_be_told(state: str, rate: float | None, eta: float
     assert b.eta_seconds(replace(batches()[0], state=state, rate_per_min=rate)) == eta
 
 
+def test_the_eta_of_an_eval_run_counts_the_samples_not_dispatched_yet() -> None:
+    # 80 declared, 7 done, 4 running and 4 queued (the producer keeps 8 in flight) at 7 a minute
+    row = replace(batches()[0], total=80, succeeded=7, failed=0, pending=8, running=4, rate_per_min=7.0)
+    assert b.eta_seconds(row) == 73 / 7 * 60
+    assert b.batch_cells(row)["eta"].text == "10m 26s"
+
+
 def test_the_list_sorts_running_first_then_newest() -> None:
     model = b.BatchesModel()
     model.take(list(reversed(batches())), NOW)

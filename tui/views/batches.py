@@ -93,10 +93,13 @@ def queued(row: BatchRow) -> int:
 
 
 def eta_seconds(row: BatchRow) -> float | None:
-    """The time left at the last minute's rate; None when it cannot be told (or nothing is left)."""
-    if row.state not in ACTIVE or not row.pending or not row.rate_per_min:
+    """The time left at the last minute's rate; None when it cannot be told (or nothing is left).
+    What is left is the total less what is done: an eval run's batch declares the whole dataset,
+    so the samples its producer has yet to dispatch count too, not only the pending jobs."""
+    left = max(0, row.total - row.done)
+    if row.state not in ACTIVE or not left or not row.rate_per_min:
         return None
-    return row.pending / row.rate_per_min * 60
+    return left / row.rate_per_min * 60
 
 
 def rate_text(row: BatchRow, *, unit: str = "/m") -> str:
