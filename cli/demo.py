@@ -18,7 +18,6 @@ from evalharness.core.datasets import (
     load_dataset,
 )
 from evalharness.core.embedded import EmbeddedServer
-from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import (
     RunOptions,
 )
@@ -31,6 +30,8 @@ from evalharness.daemon.common import (
 
 from .common import handle_errors, settings_from
 from .run import execute, finish
+
+DEMO_QUEUE = "demo"  # the demo's own queue (see below)
 
 # -- demo ---------------------------------------------------------------------------------
 
@@ -66,7 +67,9 @@ def demo(ctx: click.Context, processes: int, concurrency: int) -> None:
     err = Console(stderr=True)
     where = "embedded server in " + str(state_dir) if settings.embedded else redact_url(settings.redis_url)
     err.print(f"[bold]evalharness demo[/] – Redis: {where}")
-    queue = DEFAULT_EVAL_QUEUE
+    # a queue of its own: a daemon already serving `evals` (a user's, with its own SUTs) would
+    # otherwise take samples whose simulated provider only this process knows
+    queue = DEMO_QUEUE
     provider = SimulatedProvider().start()
     os.environ[ENV_PROVIDER_URL] = provider.url
     err.print(f"simulated provider: {provider.url} (latency 50-500 ms, ~3% 429, ~2% 503)")

@@ -628,3 +628,17 @@ def test_a_run_waits_for_the_workers_of_a_live_daemon_that_is_replacing_them(
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert json.loads((tmp_path / "out.json").read_text())["scored_samples"] == 10
+
+
+@pytest.mark.slow
+def test_the_demo_runs_beside_a_daemon_that_serves_evals(procs: Processes, tmp_path: Path) -> None:
+    """`bash scripts/demo` (`evalharness demo`) on a Redis where workers already serve `evals`: the
+    demo's samples go to its own queue and its own workers, which know its simulated provider, so
+    every sample is scored; the report is written under ./reports/."""
+    procs.worker("evals", concurrency=10)
+    done = procs.cli("demo", "--processes", "1", "--concurrency", "20", timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "EVALHARNESS_PROVIDER_URL" not in done.stdout + done.stderr
+    assert "200/200 samples scored" in done.stdout and "on queue 'demo'" in done.stderr
+    (report,) = (tmp_path / "reports").glob("demo-*.json")
+    assert json.loads(report.read_text())["scored_samples"] == 200
