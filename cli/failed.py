@@ -336,6 +336,10 @@ def failed_retry(
     if sum((bool(job_ids), retry_all, all_matching)) != 1:
         raise click.UsageError("give job ids, or --all, or --all-matching")
     if all_matching:
+        if not (queues or tags or exception or batch_id or job_name):
+            raise click.UsageError(
+                "--all-matching needs --exception, --batch, --name or --queue (`--all` retries every failed job)"
+            )
         _act_on_matching(ctx, True, queues, tags, exception, batch_id, job_name, as_json)
         return
     if exception or batch_id or job_name:

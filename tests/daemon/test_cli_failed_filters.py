@@ -53,7 +53,12 @@ async def test_failed_list_filters_and_retry_all_matching_prints_the_count(procs
     assert res[0]["forgotten"] == 5 and res[0]["ok"]  # 6 of the batch, less the one retried (3)
     nothing = procs.cli_here("failed", "forget", "--all-matching", "--batch", "nightly")
     assert nothing.returncode == 0 and nothing.stdout.startswith("No failed jobs matching batch:nightly")
+    before_unfiltered = len(lines(procs.cli_here("failed", "list", "--json")))
     bad = procs.cli_here("failed", "retry", "--all-matching", "--tag", "x")
     assert bad.returncode == 2 and "--tag" in bad.stderr
     both = procs.cli_here("failed", "retry", "--all", "--all-matching")
     assert both.returncode == 2
+    # no filter: nothing retried, and the message says which flag retries everything
+    unfiltered = procs.cli_here("failed", "retry", "--all-matching")
+    assert unfiltered.returncode == 2 and "`--all` retries every failed job" in unfiltered.stderr
+    assert len(lines(procs.cli_here("failed", "list", "--json"))) == before_unfiltered
