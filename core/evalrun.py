@@ -415,6 +415,7 @@ class _Collector:
         self.done_key = keys.results_done(self.sink)
         self.pending: deque[int] = deque(range(len(dataset.samples)))
         self.in_flight: set[int] = set()
+        self.removed: set[int] = set()  # dispatched, then taken out of the queue before they ran
         self.results: dict[int, dict[str, Any]] = {}
         self.stop_dispatching: str | None = None
         self.stop_kind = ""  # the failure kind that stopped dispatching: sut_import or sut_mismatch
@@ -440,6 +441,7 @@ class _Collector:
         removed = await removed_samples(self.queue, self.options.queue, self.batch_id, self.run_id)
         back = sorted(self.in_flight & removed)
         self.in_flight.difference_update(back)
+        self.removed.update(back)
         self.pending.extendleft(reversed(back))
 
     def request(self, index: int) -> JobRequest:
@@ -520,18 +522,26 @@ class _Collector:
     def outcomes(self, stopped_by: str | None = None) -> list[SampleOutcome]:
         why = f"{stopped_by} interrupted the run" if stopped_by else "the run stopped"
         return [
-            outcome_of(index, sample, self.results.get(index), index in self.in_flight, why)
+            outcome_of(index, sample, self.results.get(index), index in self.in_flight, why, index in self.removed)
             for index, sample in enumerate(self.dataset.samples)
         ]
 
 
 def outcome_of(
-    index: int, sample: Sample, value: dict[str, Any] | None, dispatched: bool, why: str = "the run stopped"
+    index: int,
+    sample: Sample,
+    value: dict[str, Any] | None,
+    dispatched: bool,
+    why: str = "the run stopped",
+    removed: bool = False,
 ) -> SampleOutcome:
-    """One sample's outcome from what its job stored in the run's result sink (None: nothing)."""
+    """One sample's outcome from what its job stored in the run's result sink (None: nothing).
+    ``removed``: it was queued, then taken out of the queue (a cancel) before it started."""
     if value is None:
         if dispatched:
             error = _error("not_collected", f"dispatched, but no result arrived before {why}")
+        elif removed:
+            error = _error("not_dispatched", f"never ran: queued, then taken out of the queue when {why}")
         else:
             error = _error("not_dispatched", f"never dispatched: {why} first")
         return SampleOutcome(index, sample, None, error, None)
@@ -900,7 +910,7 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
     removed = await removed_samples(queue, record.queue, info.id, record.id) if info is not None else set()
     why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
     outcomes = [
-        outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why)
+        outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why, i < dispatched and i in removed)
         for i, s in enumerate(record.dataset.samples)
     ]
     finished = record.finished_at if record.finished_at is not None else time.time()
@@ -932,7 +942,7 @@ async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> No
         await c.collect(min(0.25, max(0.01, end - time.monotonic())))
     never = len(c.pending)
     c.diagnostics.append(
-        f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran"
+        f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran ({_taken_out(c)})"
         + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
     )
 
@@ -972,9 +982,15 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
     if removed is not None:
         head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
     c.diagnostics.append(
-        f"{head}; {never} sample(s) never dispatched, {missing} dispatched but not collected, "
+        f"{head}; {never} sample(s) never ran ({_taken_out(c)}), {missing} dispatched but not collected, "
         f"{len(c.results)} collected"
     )
+
+
+def _taken_out(c: _Collector) -> str:
+    """How many of the samples that never ran were queued and taken out again."""
+    taken = len(c.removed & set(c.pending))
+    return f"{taken} of them queued, then taken out of the queue" if taken else "none of them queued"
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

@@ -393,6 +393,13 @@ def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(
     assert report["scored_samples"] + report["failures"]["total"] == 200
     assert all(s["error"]["kind"] in ("not_dispatched", "not_collected") for s in report["samples"] if s["error"])
     assert any(f"interrupted by {name}" in d and "cancelled" in d for d in report["diagnostics"])
+    # the samples the cancel took out of the queue say so (a batch retry queues them again); the
+    # rest were never dispatched, and the diagnostic counts both
+    messages = [s["error"]["message"] for s in report["samples"] if s["error"]]
+    taken = [m for m in messages if m.startswith("never ran: queued, then taken out of the queue")]
+    never = [m for m in messages if m.startswith("never dispatched:")]
+    assert taken and never and len(taken) + len(never) == kinds["not_dispatched"]
+    assert any(f"({len(taken)} of them queued, then taken out of the queue)" in d for d in report["diagnostics"])
     batch = _run_batch(r)
     assert batch["state"] == "cancelled" and batch["cancelled_at"]
     assert _batch_jobs_queued(r, bid) == 0
@@ -404,6 +411,9 @@ def test_a_signal_cancels_the_runs_batch_and_writes_the_partial_report(
     rebuilt = json.loads((tmp_path / "again.json").read_text())
     assert rebuilt["run_state"] == "interrupted" and rebuilt["interrupted"]["signal"] == name
     assert rebuilt["failures"]["by_kind"]["not_dispatched"] == kinds["not_dispatched"]
+    assert [s["error"]["message"].startswith("never ran: queued") for s in rebuilt["samples"] if s["error"]] == [
+        m.startswith("never ran: queued") for m in messages
+    ]
     assert r.delete(f"eh:run:{report['run_id']}") == 1
     gone = procs.cli("report", report["run_id"])
     assert gone.returncode == 2 and "no run" in gone.stderr
