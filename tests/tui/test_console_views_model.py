@@ -206,19 +206,19 @@ def test_the_queue_detail_header_adds_held_to_ready_and_fits_its_width(
 @pytest.mark.parametrize(
     ("held", "paused", "body"),
     [
-        (0, False, "Workers on every host stop taking judge's jobs: 12,480 ready jobs stay queued"),
+        (0, False, "Workers on every host stop taking the jobs of judge: 12,480 ready jobs stay queued"),
         (
             360,
             False,
-            "stop taking judge's jobs: 12,840 ready jobs (360 of them held by their batch's max_running) stay",
+            "stop taking the jobs of judge: 12,840 ready jobs (360 of them held by their batch's max_running) stay",
         ),
         # continuing starts the ready ones; the held ones still wait for their batch
         (
             360,
             True,
-            "take judge's jobs again: 12,480 ready jobs can start (360 more wait for their batch's max_running).",
+            "take the jobs of judge again: 12,480 ready jobs can start (360 more wait for their batch's max_running).",
         ),
-        (0, True, "take judge's jobs again: 12,480 ready jobs can start."),
+        (0, True, "take the jobs of judge again: 12,480 ready jobs can start."),
     ],
 )
 def test_pause_and_continue_say_which_ready_jobs_they_concern(held: int, paused: bool, body: str) -> None:

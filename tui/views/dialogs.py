@@ -48,8 +48,10 @@ class ConfirmDialog(ModalScreen[bool]):
                 yield Static(f"Type {c.typed} to confirm:", id="dialog-prompt", markup=False)
                 yield Input(placeholder=c.typed, id="dialog-input", select_on_focus=False)
             with Horizontal(id="dialog-buttons"):
-                yield Button("No (n)", id="no", variant="primary")
-                yield Button(f"{c.confirm} (y)", id="yes", variant="error", disabled=c.typed is not None)
+                # with a typed confirm the keys type into the box: enter confirms, escape aborts
+                typed = c.typed is not None
+                yield Button("No (esc)" if typed else "No (n)", id="no", variant="primary")
+                yield Button(f"{c.confirm} ({'enter' if typed else 'y'})", id="yes", variant="error", disabled=typed)
 
     def on_mount(self) -> None:
         if self.confirmation.typed is not None:

@@ -333,7 +333,7 @@ class EventsView(Vertical):
             note = "reading the stream…"
         else:
             shown = len(self.model.rows)
-            note = f"{format_count(shown)} events"
+            note = f"{format_count(shown)} {'event' if shown == 1 else 'events'}"
             held = self.table.held_new
             if held:
                 note = f"❄ {format_count(held)} new · " + note

@@ -114,7 +114,8 @@ def running_cells(row: RunningRow, now: float, p95: float | None) -> dict[str, C
 
 def cancel_confirmation(row: RunningRow, grace: float = CANCEL_GRACE) -> Confirmation:
     body = (
-        f"The worker {row.worker} is told to stop {row.name} at its next lease renewal; a blocking job is "
+        f"The worker {row.worker} is told to stop {row.name} at once (at its next lease renewal if it misses "
+        f"the word); a blocking job is "
         f"killed after {format_seconds(grace)}; it is recorded as cancelled with its partial state."
     )
     return Confirmation(f"Cancel running job {short_id(row.id)}?", body, "Cancel job")

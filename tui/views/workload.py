@@ -240,13 +240,13 @@ def pause_confirmation(queue: QueueStats) -> Confirmation:
         later = f" ({format_count(queue.held)} more wait for their batch's max_running)" if queue.held else ""
         return Confirmation(
             f"Continue queue {queue.name}?",
-            f"Workers on every host take {queue.name}'s jobs again: "
+            f"Workers on every host take the jobs of {queue.name} again: "
             f"{plural(queue.ready or 0, 'ready job')} can start{later}.",
             "Continue queue",
         )
     return Confirmation(
         f"Pause queue {queue.name}?",
-        f"Workers on every host stop taking {queue.name}'s jobs: {plural(ready, 'ready job')}{held_note(queue)} "
+        f"Workers on every host stop taking the jobs of {queue.name}: {plural(ready, 'ready job')}{held_note(queue)} "
         "stay queued and "
         f"dispatches still land; {format_count(running)} running finish.",
         "Pause queue",
