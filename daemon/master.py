@@ -194,7 +194,8 @@ class Master:
         loop.add_signal_handler(signal.SIGUSR1, self.request_restart)
         loop.add_signal_handler(signal.SIGHUP, self.request_restart)
 
-    def request_stop(self, sig: int) -> None:
+    def request_stop(self, sig: int, why: str | None = None) -> None:
+        """Stop gracefully (``why``: what asked, when it was not the signal ``sig`` itself)."""
         if self.stopping.is_set():
             if sig == signal.SIGINT:
                 log.warning("second SIGINT: killing the workers now")
@@ -203,7 +204,8 @@ class Master:
                     if slot.alive:
                         slot.proc.kill()  # type: ignore[union-attr]
             return
-        log.info("%s received: stopping; in-flight jobs get up to %.0fs", signal.Signals(sig).name, self.grace)
+        asked = why or f"{signal.Signals(sig).name} received"
+        log.info("%s: stopping; in-flight jobs get up to %.0fs", asked, self.grace)
         self.stopping.set()
 
     def pause(self, supervisor: str | None = None) -> None:
@@ -282,7 +284,7 @@ class Master:
             elif action == "continue":
                 self.resume(sup)
             elif action == "terminate":
-                self.request_stop(signal.SIGTERM)
+                self.request_stop(signal.SIGTERM, f"terminate command from {cmd.get('from', '?')}")
             elif action == "restart":
                 self.request_restart()
             elif action == "scale":

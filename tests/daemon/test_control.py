@@ -59,6 +59,11 @@ def test_pause_stops_new_jobs_and_continue_resumes_them(procs: Processes, redis_
     assert procs.cli_here("continue").returncode == 0
     wait_until(lambda: r.hget(K.results("s"), "p1"), what="the job after continue")
     wait_until(lambda: status(procs) == 0, what="status running again")
+    # each command left the event the console's own action leaves, naming the master and the sender
+    (name,) = [m["name"] for m in masters(r)]
+    sent = [f for _, f in r.xrange("eh:events") if f["kind"].startswith("master_")]
+    assert [f["kind"] for f in sent] == ["master_pause", "master_continue"]
+    assert all(f["master"] == name and f["message"].startswith(f"{f['kind'][7:]} sent to {name} by ") for f in sent)
 
 
 def test_sigusr2_pauses_and_sigcont_continues(procs: Processes, redis_url: str, r: Any) -> None:
