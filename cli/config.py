@@ -88,6 +88,23 @@ def config_json(config: Config) -> dict[str, Any]:
     }
 
 
+def check_profile_metrics(config: Config) -> None:
+    """A [profiles.NAME] table's metrics must name metrics this process knows (plug-ins too):
+    loading the file checks their form only, so `config check` checks the names."""
+    from evalharness.core.errors import MetricError
+    from evalharness.core.scorers import get_definition, parse_metric_specs
+
+    for name, values in config.profiles.items():
+        metrics = values.get("metrics")
+        if not isinstance(metrics, tuple):
+            continue  # none, or not given
+        try:
+            for spec in parse_metric_specs(list(metrics)):
+                get_definition(spec.name)
+        except MetricError as exc:
+            raise MetricError(f"{config.path}: table [profiles.{name}]: key 'metrics': {exc}") from None
+
+
 def profiles_json(config: Config) -> dict[str, Any]:
     """Every profile `run --profile` can name, as the run resolves it: built-in values with the
     file's laid over them (``"none"``: cleared back to the command's default)."""
@@ -183,6 +200,7 @@ def config_check(ctx: click.Context, file: str | None, environment: str | None, 
     try:
         path = _find_file(file, ctx)
         loaded = load_config(path, environment)
+        check_profile_metrics(loaded)
     except EvalHarnessError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(exc.exit_code) from None

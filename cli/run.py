@@ -30,7 +30,7 @@ from evalharness.core.datasets import (
     load_outputs,
     select_samples,
 )
-from evalharness.core.errors import EvalHarnessError
+from evalharness.core.errors import EvalHarnessError, MetricError
 from evalharness.core.evaljobs import DEFAULT_EVAL_QUEUE
 from evalharness.core.evalrun import (
     Continuation,
@@ -42,6 +42,7 @@ from evalharness.core.evalrun import (
 )
 from evalharness.core.jobs import new_job_id
 from evalharness.core.judges import judge_scorers
+from evalharness.core.profiles import SAMPLE_EXECUTION
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.queue import Queue
 from evalharness.core.repetitions import build_repeated_report, expand
@@ -395,11 +396,18 @@ def run(
         raise EvalHarnessError("--workers does not apply with --outputs: saved outputs need no workers")
     full = load_dataset(dataset, input_col=input_col, expected_col=expected_col)
     data, subset = select_samples(full, limit=limit, sample_ids=sample_ids, shuffle=shuffle, seed=seed)
-    scorers = resolve_metrics(metrics, config=config.metrics, context=metric_context(config.providers))
+    try:
+        scorers = resolve_metrics(metrics, config=config.metrics, context=metric_context(config.providers))
+    except MetricError as exc:
+        if resolved.sources["metrics"] != "profile":
+            raise
+        # the metrics came from a [profiles.NAME] table: name the file, the table and the key
+        raise MetricError(f"{config.path}: table [profiles.{profile}]: key 'metrics': {exc}") from None
     self_judging = warn_self_judging(scorers, sut)
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
     if profile is not None:
-        additions["profile"] = resolved.to_json()
+        # saved outputs are scored, not executed: what a profile says of executing them was not applied
+        additions["profile"] = resolved.to_json(unused=SAMPLE_EXECUTION if outputs_path else ())
     extras = check_run_extras(extra, config, [s.name for s in scorers], sut)
     if outputs_path:
         result, outputs_info = score_saved_outputs(full, data, subset, outputs_path)

@@ -37,6 +37,8 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "workers": ("int0", 0),
 }
 DEFAULTS: dict[str, Any] = {name: default for name, (_kind, default) in OPTIONS.items()}
+# what only executing samples uses: a run of saved outputs (--outputs) applies none of it
+SAMPLE_EXECUTION = frozenset(OPTIONS) - {"metrics", "limit"}
 MODES = ("serial", "lazy-parallel")
 
 BUILTIN: dict[str, dict[str, Any]] = {
@@ -125,9 +127,12 @@ class Resolved:
     profile: str | None
     sources: dict[str, str]  # option -> "flag" | "profile" | "default"
 
-    def to_json(self) -> dict[str, Any]:
-        """What the report records: the profile and the options it gave that no flag overrode."""
-        given = {k: _jsonable(self.values[k]) for k, src in self.sources.items() if src == "profile"}
+    def to_json(self, unused: Collection[str] = ()) -> dict[str, Any]:
+        """What the report records: the profile and the options it gave that no flag overrode,
+        less the ``unused`` ones (the run had no use for them, as saved outputs call no SUT)."""
+        given = {
+            k: _jsonable(self.values[k]) for k, src in self.sources.items() if src == "profile" and k not in unused
+        }
         return {"name": self.profile, "values": given}
 
 

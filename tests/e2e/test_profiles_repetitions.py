@@ -107,6 +107,21 @@ def test_bad_profiles_and_flags_exit_2_naming_them_with_nothing_queued(
     nothing_queued(redis_url)
 
 
+def test_an_unknown_metric_in_a_profile_names_the_file_table_and_key(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
+    data = dataset(tmp_path, 3)
+    path = tmp_path / "eh.toml"
+    path.write_text('[profiles.rag]\nmetrics = ["bleu"]\n')
+    out = procs.cli("--config", str(path), "run", str(data), "--sut", SUT, "--profile", "rag", "--workers", "1")
+    assert out.returncode == 2, out.stderr
+    assert f"error: {path}: table [profiles.rag]: key 'metrics': unknown metric 'bleu'" in out.stderr
+    nothing_queued(redis_url)
+    checked = procs.cli("config", "check", str(path))
+    assert checked.returncode == 2
+    assert f"error: {path}: table [profiles.rag]: key 'metrics': unknown metric 'bleu'" in checked.stderr
+
+
 def test_config_check_shows_the_profiles(procs: Processes, tmp_path: Path) -> None:
     (tmp_path / "eh.toml").write_text(
         '[profiles.nightly]\nconcurrency = 8\nrate_limit = "none"\n\n[profiles.team]\nrepetitions = 5\n'
@@ -189,7 +204,10 @@ def test_saved_outputs_take_a_profile_but_refuse_repetitions(procs: Processes, t
         "--quiet",
     )
     assert out.returncode == 0, out.stderr
-    assert "repetitions" not in json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "repetitions" not in report
+    # the report records what the profile gave that applied: nothing about executing samples
+    assert report["profile"] == {"name": "nightly", "values": {}}
     out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--repetitions", "2")
     assert out.returncode == 2 and "--repetitions does not apply with --outputs" in out.stderr
     nothing_queued(redis_url)
