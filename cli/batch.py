@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -19,7 +18,7 @@ from evalharness.core.connection import async_client
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.ids import abbreviate, batch_ids, resolve_batch
 
-from .common import settings_from
+from .common import settings_from, table_console
 
 T = TypeVar("T")
 STATE_STYLE = {
@@ -82,7 +81,7 @@ def batch_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool)
     if not rows:
         click.echo("no batches")
         return
-    console = Console()
+    console = table_console()
     console.print(batch_table(rows, abbreviate([b.id for b in rows], among=every_id), console.width))
 
 
@@ -115,7 +114,7 @@ def batch_table(rows: list[BatchInfo], short: dict[str, str], width: int) -> Tab
 
 
 def _show(info: BatchInfo) -> None:
-    console = Console()
+    console = table_console()
     for key, value in info.to_json().items():
         if key == "failed_job_ids":
             value = ", ".join(value[:20]) + (f" … and {len(value) - 20} more" if len(value) > 20 else "")

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from evalharness.core.config import validate_name
@@ -23,7 +22,7 @@ from evalharness.core.queue_ops import QueueOps
 from evalharness.core.telemetry import MASTER_STALE, events_key, masters_key
 from evalharness.daemon.master import control_key
 
-from .common import settings_from
+from .common import settings_from, table_console
 
 COMMAND_TTL = 300  # a command waits this long for a master that is restarting
 
@@ -249,4 +248,4 @@ def supervisors(ctx: click.Context, as_json: bool) -> None:
                 str(s.get("balance", "off")),
                 overrides,
             )
-    Console().print(table)
+    table_console().print(table)

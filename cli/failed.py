@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -19,7 +18,7 @@ from evalharness.core.connection import async_client
 from evalharness.core.ids import abbreviate, failed_job_ids, resolve_failed_job
 from evalharness.core.queue import Queue
 
-from .common import settings_from
+from .common import settings_from, table_console
 
 T = TypeVar("T")
 
@@ -186,7 +185,7 @@ def failed_list(
     if not rows:
         click.echo("no failed jobs")
         return
-    console = Console()
+    console = table_console()
     console.print(failed_table(rows, abbreviate([r["id"] for r in rows], among=every_id), console.width))
 
 
@@ -256,7 +255,7 @@ def failed_show(ctx: click.Context, job_id: str, queues: tuple[str, ...], as_jso
     if as_json:
         click.echo(json.dumps(rec, indent=2))
         return
-    console = Console()
+    console = table_console()
     for key in (
         "id",
         "queue",

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -18,7 +17,7 @@ from evalharness.core.admin import ActionResult, Admin, RunningRow
 from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
 
-from .common import settings_from
+from .common import settings_from, table_console
 
 T = TypeVar("T")
 
@@ -102,7 +101,7 @@ def jobs_running(ctx: click.Context, queue: str | None, as_json: bool) -> None:
         click.echo("no running jobs")
         return
     now = time.time()
-    console = Console()
+    console = table_console()
     # What every row shares (a run's samples: one job name, queue and batch) goes to the title
     # line, so at 80 columns the ids and the worker, age and progress stay whole.
     shared = {

@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -32,7 +31,7 @@ from evalharness.core.runs import RunRecord, RunStore, dataset_fingerprint
 from evalharness.core.scorers import resolve_metrics
 from evalharness.core.sut import load_sut_code
 
-from .common import exit_with_error, settings_from
+from .common import exit_with_error, settings_from, table_console
 
 # flags that choose what a run is: a resumed run keeps the ones it started with
 _FIXED = {
@@ -414,7 +413,7 @@ def runs_list(ctx: click.Context, limit: int, as_json: bool) -> None:
             f"{r['outcomes']}/{r['units']}",
             Text(r["sut"]),
         )
-    Console(highlight=False).print(table)
+    table_console(highlight=False).print(table)
 
 
 @runs.command("show")
@@ -437,7 +436,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
-    console = Console(highlight=False)
+    console = table_console(highlight=False)
     for key in (
         "id",
         "state",

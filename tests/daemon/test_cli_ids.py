@@ -200,3 +200,17 @@ def test_a_failure_without_a_message_shows_its_kind() -> None:
     console = Console(width=80, record=True, file=io.StringIO())
     console.print(failed_table(rows, abbreviate([r["id"] for r in rows]), 80))
     assert set(column_text(console.export_text(), "message", "tries").values()) == {"timeout"}
+
+
+async def test_failed_list_to_a_pipe_keeps_each_row_on_one_line_with_every_column(
+    aclient: Any, procs: Processes
+) -> None:
+    ids = await fail_jobs(Queue(aclient, "eh"), "evals", 3)
+    done = procs.cli_here("failed", "list", env={"COLUMNS": ""})  # stdout is no terminal here
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("id "))
+    assert "failed at (UTC)" in lines[head] and "message" in lines[head]
+    rows = [line for line in lines[head + 1 :] if line.strip()]
+    assert len(rows) == 3 and all("evalharness.sample" in row and "expected 'Paris', got 'Lyon'" in row for row in rows)
+    assert {row.split()[0] for row in rows} == set(abbreviate(ids).values())
