@@ -119,7 +119,10 @@ def matching_target(flt: FailedFilter) -> str:
 
 def retry_all_confirmation(flt: FailedFilter, count: int) -> Confirmation:
     described = flt.describe() or "no filter: every failed job"
-    body = f"Queues {plural(count, 'failed job')} again, matching {described}. Each keeps its record, marked ↻."
+    body = (
+        f"Queues {plural(count, 'failed job')} again, matching {described}, under new ids that name the job "
+        "they retry. They leave this list; one that fails again comes back."
+    )
     typed = matching_target(flt) if count > TYPED_CONFIRM_OVER else None
     return Confirmation(f"Retry all matching ({format_count(count)})?", body, "Retry all", typed)
 
