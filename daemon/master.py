@@ -706,9 +706,14 @@ def parse_queue_flags(flags: tuple[str, ...], concurrency: int) -> list[Supervis
             name, count = flag, "1"
         try:
             validate_name("queue", name)
+        except ConfigError as exc:
+            raise ConfigError(f"--queue {flag!r}: {exc}") from None
+        try:
             n = int(count)
-        except (ConfigError, ValueError):
-            raise ConfigError(f"--queue {flag!r}: expected NAME=PROCESSES, for example evals=2") from None
+        except ValueError:
+            raise ConfigError(
+                f"--queue {flag!r}: expected NAME=PROCESSES, for example evals=2 ({count!r} is not a whole number)"
+            ) from None
         if n < 0:
             raise ConfigError(f"--queue {flag!r}: the process count must be >= 0")
         sups.append(SupervisorConfig(name=name, queues=(name,), processes=n, concurrency=concurrency))
