@@ -181,9 +181,10 @@ async def collect_snapshot(client: aioredis.Redis, prefix: str, now: float | Non
         busy_total.update(w for w in live_ids if int(workers.get(w, {}).get("running", 0) or 0) > 0)
         slots = sum(int(workers.get(w, {}).get("concurrency", 1)) for w in live_ids)
         mean_rt = window["rt_sum"] / window["completed"] / 1000.0 if window["completed"] else None
-        if ready == 0:
+        if ready == 0 and not paused:
             est_clear: float | None = 0.0
-        elif mean_rt is None or slots == 0:
+        elif paused or mean_rt is None or slots == 0:
+            # a paused queue starts nothing: its ready jobs do not clear at any rate
             est_clear = None
         else:
             est_clear = ready * mean_rt / slots

@@ -213,6 +213,14 @@ async def test_telemetry_and_status_show_a_paused_queue(aclient: Any) -> None:
     await ops.pause(name)
     snap = await collect_snapshot(aclient, "eh")
     assert {r["name"]: r["paused"] for r in snap["queues"]} == {name: True, "other": False}
+    # a paused queue clears nothing: no estimate (null), and the console's Est.clear says paused
+    row = next(r for r in snap["queues"] if r["name"] == name)
+    assert row["ready"] == 1 and row["est_clear"] is None
+    from evalharness.tui.model import Snapshot
+    from evalharness.tui.views.workload import clear_text
+
+    shown = {stats.name: clear_text(stats) for stats in Snapshot.from_dict(snap).queues}
+    assert shown[name] == "paused" and shown["other"] != "paused"
     console = Console(width=80, file=io.StringIO(), color_system=None)
     console.print(render(snap, 80))
     out = console.file

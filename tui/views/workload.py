@@ -74,7 +74,10 @@ def oldest_now(queue: QueueStats, since: float) -> float | None:
 
 
 def clear_text(queue: QueueStats) -> str:
-    """The estimate to clear the backlog; "—" with no backlog (nothing to clear) or no estimate."""
+    """The estimate to clear the backlog; "—" with no backlog (nothing to clear) or no estimate,
+    "paused" for a paused queue (it clears nothing)."""
+    if queue.paused:
+        return "paused"
     if not queue.ready or queue.est_clear is None:
         return NULL
     return format_duration(queue.est_clear)
