@@ -540,8 +540,10 @@ def execute(
         budget = extras.budget if extras is not None else None
         prefilled = extras.prefilled if extras is not None else None
         # what a resumed run collected before and what the cache answers are no part of the rate
-        already = set(resume.results if resume is not None else ()) | set(prefilled or ())
-        shown.update(since=len(already))
+        # (a serial run counts its cached samples as its loop passes them, so there they count)
+        if options.mode != "serial":
+            already = set(resume.results if resume is not None else ()) | set(prefilled or ())
+            shown.update(since=len(already))
         if budget is not None:
             budget.on_change = lambda spent: shown.update(spent_usd=spent)
             if budget.limit_usd != float("inf"):

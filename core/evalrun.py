@@ -910,7 +910,7 @@ async def rebuild_run(client: aioredis.Redis, prefix: str, run_id: str) -> tuple
     removed = await removed_samples(queue, record.queue, info.id, record.id) if info is not None else set()
     why = f"{record.interrupted} interrupted the run" if record.interrupted else "the run stopped"
     outcomes = [
-        outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why, i < dispatched and i in removed)
+        outcome_of(i, s, values.get(i), i < dispatched and i not in removed, why, i in removed)
         for i, s in enumerate(record.dataset.samples)
     ]
     finished = record.finished_at if record.finished_at is not None else time.time()
@@ -942,7 +942,7 @@ async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> No
         await c.collect(min(0.25, max(0.01, end - time.monotonic())))
     never = len(c.pending)
     c.diagnostics.append(
-        f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran ({_taken_out(c)})"
+        f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran{_taken_out(c)}"
         + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
     )
 
@@ -982,15 +982,18 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
     if removed is not None:
         head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
     c.diagnostics.append(
-        f"{head}; {never} sample(s) never ran ({_taken_out(c)}), {missing} dispatched but not collected, "
+        f"{head}; {never} sample(s) never ran{_taken_out(c)}, {missing} dispatched but not collected, "
         f"{len(c.results)} collected"
     )
 
 
 def _taken_out(c: _Collector) -> str:
-    """How many of the samples that never ran were queued and taken out again."""
+    """How many of the samples that never ran were queued and taken out again (" (...)", or
+    nothing when every sample ran)."""
     taken = len(c.removed & set(c.pending))
-    return f"{taken} of them queued, then taken out of the queue" if taken else "none of them queued"
+    if not c.pending:
+        return ""
+    return f" ({taken} of them queued, then taken out of the queue)" if taken else " (none of them queued)"
 
 
 def _timeout_diagnostics(c: _Collector, options: RunOptions, start: float, dispatch_done_at: float | None) -> None:

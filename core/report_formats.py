@@ -8,6 +8,7 @@ least :data:`~evalharness.core.report.PASS_THRESHOLD` (the pass-rate threshold o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
@@ -555,17 +556,18 @@ def check_output_paths(paths: Sequence[tuple[str, str | None]]) -> None:
     found now rather than after an hour of running)."""
     from .errors import EvalHarnessError
 
-    seen: dict[Path, str] = {}
+    seen: dict[str, str] = {}
     for flag, path in paths:
         if not path:
             continue
         p = Path(path)
         if p.is_dir():
             raise EvalHarnessError(f"{flag} {path}: is a directory, not a file")
-        same = seen.get(p.resolve())
+        real = os.path.realpath(p)
+        same = seen.get(real)
         if same is not None:
             raise EvalHarnessError(f"{flag} {path}: {same} writes the same file; give each report its own")
-        seen[p.resolve()] = flag
+        seen[real] = flag
         parent = p.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
@@ -579,4 +581,5 @@ def check_output_paths(paths: Sequence[tuple[str, str | None]]) -> None:
         except OSError as exc:
             raise EvalHarnessError(f"{flag} {path}: cannot write in {parent} ({exc.strerror or exc})") from None
         os.close(fd)
-        os.unlink(probe)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)

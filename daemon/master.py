@@ -72,6 +72,7 @@ class Slot:
     failures: int = 0
     restarts: int = 0
     retiring: bool = False  # scaled down or reloaded: stop it gracefully, do not restart it
+    told: bool = False  # its process was sent SIGTERM to retire it
     task: asyncio.Task[None] | None = None
     history: list[int] = field(default_factory=list)
 
@@ -170,7 +171,8 @@ class Master:
         self.supervisors: list[SupervisorConfig] = []
         self.pools: list[Pool] = []
         # workers of pools a restart replaced, finishing their jobs: waited for when the master
-        # stops, killed by a second SIGINT, and counted against max_processes until they exit
+        # stops and killed by a second SIGINT; not counted against max_processes (their
+        # replacements start at once, as a restart promises)
         self.retired: list[Slot] = []
         self._configure(supervisors)
         self._wake = asyncio.Event()
@@ -361,7 +363,14 @@ class Master:
 
     def _retire(self, slot: Slot) -> None:
         slot.retiring = True
-        if slot.alive:
+        self._tell_to_retire(slot)
+
+    @staticmethod
+    def _tell_to_retire(slot: Slot) -> None:
+        """SIGTERM to a retiring slot's process, once (a slot retired while its process was being
+        spawned is told as soon as the process exists: see _keep)."""
+        if slot.alive and not slot.told:
+            slot.told = True
             with contextlib.suppress(ProcessLookupError):
                 slot.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
 
@@ -572,6 +581,8 @@ class Master:
         """Keep one worker process alive until the master stops or the slot is retired."""
         while not self.stopping.is_set() and not slot.retiring:
             proc = await self._spawn(slot)
+            if slot.retiring:  # retired while it was being spawned
+                self._tell_to_retire(slot)
             code = await proc.wait()
             if self.stopping.is_set() or slot.retiring:
                 return
@@ -614,8 +625,9 @@ class Master:
         slots = [s for s in self.slots if s.proc is not None and s.proc.returncode is None]
         live = [s.proc for s in slots if s.proc is not None]
         for slot in slots:
-            if slot.retiring:
+            if slot.told:
                 continue
+            slot.told = True
             try:
                 slot.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
             except ProcessLookupError:

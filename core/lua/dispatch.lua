@@ -32,7 +32,8 @@ local function push_ready()
     local ids = lanes[lane]
     for j = 1, #ids, 1000 do
       local last = math.min(j + 999, #ids)
-      if redis.call('RPUSH', base .. 'lane:' .. lane, unpack(ids, j, last)) == last then
+      -- the lane was empty (its first slice made it exactly that long): list it, once
+      if redis.call('RPUSH', base .. 'lane:' .. lane, unpack(ids, j, last)) == last and j == 1 then
         redis.call('RPUSH', KEYS[1], lane)
         woken = true
       end

@@ -114,3 +114,16 @@ async def test_one_dispatch_of_mixed_jobs_counts_each_batch_and_keeps_the_lane_o
     merged = await aclient.hgetall(keys.job(ids[2]))
     assert (merged["unique"], merged["batch"], merged["state"]) == ("k1", "d", "ready")
     assert (await aclient.hgetall(keys.job(ids[7])))["state"] == "delayed"
+
+
+async def test_a_call_of_more_ready_jobs_than_one_push_slice_lists_their_lane_once(queue: Queue, aclient: Any) -> None:
+    """The script pushes a lane's ready jobs in slices of 1,000; only the first can find the lane
+    empty, so the lane is listed once (a lane listed twice would be served out of turn)."""
+    keys = queue.keys(Q)
+    args: list[Any] = [keys.base, 1_000]
+    for n in range(2_500):
+        args += ["x", f"j{n}", '{"name": "t.noop"}', "big", 0, "", "", 0, "", 0, ""]
+    (ids,) = await queue.scripts.run([("dispatch", queue._dispatch_keys(keys), args)])
+    assert len(ids) == 2_500
+    assert [str(x) for x in await aclient.lrange(keys.lanes, 0, -1)] == ["big"]
+    assert await aclient.llen(keys.lane("big")) == 2_500 and await aclient.zcard(keys.ready) == 2_500
