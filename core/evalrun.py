@@ -794,9 +794,16 @@ async def _lazy_parallel(
                 info = await batches.info(c.batch_id)
                 if info is not None and info.state == "cancelled":
                     cancelled = True
+                    # what the cancel took out of the queue never ran; the running ones were told
+                    # to stop and report so within a renewal: a moment to collect them
+                    await c.unqueue_removed()
+                    end = time.monotonic() + min(5.0, options.timeout)
+                    while c.in_flight and time.monotonic() < end:
+                        await c.collect(min(0.25, max(0.01, end - time.monotonic())))
+                    never = len(set(c.pending) - set(c.results))
                     c.diagnostics.append(
-                        f"the run's batch {c.batch_id} was cancelled: "
-                        f"{len(c.in_flight) + len(c.pending)} sample(s) not run"
+                        f"the run's batch {c.batch_id} was cancelled: {never} sample(s) never ran{_taken_out(c)}, "
+                        f"{len(c.in_flight)} dispatched but not collected"
                     )
                     break
                 if await c.queue.live_workers(options.queue):
@@ -940,7 +947,7 @@ async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> No
     end = time.monotonic() + options.timeout + 1.0
     while c.in_flight and time.monotonic() < end:
         await c.collect(min(0.25, max(0.01, end - time.monotonic())))
-    never = len(c.pending)
+    never = len(set(c.pending) - set(c.results))
     c.diagnostics.append(
         f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran{_taken_out(c)}"
         + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
@@ -977,7 +984,7 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
                 await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
             except REDIS_ERRORS:
                 break
-    never, missing = len(c.pending), len(c.in_flight)
+    never, missing = len(set(c.pending) - set(c.results)), len(c.in_flight)
     head = f"interrupted by {name}"
     if removed is not None:
         head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
@@ -990,8 +997,9 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
 def _taken_out(c: _Collector) -> str:
     """How many of the samples that never ran were queued and taken out again (" (...)", or
     nothing when every sample ran)."""
-    taken = len(c.removed & set(c.pending))
-    if not c.pending:
+    never = set(c.pending) - set(c.results)
+    taken = len(c.removed & never)
+    if not never:
         return ""
     return f" ({taken} of them queued, then taken out of the queue)" if taken else " (none of them queued)"
 

@@ -62,6 +62,14 @@ def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(
     assert report["failures"]["by_kind"]["cancelled"] == 5  # the five that were running
     assert report["failures"]["total"] == 40
     assert any(f"batch {batch_id} was cancelled" in d for d in report["diagnostics"])
+    # the ones the cancel took out of the queue say so (the 15 queued then, and any the producer
+    # dispatched before it noticed: the pop script takes those out too); the rest never went
+    messages = [s["error"]["message"] for s in report["samples"] if s["error"]["kind"] == "not_dispatched"]
+    taken = sum(m.startswith("never ran: queued, then taken out of the queue") for m in messages)
+    never = sum(m.startswith("never dispatched:") for m in messages)
+    assert taken >= 15 and taken + never == 35
+    want = f"35 sample(s) never ran ({taken} of them queued, then taken out of the queue), 0 dispatched"
+    assert any(want in d for d in report["diagnostics"]), report["diagnostics"]
     starts = [float(t) for t in calls.read_text().splitlines()]
     assert len(starts) == 5 and max(starts) < told_at  # no SUT call after the cancel
     assert r.zcard("eh:{q:evals}:reserved") == 0  # the five running samples stopped (their SUT sleeps 30 s)
