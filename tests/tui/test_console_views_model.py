@@ -229,3 +229,16 @@ def test_a_clear_counts_the_held_jobs_it_removes() -> None:
     body = w.clear_confirmation(replace(QUEUE, held=360)).body
     assert body.startswith("Removes 12,840 ready jobs (360 of them held by their batch's max_running) of judge;")
     assert w.clear_confirmation(QUEUE).body.startswith("Removes 12,480 ready jobs of judge;")
+
+
+def test_a_detail_line_breaks_between_its_parts_never_inside_one() -> None:
+    from evalharness.tui.views.common import wrap_parts
+
+    run42 = batches()[0]
+    text = wrap_parts(b.counts_parts(run42), 78)
+    assert text.splitlines() == [
+        "total 2,000 · pending 700 · running 38 · succeeded 1,250 · failed 12",
+        "removed 0",
+    ]
+    assert wrap_parts(b.counts_parts(run42), 160) == b.counts_line(run42)
+    assert wrap_parts(["a-very-long-part", "b"], 5) == "a-very-long-part\nb"

@@ -38,6 +38,7 @@ from .common import (
     set_text,
     short_id,
     text_bar,
+    wrap_parts,
 )
 from .dialogs import Confirmation, FilterDialog
 
@@ -108,15 +109,26 @@ def rate_text(row: BatchRow, *, unit: str = "/m") -> str:
     return f"{format_rate(row.rate_per_min)}{unit}"
 
 
+def counts_parts(row: BatchRow) -> list[str]:
+    return [
+        f"total {format_count(row.total)}",
+        f"pending {format_count(queued(row))}",
+        f"running {format_count(row.running)}",
+        f"succeeded {format_count(row.succeeded)}",
+        f"failed {format_count(row.failed)}",
+        f"removed {format_count(row.removed)}",
+    ]
+
+
 def counts_line(row: BatchRow) -> str:
-    return (
-        f"total {format_count(row.total)} · pending {format_count(queued(row))} · running {format_count(row.running)}"
-        f" · succeeded {format_count(row.succeeded)} · failed {format_count(row.failed)}"
-        f" · removed {format_count(row.removed)}"
-    )
+    return " · ".join(counts_parts(row))
 
 
 def timing_line(row: BatchRow, rates: Sequence[float] = ()) -> str:
+    return " · ".join(timing_parts(row, rates))
+
+
+def timing_parts(row: BatchRow, rates: Sequence[float] = ()) -> list[str]:
     parts = [f"created {clock_time(row.created_at)}", f"started {clock_time(row.started_at)}"]
     if row.finished_at is not None:
         parts.append(f"finished {clock_time(row.finished_at)}")
@@ -129,7 +141,7 @@ def timing_line(row: BatchRow, rates: Sequence[float] = ()) -> str:
     if row.metrics:
         first, value = next(iter(row.metrics.items()))
         parts.append(f"eval {first} {value:.2f} (n={format_count(row.succeeded)})")
-    return " · ".join(parts)
+    return parts
 
 
 def eta_text(row: BatchRow) -> str:
@@ -588,8 +600,10 @@ class BatchDetailScreen(Gated, Screen[None]):
         self.query_one("#batch-header", Static).update(header_line(row))
         self.query_one("#batch-progress", ProgressBar).update(progress=round(row.progress * 100, 1))
         self.query_one("#batch-eta", Static).update(f"ETA {eta_text(row)}")
-        self.query_one("#batch-counts", Static).update(counts_line(row))
-        self.query_one("#batch-timing", Static).update(timing_line(row, self.rates))
+        # broken between parts at the screen's width, never inside one ("removed" and its count)
+        width = max(20, self.app.size.width - 2)
+        self.query_one("#batch-counts", Static).update(wrap_parts(counts_parts(row), width))
+        self.query_one("#batch-timing", Static).update(wrap_parts(timing_parts(row, self.rates), width))
         extra = [callbacks_line(row)]
         means = metrics_line(row)
         if means:

@@ -92,6 +92,23 @@ def first_fitting(wordings: Sequence[Sequence[str]], width: int) -> str:
     return line
 
 
+def wrap_parts(parts: Sequence[str], width: int) -> str:
+    """``parts`` joined by " · " in lines of at most ``width`` characters, broken only between
+    parts (a part longer than a line gets one to itself), so "removed 0" never splits."""
+    lines: list[str] = []
+    line = ""
+    for part in parts:
+        joined = f"{line} · {part}" if line else part
+        if line and len(joined) > width:
+            lines.append(line)
+            line = part
+        else:
+            line = joined
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def clock_time(at: float | None) -> str:
     """Local wall-clock time of an epoch second: "11:22:01"; "—" when unknown."""
     if at is None:
