@@ -448,7 +448,9 @@ class ConsoleApp(FrameMixin, App[None]):
                 self.drawn_snapshot = self.state.snapshot
 
     def _draw_status(self, now: float) -> None:
-        self._status.text = self.state.status_text(now)
+        # at 80 columns the marks (frozen, new rows, stale) leave no room for "redis ok"
+        marked = self.frozen or (self.state.connected is False and self.state.snapshot is not None)
+        self._status.text = self.state.status_text(now, short=marked and self.size.width < 120)
         self._status.level = self.state.status_level(now)
 
     def _tick(self) -> None:

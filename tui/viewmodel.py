@@ -227,8 +227,9 @@ class ConsoleState:
             return None
         return max(0.0, (self.snapshot_received_at if now is None else now) - self.snapshot_received_at)
 
-    def status_text(self, now: float | None = None) -> str:
-        """The top bar's status part: a dot (or cross), the masters' status, the snapshot's age."""
+    def status_text(self, now: float | None = None, short: bool = False) -> str:
+        """The top bar's status part: a dot (or cross), the masters' status, the snapshot's age;
+        ``short`` leaves out "redis ok" (the dot says it), for a bar that also carries marks."""
         if self.connected is None:
             return "◌ redis: connecting…"
         if self.connected:
@@ -236,6 +237,8 @@ class ConsoleState:
                 return "● redis ok"
             age = self.snapshot_age(now) or 0.0
             age_text = f"{age:.1f}s" if age < 60 else format_seconds(age)
+            if short:
+                return f"● {self.snapshot.totals.status} · {age_text}"
             return f"● {self.snapshot.totals.status} · redis ok · {age_text}"
         if self.retry_in is None:
             return "✕ redis: disconnected"

@@ -310,6 +310,7 @@ def test_the_top_bar_tells_status_and_snapshot_age(example: dict[str, Any]) -> N
     s.mark_connected(100.0)
     s.apply_snapshot(Snapshot.from_dict(example), 100.0)
     assert s.status_text(100.4) == "● running · redis ok · 0.4s"
+    assert s.status_text(100.4, short=True) == "● running · 0.4s"  # beside the frozen mark at 80 columns
     assert s.status_level(100.4) is Level.OK
     assert s.workload_note(100.4) == ("", None)
     # Redis answers but nothing has produced a snapshot for a while.
