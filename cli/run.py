@@ -576,6 +576,7 @@ def execute(
                     resume,
                     prefilled,
                     budget,
+                    live_scorers(scorers),
                 )
             )
             _judged(
@@ -628,6 +629,23 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
             p.wait()
 
 
+def live_scorers(scorers: Sequence[Any]) -> list[Any]:
+    """The run's metrics that are computed here, with no provider call (judges and embeddings
+    score after the run): scored as outcomes arrive, for the console's running means."""
+    from evalharness.core.scorers import get_definition
+
+    live = []
+    for scorer in scorers:
+        metric = getattr(scorer, "metric", None)
+        try:
+            local = metric is not None and get_definition(metric).provider is None
+        except EvalHarnessError:
+            local = False
+        if local:
+            live.append(scorer)
+    return live
+
+
 async def _parallel(
     url: str,
     prefix: str,
@@ -642,6 +660,7 @@ async def _parallel(
     resume: Continuation | None = None,
     prefilled: Any = None,
     budget: Any = None,
+    live: Sequence[Any] = (),
 ) -> RunResult:
     client = async_client(url)
     watch = watcher = None
@@ -675,6 +694,7 @@ async def _parallel(
             resume=resume,
             prefilled=prefilled,
             budget=budget,
+            live_scorers=live,
         )
     finally:
         release.set()

@@ -7,9 +7,10 @@ and a CLI line print the same counts. Pages are bounded reads (indexes, never a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -461,6 +462,22 @@ def _failed_row(queue: str, job_id: str, rec: Sequence[Any]) -> FailedRow:
     )
 
 
+def running_means(rec: Mapping[str, str]) -> dict[str, float]:
+    """An eval run's running mean per metric, in the run's order, from what its producer adds
+    to the batch as outcomes arrive (``mean_names``, ``mean_sum:NAME``, ``mean_n:NAME``)."""
+    try:
+        names = json.loads(rec.get("mean_names") or "[]")
+    except ValueError:
+        return {}
+    means = {}
+    for name in names if isinstance(names, list) else []:
+        n = _int(rec.get(f"mean_n:{name}"))
+        if n > 0:
+            with contextlib.suppress(TypeError, ValueError):
+                means[str(name)] = float(rec.get(f"mean_sum:{name}") or 0) / n
+    return means
+
+
 class Admin:
     """The operator's actions and pages over one Redis and key prefix.
 
@@ -576,6 +593,7 @@ class Admin:
             callbacks=callbacks,
             rate_per_min=rate_per_minute(rec, time.time() if now is None else now),
             run_id=bid[4:] if bid.startswith("run-") else None,
+            metrics=running_means(rec),
         )
 
     async def batches_page(self, chip: str = "active", offset: int = 0, count: int = PAGE_SIZE) -> list[BatchRow]:

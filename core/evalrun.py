@@ -36,8 +36,9 @@ from .jobs import (
 )
 from .providers.usage import collecting_usage
 from .queue import JobRequest, Queue
-from .report import SampleOutcome
+from .report import SampleOutcome, _score_one
 from .runs import RunRecord, RunStore, dataset_fingerprint
+from .scorers import ScoreError
 from .sut import call_sut, load_sut_code
 
 log = logging.getLogger("evalharness.run")
@@ -430,6 +431,11 @@ class _Collector:
             self.results.update(resume.results)
             self.pending = deque(i for i in range(len(dataset.samples)) if i not in self.results)
         self.budget: Budget | None = None  # counts the spend of each outcome as it arrives
+        # metrics computed here (no provider call), scored as outcomes arrive: their sums and
+        # counts go to the run's batch with the next round trip, for the console's running means
+        self.live: Sequence[Any] = ()
+        self.mean_deltas: dict[str, list[float]] = {}
+        self.means_named = False
         self.ahead = 0  # samples queued beyond concurrency; set once the batch holds the limit
 
     def job_id(self, index: int) -> str:
@@ -480,9 +486,11 @@ class _Collector:
         whatever else is already there, in one round trip (one connection runs the two in order,
         so the LPOP sees what the BLPOP waited for, and more)."""
         async with self.client.pipeline(transaction=False) as pipe:
+            sent = self._queue_means(pipe)
             pipe.blpop([self.done_key], timeout=max(wait, 0.01))
             pipe.lpop(self.done_key, 1000)
-            item, more = await pipe.execute()
+            *_, item, more = await pipe.execute()
+        self.mean_deltas = {} if sent else self.mean_deltas
         if item is None:
             return 0
         entries = [str(item[1])]
@@ -500,6 +508,7 @@ class _Collector:
             self.results[index] = value
             self.in_flight.discard(index)
             got += 1
+            self._score_live(index, value)
             if self.budget is not None:
                 self.budget.observe(value)
             error = value.get("error")
@@ -507,6 +516,42 @@ class _Collector:
                 self.stop_dispatching = error.get("message") or "the workers could not import the SUT"
                 self.stop_kind = str(error["kind"])
         return got
+
+    def _score_live(self, index: int, value: dict[str, Any]) -> None:
+        if not self.live or "error" in value:
+            return
+        output = (value.get("result") or {}).get("output")
+        if not isinstance(output, str):
+            return
+        sample = self.dataset.samples[index]
+        for scorer in self.live:
+            try:
+                score = _score_one(scorer, output, sample)
+            except ScoreError:
+                continue  # the report says why; a running mean leaves it out
+            delta = self.mean_deltas.setdefault(scorer.name, [0.0, 0])
+            delta[0] += score
+            delta[1] += 1
+
+    def _queue_means(self, pipe: Any) -> bool:
+        """Queue the scores gathered since the last round trip onto ``pipe`` (the batch's
+        ``mean_sum:NAME``, ``mean_n:NAME`` and, once, ``mean_names``); False when there are none."""
+        if not self.mean_deltas:
+            return False
+        bk = self.queue.keys(self.options.queue).batch(self.batch_id)
+        if not self.means_named:
+            pipe.hsetnx(bk, "mean_names", json.dumps([scorer.name for scorer in self.live]))
+            self.means_named = True
+        for name, (total, n) in self.mean_deltas.items():
+            pipe.hincrbyfloat(bk, f"mean_sum:{name}", total)
+            pipe.hincrby(bk, f"mean_n:{name}", int(n))
+        return True
+
+    async def flush_means(self) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            if self._queue_means(pipe):
+                await pipe.execute()
+        self.mean_deltas = {}
 
     async def resync(self) -> None:
         """After a reconnect: read whatever landed in the sink while we were away."""
@@ -611,6 +656,7 @@ async def run_lazy_parallel(
     resume: Continuation | None = None,
     prefilled: Mapping[int, dict[str, Any]] | None = None,
     budget: Budget | None = None,
+    live_scorers: Sequence[Any] = (),
 ) -> RunResult:
     """Dispatch sample *i* as a job, keep at most ``concurrency`` in flight, collect output[i]
     from the result store, and return the outcomes in dataset order.
@@ -624,7 +670,10 @@ async def run_lazy_parallel(
 
     ``prefilled`` outcomes (cached outputs) are stored in the run's result sink and never
     dispatched; with a ``budget`` the run stops dispatching once the spend reaches it, removes
-    its queued samples and lets the running ones finish (see :func:`_budget_halt`)."""
+    its queued samples and lets the running ones finish (see :func:`_budget_halt`).
+
+    ``live_scorers`` (metrics computed here, no provider call) score each outcome as it arrives;
+    their running means go to the run's batch, which the console shows while the run goes on."""
     code = load_sut_code(sut)  # fail fast, here, on a SUT the producer cannot import either
     if interrupt is not None:
         interrupt.bind()
@@ -644,6 +693,7 @@ async def run_lazy_parallel(
             resume,
             prefilled or {},
             budget,
+            live_scorers,
         )
     finally:
         if interrupt is not None:
@@ -665,8 +715,10 @@ async def _lazy_parallel(
     resume: Continuation | None = None,
     prefilled: Mapping[int, dict[str, Any]] | None = None,
     budget: Budget | None = None,
+    live_scorers: Sequence[Any] = (),
 ) -> RunResult:
     c = _Collector(client, prefix, dataset, sut, options, fingerprint, resume)
+    c.live = tuple(live_scorers)
     prefilled = {i: v for i, v in (prefilled or {}).items() if 0 <= i < len(dataset.samples) and i not in c.results}
     c.budget = budget
     if prefilled:
@@ -824,6 +876,8 @@ async def _lazy_parallel(
             backoff = min(backoff * 2, 5.0)
             with contextlib.suppress(*REDIS_ERRORS):
                 await c.resync()
+    with contextlib.suppress(*REDIS_ERRORS):
+        await c.flush_means()
     if interrupt is not None and interrupt.requested and len(c.results) < total:
         await _interrupted(c, batches, interrupt, options)
         result = RunResult(

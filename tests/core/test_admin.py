@@ -377,3 +377,18 @@ async def test_indexes_equal_a_brute_force_filter_after_any_mix_of_fail_retry_fo
                     i for i, r in zip(ids, recs, strict=True) if json.loads(r["failure"])["kind"] == "cancelled"
                 ]
             assert sorted(await page_ids(admin, flt)) == sorted(expected), (step, op, flt)
+
+
+def test_an_eval_runs_running_means_come_in_the_runs_metric_order() -> None:
+    from evalharness.core.admin import running_means
+
+    rec = {
+        "mean_names": '["rouge-l:max_tokens=100", "exact-match", "contains"]',
+        "mean_sum:exact-match": "3",
+        "mean_n:exact-match": "4",
+        "mean_sum:rouge-l:max_tokens=100": "2.5",
+        "mean_n:rouge-l:max_tokens=100": "5",
+    }
+    # contains scored nothing yet: no mean rather than 0
+    assert list(running_means(rec).items()) == [("rouge-l:max_tokens=100", 0.5), ("exact-match", 0.75)]
+    assert running_means({}) == {} and running_means({"mean_names": "not json"}) == {}

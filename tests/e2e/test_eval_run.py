@@ -105,7 +105,14 @@ def test_a_run_keeps_its_concurrency_when_the_workers_have_more_slots(
     assert len(calls) == 24  # each sample's SUT ran once
     assert max_overlap(calls) == 3  # the limit held, and the run used all of it
     (batch,) = [b for b in r.hkeys("eh:batch_queues") if b.startswith("run-")]
-    assert r.hget(f"eh:{{q:evals}}:batch:{batch}", "max_running") == "3"
+    rec = r.hgetall(f"eh:{{q:evals}}:batch:{batch}")
+    assert rec["max_running"] == "3"
+    # the producer scored each outcome as it came: the batch's running mean (what the console's
+    # Batches shows during the run) ends where the report's mean is
+    from evalharness.core.admin import running_means
+
+    assert rec["mean_n:exact-match"] == "24"
+    assert running_means(rec) == {"exact-match": pytest.approx(report["metrics"]["exact-match"]["mean"])}
     r.close()
 
 
