@@ -25,7 +25,7 @@ from evalharness.core.baselines import (
 from evalharness.core.cache import CacheSettings, ResponseCache, cache_settings, cache_summary
 from evalharness.core.config import Config
 from evalharness.core.connection import async_client
-from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, sut_model, usd
+from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, price_for, sut_model, usd
 from evalharness.core.datasets import Dataset
 from evalharness.core.providers.usage import Usage
 from evalharness.core.report import write_report
@@ -198,6 +198,20 @@ def check_run_extras(
         raise click.UsageError(f"{flag} does not apply with --outputs: saved outputs call no SUT")
     if sut is None or rebuilt:
         settings = CacheSettings(False, settings.ttl)
+    if limit is not None and not rebuilt and sut is not None:
+        model = sut_model(sut)
+        if not config.prices:
+            click.echo(
+                "warning: --budget-usd: the configuration has no [prices] tables, so only the costs the SUT "
+                "reports itself count towards the budget",
+                err=True,
+            )
+        elif model is not None and price_for(model, config.prices) is None:
+            click.echo(
+                f"warning: --budget-usd: no [prices] table matches the SUT's model {model!r}; its calls count "
+                "only where the provider reports their cost",
+                err=True,
+            )
     return RunExtras(settings, limit, gates, config, sut)
 
 

@@ -339,3 +339,14 @@ def test_an_openai_sut_hits_the_cache_until_its_parameters_change_and_reported_c
         assert changed.returncode == 0, changed.stderr
         assert len(stub.seen("/v1/chat/completions")) == 10
         assert json.loads((tmp_path / "c.json").read_text())["cache"]["hits"] == 0
+
+
+def test_a_budget_without_prices_says_what_counts_towards_it(procs: Processes, tmp_path: Path) -> None:
+    data = dataset(tmp_path, 2)
+    args = ("run", str(data), "--sut", "support.paid_suts:tokens", "--metric", "exact-match", "--batch", "serial")
+    bare = procs.cli(*args, "--budget-usd", "1", "--quiet")
+    assert bare.returncode == 0, bare.stderr
+    assert "warning: --budget-usd: the configuration has no [prices] tables" in bare.stderr
+    (tmp_path / "evalharness.toml").write_text(PRICES)
+    priced = procs.cli(*args, "--budget-usd", "1", "--quiet")
+    assert priced.returncode == 0 and "warning: --budget-usd" not in priced.stderr
