@@ -192,7 +192,7 @@ def line_cells(line: Line, now: float) -> dict[str, Cell]:
             return {
                 "name": Cell(INACTIVE_GROUP, "dim"),
                 "status": Cell("inactive", "dim"),
-                "queues": Cell("configured here, run by no master", "dim"),
+                "queues": Cell("in config only", "dim"),  # fits the column at 80 (its 15)
             }
         return master_cells(line.master, now)
     assert line.supervisor is not None
