@@ -1342,7 +1342,8 @@ class Admin:
 
 def rate_per_minute(rec: dict[str, str], now: float) -> float | None:
     """Completions in the last 60 s, estimated from the per-minute counts the scripts keep on the
-    batch (this minute's, plus the previous minute's weighted by the part still in the window)."""
+    batch (this minute's, plus the previous minute's weighted by the part still in the window);
+    a batch that started less than a minute ago has its count so far scaled to a minute."""
     if "rate_min" not in rec:
         return None
     minute = _int(rec.get("rate_min"), -1)
@@ -1350,10 +1351,16 @@ def rate_per_minute(rec: dict[str, str], now: float) -> float | None:
     current = int(now // 60)
     into = (now % 60) / 60.0
     if minute == current:
-        return this + prev * (1.0 - into)
-    if minute == current - 1:
-        return this * (1.0 - into)
-    return 0.0
+        count = this + prev * (1.0 - into)
+    elif minute == current - 1:
+        count = this * (1.0 - into)
+    else:
+        return 0.0
+    started = _ms(rec.get("started_at"))
+    if started is not None and 0 < now - started < 60:
+        # the window holds only what the batch did since it started: all of it, over less time
+        return (this + prev) * 60 / max(now - started, 1.0)
+    return count
 
 
 def _with_retry_state(row: FailedRow, state: str | None) -> FailedRow:

@@ -258,6 +258,11 @@ def test_the_batch_rate_counts_the_last_sixty_seconds() -> None:
     assert rate_per_minute(rec, (minute + 1) * 60 + 30) == 15.0
     assert rate_per_minute(rec, (minute + 5) * 60) == 0.0
     assert rate_per_minute({}, 0) is None
+    # a batch 10 s old that did 47 runs at 282 a minute, not at the 47 a sixty-second window shows
+    young = {**rec, "rate_this": "47", "rate_prev": "0", "started_at": str(int((minute * 60 + 5) * 1000))}
+    assert rate_per_minute(young, minute * 60 + 15) == pytest.approx(47 * 6)
+    # 75 s old: the window again (the 47 of the minute before, less the part gone by)
+    assert rate_per_minute(young, minute * 60 + 80) == pytest.approx(47 * (1 - 20 / 60))
 
 
 async def test_failed_detail_has_the_traceback_checkpoint_summary_and_retries(
