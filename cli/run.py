@@ -533,9 +533,12 @@ def execute(
     additions: dict[str, Any] | None = None,
 ) -> RunResult:
     console = Console(stderr=True)
-    with RunProgress(
-        console, f"{data.name} ({options.mode})", len(data.samples), enabled=not quiet, interval=progress_interval
-    ) as shown:
+    label = f"{data.name} ({options.mode})"
+    if options.repetitions > 1:
+        # the line counts executions; the report counts samples
+        samples = len(data.samples) // options.repetitions
+        label = f"{data.name} ({options.mode}, {samples} samples × {options.repetitions} repetitions)"
+    with RunProgress(console, label, len(data.samples), enabled=not quiet, interval=progress_interval) as shown:
         progress = shown.done
         budget = extras.budget if extras is not None else None
         prefilled = extras.prefilled if extras is not None else None

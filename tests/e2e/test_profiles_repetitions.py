@@ -159,9 +159,10 @@ def test_repetitions_run_each_sample_as_distinct_jobs_and_report_each_execution(
         "r.json",
         "--md",
         "r.md",
-        "--quiet",
     )
     assert out.returncode == 0, out.stderr
+    # the progress line (plain at the end, stderr being no terminal) counts executions and says so
+    assert "(lazy-parallel, 8 samples × 3 repetitions): 24/24 done" in out.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["total_samples"] == 8 and report["total_executions"] == 24 and report["repetitions"] == 3
     assert all(len(s["repetitions"]) == 3 for s in report["samples"])
