@@ -486,11 +486,12 @@ class _Collector:
         whatever else is already there, in one round trip (one connection runs the two in order,
         so the LPOP sees what the BLPOP waited for, and more)."""
         async with self.client.pipeline(transaction=False) as pipe:
-            sent = self._queue_means(pipe)
+            sending = self._queue_means(pipe)
             pipe.blpop([self.done_key], timeout=max(wait, 0.01))
             pipe.lpop(self.done_key, 1000)
             *_, item, more = await pipe.execute()
-        self.mean_deltas = {} if sent else self.mean_deltas
+        if sending:
+            self._means_sent()
         if item is None:
             return 0
         entries = [str(item[1])]
@@ -507,6 +508,11 @@ class _Collector:
                 continue
             self.results[index] = value
             self.in_flight.discard(index)
+            if index in self.removed:
+                # counted as taken out of the queue, yet it ran (a cancel told it to stop): it
+                # is no longer one to dispatch
+                with contextlib.suppress(ValueError):
+                    self.pending.remove(index)
             got += 1
             self._score_live(index, value)
             if self.budget is not None:
@@ -516,6 +522,12 @@ class _Collector:
                 self.stop_dispatching = error.get("message") or "the workers could not import the SUT"
                 self.stop_kind = str(error["kind"])
         return got
+
+    async def collect_for(self, seconds: float) -> None:
+        """Collect what the samples in flight still deliver, for at most ``seconds``."""
+        end = time.monotonic() + seconds
+        while self.in_flight and time.monotonic() < end:
+            await self.collect(min(0.25, max(0.01, end - time.monotonic())))
 
     def _score_live(self, index: int, value: dict[str, Any]) -> None:
         if not self.live or "error" in value:
@@ -541,17 +553,22 @@ class _Collector:
         bk = self.queue.keys(self.options.queue).batch(self.batch_id)
         if not self.means_named:
             pipe.hsetnx(bk, "mean_names", json.dumps([scorer.name for scorer in self.live]))
-            self.means_named = True
         for name, (total, n) in self.mean_deltas.items():
             pipe.hincrbyfloat(bk, f"mean_sum:{name}", total)
             pipe.hincrby(bk, f"mean_n:{name}", int(n))
         return True
 
-    async def flush_means(self) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            if self._queue_means(pipe):
-                await pipe.execute()
+    def _means_sent(self) -> None:
         self.mean_deltas = {}
+        self.means_named = True
+
+    async def flush_means(self) -> None:
+        if not self.mean_deltas:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            self._queue_means(pipe)
+            await pipe.execute()
+        self._means_sent()
 
     async def resync(self) -> None:
         """After a reconnect: read whatever landed in the sink while we were away."""
@@ -849,13 +866,10 @@ async def _lazy_parallel(
                     # what the cancel took out of the queue never ran; the running ones were told
                     # to stop and report so within a renewal: a moment to collect them
                     await c.unqueue_removed()
-                    end = time.monotonic() + min(5.0, options.timeout)
-                    while c.in_flight and time.monotonic() < end:
-                        await c.collect(min(0.25, max(0.01, end - time.monotonic())))
-                    never = len(set(c.pending) - set(c.results))
+                    await c.collect_for(min(5.0, options.timeout))
                     c.diagnostics.append(
-                        f"the run's batch {c.batch_id} was cancelled: {never} sample(s) never ran{_taken_out(c)}, "
-                        f"{len(c.in_flight)} dispatched but not collected"
+                        f"the run's batch {c.batch_id} was cancelled: {len(c.pending)} sample(s) never "
+                        f"ran{_taken_out(c)}, {len(c.in_flight)} dispatched but not collected"
                     )
                     break
                 if await c.queue.live_workers(options.queue):
@@ -998,10 +1012,8 @@ async def _budget_halt(c: _Collector, budget: Budget, options: RunOptions) -> No
     done_before = len(c.results)
     await clear_queue(c.client, c.queue.prefix, options.queue, c.batch_id, delayed=True)
     await c.unqueue_removed()  # what the clear removed never ran
-    end = time.monotonic() + options.timeout + 1.0
-    while c.in_flight and time.monotonic() < end:
-        await c.collect(min(0.25, max(0.01, end - time.monotonic())))
-    never = len(set(c.pending) - set(c.results))
+    await c.collect_for(options.timeout + 1.0)
+    never = len(c.pending)
     c.diagnostics.append(
         f"halted on budget: {budget.reason(done_before)}; {never} sample(s) never ran{_taken_out(c)}"
         + (f", {len(c.in_flight)} dispatched but not collected" if c.in_flight else "")
@@ -1038,7 +1050,7 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
                 await interrupt.unless_hurried(c.collect(min(0.25, max(0.01, end - time.monotonic()))), limit=2.0)
             except REDIS_ERRORS:
                 break
-    never, missing = len(set(c.pending) - set(c.results)), len(c.in_flight)
+    never, missing = len(c.pending), len(c.in_flight)
     head = f"interrupted by {name}"
     if removed is not None:
         head += f": the run's batch {c.batch_id} was cancelled ({removed} queued sample(s) removed)"
@@ -1051,10 +1063,9 @@ async def _interrupted(c: _Collector, batches: Batches, interrupt: Interrupt, op
 def _taken_out(c: _Collector) -> str:
     """How many of the samples that never ran were queued and taken out again (" (...)", or
     nothing when every sample ran)."""
-    never = set(c.pending) - set(c.results)
-    taken = len(c.removed & never)
-    if not never:
+    if not c.pending:
         return ""
+    taken = len(c.removed.intersection(c.pending))
     return f" ({taken} of them queued, then taken out of the queue)" if taken else " (none of them queued)"
 
 
