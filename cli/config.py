@@ -25,7 +25,7 @@ from evalharness.core.config import (
 from evalharness.core.connection import redact_url
 from evalharness.core.errors import ConfigError, EvalHarnessError
 from evalharness.core.keys import DEFAULT_PREFIX
-from evalharness.core.profiles import BUILTIN, all_profiles
+from evalharness.core.profiles import BUILTIN, all_profiles, check_profile_metrics
 from evalharness.daemon.balancer import initial_sizes
 
 # how a person reads a value that means "nothing set"
@@ -86,23 +86,6 @@ def config_json(config: Config) -> dict[str, Any]:
         "supervisors": [supervisor_json(s) for s in config.supervisors],
         "profiles": profiles_json(config),
     }
-
-
-def check_profile_metrics(config: Config) -> None:
-    """A [profiles.NAME] table's metrics must name metrics this process knows (plug-ins too):
-    loading the file checks their form only, so `config check` checks the names."""
-    from evalharness.core.errors import MetricError
-    from evalharness.core.scorers import get_definition, parse_metric_specs
-
-    for name, values in config.profiles.items():
-        metrics = values.get("metrics")
-        if not isinstance(metrics, tuple):
-            continue  # none, or not given
-        try:
-            for spec in parse_metric_specs(list(metrics)):
-                get_definition(spec.name)
-        except MetricError as exc:
-            raise MetricError(f"{config.path}: table [profiles.{name}]: key 'metrics': {exc}") from None
 
 
 def profiles_json(config: Config) -> dict[str, Any]:

@@ -42,14 +42,14 @@ from evalharness.core.evalrun import (
 )
 from evalharness.core.jobs import new_job_id
 from evalharness.core.judges import judge_scorers
-from evalharness.core.profiles import SAMPLE_EXECUTION
+from evalharness.core.profiles import SAMPLE_EXECUTION, profile_metrics_error
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.queue import Queue
 from evalharness.core.repetitions import build_repeated_report, expand
 from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
 from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.resume import hold_claim, run_id_of_batch
-from evalharness.core.scorers import METRIC_NAMES, resolve_metrics
+from evalharness.core.scorers import METRIC_NAMES, computed_here, resolve_metrics
 from evalharness.core.sut import load_sut, load_sut_code
 from evalharness.daemon.common import (
     child_env,
@@ -401,8 +401,7 @@ def run(
     except MetricError as exc:
         if resolved.sources["metrics"] != "profile":
             raise
-        # the metrics came from a [profiles.NAME] table: name the file, the table and the key
-        raise MetricError(f"{config.path}: table [profiles.{profile}]: key 'metrics': {exc}") from None
+        raise profile_metrics_error(str(config.path), str(profile), exc) from None
     self_judging = warn_self_judging(scorers, sut)
     additions: dict[str, Any] = {"subset": subset.to_json()} if subset else {}
     if profile is not None:
@@ -579,7 +578,7 @@ def execute(
                     resume,
                     prefilled,
                     budget,
-                    live_scorers(scorers),
+                    computed_here(scorers),
                 )
             )
             _judged(
@@ -630,23 +629,6 @@ def _stop_local_workers(procs: list[subprocess.Popen[bytes]], grace: float, inte
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-def live_scorers(scorers: Sequence[Any]) -> list[Any]:
-    """The run's metrics that are computed here, with no provider call (judges and embeddings
-    score after the run): scored as outcomes arrive, for the console's running means."""
-    from evalharness.core.scorers import get_definition
-
-    live = []
-    for scorer in scorers:
-        metric = getattr(scorer, "metric", None)
-        try:
-            local = metric is not None and get_definition(metric).provider is None
-        except EvalHarnessError:
-            local = False
-        if local:
-            live.append(scorer)
-    return live
 
 
 async def _parallel(

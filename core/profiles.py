@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, EvalHarnessError
+from .errors import ConfigError, EvalHarnessError, MetricError
 from .evaljobs import DEFAULT_EVAL_QUEUE
+
+if TYPE_CHECKING:
+    from .config import Config
 
 NONE = "none"
 """The sentinel that clears an inherited value (compared case-insensitively, surrounding spaces ignored)."""
@@ -183,3 +186,25 @@ def resolve(
         values[name] = value
         sources[name] = source
     return Resolved(values, profile, sources)
+
+
+def profile_metrics_error(where: str, profile: str, exc: Exception) -> MetricError:
+    """A metric a ``[profiles.NAME]`` table names is wrong: the error names the file, the table
+    and the key, as the file's other errors do."""
+    return MetricError(f"{where}: table [profiles.{profile}]: key 'metrics': {exc}")
+
+
+def check_profile_metrics(config: Config) -> None:
+    """Every [profiles.NAME] table's metrics name metrics this process knows (plug-ins too):
+    loading the file checks their form only (`evalharness config check` checks the names)."""
+    from .scorers import get_definition, parse_metric_specs
+
+    for name, values in config.profiles.items():
+        metrics = values.get("metrics")
+        if not isinstance(metrics, tuple):
+            continue  # none, or not given
+        try:
+            for spec in parse_metric_specs(list(metrics)):
+                get_definition(spec.name)
+        except MetricError as exc:
+            raise profile_metrics_error(str(config.path), name, exc) from None

@@ -515,6 +515,12 @@ class ResolvedScorer:
         return self.scorer.score(output, expected, sample)
 
 
+def computed_here(scorers: Sequence[Any]) -> list[Any]:
+    """The resolved scorers whose metric calls no provider (judges and embeddings do): cheap
+    enough to score each outcome as it arrives, for an eval run's running means."""
+    return [s for s in scorers if isinstance(s, ResolvedScorer) and get_definition(s.metric).provider is None]
+
+
 def _build(definition: MetricDefinition, args: Mapping[str, Any], context: MetricContext) -> Scorer:
     if definition.provider is not None and definition.provider not in context.providers:
         raise _provider.missing_provider(definition.name, definition.provider)
