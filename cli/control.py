@@ -13,13 +13,13 @@ from typing import Any
 import click
 from rich.table import Table
 
+from evalharness.core.admin import add_action_event
 from evalharness.core.config import validate_name
 from evalharness.core.connection import async_client
 from evalharness.core.errors import ConfigError, EvalHarnessError
-from evalharness.core.prelude import EVENTS_MAXLEN
 from evalharness.core.queue import known_queues
 from evalharness.core.queue_ops import QueueOps
-from evalharness.core.telemetry import MASTER_STALE, events_key, masters_key
+from evalharness.core.telemetry import MASTER_STALE, masters_key
 from evalharness.daemon.master import control_key
 
 from .common import settings_from, table_console
@@ -75,16 +75,10 @@ def _send(ctx: click.Context, action: str, master: str | None, supervisor: str |
                 for m in targets:
                     pipe.rpush(control_key(settings.prefix, m["name"]), cmd)
                     pipe.expire(control_key(settings.prefix, m["name"]), COMMAND_TTL)
-                    # the same event the console's action leaves (core/admin.py master_command)
+                    # the event the console's action leaves (core/admin.py master_command)
                     subject = f"{m['name']}/{supervisor}" if supervisor else m["name"]
-                    event = {
-                        "kind": f"master_{action}",
-                        "subject": subject,
-                        "message": f"{action} sent to {subject} by {sender}",
-                        "at": f"{time.time():.3f}",
-                        "master": m["name"],
-                    }
-                    pipe.xadd(events_key(settings.prefix), event, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                    message = f"{action} sent to {subject} by {sender}"
+                    add_action_event(pipe, settings.prefix, f"master_{action}", subject, message, master=m["name"])
                 await pipe.execute()
         finally:
             await client.aclose()

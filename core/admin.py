@@ -462,6 +462,14 @@ def _failed_row(queue: str, job_id: str, rec: Sequence[Any]) -> FailedRow:
     )
 
 
+def add_action_event(target: Any, prefix: str, kind: str, subject: str, message: str, **fields: str) -> Any:
+    """XADD an operator's action to the event stream on ``target``, a client (await the result)
+    or a pipeline (the command is queued): ``kind``, ``subject``, ``message``, ``at``, ``fields``.
+    The console's actions (Admin) and the CLI's commands to masters leave the same shape."""
+    data = {"kind": kind, "subject": subject, "message": message, "at": f"{time.time():.3f}", **fields}
+    return target.xadd(events_key(prefix), data, maxlen=EVENTS_MAXLEN, approximate=True)
+
+
 def running_means(rec: Mapping[str, str]) -> dict[str, float]:
     """An eval run's running mean per metric, in the run's order, from what its producer adds
     to the batch as outcomes arrive (``mean_names``, ``mean_sum:NAME``, ``mean_n:NAME``)."""
@@ -505,8 +513,7 @@ class Admin:
 
     async def _event(self, kind: str, result: ActionResult, **fields: str) -> None:
         """Every action that changed something leaves an event, with the same sentence."""
-        data = {"kind": kind, "subject": result.target, "message": result.message, "at": f"{time.time():.3f}", **fields}
-        await self.client.xadd(events_key(self.prefix), data, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        await add_action_event(self.client, self.prefix, kind, result.target, result.message, **fields)
 
     async def _wake_workers(self, subject: str) -> None:
         """Ask the workers to renew now, so a cancel does not wait for the next renewal (lease/3)."""
@@ -1349,18 +1356,14 @@ def rate_per_minute(rec: dict[str, str], now: float) -> float | None:
     minute = _int(rec.get("rate_min"), -1)
     this, prev = _int(rec.get("rate_this")), _int(rec.get("rate_prev"))
     current = int(now // 60)
-    into = (now % 60) / 60.0
-    if minute == current:
-        count = this + prev * (1.0 - into)
-    elif minute == current - 1:
-        count = this * (1.0 - into)
-    else:
+    if minute not in (current, current - 1):
         return 0.0
     started = _ms(rec.get("started_at"))
     if started is not None and 0 < now - started < 60:
         # the window holds only what the batch did since it started: all of it, over less time
         return (this + prev) * 60 / max(now - started, 1.0)
-    return count
+    into = (now % 60) / 60.0
+    return this + prev * (1.0 - into) if minute == current else this * (1.0 - into)
 
 
 def _with_retry_state(row: FailedRow, state: str | None) -> FailedRow:
