@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from .common import handle_errors, settings_from
@@ -119,6 +117,7 @@ def work(
     --cancel-grace seconds, by the same replacement.
     """
     from evalharness.core.config import validate_name
+    from evalharness.daemon import timers
     from evalharness.daemon.worker import WorkerOptions, run_worker
 
     for q in queues:
@@ -139,5 +138,5 @@ def work(
         burst=burst,
     )
     raise SystemExit(
-        asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused))
+        timers.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=paused))
     )

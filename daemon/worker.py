@@ -1230,8 +1230,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cancel_grace=args.cancel_grace,
         burst=args.burst,
     )
+    from . import timers
+
     raise SystemExit(
-        asyncio.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=args.paused))
+        timers.run(run_worker(settings.redis_url, settings.prefix, options, settings.imports, paused=args.paused))
     )
 
 

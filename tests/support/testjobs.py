@@ -29,6 +29,12 @@ async def noop_job(payload: Any) -> None:
     return None
 
 
+@job("t.loop", queue="t")
+async def loop_job(payload: Any) -> str:
+    """The class of the selector the worker's event loop waits with."""
+    return type(asyncio.get_running_loop()._selector).__name__  # type: ignore[attr-defined]
+
+
 # -- job semantics ---------------------------------------------------------------------------
 
 from pathlib import Path  # noqa: E402
