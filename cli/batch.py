@@ -122,6 +122,10 @@ def _show(info: BatchInfo) -> None:
             value = _when(value)
         elif key == "progress":
             value = f"{value:.1%}"
+        elif key == "undispatched" and info.declared is not None and value == 0 and info.dispatched < info.declared:
+            # sealed, cancelled or failed: the rest of the declared total will not come
+            never = info.declared - info.dispatched
+            value = f"0 ({never:,} of the declared {info.declared:,} never were; no more will come)"
         console.print(f"[bold]{key:15}[/] {escape(str(value))}", highlight=False)
 
 

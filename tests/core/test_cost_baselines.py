@@ -273,7 +273,10 @@ def test_the_gates() -> None:
         ({"compare": None, "comparison_out": "x.json"}, "--comparison-out needs --compare"),
         ({"compare": "main", "epsilon": -0.1}, "--compare-epsilon must be between 0 and 1"),
         ({"compare": "main", "fail_under": ("m=",)}, "is not a number"),
-        ({"compare": "main", "fail_under": ("m=inf",)}, "finite"),
+        ({"compare": "main", "fail_under": ("m=inf",)}, "between 0 and 1"),
+        ({"compare": "main", "fail_under": ("m=nan",)}, "between 0 and 1"),
+        ({"compare": "main", "fail_under": ("m=-0.1",)}, "between 0 and 1"),
+        ({"compare": "main", "fail_under": ("m=80",)}, r"for 80%, write 0\.8"),
     ):
         args: dict[str, Any] = {
             "compare": None,

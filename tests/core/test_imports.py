@@ -103,3 +103,22 @@ def test_worker_processes_do_not_load_textual(module: str) -> None:
     assert module in loaded
     assert under("textual", loaded) == []
     assert under("evalharness.tui", loaded) == []
+
+
+YAML_PROBE = """
+import json, sys
+from pathlib import Path
+from evalharness.cli import run  # everything `evalharness run` imports
+from evalharness.core.datasets import load_dataset
+Path(sys.argv[1]).write_text('{"id": "a", "input": "x", "expected_output": "x"}\\n')
+load_dataset(sys.argv[1])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_run_of_a_json_lines_dataset_does_not_load_pyyaml(tmp_path: Path) -> None:
+    # importing PyYAML takes about 10 ms of every start; a YAML dataset loads it when it is read
+    data = tmp_path / "d.jsonl"
+    done = subprocess.run([sys.executable, "-c", YAML_PROBE, str(data)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert under("yaml", set(json.loads(done.stdout))) == []

@@ -75,6 +75,11 @@ def test_cancelling_a_running_eval_stops_the_sut_within_a_renewal(
     assert r.zcard("eh:{q:evals}:reserved") == 0  # the five running samples stopped (their SUT sleeps 30 s)
     info = json.loads(procs.cli("batch", "show", batch_id, "--json").stdout)
     assert info["state"] == "cancelled" and info["pending"] == 0
+    # the samples never dispatched will not come: said so beside `undispatched 0`
+    never = info["declared"] - info["dispatched"]
+    assert never > 0 and info["undispatched"] == 0
+    shown = procs.cli("batch", "show", batch_id).stdout
+    assert f"undispatched    0 ({never:,} of the declared {info['declared']:,} never were; no more will come)" in shown
     daemon.terminate()
     daemon.wait(timeout=30)
     r.close()

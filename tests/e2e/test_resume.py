@@ -175,9 +175,9 @@ def test_samples_still_running_at_the_kill_are_collected_not_run_again(
     wait_until(lambda: len(calls(tmp_path)) >= 20, deadline=120, what="the second wave to start")
     producer.send_signal(signal.SIGKILL)
     producer.wait(timeout=30)
-    # the gates judge the resumed run's report as they would the whole run's: a threshold no mean
-    # reaches fails the resumed run, with the report written
-    done = procs.cli("run", "--resume", rid, "--quiet", "--fail-under", "exact-match=1.5", env=env, timeout=180)
+    # the gates judge the resumed run's report as they would the whole run's: a perfect mean, which
+    # these 20 answers do not reach (17 match), fails the resumed run, with the report written
+    done = procs.cli("run", "--resume", rid, "--quiet", "--fail-under", "exact-match=1", env=env, timeout=180)
     assert done.returncode == 1, done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gates"]["passed"] is False and "--fail-under" in " ".join(report["gates"]["failures"])

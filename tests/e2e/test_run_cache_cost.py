@@ -277,6 +277,7 @@ def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(
         (("--fail-under", "exact-match"), "--fail-under must be METRIC=VALUE"),
         (("--fail-under", "bleu=0.3"), "the run has no metric 'bleu'"),
         (("--fail-under", "exact-match=high"), "is not a number"),
+        (("--fail-under", "exact-match=1.5"), "the threshold must be between 0 and 1"),
         (("--compare", "nope"), "--compare: no baseline named 'nope'"),
         (("--compare", "bad name!"), "invalid --compare baseline name"),
         (("--cache-ttl", "0"), "--cache-ttl"),
