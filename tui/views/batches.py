@@ -526,6 +526,16 @@ def run_retry(node: Any, row: BatchRow) -> None:
     node.run_worker(go(), group="action", exit_on_error=False)
 
 
+class BatchFailedTable(KeyedTable):
+    """The batch's newest failed jobs: ``/`` still filters them, but the footer leaves it out so
+    that at 80 columns it holds the screen's own keys (Back, Cancel batch, Retry failed) and the
+    app's (Quit, Keys) in full."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", key_display="/", show=False),
+    ]
+
+
 class BatchDetailScreen(Gated, Screen[None]):
     """4b: one batch, its counts kept apart, its timing and its failed jobs."""
 
@@ -558,7 +568,7 @@ class BatchDetailScreen(Gated, Screen[None]):
         yield Static("", id="batch-timing", markup=False)
         yield Static("", id="batch-extra", classes="wide-only", markup=False)
         yield Static("", id="batch-failed-title", classes="section-title", markup=False)
-        yield KeyedTable(id="batch-failed-table")
+        yield BatchFailedTable(id="batch-failed-table")
         yield Footer()
 
     def on_mount(self) -> None:
