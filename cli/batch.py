@@ -125,7 +125,7 @@ def _show(info: BatchInfo) -> None:
         elif key == "undispatched" and info.declared is not None and value == 0 and info.dispatched < info.declared:
             # sealed, cancelled or failed: the rest of the declared total will not come
             never = info.declared - info.dispatched
-            value = f"0 ({never:,} of the declared {info.declared:,} never were; no more will come)"
+            value = f"0 ({never:,} of the declared {info.declared:,} were never dispatched; none will come now)"
         console.print(f"[bold]{key:15}[/] {escape(str(value))}", highlight=False)
 
 

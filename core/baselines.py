@@ -456,7 +456,7 @@ def parse_fail_under(specs: Sequence[str], metrics: Sequence[str]) -> tuple[tupl
         if not 0 <= threshold <= 1:  # NaN and the infinities too
             raise ConfigError(
                 f"--fail-under {spec!r}: the threshold must be between 0 and 1, as every metric's mean is"
-                + (f" (for {threshold:g}%, write {threshold / 100:g})" if 1 < threshold <= 100 else "")
+                + (f" (for {threshold:g}%, write {threshold / 100:g})" if threshold in range(2, 101) else "")
             )
         if name not in metrics:
             same = [m for m in metrics if m.partition(":")[0] == name]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import select
 import selectors
 import time
 from collections.abc import Coroutine
@@ -30,21 +31,41 @@ class PreciseEpollSelector(selectors.EpollSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is None or timeout <= 0:
             return super().select(timeout)
-        whole = math.floor(timeout * 1e3)
-        if timeout * 1e3 - whole < 1e-6:  # whole milliseconds already: epoll waits them exactly
-            return super().select(timeout)
         deadline = time.monotonic() + timeout
+        whole = math.floor(timeout * 1e3)
         if whole:
-            ready = super().select(whole * 1e-3)
+            # epoll's own rounding goes up to the next millisecond, and a float that is a whole
+            # number of milliseconds (0.009 s) often lands just above it: half a millisecond
+            # less rounds to exactly `whole`
+            ready = self._poll((whole - 0.5) * 1e-3)
             if ready:
                 return ready
         rest = deadline - time.monotonic()
         if rest > 0:
             try:
-                _select([self.fileno()], [], [], rest)
+                _select([self.fileno()], [], [], rest)  # readable once epoll has an event
             except ValueError:  # a descriptor past select()'s limit (1024): wait as asyncio would
                 return super().select(rest)
-        return super().select(0)
+        return self._poll(0)
+
+    def _poll(self, seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
+        """One ``epoll_wait`` of ``seconds`` (rounded up to the millisecond by epoll), its events
+        mapped to keys as ``EpollSelector.select`` maps them."""
+        try:
+            fd_events = self._selector.poll(seconds, max(len(self._fd_to_key), 1))  # type: ignore[attr-defined]
+        except InterruptedError:
+            return []
+        ready = []
+        for fd, event in fd_events:
+            events = 0
+            if event & ~select.EPOLLIN:
+                events |= selectors.EVENT_WRITE
+            if event & ~select.EPOLLOUT:
+                events |= selectors.EVENT_READ
+            key = self._key_from_fd(fd)  # type: ignore[attr-defined]
+            if key:
+                ready.append((key, events & key.events))
+        return ready
 
 
 def precise_loop() -> asyncio.AbstractEventLoop:

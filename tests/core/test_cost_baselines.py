@@ -276,7 +276,8 @@ def test_the_gates() -> None:
         ({"compare": "main", "fail_under": ("m=inf",)}, "between 0 and 1"),
         ({"compare": "main", "fail_under": ("m=nan",)}, "between 0 and 1"),
         ({"compare": "main", "fail_under": ("m=-0.1",)}, "between 0 and 1"),
-        ({"compare": "main", "fail_under": ("m=80",)}, r"for 80%, write 0\.8"),
+        ({"compare": "main", "fail_under": ("m=80",)}, r"mean is \(for 80%, write 0\.8\)$"),
+        ({"compare": "main", "fail_under": ("m=1.5",)}, r"between 0 and 1, as every metric's mean is$"),  # no hint
     ):
         args: dict[str, Any] = {
             "compare": None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import threading
 import time
@@ -37,6 +38,37 @@ def test_a_wait_with_nothing_ready_never_ends_before_its_timeout(selector: timer
     finally:
         a.close()
         b.close()
+
+
+class RecordingEpoll:
+    """The selector's epoll object, recording the timeout of every ``epoll_wait``."""
+
+    def __init__(self, epoll: Any) -> None:
+        self.epoll = epoll
+        self.timeouts: list[float] = []
+
+    def poll(self, timeout: float, maxevents: int) -> Any:
+        self.timeouts.append(timeout)
+        return self.epoll.poll(timeout, maxevents)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.epoll, name)
+
+
+def test_no_wait_is_rounded_up_past_its_whole_milliseconds(selector: timers.PreciseEpollSelector) -> None:
+    # epoll_wait takes whole milliseconds and rounds up; 0.009 s is just above 9 ms as a float,
+    # so asyncio's selector waits 10 ms for it, and 53 ms for 0.0514 s
+    recorder = RecordingEpoll(selector._selector)  # type: ignore[attr-defined]
+    selector._selector = recorder  # type: ignore[attr-defined]
+    for timeout in (0.009, 0.0134, 0.0514, 0.0015, 0.0009):
+        recorder.timeouts.clear()
+        t0 = time.monotonic()
+        assert selector.select(timeout) == []
+        assert time.monotonic() - t0 >= timeout
+        # what epoll_wait was asked for, in its own whole milliseconds (CPython rounds up)
+        asked = [math.ceil(round(t * 1e3, 6)) for t in recorder.timeouts]
+        assert asked[0] <= math.floor(timeout * 1e3 + 1e-9), (timeout, recorder.timeouts)
+        assert all(a == 0 for a in asked[1:]), (timeout, recorder.timeouts)
 
 
 def test_a_descriptor_ready_during_the_sub_millisecond_part_ends_the_wait_with_its_event(
