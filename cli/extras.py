@@ -272,7 +272,9 @@ def decorate(extras: RunExtras, report: dict[str, Any], data: Dataset | None = N
         for row in report["samples"]:
             if row["index"] in extras.prefilled:
                 row["cached"] = True
-        report["cache"] = cache_summary(extras.cache, report["total_samples"], len(extras.prefilled), extras.stored)
+        # hits and stores count executions: a repeated run runs (and caches) each sample N times
+        executions = report["total_samples"] * max(1, extras.repetitions)
+        report["cache"] = cache_summary(extras.cache, executions, len(extras.prefilled), extras.stored)
     if extras.budget is not None and extras.budget_limit is not None:
         budget = extras.budget
         completed = sum(1 for row in report["samples"] if row["error"] is None)
@@ -333,7 +335,7 @@ def render(extras: RunExtras, report: Mapping[str, Any], console: Console) -> No
     if isinstance(cache, Mapping):
         console.print(
             Text(
-                f"cache: {cache['hits']} cached sample(s) reused, {cache['misses']} run, {cache['stored']} stored "
+                f"cache: {cache['hits']} cached output(s) reused, {cache['misses']} run, {cache['stored']} stored "
                 f"(TTL {cache['ttl_seconds']}s)",
                 style="dim",
             )

@@ -134,7 +134,8 @@ from .runs import resume_fields
     help=(
         "Continue lazy-parallel run RUN_ID whose producer died or was stopped: collect what finished, leave what is "
         "queued or running to finish, dispatch only what is missing, and write the report the whole run would have. "
-        "DATASET may be omitted. Refused when the dataset or the SUT changed."
+        "DATASET may be omitted. Refused when the dataset or the SUT changed. It keeps the run's options, its cache "
+        "and its budget; --budget-usd gives the whole run a new one."
     ),
 )
 @click.option(
@@ -436,7 +437,19 @@ def run(
     record_extra = {"subset": json.dumps(additions["subset"])} if subset else {}
     record_extra.update(
         resume_fields(
-            dataset, data, sut, subset, metrics, repetitions, profile, json_path, formats, input_col, expected_col
+            dataset,
+            data,
+            sut,
+            subset,
+            metrics,
+            repetitions,
+            profile,
+            json_path,
+            formats,
+            input_col,
+            expected_col,
+            cache=extras.cache,
+            budget_usd=extras.budget_limit,
         )
     )
     units = expand(data, repetitions)

@@ -18,6 +18,7 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
+from evalharness.core.cache import CacheSettings
 from evalharness.core.config import load_config
 from evalharness.core.connection import async_client
 from evalharness.core.datasets import Dataset, Subset, load_dataset, select_samples
@@ -52,7 +53,6 @@ _FIXED = {
     "outputs_path": "--outputs",
     "cache": "--cache/--no-cache",
     "cache_ttl": "--cache-ttl",
-    "budget_usd": "--budget-usd",
 }
 # flags a resume may change: how fast the rest runs, where the reports go
 _OVERRIDABLE = {"concurrency": "concurrency", "rate_limit": "rate_limit", "batch_timeout": "batch_timeout"}
@@ -70,8 +70,11 @@ def resume_fields(
     formats: Mapping[str, str | None],
     input_col: str | None,
     expected_col: str | None,
+    cache: CacheSettings | None = None,
+    budget_usd: float | None = None,
 ) -> dict[str, str]:
-    """Fields of a new run's record that a later `run --resume` needs to check and redo it."""
+    """Fields of a new run's record that a later `run --resume` needs to check and redo it (the
+    cache and the budget included: a resumed run caches and spends as the run began to)."""
 
     def absolute(path: str | None) -> str | None:
         return str(Path(path).resolve()) if path else None
@@ -86,6 +89,8 @@ def resume_fields(
         "profile": profile,
         "json": absolute(json_path),
         "formats": {k: absolute(v) for k, v in formats.items()},
+        "cache": {"enabled": cache.enabled, "ttl": cache.ttl} if cache is not None else None,
+        "budget_usd": budget_usd,
     }
     return {
         "sut_fingerprint": load_sut_code(sut).fingerprint or "",
@@ -161,10 +166,9 @@ def resume_run(
     json_path: str | None,
     formats: dict[str, str | None],
 ) -> None:
-    from evalharness.core.cache import CacheSettings
     from evalharness.core.providers.hub import metric_context
 
-    from .extras import check_run_extras, prepare
+    from .extras import check_run_extras, prepare, store_outputs
     from .run import SIGNAL_EXIT, catching_signals, execute, finish  # the run command's own machinery
 
     fixed = [flag for param, flag in _FIXED.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
@@ -223,11 +227,23 @@ def resume_run(
         tuple(args.get("metrics") or record.metrics), config=config.metrics, context=metric_context(config.providers)
     )
     # the gates (--compare, --max-regressions, --fail-under, --comparison-out) judge the resumed
-    # run's report as they would the whole run's; the cache and the budget are the first run's
+    # run's report as they would the whole run's; the cache is the first run's, and so is the
+    # budget unless --budget-usd gives the whole run a new one (the spend so far counts in it)
     extras = check_run_extras(ctx.params, config, [s.name for s in scorers], record.sut)
-    extras.cache = CacheSettings(False, extras.cache.ttl)
+    stored_cache = args.get("cache") or {}
+    extras.cache = CacheSettings(bool(stored_cache.get("enabled")), int(stored_cache.get("ttl") or extras.cache.ttl))
+    budget_given = ctx.get_parameter_source("budget_usd") == ParameterSource.COMMANDLINE
+    if not budget_given:
+        extras.budget_limit = args.get("budget_usd")
     extras.repetitions = reps
     prepare(extras, settings.redis_url, settings.prefix, units, fingerprint)
+    for i, value in p.continuation.results.items():
+        if (value.get("result") or {}).get("cached"):
+            extras.prefilled[i] = value  # a cache hit of the run before: it counts as one, and cost nothing
+        else:
+            extras.prefilled.pop(i, None)  # collected, not taken from the cache now
+            if extras.budget is not None:
+                extras.budget.observe(value)
     json_path = json_path or args.get("json")
     stored = args.get("formats") or {}
     formats = {k: v or stored.get(k) for k, v in formats.items()} if not any(formats.values()) else formats
@@ -248,6 +264,8 @@ def resume_run(
     workers = ctx.params.get("workers")
     workers = 0 if workers in (None, "none") else int(workers)
     extra = {"resumes": str(p.rounds), "resumed": json.dumps([*earlier, this])}
+    if budget_given:
+        extra["run_args"] = json.dumps({**args, "budget_usd": extras.budget_limit})  # for the next resume too
     if fingerprint and allow_changes:
         extra["sut_fingerprint"] = fingerprint
     if p.collected == len(units.samples):
@@ -265,6 +283,7 @@ def resume_run(
         if record.state != "finished":
             # the workers finished what its dead producer had dispatched: the run is complete now
             asyncio.run(_mark_finished(settings.redis_url, settings.prefix, record, result.finished_at, extra))
+        store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         raise SystemExit(
             finish(
                 result,
@@ -298,6 +317,7 @@ def resume_run(
             scorers=scorers,
             additions=additions,
         )
+        store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         code = finish(
             result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras
         )
@@ -357,6 +377,8 @@ async def _summaries(url: str, prefix: str, ids: list[str] | None, limit: int) -
                     "queue": record.queue,
                     "batch": record.batch,
                     "options": record.options,
+                    "cache": args.get("cache"),
+                    "budget_usd": args.get("budget_usd"),
                     "started_at": _iso(record.started_at),
                     "finished_at": _iso(record.finished_at),
                     "interrupted": record.interrupted,
@@ -463,6 +485,11 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     )
     console.print(Text.assemble((f"{'metrics':<16}", "bold"), ", ".join(row["metrics"])))
     console.print(Text.assemble((f"{'options':<16}", "bold"), json.dumps(row["options"])))
+    cache = row["cache"]
+    if cache and cache.get("enabled"):
+        console.print(Text.assemble((f"{'cache':<16}", "bold"), f"on (entries kept {cache['ttl']} s)"))
+    if row["budget_usd"] is not None:
+        console.print(Text.assemble((f"{'budget':<16}", "bold"), f"${row['budget_usd']:g}"))
     producer = row["producer"]
     console.print(
         Text.assemble(

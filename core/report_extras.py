@@ -50,7 +50,7 @@ def summary_lines(report: Report) -> list[tuple[str, str]]:
         lines.append(
             (
                 "Cache",
-                f"{cache.get('hits')} cached sample(s) reused, {cache.get('misses')} run, "
+                f"{cache.get('hits')} cached output(s) reused, {cache.get('misses')} run, "
                 f"{cache.get('stored')} stored (TTL {cache.get('ttl_seconds')}s)",
             )
         )

@@ -243,8 +243,8 @@ def test_resume_of_an_unknown_run_or_with_fixed_flags_exits_2(procs: Processes, 
     assert out.returncode == 2 and "no run '0123abc' in Redis" in out.stderr
     out = procs.cli("run", "--resume", "0123abc", "--metric", "contains", "--repetitions", "2")
     assert out.returncode == 2 and "--metric, --repetitions: do not apply with --resume" in out.stderr
-    out = procs.cli("run", "--resume", "0123abc", "--budget-usd", "5", "--cache")
-    assert out.returncode == 2 and "--cache/--no-cache, --budget-usd: do not apply with --resume" in out.stderr
+    out = procs.cli("run", "--resume", "0123abc", "--cache-ttl", "60", "--cache")
+    assert out.returncode == 2 and "--cache/--no-cache, --cache-ttl: do not apply with --resume" in out.stderr
     out = procs.cli("run", "x.jsonl", "--sut", "m:f", "--metric", "contains", "--allow-changes")
     assert out.returncode == 2 and "--allow-changes only applies with --resume" in out.stderr
     out = procs.cli("runs", "show", "0123abc")

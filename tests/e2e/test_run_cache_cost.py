@@ -74,7 +74,7 @@ def test_a_cached_rerun_calls_the_sut_only_for_what_failed_and_the_report_counts
     assert [s["output"] for s in b["samples"] if s["id"] != "q030"] == [
         s["output"] for s in a["samples"] if s["id"] != "q030"
     ]
-    assert "29 cached sample(s) reused" in second.stdout
+    assert "29 cached output(s) reused" in second.stdout
 
     # the run's outputs in Redis include the cached ones: the rebuilt report scores them all
     rebuilt = procs.cli("report", b["run_id"], "--json", "c.json")
@@ -261,6 +261,64 @@ def test_the_budget_halts_the_run_removes_what_is_queued_and_lists_what_never_ra
             assert r.zcard("eh:{q:evals}:ready") == 0  # nothing of the run is left queued
         finally:
             r.close()
+
+
+def test_a_repeated_run_counts_its_cache_in_executions(procs: Processes, tmp_path: Path, redis_url: str) -> None:
+    data = dataset(tmp_path, 5)
+    marks = tmp_path / "marks"
+    env = {"EH_TEST_MARKS": str(marks), "EH_TEST_FIXED": str(tmp_path)}
+    args = ("run", str(data), "--sut", "support.paid_suts:flaky_cached", "--metric", "exact-match")
+    args += ("--workers", "1", "--repetitions", "3", "--cache", "--quiet")
+    assert procs.cli(*args, "--json", "a.json", env=env).returncode == 0
+    a = json.loads((tmp_path / "a.json").read_text())["cache"]
+    assert (a["hits"], a["misses"], a["stored"]) == (0, 15, 15) and calls(marks) == 15
+    second = procs.cli(*args, "--json", "b.json", env=env)
+    b = json.loads((tmp_path / "b.json").read_text())["cache"]
+    assert (b["hits"], b["misses"], b["stored"]) == (15, 0, 0) and calls(marks) == 15
+    assert "cache: 15 cached output(s) reused, 0 run, 0 stored" in second.stdout
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_budget_and_the_cache_it_began_with(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
+    data = dataset(tmp_path, 40)
+    marks = tmp_path / "marks"
+    (tmp_path / "evalharness.toml").write_text(PRICES)
+    env = {"EH_TEST_MARKS": str(marks), "EH_TEST_SLEEP": "0.15"}
+    base = ("--sut", "support.paid_suts:tokens", "--metric", "exact-match", "--workers", "2", "--concurrency", "4")
+    budget = ("--budget-usd", "0.005", "--cache", "--quiet", "--json", "a.json")
+    first = procs.cli("run", str(data), *base, *budget, env=env)
+    assert first.returncode == 1, first.stderr
+    a = json.loads((tmp_path / "a.json").read_text())
+    rid, ran = a["run_id"], calls(marks)
+    assert a["budget"]["halted"] is True and ran < 40
+    shown = json.loads(procs.cli("runs", "show", rid, "--json").stdout)
+    assert shown["budget_usd"] == 0.005 and shown["cache"]["enabled"] is True
+    # resumed as it began: the spend so far reached the budget, so it halts again at once
+    again = procs.cli("run", "--resume", rid, "--workers", "2", "--quiet", "--json", "b.json", env=env)
+    assert again.returncode == 1, again.stderr
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["budget"]["halted"] is True and b["budget"]["limit_usd"] == 0.005 and calls(marks) == ran
+    assert b["budget"]["spent_usd"] == pytest.approx(0.001 * ran)
+    # a new budget for the whole run lets it finish, still caching what it runs
+    more = procs.cli(
+        "run", "--resume", rid, "--workers", "2", "--budget-usd", "1", "--quiet", "--json", "c.json", env=env
+    )
+    assert more.returncode == 0, more.stderr
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["scored_samples"] == 40 and calls(marks) == 40
+    assert c["budget"] == {"limit_usd": 1.0, "spent_usd": pytest.approx(0.04), "halted": False, "reason": None}
+    # the report is the whole run's: none of its 40 outputs came from the cache, all are in it now
+    assert c["cache"]["enabled"] is True and (c["cache"]["hits"], c["cache"]["misses"], c["cache"]["stored"]) == (
+        0,
+        40,
+        40,
+    )
+    # every output went to the cache: a new run calls the SUT for none
+    cached = procs.cli("run", str(data), *base, "--cache", "--quiet", "--json", "d.json", env=env)
+    assert cached.returncode == 0, cached.stderr
+    assert calls(marks) == 40 and json.loads((tmp_path / "d.json").read_text())["cache"]["hits"] == 40
 
 
 def test_bad_cost_cache_and_gate_flags_name_the_flag_and_queue_nothing(
