@@ -15,8 +15,10 @@ import click
 from evalharness.core.baselines import BaselineStore, baseline_document, check_document
 from evalharness.core.config import load_config
 from evalharness.core.connection import async_client
+from evalharness.core.datasets import Dataset
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evalrun import rebuild_run
+from evalharness.core.repetitions import build_repeated_report
 from evalharness.core.report import build_report, write_report
 from evalharness.core.scorers import resolve_metrics
 
@@ -43,6 +45,10 @@ def _when(ts: Any) -> str:
         return datetime.fromtimestamp(float(ts), tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     except (TypeError, ValueError):
         return "?"
+
+
+def _f1(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
 
 
 @click.group()
@@ -89,19 +95,28 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
             record, result = await rebuild_run(client, store.keys.prefix, rid)
             config = load_config(obj.get("config"))
             scorers = resolve_metrics(record.metrics, config=config.metrics)
-            report = build_report(
-                run_id=record.id,
-                dataset=record.dataset,
-                sut=record.sut,
-                mode=record.mode,
-                options=record.options,
-                started_at=result.started_at,
-                finished_at=result.finished_at,
-                outcomes=result.outcomes,
-                scorers=scorers,
+            reps = int(record.extra.get("repetitions") or 1)
+            # a repeated run's record holds every execution; its report (and baseline) a row per
+            # sample with the executions under it, as `evalharness report` rebuilds it
+            data = (
+                record.dataset
+                if reps == 1
+                else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
             )
+            fields: dict[str, Any] = {
+                "run_id": record.id,
+                "dataset": data,
+                "sut": record.sut,
+                "mode": record.mode,
+                "options": record.options,
+                "started_at": result.started_at,
+                "finished_at": result.finished_at,
+                "outcomes": result.outcomes,
+                "scorers": scorers,
+            }
+            report = build_repeated_report(**fields, repetitions=reps) if reps > 1 else build_report(**fields)
             report["sut_fingerprint"] = result.sut_fingerprint
-            doc = baseline_document(name, report, record.dataset)
+            doc = baseline_document(name, report, data)
         doc["name"] = name
         replaced = await store.put(doc)
         doc["replaced"] = replaced
@@ -111,7 +126,7 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
     verb = "replaced" if doc.pop("replaced") else "promoted"
     click.echo(
         f"baseline {name!r} {verb}: run {doc.get('run_id')}, {len(doc['rows'])} sample(s), macro-F1 "
-        f"{doc['summary'].get('macro_f1')}"
+        f"{_f1(doc['summary'].get('macro_f1'))}"
     )
 
 
@@ -161,7 +176,7 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
             f"  {metric}: mean {'n/a' if mean is None else f'{mean:.4f}'}, pass rate "
             f"{'n/a' if rate is None else f'{rate * 100:.1f}%'} over {stats.get('count')}"
         )
-    click.echo(f"  {len(doc['rows'])} sample(s), macro-F1 {doc['summary'].get('macro_f1')}")
+    click.echo(f"  {len(doc['rows'])} sample(s), macro-F1 {_f1(doc['summary'].get('macro_f1'))}")
 
 
 @baseline.command("clear")

@@ -3,7 +3,8 @@ expiry, exportable as a JSON file), compared with a later run per sample and per
 gates a CI job fails on: ``--max-regressions N`` against a baseline, ``--fail-under METRIC=VALUE``.
 
 The comparison follows the PHP harness's regression gate: rows are joined by the hash of their
-input and expected output (by id when a side has no hashes); a row *regressed* when its pass rate
+input and expected output (and their id, among rows that share one; by id alone when a side has
+no hashes); a row *regressed* when its pass rate
 fell, or its score mean fell by more than the run's resolution; it is *confident* when the change
 is larger than the resolution, which is ``--compare-epsilon`` when given and otherwise what the
 run's repetitions can resolve (1.0 with one execution per sample: nothing is told from noise).
@@ -314,8 +315,30 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
             "so a renamed row reads as removed and added"
         ]
     )
-    before = {str(r[key]): r for r in rows_b}
-    after = {str(r[key]): r for r in rows_a}
+    # Rows with the same input and expected output (one question asked twice) share a hash: those
+    # are told apart by their sample id, or the second would replace the first
+    shared: set[str] = set()
+    if by_hash:
+        for rows in (rows_a, rows_b):
+            seen: set[str] = set()
+            for row in rows:
+                h = str(row["row_hash"])
+                if h in seen:
+                    shared.add(h)
+                seen.add(h)
+        if shared:
+            n = sum(1 for row in rows_a if str(row["row_hash"]) in shared)
+            warnings.append(
+                f"{n} row(s) of this run share their input and expected output with another row: "
+                "those are joined by content and sample id"
+            )
+
+    def join_key(row: Mapping[str, Any]) -> str:
+        value = str(row[key])
+        return f"{value}#{row.get('id')}" if value in shared else value
+
+    before = {join_key(r): r for r in rows_b}
+    after = {join_key(r): r for r in rows_a}
     if epsilon is not None:
         r, statistical = float(epsilon), False
     else:

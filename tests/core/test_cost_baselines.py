@@ -212,6 +212,28 @@ def test_rows_join_by_content_hash_so_a_renamed_sample_still_compares() -> None:
     )
 
 
+def test_rows_with_the_same_content_are_each_compared_by_their_id() -> None:
+    # one question asked twice (two ids, same input and expected output): neither hides the other
+    samples = (Sample("a1", "q?", "a", {}, 1), Sample("a2", "q?", "a", {}, 2), Sample("b", "z?", "z", {}, 3))
+    ds = Dataset(Path("d.jsonl"), "d", samples)
+    before = baseline_document("main", _report({"a1": 1.0, "a2": 1.0, "b": 1.0}), ds)
+    after = summarise_report(_report({"a1": 0.0, "a2": 0.0, "b": 1.0}), ds)
+    cmp = compare(after, before)
+    assert cmp["joined_by"] == "row_hash" and cmp["counts"]["compared"] == 3
+    assert cmp["counts"]["regressed"] == 2 and cmp["counts"]["added"] == cmp["counts"]["removed"] == 0
+    assert {(r["sample_id"], r["baseline_id"]) for r in cmp["rows"]} == {("a1", "a1"), ("a2", "a2"), ("b", "b")}
+    assert cmp["warnings"] == [
+        "2 row(s) of this run share their input and expected output with another row: "
+        "those are joined by content and sample id"
+    ]
+    # a sample renamed within such a pair reads as removed and added; one with unique content still joins
+    renamed = Dataset(
+        Path("d.jsonl"), "d", (samples[0], Sample("a3", "q?", "a", {}, 2), Sample("b2", "z?", "z", {}, 3))
+    )
+    cmp = compare(summarise_report(_report({"a1": 1.0, "a3": 1.0, "b2": 1.0}), renamed), before)
+    assert (cmp["counts"]["compared"], cmp["counts"]["added"], cmp["counts"]["removed"]) == (2, 1, 1)
+
+
 def test_repetitions_give_pass_rates_a_resolution_and_wilson_intervals() -> None:
     reps_before = {"a": [1.0] * 10, "b": [1.0] * 5 + [0.0] * 5}
     reps_after = {"a": [1.0] * 3 + [0.0] * 7, "b": [1.0] * 5 + [0.0] * 5}

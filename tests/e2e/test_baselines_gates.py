@@ -127,6 +127,28 @@ def test_a_worse_run_fails_the_regression_gate_against_the_promoted_baseline(
 
 
 @pytest.mark.slow
+def test_a_repeated_run_is_promoted_as_one_row_per_sample_and_compares_with_itself_unchanged(
+    procs: Processes, tmp_path: Path, redis_url: str
+) -> None:
+    data = dataset(tmp_path, 10)
+    args = ("run", str(data), "--sut", "support.suts:steady_sync", "--metric", "exact-match", "--workers", "1")
+    args += ("--repetitions", "3", "--quiet")
+    first = procs.cli(*args, "--json", "a.json")
+    assert first.returncode == 0, first.stderr
+    a = json.loads((tmp_path / "a.json").read_text())
+    promoted = procs.cli("baseline", "promote", a["run_id"], "--name", "rep")
+    assert promoted.returncode == 0, promoted.stderr
+    assert ", 10 sample(s), macro-F1 " in promoted.stdout  # the samples, not their 30 executions
+    listed = json.loads(procs.cli("baseline", "list", "--json").stdout)
+    assert [(b["name"], b["samples"]) for b in listed] == [("rep", 10)]
+    again = procs.cli(*args, "--compare", "rep", "--max-regressions", "0", "--comparison-out", "c.json")
+    assert again.returncode == 0, again.stderr
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert c["counts"]["compared"] == 10 and c["counts"]["regressed"] == c["counts"]["added"] == 0
+    mean = c["metrics"]["exact-match"]["mean"]
+    assert mean["before"] == mean["after"] == a["metrics"]["exact-match"]["mean"], mean
+
+
 def test_fail_under_is_a_plain_threshold_on_a_metric_mean(procs: Processes, tmp_path: Path, redis_url: str) -> None:
     data = dataset(tmp_path, 20)
     base = (
