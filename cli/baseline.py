@@ -20,6 +20,7 @@ from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evalrun import rebuild_run
 from evalharness.core.repetitions import build_repeated_report
 from evalharness.core.report import build_report, write_report
+from evalharness.core.resume import run_id_of_batch
 from evalharness.core.scorers import resolve_metrics
 
 from .common import settings_from
@@ -91,7 +92,7 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
         if given is not None:
             doc = baseline_document(name, given)
         else:
-            rid = str(run_id).removeprefix("run-")
+            rid = run_id_of_batch(str(run_id))  # a run id, or its batch id (run-ID, run-ID.rN)
             record, result = await rebuild_run(client, store.keys.prefix, rid)
             config = load_config(obj.get("config"))
             scorers = resolve_metrics(record.metrics, config=config.metrics)

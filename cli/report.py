@@ -20,6 +20,7 @@ from evalharness.core.evalrun import (
 )
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.report_formats import check_output_paths
+from evalharness.core.resume import run_id_of_batch
 from evalharness.core.scorers import resolve_metrics
 
 from .common import handle_errors, settings_from
@@ -59,7 +60,7 @@ def report_cmd(
 ) -> None:
     """Rebuild the report of a lazy-parallel run from its outputs in Redis.
 
-    RUN_ID is the run's id (or its batch id, run-RUN_ID).  The report holds
+    RUN_ID is the run's id (or its batch id, run-RUN_ID or run-RUN_ID.rN).  The report holds
     every output that is in Redis now, so after `evalharness batch retry
     run-RUN_ID` (or `failed retry`) has run the failed samples again, it
     scores their new outputs.  A run's record and outputs are kept
@@ -77,7 +78,7 @@ def report_cmd(
         [("--json", json_path), ("--md", md_path), ("--html", html_path), ("--csv", csv_path), ("--junit", junit_path)]
     )
     settings = settings_from(ctx)
-    rid = run_id.removeprefix("run-")
+    rid = run_id_of_batch(run_id)  # a run id, or its batch id (run-ID, run-ID.rN)
 
     async def load() -> tuple[Any, RunResult]:
         client = async_client(settings.redis_url)

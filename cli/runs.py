@@ -27,7 +27,14 @@ from evalharness.core.evalrun import RunOptions, RunResult, outcome_of
 from evalharness.core.keys import GlobalKeys
 from evalharness.core.queue import Queue
 from evalharness.core.repetitions import expand
-from evalharness.core.resume import ResumePlan, ResumeRefused, claim_dead_here, effective_state, plan_resume
+from evalharness.core.resume import (
+    ResumePlan,
+    ResumeRefused,
+    claim_dead_here,
+    effective_state,
+    plan_resume,
+    run_id_of_batch,
+)
 from evalharness.core.runs import RunRecord, RunStore, dataset_fingerprint
 from evalharness.core.scorers import resolve_metrics
 from evalharness.core.sut import load_sut_code
@@ -178,7 +185,7 @@ def resume_run(
             "the options it started with "
             "(only --concurrency, --rate-limit, --batch-timeout, --workers and the report files may change)"
         )
-    rid = run_id.removeprefix("run-")
+    rid = run_id_of_batch(run_id)  # a run id, or its batch id (run-ID, run-ID.rN)
     settings = settings_from(ctx)
     config = load_config(ctx.find_root().obj.get("config"))
     record = asyncio.run(_load(settings.redis_url, settings.prefix, rid))
@@ -450,7 +457,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     Exit status: 0 shown; 2 no such run (unknown, or its record expired).
     """
     settings = settings_from(ctx)
-    rid = run_id.removeprefix("run-")
+    rid = run_id_of_batch(run_id)  # a run id, or its batch id (run-ID, run-ID.rN)
     rows = asyncio.run(_summaries(settings.redis_url, settings.prefix, [rid], 1))
     if not rows:
         exit_with_error(EvalHarnessError(f"no run {rid!r} in Redis: the id is unknown, or its record expired"))

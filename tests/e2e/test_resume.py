@@ -235,6 +235,12 @@ def test_a_live_producer_is_not_resumed_and_an_interrupted_run_is(
     # the cancelled batch stays cancelled: the rest ran in a batch of its own
     assert report["resumed"][0]["batch"] == f"run-{rid}.r1"
     assert "was cancelled" in " ".join(report["resumed"][0]["notes"])
+    # the batch id the report gives names the run as well as its id does
+    shown = procs.cli("runs", "show", f"run-{rid}.r1", "--json", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == rid, shown.stderr
+    rebuilt = procs.cli("report", f"run-{rid}.r1", "--json", "rebuilt.json", env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads((tmp_path / "rebuilt.json").read_text())["scored_samples"] == 60
     r.close()
 
 
