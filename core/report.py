@@ -35,6 +35,7 @@ __all__ = [
     "WILSON_Z95",
     "aggregate",
     "build_report",
+    "failed_words",
     "percentile",
     "render_report",
     "report_ok",
@@ -382,8 +383,27 @@ def _headline(report: Mapping[str, Any]) -> Text:
     elif ok:
         line.append(" — all scored", style="green")
     else:
-        line.append(f" — {failed} failed", style="bold red")
+        line.append(f" — {failed_words(report)}", style="bold red")
     return line
+
+
+def failed_words(report: Mapping[str, Any]) -> str:
+    """What went wrong, counted in the run's own units: samples, or for a repeated run the
+    executions and the samples they belong to; metric errors apart from failures."""
+    failures = report["failures"]
+    parts = []
+    if failures["total"]:
+        if report.get("repetitions", 1) > 1:
+            samples = sum(1 for row in report["samples"] if row["error"] is not None)
+            parts.append(f"{_count(failures['total'], 'execution')} failed ({_count(samples, 'sample')})")
+        else:
+            parts.append(f"{failures['total']} failed")
+    if failures.get("metric_errors"):
+        parts.append(_count(failures["metric_errors"], "metric error"))
+    missing = report["total_samples"] - report["scored_samples"]
+    if not parts and missing:
+        parts.append(f"{missing} not scored")
+    return ", ".join(parts) or "not all scored"
 
 
 def _unfinished(report: Mapping[str, Any]) -> list[Text]:
@@ -465,7 +485,11 @@ def render_report(report: Mapping[str, Any], console: Console) -> None:
     failed = [row for row in report["samples"] if row["error"] is not None]
     if failed:
         kinds = ", ".join(f"{_plain(kind, 30)} {count}" for kind, count in failures["by_kind"].items())
-        parts += [Text(), Text(f"{_count(failures['total'], 'sample')} failed: {kinds}", style="bold red")]
+        if report.get("repetitions", 1) > 1:
+            what = f"{_count(failures['total'], 'execution')} of {_count(len(failed), 'sample')} failed"
+        else:
+            what = f"{_count(failures['total'], 'sample')} failed"
+        parts += [Text(), Text(f"{what}: {kinds}", style="bold red")]
         rows = [
             (_plain(row["id"], 60), _plain(row["error"]["kind"], 30), _plain(row["error"]["message"]))
             for row in failed[:_SHOWN_FAILURES]

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import report_extras
 from .repetitions import summary_lines, unstable_rows
-from .report import PASS_THRESHOLD, report_ok
+from .report import PASS_THRESHOLD, failed_words, report_ok
 
 Report = Mapping[str, Any]
 
@@ -72,9 +72,7 @@ def _headline(report: Report) -> str:
         return text + f" — interrupted by {interrupted.get('signal', 'a signal')}"
     if report_ok(report):
         return text + " — all scored"
-    return (
-        text + f" — {report['failures']['total']} failed, {report['failures'].get('metric_errors', 0)} metric error(s)"
-    )
+    return text + f" — {failed_words(report)}"
 
 
 def _num(value: float | None) -> str:
@@ -176,7 +174,7 @@ def _md_repetitions(report: Report) -> list[str]:
     rows = unstable_rows(report)
     if rows:
         out += ["| unstable sample | passed | repetitions | pass rate | 95% CI |", "| --- | ---: | ---: | ---: | --- |"]
-        out += [f"| {_md_cell(i)} | {p} | {n} | {_pct(r)} | {lo:.3f} – {hi:.3f} |" for i, p, n, r, lo, hi in rows]
+        out += [f"| {_md_cell(i)} | {p} | {n} | {_pct(r)} | {_pct(lo)} – {_pct(hi)} |" for i, p, n, r, lo, hi in rows]
         out.append("")
     return out
 
@@ -338,7 +336,7 @@ def render_html(report: Report) -> str:
                 "<th>95% CI</th></tr>"
                 + "".join(
                     f"<tr><td>{_e(i)}</td><td class=n>{p}</td><td class=n>{n}</td><td class=n>{_pct(r)}</td>"
-                    f"<td class=n>{lo:.3f} – {hi:.3f}</td></tr>"
+                    f"<td class=n>{_pct(lo)} – {_pct(hi)}</td></tr>"
                     for i, p, n, r, lo, hi in rows
                 )
                 + "</table>"

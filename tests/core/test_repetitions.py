@@ -148,8 +148,12 @@ def test_the_terminal_and_the_pages_show_the_repetitions() -> None:
     text = buf.getvalue()
     assert "3 repetitions per sample, 9 executions" in text
     assert "1 unstable sample(s) (their repetitions disagree on pass/fail): b" in text
+    # c failed once in three: counted as an execution, of one sample
+    assert "3/3 samples scored in 1.0s — 1 execution failed (1 sample)" in text
+    assert "1 execution of 1 sample failed: exception 1" in text
     md = render_markdown(r)
-    assert "## Repetitions" in md and "| b | 2 | 3 | 66.7% | 0.208 – 0.939 |" in md
+    assert "## Repetitions" in md and "| b | 2 | 3 | 66.7% | 20.8% – 93.9% |" in md
+    assert "— 1 execution failed (1 sample)" in md
     assert "<h2>Repetitions</h2>" in render_html(r)
     rows = list(csv.DictReader(io.StringIO(render_csv(r))))
     assert len(rows) == 3 * 3 * 2  # sample × repetition × metric

@@ -436,6 +436,8 @@ def test_render_at_80_columns_shows_headline_and_every_metric() -> None:
     assert "pass rate" in text
     assert "n/a" in text  # regex errors on every sample here: no aggregates
     assert "Metric errors" in text
+    # every sample ran: the headline names the metric errors, not "0 failed"
+    assert "— 4 metric errors" in text and "0 failed" not in text  # regex on all three, contains on the empty one
 
 
 def test_render_lists_at_most_ten_failed_samples() -> None:
