@@ -27,6 +27,7 @@ from evalharness.core.config import Config
 from evalharness.core.connection import async_client
 from evalharness.core.cost import Budget, MeteredScorer, add_cost, check_budget, price_for, sut_model, usd
 from evalharness.core.datasets import Dataset
+from evalharness.core.errors import ConfigError
 from evalharness.core.providers.usage import Usage
 from evalharness.core.report import write_report
 from evalharness.core.report_formats import check_output_paths
@@ -195,7 +196,7 @@ def check_run_extras(
     check_output_paths([("--comparison-out", gates.comparison_out)])
     if sut is None and not rebuilt and (settings.enabled and extra.get("cache") or limit is not None):
         flag = "--budget-usd" if limit is not None else "--cache"
-        raise click.UsageError(f"{flag} does not apply with --outputs: saved outputs call no SUT")
+        raise ConfigError(f"{flag} does not apply with --outputs: saved outputs call no SUT")
     if sut is None or rebuilt:
         settings = CacheSettings(False, settings.ttl)
     if limit is not None and not rebuilt and sut is not None:

@@ -211,4 +211,10 @@ def test_saved_outputs_take_a_profile_but_refuse_repetitions(procs: Processes, t
     assert report["profile"] == {"name": "nightly", "values": {}}
     out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", "--repetitions", "2")
     assert out.returncode == 2 and "--repetitions does not apply with --outputs" in out.stderr
+    for flag in (("--cache",), ("--budget-usd", "1")):
+        out = procs.cli("run", str(data), "--outputs", "outs.jsonl", "--metric", "exact-match", *flag)
+        # one error line, as for every other bad flag (not click's usage block)
+        assert out.returncode == 2 and out.stderr.strip() == (
+            f"error: {flag[0]} does not apply with --outputs: saved outputs call no SUT"
+        ), out.stderr
     nothing_queued(redis_url)
