@@ -9,11 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 from fake_admin import NOW, FakeAdmin, batches
+from textual.widgets import Static
 
 from evalharness.tui.app import ConnectionChecked, ConsoleApp, TelemetryReceived
 from evalharness.tui.state import Snapshot
 from evalharness.tui.views.batches import BatchDetailScreen
 from evalharness.tui.views.common import KeyedTable, sort_value
+from evalharness.tui.views.dialogs import FilterDialog
 from evalharness.tui.views.events import CAP, EventsModel, event_columns
 from evalharness.tui.views.graphs import ALL, METRICS, WINDOWS, collecting_text, graph_series
 
@@ -237,6 +239,10 @@ async def test_slash_filters_a_list_without_its_own_filter(make_app: MakeApp, wa
         table = app._views["events"].table
         await wait(pilot, lambda: table.row_count == 40, "the events")
         await pilot.press("slash")
+        # a table's own filter is plain text: its prompt offers no facets it would not apply
+        await wait(pilot, lambda: isinstance(app.screen, FilterDialog), "the filter prompt")
+        hint = str(app.screen.query_one("#dialog-body", Static).render())
+        assert hint.startswith("text any column of a row shows") and "exc:" not in hint
         await pilot.press(*"long_wait", "enter")
         await wait(pilot, lambda: table.row_count == 5, "the filtered rows")
         assert isinstance(table, KeyedTable) and table.filter_text == "long_wait"

@@ -40,7 +40,7 @@ from .common import (
     text_bar,
     wrap_parts,
 )
-from .dialogs import Confirmation, FilterDialog
+from .dialogs import BATCH_FILTER_HELP, Confirmation, FilterDialog
 
 CHIPS = ("active", "all", "failed", "cancelled")
 """The state chips of the list, cycled with ``f``."""
@@ -465,7 +465,11 @@ class BatchesView(Gated, Vertical):
 
     @work(group="dialog", exit_on_error=False)
     async def action_filter(self) -> None:
-        text = await self.app.push_screen_wait(FilterDialog(self.model.filter_text, what="batches"))
+        text = await self.app.push_screen_wait(
+            FilterDialog(
+                self.model.filter_text, what="batches", hint=BATCH_FILTER_HELP, placeholder="queue:judge nightly"
+            )
+        )
         if text is not None:
             self.model.filter_text = text
             self.draw()

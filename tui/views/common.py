@@ -289,9 +289,11 @@ class KeyedTable(DataTable[Text]):
 
     @work(group="dialog", exit_on_error=False)
     async def action_filter(self) -> None:
-        from .dialogs import FilterDialog
+        from .dialogs import ROWS_FILTER_HELP, FilterDialog
 
-        text = await self.app.push_screen_wait(FilterDialog(self.filter_text, what="rows"))
+        text = await self.app.push_screen_wait(
+            FilterDialog(self.filter_text, what="rows", hint=ROWS_FILTER_HELP, placeholder="TimeoutError")
+        )
         if text is not None:
             self.filter_text = text
             self._reshow()

@@ -99,23 +99,37 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 FILTER_HELP = "queue:NAME  batch:ID  exc:CLASS  name:JOB  and free text · enter applies, esc keeps"
+# the batch list has no exception facet; free text finds a batch's id, name or tenant
+BATCH_FILTER_HELP = "queue:NAME  batch:ID  name:TEXT  and free text · enter applies, esc keeps"
+# a table's own filter (Events, Queue detail, a batch's failed jobs, …): plain text, no facets
+ROWS_FILTER_HELP = "text any column of a row shows, in any case · enter applies, esc keeps"
 
 
 class FilterDialog(ModalScreen[str | None]):
-    """The filter of a list, as text with facets; returns the new text, or None to keep the old."""
+    """The filter of a list, as text (with facets where the list has them, as ``hint`` says);
+    returns the new text, or None to keep the old."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "keep", "Keep", show=False)]
 
-    def __init__(self, current: str, *, what: str) -> None:
+    def __init__(
+        self,
+        current: str,
+        *,
+        what: str,
+        hint: str = FILTER_HELP,
+        placeholder: str = "queue:judge exc:TimeoutError",
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self.current = current
         self.what = what
+        self.hint = hint
+        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="-filter"):
             yield Static(f"Filter {self.what}", id="dialog-title", markup=False)
-            yield Input(value=self.current, placeholder="queue:judge exc:TimeoutError", id="filter-input")
-            yield Static(FILTER_HELP, id="dialog-body", markup=False)
+            yield Input(value=self.current, placeholder=self.placeholder, id="filter-input")
+            yield Static(self.hint, id="dialog-body", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#filter-input", Input).focus()
