@@ -15,11 +15,10 @@ import click
 from evalharness.core.baselines import BaselineStore, baseline_document, check_document
 from evalharness.core.config import load_config
 from evalharness.core.connection import async_client
-from evalharness.core.datasets import Dataset
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evalrun import rebuild_run
-from evalharness.core.repetitions import build_repeated_report
-from evalharness.core.report import build_report, write_report
+from evalharness.core.repetitions import build_run_report, samples_of
+from evalharness.core.report import write_report
 from evalharness.core.resume import run_id_of_batch
 from evalharness.core.scorers import resolve_metrics
 
@@ -97,25 +96,20 @@ def promote(ctx: click.Context, run_id: str | None, name: str, report_path: str 
             config = load_config(obj.get("config"))
             scorers = resolve_metrics(record.metrics, config=config.metrics)
             reps = int(record.extra.get("repetitions") or 1)
-            # a repeated run's record holds every execution; its report (and baseline) a row per
-            # sample with the executions under it, as `evalharness report` rebuilds it
-            data = (
-                record.dataset
-                if reps == 1
-                else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
+            # a row per sample with its executions under it, as `evalharness report` rebuilds it
+            data = samples_of(record.dataset, reps)
+            report = build_run_report(
+                run_id=record.id,
+                dataset=data,
+                sut=record.sut,
+                mode=record.mode,
+                options=record.options,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                outcomes=result.outcomes,
+                scorers=scorers,
+                repetitions=reps,
             )
-            fields: dict[str, Any] = {
-                "run_id": record.id,
-                "dataset": data,
-                "sut": record.sut,
-                "mode": record.mode,
-                "options": record.options,
-                "started_at": result.started_at,
-                "finished_at": result.finished_at,
-                "outcomes": result.outcomes,
-                "scorers": scorers,
-            }
-            report = build_repeated_report(**fields, repetitions=reps) if reps > 1 else build_report(**fields)
             report["sut_fingerprint"] = result.sut_fingerprint
             doc = baseline_document(name, report, data)
         doc["name"] = name

@@ -11,14 +11,12 @@ import click
 
 from evalharness.core.config import load_config
 from evalharness.core.connection import async_client
-from evalharness.core.datasets import (
-    Dataset,
-)
 from evalharness.core.evalrun import (
     RunResult,
     rebuild_run,
 )
 from evalharness.core.providers.hub import metric_context
+from evalharness.core.repetitions import samples_of
 from evalharness.core.report_formats import check_output_paths
 from evalharness.core.resume import run_id_of_batch
 from evalharness.core.scorers import resolve_metrics
@@ -105,12 +103,7 @@ def report_cmd(
         rebuilt["resumed"] = json.loads(record.extra["resumed"])  # as the resumed run's own report has it
     formats = {"md": md_path, "html": html_path, "csv": csv_path, "junit": junit_path}
     reps = int(record.extra.get("repetitions") or 1)
-    # a repeated run's record holds every execution; the report has a row per sample
-    data = (
-        record.dataset
-        if reps == 1
-        else Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
-    )
+    data = samples_of(record.dataset, reps)  # the record holds every execution; the report a row per sample
     raise SystemExit(
         present(
             result,

@@ -45,8 +45,8 @@ from evalharness.core.judges import judge_scorers
 from evalharness.core.profiles import SAMPLE_EXECUTION, profile_metrics_error
 from evalharness.core.providers.hub import metric_context
 from evalharness.core.queue import Queue
-from evalharness.core.repetitions import build_repeated_report, expand
-from evalharness.core.report import SampleOutcome, build_report, render_report, report_ok, write_report
+from evalharness.core.repetitions import build_run_report, expand
+from evalharness.core.report import SampleOutcome, render_report, report_ok, write_report
 from evalharness.core.report_formats import check_output_paths, write_formats
 from evalharness.core.resume import hold_claim, run_id_of_batch
 from evalharness.core.scorers import METRIC_NAMES, computed_here, resolve_metrics
@@ -765,8 +765,7 @@ def present(
         "outcomes": result.outcomes,
         "scorers": scorers,
     }
-    repetitions = int(options.get("repetitions") or 1)
-    report = build_repeated_report(**fields, repetitions=repetitions) if repetitions > 1 else build_report(**fields)
+    report = build_run_report(**fields, repetitions=int(options.get("repetitions") or 1))
     if result.diagnostics:
         report["diagnostics"] = list(result.diagnostics)
     if result.batch_id:

@@ -26,7 +26,7 @@ from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evalrun import RunOptions, RunResult, outcome_of
 from evalharness.core.keys import GlobalKeys
 from evalharness.core.queue import Queue
-from evalharness.core.repetitions import expand
+from evalharness.core.repetitions import expand, samples_of
 from evalharness.core.resume import (
     ResumePlan,
     ResumeRefused,
@@ -160,7 +160,7 @@ def _current_data(
                 "--allow-changes to resume with the samples the run's record keeps"
             ) from None
         notes.append(f"the dataset could not be read ({exc}); the run's own samples were used")
-        return Dataset(record.dataset.path, record.dataset.name, record.dataset.samples[::reps])
+        return samples_of(record.dataset, reps)
 
 
 def resume_run(
@@ -210,7 +210,7 @@ def resume_run(
     if dataset_fingerprint(units) != record.fingerprint:
         # changes allowed: the run goes on with the samples it started with
         units = record.dataset
-        data = Dataset(units.path, units.name, units.samples[::reps])
+        data = samples_of(units, reps)
     saved = dict(record.options)
     overrides = {
         name: ctx.params[param]

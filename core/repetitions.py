@@ -39,6 +39,22 @@ def expand(dataset: Dataset, repetitions: int) -> Dataset:
     return replace(dataset, samples=units)
 
 
+def samples_of(units: Dataset, repetitions: int) -> Dataset:
+    """The samples whose units a repeated run executes (the inverse of :func:`expand`): a
+    repeated run's record holds every unit, its report a row per sample."""
+    if repetitions <= 1:
+        return units
+    return replace(units, samples=units.samples[::repetitions])
+
+
+def build_run_report(*, repetitions: int = 1, **fields: Any) -> dict[str, Any]:
+    """The report of a run: :func:`build_repeated_report` for a repeated one (``fields`` hold its
+    units' outcomes and its samples' dataset), else :func:`~evalharness.core.report.build_report`."""
+    if repetitions > 1:
+        return build_repeated_report(**fields, repetitions=repetitions)
+    return build_report(**fields)
+
+
 def fold(outcomes: Sequence[SampleOutcome], repetitions: int, samples: int) -> list[list[SampleOutcome]]:
     """Per repetition, the outcomes of every sample, re-indexed by sample (unit ``u`` is
     repetition ``u % repetitions`` of sample ``u // repetitions``)."""
