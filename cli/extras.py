@@ -167,6 +167,10 @@ class RunExtras:
     gate_problems: list[str] = field(default_factory=list)
     judge_usage: dict[str, Usage] = field(default_factory=dict)  # the metrics' provider calls, by sample id
     repetitions: int = 1  # the run's units are its samples, each this many times in a row
+    # where and for which SUT code (set by prepare): the cache is read and written there
+    url: str = ""
+    prefix: str = ""
+    fingerprint: str | None = None
 
     def metered(self, scorers: Any) -> list[Any]:
         """The scorers, gathering the usage of their own provider calls (judges, embeddings)."""
@@ -226,6 +230,7 @@ def prepare(
 ) -> None:
     """Before dispatch: load the baseline (a missing one is an error now, not after the run) and
     look up the cached outputs."""
+    extras.url, extras.prefix, extras.fingerprint = url, prefix, fingerprint
     if extras.sut is not None:
         # without --budget-usd the tracker only counts the spend, for the live progress line
         limit = extras.budget_limit if extras.budget_limit is not None else math.inf
@@ -249,16 +254,17 @@ def prepare(
     asyncio.run(load())
 
 
-def store_outputs(extras: RunExtras, url: str, prefix: str, outcomes: Any, fingerprint: str | None) -> None:
-    """After the run: keep its fresh outputs (failures never) for the next run."""
+def store_outputs(extras: RunExtras, outcomes: Any) -> None:
+    """After the run: keep its fresh outputs (failures never) for the next run, where
+    :func:`prepare` looked them up."""
     if not extras.cache.enabled or extras.sut is None:
         return
 
     async def store() -> int:
-        client = async_client(url)
+        client = async_client(extras.url)
         try:
             return await ResponseCache(
-                client, prefix, str(extras.sut), fingerprint, extras.cache.ttl, extras.repetitions
+                client, extras.prefix, str(extras.sut), extras.fingerprint, extras.cache.ttl, extras.repetitions
             ).store(outcomes, extras.prefilled)
         finally:
             await client.aclose()

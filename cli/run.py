@@ -476,8 +476,6 @@ def run(
             additions=additions,
         )
         result.diagnostics.extend(self_judging)
-        if settings is not None:
-            store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         code = finish(
             result, data, sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras
         )
@@ -721,6 +719,10 @@ def finish(
     additions: dict[str, Any] | None = None,
     extras: RunExtras | None = None,
 ) -> int:
+    """Keep the run's fresh outputs in the cache (with --cache), then report it: what a run and
+    a resumed run both end with."""
+    if extras is not None:
+        store_outputs(extras, result.outcomes)
     return present(
         result,
         data,

@@ -175,7 +175,7 @@ def resume_run(
 ) -> None:
     from evalharness.core.providers.hub import metric_context
 
-    from .extras import check_run_extras, prepare, store_outputs
+    from .extras import check_run_extras, prepare
     from .run import SIGNAL_EXIT, catching_signals, execute, finish  # the run command's own machinery
 
     fixed = [flag for param, flag in _FIXED.items() if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
@@ -290,7 +290,6 @@ def resume_run(
         if record.state != "finished":
             # the workers finished what its dead producer had dispatched: the run is complete now
             asyncio.run(_mark_finished(settings.redis_url, settings.prefix, record, result.finished_at, extra))
-        store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         raise SystemExit(
             finish(
                 result,
@@ -324,7 +323,6 @@ def resume_run(
             scorers=scorers,
             additions=additions,
         )
-        store_outputs(extras, settings.redis_url, settings.prefix, result.outcomes, fingerprint)
         code = finish(
             result, data, record.sut, options, scorers, json_path, formats=formats, additions=additions, extras=extras
         )
