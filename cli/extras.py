@@ -280,7 +280,7 @@ def decorate(extras: RunExtras, report: dict[str, Any], data: Dataset | None = N
             if row["index"] in extras.prefilled:
                 row["cached"] = True
         # hits and stores count executions: a repeated run runs (and caches) each sample N times
-        executions = report["total_samples"] * max(1, extras.repetitions)
+        executions = report.get("total_executions", report["total_samples"])
         report["cache"] = cache_summary(extras.cache, executions, len(extras.prefilled), extras.stored)
     if extras.budget is not None and extras.budget_limit is not None:
         budget = extras.budget

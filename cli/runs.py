@@ -21,6 +21,7 @@ from rich.text import Text
 from evalharness.core.cache import CacheSettings
 from evalharness.core.config import load_config
 from evalharness.core.connection import async_client
+from evalharness.core.cost import usd
 from evalharness.core.datasets import Dataset, Subset, load_dataset, select_samples
 from evalharness.core.errors import EvalHarnessError
 from evalharness.core.evalrun import RunOptions, RunResult, outcome_of
@@ -494,7 +495,7 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     if cache and cache.get("enabled"):
         console.print(Text.assemble((f"{'cache':<16}", "bold"), f"on (entries kept {cache['ttl']} s)"))
     if row["budget_usd"] is not None:
-        console.print(Text.assemble((f"{'budget':<16}", "bold"), f"${row['budget_usd']:g}"))
+        console.print(Text.assemble((f"{'budget':<16}", "bold"), usd(row["budget_usd"])))
     producer = row["producer"]
     console.print(
         Text.assemble(

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -320,12 +321,7 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], *, epsilon:
     shared: set[str] = set()
     if by_hash:
         for rows in (rows_a, rows_b):
-            seen: set[str] = set()
-            for row in rows:
-                h = str(row["row_hash"])
-                if h in seen:
-                    shared.add(h)
-                seen.add(h)
+            shared |= {h for h, n in Counter(str(r["row_hash"]) for r in rows).items() if n > 1}
         if shared:
             n = sum(1 for row in rows_a if str(row["row_hash"]) in shared)
             warnings.append(
@@ -477,9 +473,10 @@ def parse_fail_under(specs: Sequence[str], metrics: Sequence[str]) -> tuple[tupl
         except ValueError:
             raise ConfigError(f"--fail-under {spec!r}: {value!r} is not a number") from None
         if not 0 <= threshold <= 1:  # NaN and the infinities too
+            percent = threshold.is_integer() and 1 < threshold <= 100
             raise ConfigError(
                 f"--fail-under {spec!r}: the threshold must be between 0 and 1, as every metric's mean is"
-                + (f" (for {threshold:g}%, write {threshold / 100:g})" if threshold in range(2, 101) else "")
+                + (f" (for {threshold:g}%, write {threshold / 100:g})" if percent else "")
             )
         if name not in metrics:
             same = [m for m in metrics if m.partition(":")[0] == name]
