@@ -50,7 +50,8 @@ class PreciseEpollSelector(selectors.EpollSelector):
 
     def _poll(self, seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
         """One ``epoll_wait`` of ``seconds`` (rounded up to the millisecond by epoll), its events
-        mapped to keys as ``EpollSelector.select`` maps them."""
+        mapped to keys as ``EpollSelector.select`` maps them; called directly because that method
+        rounds the timeout up once more before epoll does."""
         try:
             fd_events = self._selector.poll(seconds, max(len(self._fd_to_key), 1))  # type: ignore[attr-defined]
         except InterruptedError:
